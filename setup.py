@@ -1,0 +1,40 @@
+from setuptools import find_packages, setup
+
+CORE = [
+    "pyfastcdc>=0.3,<0.4",
+    "zstandard>=0.22",
+    "crc32c>=2.4",
+    "pyarrow>=15",
+    "fsspec>=2024.2",
+    "SQLAlchemy>=2.0,<2.1",
+    "alembic>=1.13",
+    "PyMySQL>=1.1",
+    "tqdm>=4.66",
+]
+WEB = ["Flask>=3.0,<4", "gunicorn>=22"]
+HDFS = ["hdfs>=2.7", "hdfs-native>=0.10"]
+S3 = ["boto3>=1.34"]
+TEST = [
+    "pytest>=8",
+    "pytest-timeout>=2.3",
+    "moto[server]>=5.0",
+    "requests>=2.31",
+]
+
+setup(
+    name="blockdrive",
+    version="0.1.0",
+    description="A self-hostable file drive on a deduplicating, HDFS-backed block store",
+    python_requires=">=3.11",
+    packages=find_packages(include=["storage", "storage.*", "jobs", "jobs.*", "webapi", "webapi.*"]),
+    package_data={"storage": ["migrations/*.py", "migrations/versions/*.py", "alembic.ini"]},
+    include_package_data=True,
+    install_requires=CORE + WEB,
+    extras_require={
+        "hdfs": HDFS,
+        "s3": S3,
+        "test": TEST,
+        "all": HDFS + S3 + TEST,
+    },
+    entry_points={"console_scripts": ["blockdrive = webapi.cli:main"]},
+)

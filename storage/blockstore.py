@@ -1,0 +1,368 @@
+"""The block store: turns byte streams into blocks in packs, and blocks back into bytes.
+
+Write order (DESIGN.md, "data is durable before anything points to it"):
+
+1. a ``packs`` row is created in state ``open`` in its own transaction, so a crash after
+   this point leaves a pack that GC can find and reclaim after the grace period;
+2. the stream is cut into chunks, each hashed; known blocks are looked up in batches;
+   new ones are compressed and appended to the pack;
+3. the pack is closed (fsync / HDFS close / S3 complete): now it is durable;
+4. the caller's metadata transaction calls :meth:`BlockStore.commit`, which inserts the new
+   ``blocks`` rows, seals the packs and increments every referenced block's refcount, in
+   the same transaction that creates the version pointing at them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable, Iterable, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import codec as codecs
+from . import pack as packfmt
+from .backends import Backend, open_backend
+from .chunking import Chunker
+from .clock import now
+from .errors import IntegrityError, NotFound, QuotaExceeded, RetryLater
+from .models import Block, Pack
+
+LOOKUP_BATCH = 64  # blocks per known-block query
+LOOKUP_BYTES = 16 * 1024 * 1024  # ...or this many raw bytes held, whichever comes first
+READ_COALESCE = 16 * 1024 * 1024  # merge adjacent block reads up to this many bytes
+
+
+def tier_of(url: str) -> str:
+    scheme = url.split("://", 1)[0] if "://" in url else "file"
+    return {"file": "local", "hdfs": "hdfs", "webhdfs": "hdfs", "s3": "s3"}.get(scheme, scheme)
+
+
+@dataclass(slots=True)
+class NewBlock:
+    block_id: bytes
+    size: int
+    stored_size: int
+    codec: int
+    pack_id: str
+    offset: int
+
+
+@dataclass(slots=True)
+class PackInfo:
+    id: str
+    url: str
+    size: int = 0
+    checksum: str = ""
+    live_bytes: int = 0
+
+
+@dataclass
+class Ingested:
+    """What one stream became: its refs in order, and the blocks and packs it added."""
+
+    refs: list[tuple[bytes, int]] = field(default_factory=list)  # (block id, raw size)
+    size: int = 0
+    sha256: bytes = b""
+    new_blocks: dict[bytes, NewBlock] = field(default_factory=dict)
+    packs: list[PackInfo] = field(default_factory=list)
+
+    @property
+    def new_bytes(self) -> int:
+        return sum(b.stored_size for b in self.new_blocks.values())
+
+
+@dataclass(frozen=True, slots=True)
+class BlockLocation:
+    block_id: bytes
+    size: int
+    stored_size: int
+    pack_url: str
+    offset_in_pack: int
+
+
+class _PackSink:
+    """The pack currently being written for one ingest, rolling over at ``max_bytes``."""
+
+    def __init__(self, store: "BlockStore", ingested: Ingested):
+        self.store, self.ingested = store, ingested
+        self.writer: packfmt.PackWriter | None = None
+        self.out = None
+        self.info: PackInfo | None = None
+        self.crc = 0
+
+    def add(self, block_id: bytes, raw, codec: int, payload) -> NewBlock:
+        if self.writer is None:
+            self._open()
+        rec = self.writer.add(block_id, codec, len(raw), payload)
+        nb = NewBlock(block_id, len(raw), rec.stored_size, codec, self.info.id, rec.offset)
+        self.info.live_bytes += packfmt.RECORD_HEADER + rec.stored_size
+        if self.writer.size >= self.store.pack_max_bytes:
+            self.close()
+        return nb
+
+    def _open(self) -> None:
+        pack_id = uuid.uuid4()
+        key = self.store.pack_key(pack_id.hex)
+        url = self.store.hot.url_for(key)
+        self.store.register_open_pack(pack_id.hex, url)
+        self.info = PackInfo(pack_id.hex, url)
+        self.out = _Checksummed(self.store.hot.create(key))
+        self.writer = packfmt.PackWriter(self.out, pack_id.bytes)
+
+    def close(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.finish()
+        self.out.close()  # durable from here on
+        self.info.size = self.writer.size
+        self.info.checksum = f"{self.out.crc:08x}"
+        self.ingested.packs.append(self.info)
+        self.writer = self.out = self.info = None
+
+    def abandon(self) -> None:
+        """Close without a footer after a failure. The pack stays ``open`` in the metadata and
+        is reclaimed by GC after the grace period; deleting it here could race a reader of a
+        concurrent identical upload, so we never do."""
+        if self.out is not None:
+            try:
+                self.out.close()
+            except Exception:  # noqa: BLE001 - the original error matters more
+                pass
+        self.writer = self.out = self.info = None
+
+
+class _Checksummed:
+    def __init__(self, out):
+        self._out, self.crc = out, 0
+
+    def write(self, data) -> int:
+        self.crc = packfmt._crc32c.crc32c(data, self.crc)
+        return self._out.write(data)
+
+    def close(self) -> None:
+        self._out.close()
+
+
+class BlockStore:
+    def __init__(self, sessionmaker_: sessionmaker[Session], hot: Backend, chunker: Chunker, *,
+                 cold: Backend | None = None, compression_level: int = 3,
+                 min_compression_saving: float = 0.05, pack_max_bytes: int = 128 * 1024 * 1024,
+                 timeout: float = 30):
+        self.sm, self.hot, self.cold, self.chunker = sessionmaker_, hot, cold, chunker
+        self.level, self.min_saving = compression_level, min_compression_saving
+        self.pack_max_bytes, self.timeout = pack_max_bytes, timeout
+        self.hot_tier = tier_of(hot.url)
+        self._backends: dict[str, Backend] = {}
+        self._lock = threading.Lock()
+        # Hooks for tests that stop the write path at a named durability boundary.
+        self.hooks: dict[str, Callable[[], None]] = {}
+
+    # ---- locations -------------------------------------------------------------------
+
+    @staticmethod
+    def pack_key(pack_hex: str) -> str:
+        return f"packs/{pack_hex[:2]}/{pack_hex}.pack"
+
+    def backend_for(self, url: str) -> tuple[Backend, str]:
+        for b in (self.hot, self.cold):
+            if b is not None:
+                key = b.key_for(url)
+                if key is not None:
+                    return b, key
+        # A pack on a backend no longer configured as hot or cold (a migration in progress):
+        # open it by its own URL, once.
+        base, _, key = url.rpartition("/packs/")
+        with self._lock:
+            backend = self._backends.get(base)
+            if backend is None:
+                backend = self._backends[base] = open_backend(base, self.timeout)
+        return backend, "packs/" + key
+
+    def _hook(self, name: str) -> None:
+        fn = self.hooks.get(name)
+        if fn is not None:
+            fn()
+
+    # ---- write path ------------------------------------------------------------------
+
+    def register_open_pack(self, pack_hex: str, url: str) -> None:
+        with self.sm() as s, s.begin():
+            s.add(Pack(id=pack_hex, url=url, tier=tier_of(url), state="open", created_at=now()))
+
+    def known_blocks(self, ids: Iterable[bytes]) -> set[bytes]:
+        """The subset of ``ids`` already stored and not marked for GC. A marked block may be
+        swept at any moment after its grace period, so it is written again rather than
+        referenced."""
+        ids = list(ids)
+        if not ids:
+            return set()
+        with self.sm() as s:
+            rows = s.execute(sa.select(Block.id).where(Block.id.in_(ids), Block.gc_marked_at.is_(None)))
+            return {r[0] for r in rows}
+
+    def ingest(self, stream: BinaryIO, limit: int | None = None,
+               on_progress: Callable[[int], None] | None = None) -> Ingested:
+        """Cut, hash, dedup and store ``stream``. Raises QuotaExceeded as soon as more than
+        ``limit`` bytes arrive, having charged nothing."""
+        ing = Ingested()
+        sink = _PackSink(self, ing)
+        file_hash = hashlib.sha256()
+        pending: list[tuple[bytes, bytes]] = []  # (block id, raw) awaiting a lookup
+        pending_bytes = 0
+        seen: set[bytes] = set()
+        # The whole-file SHA-256 runs on its own thread (hashlib releases the GIL), beside
+        # the block hashing, compression and writes of this one.
+        hasher = ThreadPoolExecutor(1, thread_name_prefix="sha256")
+        inflight = []
+
+        def flush() -> None:
+            nonlocal pending_bytes
+            pending_bytes = 0
+            if not pending:
+                return
+            fresh = {bid for bid, _ in pending if bid not in seen}
+            known = self.known_blocks(fresh)
+            for bid, raw in pending:
+                if bid in seen:
+                    continue
+                seen.add(bid)
+                if bid in known:
+                    continue
+                codec, payload = self._encode(raw)
+                ing.new_blocks[bid] = sink.add(bid, raw, codec, payload)
+            pending.clear()
+
+        try:
+            for view in self.chunker.chunks(stream):
+                raw = bytes(view)
+                ing.size += len(raw)
+                if limit is not None and ing.size > limit:
+                    raise QuotaExceeded(used=0, quota=limit, needed=ing.size)
+                inflight.append(hasher.submit(file_hash.update, raw))
+                if len(inflight) > 8:
+                    inflight.pop(0).result()
+                bid = hashlib.sha256(raw).digest()
+                ing.refs.append((bid, len(raw)))
+                pending.append((bid, raw))
+                pending_bytes += len(raw)
+                if len(pending) >= LOOKUP_BATCH or pending_bytes >= LOOKUP_BYTES:
+                    flush()
+                if on_progress:
+                    on_progress(len(raw))
+            flush()
+            for f in inflight:
+                f.result()
+            self._hook("before_pack_close")
+            sink.close()
+            self._hook("after_pack_close")
+        except BaseException:
+            sink.abandon()
+            raise
+        finally:
+            hasher.shutdown(wait=True)
+        ing.sha256 = file_hash.digest()
+        return ing
+
+    def _encode(self, raw: bytes) -> tuple[int, bytes]:
+        # Probe a 64 KiB sample first: incompressible data (media, archives) is the common
+        # case for a drive, and the probe costs a twentieth of compressing the whole block.
+        if len(raw) > 256 * 1024:
+            probe = raw[:64 * 1024]
+            codec, _ = codecs.encode(probe, self.level, self.min_saving)
+            if codec == codecs.RAW:
+                return codecs.RAW, raw
+        return codecs.encode(raw, self.level, self.min_saving)
+
+    def commit(self, s: Session, ing: Ingested) -> None:
+        """Inside the caller's transaction: seal the packs, insert the new blocks (a block a
+        concurrent upload inserted first wins; our copy becomes dead bytes in our pack), and
+        take one ref per entry of ``ing.refs``."""
+        t = now()
+        for p in ing.packs:
+            s.execute(sa.update(Pack).where(Pack.id == p.id).values(
+                state="sealed", size=p.size, live_bytes=p.live_bytes, checksum=p.checksum, sealed_at=t))
+        if ing.new_blocks:
+            ids = list(ing.new_blocks)
+            present = set()
+            for i in range(0, len(ids), 500):
+                present.update(r[0] for r in s.execute(sa.select(Block.id).where(Block.id.in_(ids[i:i + 500]))))
+            rows = [dict(id=b.block_id, size=b.size, stored_size=b.stored_size, codec=b.codec,
+                         pack_id=b.pack_id, offset_in_pack=b.offset, refcount=0, created_at=t)
+                    for b in ing.new_blocks.values() if b.block_id not in present]
+            if rows:
+                s.execute(sa.insert(Block), rows)
+        self.add_refs(s, Counter(bid for bid, _ in ing.refs))
+
+    @staticmethod
+    def add_refs(s: Session, counts: Counter) -> None:
+        """Take ``counts[id]`` refs on each block in one UPDATE per distinct count; taking a
+        ref clears any GC mark in the same statement. Fails (so the transaction rolls back)
+        if a block vanished."""
+        by_n: dict[int, list[bytes]] = {}
+        for bid, n in counts.items():
+            by_n.setdefault(n, []).append(bid)
+        stmt = (sa.update(Block).where(Block.id == sa.bindparam("bid"))
+                .values(refcount=Block.refcount + sa.bindparam("n"), gc_marked_at=None)
+                .execution_options(synchronize_session=False))
+        for n, ids in by_n.items():
+            res = s.connection().execute(stmt, [{"bid": b, "n": n} for b in ids])
+            if res.rowcount != len(ids):
+                raise RetryLater("a referenced block was collected while this upload ran; retry")
+
+    @staticmethod
+    def drop_refs(s: Session, counts: Counter) -> None:
+        """Release refs. A block reaching zero is left for GC's mark and sweep, never
+        deleted here."""
+        by_n: dict[int, list[bytes]] = {}
+        for bid, n in counts.items():
+            by_n.setdefault(n, []).append(bid)
+        stmt = (sa.update(Block).where(Block.id == sa.bindparam("bid"))
+                .values(refcount=Block.refcount - sa.bindparam("n"))
+                .execution_options(synchronize_session=False))
+        for n, ids in by_n.items():
+            s.connection().execute(stmt, [{"bid": b, "n": n} for b in ids])
+
+    # ---- read path -------------------------------------------------------------------
+
+    def read_blocks(self, locations: Iterable[BlockLocation]) -> Iterator[bytes]:
+        """Raw bytes of each block in order, verified. Neighbouring records of one pack are
+        fetched with one ranged read."""
+        run: list[BlockLocation] = []
+        for loc in locations:
+            if run and (loc.pack_url != run[-1].pack_url
+                        or loc.offset_in_pack != run[-1].offset_in_pack + packfmt.RECORD_HEADER + run[-1].stored_size
+                        or loc.offset_in_pack + loc.stored_size - run[0].offset_in_pack > READ_COALESCE):
+                yield from self._read_run(run)
+                run = []
+            run.append(loc)
+        if run:
+            yield from self._read_run(run)
+
+    def _read_run(self, run: list[BlockLocation]) -> Iterator[bytes]:
+        first, last = run[0], run[-1]
+        backend, key = self.backend_for(first.pack_url)
+        length = last.offset_in_pack + packfmt.RECORD_HEADER + last.stored_size - first.offset_in_pack
+        try:
+            data = backend.read_range(key, first.offset_in_pack, length)
+        except NotFound:
+            raise IntegrityError(f"pack {key} is missing (holds block {first.block_id.hex()})",
+                                 pack=key, block=first.block_id.hex()) from None
+        view = memoryview(data)
+        for loc in run:
+            start = loc.offset_in_pack - first.offset_in_pack
+            rec = view[start:start + packfmt.RECORD_HEADER + loc.stored_size]
+            yield packfmt.decode_block(rec, loc.block_id, f"pack {key} offset {loc.offset_in_pack}")
+
+    def read_block(self, block_id: bytes) -> bytes:
+        with self.sm() as s:
+            row = s.execute(sa.select(Block.size, Block.stored_size, Pack.url, Block.offset_in_pack)
+                            .join(Pack, Pack.id == Block.pack_id).where(Block.id == block_id)).first()
+        if row is None:
+            raise NotFound(f"block {block_id.hex()} not found")
+        return next(self.read_blocks([BlockLocation(block_id, *row)]))

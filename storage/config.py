@@ -1,0 +1,168 @@
+"""Configuration: defaults, then an optional TOML file, then ``BLOCKDRIVE_*`` environment variables.
+
+The defaults below are the same as ``conf/default.toml`` (a unit test keeps the two equal), so an
+installed blockdrive works without the repository's ``conf/`` folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "server": {"host": "127.0.0.1", "port": 8080, "workers": 2, "max_upload_bytes": 0},
+    "storage": {
+        "home": "./var",
+        "url": "",
+        "cold_url": "",
+        "chunker": "fastcdc",
+        "chunk_min": 256 * 1024,
+        "chunk_avg": 1024 * 1024,
+        "chunk_max": 4 * 1024 * 1024,
+        "compression_level": 3,
+        "min_compression_saving": 0.05,
+        "pack_max_bytes": 128 * 1024 * 1024,
+        "timeout_seconds": 30,
+    },
+    "database": {"url": ""},
+    "quota": {"free_bytes": 15_000_000_000, "premium_bytes": 1_000_000_000_000},
+    "trash": {"retention_days": 30},
+    "gc": {"grace_seconds": 86400},
+    "security": {"scrypt_n": 2**17, "scrypt_r": 8, "scrypt_p": 1},
+}
+
+# Short environment names people expect to type.
+ALIASES = {
+    "BLOCKDRIVE_HOME": ("storage", "home"),
+    "BLOCKDRIVE_DATABASE_URL": ("database", "url"),
+    "BLOCKDRIVE_STORAGE_URL": ("storage", "url"),
+    "BLOCKDRIVE_COLD_STORAGE_URL": ("storage", "cold_url"),
+}
+
+_SECRET_KEYS = re.compile(r"(password|secret|token|key)", re.I)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z0-9+.-]+://)(?P<user>[^:/@]*):(?P<pw>[^@/]*)@", re.I)
+_URL_QUERY_SECRET = re.compile(r"((?:secret|password|token|key)[a-z_]*=)[^&]*", re.I)
+
+
+class Config(dict):
+    """The effective configuration: ``config["storage"]["chunk_avg"]``."""
+
+    @property
+    def home(self) -> Path:
+        return Path(self["storage"]["home"]).expanduser().resolve()
+
+    @property
+    def database_url(self) -> str:
+        return self["database"]["url"] or f"sqlite:///{self.home / 'blockdrive.db'}"
+
+    @property
+    def storage_url(self) -> str:
+        return self["storage"]["url"] or (self.home / "packs").as_uri()
+
+    @property
+    def cold_url(self) -> str | None:
+        return self["storage"]["cold_url"] or None
+
+    def masked(self) -> dict:
+        """A copy safe to print or log: passwords in URLs and secret-looking keys hidden."""
+        out = copy.deepcopy(dict(self))
+        for section in out.values():
+            for key, value in section.items():
+                if isinstance(value, str):
+                    if _SECRET_KEYS.search(key) and value:
+                        section[key] = "***"
+                    else:
+                        section[key] = mask_url(value)
+        return out
+
+
+def mask_url(value: str) -> str:
+    value = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", value)
+    return _URL_QUERY_SECRET.sub(r"\1***", value)
+
+
+def _coerce(section: str, key: str, raw: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{section}.{key}: expected {type(default).__name__}, got {raw!r}") from None
+    return raw
+
+
+def _merge(base: dict, overlay: Mapping, origin: str) -> None:
+    for section, values in overlay.items():
+        if section not in base or not isinstance(values, Mapping):
+            raise ConfigError(f"{origin}: unknown section [{section}]")
+        for key, value in values.items():
+            if key not in base[section]:
+                raise ConfigError(f"{origin}: unknown key {section}.{key}")
+            default = base[section][key]
+            if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, str):
+                value = _coerce(section, key, value, default)
+            elif isinstance(default, float) and isinstance(value, int):
+                value = float(value)
+            elif type(value) is not type(default) and not (isinstance(default, int) and isinstance(value, int)):
+                raise ConfigError(f"{origin}: {section}.{key} must be {type(default).__name__}")
+            base[section][key] = value
+
+
+def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None,
+                overrides: Mapping | None = None) -> Config:
+    """Defaults, then the TOML file (``path`` or ``$BLOCKDRIVE_CONFIG``), then the environment,
+    then ``overrides`` (a nested mapping, for tests and the CLI)."""
+    env = os.environ if env is None else env
+    cfg = copy.deepcopy(DEFAULTS)
+    path = path or env.get("BLOCKDRIVE_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                _merge(cfg, tomllib.load(fh), str(path))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for name, value in env.items():
+        if not name.startswith("BLOCKDRIVE_") or name == "BLOCKDRIVE_CONFIG":
+            continue
+        if name in ALIASES:
+            section, key = ALIASES[name]
+        else:
+            rest = name[len("BLOCKDRIVE_"):].lower()
+            section = next((s for s in cfg if rest.startswith(s + "_")), None)
+            if section is None:
+                continue  # other tools' variables (BLOCKDRIVE_TEST_*, BLOCKDRIVE_URL, ...)
+            key = rest[len(section) + 1:]
+            if key not in cfg[section]:
+                continue
+        cfg[section][key] = _coerce(section, key, value, cfg[section][key])
+    if overrides:
+        _merge(cfg, overrides, "overrides")
+    _validate(cfg)
+    return Config(cfg)
+
+
+def _validate(cfg: dict) -> None:
+    s = cfg["storage"]
+    if not (64 <= s["chunk_min"] <= s["chunk_avg"] <= s["chunk_max"]):
+        raise ConfigError("storage: need 64 <= chunk_min <= chunk_avg <= chunk_max")
+    if s["chunker"] not in ("fastcdc", "fixed"):
+        raise ConfigError(f"storage.chunker: unknown chunker {s['chunker']!r} (fastcdc or fixed)")
+    if not 0 <= s["min_compression_saving"] < 1:
+        raise ConfigError("storage.min_compression_saving must be in [0, 1)")
+    if cfg["gc"]["grace_seconds"] < 0:
+        raise ConfigError("gc.grace_seconds must be >= 0")

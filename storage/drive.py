@@ -1,0 +1,670 @@
+"""The drive: blockdrive's domain service. Every operation a user can do on their files and
+folders, with its permission check and its transaction. No HTTP here: callers pass user ids
+and get plain data back; errors are those of :mod:`storage.errors`.
+
+Quota is charged on the logical size of each file's current version, for every file the
+user owns that has not been purged (files in the trash still count: their bytes are still
+kept). Old versions are free.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from . import accounts
+from .backends import open_backend
+from .blockstore import BlockLocation, BlockStore
+from .chunking import make_chunker
+from .clock import now
+from .config import Config
+from .db import make_engine, make_sessionmaker
+from .errors import (Conflict, Forbidden, IntegrityError, InvalidInput, NotFound,
+                     PreconditionFailed, QuotaExceeded, RetryLater)
+from .models import Block, FileVersion, Link, Node, Pack, Share, User, VersionBlock
+from .names import split_path, validate_name
+
+ROLES = {"viewer": 1, "editor": 2, "owner": 3}
+SORTS = ("name", "updated", "size")
+READ_PAGE = 256  # version_blocks rows fetched per query while streaming a download
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    id: int
+    kind: str
+    name: str
+    parent_id: int | None
+    owner_id: int
+    size: int | None
+    sha256: str | None
+    version_id: int | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    deleted_at: dt.datetime | None
+    role: str
+
+    @property
+    def etag(self) -> str | None:
+        return self.sha256
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    id: int
+    node_id: int
+    size: int
+    sha256: str
+    created_at: dt.datetime
+    created_by: int | None
+    current: bool
+
+
+@dataclass(frozen=True)
+class PutResult:
+    node: NodeInfo
+    version_id: int
+    created: bool
+    new_bytes: int  # stored bytes this upload added (0 when every block was known)
+
+
+class Drive:
+    def __init__(self, config: Config, engine=None):
+        self.config = config
+        self.engine = engine or make_engine(config.database_url)
+        self.sm = make_sessionmaker(self.engine)
+        st = config["storage"]
+        timeout = st["timeout_seconds"]
+        self.blocks = BlockStore(
+            self.sm, open_backend(config.storage_url, timeout), make_chunker(st),
+            cold=open_backend(config.cold_url, timeout) if config.cold_url else None,
+            compression_level=st["compression_level"], min_compression_saving=st["min_compression_saving"],
+            pack_max_bytes=st["pack_max_bytes"], timeout=timeout)
+        sec = config["security"]
+        self.hasher = accounts.PasswordHasher(sec["scrypt_n"], sec["scrypt_r"], sec["scrypt_p"])
+        self.hooks: dict[str, Callable[[], None]] = self.blocks.hooks
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- plumbing ----------------------------------------------------------------------
+
+    def _tx(self, fn: Callable[[Session], object], attempts: int = 4):
+        """Run ``fn`` in one transaction, retrying on the races a retry resolves (a
+        concurrent insert of the same block, a deadlock victim)."""
+        for attempt in range(attempts):
+            try:
+                with self.sm() as s, s.begin():
+                    return fn(s)
+            except DBIntegrityError:
+                if attempt == attempts - 1:
+                    raise
+            except OperationalError as exc:
+                code = getattr(exc.orig, "args", [None])[0]
+                if code not in (1213, 1205) or attempt == attempts - 1:  # deadlock, lock wait
+                    raise
+        raise RetryLater("too much contention; retry")
+
+    def _hook(self, name: str) -> None:
+        fn = self.hooks.get(name)
+        if fn is not None:
+            fn()
+
+    def _role(self, s: Session, user_id: int, node: Node) -> str | None:
+        if node.owner_id == user_id:
+            return "owner"
+        chain, cur = [], node
+        while cur is not None:
+            chain.append(cur.id)
+            cur = s.get(Node, cur.parent_id) if cur.parent_id is not None else None
+        best = None
+        for (role,) in s.execute(sa.select(Share.role).where(Share.node_id.in_(chain),
+                                                            Share.grantee_id == user_id)):
+            if best is None or ROLES[role] > ROLES[best]:
+                best = role
+        return best
+
+    def _get(self, s: Session, user_id: int, node_id: int, need: str = "viewer",
+             trashed: bool = False) -> tuple[Node, str]:
+        """The node and the caller's role on it. What the caller may not see is NotFound
+        (no existence oracle); what they see but may not change is Forbidden."""
+        node = s.get(Node, node_id) if isinstance(node_id, int) else None
+        if node is None or (node.deleted_at is not None) != trashed:
+            raise NotFound(f"node {node_id} not found")
+        role = self._role(s, user_id, node)
+        if role is None or (trashed and role != "owner"):
+            raise NotFound(f"node {node_id} not found")
+        if ROLES[role] < ROLES[need]:
+            raise Forbidden(f"{role} may not do this on node {node_id}")
+        return node, role
+
+    def _child(self, s: Session, parent_id: int, name: str) -> Node | None:
+        return s.execute(sa.select(Node).where(Node.parent_id == parent_id, Node.live_name == name)).scalar_one_or_none()
+
+    def _info(self, s: Session, node: Node, role: str) -> NodeInfo:
+        v = s.get(FileVersion, node.current_version_id) if node.current_version_id else None
+        return NodeInfo(node.id, node.kind, node.name, node.parent_id, node.owner_id,
+                        v.size if v else (None if node.kind == "folder" else 0),
+                        v.sha256.hex() if v else None, v.id if v else None,
+                        node.created_at, node.updated_at, node.deleted_at, role)
+
+    @staticmethod
+    def _charge(s: Session, owner_id: int, delta: int) -> None:
+        """Charge ``delta`` bytes to a user's quota in one guarded UPDATE."""
+        if delta == 0:
+            return
+        stmt = sa.update(User).where(User.id == owner_id).values(used_bytes=User.used_bytes + delta)
+        if delta > 0:
+            stmt = stmt.where(User.used_bytes + delta <= User.quota_bytes)
+        if s.execute(stmt.execution_options(synchronize_session=False)).rowcount == 0:
+            used, quota = s.execute(sa.select(User.used_bytes, User.quota_bytes).where(User.id == owner_id)).one()
+            raise QuotaExceeded(used=used, quota=quota, needed=delta)
+
+    @staticmethod
+    def _refs(s: Session, version_id: int) -> list[tuple[bytes, int]]:
+        return [(r.block_id, r.offset) for r in s.execute(
+            sa.select(VersionBlock.block_id, VersionBlock.offset)
+            .where(VersionBlock.version_id == version_id).order_by(VersionBlock.seq))]
+
+    @staticmethod
+    def _add_version(s: Session, node: Node, size: int, sha256: bytes, user_id: int,
+                     refs: list[tuple[bytes, int]]) -> FileVersion:
+        """A new version with the given refs (block id, offset), made current. The caller
+        has already taken the refcounts."""
+        t = now()
+        v = FileVersion(node_id=node.id, size=size, sha256=sha256, created_at=t, created_by=user_id)
+        s.add(v)
+        s.flush()
+        if refs:
+            s.execute(sa.insert(VersionBlock), [dict(version_id=v.id, seq=i, block_id=b, offset=o)
+                                                for i, (b, o) in enumerate(refs)])
+        # Conditional on the version we read: a concurrent writer makes this fail loudly
+        # rather than lose an update.
+        res = s.execute(sa.update(Node).where(Node.id == node.id,
+                                              Node.current_version_id.is_(None) if node.current_version_id is None
+                                              else Node.current_version_id == node.current_version_id)
+                        .values(current_version_id=v.id, updated_at=t)
+                        .execution_options(synchronize_session=False))
+        if res.rowcount != 1:
+            raise PreconditionFailed(f"node {node.id} changed while this version was written")
+        node.current_version_id, node.updated_at = v.id, t
+        return v
+
+    # ---- users -------------------------------------------------------------------------
+
+    def create_user(self, email: str, password: str, premium: bool = False, admin: bool = False) -> tuple[User, str]:
+        q = self.config["quota"]
+        quota = q["premium_bytes"] if premium else q["free_bytes"]
+
+        def run(s):
+            user = accounts.create_user(s, self.hasher, email, password, quota,
+                                        "premium" if premium else "free", admin)
+            return user, accounts.issue_token(s, user.id, "cli")
+        return self._tx(run, attempts=1)
+
+    def login(self, email: str, password: str) -> str:
+        def run(s):
+            user = accounts.authenticate(s, self.hasher, email, password)
+            return accounts.issue_token(s, user.id, "login")
+        return self._tx(run, attempts=1)
+
+    def user_for_token(self, token: str) -> User:
+        with self.sm() as s:
+            return accounts.user_for_token(s, token)
+
+    def user_by_email(self, email: str) -> User:
+        with self.sm() as s:
+            user = s.execute(sa.select(User).where(User.email == accounts.normalize_email(email))).scalar_one_or_none()
+        if user is None:
+            raise NotFound(f"no user {email}")
+        return user
+
+    def account(self, user_id: int) -> User:
+        with self.sm() as s:
+            user = s.get(User, user_id)
+        if user is None:
+            raise NotFound(f"user {user_id} not found")
+        return user
+
+    def set_plan(self, user_id: int, premium: bool) -> None:
+        q = self.config["quota"]
+        with self.sm() as s, s.begin():
+            s.execute(sa.update(User).where(User.id == user_id).values(
+                plan="premium" if premium else "free",
+                quota_bytes=q["premium_bytes"] if premium else q["free_bytes"]))
+
+    # ---- reading the tree ----------------------------------------------------------------
+
+    def get(self, user_id: int, node_id: int) -> NodeInfo:
+        with self.sm() as s:
+            node, role = self._get(s, user_id, node_id)
+            return self._info(s, node, role)
+
+    def resolve(self, user_id: int, path: str) -> NodeInfo:
+        parts = split_path(path)
+        with self.sm() as s:
+            user = s.get(User, user_id)
+            node = s.get(Node, user.root_id)
+            for i, name in enumerate(parts):
+                node = self._child(s, node.id, name) if node.kind == "folder" else None
+                if node is None:
+                    raise NotFound(f"{'/' + '/'.join(parts[:i + 1])} not found")
+            return self._info(s, node, "owner")
+
+    def list_children(self, user_id: int, folder_id: int, sort: str = "name", desc: bool = False,
+                      limit: int = 100, cursor: str | None = None) -> tuple[list[NodeInfo], str | None]:
+        """One page of a folder's live children, and the cursor of the next page (or None)."""
+        if sort not in SORTS:
+            raise InvalidInput(f"sort must be one of {', '.join(SORTS)}")
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000")
+        size = sa.func.coalesce(FileVersion.size, -1)
+        key = {"name": Node.name, "updated": Node.updated_at, "size": size}[sort]
+        with self.sm() as s:
+            folder, role = self._get(s, user_id, folder_id)
+            if folder.kind != "folder":
+                raise InvalidInput(f"node {folder_id} is not a folder")
+            q = (sa.select(Node, FileVersion).outerjoin(FileVersion, FileVersion.id == Node.current_version_id)
+                 .where(Node.parent_id == folder.id, Node.live_name.is_not(None)))
+            if cursor:
+                value, last_id = _decode_cursor(cursor, sort)
+                after = (key < value) if desc else (key > value)
+                q = q.where(sa.or_(after, sa.and_(key == value, (Node.id < last_id) if desc else (Node.id > last_id))))
+            q = q.order_by(key.desc() if desc else key, Node.id.desc() if desc else Node.id).limit(limit + 1)
+            rows = s.execute(q).all()
+            items = [NodeInfo(n.id, n.kind, n.name, n.parent_id, n.owner_id,
+                              v.size if v else (None if n.kind == "folder" else 0),
+                              v.sha256.hex() if v else None, v.id if v else None,
+                              n.created_at, n.updated_at, n.deleted_at, role) for n, v in rows[:limit]]
+        nxt = None
+        if len(rows) > limit:
+            last = items[-1]
+            value = {"name": last.name, "updated": last.updated_at.isoformat(),
+                     "size": last.size if last.size is not None else -1}[sort]
+            nxt = _encode_cursor(sort, value, last.id)
+        return items, nxt
+
+    # ---- changing the tree ---------------------------------------------------------------
+
+    def mkdir(self, user_id: int, parent_id: int, name: str) -> NodeInfo:
+        name = validate_name(name)
+
+        def run(s):
+            parent, _ = self._get(s, user_id, parent_id, need="editor")
+            if parent.kind != "folder":
+                raise InvalidInput(f"node {parent_id} is not a folder")
+            if self._child(s, parent.id, name) is not None:
+                raise Conflict(f"{name!r} already exists in this folder")
+            t = now()
+            node = Node(owner_id=parent.owner_id, parent_id=parent.id, kind="folder", name=name,
+                        live_name=name, created_at=t, updated_at=t)
+            s.add(node)
+            s.flush()
+            return self._info(s, node, self._role(s, user_id, node))
+        return self._name_tx(run, name)
+
+    def _name_tx(self, run, name: str):
+        """A transaction that adds a name to a folder: a unique-key clash that slipped past
+        the check (a concurrent request) is a Conflict, not a retry."""
+        try:
+            return self._tx(run, attempts=1)
+        except DBIntegrityError:
+            raise Conflict(f"{name!r} already exists in this folder") from None
+
+    def mkdirs(self, user_id: int, path: str) -> NodeInfo:
+        """Create every missing folder of ``path`` (like ``mkdir -p``)."""
+        node = self.get(user_id, self.account(user_id).root_id)
+        for name in split_path(path):
+            with self.sm() as s:
+                child = self._child(s, node.id, name)
+                info = self._info(s, child, "owner") if child is not None else None
+            if info is None:
+                info = self.mkdir(user_id, node.id, name)
+            elif info.kind != "folder":
+                raise Conflict(f"{name!r} is a file, not a folder")
+            node = info
+        return node
+
+    def put(self, user_id: int, parent_id: int, name: str, stream: BinaryIO, *,
+            if_match: int | str | None = None, if_none_match: bool = False,
+            size_hint: int | None = None, on_progress: Callable[[int], None] | None = None) -> PutResult:
+        """Store ``stream`` as ``name`` in folder ``parent_id``: a new file, or a new version
+        of the existing one. ``if_match`` (a version id or the content sha256 the caller
+        last saw) and ``if_none_match`` (the file must not exist) guard against lost updates."""
+        name = validate_name(name)
+        with self.sm() as s:
+            parent, existing, owner = self._put_target(s, user_id, parent_id, name, if_match, if_none_match)
+            old = s.get(FileVersion, existing.current_version_id).size \
+                if existing is not None and existing.current_version_id else 0
+            limit = max(owner.quota_bytes - owner.used_bytes + old, 0)
+            used, quota = owner.used_bytes, owner.quota_bytes
+        if size_hint is not None and size_hint > limit:
+            raise QuotaExceeded(used=used, quota=quota, needed=size_hint - old)
+        try:
+            ing = self.blocks.ingest(stream, limit=limit, on_progress=on_progress)
+        except QuotaExceeded as exc:
+            raise QuotaExceeded(used=used, quota=quota, needed=exc.details["needed"] - old) from None
+        self._hook("before_commit")
+
+        def run(s):
+            parent, node, _owner = self._put_target(s, user_id, parent_id, name, if_match, if_none_match)
+            created = node is None
+            old_size = s.get(FileVersion, node.current_version_id).size \
+                if node is not None and node.current_version_id else 0
+            self._charge(s, parent.owner_id, ing.size - old_size)
+            self.blocks.commit(s, ing)
+            if created:
+                t = now()
+                node = Node(owner_id=parent.owner_id, parent_id=parent.id, kind="file", name=name,
+                            live_name=name, created_at=t, updated_at=t)
+                s.add(node)
+                s.flush()
+            refs, off = [], 0
+            for bid, size in ing.refs:
+                refs.append((bid, off))
+                off += size
+            v = self._add_version(s, node, ing.size, ing.sha256, user_id, refs)
+            return PutResult(self._info(s, node, self._role(s, user_id, node)), v.id, created, ing.new_bytes)
+        result = self._tx(run)
+        self._hook("after_commit")
+        return result
+
+    def _put_target(self, s, user_id, parent_id, name, if_match, if_none_match):
+        parent, _ = self._get(s, user_id, parent_id, need="editor")
+        if parent.kind != "folder":
+            raise InvalidInput(f"node {parent_id} is not a folder")
+        existing = self._child(s, parent.id, name)
+        if existing is not None and existing.kind != "file":
+            raise Conflict(f"{name!r} is a folder")
+        if if_none_match and existing is not None:
+            raise PreconditionFailed(f"{name!r} already exists")
+        if if_match is not None:
+            current = s.get(FileVersion, existing.current_version_id) if existing is not None else None
+            if current is None or str(if_match) not in (str(current.id), current.sha256.hex()):
+                raise PreconditionFailed(f"{name!r} has changed (now version "
+                                         f"{current.id if current else 'none'}, expected {if_match})",
+                                         current=current.id if current else None, expected=if_match)
+        return parent, existing, s.get(User, parent.owner_id)
+
+    def move(self, user_id: int, node_id: int, name: str | None = None, parent_id: int | None = None) -> NodeInfo:
+        """Rename and/or move a node. No cycles; no moves between different owners' drives."""
+        if name is not None:
+            name = validate_name(name)
+
+        def run(s):
+            node, _ = self._get(s, user_id, node_id, need="editor")
+            if node.parent_id is None:
+                raise InvalidInput("the root folder cannot be renamed or moved")
+            new_parent = node.parent_id if parent_id is None else parent_id
+            if new_parent != node.parent_id:
+                dest, _ = self._get(s, user_id, new_parent, need="editor")
+                if dest.kind != "folder":
+                    raise InvalidInput(f"node {new_parent} is not a folder")
+                if dest.owner_id != node.owner_id:
+                    raise Forbidden("cannot move between different owners' drives; copy instead")
+                cur = dest
+                while cur is not None:
+                    if cur.id == node.id:
+                        raise Conflict("cannot move a folder into itself or below itself")
+                    cur = s.get(Node, cur.parent_id) if cur.parent_id is not None else None
+            new_name = name if name is not None else node.name
+            clash = self._child(s, new_parent, new_name)
+            if clash is not None and clash.id != node.id:
+                raise Conflict(f"{new_name!r} already exists in the destination folder")
+            node.parent_id, node.name, node.live_name, node.updated_at = new_parent, new_name, new_name, now()
+            s.flush()
+            return self._info(s, node, self._role(s, user_id, node))
+        return self._name_tx(run, name or "the name")
+
+    def copy(self, user_id: int, node_id: int, parent_id: int, name: str | None = None) -> NodeInfo:
+        """Copy a file (a new node whose version references the same blocks: no data is
+        copied) or a folder, recursively. The destination's owner is charged."""
+        if name is not None:
+            name = validate_name(name)
+
+        def run(s):
+            src, _ = self._get(s, user_id, node_id)
+            dest, _ = self._get(s, user_id, parent_id, need="editor")
+            if dest.kind != "folder":
+                raise InvalidInput(f"node {parent_id} is not a folder")
+            cur = dest
+            while cur is not None:
+                if cur.id == src.id:
+                    raise Conflict("cannot copy a folder into itself")
+                cur = s.get(Node, cur.parent_id) if cur.parent_id is not None else None
+            new_name = name or src.name
+            if self._child(s, dest.id, new_name) is not None:
+                raise Conflict(f"{new_name!r} already exists in the destination folder")
+            node = self._copy_into(s, user_id, src, dest, new_name)
+            return self._info(s, node, self._role(s, user_id, node))
+        return self._name_tx(run, name or "the name")
+
+    def _copy_into(self, s: Session, user_id: int, src: Node, dest: Node, name: str) -> Node:
+        t = now()
+        node = Node(owner_id=dest.owner_id, parent_id=dest.id, kind=src.kind, name=name,
+                    live_name=name, created_at=t, updated_at=t)
+        s.add(node)
+        s.flush()
+        if src.kind == "file" and src.current_version_id:
+            v = s.get(FileVersion, src.current_version_id)
+            refs = self._refs(s, v.id)
+            self._charge(s, dest.owner_id, v.size)
+            BlockStore.add_refs(s, Counter(b for b, _ in refs))
+            self._add_version(s, node, v.size, v.sha256, user_id, refs)
+        elif src.kind == "folder":
+            for child in s.execute(sa.select(Node).where(Node.parent_id == src.id,
+                                                         Node.live_name.is_not(None))).scalars().all():
+                self._copy_into(s, user_id, child, node, child.name)
+        return node
+
+    def _subtree(self, s: Session, root: Node, live: bool = True) -> list[Node]:
+        """``root`` and everything below it (live nodes, or those trashed with ``root``)."""
+        out, frontier = [root], [root.id]
+        while frontier:
+            cond = Node.live_name.is_not(None) if live else Node.trashed_with == root.id
+            children = s.execute(sa.select(Node).where(Node.parent_id.in_(frontier[:500]), cond)).scalars().all()
+            frontier = frontier[500:] + [c.id for c in children if c.kind == "folder"]
+            out.extend(children)
+        return out
+
+    def delete(self, user_id: int, node_id: int) -> NodeInfo:
+        """Move a node (and everything below it) to its owner's trash."""
+        def run(s):
+            node, role = self._get(s, user_id, node_id, need="editor")
+            if node.parent_id is None:
+                raise InvalidInput("the root folder cannot be deleted")
+            t = now()
+            ids = [n.id for n in self._subtree(s, node)]
+            for i in range(0, len(ids), 500):
+                s.execute(sa.update(Node).where(Node.id.in_(ids[i:i + 500]))
+                          .values(deleted_at=t, live_name=None, trashed_with=node.id)
+                          .execution_options(synchronize_session=False))
+            s.refresh(node)
+            return self._info(s, node, role)
+        return self._tx(run)
+
+    def list_trash(self, user_id: int) -> list[NodeInfo]:
+        with self.sm() as s:
+            nodes = s.execute(sa.select(Node).where(Node.owner_id == user_id, Node.deleted_at.is_not(None),
+                                                    Node.trashed_with == Node.id)
+                              .order_by(Node.deleted_at.desc(), Node.id)).scalars().all()
+            return [self._info(s, n, "owner") for n in nodes]
+
+    def restore(self, user_id: int, node_id: int) -> NodeInfo:
+        """Bring a node back from the trash with everything deleted along with it. If its
+        folder is gone it lands in the root; a name now taken gets a " (restored)" suffix."""
+        def run(s):
+            node, _ = self._get(s, user_id, node_id, need="owner", trashed=True)
+            if node.trashed_with != node.id:
+                raise InvalidInput(f"node {node_id} was deleted with its folder; restore that folder")
+            parent = s.get(Node, node.parent_id)
+            if parent is None or parent.deleted_at is not None:
+                parent = s.get(Node, s.get(User, node.owner_id).root_id)
+            name, n = node.name, 1
+            while self._child(s, parent.id, name) is not None:
+                stem, dot, ext = node.name.rpartition(".")
+                suffix = " (restored)" if n == 1 else f" (restored {n})"
+                name = f"{stem}{suffix}.{ext}" if dot and stem else f"{node.name}{suffix}"
+                n += 1
+            validate_name(name)
+            members = s.execute(sa.select(Node).where(Node.trashed_with == node.id)).scalars().all()
+            for m in members:
+                m.deleted_at, m.trashed_with, m.live_name = None, None, m.name
+            node.parent_id, node.name, node.live_name = parent.id, name, name
+            s.flush()
+            return self._info(s, node, "owner")
+        return self._tx(run)
+
+    def purge(self, user_id: int, node_id: int) -> int:
+        """Delete a trashed node and everything deleted with it for good. Returns the number
+        of versions removed. Refcounts drop in the same transaction; the blocks themselves
+        are left to GC."""
+        def run(s):
+            node, _ = self._get(s, user_id, node_id, need="owner", trashed=True)
+            if node.trashed_with != node.id:
+                raise InvalidInput(f"node {node_id} was deleted with its folder; purge that folder")
+            return self._purge(s, node)
+        return self._tx(run)
+
+    def _purge(self, s: Session, node: Node) -> int:
+        members = s.execute(sa.select(Node).where(Node.trashed_with == node.id)).scalars().all()
+        ids = [m.id for m in members]
+        charged = 0
+        counts: Counter = Counter()
+        versions = []
+        for i in range(0, len(ids), 500):
+            versions += s.execute(sa.select(FileVersion.id, FileVersion.node_id, FileVersion.size)
+                                  .where(FileVersion.node_id.in_(ids[i:i + 500]))).all()
+        current = {m.current_version_id for m in members}
+        for vid, _nid, size in versions:
+            if vid in current:
+                charged += size
+            for (bid,) in s.execute(sa.select(VersionBlock.block_id).where(VersionBlock.version_id == vid)):
+                counts[bid] += 1
+        vids = [v[0] for v in versions]
+        for i in range(0, len(vids), 500):
+            s.execute(sa.delete(VersionBlock).where(VersionBlock.version_id.in_(vids[i:i + 500])))
+        BlockStore.drop_refs(s, counts)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            s.execute(sa.update(Node).where(Node.id.in_(chunk)).values(current_version_id=None, parent_id=None)
+                      .execution_options(synchronize_session=False))
+            s.execute(sa.delete(Share).where(Share.node_id.in_(chunk)))
+            s.execute(sa.delete(Link).where(Link.node_id.in_(chunk)))
+        for i in range(0, len(vids), 500):
+            s.execute(sa.delete(FileVersion).where(FileVersion.id.in_(vids[i:i + 500])))
+        for i in range(0, len(ids), 500):
+            s.execute(sa.delete(Node).where(Node.id.in_(ids[i:i + 500])).execution_options(synchronize_session=False))
+        self._charge(s, node.owner_id, -charged)
+        return len(versions)
+
+    def purge_expired_trash(self, older_than: dt.datetime, limit: int = 1000) -> int:
+        """Purge trash entries deleted before ``older_than``, one transaction each."""
+        with self.sm() as s:
+            ids = s.execute(sa.select(Node.id).where(Node.deleted_at < older_than, Node.trashed_with == Node.id)
+                            .limit(limit)).scalars().all()
+        for nid in ids:
+            def run(s, nid=nid):
+                node = s.get(Node, nid)
+                return self._purge(s, node) if node is not None and node.trashed_with == nid else 0
+            self._tx(run)
+        return len(ids)
+
+    # ---- versions and content ------------------------------------------------------------
+
+    def versions(self, user_id: int, node_id: int) -> list[VersionInfo]:
+        with self.sm() as s:
+            node, _ = self._get(s, user_id, node_id)
+            rows = s.execute(sa.select(FileVersion).where(FileVersion.node_id == node.id)
+                             .order_by(FileVersion.id.desc())).scalars().all()
+            return [VersionInfo(v.id, v.node_id, v.size, v.sha256.hex(), v.created_at, v.created_by,
+                                v.id == node.current_version_id) for v in rows]
+
+    def restore_version(self, user_id: int, node_id: int, version_id: int) -> PutResult:
+        """Make an old version current again, as a new version with the same blocks."""
+        def run(s):
+            node, role = self._get(s, user_id, node_id, need="editor")
+            old = s.get(FileVersion, version_id)
+            if old is None or old.node_id != node.id:
+                raise NotFound(f"version {version_id} not found")
+            cur = s.get(FileVersion, node.current_version_id) if node.current_version_id else None
+            refs = self._refs(s, old.id)
+            self._charge(s, node.owner_id, old.size - (cur.size if cur else 0))
+            BlockStore.add_refs(s, Counter(b for b, _ in refs))
+            v = self._add_version(s, node, old.size, old.sha256, user_id, refs)
+            return PutResult(self._info(s, node, role), v.id, False, 0)
+        return self._tx(run)
+
+    def open(self, user_id: int, node_id: int, version_id: int | None = None,
+             start: int = 0, end: int | None = None) -> tuple[NodeInfo, VersionInfo, Iterator[bytes]]:
+        """The node, the version and an iterator over bytes ``[start, end)`` of it."""
+        with self.sm() as s:
+            node, role = self._get(s, user_id, node_id)
+            if node.kind != "file":
+                raise InvalidInput(f"node {node_id} is a folder")
+            vid = version_id or node.current_version_id
+            v = s.get(FileVersion, vid) if vid else None
+            if v is None or v.node_id != node.id:
+                raise NotFound(f"version {version_id} not found")
+            info = self._info(s, node, role)
+            vinfo = VersionInfo(v.id, v.node_id, v.size, v.sha256.hex(), v.created_at, v.created_by,
+                                v.id == node.current_version_id)
+        end = v.size if end is None else min(end, v.size)
+        if start < 0 or start > end:
+            raise InvalidInput(f"bad byte range {start}-{end} for a file of {v.size} bytes")
+        return info, vinfo, self.stream_version(v.id, start, end)
+
+    def stream_version(self, version_id: int, start: int, end: int) -> Iterator[bytes]:
+        """Bytes ``[start, end)`` of a version, a page of block rows at a time. No session is
+        held between pages; a pack moved meanwhile stays readable for the grace period."""
+        last_seq = -1
+        while start < end:
+            with self.sm() as s:
+                rows = s.execute(
+                    sa.select(VersionBlock.seq, VersionBlock.offset, VersionBlock.block_id, Block.size,
+                              Block.stored_size, Pack.url, Block.offset_in_pack)
+                    .outerjoin(Block, Block.id == VersionBlock.block_id)
+                    .outerjoin(Pack, Pack.id == Block.pack_id)
+                    .where(VersionBlock.version_id == version_id, VersionBlock.seq > last_seq,
+                           VersionBlock.offset < end,
+                           sa.or_(Block.size.is_(None), VersionBlock.offset + Block.size > start))
+                    .order_by(VersionBlock.seq).limit(READ_PAGE)).all()
+            if not rows:
+                raise IntegrityError(f"version {version_id} has no blocks for bytes {start}-{end}")
+            for r in rows:
+                if r.size is None or r.url is None:
+                    raise IntegrityError(f"version {version_id} refers to missing block {r.block_id.hex()}",
+                                         block=r.block_id.hex())
+            locs = [BlockLocation(r.block_id, r.size, r.stored_size, r.url, r.offset_in_pack) for r in rows]
+            for r, raw in zip(rows, self.blocks.read_blocks(locs)):
+                lo, hi = max(start - r.offset, 0), min(end - r.offset, r.size)
+                if r.offset + lo != start:
+                    raise IntegrityError(f"version {version_id}: blocks do not tile at byte {start}")
+                yield raw[lo:hi] if (lo, hi) != (0, r.size) else raw
+                start = r.offset + hi
+            last_seq = rows[-1].seq
+
+
+def _encode_cursor(sort: str, value, node_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps([sort, value, node_id]).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort: str):
+    try:
+        s, value, node_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if s != sort or not isinstance(node_id, int):
+            raise ValueError
+        if sort == "updated":
+            value = dt.datetime.fromisoformat(value)
+        return value, node_id
+    except (ValueError, TypeError):
+        raise InvalidInput("invalid cursor (it belongs to another listing or sort order)") from None

@@ -1,0 +1,85 @@
+"""Domain errors. They know nothing of HTTP; ``webapi`` maps them to status codes in one table."""
+
+from __future__ import annotations
+
+
+class BlockdriveError(Exception):
+    """Base of every error blockdrive raises on purpose."""
+
+    #: stable, machine-readable slug (used as the problem ``type`` over HTTP)
+    code = "error"
+
+    def __init__(self, message: str, **details):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotFound(BlockdriveError):
+    code = "not-found"
+
+
+class Forbidden(BlockdriveError):
+    code = "forbidden"
+
+
+class Unauthorized(BlockdriveError):
+    code = "unauthorized"
+
+
+class Conflict(BlockdriveError):
+    code = "conflict"
+
+
+class PreconditionFailed(Conflict):
+    """An optimistic-concurrency check failed (the file changed since the caller read it)."""
+
+    code = "precondition-failed"
+
+
+class InvalidInput(BlockdriveError):
+    code = "invalid-input"
+
+
+class InvalidName(InvalidInput):
+    code = "invalid-name"
+
+
+class QuotaExceeded(BlockdriveError):
+    code = "quota-exceeded"
+
+    def __init__(self, used: int, quota: int, needed: int):
+        super().__init__(
+            f"quota exceeded: {used} of {quota} bytes used, {needed} more needed",
+            used=used, quota=quota, needed=needed,
+        )
+
+
+class IntegrityError(BlockdriveError):
+    """Stored bytes do not match what the metadata or the pack says they are."""
+
+    code = "integrity-error"
+
+
+class ConfigError(BlockdriveError):
+    code = "config-error"
+
+
+class BackendError(BlockdriveError):
+    """A block backend failed in a way the caller cannot fix by changing its request."""
+
+    code = "backend-error"
+
+
+class BackendUnavailable(BackendError):
+    """The backend cannot be reached, or asks us to come back later (HDFS safe mode,
+    S3 throttling). Never means "block missing"."""
+
+    code = "backend-unavailable"
+
+
+class RetryLater(BlockdriveError):
+    code = "retry-later"

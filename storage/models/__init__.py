@@ -1,0 +1,11 @@
+"""SQLAlchemy 2 models of blockdrive's metadata, one module per area."""
+
+from .base import Base
+from .blocks import Block, Pack
+from .nodes import FileVersion, Node, VersionBlock
+from .ops import JobRun, Lock, UploadPin, UploadSession
+from .sharing import Link, Share
+from .users import ApiToken, User
+
+__all__ = ["Base", "User", "ApiToken", "Node", "FileVersion", "VersionBlock", "Block", "Pack",
+           "Share", "Link", "UploadSession", "UploadPin", "JobRun", "Lock"]

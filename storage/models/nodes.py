@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint, types
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, BigId, BlockId, Timestamp, utcnow
+
+
+class Node(Base):
+    """A file or a folder. ``live_name`` equals ``name`` while the node is live and is NULL in
+    the trash: the unique key on (parent_id, live_name) keeps live names unique within a
+    folder on every engine (NULLs never collide), with no partial index needed."""
+
+    __tablename__ = "nodes"
+    __table_args__ = (
+        UniqueConstraint("parent_id", "live_name"),
+        Index("ix_nodes_owner_deleted", "owner_id", "deleted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(8))  # file | folder
+    name: Mapped[str] = mapped_column(String(255))
+    live_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    current_version_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+    # The node the user deleted that took this one to the trash (itself for the top one):
+    # restoring that node restores exactly what went with it.
+    trashed_with: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+
+
+class FileVersion(Base):
+    __tablename__ = "file_versions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[bytes] = mapped_column(types.BINARY(32))
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    created_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class VersionBlock(Base):
+    """A ref: the ``seq``-th block of a version, starting at byte ``offset`` of the file."""
+
+    __tablename__ = "version_blocks"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("file_versions.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    block_id: Mapped[bytes] = mapped_column(BlockId, index=True)
+    offset: Mapped[int] = mapped_column(BigInteger)

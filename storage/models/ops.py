@@ -1,0 +1,57 @@
+"""Operational tables: upload sessions and their pinned blocks, job runs, leader locks."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, BigId, BlockId, Timestamp, utcnow
+
+
+class UploadSession(Base):
+    __tablename__ = "upload_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    parent_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(255))
+    node_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    length: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    state: Mapped[str] = mapped_column(String(10), default="active")  # active|done|expired|aborted
+    meta: Mapped[str] = mapped_column(Text, default="{}")  # JSON: chunker tail, hash state, ...
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(Timestamp, index=True)
+
+
+class UploadPin(Base):
+    """A block an unfinished upload session holds: GC keeps it until the session ends."""
+
+    __tablename__ = "upload_pins"
+
+    session_id: Mapped[str] = mapped_column(ForeignKey("upload_sessions.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    block_id: Mapped[bytes] = mapped_column(BlockId, primary_key=True, index=True)
+
+
+class JobRun(Base):
+    __tablename__ = "job_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job: Mapped[str] = mapped_column(String(40), index=True)
+    started_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+    status: Mapped[str] = mapped_column(String(10), default="running")  # running|ok|failed
+    stats: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class Lock(Base):
+    """A named lease (the scheduler's leadership): held by ``holder`` until ``expires_at``."""
+
+    __tablename__ = "locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[dt.datetime] = mapped_column(Timestamp)

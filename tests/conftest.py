@@ -1,0 +1,109 @@
+"""Shared fixtures: a configured, migrated blockdrive on SQLite (and on MariaDB where the
+services are up), users, and an fsck after every test that used a drive."""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+
+import pytest
+import sqlalchemy as sa
+
+from storage import clock
+from storage.config import load_config
+from storage.db import make_engine, migrate
+from storage.drive import Drive
+from storage.models import Base
+
+FAST_SCRYPT = {"scrypt_n": 1024, "scrypt_r": 8, "scrypt_p": 1}  # tests only: speed over strength
+SMALL_CHUNKS = {"chunk_min": 16 * 1024, "chunk_avg": 64 * 1024, "chunk_max": 256 * 1024}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "integration: needs a real service (MariaDB, HDFS, S3)")
+
+
+def make_config(tmp_path, **storage):
+    return load_config(env={}, overrides={
+        "storage": {"home": str(tmp_path / "home"), **SMALL_CHUNKS, **storage},
+        "security": FAST_SCRYPT,
+        "gc": {"grace_seconds": 3600},
+    })
+
+
+_mysql_engines: dict[str, sa.engine.Engine] = {}
+
+
+def _mysql_engine(url: str):
+    if url not in _mysql_engines:
+        engine = make_engine(url)
+        with engine.begin() as conn:  # a clean schema once per run
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
+            for t in sa.inspect(conn).get_table_names():
+                conn.exec_driver_sql(f"DROP TABLE `{t}`")
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
+        migrate(engine)
+        _mysql_engines[url] = engine
+    engine = _mysql_engines[url]
+    with engine.begin() as conn:  # empty tables between tests
+        conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.exec_driver_sql(f"DELETE FROM `{table.name}`")
+        conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
+    return engine
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.integration)])
+def db_engine(request, tmp_path):
+    """A migrated, empty metadata database: SQLite always, MariaDB from the services env."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'meta.db'}")
+        migrate(engine)
+        yield engine
+        engine.dispose()
+    else:
+        yield _mysql_engine(request.getfixturevalue("mysql_url"))
+
+
+@pytest.fixture
+def config(tmp_path):
+    return make_config(tmp_path)
+
+
+@pytest.fixture
+def drive(config, db_engine):
+    clock.reset()
+    d = Drive(config, engine=db_engine)
+    yield d
+    clock.reset()
+    if getattr(d, "skip_fsck", False):
+        return
+    from storage.fsck import fsck
+    rep = fsck(d, deep=True)
+    assert rep.ok, "fsck after the test:\n" + "\n".join(map(str, rep.problems))
+
+
+@pytest.fixture
+def make_user(drive):
+    def make(email=None, premium=False):
+        user, token = drive.create_user(email or f"u{secrets.token_hex(4)}@example.com", "password123",
+                                        premium=premium)
+        return user
+    return make
+
+
+def rand(n: int, seed: int | None = None) -> bytes:
+    if seed is None:
+        return os.urandom(n)
+    import random
+    return random.Random(seed).randbytes(n)
+
+
+def put_bytes(drive, user, name, data, parent=None, **kw):
+    return drive.put(user.id, parent or user.root_id, name, io.BytesIO(data), **kw)
+
+
+def read_all(drive, user, node_id, **kw) -> bytes:
+    _node, _v, chunks = drive.open(user.id, node_id, **kw)
+    return b"".join(chunks)

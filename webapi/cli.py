@@ -1,0 +1,285 @@
+"""The ``blockdrive`` command: set up, serve and operate a blockdrive server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from storage.config import load_config
+from storage.errors import BlockdriveError, ConfigError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PROBLEMS = 0, 1, 2, 3
+
+
+def _drive(args, migrate: bool = False):
+    from storage.db import check_ready, make_engine, migrate as run_migrations
+    from storage.drive import Drive
+    cfg = load_config(args.config)
+    engine = make_engine(cfg.database_url)
+    if migrate:
+        run_migrations(engine)
+    else:
+        check_ready(engine)
+    return Drive(cfg, engine=engine)
+
+
+@contextmanager
+def _progress(total: int | None, desc: str, enabled: bool):
+    if not enabled:
+        yield lambda n: None
+        return
+    from tqdm import tqdm
+    with tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
+              file=sys.stderr, leave=False) as bar:
+        yield bar.update
+
+
+def _show_progress(args) -> bool:
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def cmd_init(args) -> int:
+    from storage.db import make_engine, migrate
+    from storage.backends import open_backend
+    cfg = load_config(args.config)
+    rev = migrate(make_engine(cfg.database_url))
+    backend = open_backend(cfg.storage_url, cfg["storage"]["timeout_seconds"])
+    next(iter(backend.list("packs")), None)  # proves the backend answers
+    from storage.config import mask_url
+    print(f"database ready at schema {rev}: {mask_url(cfg.database_url)}")
+    print(f"packs stored at: {mask_url(cfg.storage_url)}")
+    return EXIT_OK
+
+
+def cmd_serve(args) -> int:
+    from storage.db import check_ready, make_engine
+    from storage.config import mask_url
+    from .serve import serve
+    cfg = load_config(args.config)
+    check_ready(make_engine(cfg.database_url))  # a clear error now, not on the first request
+    host = args.host or cfg["server"]["host"]
+    port = args.port or cfg["server"]["port"]
+    workers = args.workers or cfg["server"]["workers"]
+    print(f"blockdrive listening on http://{host}:{port} ({workers} workers)\n"
+          f"  database: {mask_url(cfg.database_url)}\n  packs:    {mask_url(cfg.storage_url)}\n"
+          f"  create the first user with:  blockdrive user create you@example.com --password '...'",
+          flush=True)
+    serve(cfg, host, port, workers)
+    return EXIT_OK
+
+
+def cmd_user_create(args) -> int:
+    drive = _drive(args)
+    password = args.password or os.environ.get("BLOCKDRIVE_PASSWORD")
+    if not password:
+        import getpass
+        password = getpass.getpass("password: ")
+    user, token = drive.create_user(args.email, password, premium=args.premium, admin=args.admin)
+    print(f"created user {user.email} (id {user.id}, plan {user.plan}, quota {user.quota_bytes} bytes"
+          f"{', admin' if user.is_admin else ''}); API token:")
+    print(token)
+    return EXIT_OK
+
+
+def _parent_and_name(drive, user_id: int, remote: str):
+    from storage.names import split_path
+    parts = split_path(remote)
+    if not parts:
+        raise ConfigError("give a file path, not /")
+    parent = drive.mkdirs(user_id, "/" + "/".join(parts[:-1]))
+    return parent.id, parts[-1]
+
+
+def cmd_put(args) -> int:
+    drive = _drive(args)
+    user = drive.user_by_email(args.user)
+    local = Path(args.local)
+    if not local.is_file():
+        raise ConfigError(f"{local}: not a readable file")
+    remote = args.remote
+    if remote.endswith("/"):
+        remote += local.name
+    parent_id, name = _parent_and_name(drive, user.id, remote)
+    size = local.stat().st_size
+    with open(local, "rb") as fh, _progress(size, f"put {name}", _show_progress(args)) as tick:
+        res = drive.put(user.id, parent_id, name, fh, size_hint=size, on_progress=tick)
+    out = {"id": res.node.id, "path": remote, "size": res.node.size, "sha256": res.node.sha256,
+           "version": res.version_id, "created": res.created, "new_bytes": res.new_bytes}
+    print(json.dumps(out) if args.json else
+          f"{'created' if res.created else 'updated'} {remote}: {res.node.size} bytes, "
+          f"version {res.version_id}, {res.new_bytes} new bytes stored, sha256 {res.node.sha256}")
+    return EXIT_OK
+
+
+def cmd_get(args) -> int:
+    import hashlib
+    drive = _drive(args)
+    user = drive.user_by_email(args.user)
+    node = drive.resolve(user.id, args.remote)
+    info, version, chunks = drive.open(user.id, node.id)
+    dest = Path(args.local)
+    if dest.is_dir():
+        dest = dest / info.name
+    tmp = dest.with_name(f".{dest.name}.blockdrive-tmp")
+    h = hashlib.sha256()
+    try:
+        with open(tmp, "wb") as out, _progress(version.size, f"get {info.name}", _show_progress(args)) as tick:
+            for data in chunks:
+                out.write(data)
+                h.update(data)
+                tick(len(data))
+            out.flush()
+            os.fsync(out.fileno())
+        if h.hexdigest() != version.sha256:
+            raise BlockdriveError(f"downloaded bytes do not match the stored SHA-256 of {args.remote}")
+        os.replace(tmp, dest)  # never leave a half-written file under the real name
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"{args.remote} -> {dest}: {version.size} bytes, sha256 {version.sha256}")
+    return EXIT_OK
+
+
+def cmd_ls(args) -> int:
+    drive = _drive(args)
+    user = drive.user_by_email(args.user)
+    node = drive.resolve(user.id, args.remote)
+    items, cursor = ([node], None) if node.kind == "file" else drive.list_children(user.id, node.id, limit=1000)
+    rows = []
+    while True:
+        rows += items
+        if not cursor:
+            break
+        items, cursor = drive.list_children(user.id, node.id, limit=1000, cursor=cursor)
+    if args.json:
+        print(json.dumps([{"id": n.id, "kind": n.kind, "name": n.name, "size": n.size,
+                           "updated_at": n.updated_at.isoformat(), "sha256": n.sha256} for n in rows]))
+    else:
+        for n in rows:
+            size = "-" if n.size is None else str(n.size)
+            print(f"{n.kind[0]} {size:>14} {n.updated_at:%Y-%m-%d %H:%M} {n.name}{'/' if n.kind == 'folder' else ''}")
+    return EXIT_OK
+
+
+def cmd_mkdir(args) -> int:
+    drive = _drive(args)
+    user = drive.user_by_email(args.user)
+    node = drive.mkdirs(user.id, args.remote)
+    print(f"{args.remote}: folder {node.id}")
+    return EXIT_OK
+
+
+def cmd_fsck(args) -> int:
+    from storage.fsck import fsck
+    drive = _drive(args)
+    state = {}
+
+    def progress(done, total):
+        if _show_progress(args):
+            print(f"\rchecking packs: {done * 100 // max(total, 1)}%", end="", file=sys.stderr)
+        state["done"] = done
+    rep = fsck(drive, deep=args.deep, progress=progress)
+    if _show_progress(args):
+        print(file=sys.stderr)
+    st = rep.stats
+    summary = (f"checked {st['versions']} versions, {st['refs']} refs, {st['blocks']} blocks, "
+               f"{st['packs']} packs ({st['bytes_read']} bytes read)")
+    if args.json:
+        print(json.dumps({"ok": rep.ok, "stats": dict(st), "problems": [p.__dict__ for p in rep.problems]}))
+    else:
+        print(summary)
+        for p in rep.problems:
+            print(f"PROBLEM {p}")
+        print("fsck: clean" if rep.ok else f"fsck: {len(rep.problems)} problem(s)")
+    return EXIT_OK if rep.ok else EXIT_PROBLEMS
+
+
+def cmd_config_show(args) -> int:
+    cfg = load_config(args.config)
+    from storage.config import mask_url
+    masked = cfg.masked()
+    masked["effective"] = {"database_url": mask_url(cfg.database_url), "storage_url": mask_url(cfg.storage_url),
+                           "cold_url": mask_url(cfg.cold_url or "")}
+    if args.json:
+        print(json.dumps(masked, indent=2))
+    else:
+        for section, values in masked.items():
+            print(f"[{section}]")
+            for k, v in values.items():
+                print(f"{k} = {json.dumps(v)}")
+            print()
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="blockdrive", description="A self-hostable file drive on a "
+                                "deduplicating block store.")
+    p.add_argument("--config", help="a TOML config file (default: $BLOCKDRIVE_CONFIG; env BLOCKDRIVE_* overrides)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, fn, help_):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("init", cmd_init, "create or upgrade the database schema and check the storage backend")
+    sp = add("serve", cmd_serve, "run the HTTP server (gunicorn)")
+    sp.add_argument("--host")
+    sp.add_argument("--port", type=int)
+    sp.add_argument("--workers", type=int)
+
+    sp = add("user", None, "manage users")
+    usub = sp.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    up = usub.add_parser("create", help="create a user; prints the new API token on the last line")
+    up.set_defaults(fn=cmd_user_create)
+    up.add_argument("email")
+    up.add_argument("--password", help="(default: $BLOCKDRIVE_PASSWORD, else prompt)")
+    up.add_argument("--premium", action="store_true")
+    up.add_argument("--admin", action="store_true")
+
+    for name, fn, help_, a, b in [
+        ("put", cmd_put, "upload a local file to /remote/path", "local", "remote"),
+        ("get", cmd_get, "download /remote/path to a local file", "remote", "local"),
+    ]:
+        sp = add(name, fn, help_)
+        sp.add_argument(a)
+        sp.add_argument(b)
+        sp.add_argument("--user", required=True, help="email of the user acting")
+        sp.add_argument("--json", action="store_true")
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    for name, fn, help_ in [("ls", cmd_ls, "list a remote folder"),
+                            ("mkdir", cmd_mkdir, "create a remote folder and its parents")]:
+        sp = add(name, fn, help_)
+        sp.add_argument("remote", nargs="?" if name == "ls" else None, default="/")
+        sp.add_argument("--user", required=True)
+        sp.add_argument("--json", action="store_true")
+    sp = add("fsck", cmd_fsck, "check metadata and every stored block; exit 3 on any problem")
+    sp.add_argument("--deep", action="store_true", help="also verify each block's SHA-256")
+    sp.add_argument("--json", action="store_true")
+    sp = add("config", None, "configuration")
+    csub = sp.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    cp = csub.add_parser("show", help="print the effective configuration, secrets masked")
+    cp.set_defaults(fn=cmd_config_show)
+    cp.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except BlockdriveError as exc:
+        print(f"blockdrive: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:  # `blockdrive ls | head`
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("blockdrive: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Domain errors -> HTTP, in one table. Every error leaves as RFC 9457 problem+json with a
+stable ``type``."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from storage import errors as e
+
+log = logging.getLogger("blockdrive.api")
+
+STATUS: list[tuple[type[e.BlockdriveError], int]] = [
+    (e.PreconditionFailed, 412),   # before Conflict: it is one
+    (e.QuotaExceeded, 413),
+    (e.InvalidName, 400),
+    (e.InvalidInput, 400),
+    (e.Unauthorized, 401),
+    (e.Forbidden, 403),
+    (e.NotFound, 404),
+    (e.Conflict, 409),
+    (e.IntegrityError, 500),
+    (e.BackendUnavailable, 503),
+    (e.RetryLater, 503),
+    (e.ConfigError, 500),
+    (e.BackendError, 502),
+]
+
+TYPE_BASE = "https://blockdrive.dev/problems/"
+
+
+def status_for(exc: e.BlockdriveError) -> int:
+    for cls, status in STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def problem(status: int, code: str, title: str, detail: str = "", **extra):
+    body = {"type": TYPE_BASE + code, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    resp = jsonify(body)
+    resp.status_code = status
+    resp.mimetype = "application/problem+json"
+    if status in (503, 429):
+        resp.headers["Retry-After"] = "5"
+    if status == 401:
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="blockdrive"'
+    return resp
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(e.BlockdriveError)
+    def _domain(exc: e.BlockdriveError):
+        status = status_for(exc)
+        if status >= 500:
+            log.error("%s: %s", type(exc).__name__, exc)
+        details = {k: v for k, v in exc.details.items() if isinstance(v, (int, str, float, type(None)))}
+        return problem(status, exc.code, type(exc).__name__, exc.message, **details)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        return problem(exc.code or 500, (exc.name or "error").lower().replace(" ", "-"),
+                       exc.name or "Error", exc.description or "")
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return problem(500, "internal-error", "Internal Server Error", "an unexpected error occurred")

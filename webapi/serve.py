@@ -1,0 +1,31 @@
+"""Serve the app with gunicorn, configured from blockdrive's config."""
+
+from __future__ import annotations
+
+from gunicorn.app.base import BaseApplication
+
+
+class Server(BaseApplication):
+    def __init__(self, config, host: str, port: int, workers: int):
+        self.bd_config, self.bind, self.workers = config, f"{host}:{port}", workers
+        super().__init__()
+
+    def load_config(self):
+        self.cfg.set("bind", self.bind)
+        self.cfg.set("workers", self.workers)
+        self.cfg.set("worker_class", "gthread")
+        self.cfg.set("threads", 4)
+        self.cfg.set("timeout", 300)  # long uploads stream through one request
+        self.cfg.set("graceful_timeout", 30)
+        self.cfg.set("accesslog", "-")
+        self.cfg.set("limit_request_line", 8190)
+        self.cfg.set("limit_request_fields", 100)
+        self.cfg.set("limit_request_field_size", 8190)
+
+    def load(self):
+        from . import create_app
+        return create_app(self.bd_config)
+
+
+def serve(config, host: str, port: int, workers: int) -> None:
+    Server(config, host, port, workers).run()
