@@ -55,7 +55,8 @@ def normalize_email(email: str) -> str:
     local, at, domain = email.rpartition("@")
     if not at or not local or "." not in domain or len(email) > 320 or any(c.isspace() for c in email):
         raise InvalidInput(f"not an email address: {email!r}")
-    return f"{local}@{domain.lower()}"
+    # Case-insensitive in practice everywhere people type them: one account per address.
+    return email.lower()
 
 
 def create_user(s: Session, hasher: PasswordHasher, email: str, password: str, quota: int,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterable, Iterator
@@ -209,44 +209,54 @@ class BlockStore:
     def ingest(self, stream: BinaryIO, limit: int | None = None,
                on_progress: Callable[[int], None] | None = None) -> Ingested:
         """Cut, hash, dedup and store ``stream``. Raises QuotaExceeded as soon as more than
-        ``limit`` bytes arrive, having charged nothing."""
+        ``limit`` bytes arrive, having charged nothing.
+
+        Three stages overlap (hashlib, zstd and file writes all release the GIL): this thread
+        reads, cuts, hashes blocks and looks them up; one worker keeps the whole-file SHA-256;
+        one worker compresses and appends new blocks to the pack. Each hand-off queue is
+        bounded, so memory stays flat whatever the file size."""
         ing = Ingested()
         sink = _PackSink(self, ing)
         file_hash = hashlib.sha256()
         pending: list[tuple[bytes, bytes]] = []  # (block id, raw) awaiting a lookup
         pending_bytes = 0
         seen: set[bytes] = set()
-        # The whole-file SHA-256 runs on its own thread (hashlib releases the GIL), beside
-        # the block hashing, compression and writes of this one.
-        hasher = ThreadPoolExecutor(1, thread_name_prefix="sha256")
-        inflight = []
+        hasher = ThreadPoolExecutor(1, thread_name_prefix="bd-sha256")
+        writer = ThreadPoolExecutor(1, thread_name_prefix="bd-pack")
+        hashing: deque = deque()
+        writing: deque = deque()
+
+        def store(bid: bytes, raw: bytes) -> None:
+            codec, payload = self._encode(raw)
+            ing.new_blocks[bid] = sink.add(bid, raw, codec, payload)
+
+        def bound(queue: deque, n: int) -> None:
+            while len(queue) > n:
+                queue.popleft().result()  # re-raises a worker's error here
 
         def flush() -> None:
             nonlocal pending_bytes
             pending_bytes = 0
             if not pending:
                 return
-            fresh = {bid for bid, _ in pending if bid not in seen}
-            known = self.known_blocks(fresh)
+            known = self.known_blocks({bid for bid, _ in pending if bid not in seen})
             for bid, raw in pending:
                 if bid in seen:
                     continue
                 seen.add(bid)
-                if bid in known:
-                    continue
-                codec, payload = self._encode(raw)
-                ing.new_blocks[bid] = sink.add(bid, raw, codec, payload)
+                if bid not in known:
+                    writing.append(writer.submit(store, bid, raw))
+                    bound(writing, 8)
             pending.clear()
 
         try:
             for view in self.chunker.chunks(stream):
-                raw = bytes(view)
+                raw = bytes(view)  # the chunker reuses its buffer
                 ing.size += len(raw)
                 if limit is not None and ing.size > limit:
                     raise QuotaExceeded(used=0, quota=limit, needed=ing.size)
-                inflight.append(hasher.submit(file_hash.update, raw))
-                if len(inflight) > 8:
-                    inflight.pop(0).result()
+                hashing.append(hasher.submit(file_hash.update, raw))
+                bound(hashing, 8)
                 bid = hashlib.sha256(raw).digest()
                 ing.refs.append((bid, len(raw)))
                 pending.append((bid, raw))
@@ -256,16 +266,21 @@ class BlockStore:
                 if on_progress:
                     on_progress(len(raw))
             flush()
-            for f in inflight:
-                f.result()
+            bound(hashing, 0)
+            bound(writing, 0)
             self._hook("before_pack_close")
             sink.close()
             self._hook("after_pack_close")
         except BaseException:
+            for q in (hashing, writing):
+                for f in q:
+                    f.cancel()
+            writer.shutdown(wait=True)
             sink.abandon()
             raise
         finally:
             hasher.shutdown(wait=True)
+            writer.shutdown(wait=True)
         ing.sha256 = file_hash.digest()
         return ing
 

@@ -107,3 +107,45 @@ def put_bytes(drive, user, name, data, parent=None, **kw):
 def read_all(drive, user, node_id, **kw) -> bytes:
     _node, _v, chunks = drive.open(user.id, node_id, **kw)
     return b"".join(chunks)
+
+
+# ---- reporting: time per stage and tests per real service, printed at the end of the run ----
+
+_SERVICE_FIXTURES = {"mysql_url": "MariaDB", "webhdfs_url": "HDFS (WebHDFS)", "hdfs_url": "HDFS (native RPC)",
+                     "s3_url": "S3", "s3_endpoint": "S3"}
+_stage_seconds: dict[str, float] = {}
+_service_counts: dict[str, dict[str, int]] = {}
+
+
+def pytest_runtest_logreport(report):
+    parts = report.nodeid.split("/")
+    stage = parts[1] if len(parts) > 2 and parts[0] == "tests" else "other"
+    _stage_seconds[stage] = _stage_seconds.get(stage, 0.0) + report.duration
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        for fixture, service in _SERVICE_FIXTURES.items():
+            if fixture in getattr(report, "_bd_fixtures", ()):
+                counts = _service_counts.setdefault(service, {})
+                counts[report.outcome] = counts.get(report.outcome, 0) + 1
+                break
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    outcome.get_result()._bd_fixtures = tuple(item.fixturenames)
+
+
+def pytest_terminal_summary(terminalreporter):
+    tr = terminalreporter
+    tr.section("blockdrive: time per stage")
+    for stage, secs in sorted(_stage_seconds.items()):
+        tr.write_line(f"{stage:<12} {secs:8.1f}s")
+    tr.section("blockdrive: tests run against real services")
+    versions = os.environ.get("BLOCKDRIVE_TEST_SERVICE_VERSIONS", "unknown (services not started)")
+    tr.write_line(f"service versions: {versions}")
+    if not _service_counts:
+        tr.write_line("no test used a real service")
+    for service, counts in sorted(_service_counts.items()):
+        tr.write_line(f"{service:<20} " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    if os.environ.get("BLOCKDRIVE_SKIP_SERVICES") == "1":
+        tr.write_line("BLOCKDRIVE_SKIP_SERVICES=1: tests needing MariaDB, HDFS or S3 were SKIPPED")

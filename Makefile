@@ -1,0 +1,39 @@
+# blockdrive — the two commands: `make run` (server on the embedded default) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: install run test test-unit services-up services-down bench bench-quick clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py scripts/bootstrap.sh
+	bash scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
+	$(BIN)/pip install --quiet --upgrade pip wheel
+	$(BIN)/pip install --quiet -e '.[all]'
+	touch $@
+
+run: install
+	$(BIN)/blockdrive init
+	$(BIN)/blockdrive serve
+
+test: install
+	bash scripts/test.sh
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit -m "not integration"
+
+services-up:
+	bash scripts/services.sh up
+
+services-down:
+	bash scripts/services.sh down
+
+bench: install
+	$(BIN)/python -m bench.ingest
+
+bench-quick: install
+	$(BIN)/python -m bench.ingest --size-mib 256 --rss-mib 1024 --repeat 3
+
+clean:
+	rm -rf $(VENV) var build *.egg-info
