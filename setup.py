@@ -11,7 +11,7 @@ CORE = [
     "PyMySQL>=1.1",
     "tqdm>=4.66",
 ]
-WEB = ["Flask>=3.0,<4", "gunicorn>=22"]
+WEB = ["Flask>=3.0,<4", "gunicorn>=22", "prometheus_client>=0.20"]
 HDFS = ["hdfs>=2.7", "hdfs-native>=0.10"]
 S3 = ["boto3>=1.34"]
 TEST = [
@@ -19,6 +19,8 @@ TEST = [
     "pytest-timeout>=2.3",
     "moto[server]>=5.0",
     "requests>=2.31",
+    "tuspy>=1.0",
+    "schemathesis>=3.30",
 ]
 
 setup(

@@ -16,7 +16,9 @@ from typing import Any, Mapping
 from .errors import ConfigError
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "server": {"host": "127.0.0.1", "port": 8080, "workers": 2, "max_upload_bytes": 0},
+    "server": {"host": "127.0.0.1", "port": 8080, "workers": 2, "max_upload_bytes": 0,
+               "max_json_bytes": 1024 * 1024, "public_url": "", "upload_expire_seconds": 86400,
+               "auth_max_failures": 5, "auth_window_seconds": 900},
     "storage": {
         "home": "./var",
         "url": "",
@@ -35,6 +37,30 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "trash": {"retention_days": 30},
     "gc": {"grace_seconds": 86400},
     "security": {"scrypt_n": 2**17, "scrypt_r": 8, "scrypt_p": 1},
+    "jobs": {
+        "spark_master": "local[2]",
+        "shuffle_partitions": 4,
+        "driver_memory": "1g",
+        "jdbc": False,
+        "jdbc_packages": "org.mariadb.jdbc:mariadb-java-client:3.5.1",
+        "jdbc_partitions": 4,
+        "target_pack_bytes": 256 * 1024 * 1024,
+        "fill_threshold": 0.5,
+        "dead_ratio": 0.3,
+        "open_pack_grace_seconds": 86400,
+        "tier_after_days": 30,
+        "scrub_fraction": 1.0,
+        "lease_seconds": 3600,
+    },
+    "schedule": {
+        "scrub": "0 1 * * *",
+        "gc": "0 2 * * *",
+        "reconcile": "30 2 * * *",
+        "compact": "0 3 * * *",
+        "tier": "0 4 * * *",
+        "dedup_scan": "0 5 * * 0",
+        "rebuild_index": "",
+    },
 }
 
 # Short environment names people expect to type.

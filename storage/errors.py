@@ -83,3 +83,36 @@ class BackendUnavailable(BackendError):
 
 class RetryLater(BlockdriveError):
     code = "retry-later"
+
+
+class Gone(BlockdriveError):
+    """It existed and is no more (an expired or revoked link, an expired upload)."""
+
+    code = "gone"
+
+
+class RateLimited(BlockdriveError):
+    """Too many failed attempts (logins, link passwords); try again after ``retry_after``."""
+
+    code = "rate-limited"
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message, retry_after=retry_after)
+
+
+class ChecksumMismatch(InvalidInput):
+    """Bytes sent do not match the checksum the client declared for them."""
+
+    code = "checksum-mismatch"
+
+
+class OffsetMismatch(Conflict):
+    """A resumable upload's chunk does not start where the upload stands."""
+
+    code = "offset-mismatch"
+
+
+class ContentMismatch(InvalidInput):
+    """Content does not hash to the identifier or digest the client named for it."""
+
+    code = "hash-mismatch"

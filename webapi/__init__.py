@@ -14,16 +14,32 @@ def create_app(config: Config | Mapping | None = None, drive=None) -> Flask:
     (tests); ``drive`` an existing :class:`storage.drive.Drive` to serve. No migrations and
     no network I/O happen here: ``blockdrive init`` prepares the database."""
     from storage.drive import Drive
+    from storage.ratelimit import Limiter
+    from storage.sharing import Sharing
+    from storage.uploads import Uploads
 
-    from . import account, errors, health
+    from . import (account, blocks, errors, health, metrics, nodes, openapi, public, shares, tokens,
+                   tus)
 
     if not isinstance(config, Config):
         config = load_config(overrides=config)
     app = Flask(__name__)
     app.config["BLOCKDRIVE"] = config
-    app.config["MAX_CONTENT_LENGTH"] = None
-    app.extensions["drive"] = drive or Drive(config)
+    srv = config["server"]
+    # JSON bodies are small; the upload views raise this limit for their own request.
+    app.config["MAX_CONTENT_LENGTH"] = srv["max_json_bytes"]
+    app.json.sort_keys = False
+    d = drive or Drive(config)
+    limiter = Limiter(d.sm, srv["auth_max_failures"], srv["auth_window_seconds"])
+    app.extensions.update(drive=d, limiter=limiter, sharing=Sharing(d, limiter), uploads=Uploads(d))
     errors.register(app)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(account.bp)
+    metrics.instrument(app)
+    for mod in (health, metrics, account, tokens, nodes, shares, public, tus, blocks, openapi):
+        app.register_blueprint(mod.bp)
+
+    @app.after_request
+    def _security_headers(resp):
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        return resp
     return app

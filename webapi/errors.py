@@ -13,6 +13,10 @@ from storage import errors as e
 log = logging.getLogger("blockdrive.api")
 
 STATUS: list[tuple[type[e.BlockdriveError], int]] = [
+    (e.ChecksumMismatch, 460),     # tus checksum extension: "Checksum Mismatch"
+    (e.ContentMismatch, 422),
+    (e.RateLimited, 429),
+    (e.Gone, 410),
     (e.PreconditionFailed, 412),   # before Conflict: it is one
     (e.QuotaExceeded, 413),
     (e.InvalidName, 400),
@@ -47,7 +51,7 @@ def problem(status: int, code: str, title: str, detail: str = "", **extra):
     resp.status_code = status
     resp.mimetype = "application/problem+json"
     if status in (503, 429):
-        resp.headers["Retry-After"] = "5"
+        resp.headers["Retry-After"] = str(extra.get("retry_after") or 5)
     if status == 401:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="blockdrive"'
     return resp
@@ -64,8 +68,11 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
-        return problem(exc.code or 500, (exc.name or "error").lower().replace(" ", "-"),
+        resp = problem(exc.code or 500, (exc.name or "error").lower().replace(" ", "-"),
                        exc.name or "Error", exc.description or "")
+        if exc.code == 405 and exc.valid_methods:
+            resp.headers["Allow"] = ", ".join(exc.valid_methods)
+        return resp
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

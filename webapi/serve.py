@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 from gunicorn.app.base import BaseApplication
+
+
+def _child_exit(_server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(worker.pid)
 
 
 class Server(BaseApplication):
     def __init__(self, config, host: str, port: int, workers: int):
         self.bd_config, self.bind, self.workers = config, f"{host}:{port}", workers
+        # Metrics from every worker meet in one directory (see webapi.metrics); a fresh one
+        # per server, so a restart does not add up the previous run's counters.
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="blockdrive-metrics-"))
         super().__init__()
 
     def load_config(self):
@@ -21,6 +33,7 @@ class Server(BaseApplication):
         self.cfg.set("limit_request_line", 8190)
         self.cfg.set("limit_request_fields", 100)
         self.cfg.set("limit_request_field_size", 8190)
+        self.cfg.set("child_exit", _child_exit)
 
     def load(self):
         from . import create_app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, BigId, BlockId, Timestamp, utcnow
@@ -21,6 +21,8 @@ class UploadSession(Base):
     offset: Mapped[int] = mapped_column(BigInteger, default=0)
     length: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     state: Mapped[str] = mapped_column(String(10), default="active")  # active|done|expired|aborted
+    # tus: a resumable upload of one file; blocks: a client's delta-sync block uploads
+    kind: Mapped[str] = mapped_column(String(8), default="tus", server_default="tus")
     meta: Mapped[str] = mapped_column(Text, default="{}")  # JSON: chunker tail, hash state, ...
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(Timestamp, index=True)
@@ -34,6 +36,32 @@ class UploadPin(Base):
     session_id: Mapped[str] = mapped_column(ForeignKey("upload_sessions.id", ondelete="CASCADE"),
                                             primary_key=True)
     block_id: Mapped[bytes] = mapped_column(BlockId, primary_key=True, index=True)
+
+
+class UploadChunk(Base):
+    """The ``seq``-th block cut so far from a resumable upload, at byte ``offset``: the version
+    the upload becomes, in order. Pinned through ``upload_pins`` until the session ends."""
+
+    __tablename__ = "upload_chunks"
+
+    session_id: Mapped[str] = mapped_column(ForeignKey("upload_sessions.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    block_id: Mapped[bytes] = mapped_column(BlockId)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(Integer)
+
+
+class RateLimit(Base):
+    """Failed attempts against one key (a login email, a link) in the current window; shared
+    by every server process through the database."""
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[dt.datetime] = mapped_column(Timestamp)
+    blocked_until: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
 
 
 class JobRun(Base):

@@ -1,0 +1,209 @@
+"""Sharing: grants of a node to other users, and public links.
+
+Only a node's owner manages its shares and links. Shares are inherited down the tree (the
+permission check lives in :meth:`storage.drive.Drive._get`). A link token carries at least 256
+random bits and only its SHA-256 is stored; a link password is hashed like an account's.
+Reading through a link acts as the node's owner on the linked subtree only, with the role
+reported as the link's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from typing import Iterator
+
+import sqlalchemy as sa
+
+from .accounts import normalize_email, token_hash
+from .clock import now
+from .drive import Drive, NodeInfo, VersionInfo
+from .errors import Gone, InvalidInput, NotFound, Unauthorized
+from .models import Link, Node, Share, User
+from .ratelimit import Limiter
+
+LINK_TOKEN_BYTES = 32
+LINK_ROLES = ("viewer",)
+SHARE_ROLES = ("viewer", "editor")
+MAX_LINK_SECONDS = 10 * 365 * 86400
+
+
+@dataclass(frozen=True)
+class ShareInfo:
+    node_id: int
+    user_id: int
+    email: str
+    role: str
+    granted_by: int
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    id: int
+    node_id: int
+    role: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    has_password: bool
+    revoked_at: dt.datetime | None
+    downloads: int
+
+
+def _link_info(link: Link) -> LinkInfo:
+    return LinkInfo(link.id, link.node_id, link.role, link.created_at, link.expires_at,
+                    link.password_hash is not None, link.revoked_at, link.downloads)
+
+
+class Sharing:
+    def __init__(self, drive: Drive, limiter: Limiter | None = None):
+        self.drive = drive
+        srv = drive.config["server"]
+        self.limiter = limiter or Limiter(drive.sm, srv["auth_max_failures"], srv["auth_window_seconds"])
+
+    # ---- shares ----------------------------------------------------------------------
+
+    def list_shares(self, user_id: int, node_id: int) -> list[ShareInfo]:
+        with self.drive.sm() as s:
+            node, _ = self.drive._get(s, user_id, node_id, need="owner")
+            rows = s.execute(sa.select(Share, User.email).join(User, User.id == Share.grantee_id)
+                             .where(Share.node_id == node.id).order_by(Share.id)).all()
+            return [ShareInfo(sh.node_id, sh.grantee_id, email, sh.role, sh.granted_by, sh.created_at)
+                    for sh, email in rows]
+
+    def grant(self, user_id: int, node_id: int, email: str, role: str) -> tuple[ShareInfo, bool]:
+        """Grant (or change) ``role`` on a node to the user with ``email``; True if new."""
+        if role not in SHARE_ROLES:
+            raise InvalidInput(f"role must be one of {', '.join(SHARE_ROLES)}")
+        email = normalize_email(email)
+
+        def run(s):
+            node, _ = self.drive._get(s, user_id, node_id, need="owner")
+            grantee = s.execute(sa.select(User).where(User.email == email)).scalar_one_or_none()
+            if grantee is None:
+                raise InvalidInput(f"no user with email {email}")
+            if grantee.id == node.owner_id:
+                raise InvalidInput("the owner already has every right on their own files")
+            share = s.execute(sa.select(Share).where(Share.node_id == node.id, Share.grantee_id == grantee.id)
+                              ).scalar_one_or_none()
+            created = share is None
+            if created:
+                share = Share(node_id=node.id, grantee_id=grantee.id, role=role, granted_by=user_id,
+                              created_at=now())
+                s.add(share)
+            else:
+                share.role = role
+            s.flush()
+            return ShareInfo(node.id, grantee.id, grantee.email, role, share.granted_by, share.created_at), created
+        return self.drive._tx(run)
+
+    def revoke(self, user_id: int, node_id: int, grantee_id: int) -> None:
+        def run(s):
+            node, _ = self.drive._get(s, user_id, node_id, need="owner")
+            n = s.execute(sa.delete(Share).where(Share.node_id == node.id, Share.grantee_id == grantee_id)).rowcount
+            if n == 0:
+                raise NotFound(f"node {node_id} is not shared with user {grantee_id}")
+        self.drive._tx(run)
+
+    def shared_with_me(self, user_id: int) -> list[NodeInfo]:
+        """Live nodes other users shared with the caller directly (not those below them)."""
+        with self.drive.sm() as s:
+            nodes = s.execute(sa.select(Node, Share.role).join(Share, Share.node_id == Node.id)
+                              .where(Share.grantee_id == user_id, Node.deleted_at.is_(None))
+                              .order_by(Node.name, Node.id)).all()
+            return [self.drive._info(s, n, self.drive._role(s, user_id, n)) for n, _role in nodes]
+
+    # ---- links -----------------------------------------------------------------------
+
+    def create_link(self, user_id: int, node_id: int, role: str = "viewer", expires_in: int | None = None,
+                    password: str | None = None) -> tuple[LinkInfo, str]:
+        if role not in LINK_ROLES:
+            raise InvalidInput(f"a link's role must be one of {', '.join(LINK_ROLES)}")
+        if expires_in is not None and not (isinstance(expires_in, int) and 0 < expires_in <= MAX_LINK_SECONDS):
+            raise InvalidInput(f"expires_in must be a number of seconds between 1 and {MAX_LINK_SECONDS}")
+        if password is not None and not (isinstance(password, str) and 1 <= len(password) <= 1024):
+            raise InvalidInput("a link password must be 1 to 1024 characters")
+        token = "bl_" + secrets.token_urlsafe(LINK_TOKEN_BYTES)
+        pw_hash = self.drive.hasher.hash(password) if password else None
+
+        def run(s):
+            node, _ = self.drive._get(s, user_id, node_id, need="owner")
+            t = now()
+            link = Link(token_hash=token_hash(token), node_id=node.id, role=role, created_by=user_id,
+                        created_at=t, expires_at=t + dt.timedelta(seconds=expires_in) if expires_in else None,
+                        password_hash=pw_hash, downloads=0)
+            s.add(link)
+            s.flush()
+            return _link_info(link)
+        return self.drive._tx(run, attempts=1), token
+
+    def list_links(self, user_id: int, node_id: int) -> list[LinkInfo]:
+        with self.drive.sm() as s:
+            node, _ = self.drive._get(s, user_id, node_id, need="owner")
+            links = s.execute(sa.select(Link).where(Link.node_id == node.id).order_by(Link.id)).scalars().all()
+            return [_link_info(x) for x in links]
+
+    def revoke_link(self, user_id: int, node_id: int, link_id: int) -> None:
+        def run(s):
+            node, _ = self.drive._get(s, user_id, node_id, need="owner")
+            link = s.get(Link, link_id)
+            if link is None or link.node_id != node.id or link.revoked_at is not None:
+                raise NotFound(f"link {link_id} not found")
+            link.revoked_at = now()
+        self.drive._tx(run)
+
+    def _resolve(self, token: str, password: str | None, node_id: int | None = None) -> tuple[Link, Node]:
+        """The link and the node asked for (the linked node, or one below it). Unknown -> 404,
+        expired or revoked -> 410, missing or wrong password -> 401 (rate-limited)."""
+        # No session is held across the password check: the limiter writes in its own
+        # transaction, and SQLite allows one writer at a time.
+        with self.drive.sm() as s:
+            link = s.execute(sa.select(Link).where(Link.token_hash == token_hash(token or ""))).scalar_one_or_none()
+        if link is None:
+            raise NotFound("no such link")
+        if link.revoked_at is not None:
+            raise Gone("this link was revoked")
+        if link.expires_at is not None and link.expires_at <= now():
+            raise Gone("this link has expired")
+        if link.password_hash is not None:
+            key = f"link:{link.id}"
+            if not password:  # asking without one is not a guess, so it is not counted
+                raise Unauthorized("this link needs a password (X-Link-Password header)")
+            self.limiter.check(key)
+            if not self.drive.hasher.verify(password, link.password_hash):
+                self.limiter.fail(key)
+                raise Unauthorized("wrong link password")
+        with self.drive.sm() as s:
+            root = s.get(Node, link.node_id)
+            if root is None or root.deleted_at is not None:
+                raise NotFound("no such link")
+            node = root
+            if node_id is not None and node_id != root.id:
+                node = s.get(Node, node_id) if isinstance(node_id, int) else None
+                cur = node
+                while cur is not None and cur.id != root.id:
+                    cur = s.get(Node, cur.parent_id) if cur.parent_id is not None else None
+                if node is None or cur is None or node.deleted_at is not None:
+                    raise NotFound(f"node {node_id} not found")
+            return link, node
+
+    def link_get(self, token: str, password: str | None, node_id: int | None = None) -> tuple[LinkInfo, NodeInfo]:
+        link, node = self._resolve(token, password, node_id)
+        info = self.drive.get(node.owner_id, node.id)
+        return _link_info(link), dataclasses.replace(info, role=link.role)
+
+    def link_children(self, token: str, password: str | None, node_id: int | None = None,
+                      **page) -> tuple[list[NodeInfo], str | None]:
+        link, node = self._resolve(token, password, node_id)
+        items, cursor = self.drive.list_children(node.owner_id, node.id, **page)
+        return [dataclasses.replace(i, role=link.role) for i in items], cursor
+
+    def link_open(self, token: str, password: str | None, node_id: int | None = None, start: int = 0,
+                  end: int | None = None) -> tuple[NodeInfo, VersionInfo, Iterator[bytes]]:
+        link, node = self._resolve(token, password, node_id)
+        info, version, chunks = self.drive.open(node.owner_id, node.id, start=start, end=end)
+        with self.drive.sm() as s, s.begin():
+            s.execute(sa.update(Link).where(Link.id == link.id).values(downloads=Link.downloads + 1))
+        return dataclasses.replace(info, role=link.role), version, chunks

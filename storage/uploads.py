@@ -1,0 +1,504 @@
+"""Resumable uploads (the domain side of tus 1.0) and the block API of delta sync.
+
+Resumable uploads cut and store blocks as the bytes arrive, so a resumed upload never stores
+a block twice and no whole file is ever spooled:
+
+- each append runs the chunker over ``tail + body``, where the tail is the part of the
+  previous append after its last content-defined cut. Every chunk but the last ends at a
+  real cut (FastCDC's cut depends only on the bytes since the chunk's start), so it is final
+  and stored now; the last one may have been cut only because the data ran out, so it
+  becomes the new tail (at most one chunk, < ``chunk_max``), stored on the hot backend under
+  ``uploads/<session>/<offset>.tail`` where every server process can read it. The blocks of
+  a resumable upload are thus exactly those of the same bytes sent in one PUT.
+- stored blocks go into packs like any upload's; their rows are inserted with no refs and
+  pinned (``upload_pins``) so GC keeps them; the session's ordered block list is
+  ``upload_chunks``. The session's offset moves with one conditional UPDATE, so two appends
+  racing at the same offset cannot both land.
+- the whole-file SHA-256 cannot be carried between requests (hashlib state does not
+  serialise): when one append carried the whole file it is hashed on the fly, otherwise it
+  is computed at the end by streaming the stored blocks back.
+- when the last byte arrives the session becomes a new file or a new version in one
+  transaction (quota charged, refs taken, pins released). Sessions not finished by
+  ``expires_at`` expire: pins, block list and tail are released (:meth:`Uploads.expire`).
+
+The block API: a client asks which of its blocks the server lacks, PUTs each by its SHA-256,
+then commits a version as a list of hashes. The "missing" answer treats as present only the
+blocks the caller already owns (refs in versions of their own files) or sent in their block
+session, so it never reveals other users' content; a block sent that the server already has
+from someone else is deduplicated silently after its bytes arrived.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import BinaryIO, Iterable, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from .blockstore import BlockLocation, Ingested, _PackSink
+from .clock import now
+from .drive import Drive, PutResult
+from .errors import (ChecksumMismatch, Conflict, ContentMismatch, Gone, InvalidInput, NotFound,
+                     OffsetMismatch, QuotaExceeded, RetryLater)
+from .models import Block, FileVersion, Node, Pack, UploadChunk, UploadPin, UploadSession, User, VersionBlock
+from .names import validate_name
+
+CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
+LOOKUP_BATCH = 64
+MAX_HASHES = 10_000  # per "missing" question or commit
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: str
+    user_id: int
+    parent_id: int
+    name: str
+    offset: int
+    length: int
+    state: str
+    expires_at: dt.datetime
+    node_id: int | None
+    metadata: dict
+
+
+def _info(us: UploadSession) -> SessionInfo:
+    meta = json.loads(us.meta or "{}")
+    return SessionInfo(us.id, us.user_id, us.parent_id, us.name, us.offset, us.length or 0, us.state,
+                       us.expires_at, us.node_id, meta.get("metadata", {}))
+
+
+class _Concat:
+    """``head`` bytes, then ``body``; counts and checksums what comes from the body."""
+
+    def __init__(self, head: bytes, body: BinaryIO, limit: int, algo: str | None):
+        self.head, self.body, self.limit = memoryview(head), body, limit
+        self.received = 0
+        self.digest = CHECKSUMS[algo]() if algo else None
+
+    def readinto(self, b) -> int:
+        view = memoryview(b).cast("B")
+        if self.head.nbytes:
+            n = min(len(view), self.head.nbytes)
+            view[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        want = min(len(view), self.limit + 1 - self.received)
+        if want <= 0:
+            raise InvalidInput("more bytes sent than the upload's declared length")
+        data = self.body.read(want)
+        if not data:
+            return 0
+        n = len(data)
+        if self.received + n > self.limit:
+            raise InvalidInput("more bytes sent than the upload's declared length")
+        view[:n] = data
+        self.received += n
+        if self.digest is not None:
+            self.digest.update(data)
+        return n
+
+
+class Uploads:
+    def __init__(self, drive: Drive):
+        self.drive, self.store = drive, drive.blocks
+        srv = drive.config["server"]
+        self.expire_seconds = srv["upload_expire_seconds"]
+        self.max_upload = srv["max_upload_bytes"] or None
+
+    # ---- resumable uploads -----------------------------------------------------------
+
+    def create(self, user_id: int, parent_id: int, name: str, length: int,
+               metadata: dict | None = None) -> SessionInfo:
+        name = validate_name(name)
+        if not isinstance(length, int) or length < 0:
+            raise InvalidInput("the upload's length must be a whole number of bytes")
+        if self.max_upload is not None and length > self.max_upload:
+            raise InvalidInput(f"uploads are limited to {self.max_upload} bytes")
+        self._check_room(user_id, parent_id, name, length)
+        t = now()
+        us = UploadSession(id=uuid.uuid4().hex, user_id=user_id, parent_id=parent_id, name=name, offset=0,
+                           length=length, state="active", kind="tus",
+                           meta=json.dumps({"metadata": metadata or {}, "tail": None, "seq": 0, "whole": None}),
+                           created_at=t, expires_at=t + dt.timedelta(seconds=self.expire_seconds))
+        with self.drive.sm() as s, s.begin():
+            s.add(us)
+        return _info(us)
+
+    def _check_room(self, user_id: int, parent_id: int, name: str, length: int) -> None:
+        """Fail early (editor rights on the folder, quota) before any byte is sent."""
+        with self.drive.sm() as s:
+            _parent, existing, owner = self.drive._put_target(s, user_id, parent_id, name, None, False)
+            old = s.get(FileVersion, existing.current_version_id).size \
+                if existing is not None and existing.current_version_id else 0
+            if length - old > owner.quota_bytes - owner.used_bytes:
+                raise QuotaExceeded(used=owner.used_bytes, quota=owner.quota_bytes, needed=length - old)
+
+    def _load(self, s: Session, user_id: int, sid: str, kind: str = "tus") -> UploadSession:
+        us = s.get(UploadSession, sid) if isinstance(sid, str) and len(sid) <= 32 else None
+        if us is None or us.user_id != user_id or us.kind != kind:
+            raise NotFound(f"upload {sid} not found")
+        if us.state in ("expired", "aborted") or (us.state == "active" and us.expires_at <= now()):
+            raise Gone(f"upload {sid} has expired or was terminated")
+        return us
+
+    def get(self, user_id: int, sid: str) -> SessionInfo:
+        with self.drive.sm() as s:
+            return _info(self._load(s, user_id, sid))
+
+    def append(self, user_id: int, sid: str, offset: int, body: BinaryIO, declared: int | None = None,
+               checksum: tuple[str, bytes] | None = None) -> tuple[SessionInfo, PutResult | None]:
+        """Add ``body`` at ``offset``. ``declared`` is how many bytes the client said it would
+        send: fewer arriving (a dropped connection) keeps what came, unless a checksum was
+        declared, which then cannot be verified and the chunk is refused. Returns the session
+        and, when this append completed the upload, the file's new version."""
+        algo, want = checksum if checksum else (None, None)
+        if algo is not None and algo not in CHECKSUMS:
+            raise InvalidInput(f"unsupported checksum algorithm {algo!r} (sha1, sha256)")
+        with self.drive.sm() as s:
+            us = self._load(s, user_id, sid)
+            if us.state != "active":
+                raise OffsetMismatch(f"upload {sid} is complete", offset=us.offset)
+            if offset != us.offset:
+                raise OffsetMismatch(f"upload {sid} is at offset {us.offset}, not {offset}", offset=us.offset)
+            meta = json.loads(us.meta)
+            length = us.length or 0
+        tail = self.store.hot.read(meta["tail"]) if meta["tail"] else b""
+        src = _Concat(tail, body, length - offset, algo)
+        ing = Ingested()
+        sink = _PackSink(self.store, ing)
+        whole = hashlib.sha256() if offset == 0 else None
+        chunks: list[tuple[bytes, int]] = []
+        pending: list[tuple[bytes, bytes]] = []
+        seen: set[bytes] = set()
+
+        def flush():
+            known = self.store.known_blocks({b for b, _ in pending if b not in seen})
+            for bid, raw in pending:
+                if bid not in seen:
+                    seen.add(bid)
+                    if bid not in known:
+                        codec, payload = self.store._encode(raw)
+                        ing.new_blocks[bid] = sink.add(bid, raw, codec, payload)
+            pending.clear()
+
+        def take(raw: bytes):
+            bid = hashlib.sha256(raw).digest()
+            chunks.append((bid, len(raw)))
+            pending.append((bid, raw))
+            if whole is not None:
+                whole.update(raw)
+            if len(pending) >= LOOKUP_BATCH:
+                flush()
+
+        held = None
+        try:
+            for view in self.store.chunker.chunks(src):
+                if held is not None:
+                    take(held)
+                held = bytes(view)
+            end = offset + src.received
+            truncated = declared is not None and src.received < declared
+            if src.digest is not None:
+                if truncated or src.digest.digest() != want:
+                    raise ChecksumMismatch(f"the chunk does not match its {algo} checksum", offset=offset)
+            final = end == length
+            if final and held is not None:
+                take(held)
+                held = None
+            if pending:
+                flush()
+            new_tail = None
+            if held:
+                new_tail = f"uploads/{sid}/{end}.tail"
+                self.store.hot.put(new_tail, held)
+            sink.close()
+        except BaseException:
+            sink.abandon()
+            raise
+        if whole is not None and final and meta["tail"] is None:
+            meta["whole"] = whole.hexdigest()
+        old_tail, meta["tail"] = meta["tail"], new_tail
+        seq0 = meta["seq"]
+        meta["seq"] = seq0 + len(chunks)
+        chunk_off = end - (len(held) if held else 0) - sum(n for _, n in chunks)
+
+        def run(s):
+            res = s.execute(sa.update(UploadSession).where(UploadSession.id == sid, UploadSession.offset == offset,
+                                                           UploadSession.state == "active")
+                            .values(offset=end, meta=json.dumps(meta)).execution_options(synchronize_session=False))
+            if res.rowcount != 1:
+                raise OffsetMismatch(f"upload {sid} moved on while this chunk arrived")
+            self.store.commit(s, ing)  # ing.refs is empty: pins, not refs, keep these blocks
+            self._pin(s, sid, {b for b, _ in chunks})
+            rows, off = [], chunk_off
+            for i, (bid, n) in enumerate(chunks):
+                rows.append(dict(session_id=sid, seq=seq0 + i, block_id=bid, offset=off, size=n))
+                off += n
+            if rows:
+                s.execute(sa.insert(UploadChunk), rows)
+        self.drive._tx(run, attempts=1)
+        if old_tail and old_tail != new_tail:
+            self._forget(old_tail)
+        result = self.finish(user_id, sid) if final else None
+        return self.get(user_id, sid), result
+
+    def _pin(self, s: Session, sid: str, ids: set[bytes]) -> None:
+        """Pin ``ids`` for the session; each must still exist unmarked (a block GC marked
+        between our lookup and now would be swept from under the upload)."""
+        ids = list(ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            alive = s.execute(sa.select(sa.func.count()).select_from(Block).where(
+                Block.id.in_(part), Block.gc_marked_at.is_(None))).scalar_one()
+            if alive != len(part):
+                raise RetryLater("a block was collected while this upload ran; resend the chunk")
+            have = {r[0] for r in s.execute(sa.select(UploadPin.block_id).where(
+                UploadPin.session_id == sid, UploadPin.block_id.in_(part)))}
+            fresh = [dict(session_id=sid, block_id=b) for b in part if b not in have]
+            if fresh:
+                s.execute(sa.insert(UploadPin), fresh)
+
+    def _forget(self, key: str) -> None:
+        try:
+            self.store.hot.delete(key)
+        except Exception:  # noqa: BLE001 - a leftover tail is harmless: expire() lists and removes them
+            pass
+
+    def finish(self, user_id: int, sid: str) -> PutResult:
+        """Turn a fully received session into the file's new version."""
+        with self.drive.sm() as s:
+            us = self._load(s, user_id, sid)
+            if us.state == "done":
+                raise Conflict(f"upload {sid} is already complete")
+            if us.offset != us.length:
+                raise InvalidInput(f"upload {sid} has {us.offset} of {us.length} bytes")
+            meta = json.loads(us.meta)
+            refs = [(r.block_id, r.offset, r.size) for r in s.execute(
+                sa.select(UploadChunk).where(UploadChunk.session_id == sid).order_by(UploadChunk.seq)).scalars()]
+            parent_id, name, length = us.parent_id, us.name, us.length
+        sha = bytes.fromhex(meta["whole"]) if meta.get("whole") else self._hash_blocks([r[0] for r in refs])
+        try:
+            res = self._commit_version(user_id, parent_id, name, [(b, o) for b, o, _ in refs], length, sha, sid=sid)
+        except QuotaExceeded:
+            self.abort(sid)
+            raise
+        return res
+
+    def _commit_version(self, user_id: int, parent_id: int, name: str, refs: list[tuple[bytes, int]],
+                        size: int, sha: bytes, sid: str | None = None, if_match=None,
+                        release: Iterable[bytes] = (), block_sid: str | None = None) -> PutResult:
+        d = self.drive
+
+        def run(s):
+            parent, node, _owner = d._put_target(s, user_id, parent_id, name, if_match, False)
+            created = node is None
+            old = s.get(FileVersion, node.current_version_id).size if node is not None and node.current_version_id else 0
+            d._charge(s, parent.owner_id, size - old)
+            self.store.add_refs(s, Counter(b for b, _ in refs))
+            if created:
+                t = now()
+                node = Node(owner_id=parent.owner_id, parent_id=parent.id, kind="file", name=name, live_name=name,
+                            created_at=t, updated_at=t)
+                s.add(node)
+                s.flush()
+            v = d._add_version(s, node, size, sha, user_id, refs)
+            if sid is not None:
+                s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid))
+                s.execute(sa.delete(UploadChunk).where(UploadChunk.session_id == sid))
+                s.execute(sa.update(UploadSession).where(UploadSession.id == sid)
+                          .values(state="done", node_id=node.id).execution_options(synchronize_session=False))
+            rel = list(set(release))
+            for i in range(0, len(rel), 500):
+                s.execute(sa.delete(UploadPin).where(UploadPin.session_id == block_sid,
+                                                     UploadPin.block_id.in_(rel[i:i + 500])))
+            return PutResult(d._info(s, node, d._role(s, user_id, node)), v.id, created, 0)
+        try:
+            return d._tx(run)
+        except Exception:
+            raise
+
+    def _locations(self, ids: list[bytes]) -> dict[bytes, BlockLocation]:
+        out = {}
+        uniq = list(set(ids))
+        with self.drive.sm() as s:
+            for i in range(0, len(uniq), 500):
+                for r in s.execute(sa.select(Block.id, Block.size, Block.stored_size, Pack.url, Block.offset_in_pack)
+                                   .join(Pack, Pack.id == Block.pack_id).where(Block.id.in_(uniq[i:i + 500]))):
+                    out[r[0]] = BlockLocation(*r)
+        return out
+
+    def stream_blocks(self, ids: list[bytes]) -> Iterator[bytes]:
+        for i in range(0, len(ids), 256):
+            part = ids[i:i + 256]
+            locs = self._locations(part)
+            missing = [b.hex() for b in part if b not in locs]
+            if missing:
+                raise InvalidInput(f"unknown block {missing[0]}", block=missing[0])
+            yield from self.store.read_blocks([locs[b] for b in part])
+
+    def _hash_blocks(self, ids: list[bytes]) -> bytes:
+        h = hashlib.sha256()
+        for raw in self.stream_blocks(ids):
+            h.update(raw)
+        return h.digest()
+
+    def abort(self, sid: str, state: str = "aborted") -> None:
+        """End a session without a version: its pins, block list and tail are released."""
+        with self.drive.sm() as s, s.begin():
+            us = s.get(UploadSession, sid)
+            if us is None or us.state != "active" and state != "expired":
+                return
+            tail = json.loads(us.meta or "{}").get("tail")
+            s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid))
+            s.execute(sa.delete(UploadChunk).where(UploadChunk.session_id == sid))
+            us.state = state
+        if tail:
+            self._forget(tail)
+
+    def terminate(self, user_id: int, sid: str) -> None:
+        with self.drive.sm() as s:
+            self._load(s, user_id, sid)
+        self.abort(sid)
+
+    def expire(self, at: dt.datetime | None = None, limit: int = 100) -> int:
+        """Expire unfinished sessions (tus and block sessions) past their ``expires_at``."""
+        at = at or now()
+        with self.drive.sm() as s:
+            ids = s.execute(sa.select(UploadSession.id).where(UploadSession.state == "active",
+                                                              UploadSession.expires_at <= at).limit(limit)).scalars().all()
+        for sid in ids:
+            self.abort(sid, state="expired")
+        return len(ids)
+
+    # ---- the block API ---------------------------------------------------------------
+
+    def _block_session(self, s: Session, user_id: int) -> UploadSession:
+        sid = f"blocks-{user_id}"
+        us = s.get(UploadSession, sid)
+        t = now()
+        if us is not None and us.state == "active" and us.expires_at <= t:
+            raise RetryLater("your block session is expiring; retry")
+        if us is None or us.state != "active":
+            if us is not None:
+                s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid))
+                s.delete(us)
+                s.flush()
+            us = UploadSession(id=sid, user_id=user_id, parent_id=0, name="", offset=0, length=None,
+                               state="active", kind="blocks", meta="{}", created_at=t,
+                               expires_at=t + dt.timedelta(seconds=self.expire_seconds))
+            s.add(us)
+            s.flush()
+        return us
+
+    @staticmethod
+    def _parse_hashes(hashes) -> list[bytes]:
+        if not isinstance(hashes, list) or len(hashes) > MAX_HASHES:
+            raise InvalidInput(f"hashes must be a list of at most {MAX_HASHES} SHA-256 hex digests")
+        out = []
+        for h in hashes:
+            if not isinstance(h, str) or len(h) != 64:
+                raise InvalidInput(f"not a SHA-256 hex digest: {str(h)[:80]!r}")
+            try:
+                out.append(bytes.fromhex(h))
+            except ValueError:
+                raise InvalidInput(f"not a SHA-256 hex digest: {h[:80]!r}") from None
+        return out
+
+    def _usable(self, s: Session, user_id: int, ids: list[bytes]) -> set[bytes]:
+        """Of ``ids``, those the caller may build on: refs of their own files' versions, or
+        pinned in their live block session."""
+        have: set[bytes] = set()
+        sid = f"blocks-{user_id}"
+        uniq = list(set(ids))
+        for i in range(0, len(uniq), 500):
+            part = uniq[i:i + 500]
+            have.update(r[0] for r in s.execute(
+                sa.select(VersionBlock.block_id).distinct()
+                .join(FileVersion, FileVersion.id == VersionBlock.version_id)
+                .join(Node, Node.id == FileVersion.node_id)
+                .where(Node.owner_id == user_id, VersionBlock.block_id.in_(part))))
+            have.update(r[0] for r in s.execute(
+                sa.select(UploadPin.block_id).join(UploadSession, UploadSession.id == UploadPin.session_id)
+                .where(UploadPin.session_id == sid, UploadSession.state == "active",
+                       UploadSession.expires_at > now(), UploadPin.block_id.in_(part))))
+        return have
+
+    def missing(self, user_id: int, hashes) -> list[str]:
+        ids = self._parse_hashes(hashes)
+        with self.drive.sm() as s:
+            have = self._usable(s, user_id, ids)
+        out, seen = [], set()
+        for b in ids:
+            if b not in have and b not in seen:
+                seen.add(b)
+                out.append(b.hex())
+        return out
+
+    def put_block(self, user_id: int, hex_id: str, data: bytes) -> bool:
+        """Store one block sent by the caller, verified against its hash, and pin it in their
+        block session. Returns True if its bytes were new to the server."""
+        (bid,) = self._parse_hashes([hex_id])
+        if len(data) > self.store.chunker.max_size:
+            raise InvalidInput(f"a block is at most {self.store.chunker.max_size} bytes")
+        if hashlib.sha256(data).digest() != bid:
+            raise ContentMismatch("the block's bytes do not hash to its name", block=hex_id)
+        ing = Ingested()
+        if not self.store.known_blocks([bid]):
+            sink = _PackSink(self.store, ing)
+            try:
+                codec, payload = self.store._encode(data)
+                ing.new_blocks[bid] = sink.add(bid, data, codec, payload)
+                sink.close()
+            except BaseException:
+                sink.abandon()
+                raise
+
+        def run(s):
+            us = self._block_session(s, user_id)
+            us.expires_at = now() + dt.timedelta(seconds=self.expire_seconds)
+            self.store.commit(s, ing)
+            self._pin(s, us.id, {bid})
+        self.drive._tx(run)
+        return bool(ing.new_blocks)
+
+    def commit_blocks(self, user_id: int, parent_id: int, name: str, hashes, size, sha256,
+                      if_match=None) -> PutResult:
+        """A new file or version of ``name`` made of the listed blocks, in order."""
+        name = validate_name(name)
+        ids = self._parse_hashes(hashes)
+        if not isinstance(size, int) or size < 0:
+            raise InvalidInput("size must be a whole number of bytes")
+        try:
+            sha = bytes.fromhex(sha256) if isinstance(sha256, str) and len(sha256) == 64 else None
+        except ValueError:
+            sha = None
+        if sha is None:
+            raise InvalidInput("sha256 must be the file's SHA-256 as 64 hex digits")
+        with self.drive.sm() as s:
+            self.drive._put_target(s, user_id, parent_id, name, if_match, False)
+            have = self._usable(s, user_id, ids)
+        lacking = [b.hex() for b in ids if b not in have]
+        if lacking:
+            raise InvalidInput(f"{len(lacking)} block(s) not sent yet", missing=len(lacking), first=lacking[0])
+        locs = self._locations(ids)
+        refs, off = [], 0
+        for b in ids:
+            refs.append((b, off))
+            off += locs[b].size
+        if off != size:
+            raise ContentMismatch(f"the blocks hold {off} bytes, not {size}")
+        if self._hash_blocks(ids) != sha:
+            raise ContentMismatch("the blocks' content does not hash to the given sha256")
+        return self._commit_version(user_id, parent_id, name, refs, size, sha, if_match=if_match,
+                                    release=ids, block_sid=f"blocks-{user_id}")
+
+    def chunking(self) -> dict:
+        st = self.drive.config["storage"]
+        return {"chunker": st["chunker"], "min": st["chunk_min"], "avg": st["chunk_avg"], "max": st["chunk_max"]}

@@ -1,0 +1,41 @@
+"""The block API of delta sync: which blocks are missing, send a block, commit a version."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify, request
+
+from storage.errors import InvalidInput
+
+from .auth import login_required
+from .nodes import _created
+from .util import body, etag_value, uploads
+
+bp = Blueprint("blocks", __name__, url_prefix="/api/v1")
+
+
+@bp.post("/blocks/missing")
+@login_required
+def missing():
+    data = body({"hashes": list}, required=("hashes",))
+    up = uploads()
+    return jsonify(missing=up.missing(g.user.id, data["hashes"]), chunking=up.chunking())
+
+
+@bp.put("/blocks/<sha256>")
+@login_required
+def put_block(sha256):
+    up = uploads()
+    request.max_content_length = up.store.chunker.max_size
+    if request.content_length is None and not request.environ.get("wsgi.input_terminated"):
+        raise InvalidInput("send the block with a Content-Length")
+    new = up.put_block(g.user.id, sha256.lower(), request.get_data(cache=False))
+    return jsonify(sha256=sha256.lower(), stored=new), 201 if new else 200
+
+
+@bp.post("/nodes/<int:node_id>/children/<name>/commit")
+@login_required
+def commit(node_id, name):
+    data = body({"blocks": list, "size": int, "sha256": str}, required=("blocks", "size", "sha256"))
+    res = uploads().commit_blocks(g.user.id, node_id, name, data["blocks"], data["size"], data["sha256"],
+                                  if_match=etag_value(request.headers.get("If-Match")))
+    return _created(res.node, 201 if res.created else 200)

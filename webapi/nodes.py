@@ -1,0 +1,130 @@
+"""Files and folders: metadata, listings, folders, uploads, downloads, rename/move, copy,
+trash, versions, path lookup."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from storage.errors import InvalidInput
+
+from . import download
+from .auth import login_required
+from .util import body, drive, etag_value, int_arg, node_json, version_json
+
+bp = Blueprint("nodes", __name__, url_prefix="/api/v1")
+
+
+def _created(node, status=201, **extra):
+    resp = jsonify({**node_json(node), **extra})
+    resp.status_code = status
+    resp.headers["Location"] = f"/api/v1/nodes/{node.id}"
+    if node.etag:
+        resp.headers["ETag"] = f'"{node.etag}"'
+    return resp
+
+
+@bp.get("/nodes/<int:node_id>")
+@login_required
+def get_node(node_id):
+    return jsonify(node_json(drive().get(g.user.id, node_id)))
+
+
+@bp.get("/nodes/<int:node_id>/children")
+@login_required
+def list_children(node_id):
+    sort = request.args.get("sort", "name")
+    order = request.args.get("order", "asc")
+    if order not in ("asc", "desc"):
+        raise InvalidInput("order must be asc or desc")
+    items, cursor = drive().list_children(g.user.id, node_id, sort=sort, desc=order == "desc",
+                                          limit=int_arg("limit", 100, 1, 1000), cursor=request.args.get("cursor"))
+    return jsonify(items=[node_json(n) for n in items], next_cursor=cursor)
+
+
+@bp.post("/nodes/<int:node_id>/children")
+@login_required
+def create_folder(node_id):
+    data = body({"name": str, "kind": str}, required=("name",))
+    if data.get("kind", "folder") != "folder":
+        raise InvalidInput("only folders are created here; upload files with PUT .../children/{name}")
+    return _created(drive().mkdir(g.user.id, node_id, data["name"]))
+
+
+def upload_limit() -> int:
+    return current_app.config["BLOCKDRIVE"]["server"]["max_upload_bytes"] or 2**62
+
+
+@bp.put("/nodes/<int:node_id>/children/<name>")
+@login_required
+def upload(node_id, name):
+    request.max_content_length = upload_limit()
+    inm = request.headers.get("If-None-Match")
+    res = drive().put(g.user.id, node_id, name, request.stream,
+                      if_match=etag_value(request.headers.get("If-Match")),
+                      if_none_match=inm is not None and inm.strip() == "*",
+                      size_hint=request.content_length)
+    return _created(res.node, 201 if res.created else 200, new_bytes=res.new_bytes)
+
+
+@bp.route("/nodes/<int:node_id>/content", methods=["GET", "HEAD"])
+@login_required
+def content(node_id):
+    d = drive()
+    info, version, _lazy = d.open(g.user.id, node_id, version_id=int_arg("version", None, 1))
+    return download.send(info, version, lambda a, b: d.stream_version(version.id, a, b),
+                         head=request.method == "HEAD")
+
+
+@bp.patch("/nodes/<int:node_id>")
+@login_required
+def patch_node(node_id):
+    data = body({"name": str, "parent_id": int})
+    return jsonify(node_json(drive().move(g.user.id, node_id, name=data.get("name"),
+                                          parent_id=data.get("parent_id"))))
+
+
+@bp.post("/nodes/<int:node_id>/copy")
+@login_required
+def copy_node(node_id):
+    data = body({"parent_id": int, "name": str}, required=("parent_id",))
+    return _created(drive().copy(g.user.id, node_id, data["parent_id"], data.get("name")))
+
+
+@bp.delete("/nodes/<int:node_id>")
+@login_required
+def delete_node(node_id):
+    return jsonify(node_json(drive().delete(g.user.id, node_id)))
+
+
+@bp.get("/trash")
+@login_required
+def trash():
+    return jsonify(items=[node_json(n) for n in drive().list_trash(g.user.id)])
+
+
+@bp.post("/nodes/<int:node_id>/restore")
+@login_required
+def restore(node_id):
+    return jsonify(node_json(drive().restore(g.user.id, node_id)))
+
+
+@bp.get("/nodes/<int:node_id>/versions")
+@login_required
+def versions(node_id):
+    return jsonify(items=[version_json(v) for v in drive().versions(g.user.id, node_id)])
+
+
+@bp.post("/nodes/<int:node_id>/versions/<int:version_id>/restore")
+@login_required
+def restore_version(node_id, version_id):
+    res = drive().restore_version(g.user.id, node_id, version_id)
+    return jsonify({**node_json(res.node), "version_id": res.version_id})
+
+
+@bp.get("/resolve")
+@login_required
+def resolve():
+    path = request.args.get("path")
+    if path is None:
+        raise InvalidInput("query parameter 'path' is required")
+    return jsonify(node_json(drive().resolve(g.user.id, path)))

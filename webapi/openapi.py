@@ -1,0 +1,284 @@
+"""The OpenAPI 3.1 document of the HTTP API, built from a compact table below, and a docs
+page that renders it. Keep the two in step with the blueprints: a test checks that every
+Flask route appears here."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
+
+PROBLEM = {"$ref": "#/components/responses/Problem"}
+ERRORS = {  # status -> description
+    400: "Invalid input (bad name, path, field or header)", 401: "Missing or invalid credentials",
+    403: "Visible to the caller but not theirs to change", 404: "Not found, or not visible to the caller",
+    409: "Conflict (name taken, cycle, wrong upload offset)", 410: "Gone (expired or revoked link or upload)",
+    412: "Precondition failed (If-Match, unsupported tus version)", 413: "Quota exceeded or body too large",
+    415: "Unsupported media type", 416: "Range not satisfiable", 422: "Content does not match its hash",
+    429: "Too many failed attempts (see Retry-After)", 460: "tus checksum mismatch",
+    503: "Temporarily unavailable",
+}
+
+
+def _schema(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema):
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _op(summary, ok, errors=(), body=None, params=(), auth=True, body_type="application/json",
+        body_required=True):
+    op = {"summary": summary, "responses": {}, "parameters": list(params)}
+    for status, resp in ok.items():
+        op["responses"][str(status)] = resp
+    for status in (*errors, *((401,) if auth else ())):
+        op["responses"][str(status)] = {"description": ERRORS[status], **PROBLEM_CONTENT}
+    if body is not None:
+        op["requestBody"] = {"required": body_required, "content": {body_type: {"schema": body}}}
+    if not auth:
+        op["security"] = []
+    return op
+
+
+PROBLEM_CONTENT = {"content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+def _path(name, desc, schema=None, where="path", required=True):
+    return {"name": name, "in": where, "required": required, "description": desc,
+            "schema": schema or ({"type": "integer", "minimum": 1} if where == "path" else {"type": "string"})}
+
+
+NODE_ID = _path("id", "node id")
+NAME = _path("name", "file name", {"type": "string", "minLength": 1, "maxLength": 255})
+TOKEN = _path("token", "link token", {"type": "string"})
+SID = _path("sid", "upload id", {"type": "string"})
+LINK_PW = _path("X-Link-Password", "the link's password, if it has one", where="header", required=False)
+TUS = _path("Tus-Resumable", "tus protocol version", {"type": "string", "enum": ["1.0.0"]}, where="header")
+NODE_OK = {"description": "The node", **_json(_schema("Node"))}
+BIN = {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+DOWNLOAD_PARAMS = [_path("Range", "bytes=a-b", where="header", required=False),
+                   _path("If-Range", "an ETag", where="header", required=False),
+                   _path("If-None-Match", "ETags", where="header", required=False)]
+DOWNLOAD_OK = {200: {"description": "The content, as an attachment", **BIN},
+               206: {"description": "Part of the content", **BIN}, 304: {"description": "Not modified"}}
+
+
+def _list(item):
+    return {"type": "object", "properties": {"items": {"type": "array", "items": _schema(item)}}}
+
+
+def paths() -> dict:
+    n = NODE_ID
+    sort = [_path("sort", "name|updated|size", {"type": "string", "enum": ["name", "updated", "size"]},
+                  "query", False),
+            _path("order", "asc|desc", {"type": "string", "enum": ["asc", "desc"]}, "query", False),
+            _path("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}, "query", False),
+            _path("cursor", "from next_cursor", where="query", required=False)]
+    return {
+        "/api/v1/auth/tokens": {"post": _op("Sign in: email and password for an API token",
+                                            {201: {"description": "A new token", **_json(_schema("Token"))}},
+                                            (400, 401, 429), _schema("Credentials"), auth=False)},
+        "/api/v1/account": {"get": _op("The caller's account", {200: {"description": "Account",
+                                                                      **_json(_schema("Account"))}})},
+        "/api/v1/nodes/{id}": {
+            "parameters": [n],
+            "get": _op("A file's or folder's metadata", {200: NODE_OK}, (404,)),
+            "patch": _op("Rename and/or move", {200: NODE_OK}, (400, 403, 404, 409), _schema("NodePatch")),
+            "delete": _op("Move to the trash (folders recursively)", {200: NODE_OK}, (400, 403, 404)),
+        },
+        "/api/v1/nodes/{id}/children": {
+            "parameters": [n],
+            "get": _op("A folder's children, one page", {200: {"description": "A page",
+                                                               **_json(_schema("Page"))}}, (400, 404), params=sort),
+            "post": _op("Create a folder", {201: NODE_OK}, (400, 403, 404, 409), _schema("NewFolder")),
+        },
+        "/api/v1/nodes/{id}/children/{name}": {
+            "parameters": [n, NAME],
+            "put": _op("Upload (streamed): a new file (201) or a new version (200)", {200: NODE_OK, 201: NODE_OK},
+                       (400, 403, 404, 409, 412, 413), {"type": "string", "format": "binary"},
+                       params=[_path("If-Match", "the ETag or version id last seen", where="header", required=False),
+                               _path("If-None-Match", "* : only if absent", where="header", required=False)],
+                       body_type="application/octet-stream", body_required=False),
+        },
+        "/api/v1/nodes/{id}/children/{name}/commit": {
+            "parameters": [n, NAME],
+            "post": _op("Commit a new file or version from sent blocks", {200: NODE_OK, 201: NODE_OK},
+                        (400, 403, 404, 409, 412, 413, 422), _schema("Commit")),
+        },
+        "/api/v1/nodes/{id}/content": {
+            "parameters": [n],
+            "get": _op("Download", DOWNLOAD_OK, (400, 404, 416),
+                       params=[*DOWNLOAD_PARAMS, _path("version", "a version id", {"type": "integer", "minimum": 1},
+                                                       "query", False)]),
+        },
+        "/api/v1/nodes/{id}/copy": {"parameters": [n], "post": _op(
+            "Copy (references the same blocks)", {201: NODE_OK}, (400, 403, 404, 409, 413), _schema("Copy"))},
+        "/api/v1/nodes/{id}/restore": {"parameters": [n], "post": _op(
+            "Restore from the trash", {200: NODE_OK}, (400, 404))},
+        "/api/v1/nodes/{id}/versions": {"parameters": [n], "get": _op(
+            "A file's versions, newest first", {200: {"description": "Versions", **_json(_list("Version"))}}, (404,))},
+        "/api/v1/nodes/{id}/versions/{vid}/restore": {
+            "parameters": [n, _path("vid", "version id")],
+            "post": _op("Make an old version current (as a new version)", {200: NODE_OK}, (403, 404, 409, 413))},
+        "/api/v1/nodes/{id}/shares": {
+            "parameters": [n],
+            "get": _op("Grants on the node (owner only)", {200: {"description": "Shares", **_json(_list("Share"))}},
+                       (403, 404)),
+            "post": _op("Grant a role to a user", {200: {"description": "Updated", **_json(_schema("Share"))},
+                                                   201: {"description": "Granted", **_json(_schema("Share"))}},
+                        (400, 403, 404), _schema("Grant")),
+        },
+        "/api/v1/nodes/{id}/shares/{user_id}": {
+            "parameters": [n, _path("user_id", "grantee's user id")],
+            "delete": _op("Revoke a grant", {204: {"description": "Revoked"}}, (403, 404))},
+        "/api/v1/nodes/{id}/links": {
+            "parameters": [n],
+            "get": _op("Public links of the node (owner only)", {200: {"description": "Links",
+                                                                       **_json(_list("Link"))}}, (403, 404)),
+            "post": _op("Create a public link", {201: {"description": "The link, with its token",
+                                                       **_json(_schema("NewLink"))}}, (400, 403, 404),
+                        _schema("LinkRequest"), body_required=False),
+        },
+        "/api/v1/nodes/{id}/links/{link_id}": {
+            "parameters": [n, _path("link_id", "link id")],
+            "delete": _op("Revoke a link", {204: {"description": "Revoked"}}, (403, 404))},
+        "/api/v1/trash": {"get": _op("The caller's trash", {200: {"description": "Trash", **_json(_list("Node"))}})},
+        "/api/v1/shared-with-me": {"get": _op("Nodes shared with the caller",
+                                              {200: {"description": "Shared", **_json(_list("Node"))}})},
+        "/api/v1/resolve": {"get": _op("Path to node, from the caller's root", {200: NODE_OK}, (400, 404),
+                                       params=[_path("path", "/a/b/c", where="query")])},
+        "/api/v1/uploads": {
+            "options": _op("tus capabilities", {204: {"description": "Tus-Version, Tus-Extension, ..."}}, auth=False),
+            "post": _op("tus: create an upload (creation, creation-with-upload)",
+                        {201: {"description": "Created; Location is the upload's URL"}}, (400, 403, 404, 409, 412, 413,
+                                                                                          415, 460),
+                        {"type": "string", "format": "binary"}, body_type="application/offset+octet-stream",
+                        body_required=False,
+                        params=[TUS, _path("Upload-Length", "total bytes", {"type": "string", "pattern": "^[0-9]+$"},
+                                           where="header"),
+                                _path("Upload-Metadata", "filename and parent_id, base64", where="header")]),
+        },
+        "/api/v1/uploads/{sid}": {
+            "parameters": [SID],
+            "options": _op("tus capabilities", {204: {"description": "Tus-Version, Tus-Extension, ..."}}, auth=False),
+            "head": _op("tus: the upload's offset", {200: {"description": "Upload-Offset, Upload-Length"}},
+                        (404, 410, 412), params=[TUS]),
+            "patch": _op("tus: append bytes at Upload-Offset", {204: {"description": "Appended; new Upload-Offset"}},
+                         (400, 404, 409, 410, 412, 413, 415, 460), {"type": "string", "format": "binary"},
+                         body_type="application/offset+octet-stream",
+                         params=[TUS, _path("Upload-Offset", "where these bytes go",
+                                            {"type": "string", "pattern": "^[0-9]+$"}, where="header"),
+                                 _path("Upload-Checksum", "sha1|sha256 <base64 digest>", where="header",
+                                       required=False)]),
+            "delete": _op("tus: terminate the upload", {204: {"description": "Terminated"}}, (404, 410, 412),
+                          params=[TUS]),
+        },
+        "/api/v1/blocks/missing": {"post": _op(
+            "Which of these blocks must the caller send", {200: {"description": "Missing hashes",
+                                                                 **_json(_schema("Missing"))}}, (400,),
+            _schema("Hashes"))},
+        "/api/v1/blocks/{sha256}": {
+            "parameters": [_path("sha256", "the block's SHA-256", {"type": "string", "pattern": "^[0-9a-f]{64}$"})],
+            "put": _op("Send one block", {200: {"description": "Known already"}, 201: {"description": "Stored"}},
+                       (400, 413, 422), {"type": "string", "format": "binary"}, body_type="application/octet-stream")},
+        "/s/{token}": {"parameters": [TOKEN], "get": _op(
+            "A public link: metadata (and listing, for a folder)", {200: {"description": "Linked node",
+                                                                          **_json(_schema("LinkView"))}},
+            (400, 401, 404, 410, 429), auth=False,
+            params=[LINK_PW, _path("node_id", "a node below a linked folder", {"type": "integer", "minimum": 1},
+                                   "query", False), *sort])},
+        "/s/{token}/content": {"parameters": [TOKEN], "get": _op(
+            "A public link: download", DOWNLOAD_OK, (400, 401, 404, 410, 416, 429), auth=False,
+            params=[LINK_PW, *DOWNLOAD_PARAMS, _path("node_id", "a file below a linked folder",
+                                                     {"type": "integer", "minimum": 1}, "query", False)])},
+        "/api/v1/openapi.json": {"get": _op("This document", {200: {"description": "OpenAPI 3.1",
+                                                                    **_json({"type": "object"})}}, auth=False)},
+        "/api/v1/docs": {"get": _op("API documentation page", {200: {"description": "HTML"}}, auth=False)},
+        "/healthz": {"get": _op("Liveness", {200: {"description": "Up", **_json({"type": "object"})}}, auth=False)},
+        "/readyz": {"get": _op("Readiness (database and storage)", {200: {"description": "Ready"},
+                                                                    503: {"description": "Not ready"}}, auth=False)},
+        "/metrics": {"get": _op("Prometheus metrics", {200: {"description": "text exposition format"}}, auth=False)},
+    }
+
+
+def _obj(props: dict, required=()):
+    return {"type": "object", "properties": props, "required": list(required), "additionalProperties": False}
+
+
+STR, INT = {"type": "string"}, {"type": "integer"}
+NULL_INT, NULL_STR = {"type": ["integer", "null"]}, {"type": ["string", "null"]}
+SCHEMAS = {
+    "Problem": {"type": "object", "required": ["type", "title", "status"], "properties": {
+        "type": {"type": "string", "format": "uri"}, "title": STR, "status": INT, "detail": STR}},
+    "Credentials": _obj({"email": STR, "password": STR}, ["email", "password"]),
+    "Token": {"type": "object", "properties": {"token": STR, "token_type": STR}, "required": ["token"]},
+    "Account": {"type": "object", "properties": {"id": INT, "email": STR, "plan": STR, "quota_bytes": INT,
+                                                 "used_bytes": INT, "root_id": INT, "is_admin": {"type": "boolean"}}},
+    "Node": {"type": "object", "required": ["id", "kind", "name", "permissions"], "properties": {
+        "id": INT, "kind": {"enum": ["file", "folder"]}, "name": STR, "parent_id": NULL_INT, "size": NULL_INT,
+        "etag": NULL_STR, "version_id": NULL_INT, "created_at": STR, "updated_at": STR, "deleted_at": STR,
+        "new_bytes": INT,
+        "permissions": {"type": "object", "properties": {"role": {"enum": ["owner", "editor", "viewer"]},
+                                                         "read": {"type": "boolean"}, "write": {"type": "boolean"},
+                                                         "share": {"type": "boolean"}}}}},
+    "Page": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
+                                              "next_cursor": NULL_STR}},
+    "NewFolder": _obj({"name": {"type": "string", "minLength": 1, "maxLength": 255},
+                       "kind": {"enum": ["folder"]}}, ["name"]),
+    "NodePatch": _obj({"name": {"type": "string", "minLength": 1, "maxLength": 255}, "parent_id": INT}),
+    "Copy": _obj({"parent_id": INT, "name": {"type": "string", "minLength": 1, "maxLength": 255}}, ["parent_id"]),
+    "Version": {"type": "object", "properties": {"id": INT, "node_id": INT, "size": INT, "etag": STR, "sha256": STR,
+                                                 "created_at": STR, "created_by": NULL_INT,
+                                                 "current": {"type": "boolean"}}},
+    "Grant": _obj({"email": STR, "role": {"enum": ["viewer", "editor"]}}, ["email", "role"]),
+    "Share": {"type": "object", "properties": {"node_id": INT, "user_id": INT, "email": STR, "role": STR,
+                                               "granted_by": INT, "created_at": STR}},
+    "LinkRequest": _obj({"role": {"enum": ["viewer"]}, "expires_in": {"type": "integer", "minimum": 1},
+                         "password": {"type": "string", "minLength": 1}}),
+    "Link": {"type": "object", "properties": {"id": INT, "node_id": INT, "role": STR, "created_at": STR,
+                                              "expires_at": NULL_STR, "has_password": {"type": "boolean"},
+                                              "revoked_at": NULL_STR, "downloads": INT}},
+    "NewLink": {"allOf": [{"$ref": "#/components/schemas/Link"},
+                          {"type": "object", "properties": {"token": STR, "url": STR}, "required": ["token", "url"]}]},
+    "LinkView": {"type": "object", "properties": {"node": {"$ref": "#/components/schemas/Node"}, "link": {
+        "type": "object"}, "items": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
+        "next_cursor": NULL_STR}},
+    "Hashes": _obj({"hashes": {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}},
+                   ["hashes"]),
+    "Missing": {"type": "object", "properties": {"missing": {"type": "array", "items": STR},
+                                                 "chunking": {"type": "object"}}},
+    "Commit": _obj({"blocks": {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+                    "size": {"type": "integer", "minimum": 0}, "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+                   ["blocks", "size", "sha256"]),
+}
+
+
+def document() -> dict:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "blockdrive", "version": "1",
+                 "description": "A self-hostable file drive on a deduplicating block store. Every error is "
+                                "RFC 9457 problem+json with a stable type https://blockdrive.dev/problems/<code>."},
+        "paths": paths(),
+        "components": {"schemas": SCHEMAS, "responses": {"Problem": {"description": "A problem", **PROBLEM_CONTENT}},
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    return jsonify(document())
+
+
+DOCS = """<!doctype html><html><head><meta charset="utf-8"><title>blockdrive API</title></head>
+<body><redoc spec-url="/api/v1/openapi.json"></redoc>
+<script src="https://cdn.redoc.ly/redoc/latest/bundles/redoc.standalone.js"></script>
+<noscript><a href="/api/v1/openapi.json">openapi.json</a></noscript></body></html>"""
+
+
+@bp.get("/docs")
+def docs():
+    return Response(DOCS, mimetype="text/html")

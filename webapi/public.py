@@ -1,0 +1,48 @@
+"""Public links: anyone holding the token reads the linked node (and, for a folder, what is
+below it, by ``?node_id=``). A link password travels in the ``X-Link-Password`` header, never
+in the URL, so it stays out of logs and browser history."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from storage.errors import InvalidInput
+
+from . import download
+from .util import drive, int_arg, iso, node_json, sharing
+
+bp = Blueprint("public", __name__)
+
+
+def _password():
+    return request.headers.get("X-Link-Password")
+
+
+@bp.get("/s/<token>")
+def link_meta(token):
+    node_id = int_arg("node_id", None, 1)
+    link, node = sharing().link_get(token, _password(), node_id)
+    out = {"node": node_json(node), "link": {"role": link.role, "expires_at": iso(link.expires_at)}}
+    if node.kind == "folder":
+        order = request.args.get("order", "asc")
+        if order not in ("asc", "desc"):
+            raise InvalidInput("order must be asc or desc")
+        items, cursor = sharing().link_children(token, _password(), node.id, sort=request.args.get("sort", "name"),
+                                                desc=order == "desc", limit=int_arg("limit", 100, 1, 1000),
+                                                cursor=request.args.get("cursor"))
+        out["items"] = [node_json(n) for n in items]
+        out["next_cursor"] = cursor
+    resp = jsonify(out)
+    resp.headers["Cache-Control"] = "private, no-store"
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    return resp
+
+
+@bp.route("/s/<token>/content", methods=["GET", "HEAD"])
+def link_content(token):
+    info, version, _lazy = sharing().link_open(token, _password(), int_arg("node_id", None, 1))
+    d = drive()
+    resp = download.send(info, version, lambda a, b: d.stream_version(version.id, a, b),
+                         head=request.method == "HEAD")
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    return resp

@@ -1,0 +1,78 @@
+"""Shares (grants to other users) and public links, managed by a node's owner."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from .auth import login_required
+from .util import body, iso, node_json, sharing
+
+bp = Blueprint("shares", __name__, url_prefix="/api/v1")
+
+
+def share_json(sh) -> dict:
+    return {"node_id": sh.node_id, "user_id": sh.user_id, "email": sh.email, "role": sh.role,
+            "granted_by": sh.granted_by, "created_at": iso(sh.created_at)}
+
+
+def link_json(li) -> dict:
+    return {"id": li.id, "node_id": li.node_id, "role": li.role, "created_at": iso(li.created_at),
+            "expires_at": iso(li.expires_at), "has_password": li.has_password,
+            "revoked_at": iso(li.revoked_at), "downloads": li.downloads}
+
+
+@bp.get("/nodes/<int:node_id>/shares")
+@login_required
+def list_shares(node_id):
+    return jsonify(items=[share_json(s) for s in sharing().list_shares(g.user.id, node_id)])
+
+
+@bp.post("/nodes/<int:node_id>/shares")
+@login_required
+def grant(node_id):
+    data = body({"email": str, "role": str}, required=("email", "role"))
+    sh, created = sharing().grant(g.user.id, node_id, data["email"], data["role"])
+    return jsonify(share_json(sh)), 201 if created else 200
+
+
+@bp.delete("/nodes/<int:node_id>/shares/<int:user_id>")
+@login_required
+def revoke(node_id, user_id):
+    sharing().revoke(g.user.id, node_id, user_id)
+    return "", 204
+
+
+@bp.get("/shared-with-me")
+@login_required
+def shared_with_me():
+    return jsonify(items=[node_json(n) for n in sharing().shared_with_me(g.user.id)])
+
+
+def public_base() -> str:
+    base = current_app.config["BLOCKDRIVE"]["server"]["public_url"]
+    return (base or request.host_url).rstrip("/")
+
+
+@bp.get("/nodes/<int:node_id>/links")
+@login_required
+def list_links(node_id):
+    return jsonify(items=[link_json(li) for li in sharing().list_links(g.user.id, node_id)])
+
+
+@bp.post("/nodes/<int:node_id>/links")
+@login_required
+def create_link(node_id):
+    data = body({"role": str, "expires_in": int, "password": str}) if request.content_length else {}
+    li, token = sharing().create_link(g.user.id, node_id, data.get("role", "viewer"), data.get("expires_in"),
+                                      data.get("password"))
+    resp = jsonify({**link_json(li), "token": token, "url": f"{public_base()}/s/{token}"})
+    resp.status_code = 201
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.delete("/nodes/<int:node_id>/links/<int:link_id>")
+@login_required
+def revoke_link(node_id, link_id):
+    sharing().revoke_link(g.user.id, node_id, link_id)
+    return "", 204

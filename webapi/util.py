@@ -1,0 +1,88 @@
+"""Small helpers every blueprint uses: services, JSON bodies, node serialisation."""
+
+from __future__ import annotations
+
+from flask import current_app, request
+
+from storage.errors import InvalidInput
+
+
+def drive():
+    return current_app.extensions["drive"]
+
+
+def sharing():
+    return current_app.extensions["sharing"]
+
+
+def uploads():
+    return current_app.extensions["uploads"]
+
+
+def iso(t):
+    return t.isoformat() + "Z" if t is not None else None
+
+
+def body(allowed: dict[str, type | tuple], required: tuple[str, ...] = ()) -> dict:
+    """The request's JSON object with only ``allowed`` fields of the given types: anything
+    else (an unknown field, a read-only one such as owner or size) is a 400."""
+    if not request.is_json:
+        raise InvalidInput("send a JSON object with Content-Type: application/json")
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise InvalidInput("the body must be a JSON object")
+    for key, value in data.items():
+        if key not in allowed:
+            raise InvalidInput(f"unknown or read-only field {key!r}", field=key)
+        types = allowed[key] if isinstance(allowed[key], tuple) else (allowed[key],)
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            raise InvalidInput(f"field {key!r} has the wrong type", field=key)
+    for key in required:
+        if data.get(key) is None:
+            raise InvalidInput(f"field {key!r} is required", field=key)
+    return data
+
+
+def int_arg(name: str, default: int | None = None, lo: int = 0, hi: int = 2**53) -> int | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"query parameter {name!r} must be an integer") from None
+    if not lo <= value <= hi:
+        raise InvalidInput(f"query parameter {name!r} must be between {lo} and {hi}")
+    return value
+
+
+ROLE_RIGHTS = {
+    "owner": {"read": True, "write": True, "share": True},
+    "editor": {"read": True, "write": True, "share": False},
+    "viewer": {"read": True, "write": False, "share": False},
+}
+
+
+def node_json(n) -> dict:
+    out = {"id": n.id, "kind": n.kind, "name": n.name, "parent_id": n.parent_id, "size": n.size,
+           "etag": n.etag, "version_id": n.version_id, "created_at": iso(n.created_at),
+           "updated_at": iso(n.updated_at),
+           "permissions": {"role": n.role, **ROLE_RIGHTS.get(n.role, ROLE_RIGHTS["viewer"])}}
+    if n.deleted_at is not None:
+        out["deleted_at"] = iso(n.deleted_at)
+    return out
+
+
+def version_json(v) -> dict:
+    return {"id": v.id, "node_id": v.node_id, "size": v.size, "etag": v.sha256, "sha256": v.sha256,
+            "created_at": iso(v.created_at), "created_by": v.created_by, "current": v.current}
+
+
+def etag_value(raw: str | None) -> str | None:
+    """An If-Match value as the domain expects it: a sha256 or version id, quotes and W/ off."""
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if raw.startswith("W/"):
+        raw = raw[2:]
+    return raw.strip('"')
