@@ -39,6 +39,11 @@ def create_app(config: Config | Mapping | None = None, drive=None) -> Flask:
 
     @app.after_request
     def _security_headers(resp):
+        from flask import request
+        if resp.status_code >= 400 and (request.content_length or request.headers.get("Transfer-Encoding")):
+            # The body may be partly unread (a refused upload): a connection reused after it
+            # would parse the leftover bytes as the next request.
+            resp.headers["Connection"] = "close"
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("Referrer-Policy", "same-origin")
         return resp
