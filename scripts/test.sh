@@ -13,6 +13,13 @@ stage() {  # stage NAME -- prints the time since the previous stage
 }
 mkdir -p var && : > var/stages.txt
 
+# The compose-file test needs a validator; Debian's docker-compose is one (no engine needed).
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null) \
+    || echo "could not install docker-compose; the compose-file test will say so"
+fi
+stage tools
+
 if [ "${BLOCKDRIVE_SKIP_SERVICES:-0}" = "1" ]; then
   echo "BLOCKDRIVE_SKIP_SERVICES=1: MariaDB, HDFS and S3 are not started; their tests will be SKIPPED"
 else

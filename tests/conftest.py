@@ -3,6 +3,7 @@ services are up), users, and an fsck after every test that used a drive."""
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import secrets
@@ -15,6 +16,7 @@ from storage.config import load_config
 from storage.db import make_engine, migrate
 from storage.drive import Drive
 from storage.models import Base
+from tests.services import hdfs_url, mysql_url, s3_endpoint, s3_url, webhdfs_url  # noqa: F401  (fixtures)
 
 FAST_SCRYPT = {"scrypt_n": 1024, "scrypt_r": 8, "scrypt_p": 1}  # tests only: speed over strength
 SMALL_CHUNKS = {"chunk_min": 16 * 1024, "chunk_avg": 64 * 1024, "chunk_max": 256 * 1024}
@@ -36,15 +38,25 @@ _mysql_engines: dict[str, sa.engine.Engine] = {}
 
 
 def _mysql_engine(url: str):
+    """A database of this test run's own (``<db>_<pid>``), migrated once, emptied between tests:
+    two runs at once on one server never see each other's rows."""
     if url not in _mysql_engines:
-        engine = make_engine(url)
-        with engine.begin() as conn:  # a clean schema once per run
-            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
-            for t in sa.inspect(conn).get_table_names():
-                conn.exec_driver_sql(f"DROP TABLE `{t}`")
-            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
+        base = sa.engine.make_url(url)
+        own = base.set(database=f"{base.database}_{os.getpid()}")
+        server = make_engine(base.set(database=None).render_as_string(hide_password=False))
+        with server.begin() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{own.database}`")
+            conn.exec_driver_sql(f"CREATE DATABASE `{own.database}` CHARACTER SET utf8mb4")
+        engine = make_engine(own.render_as_string(hide_password=False))
         migrate(engine)
         _mysql_engines[url] = engine
+
+        def drop():
+            engine.dispose()
+            with server.begin() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{own.database}`")
+            server.dispose()
+        atexit.register(drop)
     engine = _mysql_engines[url]
     with engine.begin() as conn:  # empty tables between tests
         conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
@@ -132,7 +144,11 @@ def pytest_runtest_logreport(report):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
-    outcome.get_result()._bd_fixtures = tuple(item.fixturenames)
+    names = list(item.fixturenames)
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "mariadb" in params.values():  # db_engine asks for mysql_url only at run time
+        names.insert(0, "mysql_url")
+    outcome.get_result()._bd_fixtures = tuple(names)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -47,7 +47,7 @@ class ArrowBackend(Backend):
     def create(self, key: str):
         path = self._path(key)
         parent = path.rsplit("/", 1)[0]
-        self._call(f"mkdir {parent}", self.fs.create_dir, parent, True)
+        self._call(f"mkdir {parent}", lambda: self.fs.create_dir(parent, recursive=True))
         return _Guarded(self._call(f"create {key}", self.fs.open_output_stream, path), self, key)
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:

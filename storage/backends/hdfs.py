@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from .arrow import ArrowBackend
 
 
-def _native_fs(namenode: str, timeout: float):
+def _native_fs(host: str, port: int, timeout: float):
     try:
         from hdfs_native.fsspec import HdfsFileSystem
     except ImportError:
@@ -30,7 +30,8 @@ def _native_fs(namenode: str, timeout: float):
         "ipc.client.connect.timeout": str(int(timeout * 1000)),
         "dfs.client.socket-timeout": str(int(timeout * 1000)),
     }
-    return pafs.PyFileSystem(pafs.FSSpecHandler(HdfsFileSystem(f"hdfs://{namenode}", config=config)))
+    # fsspec passes its keyword options straight through as the client's Hadoop config
+    return pafs.PyFileSystem(pafs.FSSpecHandler(HdfsFileSystem(host, port, **config)))
 
 
 def _libhdfs_fs(host: str, port: int):
@@ -48,5 +49,5 @@ class HdfsBackend(ArrowBackend):
         port = parts.port or 8020
         fs = None if prefer_native else _libhdfs_fs(parts.hostname, port)
         self.client = "libhdfs" if fs is not None else "hdfs-native"
-        fs = fs or _native_fs(f"{parts.hostname}:{port}", timeout)
+        fs = fs or _native_fs(parts.hostname, port, timeout)
         super().__init__(fs, parts.path.rstrip("/") or "/", url)

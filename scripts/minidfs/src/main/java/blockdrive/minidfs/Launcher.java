@@ -1,0 +1,155 @@
+package blockdrive.minidfs;
+
+import java.io.File;
+import java.net.InetSocketAddress;
+import java.util.concurrent.CountDownLatch;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.fs.permission.FsPermission;
+import org.apache.hadoop.hdfs.HdfsConfiguration;
+import org.apache.hadoop.hdfs.MiniDFSCluster;
+import org.apache.hadoop.util.VersionInfo;
+
+/**
+ * Starts an in-process HDFS (Apache Hadoop's MiniDFSCluster) for blockdrive's
+ * integration tests: one NameNode (RPC + HTTP/WebHDFS) and N DataNodes, all
+ * bound to 127.0.0.1, permissions off, then creates a world-writable test
+ * directory, prints "MINIDFS READY" and runs until killed.
+ *
+ * Options (all optional):
+ *   --base DIR          data directory (default ./var/services/hdfs)
+ *   --nn-port P         NameNode RPC port (default 9000)
+ *   --http-port P       NameNode HTTP / WebHDFS port (default 9870)
+ *   --datanodes N       number of DataNodes (default 2)
+ *   --replication R     dfs.replication (default 2)
+ *   --dir PATH          directory to create, mode 777 (default /blockdrive-test)
+ *   --format            always format (wipe) the namespace; by default an
+ *                       existing, formatted data directory is reused
+ *   -Dkey=value         any extra Hadoop configuration
+ */
+public final class Launcher {
+
+    public static void main(String[] args) {
+        try {
+            run(args);
+        } catch (Throwable t) {
+            // Exit (rather than linger on non-daemon threads) so that
+            // scripts/services.sh sees the failure at once.
+            System.err.println("MINIDFS FAILED: " + t);
+            t.printStackTrace();
+            System.err.flush();
+            Runtime.getRuntime().halt(1);
+        }
+    }
+
+    private static void run(String[] args) throws Exception {
+        String base = "var/services/hdfs";
+        int nnPort = 9000;
+        int httpPort = 9870;
+        int dataNodes = 2;
+        int replication = 2;
+        String dir = "/blockdrive-test";
+        boolean forceFormat = false;
+        Configuration conf = new HdfsConfiguration();
+
+        for (int i = 0; i < args.length; i++) {
+            String a = args[i];
+            switch (a) {
+                case "--base": base = args[++i]; break;
+                case "--nn-port": nnPort = Integer.parseInt(args[++i]); break;
+                case "--http-port": httpPort = Integer.parseInt(args[++i]); break;
+                case "--datanodes": dataNodes = Integer.parseInt(args[++i]); break;
+                case "--replication": replication = Integer.parseInt(args[++i]); break;
+                case "--dir": dir = args[++i]; break;
+                case "--format": forceFormat = true; break;
+                default:
+                    if (a.startsWith("-D") && a.contains("=")) {
+                        int eq = a.indexOf('=');
+                        conf.set(a.substring(2, eq), a.substring(eq + 1));
+                    } else {
+                        System.err.println("unknown argument: " + a);
+                        System.exit(2);
+                    }
+            }
+        }
+
+        File baseDir = new File(base).getAbsoluteFile();
+        baseDir.mkdirs();
+        // MiniDFSCluster keeps its name dirs in <base>/name-0-1 and name-0-2
+        // and the DataNode dirs in <base>/data/data1..2N.
+        boolean formatted = new File(baseDir, "name-0-1/current/VERSION").isFile()
+                && new File(baseDir, "data/data1/current/VERSION").isFile();
+        boolean format = forceFormat || !formatted;
+
+        conf.set(MiniDFSCluster.HDFS_MINIDFS_BASEDIR, baseDir.getPath());
+        conf.setInt("dfs.replication", replication);
+        conf.setBoolean("dfs.permissions.enabled", false);
+        conf.setBoolean("dfs.webhdfs.enabled", true);
+        // Everything on loopback. MiniDFSCluster already binds DataNodes to
+        // 127.0.0.1 and registers them under that hostname, so WebHDFS
+        // redirects point at http://127.0.0.1:<dn-http-port>/...
+        conf.set("dfs.namenode.rpc-bind-host", "127.0.0.1");
+        conf.set("dfs.namenode.http-bind-host", "127.0.0.1");
+        conf.set("dfs.datanode.hostname", "127.0.0.1");
+        conf.setBoolean("dfs.client.use.datanode.hostname", false);
+        conf.setBoolean("dfs.datanode.use.datanode.hostname", false);
+        // Small machine: keep thread pools and background work modest.
+        conf.setIfUnset("dfs.namenode.handler.count", "10");
+        conf.setIfUnset("dfs.namenode.service.handler.count", "4");
+        conf.setIfUnset("dfs.datanode.handler.count", "4");
+        conf.setIfUnset("dfs.namenode.safemode.extension", "0");
+        conf.setIfUnset("dfs.heartbeat.interval", "1");
+        conf.setIfUnset("dfs.namenode.heartbeat.recheck-interval", "10000");
+        conf.setIfUnset("dfs.namenode.replication.min", "1");
+        // Let a 1-DataNode pipeline finish if a node is slow to join.
+        conf.setIfUnset("dfs.client.block.write.replace-datanode-on-failure.policy", "NEVER");
+
+        long t0 = System.nanoTime();
+        MiniDFSCluster cluster = new MiniDFSCluster.Builder(conf, baseDir)
+                .nameNodePort(nnPort)
+                .nameNodeHttpPort(httpPort)
+                .numDataNodes(dataNodes)
+                .format(format)
+                .manageNameDfsDirs(true)
+                .manageDataDfsDirs(true)
+                .waitSafeMode(true)
+                .build();
+        cluster.waitActive();
+        cluster.waitClusterUp();
+
+        FileSystem fs = cluster.getFileSystem();
+        Path p = new Path(dir);
+        fs.mkdirs(p);
+        fs.setPermission(p, new FsPermission((short) 0777));
+
+        InetSocketAddress rpc = cluster.getNameNode().getNameNodeAddress();
+        InetSocketAddress http = cluster.getNameNode().getHttpAddress();
+        long ms = (System.nanoTime() - t0) / 1_000_000L;
+
+        final CountDownLatch stop = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            System.out.println("MINIDFS STOPPING");
+            try {
+                // false: keep the data directory so a restart reuses it.
+                cluster.shutdown(false);
+            } catch (Throwable t) {
+                t.printStackTrace();
+            }
+            stop.countDown();
+        }, "minidfs-shutdown"));
+
+        System.out.println("hadoop " + VersionInfo.getVersion()
+                + " namenode=hdfs://" + rpc.getHostString() + ":" + rpc.getPort()
+                + " webhdfs=http://" + http.getHostString() + ":" + http.getPort()
+                + " datanodes=" + cluster.getDataNodes().size()
+                + " replication=" + replication
+                + " formatted=" + format
+                + " base=" + baseDir
+                + " startup_ms=" + ms);
+        System.out.println("MINIDFS READY");
+        System.out.flush();
+        stop.await();
+    }
+}
