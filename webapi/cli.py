@@ -59,8 +59,11 @@ def cmd_serve(args) -> int:
     from storage.db import check_ready, make_engine
     from storage.config import mask_url
     from .serve import serve
+    from storage.backends import open_backend
     cfg = load_config(args.config)
-    check_ready(make_engine(cfg.database_url))  # a clear error now, not on the first request
+    # A clear error now, not on the first request: the schema is current, the backend answers.
+    check_ready(make_engine(cfg.database_url))
+    next(iter(open_backend(cfg.storage_url, cfg["storage"]["timeout_seconds"]).list("packs")), None)
     host = args.host or cfg["server"]["host"]
     port = args.port or cfg["server"]["port"]
     workers = args.workers or cfg["server"]["workers"]

@@ -96,6 +96,10 @@ def test_errors_are_clear_not_tracebacks(home, capsys, monkeypatch):
     monkeypatch.setenv("BLOCKDRIVE_STORAGE_URL", "ftp://somewhere/packs")
     code, _, err = run(capsys, "init")
     assert code == 1 and "unknown storage scheme 'ftp'" in err
+    monkeypatch.setenv("BLOCKDRIVE_STORAGE_URL", "webhdfs://127.0.0.1:9/packs")
+    monkeypatch.setenv("BLOCKDRIVE_STORAGE_TIMEOUT_SECONDS", "2")
+    code, _, err = run(capsys, "init")
+    assert code == 1 and "unavailable" in err and "Traceback" not in err
     monkeypatch.delenv("BLOCKDRIVE_STORAGE_URL")
     monkeypatch.setenv("BLOCKDRIVE_DATABASE_URL", "mysql+pymysql://u:secretpw@127.0.0.1:9/db")
     code, _, err = run(capsys, "init")
