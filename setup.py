@@ -29,7 +29,7 @@ setup(
     description="A self-hostable file drive on a deduplicating, HDFS-backed block store",
     python_requires=">=3.11",
     packages=find_packages(include=["storage", "storage.*", "jobs", "jobs.*", "webapi", "webapi.*"]),
-    package_data={"storage": ["migrations/*.py", "migrations/versions/*.py", "alembic.ini"]},
+    package_data={"storage": ["migrations/script.py.mako"]},
     include_package_data=True,
     install_requires=CORE + WEB,
     extras_require={
