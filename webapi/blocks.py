@@ -32,7 +32,7 @@ def put_block(sha256):
     return jsonify(sha256=sha256.lower(), stored=new), 201 if new else 200
 
 
-@bp.post("/nodes/<int:node_id>/children/<name>/commit")
+@bp.post("/nodes/<id:node_id>/children/<name>/commit")
 @login_required
 def commit(node_id, name):
     data = body({"blocks": list, "size": int, "sha256": str}, required=("blocks", "size", "sha256"))

@@ -23,13 +23,13 @@ def _created(node, status=201, **extra):
     return resp
 
 
-@bp.get("/nodes/<int:node_id>")
+@bp.get("/nodes/<id:node_id>")
 @login_required
 def get_node(node_id):
     return jsonify(node_json(drive().get(g.user.id, node_id)))
 
 
-@bp.get("/nodes/<int:node_id>/children")
+@bp.get("/nodes/<id:node_id>/children")
 @login_required
 def list_children(node_id):
     sort = request.args.get("sort", "name")
@@ -41,7 +41,7 @@ def list_children(node_id):
     return jsonify(items=[node_json(n) for n in items], next_cursor=cursor)
 
 
-@bp.post("/nodes/<int:node_id>/children")
+@bp.post("/nodes/<id:node_id>/children")
 @login_required
 def create_folder(node_id):
     data = body({"name": str, "kind": str}, required=("name",))
@@ -54,7 +54,7 @@ def upload_limit() -> int:
     return current_app.config["BLOCKDRIVE"]["server"]["max_upload_bytes"] or 2**62
 
 
-@bp.put("/nodes/<int:node_id>/children/<name>")
+@bp.put("/nodes/<id:node_id>/children/<name>")
 @login_required
 def upload(node_id, name):
     request.max_content_length = upload_limit()
@@ -66,7 +66,7 @@ def upload(node_id, name):
     return _created(res.node, 201 if res.created else 200, new_bytes=res.new_bytes)
 
 
-@bp.route("/nodes/<int:node_id>/content", methods=["GET", "HEAD"])
+@bp.route("/nodes/<id:node_id>/content", methods=["GET", "HEAD"])
 @login_required
 def content(node_id):
     d = drive()
@@ -75,7 +75,7 @@ def content(node_id):
                          head=request.method == "HEAD")
 
 
-@bp.patch("/nodes/<int:node_id>")
+@bp.patch("/nodes/<id:node_id>")
 @login_required
 def patch_node(node_id):
     data = body({"name": str, "parent_id": int})
@@ -83,14 +83,14 @@ def patch_node(node_id):
                                           parent_id=data.get("parent_id"))))
 
 
-@bp.post("/nodes/<int:node_id>/copy")
+@bp.post("/nodes/<id:node_id>/copy")
 @login_required
 def copy_node(node_id):
     data = body({"parent_id": int, "name": str}, required=("parent_id",))
     return _created(drive().copy(g.user.id, node_id, data["parent_id"], data.get("name")))
 
 
-@bp.delete("/nodes/<int:node_id>")
+@bp.delete("/nodes/<id:node_id>")
 @login_required
 def delete_node(node_id):
     return jsonify(node_json(drive().delete(g.user.id, node_id)))
@@ -102,19 +102,19 @@ def trash():
     return jsonify(items=[node_json(n) for n in drive().list_trash(g.user.id)])
 
 
-@bp.post("/nodes/<int:node_id>/restore")
+@bp.post("/nodes/<id:node_id>/restore")
 @login_required
 def restore(node_id):
     return jsonify(node_json(drive().restore(g.user.id, node_id)))
 
 
-@bp.get("/nodes/<int:node_id>/versions")
+@bp.get("/nodes/<id:node_id>/versions")
 @login_required
 def versions(node_id):
     return jsonify(items=[version_json(v) for v in drive().versions(g.user.id, node_id)])
 
 
-@bp.post("/nodes/<int:node_id>/versions/<int:version_id>/restore")
+@bp.post("/nodes/<id:node_id>/versions/<id:version_id>/restore")
 @login_required
 def restore_version(node_id, version_id):
     res = drive().restore_version(g.user.id, node_id, version_id)

@@ -47,7 +47,7 @@ PROBLEM_CONTENT = {"content": {"application/problem+json": {"schema": {"$ref": "
 
 def _path(name, desc, schema=None, where="path", required=True):
     return {"name": name, "in": where, "required": required, "description": desc,
-            "schema": schema or ({"type": "integer", "minimum": 1} if where == "path" else {"type": "string"})}
+            "schema": schema or ({"type": "integer", "minimum": 1, "maximum": 2**63 - 1} if where == "path" else {"type": "string"})}
 
 
 NODE_ID = _path("id", "node id")

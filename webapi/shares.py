@@ -21,13 +21,13 @@ def link_json(li) -> dict:
             "revoked_at": iso(li.revoked_at), "downloads": li.downloads}
 
 
-@bp.get("/nodes/<int:node_id>/shares")
+@bp.get("/nodes/<id:node_id>/shares")
 @login_required
 def list_shares(node_id):
     return jsonify(items=[share_json(s) for s in sharing().list_shares(g.user.id, node_id)])
 
 
-@bp.post("/nodes/<int:node_id>/shares")
+@bp.post("/nodes/<id:node_id>/shares")
 @login_required
 def grant(node_id):
     data = body({"email": str, "role": str}, required=("email", "role"))
@@ -35,7 +35,7 @@ def grant(node_id):
     return jsonify(share_json(sh)), 201 if created else 200
 
 
-@bp.delete("/nodes/<int:node_id>/shares/<int:user_id>")
+@bp.delete("/nodes/<id:node_id>/shares/<id:user_id>")
 @login_required
 def revoke(node_id, user_id):
     sharing().revoke(g.user.id, node_id, user_id)
@@ -53,13 +53,13 @@ def public_base() -> str:
     return (base or request.host_url).rstrip("/")
 
 
-@bp.get("/nodes/<int:node_id>/links")
+@bp.get("/nodes/<id:node_id>/links")
 @login_required
 def list_links(node_id):
     return jsonify(items=[link_json(li) for li in sharing().list_links(g.user.id, node_id)])
 
 
-@bp.post("/nodes/<int:node_id>/links")
+@bp.post("/nodes/<id:node_id>/links")
 @login_required
 def create_link(node_id):
     data = body({"role": str, "expires_in": int, "password": str}) if request.content_length else {}
@@ -71,7 +71,7 @@ def create_link(node_id):
     return resp
 
 
-@bp.delete("/nodes/<int:node_id>/links/<int:link_id>")
+@bp.delete("/nodes/<id:node_id>/links/<id:link_id>")
 @login_required
 def revoke_link(node_id, link_id):
     sharing().revoke_link(g.user.id, node_id, link_id)

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from flask import current_app, request
+from werkzeug.routing import IntegerConverter
 
 from storage.errors import InvalidInput
+
+
+MAX_ID = 2**63 - 1  # ids and sizes are signed 64-bit in the database
+
+
+class IdConverter(IntegerConverter):
+    """``<id:...>``: a positive id that fits the database; anything else does not match (404)."""
+
+    def __init__(self, url_map):
+        super().__init__(url_map, min=1, max=MAX_ID)
 
 
 def drive():
@@ -37,6 +48,8 @@ def body(allowed: dict[str, type | tuple], required: tuple[str, ...] = ()) -> di
         types = allowed[key] if isinstance(allowed[key], tuple) else (allowed[key],)
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise InvalidInput(f"field {key!r} has the wrong type", field=key)
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= MAX_ID:
+            raise InvalidInput(f"field {key!r} is out of range", field=key)
     for key in required:
         if data.get(key) is None:
             raise InvalidInput(f"field {key!r} is required", field=key)

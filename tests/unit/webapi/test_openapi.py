@@ -1,0 +1,33 @@
+"""The OpenAPI document describes every route the app serves, with its methods."""
+
+import re
+
+from tests.conftest import make_config
+from webapi import create_app
+from webapi.openapi import document
+
+
+def test_every_flask_route_is_documented(tmp_path):
+    app = create_app(make_config(tmp_path))
+    paths = document()["paths"]
+    missing = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:[a-z]+(?:\([^)]*\))?:)?([a-z0-9_]+)>", r"{\1}", rule.rule).rstrip("/") or "/"
+        path = path.replace("{node_id}", "{id}").replace("{version_id}", "{vid}")
+        for method in rule.methods - {"HEAD", "OPTIONS"} | ({"HEAD"} if "tus" in rule.endpoint and "HEAD" in rule.methods else set()) | ({"OPTIONS"} if rule.endpoint == "tus.options" else set()):
+            if method.lower() not in paths.get(path, {}):
+                missing.append(f"{method} {path}")
+    assert missing == []
+
+
+def test_every_operation_documents_its_errors():
+    for path, item in document()["paths"].items():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            codes = set(op["responses"])
+            assert any(c.startswith("2") for c in codes), (method, path)
+            if op.get("security") != [] and not path.startswith("/s/"):
+                assert "401" in codes, (method, path)
