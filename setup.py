@@ -14,6 +14,9 @@ CORE = [
 WEB = ["Flask>=3.0,<4", "gunicorn>=22", "prometheus_client>=0.20"]
 HDFS = ["hdfs>=2.7", "hdfs-native>=0.10"]
 S3 = ["boto3>=1.34"]
+# The maintenance jobs (jobs/): PySpark (bundles the Hadoop 3.5.0 client) and the scheduler,
+# APScheduler pinned to its 3.x API.
+JOBS = ["pyspark==4.3.0", "APScheduler>=3.10,<4", "pandas>=2.2,<3"]
 TEST = [
     "pytest>=8",
     "pytest-timeout>=2.3",
@@ -36,7 +39,8 @@ setup(
         "hdfs": HDFS,
         "s3": S3,
         "test": TEST,
-        "all": HDFS + S3 + TEST,
+        "jobs": JOBS,
+        "all": HDFS + S3 + JOBS + TEST,
     },
     entry_points={"console_scripts": ["blockdrive = webapi.cli:main"]},
 )

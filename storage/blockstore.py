@@ -71,6 +71,8 @@ class Ingested:
     sha256: bytes = b""
     new_blocks: dict[bytes, NewBlock] = field(default_factory=dict)
     packs: list[PackInfo] = field(default_factory=list)
+    # ``open`` pack rows reserved at the start but never written (every block was known)
+    unused_packs: list[str] = field(default_factory=list)
 
     @property
     def new_bytes(self) -> int:
@@ -95,6 +97,14 @@ class _PackSink:
         self.out = None
         self.info: PackInfo | None = None
         self.crc = 0
+        self.reserved: str | None = None
+
+    def reserve(self) -> None:
+        """Register the first pack's ``open`` row before the first known-block lookup: while
+        it is open, GC sweeps no block marked after it, so a dedup hit found by this ingest
+        cannot be swept before the commit takes its ref (see storage/maintenance.py)."""
+        self.reserved = uuid.uuid4().hex
+        self.store.register_open_pack(self.reserved, self.store.hot.url_for(self.store.pack_key(self.reserved)))
 
     def add(self, block_id: bytes, raw, codec: int, payload) -> NewBlock:
         if self.writer is None:
@@ -107,16 +117,24 @@ class _PackSink:
         return nb
 
     def _open(self) -> None:
-        pack_id = uuid.uuid4()
-        key = self.store.pack_key(pack_id.hex)
-        url = self.store.hot.url_for(key)
-        self.store.register_open_pack(pack_id.hex, url)
+        if self.reserved is not None:
+            pack_id, self.reserved = uuid.UUID(self.reserved), None
+            key = self.store.pack_key(pack_id.hex)
+            url = self.store.hot.url_for(key)
+        else:
+            pack_id = uuid.uuid4()
+            key = self.store.pack_key(pack_id.hex)
+            url = self.store.hot.url_for(key)
+            self.store.register_open_pack(pack_id.hex, url)
         self.info = PackInfo(pack_id.hex, url)
         self.out = _Checksummed(self.store.hot.create(key))
         self.writer = packfmt.PackWriter(self.out, pack_id.bytes)
 
     def close(self) -> None:
         if self.writer is None:
+            if self.reserved is not None:
+                self.ingested.unused_packs.append(self.reserved)
+                self.reserved = None
             return
         self.writer.finish()
         self.out.close()  # durable from here on
@@ -162,6 +180,8 @@ class BlockStore:
         self._lock = threading.Lock()
         # Hooks for tests that stop the write path at a named durability boundary.
         self.hooks: dict[str, Callable[[], None]] = {}
+        from .maintenance import ReadTracker  # here: maintenance builds on this module
+        self.read_tracker = ReadTracker(sessionmaker_)
 
     # ---- locations -------------------------------------------------------------------
 
@@ -250,6 +270,7 @@ class BlockStore:
             pending.clear()
 
         try:
+            sink.reserve()
             for view in self.chunker.chunks(stream):
                 raw = bytes(view)  # the chunker reuses its buffer
                 ing.size += len(raw)
@@ -300,13 +321,22 @@ class BlockStore:
         take one ref per entry of ``ing.refs``."""
         t = now()
         for p in ing.packs:
-            s.execute(sa.update(Pack).where(Pack.id == p.id).values(
+            # Only a pack still open: GC retires open packs of uploads it takes for dead, and
+            # sealing one of those would point blocks at a file about to be deleted.
+            res = s.execute(sa.update(Pack).where(Pack.id == p.id, Pack.state == "open").values(
                 state="sealed", size=p.size, live_bytes=p.live_bytes, checksum=p.checksum, sealed_at=t))
+            if res.rowcount != 1:
+                raise RetryLater(f"pack {p.id} was reclaimed before this upload committed; retry")
+        for pack_id in ing.unused_packs:
+            s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state == "open").values(state="deleted"))
         if ing.new_blocks:
             ids = list(ing.new_blocks)
             present = set()
             for i in range(0, len(ids), 500):
-                present.update(r[0] for r in s.execute(sa.select(Block.id).where(Block.id.in_(ids[i:i + 500]))))
+                # Locked, so a concurrent sweep cannot remove a row between this check and
+                # add_refs below; a row it removed before is absent and ours is inserted.
+                present.update(r[0] for r in s.execute(sa.select(Block.id).where(
+                    Block.id.in_(ids[i:i + 500])).with_for_update()))
             rows = [dict(id=b.block_id, size=b.size, stored_size=b.stored_size, codec=b.codec,
                          pack_id=b.pack_id, offset_in_pack=b.offset, refcount=0, created_at=t)
                     for b in ing.new_blocks.values() if b.block_id not in present]
@@ -368,6 +398,7 @@ class BlockStore:
         except NotFound:
             raise IntegrityError(f"pack {key} is missing (holds block {first.block_id.hex()})",
                                  pack=key, block=first.block_id.hex()) from None
+        self.read_tracker.note(first.pack_url)
         view = memoryview(data)
         for loc in run:
             start = loc.offset_in_pack - first.offset_in_pack

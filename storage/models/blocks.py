@@ -25,6 +25,8 @@ class Pack(Base):
     sealed_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
     last_read_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
     checksum: Mapped[str | None] = mapped_column(String(64), nullable=True)  # crc32c of the file
+    # When the pack started retiring: its file is deleted a grace period after this.
+    retired_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
 
 
 class Block(Base):

@@ -1,0 +1,60 @@
+"""The one place a SparkSession is built, from blockdrive's config (``[jobs]``).
+
+Jobs take ``spark`` as a parameter; only the runner (and tests, once per session) call
+:func:`get_spark`. The master is whatever the config says: ``local[2]`` on one machine,
+``spark://...``, ``yarn`` or ``k8s://...`` in production.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+_lock = threading.Lock()
+_session = None
+
+
+def build_spark(cfg, app_name: str = "blockdrive-jobs"):
+    from pyspark.sql import SparkSession
+    j = cfg["jobs"]
+    # A machine whose hostname does not resolve to a reachable address (containers, CI)
+    # makes Spark's driver unreachable to its own executors; loopback is right for local[N].
+    if j["spark_master"].startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python workers must run the interpreter that has blockdrive and its deps (a venv).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        repo = str(Path(__file__).resolve().parents[1])
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
+    b = (SparkSession.builder.master(j["spark_master"]).appName(app_name)
+         .config("spark.sql.shuffle.partitions", str(j["shuffle_partitions"]))
+         .config("spark.default.parallelism", str(j["shuffle_partitions"]))
+         .config("spark.ui.enabled", "false")
+         .config("spark.ui.showConsoleProgress", "false")
+         .config("spark.driver.memory", j["driver_memory"])
+         .config("spark.sql.session.timeZone", "UTC")
+         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+         .config("spark.python.worker.reuse", "true"))
+    if j["jdbc"]:
+        b = b.config("spark.jars.packages", j["jdbc_packages"])
+    spark = b.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def get_spark(cfg):
+    """The process's shared session (built on first use)."""
+    global _session
+    with _lock:
+        if _session is None:
+            _session = build_spark(cfg)
+        return _session
+
+
+def stop_spark() -> None:
+    global _session
+    with _lock:
+        if _session is not None:
+            _session.stop()
+            _session = None
