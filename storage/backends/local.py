@@ -1,26 +1,35 @@
-"""``file://`` — packs on a local (or mounted) disk. A bare path means this backend."""
+"""``file://`` — packs on a local (or mounted) disk. A bare path means this backend.
+
+Plain POSIX I/O rather than pyarrow's LocalFileSystem: ``close()`` must fsync the file and
+its directory (pyarrow's stream cannot), ``os.pread`` serves a block without an open-and-seek
+round, and the embedded default then never loads pyarrow (about 50 MB per server process).
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
-import pyarrow.fs as pafs
+from ..errors import BackendError, NotFound
+from .base import Backend
 
-from .arrow import ArrowBackend
 
-
-class LocalBackend(ArrowBackend):
+class LocalBackend(Backend):
     def __init__(self, url: str, timeout: float = 30):
-        parts = urlsplit(url)
-        root = Path(unquote(parts.path)).resolve()
-        root.mkdir(parents=True, exist_ok=True)
-        super().__init__(pafs.LocalFileSystem(), str(root), root.as_uri())
+        root = Path(unquote(urlsplit(url).path)).resolve()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BackendError(f"cannot use {root} for packs: {exc.strerror}") from None
+        self.root, self.url = str(root), root.as_uri()
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.root, key) if key else self.root
 
     def create(self, key: str):
-        # Plain files rather than pyarrow's stream: close() must fsync the file and its
-        # directory, or a power cut could lose a pack the metadata already points to.
         path = Path(self._path(key))
         path.parent.mkdir(parents=True, exist_ok=True)
         return _SyncedFile(path)
@@ -29,12 +38,37 @@ class LocalBackend(ArrowBackend):
         try:
             fd = os.open(self._path(key), os.O_RDONLY)
         except FileNotFoundError:
-            from ..errors import NotFound
             raise NotFound(f"{key}: not found") from None
         try:
             return os.pread(fd, length, offset)
         finally:
             os.close(fd)
+
+    def size(self, key: str) -> int:
+        try:
+            st = os.stat(self._path(key))
+        except FileNotFoundError:
+            raise NotFound(f"{key}: not found") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise NotFound(f"{key}: not a file")
+        return st.st_size
+
+    def delete(self, key: str) -> None:
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            pass
+
+    def list(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        base = self._path(prefix.rstrip("/"))
+        skip = len(self.root) + 1
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                path = os.path.join(dirpath, name)
+                try:
+                    yield path[skip:], os.stat(path).st_size
+                except FileNotFoundError:
+                    continue  # deleted while we walked
 
 
 class _SyncedFile:
