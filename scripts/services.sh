@@ -270,7 +270,14 @@ hdfs_build() {
         [[ -z "$(find "$MINIDFS_DIR/pom.xml" "$MINIDFS_DIR/src" -newer "$MINIDFS_JAR" -type f 2>/dev/null)" ]]; then
         return 0
     fi
-    command -v mvn >/dev/null || die "mvn not found (install maven and a JDK 17)"
+    if ! command -v mvn >/dev/null || ! command -v javac >/dev/null; then
+        [[ $EUID -eq 0 ]] || die "a JDK 17 and Maven are needed: apt-get install openjdk-17-jdk-headless maven"
+        log "hdfs: installing a JDK and Maven from Debian's packages"
+        apt-get -o DPkg::Lock::Timeout=300 update -q >"$LOGS/apt-java.log" 2>&1 &&
+            DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q \
+                openjdk-17-jdk-headless maven >>"$LOGS/apt-java.log" 2>&1 ||
+            { tail -n 20 "$LOGS/apt-java.log" >&2; die "apt-get install openjdk-17-jdk-headless maven failed"; }
+    fi
     local t0
     t0="$(now)"
     log "hdfs: building the MiniDFS launcher (Maven; first run downloads ~130 MB of jars)"

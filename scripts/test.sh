@@ -13,10 +13,16 @@ stage() {  # stage NAME -- prints the time since the previous stage
 }
 mkdir -p var && : > var/stages.txt
 
-# The compose-file test needs a validator; Debian's docker-compose is one (no engine needed).
-if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
-  (apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null) \
-    || echo "could not install docker-compose; the compose-file test will say so"
+# Tools some tests drive, from Debian's packages: a compose-file validator (Debian's
+# docker-compose; no engine needed) and Chromium for the dashboard's browser test.
+need=()
+docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v chromium >/dev/null || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]} from Debian's packages"
+  (apt-get -o DPkg::Lock::Timeout=300 update -qq &&
+   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${need[@]}" >/dev/null) \
+    || echo "could not install ${need[*]}; the tests that need them will say so"
 fi
 stage tools
 
