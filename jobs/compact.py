@@ -45,12 +45,13 @@ def pack_usage(packs: DataFrame, blocks: DataFrame) -> DataFrame:
         "dead_ratio", F.when(F.col("size") > 0, dead / F.col("size")).otherwise(F.lit(0.0)))
 
 
-def plan_compaction(usage: DataFrame, *, target: int, fill: float, dead_ratio: float, tier: str) -> DataFrame:
+def plan_compaction(usage: DataFrame, *, target: int, fill: float, dead_ratio: float, hot_prefix: str) -> DataFrame:
     """(pack id, bin, action): ``retire`` for sealed packs with no live block, ``copy`` for
     packs whose live records go into new pack number ``bin``. A bin of one pack that is
     merely small (not dead enough) is left alone: rewriting it alone gains nothing."""
-    hot = usage.where((F.col("state") == "sealed") & (F.col("tier") == tier))
-    empty = hot.where(F.col("live_bytes") == 0).select("id", F.lit(-1).alias("bin"), F.lit("retire").alias("action"))
+    hot = usage.where((F.col("state") == "sealed") & F.col("url").startswith(hot_prefix))
+    # A pack with no live block retires whatever its tier.
+    empty = usage.where((F.col("state") == "sealed") & (F.col("live_bytes") == 0)).select("id", F.lit(-1).alias("bin"), F.lit("retire").alias("action"))
     cand = hot.where((F.col("live_bytes") > 0) & ((F.col("size") < F.lit(int(fill * target)))
                                                   | (F.col("dead_ratio") >= F.lit(dead_ratio))))
     w = Window.orderBy("id").rowsBetween(Window.unboundedPreceding, -1)
@@ -103,7 +104,8 @@ def run(ctx) -> dict:
     packs, blocks = extract(ctx)
     usage = pack_usage(packs, blocks).cache()
     plan = plan_compaction(usage, target=j["target_pack_bytes"], fill=j["fill_threshold"],
-                           dead_ratio=j["dead_ratio"], tier=store.hot_tier).cache()
+                           dead_ratio=j["dead_ratio"],
+                           hot_prefix=store.hot.url.split("?", 1)[0].rstrip("/") + "/").cache()
     moves = plan_moves(plan, packs, blocks).cache()
     stats = summarize(usage, plan, moves)
     ctx.say(f"plan: retire {stats['packs_to_retire']} packs, rewrite {stats['packs_to_rewrite']} into "

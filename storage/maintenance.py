@@ -312,6 +312,7 @@ class Source:
     url: str
     offset: int
     stored_size: int
+    row_pack: str | None = None  # where the block's row points, if the copy is read elsewhere
 
 
 def write_pack(store: BlockStore, pack_id: str, key: str, sources: Sequence[Source],
@@ -339,7 +340,7 @@ def write_pack(store: BlockStore, pack_id: str, key: str, sources: Sequence[Sour
                     bad.append((src, str(exc)))
                     continue
                 new = writer.add(src.block_id, rec.codec, rec.raw_size, payload)
-                moves.append(Move(src.block_id, src.pack_id, new.offset))
+                moves.append(Move(src.block_id, src.row_pack or src.pack_id, new.offset))
         writer.finish()
     finally:
         out.close()  # durable before anything points to it

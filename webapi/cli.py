@@ -267,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp = csub.add_parser("show", help="print the effective configuration, secrets masked")
     cp.set_defaults(fn=cmd_config_show)
     cp.add_argument("--json", action="store_true")
+    from jobs.cli import register_cli
+    register_cli(sub)
     return p
 
 

@@ -1,0 +1,110 @@
+"""``blockdrive scheduler``: run each job on its cron schedule (``[schedule]`` in the config).
+
+The only module that imports APScheduler (pinned to 3.x). Any number of schedulers may run;
+one leads at a time through the database lease ``scheduler`` (renewed every
+``lease_seconds / 3``), and only the leader starts jobs. Each job is added with
+``max_instances=1`` and ``coalesce=True`` (a missed burst runs once), and the runner's
+per-job lease keeps even two leaders (a lease lost mid-run) from running one job twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from storage import maintenance as m
+
+from .runner import JOBS, JobBusy, holder_id, run_job
+
+log = logging.getLogger("blockdrive.scheduler")
+LEASE = "scheduler"
+
+
+class Scheduler:
+    def __init__(self, drive, cfg=None, spark_factory=None, blocking: bool = False):
+        self.drive, self.cfg = drive, cfg or drive.config
+        self.holder = holder_id()
+        self.ttl = self.cfg["jobs"]["lease_seconds"]
+        self._spark_factory = spark_factory
+        self._spark = None
+        self._blocking = blocking
+        self._sched = None
+        self.ran: list[str] = []
+
+    # ---- leadership -----------------------------------------------------------------------
+
+    def lead(self) -> bool:
+        """Take or renew the leadership lease; True while this scheduler leads."""
+        return m.acquire_lease(self.drive.sm, LEASE, self.holder, self.ttl)
+
+    def resign(self) -> None:
+        m.release_lease(self.drive.sm, LEASE, self.holder)
+
+    # ---- jobs -----------------------------------------------------------------------------
+
+    def spark(self):
+        if self._spark is None:
+            if self._spark_factory is not None:
+                self._spark = self._spark_factory()
+            else:
+                from .spark import get_spark
+                self._spark = get_spark(self.cfg)
+        return self._spark
+
+    def fire(self, name: str) -> str:
+        """What a scheduled trigger does: run ``name`` if this scheduler leads. Returns
+        ``ran``, ``not-leader``, ``busy`` or ``failed``."""
+        if not self.lead():
+            return "not-leader"
+        try:
+            run_job(name, self.drive, self.spark(), self.cfg, progress=lambda msg: log.info("%s: %s", name, msg))
+        except JobBusy:
+            return "busy"
+        except Exception:  # noqa: BLE001 - recorded in job_runs; the scheduler keeps going
+            log.exception("job %s failed", name)
+            return "failed"
+        self.ran.append(name)
+        return "ran"
+
+    def schedule(self) -> dict[str, str]:
+        return {name: cron for name, cron in self.cfg["schedule"].items() if cron and name in JOBS}
+
+    def build(self):
+        from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.schedulers.blocking import BlockingScheduler
+        from apscheduler.triggers.cron import CronTrigger
+        sched = (BlockingScheduler if self._blocking else BackgroundScheduler)(timezone="UTC")
+        for name, cron in self.schedule().items():
+            sched.add_job(self.fire, CronTrigger.from_crontab(cron, timezone="UTC"), args=[name], id=name,
+                          name=name, max_instances=1, coalesce=True, misfire_grace_time=3600)
+        sched.add_job(self.lead, "interval", seconds=max(1, self.ttl // 3), id="_lease",
+                      max_instances=1, coalesce=True)
+        self._sched = sched
+        return sched
+
+    def start(self):
+        sched = self._sched or self.build()
+        self.lead()
+        sched.start()
+        return sched
+
+    def shutdown(self) -> None:
+        if self._sched is not None and self._sched.running:
+            self._sched.shutdown(wait=False)
+        self.resign()
+
+
+def validate_schedule(cfg) -> None:
+    from apscheduler.triggers.cron import CronTrigger
+    from storage.errors import ConfigError
+    for name, cron in cfg["schedule"].items():
+        if name not in JOBS:
+            raise ConfigError(f"schedule.{name}: no such job")
+        if cron:
+            try:
+                CronTrigger.from_crontab(cron, timezone="UTC")
+            except ValueError as exc:
+                raise ConfigError(f"schedule.{name}: bad cron string {cron!r}: {exc}") from None
+
+
+_stop = threading.Event()

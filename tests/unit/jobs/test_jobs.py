@@ -1,0 +1,225 @@
+"""Each job end to end on a real (SQLite + file://) drive, in one shared SparkSession."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pytest
+import sqlalchemy as sa
+
+from storage import clock
+from storage.chunking import make_chunker
+from storage.models import Block, FileVersion, Pack, User, VersionBlock
+from tests.conftest import put_bytes, rand, read_all
+
+
+def packs(drive, *states):
+    with drive.sm() as s:
+        q = sa.select(Pack)
+        if states:
+            q = q.where(Pack.state.in_(states))
+        return s.execute(q).scalars().all()
+
+
+def physical_bytes(drive) -> int:
+    return sum(p.size for p in packs(drive, "sealed", "retiring"))
+
+
+def live_bytes(drive) -> int:
+    with drive.sm() as s:
+        return int(s.execute(sa.select(sa.func.sum(Block.stored_size + 48))).scalar() or 0)
+
+
+def test_reconcile_repairs_drift_and_a_second_run_changes_nothing(drive, make_user, run):
+    u = make_user()
+    f = put_bytes(drive, u, "a.bin", rand(300_000, 1))
+    put_bytes(drive, u, "b.bin", rand(300_000, 2))
+    with drive.sm() as s, s.begin():
+        ids = [r[0] for r in s.execute(sa.select(VersionBlock.block_id).where(VersionBlock.version_id == f.version_id))]
+        s.execute(sa.update(Block).where(Block.id == ids[0]).values(refcount=Block.refcount + 3))  # leak
+        s.execute(sa.update(Block).where(Block.id == ids[1]).values(refcount=0))                  # would lose data
+        s.execute(sa.update(User).where(User.id == u.id).values(used_bytes=1))
+    dry = run("reconcile", dry_run=True)
+    assert dry.stats["refcount_drift"] == 2 and dry.stats["usage_drift"] == 1
+    r1 = run("reconcile")
+    assert r1.stats["repaired"] == 3 and r1.stats["increases"] == 1 and r1.stats["decreases"] == 1
+    kinds = sorted((x["kind"], x["old"], x["new"]) for x in r1.stats["repairs"])
+    assert kinds == [("refcount", 0, 1), ("refcount", 4, 1), ("usage", 1, 600_000)]
+    r2 = run("reconcile")
+    assert r2.stats["refcount_drift"] == 0 and r2.stats["usage_drift"] == 0 and r2.stats["repaired"] == 0
+
+
+def test_compact_merges_small_packs_and_retires_them_after_grace(drive, make_user, run):
+    u = make_user()
+    files = {f"f{i}.bin": rand(40_000, 10 + i) for i in range(6)}
+    nodes = {n: put_bytes(drive, u, n, d).node.id for n, d in files.items()}
+    assert len(packs(drive, "sealed")) == 6
+    plan = run("compact", dry_run=True)
+    assert plan.stats["packs_to_rewrite"] == 6 and plan.stats["new_packs"] == 1
+    assert len(packs(drive, "sealed")) == 6  # the dry run changed nothing
+    r = run("compact")
+    assert r.stats["blocks_moved"] > 0 and r.stats["packs_retired"] == 6
+    assert len(packs(drive, "sealed")) == 1 and len(packs(drive, "retiring")) == 6
+    for n, d in files.items():
+        assert read_all(drive, u, nodes[n]) == d
+    run("compact")  # inside the grace period: the old files stay for in-flight readers
+    assert len(packs(drive, "retiring")) == 6
+    clock.advance(3601)
+    r = run("compact")
+    assert r.stats["packs_deleted"] == 6 and len(packs(drive, "retiring")) == 0
+    for n, d in files.items():
+        assert read_all(drive, u, nodes[n]) == d
+
+
+def test_scenario_jobs_bring_physical_bytes_down_to_live_bytes(drive, make_user, run):
+    """Uploads, edits, deletes and purges; then gc + compact bring physical bytes to the live
+    bytes (within the pack fill threshold), and every live file reads back."""
+    u = make_user()
+    live = {}
+    for i in range(8):
+        data = rand(120_000, 100 + i)
+        live[put_bytes(drive, u, f"f{i}.bin", data).node.id] = data
+    ids = list(live)
+    for nid in ids[:3]:  # edits: new versions; the old ones stay (versions are kept)
+        data = rand(120_000, 200 + nid)
+        info = drive.get(u.id, nid)
+        put_bytes(drive, u, info.name, data)
+        live[nid] = data
+    for nid in ids[3:6]:  # deletes, then purges
+        drive.delete(u.id, nid)
+        drive.purge(u.id, nid)
+        live.pop(nid)
+    before = physical_bytes(drive)
+    for _ in range(2):
+        run("gc", grace=0)
+        clock.advance(5)
+    run("compact", grace=0)
+    clock.advance(5)
+    run("compact", grace=0)
+    after, lb = physical_bytes(drive), live_bytes(drive)
+    assert after < before
+    target = drive.config["jobs"]["target_pack_bytes"]
+    # Left over: pack headers/footers, and at most one partly filled pack.
+    assert after - lb <= drive.config["jobs"]["fill_threshold"] * target + 64 * 1024, (before, after, lb)
+    for nid, data in live.items():
+        assert read_all(drive, u, nid) == data
+
+
+def test_dedup_scan_merges_identical_files_stored_as_different_blocks(drive, make_user, run):
+    u = make_user()
+    data = rand(300_000, 7)
+    a = put_bytes(drive, u, "a.bin", data)
+    drive.blocks.chunker = make_chunker({**drive.config["storage"], "chunker": "fixed"})
+    b = put_bytes(drive, u, "b.bin", data)
+    with drive.sm() as s:
+        blocks_a = {r[0] for r in s.execute(sa.select(VersionBlock.block_id).where(VersionBlock.version_id == a.version_id))}
+        blocks_b = {r[0] for r in s.execute(sa.select(VersionBlock.block_id).where(VersionBlock.version_id == b.version_id))}
+    assert blocks_a and not (blocks_a & blocks_b)
+    r = run("dedup_scan")
+    assert r.stats["duplicate_versions"] == 1 and r.stats["versions_merged"] == 1
+    assert r.stats["bytes_saved_by_merge"] > 250_000
+    run("gc", grace=0)
+    clock.advance(5)
+    run("gc", grace=0)
+    with drive.sm() as s:
+        left = {r[0] for r in s.execute(sa.select(Block.id))}
+    assert blocks_a <= left and not (blocks_b & left)
+    assert read_all(drive, u, b.node.id) == data and read_all(drive, u, a.node.id) == data
+    assert run("dedup_scan").stats["duplicate_versions"] == 0
+
+
+@pytest.fixture
+def cold_config(tmp_path):
+    from tests.unit.jobs.conftest import jobs_config
+    cfg = jobs_config(tmp_path)
+    cfg["storage"]["cold_url"] = (tmp_path / "cold").as_uri()
+    return cfg
+
+
+def test_tier_moves_cold_packs_and_reads_still_work(cold_config, db_engine, spark):
+    from jobs.runner import run_job
+    from storage.drive import Drive
+    from storage.fsck import fsck
+    clock.reset()
+    drive = Drive(cold_config, engine=db_engine)
+    u, _ = drive.create_user("t@example.com", "password123")
+    hot_read = put_bytes(drive, u, "read.bin", rand(100_000, 1))
+    idle = put_bytes(drive, u, "idle.bin", rand(100_000, 2))
+    clock.advance(20 * 86400)
+    read_all(drive, u, hot_read.node.id)
+    drive.blocks.read_tracker.flush()
+    clock.advance(15 * 86400)
+    cfg0 = type(cold_config)({**cold_config, "gc": {"grace_seconds": 0}})
+    plan = run_job("tier", drive, spark, cfg0, dry_run=True)
+    assert plan.stats["packs_to_tier"] == 1
+    r = run_job("tier", drive, spark, cfg0)
+    assert r.stats["packs_tiered"] == 1
+    cold_prefix = cold_config.cold_url
+    with drive.sm() as s:
+        urls = dict(s.execute(sa.select(Pack.state, Pack.url).where(Pack.url.startswith(cold_prefix))).all())
+    assert list(urls) == ["sealed"]
+    assert read_all(drive, u, idle.node.id) == rand(100_000, 2)
+    clock.advance(5)
+    r = run_job("tier", drive, spark, cfg0)
+    assert r.stats["packs_deleted"] == 1  # the hot copy, after the grace period
+    assert read_all(drive, u, idle.node.id) == rand(100_000, 2)
+    assert fsck(drive, deep=True).ok
+    clock.reset()
+
+
+def test_scrub_finds_corruption_and_repairs_from_another_copy(drive, make_user, run):
+    u = make_user()
+    data = rand(200_000, 5)
+    f = put_bytes(drive, u, "a.bin", data)
+    (p,) = packs(drive, "sealed")
+    backend, key = drive.blocks.backend_for(p.url)
+    good = backend.read(key)
+    # Another copy of the same pack (as tiering leaves one while the old copy retires).
+    copy_id = "c" * 32
+    backend.put(drive.blocks.pack_key(copy_id), good)
+    with drive.sm() as s, s.begin():
+        s.add(Pack(id=copy_id, url=drive.blocks.hot.url_for(drive.blocks.pack_key(copy_id)), tier="local",
+                   state="retiring", size=len(good), created_at=clock.now(), retired_at=clock.now()))
+    with drive.sm() as s:
+        off, stored = s.execute(sa.select(Block.offset_in_pack, Block.stored_size).where(Block.pack_id == p.id).limit(1)).one()
+    bad = bytearray(good)
+    bad[off + 48 + stored // 2] ^= 0xFF
+    backend.put(key, bytes(bad))
+    r = run("scrub")
+    assert r.stats["bad_records"] == 1 and r.stats["live_blocks_damaged"] == 1 and r.stats["blocks_repaired"] == 1
+    assert read_all(drive, u, f.node.id) == data
+    assert {x.id for x in packs(drive, "retiring")} >= {p.id}  # the damaged pack left the index
+    assert run("scrub").stats["live_blocks_damaged"] == 0
+
+
+def test_scrub_without_another_copy_reports_and_changes_nothing(drive, make_user, run):
+    u = make_user()
+    put_bytes(drive, u, "a.bin", rand(100_000, 6))
+    (p,) = packs(drive, "sealed")
+    backend, key = drive.blocks.backend_for(p.url)
+    data = bytearray(backend.read(key))
+    data[100] ^= 0xFF
+    backend.put(key, bytes(data))
+    r = run("scrub")
+    assert r.stats["live_blocks_damaged"] == 1 and r.stats["unrepairable"]
+    assert [x.id for x in packs(drive, "sealed")] == [p.id]
+    drive.skip_fsck = True  # the damage is the point of this test
+
+
+def test_rebuild_index_into_a_fresh_database(drive, make_user, run, tmp_path):
+    u = make_user()
+    files = {}
+    for i in range(4):
+        data = rand(150_000, 40 + i)
+        files[put_bytes(drive, u, f"f{i}.bin", data).node.id] = data
+    run("compact", grace=0)  # some blocks now also have dead copies in retiring packs
+    target = f"sqlite:///{tmp_path / 'rebuilt.db'}"
+    r = run("rebuild_index", options={"into": target})
+    assert r.stats["fsck_ok"], r.stats["fsck_problems"]
+    assert r.stats["files_ok"] == 4 and r.stats["files_bad"] == 0
+    from storage.db import make_engine
+    from storage.drive import Drive
+    d2 = Drive(drive.config, engine=make_engine(target))
+    for nid, data in files.items():
+        assert hashlib.sha256(read_all(d2, u, nid)).digest() == hashlib.sha256(data).digest()

@@ -1,0 +1,125 @@
+"""The jobs' pure DataFrame transforms on small frames."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.testing import assertDataFrameEqual
+
+T0 = dt.datetime(2026, 1, 1)
+
+
+def b(n: int) -> bytes:
+    return bytes([n]) * 32
+
+
+def test_refcount_and_usage_drift(spark):
+    from jobs.reconcile import missing_blocks, refcount_drift, usage_drift
+    blocks = spark.createDataFrame([(b(1), 2), (b(2), 1), (b(3), 0), (b(4), 5)], "id binary, refcount bigint")
+    refs = spark.createDataFrame([(1, b(1)), (2, b(1)), (1, b(3)), (3, b(9))], "version_id bigint, block_id binary")
+    assertDataFrameEqual(refcount_drift(blocks, refs),
+                         spark.createDataFrame([(b(2), 1, 0), (b(3), 0, 1), (b(4), 5, 0)],
+                                               "id binary, refcount bigint, counted bigint"))
+    assertDataFrameEqual(missing_blocks(blocks, refs), spark.createDataFrame([(3, b(9))], "version_id bigint, block_id binary"))
+    users = spark.createDataFrame([(1, 100), (2, 0), (3, 7)], "id bigint, used_bytes bigint")
+    current = spark.createDataFrame([(1, 60), (1, 40), (2, 5)], "owner_id bigint, size bigint")
+    assertDataFrameEqual(usage_drift(users, current),
+                         spark.createDataFrame([(2, 0, 5), (3, 7, 0)], "user_id bigint, used_bytes bigint, counted bigint"))
+
+
+def test_gc_plans_exclude_live_and_pinned_blocks(spark):
+    from jobs.gc import live_set, plan_mark, plan_sweep
+    ddl = "id binary, refcount bigint, gc_marked_at timestamp_ntz, pack_id string, stored_size bigint"
+    blocks = spark.createDataFrame([
+        (b(1), 1, None, "p", 10),              # referenced
+        (b(2), 0, None, "p", 20),              # dead: mark
+        (b(3), 0, None, "p", 30),              # refcount 0 but a ref exists (drift): keep
+        (b(4), 0, None, "p", 40),              # pinned: keep
+        (b(5), 0, T0, "q", 50),                # marked long ago: sweep
+        (b(6), 0, T0 + dt.timedelta(hours=2), "q", 60),  # marked after the cutoff: wait
+        (b(7), 0, T0, "q", 70),                # marked, pinned since: keep
+    ], ddl)
+    refs = spark.createDataFrame([(b(1),), (b(3),)], "block_id binary")
+    pins = spark.createDataFrame([(b(4),), (b(7),)], "block_id binary")
+    live = live_set(refs, pins)
+    assertDataFrameEqual(plan_mark(blocks, live), spark.createDataFrame([(b(2), "p", 20)], "id binary, pack_id string, stored_size bigint"))
+    assertDataFrameEqual(plan_sweep(blocks, live, T0 + dt.timedelta(hours=1)),
+                         spark.createDataFrame([(b(5), "q", 50)], "id binary, pack_id string, stored_size bigint"))
+
+
+def test_compaction_plan_merges_small_packs_and_rewrites_dead_ones(spark):
+    from jobs.compact import pack_usage, plan_compaction
+    packs = spark.createDataFrame([
+        ("a", "file:///hot/packs/a", "local", "sealed", 1000, T0),   # small, all live
+        ("b", "file:///hot/packs/b", "local", "sealed", 1000, T0),   # small, all live
+        ("c", "file:///hot/packs/c", "local", "sealed", 10_000, T0),  # big, 90% dead
+        ("d", "file:///hot/packs/d", "local", "sealed", 10_000, T0),  # big, all live: leave
+        ("e", "file:///hot/packs/e", "local", "sealed", 5000, T0),   # no live block: retire
+        ("f", "file:///cold/packs/f", "local", "sealed", 100, T0),   # cold tier: not merged
+    ], "id string, url string, tier string, state string, size bigint, created_at timestamp_ntz")
+    overhead = 48 + 56
+    blocks = spark.createDataFrame([
+        (b(1), "a", 24, 1000 - overhead - 48), (b(2), "b", 24, 1000 - overhead - 48),
+        (b(3), "c", 24, 1000), (b(4), "d", 24, 10_000 - overhead - 48), (b(5), "f", 24, 10),
+    ], "id binary, pack_id string, offset_in_pack bigint, stored_size bigint")
+    usage = pack_usage(packs, blocks)
+    dead = {r.id: round(r.dead_ratio, 2) for r in usage.collect()}
+    assert dead["a"] == 0 and dead["d"] == 0 and dead["c"] > 0.85
+    plan = plan_compaction(usage, target=8000, fill=0.5, dead_ratio=0.3, hot_prefix="file:///hot/")
+    assertDataFrameEqual(plan, spark.createDataFrame(
+        [("e", -1, "retire"), ("a", 0, "copy"), ("b", 0, "copy"), ("c", 0, "copy")],
+        "id string, bin int, action string"))
+
+
+def test_a_lone_small_live_pack_is_left_alone(spark):
+    from jobs.compact import pack_usage, plan_compaction
+    packs = spark.createDataFrame([("a", "file:///hot/a", "local", "sealed", 1000, T0)],
+                                  "id string, url string, tier string, state string, size bigint, created_at timestamp_ntz")
+    blocks = spark.createDataFrame([(b(1), "a", 24, 1000 - 48 - 56 - 48)],
+                                   "id binary, pack_id string, offset_in_pack bigint, stored_size bigint")
+    assert plan_compaction(pack_usage(packs, blocks), target=8000, fill=0.5, dead_ratio=0.3,
+                           hot_prefix="file:///hot/").count() == 0
+
+
+def test_duplicate_versions_and_copies(spark):
+    from jobs.dedup_scan import bytes_freed, duplicate_versions, extra_copies
+    sha = b(7)
+    versions = spark.createDataFrame([(1, 100, sha), (2, 100, sha), (3, 100, sha), (4, 50, b(8))],
+                                     "id bigint, size bigint, sha256 binary")
+    refs = spark.createDataFrame([(1, 0, b(1)), (1, 1, b(2)), (2, 0, b(3)), (3, 0, b(1)), (3, 1, b(2)), (4, 0, b(4))],
+                                 "version_id bigint, seq bigint, block_id binary")
+    dups = duplicate_versions(versions, refs)
+    assertDataFrameEqual(dups, spark.createDataFrame([(2, 1)], "version_id bigint, canonical_id bigint"))
+    blocks = spark.createDataFrame([(b(1), 2, 10, "p", 24), (b(2), 2, 10, "p", 82), (b(3), 1, 30, "q", 24),
+                                    (b(4), 1, 5, "q", 102)],
+                                   "id binary, refcount bigint, stored_size bigint, pack_id string, offset_in_pack bigint")
+    assertDataFrameEqual(bytes_freed(dups, refs, blocks), spark.createDataFrame([(b(3), 30)], "block_id binary, stored_size bigint"))
+    records = spark.createDataFrame([("p", b(1), 24, 10), ("r", b(1), 24, 10), ("q", b(3), 24, 30)],
+                                    "pack_id string, block_id binary, offset bigint, stored_size bigint")
+    assertDataFrameEqual(extra_copies(records, blocks), spark.createDataFrame([(b(1), "r", 10)],
+                                                                              "block_id binary, pack_id string, stored_size bigint"))
+
+
+def test_choose_copies_and_tier_plan(spark):
+    from jobs.rebuild_index import RECORD, choose_copies
+    from jobs.tier import plan_tier
+    recs = spark.createDataFrame([("p2", "u2", 9, b(1), 1, 5, 4, 24), ("p1", "u1", 9, b(1), 1, 5, 4, 80),
+                                  ("p3", "u3", 9, b(2), 0, 5, 5, 24)], RECORD)
+    assert sorted((bytes(r.block_id), r.pack_id) for r in choose_copies(recs).collect()) == [(b(1), "p1"), (b(2), "p3")]
+    packs = spark.createDataFrame([
+        ("old", "file:///hot/packs/old", "sealed", 10, None, T0, T0, None),
+        ("read", "file:///hot/packs/read", "sealed", 10, None, T0, T0, T0 + dt.timedelta(days=40)),
+        ("cold", "s3://b/packs/cold", "sealed", 10, None, T0, T0, None),
+    ], "id string, url string, state string, size bigint, checksum string, created_at timestamp_ntz, "
+       "sealed_at timestamp_ntz, last_read_at timestamp_ntz")
+    assert [r.id for r in plan_tier(packs, "file:///hot/", T0 + dt.timedelta(days=30)).collect()] == ["old"]
+
+
+def test_scrub_slices_cover_every_pack_once(spark):
+    from jobs.scrub import select_packs
+    packs = spark.createDataFrame([(f"p{i}", "u", "sealed", 1) for i in range(40)], "id string, url string, state string, size bigint")
+    seen = []
+    for run_no in range(4):
+        seen += [r.id for r in select_packs(packs, 0.25, run_no).collect()]
+    assert sorted(seen) == sorted(f"p{i}" for i in range(40))
+    assert select_packs(packs, 1.0, 3).count() == 40
