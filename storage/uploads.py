@@ -349,11 +349,16 @@ class Uploads:
             h.update(raw)
         return h.digest()
 
-    def abort(self, sid: str, state: str = "aborted") -> None:
-        """End a session without a version: its pins, block list and tail are released."""
+    def abort(self, sid: str, state: str = "aborted", at: dt.datetime | None = None) -> None:
+        """End an active session without a version: its pins, block list and tail are
+        released. With ``state="expired"`` only a session still past its expiry at ``at``
+        is ended: :meth:`expire` picks its ids first, and by now one may have completed
+        (its pins already belong to a version) or been renewed (a block session)."""
         with self.drive.sm() as s, s.begin():
-            us = s.get(UploadSession, sid)
-            if us is None or us.state != "active" and state != "expired":
+            us = s.get(UploadSession, sid, with_for_update=True)
+            if us is None or us.state != "active":
+                return
+            if state == "expired" and us.expires_at > (at or now()):
                 return
             tail = json.loads(us.meta or "{}").get("tail")
             s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid))
@@ -374,17 +379,23 @@ class Uploads:
             ids = s.execute(sa.select(UploadSession.id).where(UploadSession.state == "active",
                                                               UploadSession.expires_at <= at).limit(limit)).scalars().all()
         for sid in ids:
-            self.abort(sid, state="expired")
+            self.abort(sid, state="expired", at=at)
         return len(ids)
 
     # ---- the block API ---------------------------------------------------------------
 
     def _block_session(self, s: Session, user_id: int) -> UploadSession:
         sid = f"blocks-{user_id}"
-        us = s.get(UploadSession, sid)
+        us = s.get(UploadSession, sid, with_for_update=True)
         t = now()
         if us is not None and us.state == "active" and us.expires_at <= t:
-            raise RetryLater("your block session is expiring; retry")
+            # Idle past its expiry: what it pinned is no longer promised to the client (the
+            # "missing" answer already stopped counting it), so start over here rather than
+            # refuse every block until the gc job comes by. expire() re-checks expires_at
+            # under the row lock, so it leaves the renewed session alone.
+            s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid))
+            us.created_at, us.expires_at = t, t + dt.timedelta(seconds=self.expire_seconds)
+            s.flush()
         if us is None or us.state != "active":
             if us is not None:
                 s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid))
@@ -443,7 +454,10 @@ class Uploads:
 
     def put_block(self, user_id: int, hex_id: str, data: bytes) -> bool:
         """Store one block sent by the caller, verified against its hash, and pin it in their
-        block session. Returns True if its bytes were new to the server."""
+        block session. Returns True if the block was new *to the caller* (not among the blocks
+        :meth:`missing` counts as theirs). Whether the server already had the bytes from
+        someone else is never told: that answer would let anyone confirm that some user
+        stores a given content."""
         (bid,) = self._parse_hashes([hex_id])
         if len(data) > self.store.chunker.max_size:
             raise InvalidInput(f"a block is at most {self.store.chunker.max_size} bytes")
@@ -462,11 +476,12 @@ class Uploads:
 
         def run(s):
             us = self._block_session(s, user_id)
+            had = bid in self._usable(s, user_id, [bid])
             us.expires_at = now() + dt.timedelta(seconds=self.expire_seconds)
             self.store.commit(s, ing)
             self._pin(s, us.id, {bid})
-        self.drive._tx(run)
-        return bool(ing.new_blocks)
+            return not had
+        return self.drive._tx(run)
 
     def commit_blocks(self, user_id: int, parent_id: int, name: str, hashes, size, sha256,
                       if_match=None) -> PutResult:

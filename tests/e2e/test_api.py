@@ -245,7 +245,13 @@ def test_block_api_rejects_bad_blocks_and_unowned_hashes(server):
     problem(b.post(f"/api/v1/nodes/{b.root}/children/s.bin/commit",
                    json={"blocks": [h], "size": 5000, "sha256": h}), 400)
     problem(b.put(f"/api/v1/blocks/{'0' * 64}", data=b"not that"), 422, "hash-mismatch")
-    assert b.put(f"/api/v1/blocks/{h}", data=secret).status_code == 200  # known bytes: dedup, not stored
+    # sending bytes someone else stores answers exactly as for new bytes: no confirmation oracle
+    fresh = os.urandom(5000)
+    for block in (secret, fresh):
+        r = b.put(f"/api/v1/blocks/{hashlib.sha256(block).hexdigest()}", data=block)
+        assert (r.status_code, r.json()["stored"]) == (201, True)
+    r = b.put(f"/api/v1/blocks/{h}", data=secret)  # only "you sent this already" is told
+    assert (r.status_code, r.json()["stored"]) == (200, False)
     assert b.post("/api/v1/blocks/missing", json={"hashes": [h]}).json()["missing"] == []
     r = b.post(f"/api/v1/nodes/{b.root}/children/s.bin/commit", json={"blocks": [h], "size": 5000, "sha256": h})
     assert r.status_code == 201 and b.get(f"/api/v1/nodes/{r.json()['id']}/content").content == secret
