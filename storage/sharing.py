@@ -171,10 +171,12 @@ class Sharing:
             key = f"link:{link.id}"
             if not password:  # asking without one is not a guess, so it is not counted
                 raise Unauthorized("this link needs a password (X-Link-Password header)")
-            self.limiter.check(key)
+            self.limiter.attempt(key)
             if not self.drive.hasher.verify(password, link.password_hash):
-                self.limiter.fail(key)
                 raise Unauthorized("wrong link password")
+            # Only this reader's own try is given back: a success must not wipe the count
+            # of a guesser working on the same shared password.
+            self.limiter.refund(key)
         with self.drive.sm() as s:
             root = s.get(Node, link.node_id)
             if root is None or root.deleted_at is not None:
