@@ -8,7 +8,7 @@ from storage.errors import InvalidInput
 
 from .auth import login_required
 from .nodes import _created
-from .util import body, etag_value, uploads
+from .util import body, etag_value, read_body, uploads
 
 bp = Blueprint("blocks", __name__, url_prefix="/api/v1")
 
@@ -28,7 +28,7 @@ def put_block(sha256):
     request.max_content_length = up.store.chunker.max_size
     if request.content_length is None and not request.environ.get("wsgi.input_terminated"):
         raise InvalidInput("send the block with a Content-Length")
-    new = up.put_block(g.user.id, sha256.lower(), request.get_data(cache=False))
+    new = up.put_block(g.user.id, sha256.lower(), read_body())
     return jsonify(sha256=sha256.lower(), stored=new), 201 if new else 200
 
 

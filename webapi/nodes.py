@@ -9,7 +9,7 @@ from storage.errors import InvalidInput
 
 from . import download
 from .auth import login_required
-from .util import body, drive, etag_value, int_arg, node_json, version_json
+from .util import BoundedStream, body, drive, etag_value, int_arg, node_json, version_json
 
 bp = Blueprint("nodes", __name__, url_prefix="/api/v1")
 
@@ -59,7 +59,7 @@ def upload_limit() -> int:
 def upload(node_id, name):
     request.max_content_length = upload_limit()
     inm = request.headers.get("If-None-Match")
-    res = drive().put(g.user.id, node_id, name, request.stream,
+    res = drive().put(g.user.id, node_id, name, BoundedStream(),
                       if_match=etag_value(request.headers.get("If-Match")),
                       if_none_match=inm is not None and inm.strip() == "*",
                       size_hint=request.content_length)

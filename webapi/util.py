@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from flask import current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
 
 from storage.errors import InvalidInput
@@ -36,14 +37,53 @@ def iso(t):
     return t.isoformat() + "Z" if t is not None else None
 
 
+class BoundedStream:
+    """``request.stream``, bounded exactly by ``max_content_length`` when the body comes
+    without a Content-Length (chunked). Werkzeug's own bound cannot tell a body that ends
+    exactly at the limit from one that goes on: ``read()`` returns the first ``limit`` bytes
+    as if they were all (a JSON body cut short was a 400, not a 413), and a read after the
+    limit is a 413 even when nothing more was coming."""
+
+    def __init__(self):
+        self._stream = request.stream
+        self._raw = request.environ["wsgi.input"]
+        self._probe = request.content_length is None and request.max_content_length is not None
+
+    def _at_limit(self) -> bool:
+        if not (self._probe and getattr(self._stream, "is_exhausted", False)):
+            return False
+        # One more byte from the connection tells the two apart; reading it is safe, since
+        # the request fails if there is one.
+        if self._raw.read(1):
+            raise RequestEntityTooLarge()
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        return b"" if self._at_limit() else self._stream.read(n)
+
+    def readinto(self, b) -> int:
+        return 0 if self._at_limit() else self._stream.readinto(b)
+
+
+def read_body() -> bytes:
+    """The whole request body, bounded by ``max_content_length`` (413 past it)."""
+    if request.content_length is not None:  # werkzeug refuses an oversized one up front
+        return request.get_data(cache=True)
+    out = bytearray()
+    stream = BoundedStream()
+    while True:
+        data = stream.read(64 * 1024)
+        if not data:
+            return bytes(out)
+        out += data
+
+
 def body(allowed: dict[str, type | tuple], required: tuple[str, ...] = ()) -> dict:
     """The request's JSON object with only ``allowed`` fields of the given types: anything
     else (an unknown field, a read-only one such as owner or size) is a 400."""
     if not request.is_json:
         raise InvalidInput("send a JSON object with Content-Type: application/json")
-    # get_data stops at MAX_CONTENT_LENGTH with a 413, with or without a Content-Length;
-    # get_json(silent=True) would turn that into a 400.
-    raw = request.get_data(cache=True)
+    raw = read_body()
     try:
         data = json.loads(raw)
     except ValueError:

@@ -3,6 +3,8 @@ a free port, against a temporary BLOCKDRIVE_HOME, on SQLite or (integration) Mar
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import secrets
 import socket
@@ -120,13 +122,38 @@ def stop_server(proc) -> None:
         proc.wait()
 
 
+_db_seq = itertools.count()
+
+
+@contextlib.contextmanager
+def own_mysql_database(url: str):
+    """A fresh database for one server, dropped afterwards. The server's packs live in a
+    temporary directory of this run: rows left in a shared database by an earlier run
+    would point at packs that no longer exist, and fsck would rightly fail."""
+    import sqlalchemy as sa
+    base = sa.engine.make_url(url)
+    own = base.set(database=f"{base.database}_e2e_{os.getpid()}_{next(_db_seq)}")
+    admin = sa.create_engine(base.set(database=None).render_as_string(hide_password=False))
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{own.database}`")
+        conn.exec_driver_sql(f"CREATE DATABASE `{own.database}` CHARACTER SET utf8mb4")
+    try:
+        yield own.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{own.database}`")
+        admin.dispose()
+
+
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("mariadb", marks=pytest.mark.integration)])
 def server(request, tmp_path_factory):
-    db_url = None if request.param == "sqlite" else request.getfixturevalue("mysql_url")
-    tmp = tmp_path_factory.mktemp("server")
-    proc, srv = start_server(tmp, db_url)
-    yield srv
-    stop_server(proc)
-    # the store the server left must be consistent
-    out = subprocess.run([str(BIN), "fsck", "--deep"], env=srv.env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
+    with contextlib.ExitStack() as stack:
+        db_url = None if request.param == "sqlite" else \
+            stack.enter_context(own_mysql_database(request.getfixturevalue("mysql_url")))
+        tmp = tmp_path_factory.mktemp("server")
+        proc, srv = start_server(tmp, db_url)
+        yield srv
+        stop_server(proc)
+        # the store the server left must be consistent
+        out = subprocess.run([str(BIN), "fsck", "--deep"], env=srv.env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stdout + out.stderr

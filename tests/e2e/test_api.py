@@ -268,3 +268,25 @@ def test_openapi_docs_health_metrics(server):
     assert anon.get("/readyz").status_code == 200
     m = anon.get("/metrics")
     assert m.status_code == 200 and "blockdrive_http_requests_total" in m.text
+
+
+def test_a_chunked_upload_past_the_upload_limit_is_refused_not_cut_short(tmp_path):
+    from tests.e2e.conftest import start_server, stop_server
+    proc, srv = start_server(tmp_path, None, workers=1, extra_env={"BLOCKDRIVE_SERVER_MAX_UPLOAD_BYTES": "1000000"})
+    try:
+        a = srv.user()
+
+        def gen(n):
+            for _ in range(n):
+                yield b"y" * 100_000
+        try:
+            r = a.upload(a.root, "big.bin", gen(15))  # 1.5 MB, no Content-Length
+            assert r.status_code == 413, r.text
+        except requests.ConnectionError:
+            pass  # the server refused the rest of the body by closing the connection
+        a.s.close()  # that connection is closed by the server: do not reuse it
+        assert a.get("/api/v1/resolve", params={"path": "/big.bin"}).status_code == 404
+        r = a.upload(a.root, "ok.bin", gen(10))  # exactly the limit: stored whole
+        assert r.status_code == 201 and r.json()["size"] == 1_000_000
+    finally:
+        stop_server(proc)
