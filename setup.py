@@ -12,6 +12,8 @@ CORE = [
     "tqdm>=4.66",
 ]
 WEB = ["Flask>=3.0,<4", "gunicorn>=22", "prometheus_client>=0.20"]
+# The client commands (push/pull/sync, webapi/client) talk HTTP with requests.
+CLIENT = ["requests>=2.31"]
 HDFS = ["hdfs>=2.7", "hdfs-native>=0.10"]
 S3 = ["boto3>=1.34"]
 # The maintenance jobs (jobs/): PySpark (bundles the Hadoop 3.5.0 client) and the scheduler,
@@ -34,7 +36,7 @@ setup(
     packages=find_packages(include=["storage", "storage.*", "jobs", "jobs.*", "webapi", "webapi.*"]),
     package_data={"storage": ["migrations/script.py.mako"]},
     include_package_data=True,
-    install_requires=CORE + WEB,
+    install_requires=CORE + WEB + CLIENT,
     extras_require={
         "hdfs": HDFS,
         "s3": S3,

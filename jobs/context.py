@@ -94,7 +94,9 @@ class Context:
 
     def _jdbc(self, sql: str, ddl: str, table: str, partition_column: str | None):
         url = self.engine.url
-        jdbc_url = f"jdbc:mariadb://{url.host}:{url.port or 3306}/{url.database}"
+        # jdbc:mysql (with the MariaDB driver's permitMysqlScheme) so that Spark picks its MySQL
+        # dialect and quotes identifiers with backticks, not double quotes.
+        jdbc_url = f"jdbc:mysql://{url.host}:{url.port or 3306}/{url.database}?permitMysqlScheme"
         props = {"user": url.username or "", "password": url.password or "",
                  "driver": "org.mariadb.jdbc.Driver"}
         query = f"({sql}) AS q"

@@ -18,8 +18,8 @@ def create_app(config: Config | Mapping | None = None, drive=None) -> Flask:
     from storage.sharing import Sharing
     from storage.uploads import Uploads
 
-    from . import (account, blocks, errors, health, metrics, nodes, openapi, public, shares, tokens,
-                   tus)
+    from . import (account, batch, blocks, errors, health, metrics, nodes, openapi, public, shares,
+                   tokens, tus)
 
     if not isinstance(config, Config):
         config = load_config(overrides=config)
@@ -36,7 +36,7 @@ def create_app(config: Config | Mapping | None = None, drive=None) -> Flask:
     app.extensions.update(drive=d, limiter=limiter, sharing=Sharing(d, limiter), uploads=Uploads(d))
     errors.register(app)
     metrics.instrument(app)
-    for mod in (health, metrics, account, tokens, nodes, shares, public, tus, blocks, openapi):
+    for mod in (health, metrics, account, tokens, nodes, shares, public, tus, blocks, batch, openapi):
         app.register_blueprint(mod.bp)
 
     @app.after_request

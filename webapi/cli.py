@@ -269,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--json", action="store_true")
     from jobs.cli import register_cli
     register_cli(sub)
+    from webapi.client.cli import register_cli as register_client_cli
+    register_client_cli(sub)
     return p
 
 

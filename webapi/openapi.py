@@ -183,6 +183,22 @@ def paths() -> dict:
             "parameters": [_path("sha256", "the block's SHA-256", {"type": "string", "pattern": "^[0-9a-f]{64}$"})],
             "put": _op("Send one block", {200: {"description": "Known already"}, 201: {"description": "Stored"}},
                        (400, 413, 422), {"type": "string", "format": "binary"}, body_type="application/octet-stream")},
+        "/api/v1/batch/blocks": {"post": _op(
+            "Send many blocks: repeated frames of a 32-byte SHA-256, a 4-byte big-endian length, the bytes",
+            {200: {"description": "Received", **_json(_schema("BlocksReceived"))}}, (400, 413, 422),
+            {"type": "string", "format": "binary"}, body_type="application/octet-stream")},
+        "/api/v1/batch/commit": {"post": _op(
+            "Commit many files from sent blocks in one transaction; one result per file",
+            {200: {"description": "Per-file results", **_json(_schema("BatchResults"))}}, (400, 409, 413),
+            _schema("BatchCommit"))},
+        "/api/v1/batch/folders": {"post": _op(
+            "Create many folders (existing ones are kept); one result per folder",
+            {200: {"description": "Per-folder results", **_json(_schema("BatchResults"))}}, (400, 409),
+            _schema("BatchFolders"))},
+        "/api/v1/nodes/{id}/blocks": {"parameters": [n], "get": _op(
+            "A file version's block map: [sha256, offset, size] per block, in order",
+            {200: {"description": "Block map", **_json(_schema("BlockMap"))}}, (400, 404),
+            params=[_path("version", "a version id", {"type": "integer", "minimum": 1}, "query", False)])},
         "/s/{token}": {"parameters": [TOKEN], "get": _op(
             "A public link: metadata (and listing, for a folder)", {200: {"description": "Linked node",
                                                                           **_json(_schema("LinkView"))}},
@@ -252,6 +268,20 @@ SCHEMAS = {
     "Commit": _obj({"blocks": {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
                     "size": {"type": "integer", "minimum": 0}, "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
                    ["blocks", "size", "sha256"]),
+    "BlocksReceived": {"type": "object", "properties": {"received": INT, "received_bytes": INT}},
+    "BatchCommit": _obj({"files": {"type": "array", "maxItems": 1000, "items": _obj({
+        "parent_id": INT, "name": {"type": "string", "minLength": 1, "maxLength": 255},
+        "blocks": {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+        "size": {"type": "integer", "minimum": 0}, "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "if_match": {"type": ["string", "integer"]}, "if_none_match": {"type": "boolean"}},
+        ["parent_id", "name", "blocks", "size", "sha256"])}}, ["files"]),
+    "BatchFolders": _obj({"folders": {"type": "array", "maxItems": 1000, "items": _obj({
+        "parent_id": INT, "name": {"type": "string", "minLength": 1, "maxLength": 255}}, ["parent_id", "name"])}},
+        ["folders"]),
+    "BatchResults": {"type": "object", "properties": {"results": {"type": "array", "items": {
+        "type": "object", "properties": {"ok": {"type": "object"}, "error": {"type": "object"}}}}}},
+    "BlockMap": {"type": "object", "properties": {"node_id": INT, "version_id": INT, "size": INT, "sha256": STR,
+                                                  "blocks": {"type": "array", "items": {"type": "array"}}}},
 }
 
 

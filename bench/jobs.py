@@ -1,0 +1,199 @@
+"""Benchmarks of the maintenance jobs. Prints figures; asserts nothing.
+
+    .venv/bin/python bench/jobs.py --rows 1000000            # reconcile + gc plan at 1 M blocks / 2 M refs
+    .venv/bin/python bench/jobs.py --rows 1000000,10000000   # ... and how it grows to 10 M / 20 M
+    .venv/bin/python bench/jobs.py --compact-mb 128          # compact throughput vs a plain copy
+
+Part 1 builds a synthetic metadata set in Spark (N blocks, 2N refs; 10 % of the blocks dead,
+5 % marked long ago, a little refcount drift), materialises it as Parquet (the extracted
+state), then times what the jobs do with it: reconcile's drift plan and gc's mark + sweep
+plans, each forced to completion. ``--extract`` also times the embedded default's extract
+path (SQLite -> SQLAlchemy -> Arrow -> Spark) on a real SQLite table of N blocks.
+
+Part 2 uploads ``--compact-mb`` MiB as many small files (many small packs) into a scratch
+drive on local disk, times a plain copy of those pack files on the same backend (read +
+write + fsync through the backend, the floor compaction can hope for), then times the
+compact job merging them, and prints both rates and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+def synthetic(spark, n: int, out: Path):
+    from pyspark.sql import functions as F
+    t0 = time.perf_counter()
+    ids = spark.range(n).select(F.col("id").alias("n"))
+    bid = F.unhex(F.sha2(F.col("n").cast("string"), 256))
+    long_ago = F.lit(dt.datetime(2026, 1, 1))
+    blocks = ids.select(
+        bid.alias("id"),
+        # 10 % dead (refcount 0), 0.1 % drifted (refcount 3 instead of 2), the rest 2 refs each
+        F.when(F.col("n") % 10 == 0, 0).when(F.col("n") % 1000 == 1, 3).otherwise(2).cast("long").alias("refcount"),
+        F.when(F.col("n") % 20 == 0, long_ago).cast("timestamp_ntz").alias("gc_marked_at"),
+        (F.col("n") % 4096).cast("string").alias("pack_id"),
+        F.lit(700_000).cast("long").alias("stored_size"))
+    blocks.write.mode("overwrite").parquet(str(out / "blocks"))
+    # 2N refs: each live block twice; the refs of dead blocks go to other blocks so the
+    # total stays 2N (some blocks end up with drift, which reconcile must find).
+    refs = spark.range(2 * n).select(
+        (F.col("id") / 50).cast("long").alias("version_id"),
+        F.unhex(F.sha2(F.when(((F.col("id") / 2).cast("long")) % 10 == 0, (F.col("id") / 2).cast("long") + 1)
+                       .otherwise((F.col("id") / 2).cast("long")).cast("string"), 256)).alias("block_id"))
+    refs.write.mode("overwrite").parquet(str(out / "refs"))
+    return time.perf_counter() - t0
+
+
+def bench_plans(spark, n: int, scratch: Path) -> dict:
+    from pyspark.sql import functions as F
+    from jobs.gc import live_set, plan_mark, plan_sweep
+    from jobs.reconcile import refcount_drift
+    gen = synthetic(spark, n, scratch)
+    blocks = spark.read.parquet(str(scratch / "blocks"))
+    refs = spark.read.parquet(str(scratch / "refs"))
+    pins = spark.createDataFrame([], "block_id binary")
+    out = {"rows": n, "refs": 2 * n, "generate_s": gen}
+    t0 = time.perf_counter()
+    drift = refcount_drift(blocks, refs).count()
+    out["reconcile_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    live = live_set(refs.select("block_id"), pins)
+    mark = plan_mark(blocks, live).count()
+    sweep = plan_sweep(blocks, live, dt.datetime(2026, 6, 1)).count()
+    out["gc_plan_s"] = time.perf_counter() - t0
+    out.update(drift=drift, mark=mark, sweep=sweep)
+    out["total_s"] = out["reconcile_s"] + out["gc_plan_s"]
+    out["rows_per_s"] = (3 * n) / out["total_s"]  # N block rows + 2N ref rows
+    return out
+
+
+def bench_extract(spark, n: int, scratch: Path) -> dict:
+    """SQLite -> SQLAlchemy -> Arrow -> Spark for N block rows (the embedded default's path)."""
+    import hashlib
+    import sqlite3
+    from storage.config import load_config
+    from jobs.context import Context
+    from storage.db import make_engine, migrate
+    db = scratch / "meta.db"
+    engine = make_engine(f"sqlite:///{db}")
+    migrate(engine)
+    con = sqlite3.connect(db)
+    con.execute("INSERT INTO packs (id, url, tier, state, size, live_bytes, created_at) VALUES "
+                "('p', 'file:///x', 'local', 'sealed', 0, 0, '2026-01-01 00:00:00')")
+    now = "2026-01-01 00:00:00"
+    batch = 200_000
+    for start in range(0, n, batch):
+        con.executemany("INSERT INTO blocks (id, size, stored_size, codec, pack_id, offset_in_pack, refcount, created_at) "
+                        "VALUES (?, 1000, 700, 1, 'p', 0, 1, ?)",
+                        ((hashlib.sha256(str(i).encode()).digest(), now) for i in range(start, min(n, start + batch))))
+    con.commit()
+    con.close()
+
+    class _D:  # what Context.frame needs
+        pass
+    d = _D()
+    d.engine = engine
+    ctx = Context(drive=d, spark=spark, cfg=load_config(env={}))
+    t0 = time.perf_counter()
+    df = ctx.frame("SELECT id, refcount, gc_marked_at, pack_id, stored_size FROM blocks",
+                   "id binary, refcount bigint, gc_marked_at timestamp_ntz, pack_id string, stored_size bigint")
+    rows = df.count()
+    s = time.perf_counter() - t0
+    engine.dispose()
+    return {"rows": rows, "extract_s": s, "rows_per_s": rows / s}
+
+
+def bench_compact(spark, mb: int, scratch: Path) -> dict:
+    from jobs.runner import run_job
+    from storage.config import load_config
+    from storage.drive import Drive
+    from storage.db import make_engine, migrate
+    from storage.models import Pack
+    import sqlalchemy as sa
+    home = scratch / "drive"
+    cfg = load_config(env={}, overrides={
+        "storage": {"home": str(home)}, "security": {"scrypt_n": 1024},
+        "jobs": {"target_pack_bytes": 64 * 1024 * 1024, "fill_threshold": 0.5}})
+    engine = make_engine(cfg.database_url)
+    migrate(engine)
+    drive = Drive(cfg, engine=engine)
+    user, _ = drive.create_user("bench@example.com", "password123")
+    size = 2 * 1024 * 1024  # 2 MiB files: one small pack each
+    for i in range(mb * 1024 * 1024 // size):
+        drive.put(user.id, user.root_id, f"f{i}.bin", io.BytesIO(os.urandom(size)))
+    with drive.sm() as s:
+        rows = s.execute(sa.select(Pack.url, Pack.size).where(Pack.state == "sealed")).all()
+    total = sum(r.size for r in rows)
+    backend = drive.blocks.hot
+    t0 = time.perf_counter()
+    for url, _ in rows:  # the floor: read each pack and write a copy on the same backend
+        key = backend.key_for(url)
+        backend.put(key + ".copy", backend.read(key))
+    copy_s = time.perf_counter() - t0
+    for url, _ in rows:
+        backend.delete(backend.key_for(url) + ".copy")
+    t0 = time.perf_counter()
+    res = run_job("compact", drive, spark, cfg)
+    compact_s = time.perf_counter() - t0
+    drive.close()
+    return {"packs": len(rows), "bytes": total, "copy_s": copy_s, "copy_Bps": total / copy_s,
+            "compact_s": compact_s, "compact_Bps": res.stats["bytes_written"] / compact_s,
+            "new_packs": res.stats["new_packs"], "ratio": (res.stats["bytes_written"] / compact_s) / (total / copy_s)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", default="1000000", help="comma-separated block counts (refs = 2x)")
+    ap.add_argument("--extract", action="store_true", help="also time SQLite -> Arrow -> Spark extraction")
+    ap.add_argument("--compact-mb", type=int, default=128, help="MiB of small packs for the compact bench (0 = skip)")
+    ap.add_argument("--skip-plans", action="store_true")
+    ap.add_argument("--driver-memory", default="3g")
+    args = ap.parse_args()
+    from storage.config import load_config
+    from jobs.spark import build_spark
+    cfg = load_config(env={}, overrides={"jobs": {"driver_memory": args.driver_memory, "shuffle_partitions": 8}})
+    t0 = time.perf_counter()
+    spark = build_spark(cfg, "blockdrive-bench")
+    print(f"spark {spark.version} master={spark.sparkContext.master} cores={os.cpu_count()} "
+          f"session start {time.perf_counter() - t0:.1f}s")
+    scratch = Path(tempfile.mkdtemp(prefix="bd-bench-"))
+    try:
+        if not args.skip_plans:
+            prev = None
+            for n in [int(x) for x in args.rows.split(",")]:
+                r = bench_plans(spark, n, scratch / f"plans{n}")
+                grow = f"  x{r['total_s'] / prev['total_s']:.2f} time for x{n / prev['rows']:.0f} rows" if prev else ""
+                print(f"reconcile+gc plan: {n:>11,} blocks {2 * n:>11,} refs  reconcile {r['reconcile_s']:7.1f}s  "
+                      f"gc plan {r['gc_plan_s']:7.1f}s  total {r['total_s']:7.1f}s  {r['rows_per_s']:>12,.0f} rows/s"
+                      f"  (drift {r['drift']:,}, mark {r['mark']:,}, sweep {r['sweep']:,}; generate {r['generate_s']:.1f}s){grow}")
+                prev = r
+                shutil.rmtree(scratch / f"plans{n}", ignore_errors=True)
+                if args.extract:
+                    e = bench_extract(spark, n, scratch)
+                    print(f"extract (SQLite -> Arrow -> Spark): {e['rows']:,} block rows in {e['extract_s']:.1f}s "
+                          f"= {e['rows_per_s']:,.0f} rows/s")
+                    (scratch / "meta.db").unlink(missing_ok=True)
+        if args.compact_mb:
+            c = bench_compact(spark, args.compact_mb, scratch)
+            print(f"compact: {c['packs']} packs, {c['bytes'] / 2**20:.0f} MiB -> {c['new_packs']} packs; plain copy "
+                  f"{c['copy_Bps'] / 2**20:.1f} MiB/s ({c['copy_s']:.1f}s), compact job {c['compact_Bps'] / 2**20:.1f} MiB/s "
+                  f"({c['compact_s']:.1f}s incl. plan) = {c['ratio'] * 100:.0f}% of a plain copy")
+    finally:
+        spark.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

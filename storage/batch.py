@@ -1,0 +1,345 @@
+"""Batched block API for clients that sync many files: many blocks in one request, many
+commits in one transaction, folders one tree level at a time, and a version's block map.
+
+The single-file block API (:class:`storage.uploads.Uploads`) costs a few round trips and one
+durable transaction per file; a tree of 10,000 small files then spends its time in fsyncs and
+latency. These functions reuse its rules unchanged:
+
+- a batch of blocks is verified block by block against its hash, written to one pack and
+  pinned in the caller's block session, exactly like ``put_block`` for each;
+- a batch of commits is one transaction (one fsync), but every file keeps its own checks
+  (editor rights, If-Match / If-None-Match, blocks usable by the caller, size and content
+  hash): a file that fails them is reported and left out, the others land. Quota is charged
+  for the batch as a whole, so a batch over quota fails whole.
+- a single-block file's content hash *is* its block id, so it is verified without reading
+  the block back; larger files are hashed from the stored blocks as ``commit_blocks`` does.
+
+The block map of a version (hash, offset, size of each block) lets a client fetch only the
+ranges its local copy lacks. It is shown to whoever may read the file: they could compute
+it from the content, and it grants nothing (``missing`` and commits count only blocks the
+caller owns or sent).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import struct
+from collections import Counter
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+
+from .blockstore import Ingested, _PackSink
+from .clock import now
+from .errors import (BlockdriveError, Conflict, ContentMismatch, InvalidInput, NotFound,
+                     PreconditionFailed)
+from .models import Block, FileVersion, Node, UploadPin, VersionBlock
+from .names import validate_name
+from .uploads import Uploads
+
+FRAME = struct.Struct(">32sI")  # block id (raw SHA-256), raw length; then the bytes
+MAX_BATCH_BLOCKS = 4096
+MAX_BATCH_FILES = 1000
+MAX_BATCH_FOLDERS = 1000
+EMPTY_SHA = hashlib.sha256(b"").digest()
+
+
+@dataclass(frozen=True)
+class BlocksResult:
+    """What a batch of blocks was. Whether the server already had some of them from another
+    user is deliberately not told (that would confirm someone stores a given content)."""
+
+    received: int        # blocks in the request
+    received_bytes: int  # their raw bytes
+
+
+@dataclass(frozen=True)
+class Committed:
+    id: int
+    name: str
+    parent_id: int
+    version_id: int
+    size: int
+    sha256: str
+    created: bool
+
+
+def _read_exact(stream: BinaryIO, n: int) -> bytes:
+    parts, left = [], n
+    while left:
+        data = stream.read(left)
+        if not data:
+            break
+        parts.append(data)
+        left -= len(data)
+    return b"".join(parts)
+
+
+def put_blocks(up: Uploads, user_id: int, stream: BinaryIO) -> BlocksResult:
+    """Store the framed blocks of ``stream`` (``FRAME`` header, then the raw bytes, repeated)
+    and pin them in the caller's block session. All or nothing: a bad frame or hash fails
+    the request before any metadata changes (its pack bytes become garbage for GC)."""
+    store = up.store
+    ing = Ingested()
+    sink = _PackSink(store, ing)
+    ids: list[bytes] = []
+    total = 0
+    pending: list[tuple[bytes, bytes]] = []
+    seen: set[bytes] = set()
+
+    def flush():
+        fresh = [b for b, _ in pending if b not in seen]
+        known = store.known_blocks(set(fresh)) if fresh else set()
+        for bid, raw in pending:
+            if bid in seen:
+                continue
+            seen.add(bid)
+            if bid not in known:
+                codec, payload = store._encode(raw)
+                ing.new_blocks[bid] = sink.add(bid, raw, codec, payload)
+        pending.clear()
+
+    try:
+        sink.reserve()
+        while True:
+            head = _read_exact(stream, FRAME.size)
+            if not head:
+                break
+            if len(head) != FRAME.size:
+                raise InvalidInput("truncated block frame header")
+            bid, n = FRAME.unpack(head)
+            if n > store.chunker.max_size:
+                raise InvalidInput(f"a block is at most {store.chunker.max_size} bytes", block=bid.hex())
+            raw = _read_exact(stream, n)
+            if len(raw) != n:
+                raise InvalidInput("truncated block", block=bid.hex())
+            if hashlib.sha256(raw).digest() != bid:
+                raise ContentMismatch("a block's bytes do not hash to its name", block=bid.hex())
+            ids.append(bid)
+            if len(ids) > MAX_BATCH_BLOCKS:
+                raise InvalidInput(f"at most {MAX_BATCH_BLOCKS} blocks per request")
+            total += n
+            pending.append((bid, raw))
+            if len(pending) >= 64:
+                flush()
+        if pending:
+            flush()
+        sink.close()
+    except BaseException:
+        sink.abandon()
+        raise
+
+    def run(s):
+        us = up._block_session(s, user_id)
+        us.expires_at = now() + dt.timedelta(seconds=up.expire_seconds)
+        store.commit(s, ing)
+        up._pin(s, us.id, set(ids))
+    up.drive._tx(run)
+    return BlocksResult(len(ids), total)
+
+
+def _parse_entry(e) -> tuple[int, str, list[bytes], int, bytes, str | None, bool]:
+    if not isinstance(e, dict):
+        raise InvalidInput("each file must be an object")
+    allowed = {"parent_id", "name", "blocks", "size", "sha256", "if_match", "if_none_match"}
+    extra = set(e) - allowed
+    if extra:
+        raise InvalidInput(f"unknown field {sorted(extra)[0]!r}")
+    parent_id, size, sha = e.get("parent_id"), e.get("size"), e.get("sha256")
+    if not isinstance(parent_id, int) or isinstance(parent_id, bool) or parent_id < 1:
+        raise InvalidInput("parent_id must be a node id")
+    name = validate_name(e.get("name") if isinstance(e.get("name"), str) else "")
+    ids = Uploads._parse_hashes(e.get("blocks"))
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise InvalidInput("size must be a whole number of bytes")
+    try:
+        digest = bytes.fromhex(sha) if isinstance(sha, str) and len(sha) == 64 else None
+    except ValueError:
+        digest = None
+    if digest is None:
+        raise InvalidInput("sha256 must be the file's SHA-256 as 64 hex digits")
+    if_match = e.get("if_match")
+    if if_match is not None and not isinstance(if_match, (str, int)):
+        raise InvalidInput("if_match must be an ETag or a version id")
+    return parent_id, name, ids, size, digest, (str(if_match).strip('"') if if_match is not None else None), \
+        bool(e.get("if_none_match"))
+
+
+def _problem(exc: BlockdriveError) -> dict:
+    return {"code": exc.code, "title": type(exc).__name__, "detail": exc.message,
+            **{k: v for k, v in exc.details.items() if isinstance(v, (int, str, float, type(None)))}}
+
+
+def commit_many(up: Uploads, user_id: int, files) -> list[dict]:
+    """Commit each of ``files`` (``parent_id, name, blocks, size, sha256`` and optionally
+    ``if_match`` / ``if_none_match``) as a new file or version, in one transaction. Returns
+    one result per file, in order: ``{"ok": Committed}`` or ``{"error": problem}``."""
+    if not isinstance(files, list) or len(files) > MAX_BATCH_FILES:
+        raise InvalidInput(f"files must be a list of at most {MAX_BATCH_FILES} objects")
+    d = up.drive
+    results: list[dict | None] = [None] * len(files)
+    parsed = {}
+    for i, e in enumerate(files):
+        try:
+            parsed[i] = _parse_entry(e)
+        except BlockdriveError as exc:
+            results[i] = {"error": _problem(exc)}
+    # What the caller may build on, and the blocks' sizes, in a few queries for the batch.
+    every = [b for p in parsed.values() for b in p[2]]
+    with d.sm() as s:
+        usable = up._usable(s, user_id, every)
+    locs = up._locations([b for b in set(every) if b in usable])
+    checked = {}
+    for i, (parent_id, name, ids, size, sha, if_match, inm) in parsed.items():
+        try:
+            lacking = [b.hex() for b in ids if b not in usable or b not in locs]
+            if lacking:
+                raise InvalidInput(f"{len(lacking)} block(s) not sent yet", missing=len(lacking), first=lacking[0])
+            if sum(locs[b].size for b in ids) != size:
+                raise ContentMismatch(f"the blocks hold {sum(locs[b].size for b in ids)} bytes, not {size}")
+            # One block: its id is the SHA-256 of the whole content. No blocks: the empty file.
+            same = (ids == [sha]) if len(ids) == 1 else (sha == EMPTY_SHA if not ids else None)
+            if same is None:
+                same = up._hash_blocks(ids) == sha
+            if not same:
+                raise ContentMismatch("the blocks' content does not hash to the given sha256")
+            checked[i] = (parent_id, name, ids, size, sha, if_match, inm)
+        except BlockdriveError as exc:
+            results[i] = {"error": _problem(exc)}
+
+    def run(s):
+        out: dict[int, dict] = {}
+        parents: dict[int, object] = {}
+        taken: set[tuple[int, str]] = set()
+        charge: Counter = Counter()
+        refs: Counter = Counter()
+        todo = []
+        for i, (parent_id, name, ids, size, sha, if_match, inm) in checked.items():
+            try:
+                if (parent_id, name) in taken:
+                    raise Conflict(f"{name!r} appears twice in this batch")
+                if parent_id not in parents:
+                    parents[parent_id] = d._get(s, user_id, parent_id, need="editor")[0]
+                parent = parents[parent_id]
+                if parent.kind != "folder":
+                    raise InvalidInput(f"node {parent_id} is not a folder")
+                node = d._child(s, parent.id, name)
+                if node is not None and node.kind != "file":
+                    raise Conflict(f"{name!r} is a folder")
+                cur = s.get(FileVersion, node.current_version_id) if node is not None and node.current_version_id \
+                    else None
+                if inm and node is not None:
+                    raise PreconditionFailed(f"{name!r} already exists (version {cur.id if cur else 'none'}, "
+                                             f"sha256 {cur.sha256.hex() if cur else 'none'})",
+                                             current=cur.id if cur else None,
+                                             current_sha256=cur.sha256.hex() if cur else None)
+                if if_match is not None and (cur is None or if_match not in (str(cur.id), cur.sha256.hex())):
+                    raise PreconditionFailed(f"{name!r} has changed (now version {cur.id if cur else 'none'}, "
+                                             f"expected {if_match})", current=cur.id if cur else None,
+                                             current_sha256=cur.sha256.hex() if cur else None, expected=if_match)
+                taken.add((parent_id, name))
+                charge[parent.owner_id] += size - (cur.size if cur else 0)
+                refs.update(ids)
+                todo.append((i, parent, node, name, ids, size, sha))
+            except BlockdriveError as exc:
+                out[i] = {"error": _problem(exc)}
+        for owner_id, delta in charge.items():
+            d._charge(s, owner_id, delta)  # QuotaExceeded: the whole batch rolls back
+        up.store.add_refs(s, refs)
+        t = now()
+        new_nodes = {}
+        for i, parent, node, name, ids, size, sha in todo:
+            if node is None:
+                node = Node(owner_id=parent.owner_id, parent_id=parent.id, kind="file", name=name, live_name=name,
+                            created_at=t, updated_at=t)
+                s.add(node)
+                new_nodes[i] = node
+        if new_nodes:
+            s.flush()
+        for i, parent, node, name, ids, size, sha in todo:
+            node = new_nodes.get(i, node)
+            refs_at, off = [], 0
+            for b in ids:
+                refs_at.append((b, off))
+                off += locs[b].size
+            v = d._add_version(s, node, size, sha, user_id, refs_at)
+            out[i] = {"ok": Committed(node.id, node.name, node.parent_id, v.id, size, sha.hex(), i in new_nodes)}
+        # The session's pins have done their job for what was committed: refs keep it now.
+        release = list({b for _, _, _, _, ids, _, _ in todo for b in ids})
+        for j in range(0, len(release), 500):
+            s.execute(sa.delete(UploadPin).where(UploadPin.session_id == f"blocks-{user_id}",
+                                                 UploadPin.block_id.in_(release[j:j + 500])))
+        return out
+
+    if checked:
+        try:
+            done = d._tx(run)
+        except DBIntegrityError:
+            raise Conflict("a name in this batch was taken concurrently; retry the batch") from None
+        for i, r in done.items():
+            results[i] = r
+    return results  # type: ignore[return-value]
+
+
+def make_folders(drive, user_id: int, folders) -> list[dict]:
+    """Create each ``{parent_id, name}`` folder unless a folder of that name is there already
+    (``mkdir -p`` for one level), in one transaction. Returns ``{"ok": {id, created}}`` or
+    ``{"error": problem}`` per entry."""
+    if not isinstance(folders, list) or len(folders) > MAX_BATCH_FOLDERS:
+        raise InvalidInput(f"folders must be a list of at most {MAX_BATCH_FOLDERS} objects")
+
+    def run(s):
+        out = []
+        parents = {}
+        for e in folders:
+            try:
+                if not isinstance(e, dict) or set(e) - {"parent_id", "name"}:
+                    raise InvalidInput("each folder is {parent_id, name}")
+                pid = e.get("parent_id")
+                if not isinstance(pid, int) or isinstance(pid, bool) or pid < 1:
+                    raise InvalidInput("parent_id must be a node id")
+                name = validate_name(e.get("name") if isinstance(e.get("name"), str) else "")
+                if pid not in parents:
+                    parents[pid] = drive._get(s, user_id, pid, need="editor")[0]
+                parent = parents[pid]
+                if parent.kind != "folder":
+                    raise InvalidInput(f"node {pid} is not a folder")
+                node = drive._child(s, parent.id, name)
+                if node is not None and node.kind != "folder":
+                    raise Conflict(f"{name!r} is a file")
+                created = node is None
+                if created:
+                    t = now()
+                    node = Node(owner_id=parent.owner_id, parent_id=parent.id, kind="folder", name=name,
+                                live_name=name, created_at=t, updated_at=t)
+                    s.add(node)
+                    s.flush()
+                out.append({"ok": {"id": node.id, "name": name, "parent_id": parent.id, "created": created}})
+            except BlockdriveError as exc:
+                out.append({"error": _problem(exc)})
+        return out
+    try:
+        return drive._tx(run, attempts=1)
+    except DBIntegrityError:
+        raise Conflict("a folder name in this batch was taken concurrently; retry the batch") from None
+
+
+def block_map(drive, user_id: int, node_id: int, version_id: int | None = None) -> dict:
+    """A file version's blocks in order: ``[sha256 hex, offset, size]`` each, with the
+    version's id, size and content hash."""
+    with drive.sm() as s:
+        node, _ = drive._get(s, user_id, node_id)
+        if node.kind != "file":
+            raise InvalidInput(f"node {node_id} is a folder")
+        vid = version_id or node.current_version_id
+        v = s.get(FileVersion, vid) if vid else None
+        if v is None or v.node_id != node.id:
+            raise NotFound(f"version {version_id} not found")
+        rows = s.execute(sa.select(VersionBlock.block_id, VersionBlock.offset, Block.size)
+                         .join(Block, Block.id == VersionBlock.block_id)
+                         .where(VersionBlock.version_id == v.id).order_by(VersionBlock.seq)).all()
+        return {"node_id": node.id, "version_id": v.id, "size": v.size, "sha256": v.sha256.hex(),
+                "blocks": [[b.hex(), off, n] for b, off, n in rows]}

@@ -1,0 +1,153 @@
+"""The client's pure logic: the sync plan, which blocks to send and how they are batched,
+download ranges, chunking identical to the server's, credentials and durations."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import stat
+
+import pytest
+
+from storage.batch import FRAME as SERVER_FRAME
+from storage.chunking import make_chunker
+from webapi.client.api import FRAME as CLIENT_FRAME
+from webapi.client.api import ClientError
+from webapi.client.cli import parse_duration, save_credentials
+from webapi.client.sync import (FileScan, Index, RemoteEntry, blocks_to_send, coalesce_ranges, group_batches,
+                                plan_sync, scan_file)
+
+
+def fs(content: bytes) -> FileScan:
+    h = hashlib.sha256(content).hexdigest()
+    return FileScan(len(content), h, [(h, 0, len(content))] if content else [])
+
+
+def rf(node_id: int, content: bytes) -> RemoteEntry:
+    return RemoteEntry(node_id, "file", len(content), hashlib.sha256(content).hexdigest())
+
+
+def rd(node_id: int) -> RemoteEntry:
+    return RemoteEntry(node_id, "folder")
+
+
+def test_plan_for_an_empty_remote_creates_folders_parents_first_and_uploads_everything():
+    local = {"a/b/x.txt": fs(b"x"), "y.txt": fs(b"y")}
+    plan = plan_sync(local, {"a", "a/b", "empty"}, {})
+    assert plan.mkdirs == ["a", "empty", "a/b"]
+    assert plan.uploads == [("a/b/x.txt", None), ("y.txt", None)]
+    assert plan.moves == plan.deletes == plan.conflicts == []
+
+
+def test_plan_detects_renames_edits_deletions_and_unchanged_files():
+    local = {"docs/renamed.txt": fs(b"report"), "docs/moved/there.bin": fs(b"moving"), "keep.txt": fs(b"same"),
+             "edit.txt": fs(b"new text")}
+    remote = {"docs": rd(1), "docs/report.txt": rf(2, b"report"), "here.bin": rf(3, b"moving"),
+              "keep.txt": rf(4, b"same"), "edit.txt": rf(5, b"old text"), "gone.txt": rf(6, b"bye"),
+              "old": rd(7), "old/inner.txt": rf(8, b"inner")}
+    plan = plan_sync(local, {"docs", "docs/moved"}, remote)
+    assert sorted(plan.moves) == [("docs/report.txt", "docs/renamed.txt", 2), ("here.bin", "docs/moved/there.bin", 3)]
+    assert plan.uploads == [("edit.txt", hashlib.sha256(b"old text").hexdigest())]  # If-Match the old ETag
+    assert plan.unchanged == ["keep.txt"]
+    assert plan.mkdirs == ["docs/moved"]
+    # the folder goes as one node; its file is not deleted separately; moved files are not deleted
+    assert plan.deletes == [("gone.txt", 6), ("old", 7)]
+
+
+def test_two_new_files_with_the_content_of_one_vanished_file_move_one_and_upload_the_other():
+    local = {"a.txt": fs(b"dup"), "b.txt": fs(b"dup")}
+    plan = plan_sync(local, set(), {"orig.txt": rf(1, b"dup")})
+    assert plan.moves == [("orig.txt", "a.txt", 1)] and plan.uploads == [("b.txt", None)] and plan.deletes == []
+
+
+def test_remote_changes_since_the_last_sync_are_conflicts_not_overwrites():
+    base = hashlib.sha256(b"base").hexdigest()
+    remote = {"f.txt": rf(1, b"their edit"), "d": rd(2), "d/g.txt": rf(3, b"their g"), "h.txt": rf(4, b"base")}
+    local = {"f.txt": fs(b"my edit"), "h.txt": fs(b"mine")}
+    last = {"f.txt": base, "d/g.txt": base, "h.txt": base}
+    plan = plan_sync(local, set(), remote, last)
+    assert sorted(c["path"] for c in plan.conflicts) == ["d/g.txt", "f.txt"]
+    assert plan.uploads == [("h.txt", base)]  # unchanged remotely since the last sync: ours wins
+    assert plan.deletes == []  # "d" holds a conflicted file: kept
+    forced = plan_sync(local, set(), remote, last, force=True)
+    assert forced.conflicts == [] and sorted(forced.uploads) == [("f.txt", remote["f.txt"].sha256), ("h.txt", base)]
+    assert forced.deletes == [("d", 2)]
+
+
+def test_a_file_that_became_a_folder_replaces_the_remote_node_first():
+    plan = plan_sync({"x/inner.txt": fs(b"i")}, {"x"}, {"x": rf(1, b"was a file"), "y": rd(2)})
+    assert plan.replace == [("x", 1)] and plan.mkdirs == ["x"] and plan.uploads == [("x/inner.txt", None)]
+    assert plan.deletes == [("y", 2)]
+    plan = plan_sync({"y": fs(b"now a file")}, set(), {"y": rd(2), "y/z": rf(3, b"z")})
+    assert plan.replace == [("y", 2)] and plan.uploads == [("y", None)] and plan.deletes == []
+
+
+def test_blocks_to_send_only_the_missing_ones_once():
+    a = FileScan(30, "A", [("h1", 0, 10), ("h2", 10, 10), ("h1", 20, 10)])
+    b = FileScan(20, "B", [("h2", 0, 10), ("h3", 10, 10)])
+    assert blocks_to_send([("a", a), ("b", b)], {"h1", "h3"}) == [("h1", "a", 0, 10), ("h3", "b", 10, 10)]
+    assert blocks_to_send([("a", a)], set()) == []
+
+
+def test_group_batches_bounds_bytes_and_counts():
+    blocks = [(f"h{i}", "p", i * 10, 10) for i in range(10)]
+    groups = group_batches(blocks, max_bytes=25, max_blocks=100)
+    assert [len(g) for g in groups] == [2, 2, 2, 2, 2] and sum(groups, []) == blocks
+    assert [len(g) for g in group_batches(blocks, max_bytes=10**6, max_blocks=3)] == [3, 3, 3, 1]
+    big = [("big", "p", 0, 100), ("s", "p", 100, 1)]
+    assert group_batches(big, max_bytes=10) == [[big[0]], [big[1]]]
+
+
+def test_coalesce_ranges_merges_neighbours_up_to_a_limit():
+    assert coalesce_ranges([(20, 10), (0, 10), (10, 10), (50, 5)]) == [(0, 30), (50, 55)]
+    assert coalesce_ranges([(0, 10), (10, 10), (20, 10)], max_bytes=20) == [(0, 20), (20, 30)]
+    assert coalesce_ranges([]) == []
+
+
+@pytest.mark.parametrize("size", [0, 1, 64 * 1024, 64 * 1024 + 1, 3 * 1024 * 1024 + 17])
+def test_scan_cuts_exactly_as_the_servers_chunker(tmp_path, size):
+    conf = {"chunker": "fastcdc", "chunk_min": 64 * 1024, "chunk_avg": 256 * 1024, "chunk_max": 1024 * 1024}
+    chunker = make_chunker(conf)
+    data = random.Random(size).randbytes(size)
+    p = tmp_path / "f"
+    p.write_bytes(data)
+    scan = scan_file(p, chunker, conf["chunk_min"])
+    server = [bytes(v) for v in chunker.chunks(io.BytesIO(data))]
+    assert [h for h, _, _ in scan.blocks] == [hashlib.sha256(c).hexdigest() for c in server]
+    assert [n for _, _, n in scan.blocks] == [len(c) for c in server]
+    assert [off for _, off, _ in scan.blocks] == [sum(map(len, server[:i])) for i in range(len(server))]
+    assert scan.sha256 == hashlib.sha256(data).hexdigest() and scan.size == size
+
+
+def test_index_trusts_only_an_identical_stat(tmp_path):
+    idx = Index(tmp_path / "i.sqlite")
+    p = tmp_path / "f"
+    p.write_bytes(b"one")
+    st = os.stat(p)
+    idx.store([(str(p), "c", st, fs(b"one"))])
+    assert idx.lookup(str(p), "c", st).sha256 == hashlib.sha256(b"one").hexdigest()
+    assert idx.lookup(str(p), "other-chunking", st) is None
+    p.write_bytes(b"two!")
+    assert idx.lookup(str(p), "c", os.stat(p)) is None
+    idx.set_synced("srv", [("/d/a", "e1"), ("/d/b", "e2"), ("/x", "e3")])
+    idx.set_synced("srv", [("/d", None)])  # forgetting a folder forgets what was below it
+    assert idx.synced("srv") == {"/x": "e3"}
+
+
+def test_the_block_frame_matches_the_servers():
+    assert CLIENT_FRAME.format == SERVER_FRAME.format
+
+
+def test_credentials_are_private(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    path = save_credentials("http://x", "bd_secret")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and "bd_secret" in path.read_text()
+
+
+def test_durations():
+    assert parse_duration("7d") == 7 * 86400 and parse_duration("90") == 90 and parse_duration("2h") == 7200
+    for bad in ("", "0", "7y", "-1d"):
+        with pytest.raises(ClientError):
+            parse_duration(bad)

@@ -1,0 +1,63 @@
+"""Batched block API for sync clients (see storage/batch.py): many blocks per request, many
+commits per transaction, folders a level at a time, and a version's block map."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from flask import Blueprint, g, jsonify, request
+from prometheus_client import Counter
+
+from storage import batch
+from storage.errors import InvalidInput
+
+from .auth import login_required
+from .util import body, drive, int_arg, uploads
+
+bp = Blueprint("batch", __name__, url_prefix="/api/v1")
+
+# What clients sent as block data, counted by the server (benchmarks and tests read these).
+# No counter of bytes *new to the server*: /metrics is public, and that figure would tell
+# whether someone else already stores a given block.
+BLOCKS_IN = Counter("blockdrive_batch_blocks_received_total", "Blocks received by POST /batch/blocks")
+BLOCK_BYTES_IN = Counter("blockdrive_batch_block_bytes_received_total",
+                         "Raw block bytes received by POST /batch/blocks")
+
+
+@bp.post("/batch/blocks")
+@login_required
+def put_blocks():
+    up = uploads()
+    # frames of at most chunk_max bytes each, MAX_BATCH_BLOCKS of them
+    request.max_content_length = batch.MAX_BATCH_BLOCKS * (up.store.chunker.max_size + batch.FRAME.size)
+    if request.content_length is None and not request.environ.get("wsgi.input_terminated"):
+        raise InvalidInput("send the blocks with a Content-Length")
+    res = batch.put_blocks(up, g.user.id, request.stream)
+    BLOCKS_IN.inc(res.received)
+    BLOCK_BYTES_IN.inc(res.received_bytes)
+    return jsonify(asdict(res))
+
+
+def _results(items):
+    return [{"ok": asdict(r["ok"]) if not isinstance(r["ok"], dict) else r["ok"]} if "ok" in r else r
+            for r in items]
+
+
+@bp.post("/batch/commit")
+@login_required
+def commit():
+    data = body({"files": list}, required=("files",))
+    return jsonify(results=_results(batch.commit_many(uploads(), g.user.id, data["files"])))
+
+
+@bp.post("/batch/folders")
+@login_required
+def folders():
+    data = body({"folders": list}, required=("folders",))
+    return jsonify(results=_results(batch.make_folders(drive(), g.user.id, data["folders"])))
+
+
+@bp.get("/nodes/<id:node_id>/blocks")
+@login_required
+def block_map(node_id):
+    return jsonify(batch.block_map(drive(), g.user.id, node_id, int_arg("version", None, 1)))

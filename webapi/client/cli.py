@@ -1,0 +1,313 @@
+"""Client commands of the ``blockdrive`` CLI: they talk to a blockdrive server over HTTP.
+
+The server-side admin commands (``put``, ``get``, ``ls``, ``mkdir`` with ``--user``, direct
+database access) keep their names; the client commands sit beside them:
+
+    blockdrive login [--url URL] [--email EMAIL]      store a token (0600) for the commands below
+    blockdrive push LOCAL /remote/path                upload a file, sending only changed blocks
+    blockdrive pull /remote/path LOCAL                download, fetching only blocks LOCAL lacks
+    blockdrive sync LOCAL_DIR /remote/dir             one-way mirror: new, changed, renamed, deleted
+    blockdrive remote ls [/path]                      list a remote folder (``ls`` is the admin one)
+    blockdrive remote mkdir /path                     create a remote folder and its parents
+    blockdrive mv /from /to                           rename or move
+    blockdrive rm /path                               move to the trash
+    blockdrive versions /path                         a file's versions, newest first
+    blockdrive restore /path --version ID             make an old version current again
+    blockdrive restore --trash /path                  bring a node back from the trash
+    blockdrive share /path EMAIL --role viewer|editor
+    blockdrive link /path [--expires 7d] [--password]
+
+Server and token: ``BLOCKDRIVE_URL`` and ``BLOCKDRIVE_TOKEN``, else the file ``blockdrive
+login`` wrote (``$XDG_CONFIG_HOME/blockdrive/credentials.json``, default ``~/.config``).
+Every command takes ``--json`` (one JSON document on stdout) and ``-q`` (no progress bar;
+bars are drawn on stderr only when it is a terminal).
+
+Exit codes: 0 done; 1 error; 2 usage; 4 conflict (the server's copy changed: nothing was
+overwritten); 5 server unreachable after retries; 6 not signed in / token refused; 7 not found.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from .api import Api, ClientError, ConflictError
+from .sync import Client, Index, default_index_path, split_remote
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CONFLICT = 0, 1, 2, 4
+
+
+def credentials_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "blockdrive" / "credentials.json"
+
+
+def save_credentials(url: str, token: str) -> Path:
+    path = credentials_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"url": url, "token": token}, f)
+    os.chmod(tmp, 0o600)  # in case it existed with wider rights
+    os.replace(tmp, path)
+    return path
+
+
+def load_credentials() -> tuple[str, str]:
+    url, token = os.environ.get("BLOCKDRIVE_URL"), os.environ.get("BLOCKDRIVE_TOKEN")
+    if not (url and token):
+        try:
+            saved = json.loads(credentials_path().read_text())
+        except (OSError, ValueError):
+            saved = {}
+        url, token = url or saved.get("url"), token or saved.get("token")
+    if not url or not token:
+        from .api import AuthError
+        raise AuthError("not signed in: run `blockdrive login` or set BLOCKDRIVE_URL and BLOCKDRIVE_TOKEN")
+    return url, token
+
+
+def _client(args) -> Client:
+    url, token = load_credentials()
+    show = not (args.json or args.quiet) and sys.stderr.isatty()
+    return Client(Api(url, token, retries=args.retries), Index(default_index_path()), jobs=args.jobs, progress=show)
+
+
+def _out(args, data: dict, text: str) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    elif text:
+        print(text)
+
+
+def parse_duration(text: str) -> int:
+    """``7d``, ``12h``, ``30m``, ``90s`` or plain seconds -> seconds."""
+    m = re.fullmatch(r"\s*(\d+)\s*([smhdw]?)\s*", text or "")
+    if not m or int(m[1]) <= 0:
+        raise ClientError(f"not a duration: {text!r} (examples: 7d, 12h, 30m)")
+    return int(m[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m[2]]
+
+
+def _summary(stats) -> str:
+    from .sync import _human
+    return f"sent {_human(stats.bytes_sent)} in {stats.blocks_sent} block(s), skipped {_human(stats.bytes_skipped)}"
+
+
+# ---- commands ------------------------------------------------------------------------
+
+def cmd_login(args) -> int:
+    url = args.url or os.environ.get("BLOCKDRIVE_URL")
+    if not url:
+        raise ClientError("give the server's address: blockdrive login --url https://drive.example.com")
+    email = args.email or input("email: ")
+    password = os.environ.get("BLOCKDRIVE_PASSWORD") or getpass.getpass("password: ")
+    token = Api(url, retries=args.retries).login(email, password)
+    path = save_credentials(url, token)
+    _out(args, {"url": url, "credentials": str(path)}, f"signed in to {url}; token stored in {path}")
+    return EXIT_OK
+
+
+def cmd_push(args) -> int:
+    c = _client(args)
+    stats = c.push(args.local, args.remote, force=args.force, checksum=args.checksum)
+    state = "unchanged" if stats.unchanged else "pushed"
+    _out(args, {"status": state, **stats.as_dict()}, f"{state} {args.local} -> {args.remote}: {_summary(stats)}")
+    return EXIT_OK
+
+
+def cmd_pull(args) -> int:
+    c = _client(args)
+    stats = c.pull(args.remote, args.local, checksum=args.checksum, force=args.force)
+    from .sync import _human
+    state = "unchanged" if stats.unchanged else "pulled"
+    _out(args, {"status": state, **stats.as_dict()},
+         f"{state} {args.remote} -> {args.local}: fetched {_human(stats.bytes_received)}, "
+         f"reused {_human(stats.bytes_skipped)} from the local copy")
+    return EXIT_OK
+
+
+def cmd_sync(args) -> int:
+    c = _client(args)
+    plan, stats = c.sync(args.local, args.remote, force=args.force, checksum=args.checksum, dry_run=args.dry_run)
+    data = {"dry_run": args.dry_run, **stats.as_dict()}
+    if args.dry_run:
+        data["plan"] = {"mkdirs": plan.mkdirs, "moves": [[a, b] for a, b, _ in plan.moves],
+                        "uploads": [r for r, _ in plan.uploads], "deletes": [r for r, _ in plan.deletes],
+                        "replace": [r for r, _ in plan.replace]}
+        text = (f"would create {len(plan.mkdirs)} folder(s), upload {len(plan.uploads)} file(s), move "
+                f"{len(plan.moves)}, delete {len(plan.deletes) + len(plan.replace)}; {len(plan.conflicts)} conflict(s)")
+    else:
+        text = (f"synced {args.local} -> {args.remote}: {len(stats.uploaded)} uploaded, {len(stats.moved)} moved, "
+                f"{len(stats.deleted)} deleted, {len(stats.unchanged)} unchanged; {_summary(stats)}")
+    for cf in stats.conflicts:
+        print(f"blockdrive: conflict: {cf['path']}: " + (cf.get("error") or
+              f"changed on the server since the last sync (last synced {cf.get('last_synced')}, server has "
+              f"{cf.get('remote_sha256')}, local {cf.get('local_sha256') or 'deleted'}); left as it is"),
+              file=sys.stderr)
+    _out(args, data, text)
+    return EXIT_CONFLICT if stats.conflicts else EXIT_OK
+
+
+def _node(c: Client, path: str) -> dict:
+    return c.api.resolve("/" + path.strip("/"))
+
+
+def cmd_ls(args) -> int:
+    c = _client(args)
+    node = _node(c, args.path)
+    items = list(c.api.children(node["id"])) if node["kind"] == "folder" else [node]
+    lines = [f"{'d' if it['kind'] == 'folder' else '-'} {it['size'] if it['size'] is not None else '-':>12} "
+             f"{(it.get('updated_at') or '')[:19]} {it['name']}{'/' if it['kind'] == 'folder' else ''}" for it in items]
+    _out(args, {"items": items}, "\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_mkdir(args) -> int:
+    c = _client(args)
+    node = c.ensure_folder("/" + args.path.strip("/"))
+    _out(args, node, f"{args.path}: folder {node['id']}")
+    return EXIT_OK
+
+
+def cmd_mv(args) -> int:
+    c = _client(args)
+    src = _node(c, args.src)
+    dst = c.lookup("/" + args.dst.strip("/")) if args.dst.strip("/") else _node(c, "/")
+    if dst is not None and dst["kind"] == "folder":
+        res = c.api.move(src["id"], parent_id=dst["id"])
+    elif dst is not None:
+        raise ClientError(f"{args.dst} exists; remove it first")
+    else:
+        parent_path, name = split_remote(args.dst)
+        parent = _node(c, parent_path)
+        res = c.api.move(src["id"], name=name, parent_id=parent["id"] if parent["id"] != src["parent_id"] else None)
+    _out(args, res, f"moved {args.src} -> {args.dst}")
+    return EXIT_OK
+
+
+def cmd_rm(args) -> int:
+    c = _client(args)
+    res = c.api.delete(_node(c, args.path)["id"])
+    _out(args, res, f"{args.path} moved to the trash (node {res['id']}; `blockdrive restore --trash` brings it back)")
+    return EXIT_OK
+
+
+def cmd_versions(args) -> int:
+    c = _client(args)
+    items = c.api.versions(_node(c, args.path)["id"])
+    lines = [f"{v['id']:>8} {'*' if v['current'] else ' '} {v['size']:>12} {v['created_at'][:19]} {v['sha256']}"
+             for v in items]
+    _out(args, {"items": items}, "\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_restore(args) -> int:
+    c = _client(args)
+    if args.trash:
+        name = split_remote(args.path)[1]
+        hits = [n for n in c.api.trash() if n["name"] == name]
+        if not hits:
+            raise ClientError(f"nothing named {name!r} in the trash")
+        res = c.api.restore(hits[0]["id"])
+        _out(args, res, f"restored {name} (node {res['id']}) as {res['name']}")
+        return EXIT_OK
+    if args.version is None:
+        raise ClientError("give --version ID (see `blockdrive versions PATH`) or --trash")
+    node = _node(c, args.path)
+    res = c.api.restore_version(node["id"], args.version)
+    _out(args, res, f"{args.path}: version {args.version} is current again (as version {res['version_id']})")
+    return EXIT_OK
+
+
+def cmd_share(args) -> int:
+    c = _client(args)
+    res = c.api.share(_node(c, args.path)["id"], args.email, args.role)
+    _out(args, res, f"{args.path} shared with {args.email} as {args.role}")
+    return EXIT_OK
+
+
+def cmd_link(args) -> int:
+    c = _client(args)
+    password = None
+    if args.password:
+        password = os.environ.get("BLOCKDRIVE_LINK_PASSWORD") or getpass.getpass("link password: ")
+    res = c.api.link(_node(c, args.path)["id"], parse_duration(args.expires) if args.expires else None, password)
+    _out(args, res, res["url"])
+    return EXIT_OK
+
+
+def run(fn):
+    """Wrap a command: client errors become a message on stderr and their exit code."""
+    def wrapped(args) -> int:
+        try:
+            return fn(args)
+        except ClientError as exc:
+            print(f"blockdrive: {'conflict' if isinstance(exc, ConflictError) else 'error'}: {exc}", file=sys.stderr)
+            if getattr(args, "json", False):
+                print(json.dumps({"error": str(exc), "exit_code": exc.exit_code, "status": exc.status}))
+            return exc.exit_code
+        except OSError as exc:
+            print(f"blockdrive: error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+    return wrapped
+
+
+def register_cli(sub) -> None:
+    def add(name, fn, help_, parser=sub):
+        sp = parser.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(fn=run(fn))
+        sp.add_argument("--json", action="store_true", help="print one JSON document")
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        sp.add_argument("--retries", type=int, default=5, help="retries per request on network errors (default 5)")
+        sp.add_argument("--jobs", type=int, default=4, help="requests in flight (default 4)")
+        return sp
+
+    sp = add("login", cmd_login, "sign in to a blockdrive server and store the token (client)")
+    sp.add_argument("--url", help="the server (default: $BLOCKDRIVE_URL)")
+    sp.add_argument("--email")
+    sp = add("push", cmd_push, "upload a local file, sending only the blocks the server lacks (client)")
+    sp.add_argument("local")
+    sp.add_argument("remote", help="/remote/path (a folder, or ending in /: keeps the file's name)")
+    sp.add_argument("--force", action="store_true", help="push even if the server's copy changed since your last sync")
+    sp.add_argument("--checksum", action="store_true", help="rehash the file even if its size and mtime are unchanged")
+    sp = add("pull", cmd_pull, "download a remote file, fetching only blocks the local copy lacks (client)")
+    sp.add_argument("remote")
+    sp.add_argument("local")
+    sp.add_argument("--force", action="store_true", help="replace a local copy that has unpushed changes")
+    sp.add_argument("--checksum", action="store_true")
+    sp = add("sync", cmd_sync, "mirror a local folder to a remote folder, one way (client)")
+    sp.add_argument("local")
+    sp.add_argument("remote")
+    sp.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    sp.add_argument("--force", action="store_true", help="overwrite remote files changed since the last sync")
+    sp.add_argument("--checksum", action="store_true")
+    rp = sub.add_parser("remote", help="list and create remote folders over HTTP (client)")
+    rsub = rp.add_subparsers(dest="remote_command", required=True, metavar="ACTION")
+    sp = add("ls", cmd_ls, "list a remote folder", rsub)
+    sp.add_argument("path", nargs="?", default="/")
+    sp = add("mkdir", cmd_mkdir, "create a remote folder and its parents", rsub)
+    sp.add_argument("path")
+    sp = add("mv", cmd_mv, "rename or move a remote file or folder (client)")
+    sp.add_argument("src")
+    sp.add_argument("dst")
+    sp = add("rm", cmd_rm, "move a remote file or folder to the trash (client)")
+    sp.add_argument("path")
+    sp = add("versions", cmd_versions, "list a remote file's versions (client)")
+    sp.add_argument("path")
+    sp = add("restore", cmd_restore, "restore a version of a file, or a node from the trash (client)")
+    sp.add_argument("path")
+    sp.add_argument("--version", type=int)
+    sp.add_argument("--trash", action="store_true")
+    sp = add("share", cmd_share, "share a remote file or folder with another user (client)")
+    sp.add_argument("path")
+    sp.add_argument("email")
+    sp.add_argument("--role", choices=["viewer", "editor"], required=True)
+    sp = add("link", cmd_link, "create a public link (client)")
+    sp.add_argument("path")
+    sp.add_argument("--expires", help="e.g. 7d, 12h, 30m")
+    sp.add_argument("--password", action="store_true", help="protect it ($BLOCKDRIVE_LINK_PASSWORD or a prompt)")
