@@ -1,11 +1,14 @@
-"""HTTP benchmarks of the real server (gunicorn, 2 workers). Prints figures; asserts nothing.
+"""HTTP benchmarks of the real server (gunicorn, 2 workers, SQLite + local packs). Prints a
+table of figures and ratios and writes ``bench/results/http.json``; asserts nothing.
 
-    .venv/bin/python bench/http.py --mib 256
+    .venv/bin/python bench/http.py --mib 1024
 
 - upload: one file through HTTP PUT vs the in-process ``Drive.put`` of the same bytes
-- download: HTTP GET of that file vs reading the same bytes from a local file
-- metadata: small GET /api/v1/nodes/{id} requests per second from 8 client threads
-- RSS: the server's resident memory (all gunicorn processes) while 4 clients upload at once
+  (each into a store of its own, so both store every block);
+- download: HTTP GET of that file vs reading the same bytes from a local file, cold (page
+  cache dropped before each, when run as root) and warm;
+- metadata: small GET /api/v1/nodes/{id} requests per second from 8 client threads;
+- RSS: the server's resident memory (gunicorn master + workers) while 4 clients upload at once.
 """
 
 from __future__ import annotations
@@ -25,19 +28,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import requests  # noqa: E402
 
+from bench.common import MiB, drop_caches, machine, save, table, write_random  # noqa: E402
 from tests.e2e.conftest import start_server, stop_server  # noqa: E402
-
-
-def _file(path: Path, mib: int) -> None:
-    with open(path, "wb") as fh:
-        for _ in range(mib):
-            fh.write(os.urandom(1024 * 1024))
 
 
 def _rss(pid: int) -> int:
     """Resident bytes of ``pid`` and its children (the gunicorn workers)."""
     total = 0
-    for p in [pid] + [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]:
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        children = []
+    for p in [pid] + children:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -47,18 +49,46 @@ def _rss(pid: int) -> int:
     return total
 
 
+def _can_drop_caches() -> bool:
+    return os.geteuid() == 0 and os.access("/proc/sys/vm/drop_caches", os.W_OK)
+
+
+def _read_file(path: Path, cold: bool) -> float:
+    if cold:
+        drop_caches()
+    t = time.perf_counter()
+    with open(path, "rb", buffering=0) as fh:
+        while fh.read(MiB):
+            pass
+    return path.stat().st_size / (time.perf_counter() - t)
+
+
+def _get(client, node: int, cold: bool) -> float:
+    if cold:
+        drop_caches()
+    t = time.perf_counter()
+    n = 0
+    with client.get(f"/api/v1/nodes/{node}/content", stream=True) as r:
+        r.raise_for_status()
+        for chunk in r.iter_content(MiB):
+            n += len(chunk)
+    return n / (time.perf_counter() - t)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mib", type=int, default=256)
     ap.add_argument("--rss-mib", type=int, default=None, help="per-client size of the RSS test (default --mib)")
+    ap.add_argument("--metadata-requests", type=int, default=3000)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bd-bench-"))
-    src = tmp / "src.bin"
-    _file(src, args.mib)
+    src = write_random(tmp / "src.bin", args.mib * MiB, seed=1)
     size = src.stat().st_size
+    cold_ok = _can_drop_caches()
     env = {"BLOCKDRIVE_STORAGE_CHUNK_MIN": str(256 * 1024), "BLOCKDRIVE_STORAGE_CHUNK_AVG": str(1024 * 1024),
            "BLOCKDRIVE_STORAGE_CHUNK_MAX": str(4 * 1024 * 1024)}
     proc, srv = start_server(tmp, None, workers=2, extra_env=env)
+    res: dict = {"size_mib": args.mib, "machine": machine(), "workers": 2, "cold_cache": cold_ok}
     try:
         a = srv.user(premium=True)
         # in-process put (a separate home, same settings)
@@ -74,29 +104,26 @@ def main() -> None:
         with open(src, "rb") as fh:
             d.put(u.id, u.root_id, "src.bin", fh)
         inproc = size / (time.perf_counter() - t)
+        d.close()
         t = time.perf_counter()
         with open(src, "rb") as fh:
             r = a.put(f"/api/v1/nodes/{a.root}/children/src.bin", data=fh)
         http_up = size / (time.perf_counter() - t)
         assert r.status_code == 201, r.text
         node = r.json()["id"]
-        print(f"upload   {args.mib} MiB: HTTP PUT {http_up / 2**20:7.1f} MiB/s, in-process put {inproc / 2**20:7.1f} MiB/s"
-              f" -> {100 * http_up / inproc:.0f}% (target >= 60%)")
-        os.system(f"cat {src} > /dev/null")  # warm the page cache for a fair disk figure
-        t = time.perf_counter()
-        with open(src, "rb") as fh:
-            while fh.read(1024 * 1024):
-                pass
-        disk = size / (time.perf_counter() - t)
-        t = time.perf_counter()
-        n = 0
-        with a.get(f"/api/v1/nodes/{node}/content", stream=True) as r:
-            for chunk in r.iter_content(1024 * 1024):
-                n += len(chunk)
-        http_down = n / (time.perf_counter() - t)
-        print(f"download {args.mib} MiB: HTTP GET {http_down / 2**20:7.1f} MiB/s, disk read {disk / 2**20:7.1f} MiB/s"
-              f" -> {100 * http_down / disk:.0f}% (target >= 70%)")
-        # metadata requests/s
+        res["upload_mib_s"] = {"http_put": http_up / MiB, "in_process_put": inproc / MiB}
+
+        down = {}
+        for mode in (["cold"] if cold_ok else []) + ["warm"]:
+            cold = mode == "cold"
+            if not cold:  # warm both: the file and the packs
+                _read_file(src, False)
+                _get(a, node, False)
+            disk = _read_file(src, cold)
+            http = _get(a, node, cold)
+            down[mode] = {"http_get": http / MiB, "disk_read": disk / MiB}
+        res["download_mib_s"] = down
+
         sessions = threading.local()
 
         def one(_):
@@ -106,12 +133,15 @@ def main() -> None:
                 s.headers["Authorization"] = f"Bearer {a.token}"
             return s.get(f"{srv.url}/api/v1/nodes/{node}").status_code
         with ThreadPoolExecutor(8) as ex:
-            list(ex.map(one, range(100)))
+            list(ex.map(one, range(200)))
             t = time.perf_counter()
-            codes = list(ex.map(one, range(2000)))
+            codes = list(ex.map(one, range(args.metadata_requests)))
             rps = len(codes) / (time.perf_counter() - t)
-        print(f"metadata: {rps:.0f} requests/s with 2 workers (target >= 500); all 200: {set(codes) == {200}}")
-        # RSS with 4 concurrent uploads
+        res["metadata_rps"] = rps
+        res["metadata_all_200"] = set(codes) == {200}
+
+        per = args.rss_mib or args.mib
+        srcs = [write_random(tmp / f"c{i}.bin", per * MiB, seed=10 + i) for i in range(4)]
         peak, stop = 0, threading.Event()
 
         def sample():
@@ -119,27 +149,47 @@ def main() -> None:
             while not stop.is_set():
                 peak = max(peak, _rss(proc.pid))
                 time.sleep(0.05)
+        base = _rss(proc.pid)
         sampler = threading.Thread(target=sample)
         sampler.start()
-        base = _rss(proc.pid)
-        per = args.rss_mib or args.mib
-        srcs = []
-        for i in range(4):
-            p = tmp / f"c{i}.bin"
-            _file(p, per)
-            srcs.append(p)
 
         def up(i):
             with open(srcs[i], "rb") as fh:
                 return a.put(f"/api/v1/nodes/{a.root}/children/c{i}.bin", data=fh).status_code
+        t = time.perf_counter()
         with ThreadPoolExecutor(4) as ex:
             codes = list(ex.map(up, range(4)))
+        concurrent = 4 * per * MiB / (time.perf_counter() - t)
         stop.set()
         sampler.join()
-        print(f"RSS: {base / 2**20:.0f} MiB idle, peak {peak / 2**20:.0f} MiB while 4 clients each uploaded {per} MiB"
-              f" (target <= 300 MB); statuses {codes}")
+        res["rss"] = {"idle_mb": base / 1e6, "peak_mb": peak / 1e6, "per_client_mib": per, "statuses": codes,
+                      "aggregate_upload_mib_s": concurrent / MiB}
     finally:
         stop_server(proc)
+
+    up_ratio = res["upload_mib_s"]["http_put"] / res["upload_mib_s"]["in_process_put"]
+    rows = [("upload: HTTP PUT / in-process put", f"{res['upload_mib_s']['http_put']:.0f} / "
+             f"{res['upload_mib_s']['in_process_put']:.0f} MiB/s", f"{100 * up_ratio:.0f}%", ">= 60%",
+             "ok" if up_ratio >= 0.6 else "MISSED")]
+    res["ratios"] = {"upload": up_ratio}
+    for mode, v in res["download_mib_s"].items():
+        ratio = v["http_get"] / v["disk_read"]
+        res["ratios"][f"download_{mode}"] = ratio
+        goal = mode == "cold" or not cold_ok
+        rows.append((f"download ({mode}): HTTP GET / disk read", f"{v['http_get']:.0f} / {v['disk_read']:.0f} MiB/s",
+                     f"{100 * ratio:.0f}%", ">= 70%" if goal else "(info)",
+                     ("ok" if ratio >= 0.7 else "MISSED") if goal else ""))
+    rows.append(("metadata GET /nodes/{id}, 2 workers", f"{res['metadata_rps']:.0f} req/s", "", ">= 500",
+                 "ok" if res["metadata_rps"] >= 500 and res["metadata_all_200"] else "MISSED"))
+    rss = res["rss"]
+    rows.append((f"server RSS, 4 x {per} MiB uploads at once", f"{rss['peak_mb']:.0f} MB peak "
+                 f"({rss['idle_mb']:.0f} idle)", "", "<= 300 MB",
+                 "ok" if rss["peak_mb"] <= 300 and set(rss["statuses"]) == {201} else "MISSED"))
+    print(f"\nblockdrive HTTP bench, {args.mib} MiB, {res['machine']}")
+    if not cold_ok:
+        print("(not root: the page cache could not be dropped; download figures are warm only)")
+    print(table(rows, ("what", "figures", "ratio", "goal", "")))
+    print(f"written to {save('http', res)}")
 
 
 if __name__ == "__main__":
