@@ -26,6 +26,7 @@ TEST = [
     "requests>=2.31",
     "tuspy>=1.0",
     "schemathesis>=3.30",
+    "websocket-client>=1.7",  # drives headless Chromium over DevTools in the dashboard's e2e test
 ]
 
 setup(

@@ -33,6 +33,7 @@ JOBS = {
     "tier": "copy cold packs to the cold tier, verify, switch, delete the hot copy after grace",
     "scrub": "verify pack records' CRC32C; report and repair from another copy",
     "rebuild_index": "rebuild the block index from pack footers into a fresh database (disaster recovery)",
+    "report": "storage, dedup and compression ratios, tiers, garbage, traffic, job history; writes a snapshot",
 }
 
 

@@ -18,7 +18,8 @@ from .errors import ConfigError
 DEFAULTS: dict[str, dict[str, Any]] = {
     "server": {"host": "127.0.0.1", "port": 8080, "workers": 2, "max_upload_bytes": 0,
                "max_json_bytes": 1024 * 1024, "public_url": "", "upload_expire_seconds": 86400,
-               "auth_max_failures": 5, "auth_window_seconds": 900},
+               "auth_max_failures": 5, "auth_window_seconds": 900,
+               "secret_key": ""},
     "storage": {
         "home": "./var",
         "url": "",
@@ -51,6 +52,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "tier_after_days": 30,
         "scrub_fraction": 1.0,
         "lease_seconds": 3600,
+        "report_top_users": 20,
+        "report_days": 90,
     },
     "schedule": {
         "scrub": "0 1 * * *",
@@ -60,6 +63,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "tier": "0 4 * * *",
         "dedup_scan": "0 5 * * 0",
         "rebuild_index": "",
+        "report": "0 6 * * *",
     },
 }
 

@@ -38,6 +38,8 @@ def create_app(config: Config | Mapping | None = None, drive=None) -> Flask:
     metrics.instrument(app)
     for mod in (health, metrics, account, tokens, nodes, shares, public, tus, blocks, batch, openapi):
         app.register_blueprint(mod.bp)
+    from . import admin  # admin reports and dashboard (its session needs the app's secret key)
+    admin.init_app(app)
 
     @app.after_request
     def _security_headers(resp):

@@ -271,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_cli(sub)
     from webapi.client.cli import register_cli as register_client_cli
     register_client_cli(sub)
+    from jobs.report_cli import register_cli as register_report_cli
+    register_report_cli(sub)
     return p
 
 

@@ -4,8 +4,10 @@ from .base import Base
 from .blocks import Block, Pack
 from .nodes import FileVersion, Node, VersionBlock
 from .ops import JobRun, Lock, RateLimit, UploadChunk, UploadPin, UploadSession
+from .reports import ReportSnapshot, ReportTier, ReportUser, TrafficDaily
 from .sharing import Link, Share
 from .users import ApiToken, User
 
 __all__ = ["Base", "User", "ApiToken", "Node", "FileVersion", "VersionBlock", "Block", "Pack",
-           "Share", "Link", "UploadSession", "UploadPin", "UploadChunk", "RateLimit", "JobRun", "Lock"]
+           "Share", "Link", "UploadSession", "UploadPin", "UploadChunk", "RateLimit", "JobRun", "Lock",
+           "TrafficDaily", "ReportSnapshot", "ReportUser", "ReportTier"]
