@@ -6,6 +6,7 @@ from flask import Blueprint, g, jsonify, request
 
 from storage.errors import InvalidInput
 
+from . import traffic
 from .auth import login_required
 from .nodes import _created
 from .util import body, etag_value, read_body, uploads
@@ -28,7 +29,9 @@ def put_block(sha256):
     request.max_content_length = up.store.chunker.max_size
     if request.content_length is None and not request.environ.get("wsgi.input_terminated"):
         raise InvalidInput("send the block with a Content-Length")
-    new = up.put_block(g.user.id, sha256.lower(), read_body())
+    data = read_body()
+    new = up.put_block(g.user.id, sha256.lower(), data)
+    traffic.uploaded(g.user.id, len(data), versions=0)
     return jsonify(sha256=sha256.lower(), stored=new), 201 if new else 200
 
 
@@ -38,4 +41,5 @@ def commit(node_id, name):
     data = body({"blocks": list, "size": int, "sha256": str}, required=("blocks", "size", "sha256"))
     res = uploads().commit_blocks(g.user.id, node_id, name, data["blocks"], data["size"], data["sha256"],
                                   if_match=etag_value(request.headers.get("If-Match")))
+    traffic.uploaded(g.user.id, 0)
     return _created(res.node, 201 if res.created else 200)

@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from storage.errors import InvalidInput
 
-from . import download
+from . import download, traffic
 from .auth import login_required
 from .util import BoundedStream, body, drive, etag_value, int_arg, node_json, version_json
 
@@ -63,6 +63,7 @@ def upload(node_id, name):
                       if_match=etag_value(request.headers.get("If-Match")),
                       if_none_match=inm is not None and inm.strip() == "*",
                       size_hint=request.content_length)
+    traffic.uploaded(g.user.id, res.node.size or 0)
     return _created(res.node, 201 if res.created else 200, new_bytes=res.new_bytes)
 
 
@@ -71,8 +72,8 @@ def upload(node_id, name):
 def content(node_id):
     d = drive()
     info, version, _lazy = d.open(g.user.id, node_id, version_id=int_arg("version", None, 1))
-    return download.send(info, version, lambda a, b: d.stream_version(version.id, a, b),
-                         head=request.method == "HEAD")
+    return traffic.downloaded(download.send(info, version, lambda a, b: d.stream_version(version.id, a, b),
+                                            head=request.method == "HEAD"), g.user.id)
 
 
 @bp.patch("/nodes/<id:node_id>")

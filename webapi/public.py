@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify, request
 
 from storage.errors import InvalidInput
 
-from . import download
+from . import download, traffic
 from .util import drive, int_arg, iso, node_json, sharing
 
 bp = Blueprint("public", __name__)
@@ -45,4 +45,4 @@ def link_content(token):
     resp = download.send(info, version, lambda a, b: d.stream_version(version.id, a, b),
                          head=request.method == "HEAD")
     resp.headers["Referrer-Policy"] = "no-referrer"
-    return resp
+    return traffic.downloaded(resp, info.owner_id)  # a link's traffic is charged to its owner

@@ -17,6 +17,7 @@ from werkzeug.exceptions import PreconditionFailed, UnsupportedMediaType
 
 from storage.errors import InvalidInput
 
+from . import traffic
 from .auth import login_required
 from .nodes import upload_limit
 from .util import uploads
@@ -95,8 +96,10 @@ def _append(sid: str, offset: int):
     if request.mimetype != OCTETS:
         raise UnsupportedMediaType(f"PATCH bodies must be {OCTETS}")
     request.max_content_length = upload_limit()
-    return uploads().append(g.user.id, sid, offset, _Tolerant(request.stream), declared=request.content_length,
-                            checksum=_checksum())
+    info, result = uploads().append(g.user.id, sid, offset, _Tolerant(request.stream), declared=request.content_length,
+                                    checksum=_checksum())
+    traffic.uploaded(g.user.id, info.offset - offset, versions=int(result is not None))
+    return info, result
 
 
 class _Tolerant:
@@ -142,6 +145,7 @@ def create():
     info = up.create(g.user.id, int(parent), meta["filename"], length, meta)
     if length == 0:
         up.finish(g.user.id, info.id)
+        traffic.uploaded(g.user.id, 0)
         info = up.get(g.user.id, info.id)
     elif request.content_length or request.headers.get("Transfer-Encoding"):
         info, _ = _append(info.id, 0)  # creation-with-upload

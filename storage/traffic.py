@@ -1,0 +1,72 @@
+"""Access records: uploads and downloads per UTC day and user, for the admin reports.
+
+Each finished transfer upserts one ``traffic_daily`` row in its own tiny statement (after the
+upload's commit, or when a download's response is built), so recording costs one indexed
+write per request and never holds a lock across the transfer. Counting is best effort on
+purpose: a failed counter write is logged and dropped, never turned into a failed upload or
+download, since the data itself is what the user cares about.
+
+What counts: ``uploads`` = file versions committed through the API (a PUT, a finished tus
+upload, a block-API commit); ``bytes_in`` = request body bytes accepted (PUT bodies, tus
+PATCH bodies, block PUTs); ``downloads`` = GET responses that send content (200 or 206; not
+HEAD, not 304); ``bytes_out`` = the bytes those responses carry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from .clock import now
+from .models import TrafficDaily
+
+log = logging.getLogger("blockdrive.traffic")
+
+COUNTERS = ("uploads", "downloads", "bytes_in", "bytes_out")
+
+
+def _upsert(dialect: str, row: dict):
+    t = TrafficDaily.__table__
+    inc = {k: t.c[k] + row[k] for k in COUNTERS}
+    if dialect == "mysql":
+        from sqlalchemy.dialects.mysql import insert
+        stmt = insert(t).values(**row)
+        # In ON DUPLICATE KEY UPDATE, VALUES(x) is the would-be inserted value.
+        return stmt.on_duplicate_key_update({k: t.c[k] + stmt.inserted[k] for k in COUNTERS})
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(t).values(**row)
+        return stmt.on_conflict_do_update(index_elements=["day", "user_id"],
+                                          set_={k: t.c[k] + stmt.excluded[k] for k in COUNTERS})
+    raise NotImplementedError(dialect)  # make_engine admits only these two
+
+
+def record(engine: sa.engine.Engine, user_id: int, *, uploads: int = 0, downloads: int = 0,
+           bytes_in: int = 0, bytes_out: int = 0, day: dt.date | None = None) -> bool:
+    """Add to ``user_id``'s counters for ``day`` (today, UTC). Returns False when the write
+    failed (logged, not raised)."""
+    row = {"day": day or now().date(), "user_id": int(user_id), "uploads": int(uploads),
+           "downloads": int(downloads), "bytes_in": int(bytes_in), "bytes_out": int(bytes_out)}
+    if not any(row[k] for k in COUNTERS):
+        return True
+    try:
+        with engine.begin() as conn:
+            conn.execute(_upsert(engine.dialect.name, row))
+        return True
+    except SQLAlchemyError as exc:
+        log.warning("traffic record for user %s dropped: %s", user_id, getattr(exc, "orig", exc))
+        return False
+
+
+def daily(engine: sa.engine.Engine, since: dt.date | None = None) -> list[dict]:
+    """Totals per day over all users (oldest first)."""
+    t = TrafficDaily.__table__
+    q = sa.select(t.c.day, *(sa.func.sum(t.c[k]).label(k) for k in COUNTERS)).group_by(t.c.day).order_by(t.c.day)
+    if since is not None:
+        q = q.where(t.c.day >= since)
+    with engine.connect() as conn:
+        return [{"day": r.day.isoformat() if hasattr(r.day, "isoformat") else str(r.day),
+                 **{k: int(r._mapping[k] or 0) for k in COUNTERS}} for r in conn.execute(q)]
