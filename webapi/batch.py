@@ -3,6 +3,7 @@ commits per transaction, folders a level at a time, and a version's block map.""
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict
 
 from flask import Blueprint, g, jsonify, request
@@ -12,7 +13,7 @@ from storage import batch
 from storage.errors import InvalidInput
 
 from .auth import login_required
-from .util import body, drive, int_arg, uploads
+from .util import body, drive, int_arg, read_body, uploads
 
 bp = Blueprint("batch", __name__, url_prefix="/api/v1")
 
@@ -28,11 +29,12 @@ BLOCK_BYTES_IN = Counter("blockdrive_batch_block_bytes_received_total",
 @login_required
 def put_blocks():
     up = uploads()
-    # frames of at most chunk_max bytes each, MAX_BATCH_BLOCKS of them
-    request.max_content_length = batch.MAX_BATCH_BLOCKS * (up.store.chunker.max_size + batch.FRAME.size)
+    # Read whole (bounded): parsing small frames straight off the WSGI stream costs a read
+    # call per frame, which dominated a batch of small blocks.
+    request.max_content_length = max(batch.MAX_BATCH_BYTES, up.store.chunker.max_size + batch.FRAME.size)
     if request.content_length is None and not request.environ.get("wsgi.input_terminated"):
         raise InvalidInput("send the blocks with a Content-Length")
-    res = batch.put_blocks(up, g.user.id, request.stream)
+    res = batch.put_blocks(up, g.user.id, io.BytesIO(read_body()))
     BLOCKS_IN.inc(res.received)
     BLOCK_BYTES_IN.inc(res.received_bytes)
     return jsonify(asdict(res))
@@ -61,3 +63,9 @@ def folders():
 @login_required
 def block_map(node_id):
     return jsonify(batch.block_map(drive(), g.user.id, node_id, int_arg("version", None, 1)))
+
+
+@bp.get("/nodes/<id:node_id>/tree")
+@login_required
+def tree(node_id):
+    return jsonify(batch.tree(drive(), g.user.id, node_id))

@@ -195,6 +195,9 @@ def paths() -> dict:
             "Create many folders (existing ones are kept); one result per folder",
             {200: {"description": "Per-folder results", **_json(_schema("BatchResults"))}}, (400, 409),
             _schema("BatchFolders"))},
+        "/api/v1/nodes/{id}/tree": {"parameters": [n], "get": _op(
+            "Every live node below a folder, parents first (truncated past 100,000 nodes)",
+            {200: {"description": "The subtree", **_json(_schema("Tree"))}}, (400, 404))},
         "/api/v1/nodes/{id}/blocks": {"parameters": [n], "get": _op(
             "A file version's block map: [sha256, offset, size] per block, in order",
             {200: {"description": "Block map", **_json(_schema("BlockMap"))}}, (400, 404),
@@ -305,6 +308,10 @@ SCHEMAS = {
         ["folders"]),
     "BatchResults": {"type": "object", "properties": {"results": {"type": "array", "items": {
         "type": "object", "properties": {"ok": {"type": "object"}, "error": {"type": "object"}}}}}},
+    "Tree": {"type": "object", "properties": {"node_id": INT, "truncated": {"type": "boolean"}, "items": {
+        "type": "array", "items": {"type": "object", "properties": {
+            "id": INT, "parent_id": INT, "kind": {"enum": ["file", "folder"]}, "name": STR, "size": NULL_INT,
+            "sha256": NULL_STR}}}}},
     "BlockMap": {"type": "object", "properties": {"node_id": INT, "version_id": INT, "size": INT, "sha256": STR,
                                                   "blocks": {"type": "array", "items": {"type": "array"}}}},
 }

@@ -222,6 +222,9 @@ class Api:
         return self.json("POST", "/api/v1/batch/folders", json={"folders": folders},
                          what=f"create {len(folders)} folder(s)")["results"]
 
+    def tree(self, node_id: int) -> dict:
+        return self.json("GET", f"/api/v1/nodes/{node_id}/tree")
+
     def block_map(self, node_id: int, version_id: int | None = None) -> dict:
         return self.json("GET", f"/api/v1/nodes/{node_id}/blocks",
                          params={"version": version_id} if version_id else None)

@@ -643,8 +643,18 @@ class Client:
     # ---- sync -------------------------------------------------------------------------
 
     def remote_tree(self, root_id: int) -> dict[str, RemoteEntry]:
-        """Every live node below ``root_id`` by relative path (folders listed in parallel)."""
+        """Every live node below ``root_id`` by relative path: one request for the whole tree,
+        or, when the server cut it short, folder by folder (listed in parallel)."""
         out: dict[str, RemoteEntry] = {}
+        t = self.api.tree(root_id)
+        if not t["truncated"]:
+            paths = {root_id: ""}
+            for it in t["items"]:  # parents come before their children
+                prefix = paths[it["parent_id"]]
+                rel = f"{prefix}/{it['name']}" if prefix else it["name"]
+                paths[it["id"]] = rel
+                out[rel] = RemoteEntry(it["id"], it["kind"], it["size"], it["sha256"], it["parent_id"])
+            return out
         frontier = [("", root_id)]
         with ThreadPoolExecutor(self.jobs) as ex:
             while frontier:

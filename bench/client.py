@@ -1,0 +1,176 @@
+"""The client (``blockdrive push`` / ``sync``) against the real server (gunicorn, 2 workers,
+SQLite + local packs, the server's default chunking: 256 KiB / 1 MiB / 4 MiB). Prints a table
+and writes ``bench/results/client.json``; asserts nothing.
+
+    .venv/bin/python bench/client.py                    # 256 MiB edit, 1 GiB re-push, 10,000 files
+    .venv/bin/python bench/client.py --big-mib 256 --files 2000   # quicker
+
+- one-byte edit: push a 256 MiB file, flip one byte in the middle, push again; the block
+  bytes and blocks the *server* received (its ``blockdrive_batch_block_*`` counters) and the
+  bytes on the wire (a counting proxy in front of it);
+- unchanged re-push of a 1 GiB file: time vs the first push, with the local index (stat
+  unchanged -> no rehash) and with ``--checksum`` (the whole file hashed again);
+- sync of a tree of 10,000 small files (1-64 KiB, 100 folders) vs ``restic backup`` of the
+  same tree into a fresh local repository (files/s; needs ``apt-get install -y restic``).
+
+Every command runs as a user would run it (a ``blockdrive`` subprocess, Python start-up included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# bench/ holds an http.py: keep the folder off the path, or it shadows the standard library's http.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import requests  # noqa: E402
+
+from bench.common import MiB, machine, save, table, write_random  # noqa: E402
+from tests.e2e.conftest import BIN, start_server, stop_server  # noqa: E402
+from tests.e2e.test_client import CountingProxy  # noqa: E402
+
+DEFAULT_CHUNKING = {"BLOCKDRIVE_STORAGE_CHUNK_MIN": str(256 * 1024), "BLOCKDRIVE_STORAGE_CHUNK_AVG": str(MiB),
+                    "BLOCKDRIVE_STORAGE_CHUNK_MAX": str(4 * MiB)}
+
+
+def counters(url: str) -> tuple[int, int]:
+    text = requests.get(url + "/metrics", timeout=10).text
+    vals = {}
+    for line in text.splitlines():
+        for name in ("blockdrive_batch_block_bytes_received_total", "blockdrive_batch_blocks_received_total"):
+            if line.startswith(name + " "):
+                vals[name] = int(float(line.split()[1]))
+    return vals.get("blockdrive_batch_block_bytes_received_total", 0), vals.get("blockdrive_batch_blocks_received_total", 0)
+
+
+def run(env, *args) -> tuple[float, dict]:
+    t = time.perf_counter()
+    out = subprocess.run([str(BIN), *args, "--json", "-q"], env=env, capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if out.returncode != 0:
+        raise SystemExit(f"blockdrive {' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
+    return dt, json.loads(out.stdout)
+
+
+def small_tree(root: Path, n: int, folders: int = 100, seed: int = 7) -> int:
+    rng = random.Random(seed)
+    total = 0
+    for i in range(n):
+        d = root / f"d{i % folders:03d}" / f"s{(i // folders) % 4}"
+        d.mkdir(parents=True, exist_ok=True)
+        size = rng.randint(1024, 64 * 1024)
+        (d / f"f{i:05d}.bin").write_bytes(rng.randbytes(size))
+        total += size
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--edit-mib", type=int, default=256)
+    ap.add_argument("--big-mib", type=int, default=1024)
+    ap.add_argument("--files", type=int, default=10_000)
+    ap.add_argument("--tmp", default=None, help="scratch folder (default: a temporary one)")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-client-", dir=args.tmp))
+    proc, srv = start_server(tmp / "srv", None, extra_env=DEFAULT_CHUNKING)
+    proxy = CountingProxy(srv.url)
+    rows, results = [], {"machine": machine()}
+    try:
+        token = srv.cli("user", "create", "bench@example.com", "--password", "password123",
+                        "--premium").strip().splitlines()[-1]
+        env = {**os.environ, "BLOCKDRIVE_URL": proxy.url, "BLOCKDRIVE_TOKEN": token,
+               "XDG_CACHE_HOME": str(tmp / "cache"), "XDG_CONFIG_HOME": str(tmp / "cfg")}
+
+        # 1. one byte edited in the middle of a big file
+        f = write_random(tmp / "edit.bin", args.edit_mib * MiB, seed=11)
+        t_first, _ = run(env, "push", str(f), "/bench/edit.bin")
+        with open(f, "r+b") as fh:
+            fh.seek(args.edit_mib * MiB // 2)
+            b = fh.read(1)
+            fh.seek(-1, 1)
+            fh.write(bytes([b[0] ^ 0xFF]))
+        b0, n0 = counters(srv.url)
+        proxy.reset()
+        t_edit, st = run(env, "push", str(f), "/bench/edit.bin")
+        b1, n1 = counters(srv.url)
+        results["edit"] = {"file_mib": args.edit_mib, "server_block_bytes": b1 - b0, "server_blocks": n1 - n0,
+                           "wire_bytes_up": proxy.up, "first_push_s": t_first, "edit_push_s": t_edit,
+                           "client_bytes_skipped": st["bytes_skipped"]}
+        rows.append((f"{args.edit_mib} MiB, 1 byte edited: blocks received by the server", n1 - n0, "<= 2"))
+        rows.append(("  block bytes received by the server", f"{(b1 - b0) / MiB:.2f} MiB", "<= 8 MiB"))
+        rows.append(("  bytes on the wire, client -> server", f"{proxy.up / MiB:.2f} MiB", ""))
+        rows.append(("  push time (first / after the edit)", f"{t_first:.1f} s / {t_edit:.1f} s", ""))
+        f.unlink()
+
+        # 2. an unchanged big file pushed again
+        g = write_random(tmp / "big.bin", args.big_mib * MiB, seed=12)
+        t1, _ = run(env, "push", str(g), "/bench/big.bin")
+        b0, _ = counters(srv.url)
+        t2, st2 = run(env, "push", str(g), "/bench/big.bin")
+        t3, st3 = run(env, "push", str(g), "/bench/big.bin", "--checksum")
+        b1, _ = counters(srv.url)
+        results["unchanged"] = {"file_mib": args.big_mib, "first_push_s": t1, "repush_s": t2,
+                                "repush_checksum_s": t3, "server_block_bytes": b1 - b0,
+                                "status": [st2["status"], st3["status"]]}
+        rows.append((f"{args.big_mib} MiB unchanged, pushed again: block bytes received", b1 - b0, "0"))
+        rows.append(("  first push", f"{t1:.2f} s ({args.big_mib / t1:.0f} MiB/s)", ""))
+        rows.append(("  re-push (index: stat unchanged)", f"{t2:.2f} s = {100 * t2 / t1:.1f}% of the first",
+                     "<= 10%"))
+        rows.append(("  re-push --checksum (whole file rehashed)", f"{t3:.2f} s = {100 * t3 / t1:.1f}% of the first",
+                     ""))
+        g.unlink()
+
+        # 3. many small files: sync vs restic backup
+        tree = tmp / "tree"
+        total = small_tree(tree, args.files)
+        subprocess.run(["sync"])
+        b0, _ = counters(srv.url)
+        t_sync, st = run(env, "sync", str(tree), "/bench/tree")
+        b1, _ = counters(srv.url)
+        t_resync, st_re = run(env, "sync", str(tree), "/bench/tree")
+        sync_fps = args.files / t_sync
+        results["small"] = {"files": args.files, "bytes": total, "sync_s": t_sync, "sync_files_per_s": sync_fps,
+                            "server_block_bytes": b1 - b0, "uploaded": len(st["uploaded"]),
+                            "resync_s": t_resync, "requests": st["requests"]}
+        rows.append((f"sync of {args.files} small files ({total / MiB:.0f} MiB)",
+                     f"{t_sync:.2f} s = {sync_fps:.0f} files/s ({st['requests']} requests)", ""))
+        rows.append(("  sync again, nothing changed", f"{t_resync:.2f} s", ""))
+        restic = shutil.which("restic")
+        if restic:
+            repo = tmp / "restic-repo"
+            renv = {**os.environ, "RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(repo),
+                    "RESTIC_CACHE_DIR": str(tmp / "restic-cache")}
+            subprocess.run([restic, "init"], env=renv, check=True, capture_output=True)
+            t = time.perf_counter()
+            subprocess.run([restic, "backup", "--quiet", str(tree)], env=renv, check=True, capture_output=True)
+            t_restic = time.perf_counter() - t
+            version = subprocess.run([restic, "version"], capture_output=True, text=True).stdout.strip()
+            restic_fps = args.files / t_restic
+            results["small"].update(restic_s=t_restic, restic_files_per_s=restic_fps, restic=version,
+                                    ratio=sync_fps / restic_fps)
+            rows.append((f"restic backup of the same tree ({version.split(' compiled')[0]})",
+                         f"{t_restic:.2f} s = {restic_fps:.0f} files/s", ""))
+            rows.append(("  sync / restic (files/s)", f"{sync_fps / restic_fps:.2f}", ">= 0.5"))
+        else:
+            rows.append(("restic backup", "not installed (apt-get install -y restic)", ""))
+    finally:
+        proxy.close()
+        stop_server(proc)
+    print(f"blockdrive client benchmark on {machine()}\n")
+    print(table(rows, ("measure", "figure", "target")))
+    print(f"\nresults: {save('client', results)}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
