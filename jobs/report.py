@@ -287,7 +287,8 @@ def save_parquet(backend, prefix: str, frames: dict[str, DataFrame], head: dict)
                       (t.cast(schema) for t in _df_batches(df)), schema)
     table = pa.Table.from_pylist([head])
     write_parquet(backend, f"{prefix}/headline.parquet", [table], table.schema)
-    return backend.url_for(prefix)
+    from storage.config import mask_url
+    return mask_url(backend.url_for(prefix))  # stored and shown: never with credentials
 
 
 # ---- run -------------------------------------------------------------------------------------
