@@ -34,7 +34,8 @@ from .errors import IntegrityError, NotFound, QuotaExceeded, RetryLater
 from .models import Block, Pack
 
 LOOKUP_BATCH = 64  # blocks per known-block query
-LOOKUP_BYTES = 16 * 1024 * 1024  # ...or this many raw bytes held, whichever comes first
+LOOKUP_BYTES = 4 * 1024 * 1024  # ...or this many raw bytes held, whichever comes first
+INFLIGHT = 4  # blocks queued for each worker thread of an ingest
 READ_COALESCE = 16 * 1024 * 1024  # merge adjacent block reads up to this many bytes
 
 
@@ -266,7 +267,7 @@ class BlockStore:
                 seen.add(bid)
                 if bid not in known:
                     writing.append(writer.submit(store, bid, raw))
-                    bound(writing, 8)
+                    bound(writing, INFLIGHT)
             pending.clear()
 
         try:
@@ -277,7 +278,7 @@ class BlockStore:
                 if limit is not None and ing.size > limit:
                     raise QuotaExceeded(used=0, quota=limit, needed=ing.size)
                 hashing.append(hasher.submit(file_hash.update, raw))
-                bound(hashing, 8)
+                bound(hashing, INFLIGHT)
                 bid = hashlib.sha256(raw).digest()
                 ing.refs.append((bid, len(raw)))
                 pending.append((bid, raw))
