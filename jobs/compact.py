@@ -12,6 +12,7 @@ readers for the grace period after (4).
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from pyspark.sql import DataFrame, Window, functions as F
 
@@ -124,9 +125,11 @@ def run(ctx) -> dict:
         key = store.pack_key(pid)
         m.register_pack(ctx.sm, pid, store.hot.url_for(key))
         targets[b] = (pid, key)
+    t_write = time.perf_counter()
     results = (moves.rdd.map(lambda r: (r.bin, r)).groupByKey(max(1, min(len(bins), j["shuffle_partitions"])))
                .map(_write_bins(cfg, targets)).collect()) if bins else []
     stats["bytes_written"] = sum(r[2] for r in results)
+    stats["write_seconds"] = round(time.perf_counter() - t_write, 3)
     ctx.say(f"wrote {len(results)} packs ({stats['bytes_written']} bytes)")
     step("compact:after_write")
     moved = retired = 0

@@ -331,20 +331,44 @@ def write_pack(store: BlockStore, pack_id: str, key: str, sources: Sequence[Sour
         for url, srcs in by_url.items():
             srcs.sort(key=lambda x: x.offset)
             b, k = store.backend_for(url)
-            for src in srcs:
-                where = f"pack {src.pack_id} offset {src.offset}"
+            for run in _runs(srcs):
+                # One ranged read per run of nearby records, not one per record.
+                start = run[0].offset
                 try:
-                    data = b.read_range(k, src.offset, packfmt.RECORD_HEADER + src.stored_size)
-                    rec, payload = packfmt.decode_record(data, src.block_id, where)
+                    buf = memoryview(b.read_range(k, start, run[-1].offset + packfmt.RECORD_HEADER
+                                                  + run[-1].stored_size - start))
                 except BlockdriveError as exc:
-                    bad.append((src, str(exc)))
+                    bad += [(src, str(exc)) for src in run]
                     continue
-                new = writer.add(src.block_id, rec.codec, rec.raw_size, payload)
-                moves.append(Move(src.block_id, src.row_pack or src.pack_id, new.offset))
+                for src in run:
+                    where = f"pack {src.pack_id} offset {src.offset}"
+                    lo = src.offset - start
+                    try:
+                        rec, payload = packfmt.decode_record(buf[lo:lo + packfmt.RECORD_HEADER + src.stored_size],
+                                                             src.block_id, where)
+                    except BlockdriveError as exc:
+                        bad.append((src, str(exc)))
+                        continue
+                    new = writer.add(src.block_id, rec.codec, rec.raw_size, payload)
+                    moves.append(Move(src.block_id, src.row_pack or src.pack_id, new.offset))
         writer.finish()
     finally:
         out.close()  # durable before anything points to it
     return writer.size, f"{out.crc:08x}", moves, bad
+
+
+def _runs(srcs: list[Source], gap: int = 1 << 20, most: int = 16 << 20):
+    """Split offset-sorted sources into runs read with one request each: neighbours less than
+    ``gap`` apart, at most ``most`` bytes per run."""
+    run: list[Source] = []
+    for src in srcs:
+        if run and (src.offset - (run[-1].offset + packfmt.RECORD_HEADER + run[-1].stored_size) > gap
+                    or src.offset + src.stored_size - run[0].offset > most):
+            yield run
+            run = []
+        run.append(src)
+    if run:
+        yield run
 
 
 def copy_pack(store: BlockStore, src_url: str, dest, dest_key: str) -> tuple[int, str]:
