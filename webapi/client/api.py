@@ -4,6 +4,7 @@ Retry-After) and problem+json errors turned into typed exceptions."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 import struct
 import time
@@ -73,6 +74,8 @@ class Api:
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16)
         self.http.mount("http://", adapter)
         self.http.mount("https://", adapter)
+        # who we are, for the local index (never the token itself)
+        self.identity = self.base + "#" + hashlib.sha256((token or "").encode()).hexdigest()[:16]
         if token:
             self.http.headers["Authorization"] = f"Bearer {token}"
         self.http.headers["User-Agent"] = "blockdrive-client/0.1"

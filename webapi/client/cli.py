@@ -22,7 +22,7 @@ login`` wrote (``$XDG_CONFIG_HOME/blockdrive/credentials.json``, default ``~/.co
 Every command takes ``--json`` (one JSON document on stdout) and ``-q`` (no progress bar;
 bars are drawn on stderr only when it is a terminal).
 
-Exit codes: 0 done; 1 error; 2 usage; 4 conflict (the server's copy changed: nothing was
+Exit codes: 0 done; 1 error (for sync: some file was refused); 2 usage; 4 conflict (the server's copy changed: nothing was
 overwritten); 5 server unreachable after retries; 6 not signed in / token refused; 7 not found.
 """
 
@@ -149,8 +149,10 @@ def cmd_sync(args) -> int:
               f"changed on the server since the last sync (last synced {cf.get('last_synced')}, server has "
               f"{cf.get('remote_sha256')}, local {cf.get('local_sha256') or 'deleted'}); left as it is"),
               file=sys.stderr)
+    for err in stats.errors:
+        print(f"blockdrive: error: {err['path']}: {err['error']}", file=sys.stderr)
     _out(args, data, text)
-    return EXIT_CONFLICT if stats.conflicts else EXIT_OK
+    return EXIT_ERROR if stats.errors else EXIT_CONFLICT if stats.conflicts else EXIT_OK
 
 
 def _node(c: Client, path: str) -> dict:

@@ -124,6 +124,13 @@ class Index:
             return None
         return FileScan(row[0], row[3], [tuple(b) for b in json.loads(row[4])])
 
+    def all(self, chunking: str) -> dict[str, tuple]:
+        """Every entry cut with ``chunking``: path -> (size, mtime_ns, ino, sha256, blocks json)."""
+        with self.lock:
+            rows = self.db.execute("SELECT path, size, mtime_ns, ino, sha256, blocks FROM files WHERE chunking=?",
+                                   (chunking,)).fetchall()
+        return {r[0]: r[1:] for r in rows}
+
     def store(self, rows: Iterable[tuple[str, str, os.stat_result, FileScan]]) -> None:
         data = [(p, c, *_stat_key(st), sc.sha256, json.dumps(sc.blocks)) for p, c, st, sc in rows]
         if data:
@@ -176,6 +183,7 @@ class Stats:
     deleted: list = field(default_factory=list)
     created_folders: list = field(default_factory=list)
     conflicts: list = field(default_factory=list)
+    errors: list = field(default_factory=list)   # files the server refused for another reason
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -285,8 +293,7 @@ class SyncPlan:
 
 
 def _parent(rel: str) -> str:
-    p = str(PurePosixPath(rel).parent)
-    return "" if p == "." else p
+    return rel.rpartition("/")[0]
 
 
 def plan_sync(local_files: dict[str, FileScan], local_dirs: set[str], remote: dict[str, RemoteEntry],
@@ -415,11 +422,33 @@ class Client:
         return st, scan_file(ap, chunker, self._small), False
 
     def scan_many(self, paths: list[str], checksum: bool = False) -> list[FileScan]:
+        """Scans of many files: the index answers for those whose stat is unchanged (one
+        query for all), the rest are read and hashed in parallel."""
+        self.chunker()
+        known = {} if checksum else self.index.all(self._chunking_key)
+        out: list[FileScan | None] = [None] * len(paths)
+        todo = []
+        for i, p in enumerate(paths):
+            ap = os.path.abspath(p)
+            row = known.get(ap)
+            if row is not None:
+                st = os.stat(ap)
+                if tuple(row[:3]) == _stat_key(st):
+                    out[i] = FileScan(row[0], row[3], [tuple(b) for b in json.loads(row[4])])
+                    continue
+            todo.append(i)
+
+        def one(i):
+            ap = os.path.abspath(paths[i])
+            st = os.stat(ap)
+            return st, scan_file(ap, self._chunker, self._small)
+
         with ThreadPoolExecutor(self.jobs) as ex:
-            results = list(ex.map(lambda p: self.scan(p, checksum), paths))
-        self.index.store((os.path.abspath(p), self._chunking_key, st, sc)
-                         for p, (st, sc, hit) in zip(paths, results) if not hit)
-        return [sc for _, sc, _ in results]
+            results = list(ex.map(one, todo, chunksize=64))
+        for i, (_, sc) in zip(todo, results):
+            out[i] = sc
+        self.index.store((os.path.abspath(paths[i]), self._chunking_key, st, sc) for i, (st, sc) in zip(todo, results))
+        return out  # type: ignore[return-value]
 
     # ---- remote lookups ---------------------------------------------------------------
 
@@ -444,21 +473,36 @@ class Client:
         return {"id": res["ok"]["id"], "kind": "folder", "name": name}
 
     def server_key(self) -> str:
-        return self.api.base
+        return self.api.identity
 
     # ---- sending blocks ---------------------------------------------------------------
 
     def send_blocks(self, files: list[tuple[str, FileScan]], stats: Stats, progress: Progress) -> None:
+        """Send the blocks of ``files`` the server lacks."""
+        self.upload_groups([files], None, stats, progress)
+
+    def upload_groups(self, groups: list[list[tuple[str, FileScan]]], commit: Callable | None, stats: Stats,
+                      progress: Progress) -> None:
+        """Ask once which blocks of all ``groups`` the server lacks; send them, group after
+        group, in batched requests (``jobs`` in flight); call ``commit(group_index)`` for each
+        group on one thread as soon as its blocks (and every earlier group's) are in, so
+        commits overlap the sending of later groups."""
+        files = [f for g in groups for f in g]
         hashes = [h for _, sc in files for h in sc.hashes]
         missing = self.api.missing(hashes) if hashes else set()
         stats.requests += 1 + len(hashes) // 10_000
-        todo = blocks_to_send(files, missing)
-        need = sum(n for _, _, _, n in todo)
         total = sum(sc.size for _, sc in files)
-        stats.bytes_skipped += total - need
-        stats.blocks_skipped += sum(len(sc.blocks) for _, sc in files) - len(todo)
-        progress.add(skipped=total - need)
-        batches = group_batches(todo, self.batch_bytes)
+        need_all = 0
+        plans, queued = [], set()
+        for g in groups:
+            todo = blocks_to_send(g, missing - queued)
+            queued.update(h for h, _, _, _ in todo)
+            need_all += sum(n for _, _, _, n in todo)
+            plans.append(group_batches(todo, self.batch_bytes))
+        stats.bytes_skipped += total - need_all
+        stats.blocks_skipped += sum(len(sc.blocks) for _, sc in files) - len(queued)
+        progress.add(skipped=total - need_all)
+        lock = threading.Lock()
 
         def send(batch):
             payload, handles = [], {}
@@ -468,25 +512,58 @@ class Client:
                     if fd is None:
                         fd = handles[path] = os.open(path, os.O_RDONLY)
                     raw = os.pread(fd, n, off)
-                    if len(raw) != n or hashlib.sha256(raw).hexdigest() != h:
+                    if len(raw) != n:
                         raise ChangedWhileReading(f"{path} changed while it was pushed; push again")
+                    # No rehash here: the server checks every block against its hash (422).
                     payload.append((h, raw))
             finally:
                 for fd in handles.values():
                     os.close(fd)
-            self.api.put_blocks(payload)
+            try:
+                self.api.put_blocks(payload)
+            except ClientError as exc:
+                if exc.status == 422:
+                    raise ChangedWhileReading(f"a file changed while it was pushed ({exc.problem.get('block')} no "
+                                              f"longer matches); push again") from None
+                raise
             n = sum(len(r) for _, r in payload)
             progress.add(sent=n)
-            return len(payload), n
+            with lock:
+                stats.blocks_sent += len(payload)
+                stats.bytes_sent += n
+                stats.requests += 1
 
-        with ThreadPoolExecutor(self.jobs) as ex:
-            # bounded: map() submits everything at once, so feed it window by window
-            window = self.jobs * 2
-            for i in range(0, len(batches), window):
-                for count, n in ex.map(send, batches[i:i + window]):
-                    stats.blocks_sent += count
-                    stats.bytes_sent += n
-                    stats.requests += 1
+        with ThreadPoolExecutor(self.jobs) as pool, ThreadPoolExecutor(1) as committer:
+            pending = []
+            sem = threading.BoundedSemaphore(self.jobs * 2)  # batches queued or in flight
+
+            def bounded(batch):
+                try:
+                    send(batch)
+                finally:
+                    sem.release()
+
+            def after(futures, i):
+                for f in futures:
+                    f.result()  # a failed batch fails this group's commit and stops the rest
+                if commit is not None:
+                    commit(i)
+
+            try:
+                for i, batches in enumerate(plans):
+                    futures = []
+                    for b in batches:
+                        sem.acquire()
+                        futures.append(pool.submit(bounded, b))
+                        if pending and pending[0].done():
+                            pending.pop(0).result()
+                    pending.append(committer.submit(after, futures, i))
+                for f in pending:
+                    f.result()
+            except BaseException:
+                for f in pending:
+                    f.cancel()
+                raise
 
     # ---- push -------------------------------------------------------------------------
 
@@ -530,7 +607,10 @@ class Client:
                 res = self.api.commit(parent["id"], name, scan.hashes, scan.size, scan.sha256,
                                       if_match=current, if_none_match=current is None)
             except ConflictError as exc:
-                raise self._conflict(remote, current, scan.sha256, exc) from None
+                now = self.lookup(remote)
+                if now is None or now.get("etag") != scan.sha256:
+                    raise self._conflict(remote, current, scan.sha256, now, exc) from None
+                res = now  # our own commit, retried after its answer was lost
             stats.requests += 1
             stats.uploaded.append(remote)
             self.index.set_synced(key, [(remote, res.get("etag") or scan.sha256)])
@@ -538,8 +618,9 @@ class Client:
         finally:
             progress.close()
 
-    def _conflict(self, remote: str, expected: str | None, mine: str, exc: ConflictError) -> ConflictError:
-        now = self.lookup(remote)
+    @staticmethod
+    def _conflict(remote: str, expected: str | None, mine: str, now: dict | None,
+                  exc: ConflictError) -> ConflictError:
         theirs = f"version {now.get('version_id')} ({now.get('etag')})" if now else "nothing"
         had = expected or "no file"
         return ConflictError(f"{remote} changed on the server while pushing: expected {had}, the server now has "
@@ -739,43 +820,44 @@ class Client:
                 stats.moved.append([src, dst])
             self.index.set_synced(key, [(rp(s), None) for s, _, _ in plan.moves] +
                                   [(rp(d), remote[s].sha256) for s, d, _ in plan.moves])
-            # 4. uploads: blocks of many files per request, then commits of many files per request
-            ups = [(os.path.abspath(os.path.join(local_dir, *r.split("/"))), scans[r]) for r, _ in plan.uploads]
-            self.send_blocks(ups, stats, progress)
-            batch, batch_rels, json_size = [], [], 0
-            done: list[tuple[str, str]] = []
-
-            def flush():
-                nonlocal batch, batch_rels, json_size
-                if not batch:
-                    return
-                res = self.api.commit_many(batch)
-                stats.requests += 1
-                for rel, r in zip(batch_rels, res):
-                    if "ok" in r:
-                        stats.uploaded.append(rel)
-                        done.append((rp(rel), r["ok"]["sha256"]))
-                    else:
-                        p = r["error"]
-                        stats.conflicts.append({"path": rel, "error": p.get("detail") or p.get("title"),
-                                                "code": p.get("code"), "remote_version": p.get("current"),
-                                                "remote_sha256": p.get("current_sha256"),
-                                                "local_sha256": scans[rel].sha256})
-                batch, batch_rels, json_size = [], [], 0
-
+            # 4. uploads: blocks of many files per request; each group of files is committed (one
+            #    request) as soon as its blocks are in, while the next groups' blocks are sent
+            groups, cur, json_size = [], [], 0
             for rel, etag in plan.uploads:
                 sc = scans[rel]
                 entry = {"parent_id": ids[_parent(rel)], "name": PurePosixPath(rel).name, "blocks": sc.hashes,
                          "size": sc.size, "sha256": sc.sha256,
                          **({"if_match": etag} if etag else {"if_none_match": True})}
                 n = 160 + len(rel) + 67 * len(sc.blocks)
-                if batch and (len(batch) >= COMMIT_FILES or json_size + n > COMMIT_JSON):
-                    flush()
-                batch.append(entry)
-                batch_rels.append(rel)
+                if cur and (len(cur) >= COMMIT_FILES or json_size + n > COMMIT_JSON):
+                    groups.append(cur)
+                    cur, json_size = [], 0
+                cur.append((rel, os.path.abspath(os.path.join(local_dir, *rel.split("/"))), sc, entry))
                 json_size += n
-            flush()
-            self.index.set_synced(key, done + [(rp(r), scans[r].sha256) for r in plan.unchanged])
+            if cur:
+                groups.append(cur)
+            done: list[tuple[str, str]] = []
+
+            def commit(i):
+                group = groups[i]
+                res = self.api.commit_many([e for _, _, _, e in group])
+                stats.requests += 1
+                for (rel, _, sc, _), r in zip(group, res):
+                    p = r.get("error") or {}
+                    if "ok" in r or (p.get("code") == "precondition-failed" and p.get("current_sha256") == sc.sha256):
+                        # (the second: our own commit, retried after its answer was lost)
+                        stats.uploaded.append(rel)
+                        done.append((rp(rel), sc.sha256))
+                    else:
+                        entry = {"path": rel, "error": p.get("detail") or p.get("title"), "code": p.get("code"),
+                                 "remote_version": p.get("current"), "remote_sha256": p.get("current_sha256"),
+                                 "local_sha256": sc.sha256}
+                        conflict = p.get("code") in ("precondition-failed", "conflict")
+                        (stats.conflicts if conflict else stats.errors).append(entry)
+
+            self.upload_groups([[(path, sc) for _, path, sc, _ in g] for g in groups], commit, stats, progress)
+            self.index.set_synced(key, done + [(rp(r), scans[r].sha256) for r in plan.unchanged
+                                               if synced.get(rp(r)) != scans[r].sha256])
             # 5. deletions last: everything they replace is stored by now
             for rel, nid in plan.deletes:
                 self.api.delete(nid)
