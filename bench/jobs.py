@@ -8,7 +8,8 @@ Part 1 builds a synthetic metadata set in Spark (N blocks, 2N refs; 10 % of the 
 5 % marked long ago, a little refcount drift), materialises it as Parquet (the extracted
 state), then times what the jobs do with it: reconcile's drift plan and gc's mark + sweep
 plans, each forced to completion. ``--extract`` also times the embedded default's extract
-path (SQLite -> SQLAlchemy -> Arrow -> Spark) on a real SQLite table of N blocks.
+path (SQLite -> SQLAlchemy -> Arrow -> Spark) on a real SQLite table of N blocks (about
+130 bytes of disk per row: mind the free space at 10 M).
 
 Part 2 uploads ``--compact-mb`` MiB as many small files (many small packs) into a scratch
 drive on local disk, times a plain copy of those pack files on the same backend (read +
@@ -169,7 +170,7 @@ def main() -> None:
     spark = build_spark(cfg, "blockdrive-bench")
     print(f"spark {spark.version} master={spark.sparkContext.master} cores={os.cpu_count()} "
           f"session start {time.perf_counter() - t0:.1f}s")
-    scratch = Path(tempfile.mkdtemp(prefix="bd-bench-"))
+    scratch = Path(tempfile.mkdtemp(prefix="bd-jobs-bench-"))
     try:
         if not args.skip_plans:
             prev = None
