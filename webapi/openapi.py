@@ -335,12 +335,29 @@ def openapi_json():
     return jsonify(document())
 
 
-DOCS = """<!doctype html><html><head><meta charset="utf-8"><title>blockdrive API</title></head>
-<body><redoc spec-url="/api/v1/openapi.json"></redoc>
-<script src="https://cdn.redoc.ly/redoc/latest/bundles/redoc.standalone.js"></script>
-<noscript><a href="/api/v1/openapi.json">openapi.json</a></noscript></body></html>"""
+def docs_html(doc: dict) -> str:
+    """The API reference as one self-contained page, rendered from the OpenAPI document on the
+    server: no script and nothing fetched from elsewhere, so it works on an offline install."""
+    from html import escape
+    rows = []
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method == "parameters" or not isinstance(op, dict):
+                continue
+            codes = ", ".join(str(c) for c in op.get("responses", {}))
+            auth = "" if op.get("security") == [] else " &#128274;"
+            rows.append(f"<tr><td><code>{method.upper()}</code></td><td><code>{escape(path)}</code>{auth}</td>"
+                        f"<td>{escape(op.get('summary', ''))}</td><td>{codes}</td></tr>")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>blockdrive API</title><style>"
+            "body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left}</style></head><body>"
+            f"<h1>{escape(doc['info']['title'])} {escape(doc['info']['version'])}</h1>"
+            "<p>Machine-readable: <a href='/api/v1/openapi.json'>openapi.json</a>. "
+            "&#128274; needs <code>Authorization: Bearer &lt;token&gt;</code>. Errors are "
+            "<code>application/problem+json</code>.</p><table><tr><th></th><th>path</th><th>what</th>"
+            "<th>responses</th></tr>" + "".join(rows) + "</table></body></html>")
 
 
 @bp.get("/docs")
 def docs():
-    return Response(DOCS, mimetype="text/html")
+    return Response(docs_html(document()), mimetype="text/html")
