@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 from gunicorn.app.base import BaseApplication
@@ -19,7 +20,10 @@ class Server(BaseApplication):
         self.bd_config, self.bind, self.workers = config, f"{host}:{port}", workers
         # Metrics from every worker meet in one directory (see webapi.metrics); a fresh one
         # per server, so a restart does not add up the previous run's counters.
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="blockdrive-metrics-"))
+        self.metrics_dir = None
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            self.metrics_dir = tempfile.mkdtemp(prefix="blockdrive-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
         super().__init__()
 
     def load_config(self):
@@ -34,6 +38,8 @@ class Server(BaseApplication):
         self.cfg.set("limit_request_fields", 100)
         self.cfg.set("limit_request_field_size", 8190)
         self.cfg.set("child_exit", _child_exit)
+        if self.metrics_dir:  # the master's exit only (workers exit through sys.exit too)
+            self.cfg.set("on_exit", lambda _arbiter: shutil.rmtree(self.metrics_dir, ignore_errors=True))
 
     def load(self):
         from . import create_app
