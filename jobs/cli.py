@@ -20,7 +20,7 @@ def _drive(args):
 
 def cmd_list(args) -> int:
     from storage.config import load_config
-    from .runner import JOBS
+    from .catalog import JOBS
     cfg = load_config(args.config)
     rows = [{"job": n, "schedule": cfg["schedule"].get(n, ""), "does": d} for n, d in JOBS.items()]
     if args.json:
@@ -88,7 +88,7 @@ def cmd_scheduler(args) -> int:
 
 def register_cli(sub) -> None:
     """Add ``jobs list|run|history`` and ``scheduler`` to the ``blockdrive`` parser."""
-    from .runner import JOBS
+    from .catalog import JOBS
     jp = sub.add_parser("jobs", help="maintenance jobs (PySpark)", description="maintenance jobs (PySpark)")
     jsub = jp.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
     p = jsub.add_parser("list", help="the jobs and their schedules")
