@@ -15,7 +15,6 @@ import argparse
 import hashlib
 import io
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -71,7 +70,11 @@ def rss_child(size_mib: int, workdir: str) -> None:
     src = write_random(work / "rss.bin", size_mib * MiB, seed=9)
     drive, user = fresh_drive(work / "rss-home")
     put_file(drive, user, src, "rss.bin")
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    # VmHWM, not getrusage: Linux carries ru_maxrss across fork and exec, so the child would
+    # report the parent's peak (which held a whole test file in memory).
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            print(int(line.split()[1]))
 
 
 def main(argv=None) -> int:
