@@ -532,3 +532,12 @@ def test_batch_routes_check_each_file(server):
     res = r.json()["results"]
     assert res[0]["ok"]["created"] and not res[1]["ok"]["created"] and res[0]["ok"]["id"] == res[1]["ok"]["id"]
     assert res[2]["error"]["code"] == "conflict"
+    # the whole tree in one request, parents first; nothing of it for a stranger
+    assert u.post(f"/api/v1/nodes/{res[0]['ok']['id']}/children", json={"name": "e"}).status_code == 201
+    t = u.get(f"/api/v1/nodes/{u.root}/tree").json()
+    assert not t["truncated"]
+    by_name = {i["name"]: i for i in t["items"]}
+    assert by_name["a.txt"]["sha256"] == ha and by_name["a.txt"]["size"] == len(a)
+    assert by_name["e"]["parent_id"] == by_name["d"]["id"] and by_name["d"]["kind"] == "folder"
+    assert [i["name"] for i in t["items"]].index("d") < [i["name"] for i in t["items"]].index("e")
+    assert v.get(f"/api/v1/nodes/{u.root}/tree").status_code == 404

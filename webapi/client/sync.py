@@ -52,6 +52,7 @@ BATCH_BLOCKS = 4096               # the server's MAX_BATCH_BLOCKS
 COMMIT_FILES = 1000               # the server's MAX_BATCH_FILES
 COMMIT_JSON = 768 * 1024          # stay under the server's max_json_bytes (1 MiB by default)
 RANGE_BYTES = 16 * 1024 * 1024    # largest ranged read when pulling
+SCAN_SLICE = 1000                 # files hashed before their missing blocks start to be sent
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 
 
@@ -483,87 +484,12 @@ class Client:
 
     def upload_groups(self, groups: list[list[tuple[str, FileScan]]], commit: Callable | None, stats: Stats,
                       progress: Progress) -> None:
-        """Ask once which blocks of all ``groups`` the server lacks; send them, group after
-        group, in batched requests (``jobs`` in flight); call ``commit(group_index)`` for each
-        group on one thread as soon as its blocks (and every earlier group's) are in, so
-        commits overlap the sending of later groups."""
-        files = [f for g in groups for f in g]
-        hashes = [h for _, sc in files for h in sc.hashes]
-        missing = self.api.missing(hashes) if hashes else set()
-        stats.requests += 1 + len(hashes) // 10_000
-        total = sum(sc.size for _, sc in files)
-        need_all = 0
-        plans, queued = [], set()
-        for g in groups:
-            todo = blocks_to_send(g, missing - queued)
-            queued.update(h for h, _, _, _ in todo)
-            need_all += sum(n for _, _, _, n in todo)
-            plans.append(group_batches(todo, self.batch_bytes))
-        stats.bytes_skipped += total - need_all
-        stats.blocks_skipped += sum(len(sc.blocks) for _, sc in files) - len(queued)
-        progress.add(skipped=total - need_all)
-        lock = threading.Lock()
-
-        def send(batch):
-            payload, handles = [], {}
-            try:
-                for h, path, off, n in batch:
-                    fd = handles.get(path)
-                    if fd is None:
-                        fd = handles[path] = os.open(path, os.O_RDONLY)
-                    raw = os.pread(fd, n, off)
-                    if len(raw) != n:
-                        raise ChangedWhileReading(f"{path} changed while it was pushed; push again")
-                    # No rehash here: the server checks every block against its hash (422).
-                    payload.append((h, raw))
-            finally:
-                for fd in handles.values():
-                    os.close(fd)
-            try:
-                self.api.put_blocks(payload)
-            except ClientError as exc:
-                if exc.status == 422:
-                    raise ChangedWhileReading(f"a file changed while it was pushed ({exc.problem.get('block')} no "
-                                              f"longer matches); push again") from None
-                raise
-            n = sum(len(r) for _, r in payload)
-            progress.add(sent=n)
-            with lock:
-                stats.blocks_sent += len(payload)
-                stats.bytes_sent += n
-                stats.requests += 1
-
-        with ThreadPoolExecutor(self.jobs) as pool, ThreadPoolExecutor(1) as committer:
-            pending = []
-            sem = threading.BoundedSemaphore(self.jobs * 2)  # batches queued or in flight
-
-            def bounded(batch):
-                try:
-                    send(batch)
-                finally:
-                    sem.release()
-
-            def after(futures, i):
-                for f in futures:
-                    f.result()  # a failed batch fails this group's commit and stops the rest
-                if commit is not None:
-                    commit(i)
-
-            try:
-                for i, batches in enumerate(plans):
-                    futures = []
-                    for b in batches:
-                        sem.acquire()
-                        futures.append(pool.submit(bounded, b))
-                        if pending and pending[0].done():
-                            pending.pop(0).result()
-                    pending.append(committer.submit(after, futures, i))
-                for f in pending:
-                    f.result()
-            except BaseException:
-                for f in pending:
-                    f.cancel()
-                raise
+        """Send the missing blocks of every group, then ``commit(i)`` each group on one thread
+        as soon as its blocks are in, so commits overlap the sending of later groups."""
+        with Uploader(self, stats, progress) as up:
+            for g in groups:
+                up.add(g)
+            up.commit_groups(groups, commit)
 
     # ---- push -------------------------------------------------------------------------
 
@@ -777,8 +703,18 @@ class Client:
         paths = [os.path.join(local_dir, *f.split("/")) for f in files]
         stats = Stats(files=len(files))
         progress = Progress(self.show_progress and not dry_run, "sync")
+        up = Uploader(self, stats, progress)
         try:
-            scans = dict(zip(files, self.scan_many(paths, checksum)))
+            # Hash a slice of the tree, then send what the server lacks of it while hashing the
+            # next: nothing the server holds for us is ever missing, so sending before the plan
+            # wastes nothing (only a conflicted file's new blocks wait unused in our session).
+            scans: dict[str, FileScan] = {}
+            for i in range(0, len(files), SCAN_SLICE):
+                part = self.scan_many(paths[i:i + SCAN_SLICE], checksum)
+                scans.update(zip(files[i:i + SCAN_SLICE], part))
+                if not dry_run:
+                    progress.total(sum(sc.size for sc in part))
+                    up.add([(os.path.abspath(p), sc) for p, sc in zip(paths[i:i + SCAN_SLICE], part)])
             stats.bytes_total = sum(s.size for s in scans.values())
             key = self.server_key()
             rp = lambda rel: f"{remote_dir.rstrip('/')}/{rel}"  # noqa: E731
@@ -789,8 +725,6 @@ class Client:
             stats.unchanged = list(plan.unchanged)
             if dry_run:
                 return plan, stats
-            up_bytes = sum(scans[r].size for r, _ in plan.uploads)
-            progress.total(up_bytes)
             ids = {"": root["id"], **{r: e.id for r, e in remote.items() if e.kind == "folder"}}
             # 1. kind changes (a file became a folder or back): the old node to the trash
             for rel, nid in plan.replace:
@@ -855,7 +789,7 @@ class Client:
                         conflict = p.get("code") in ("precondition-failed", "conflict")
                         (stats.conflicts if conflict else stats.errors).append(entry)
 
-            self.upload_groups([[(path, sc) for _, path, sc, _ in g] for g in groups], commit, stats, progress)
+            up.commit_groups([[(path, sc) for _, path, sc, _ in g] for g in groups], commit)
             self.index.set_synced(key, done + [(rp(r), scans[r].sha256) for r in plan.unchanged
                                                if synced.get(rp(r)) != scans[r].sha256])
             # 5. deletions last: everything they replace is stored by now
@@ -865,5 +799,118 @@ class Client:
                 stats.deleted.append(rel)
             self.index.set_synced(key, [(rp(r), None) for r, _ in plan.deletes])
             return plan, stats
+        except BaseException as exc:
+            up.__exit__(type(exc), exc, None)
+            up = None
+            raise
         finally:
+            if up is not None:
+                up.__exit__(None, None, None)
             progress.close()
+
+
+class Uploader:
+    """Sends blocks in the background while the caller goes on (scanning more files, say).
+
+    ``add(files)`` asks which of their blocks the server lacks (leaving out those already
+    queued) and queues them in batched requests, ``jobs`` in flight; it blocks only when that
+    many batches are waiting. Sending a block early is never wasted on content the server
+    holds for us: ``missing`` leaves those out. ``commit_groups`` commits groups of files on
+    one thread, each as soon as the batches holding its blocks are done."""
+
+    def __init__(self, client: "Client", stats: Stats, progress: Progress):
+        self.c, self.stats, self.progress = client, stats, progress
+        self.lock = threading.Lock()
+        self.future_of: dict[str, object] = {}
+        self.futures: list = []
+        self.sem = threading.BoundedSemaphore(client.jobs * 2)
+        self.pool = ThreadPoolExecutor(client.jobs)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is not None:
+            for f in self.futures:
+                f.cancel()
+        self.pool.shutdown(wait=True)
+
+    def add(self, files: list[tuple[str, FileScan]]) -> None:
+        st = self.stats
+        hashes = [h for _, sc in files for h in sc.hashes if h not in self.future_of]
+        missing = self.c.api.missing(hashes) if hashes else set()
+        st.requests += 1 if hashes else 0
+        todo = blocks_to_send(files, missing - self.future_of.keys())
+        need = sum(n for _, _, _, n in todo)
+        total = sum(sc.size for _, sc in files)
+        st.bytes_skipped += total - need
+        st.blocks_skipped += sum(len(sc.blocks) for _, sc in files) - len(todo)
+        self.progress.add(skipped=total - need)
+        for batch in group_batches(todo, self.c.batch_bytes):
+            self.sem.acquire()
+            for f in self.futures:  # fail fast: a batch that failed stops the rest
+                if f.done() and f.exception() is not None:
+                    self.sem.release()
+                    f.result()
+            fut = self.pool.submit(self._bounded, batch)
+            self.futures.append(fut)
+            for h, *_ in batch:
+                self.future_of[h] = fut
+
+    def _bounded(self, batch) -> None:
+        try:
+            self._send(batch)
+        finally:
+            self.sem.release()
+
+    def _send(self, batch) -> None:
+        payload, handles = [], {}
+        try:
+            for h, path, off, n in batch:
+                fd = handles.get(path)
+                if fd is None:
+                    fd = handles[path] = os.open(path, os.O_RDONLY)
+                raw = os.pread(fd, n, off)
+                if len(raw) != n:
+                    raise ChangedWhileReading(f"{path} changed while it was pushed; push again")
+                # No rehash here: the server checks every block against its hash (422).
+                payload.append((h, raw))
+        finally:
+            for fd in handles.values():
+                os.close(fd)
+        try:
+            self.c.api.put_blocks(payload)
+        except ClientError as exc:
+            if exc.status == 422:
+                raise ChangedWhileReading(f"a file changed while it was pushed ({exc.problem.get('block')} no "
+                                          f"longer matches); push again") from None
+            raise
+        n = sum(len(r) for _, r in payload)
+        self.progress.add(sent=n)
+        with self.lock:
+            self.stats.blocks_sent += len(payload)
+            self.stats.bytes_sent += n
+            self.stats.requests += 1
+
+    def wait(self, hashes) -> None:
+        for f in {id(self.future_of[h]): self.future_of[h] for h in hashes if h in self.future_of}.values():
+            f.result()
+
+    def commit_groups(self, groups: list[list[tuple[str, FileScan]]], commit: Callable | None) -> None:
+        with ThreadPoolExecutor(1) as committer:
+            pending = []
+            for i, g in enumerate(groups):
+                def run(i=i, g=g):
+                    self.wait(h for _, sc in g for h in sc.hashes)
+                    if commit is not None:
+                        commit(i)
+                pending.append(committer.submit(run))
+            try:
+                for f in pending:
+                    f.result()
+            except BaseException:
+                for f in pending:
+                    f.cancel()
+                raise
+        for f in self.futures:
+            f.result()
