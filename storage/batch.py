@@ -46,6 +46,13 @@ MAX_BATCH_BYTES = 32 * 1024 * 1024  # per request (a single larger block may sti
 MAX_BATCH_FILES = 1000
 MAX_BATCH_FOLDERS = 1000
 EMPTY_SHA = hashlib.sha256(b"").digest()
+MAX_ID = 2**63 - 1  # ids and sizes are signed 64-bit in the database
+
+
+def _node_id(value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ID:
+        raise InvalidInput("parent_id must be a node id")
+    return value
 
 
 @dataclass(frozen=True)
@@ -150,11 +157,10 @@ def _parse_entry(e) -> tuple[int, str, list[bytes], int, bytes, str | None, bool
     if extra:
         raise InvalidInput(f"unknown field {sorted(extra)[0]!r}")
     parent_id, size, sha = e.get("parent_id"), e.get("size"), e.get("sha256")
-    if not isinstance(parent_id, int) or isinstance(parent_id, bool) or parent_id < 1:
-        raise InvalidInput("parent_id must be a node id")
+    parent_id = _node_id(parent_id)
     name = validate_name(e.get("name") if isinstance(e.get("name"), str) else "")
     ids = Uploads._parse_hashes(e.get("blocks"))
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_ID:
         raise InvalidInput("size must be a whole number of bytes")
     try:
         digest = bytes.fromhex(sha) if isinstance(sha, str) and len(sha) == 64 else None
@@ -163,7 +169,8 @@ def _parse_entry(e) -> tuple[int, str, list[bytes], int, bytes, str | None, bool
     if digest is None:
         raise InvalidInput("sha256 must be the file's SHA-256 as 64 hex digits")
     if_match = e.get("if_match")
-    if if_match is not None and not isinstance(if_match, (str, int)):
+    if if_match is not None and (not isinstance(if_match, (str, int)) or isinstance(if_match, bool)
+                                 or len(str(if_match)) > 100):
         raise InvalidInput("if_match must be an ETag or a version id")
     return parent_id, name, ids, size, digest, (str(if_match).strip('"') if if_match is not None else None), \
         bool(e.get("if_none_match"))
@@ -352,9 +359,7 @@ def make_folders(drive, user_id: int, folders) -> list[dict]:
             try:
                 if not isinstance(e, dict) or set(e) - {"parent_id", "name"}:
                     raise InvalidInput("each folder is {parent_id, name}")
-                pid = e.get("parent_id")
-                if not isinstance(pid, int) or isinstance(pid, bool) or pid < 1:
-                    raise InvalidInput("parent_id must be a node id")
+                pid = _node_id(e.get("parent_id"))
                 name = validate_name(e.get("name") if isinstance(e.get("name"), str) else "")
                 if pid not in parents:
                     parents[pid] = drive._get(s, user_id, pid, need="editor")[0]

@@ -252,6 +252,7 @@ def _obj(props: dict, required=()):
 
 
 STR, INT = {"type": "string"}, {"type": "integer"}
+ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 NULL_INT, NULL_STR = {"type": ["integer", "null"]}, {"type": ["string", "null"]}
 SCHEMAS = {
     "Problem": {"type": "object", "required": ["type", "title", "status"], "properties": {
@@ -298,13 +299,13 @@ SCHEMAS = {
                    ["blocks", "size", "sha256"]),
     "BlocksReceived": {"type": "object", "properties": {"received": INT, "received_bytes": INT}},
     "BatchCommit": _obj({"files": {"type": "array", "maxItems": 1000, "items": _obj({
-        "parent_id": INT, "name": {"type": "string", "minLength": 1, "maxLength": 255},
+        "parent_id": ID, "name": {"type": "string", "minLength": 1, "maxLength": 255},
         "blocks": {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
         "size": {"type": "integer", "minimum": 0}, "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "if_match": {"type": ["string", "integer"]}, "if_none_match": {"type": "boolean"}},
         ["parent_id", "name", "blocks", "size", "sha256"])}}, ["files"]),
     "BatchFolders": _obj({"folders": {"type": "array", "maxItems": 1000, "items": _obj({
-        "parent_id": INT, "name": {"type": "string", "minLength": 1, "maxLength": 255}}, ["parent_id", "name"])}},
+        "parent_id": ID, "name": {"type": "string", "minLength": 1, "maxLength": 255}}, ["parent_id", "name"])}},
         ["folders"]),
     "BatchResults": {"type": "object", "properties": {"results": {"type": "array", "items": {
         "type": "object", "properties": {"ok": {"type": "object"}, "error": {"type": "object"}}}}}},
