@@ -16,8 +16,27 @@ _lock = threading.Lock()
 _session = None
 
 
+def _fork_safe_gateway() -> None:
+    """pyspark starts its JVM through ``Popen(preexec_fn=...)``: Python code between fork and
+    exec, which deadlocks the child when another thread holds a lock at fork time (the S3 and
+    HDFS clients' threads, the scheduler's). A new session keeps Ctrl-C away from the JVM just
+    as well, and then nothing runs between fork and exec."""
+    import pyspark.java_gateway as gateway
+    if getattr(gateway.Popen, "blockdrive_fork_safe", False):
+        return
+    original = gateway.Popen
+
+    def popen(*args, **kwargs):
+        if kwargs.pop("preexec_fn", None) is not None:
+            kwargs["start_new_session"] = True
+        return original(*args, **kwargs)
+    popen.blockdrive_fork_safe = True
+    gateway.Popen = popen
+
+
 def build_spark(cfg, app_name: str = "blockdrive-jobs"):
     from pyspark.sql import SparkSession
+    _fork_safe_gateway()
     j = cfg["jobs"]
     # A machine whose hostname does not resolve to a reachable address (containers, CI)
     # makes Spark's driver unreachable to its own executors; loopback is right for local[N].
