@@ -294,7 +294,7 @@ def save_parquet(backend, prefix: str, frames: dict[str, DataFrame], head: dict)
 # ---- run -------------------------------------------------------------------------------------
 
 def run(ctx) -> dict:
-    cfg, j = ctx.cfg, ctx.cfg["jobs"]
+    j = ctx.cfg["jobs"]
     t = ctx.started
     since = t - dt.timedelta(days=j["report_days"])
     x = extract(ctx, since)

@@ -8,7 +8,6 @@ as ``crashed``; elsewhere a dead holder's lease simply expires.
 
 from __future__ import annotations
 
-import datetime as dt
 import importlib
 import json
 import os

@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from .blockstore import Ingested, _PackSink
 from .clock import now
-from .errors import (BlockdriveError, Conflict, ContentMismatch, InvalidInput, NotFound,
+from .errors import (BlockdriveError, Conflict, ContentMismatch, InvalidInput,
                      PreconditionFailed)
 from .models import Block, FileVersion, Node, UploadPin, VersionBlock
 from .names import validate_name
@@ -390,13 +390,7 @@ def block_map(drive, user_id: int, node_id: int, version_id: int | None = None) 
     """A file version's blocks in order: ``[sha256 hex, offset, size]`` each, with the
     version's id, size and content hash."""
     with drive.sm() as s:
-        node, _ = drive._get(s, user_id, node_id)
-        if node.kind != "file":
-            raise InvalidInput(f"node {node_id} is a folder")
-        vid = version_id or node.current_version_id
-        v = s.get(FileVersion, vid) if vid else None
-        if v is None or v.node_id != node.id:
-            raise NotFound(f"version {version_id} not found")
+        node, _, v = drive._file_version(s, user_id, node_id, version_id)
         rows = s.execute(sa.select(VersionBlock.block_id, VersionBlock.offset, Block.size)
                          .join(Block, Block.id == VersionBlock.block_id)
                          .where(VersionBlock.version_id == v.id).order_by(VersionBlock.seq)).all()

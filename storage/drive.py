@@ -604,17 +604,24 @@ class Drive:
             return PutResult(self._info(s, node, role), v.id, False, 0)
         return self._tx(run)
 
+    def _file_version(self, s: Session, user_id: int, node_id: int,
+                      version_id: int | None) -> tuple[Node, str, FileVersion]:
+        """A file node the caller may read, their role, and its version ``version_id`` (the
+        current one if None)."""
+        node, role = self._get(s, user_id, node_id)
+        if node.kind != "file":
+            raise InvalidInput(f"node {node_id} is a folder")
+        vid = version_id or node.current_version_id
+        v = s.get(FileVersion, vid) if vid else None
+        if v is None or v.node_id != node.id:
+            raise NotFound(f"version {version_id} not found")
+        return node, role, v
+
     def open(self, user_id: int, node_id: int, version_id: int | None = None,
              start: int = 0, end: int | None = None) -> tuple[NodeInfo, VersionInfo, Iterator[bytes]]:
         """The node, the version and an iterator over bytes ``[start, end)`` of it."""
         with self.sm() as s:
-            node, role = self._get(s, user_id, node_id)
-            if node.kind != "file":
-                raise InvalidInput(f"node {node_id} is a folder")
-            vid = version_id or node.current_version_id
-            v = s.get(FileVersion, vid) if vid else None
-            if v is None or v.node_id != node.id:
-                raise NotFound(f"version {version_id} not found")
+            node, role, v = self._file_version(s, user_id, node_id, version_id)
             info = self._info(s, node, role)
             vinfo = VersionInfo(v.id, v.node_id, v.size, v.sha256.hex(), v.created_at, v.created_by,
                                 v.id == node.current_version_id)

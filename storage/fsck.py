@@ -123,7 +123,6 @@ def _check_usage(s, rep: FsckReport) -> None:
 
 
 def _check_pack(drive, p: Pack, rep: FsckReport, deep: bool) -> None:
-    from . import pack as packfmt
     backend, key = drive.blocks.backend_for(p.url)
     try:
         size = backend.size(key)

@@ -30,7 +30,6 @@ COUNTERS = ("uploads", "downloads", "bytes_in", "bytes_out")
 
 def _upsert(dialect: str, row: dict):
     t = TrafficDaily.__table__
-    inc = {k: t.c[k] + row[k] for k in COUNTERS}
     if dialect == "mysql":
         from sqlalchemy.dialects.mysql import insert
         stmt = insert(t).values(**row)

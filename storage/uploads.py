@@ -46,7 +46,7 @@ from .clock import now
 from .drive import Drive, PutResult
 from .errors import (ChecksumMismatch, Conflict, ContentMismatch, Gone, InvalidInput, NotFound,
                      OffsetMismatch, QuotaExceeded, RetryLater)
-from .models import Block, FileVersion, Node, Pack, UploadChunk, UploadPin, UploadSession, User, VersionBlock
+from .models import Block, FileVersion, Node, Pack, UploadChunk, UploadPin, UploadSession, VersionBlock
 from .names import validate_name
 
 CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}

@@ -269,7 +269,7 @@ def bar_chart(title: str, items: list[tuple[str, float]], fmt=str, width: int = 
            f'height="{height}" role="img" aria-label="{escape(title)}">',
            f'<text x="4" y="16" class="t">{escape(title)}</text>']
     if not items:
-        out.append(f'<text x="4" y="44" class="ax">nothing yet</text>')
+        out.append('<text x="4" y="44" class="ax">nothing yet</text>')
     for i, (label, v) in enumerate(items):
         yy = 26 + i * row
         bw = w * v / top_v

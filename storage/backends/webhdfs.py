@@ -4,11 +4,10 @@ machines without a Hadoop client."""
 
 from __future__ import annotations
 
-import io
 from typing import Iterator
 from urllib.parse import parse_qs, urlsplit
 
-from ..errors import BackendError, BackendUnavailable, ConfigError, NotFound
+from ..errors import BackendUnavailable, ConfigError, NotFound
 from .arrow import translate
 from .base import Backend
 
