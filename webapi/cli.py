@@ -42,6 +42,12 @@ def _show_progress(args) -> bool:
     return not getattr(args, "quiet", False) and sys.stderr.isatty()
 
 
+def _program() -> str:
+    """How the user ran us (``.venv/bin/blockdrive`` after ``make run``), to quote it back."""
+    prog = sys.argv[0] if sys.argv and sys.argv[0].endswith("blockdrive") else "blockdrive"
+    return os.path.relpath(prog) if os.path.isabs(prog) and not prog.startswith("/usr") else prog
+
+
 def cmd_init(args) -> int:
     from storage.db import make_engine, migrate
     from storage.backends import open_backend
@@ -69,7 +75,7 @@ def cmd_serve(args) -> int:
     workers = args.workers or cfg["server"]["workers"]
     print(f"blockdrive listening on http://{host}:{port} ({workers} workers)\n"
           f"  database: {mask_url(cfg.database_url)}\n  packs:    {mask_url(cfg.storage_url)}\n"
-          f"  create the first user with:  blockdrive user create you@example.com --password '...'",
+          f"  create the first user with:  {_program()} user create you@example.com --password '...'",
           flush=True)
     serve(cfg, host, port, workers)
     return EXIT_OK
