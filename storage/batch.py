@@ -371,11 +371,7 @@ def make_folders(drive, user_id: int, folders) -> list[dict]:
                     raise Conflict(f"{name!r} is a file")
                 created = node is None
                 if created:
-                    t = now()
-                    node = Node(owner_id=parent.owner_id, parent_id=parent.id, kind="folder", name=name,
-                                live_name=name, created_at=t, updated_at=t)
-                    s.add(node)
-                    s.flush()
+                    node = drive._new_node(s, parent, "folder", name)
                 out.append({"ok": {"id": node.id, "name": name, "parent_id": parent.id, "created": created}})
             except BlockdriveError as exc:
                 out.append({"error": _problem(exc)})

@@ -147,6 +147,16 @@ class Drive:
             raise Forbidden(f"{role} may not do this on node {node_id}")
         return node, role
 
+    @staticmethod
+    def _new_node(s: Session, parent: Node, kind: str, name: str) -> Node:
+        """A live node named ``name`` in folder ``parent``, owned by the folder's owner."""
+        t = now()
+        node = Node(owner_id=parent.owner_id, parent_id=parent.id, kind=kind, name=name,
+                    live_name=name, created_at=t, updated_at=t)
+        s.add(node)
+        s.flush()
+        return node
+
     def _child(self, s: Session, parent_id: int, name: str) -> Node | None:
         return s.execute(sa.select(Node).where(Node.parent_id == parent_id, Node.live_name == name)).scalar_one_or_none()
 
@@ -304,11 +314,7 @@ class Drive:
                 raise InvalidInput(f"node {parent_id} is not a folder")
             if self._child(s, parent.id, name) is not None:
                 raise Conflict(f"{name!r} already exists in this folder")
-            t = now()
-            node = Node(owner_id=parent.owner_id, parent_id=parent.id, kind="folder", name=name,
-                        live_name=name, created_at=t, updated_at=t)
-            s.add(node)
-            s.flush()
+            node = self._new_node(s, parent, "folder", name)
             return self._info(s, node, self._role(s, user_id, node))
         return self._name_tx(run, name)
 
@@ -363,11 +369,7 @@ class Drive:
             self._charge(s, parent.owner_id, ing.size - old_size)
             self.blocks.commit(s, ing)
             if created:
-                t = now()
-                node = Node(owner_id=parent.owner_id, parent_id=parent.id, kind="file", name=name,
-                            live_name=name, created_at=t, updated_at=t)
-                s.add(node)
-                s.flush()
+                node = self._new_node(s, parent, "file", name)
             refs, off = [], 0
             for bid, size in ing.refs:
                 refs.append((bid, off))
@@ -449,11 +451,7 @@ class Drive:
         return self._name_tx(run, name or "the name")
 
     def _copy_into(self, s: Session, user_id: int, src: Node, dest: Node, name: str) -> Node:
-        t = now()
-        node = Node(owner_id=dest.owner_id, parent_id=dest.id, kind=src.kind, name=name,
-                    live_name=name, created_at=t, updated_at=t)
-        s.add(node)
-        s.flush()
+        node = self._new_node(s, dest, src.kind, name)
         if src.kind == "file" and src.current_version_id:
             v = s.get(FileVersion, src.current_version_id)
             refs = self._refs(s, v.id)

@@ -45,23 +45,7 @@ class Limiter:
     def attempt(self, key: str) -> None:
         """Count one try at ``key`` now, or raise RateLimited (counting nothing) if its
         failures are used up in the current window."""
-        key, t = key[:200], now()
-        for _ in range(3):  # a concurrent first attempt inserts the row; then we lock it
-            try:
-                with self.sm() as s, s.begin():
-                    row = s.get(RateLimit, key, with_for_update=True)
-                    if row is None:
-                        s.add(RateLimit(key=key, failures=1, window_start=t))
-                    elif row.window_start + self.window <= t:
-                        row.failures, row.window_start = 1, t
-                    elif row.failures >= self.max_failures:
-                        wait = math.ceil((row.window_start + self.window - t).total_seconds())
-                        raise RateLimited(f"too many failed attempts; retry in {wait} s", retry_after=max(wait, 1))
-                    else:
-                        row.failures += 1
-                return
-            except DBIntegrityError:
-                continue
+        self._count(key, enforce=True)
 
     def refund(self, key: str) -> None:
         """Give back one :meth:`attempt` that succeeded, leaving the others' failures."""
@@ -70,8 +54,13 @@ class Limiter:
                       .values(failures=RateLimit.failures - 1))
 
     def fail(self, key: str) -> None:
+        self._count(key, enforce=False)
+
+    def _count(self, key: str, enforce: bool) -> None:
+        """Add one failure to ``key`` under a row lock, starting a new window when the old one
+        has passed; with ``enforce``, refuse (counting nothing) once the window's are used up."""
         key, t = key[:200], now()
-        for _ in range(3):  # a concurrent first failure inserts the row; then we update it
+        for _ in range(3):  # a concurrent first failure inserts the row; then we lock it
             try:
                 with self.sm() as s, s.begin():
                     row = s.get(RateLimit, key, with_for_update=True)
@@ -79,6 +68,9 @@ class Limiter:
                         s.add(RateLimit(key=key, failures=1, window_start=t))
                     elif row.window_start + self.window <= t:
                         row.failures, row.window_start = 1, t
+                    elif enforce and row.failures >= self.max_failures:
+                        wait = math.ceil((row.window_start + self.window - t).total_seconds())
+                        raise RateLimited(f"too many failed attempts; retry in {wait} s", retry_after=max(wait, 1))
                     else:
                         row.failures += 1
                 return

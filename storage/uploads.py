@@ -303,11 +303,7 @@ class Uploads:
             d._charge(s, parent.owner_id, size - old)
             self.store.add_refs(s, Counter(b for b, _ in refs))
             if created:
-                t = now()
-                node = Node(owner_id=parent.owner_id, parent_id=parent.id, kind="file", name=name, live_name=name,
-                            created_at=t, updated_at=t)
-                s.add(node)
-                s.flush()
+                node = d._new_node(s, parent, "file", name)
             v = d._add_version(s, node, size, sha, user_id, refs)
             if sid is not None:
                 s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid))
