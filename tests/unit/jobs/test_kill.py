@@ -71,10 +71,9 @@ def _scenario(drive, make_user):
     return u, files
 
 
+@pytest.mark.parametrize("db_engine", ["sqlite"], indirect=True)  # one engine is enough here
 @pytest.mark.parametrize("job", ["gc", "compact", "tier"])
 def test_kill_at_each_step_then_restart(drive, make_user, spark, tmp_path, job):
-    if drive.engine.dialect.name != "sqlite":
-        pytest.skip("one engine is enough for the kill tests")
     u, files = _scenario(drive, make_user)
     cold = (tmp_path / "cold").as_uri() if job == "tier" else ""
     toml = _toml(drive, tmp_path, cold)

@@ -52,11 +52,10 @@ def test_tier_to_s3_copies_verifies_switches_and_reads_back(tmp_path, db_engine,
     clock.reset()
 
 
+@pytest.mark.parametrize("db_engine", ["mariadb"], indirect=True)  # JDBC is the MySQL path
 def test_jdbc_reader_on_mariadb(tmp_path, mysql_url, db_engine):
     """reconcile through Spark's JDBC reader (MariaDB driver from Maven Central) in its own
     process, since the driver jar must be on the classpath when the JVM starts."""
-    if db_engine.dialect.name != "mysql":
-        pytest.skip("JDBC is the MySQL path")
     from storage.drive import Drive
     from tests.unit.jobs.conftest import jobs_config
     cfg = jobs_config(tmp_path)
