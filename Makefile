@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install run test test-unit services-up services-down bench bench-quick clean
+.PHONY: install run test test-unit soak services-up services-down bench bench-quick clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,11 @@ run: install
 
 test: install
 	bash scripts/test.sh
+
+# the reliability suite's long variants (crash matrix x25, 500 kills, 10 min load, ...)
+soak: install
+	bash scripts/services.sh up
+	BLOCKDRIVE_SOAK=1 $(BIN)/python -m pytest tests/reliability -p no:cacheprovider -q
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit -m "not integration"

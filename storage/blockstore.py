@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import codec as codecs
+from . import crashpoints
 from . import pack as packfmt
 from .backends import Backend, open_backend
 from .chunking import Chunker
@@ -206,6 +207,7 @@ class BlockStore:
         return backend, "packs/" + key
 
     def _hook(self, name: str) -> None:
+        crashpoints.reach(name)
         fn = self.hooks.get(name)
         if fn is not None:
             fn()
@@ -290,9 +292,9 @@ class BlockStore:
             flush()
             bound(hashing, 0)
             bound(writing, 0)
-            self._hook("before_pack_close")
+            self._hook("put:pack_written")
             sink.close()
-            self._hook("after_pack_close")
+            self._hook("put:pack_closed")
         except BaseException:
             for q in (hashing, writing):
                 for f in q:

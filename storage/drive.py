@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from . import accounts
+from . import accounts, crashpoints
 from .backends import open_backend
 from .blockstore import BlockLocation, BlockStore
 from .chunking import make_chunker
@@ -115,6 +115,7 @@ class Drive:
         raise RetryLater("too much contention; retry")
 
     def _hook(self, name: str) -> None:
+        crashpoints.reach(name)
         fn = self.hooks.get(name)
         if fn is not None:
             fn()
@@ -359,7 +360,7 @@ class Drive:
             ing = self.blocks.ingest(stream, limit=limit, on_progress=on_progress)
         except QuotaExceeded as exc:
             raise QuotaExceeded(used=used, quota=quota, needed=exc.details["needed"] - old) from None
-        self._hook("before_commit")
+        self._hook("put:before_commit")
 
         def run(s):
             parent, node, _owner = self._put_target(s, user_id, parent_id, name, if_match, if_none_match)
@@ -377,7 +378,7 @@ class Drive:
             v = self._add_version(s, node, ing.size, ing.sha256, user_id, refs)
             return PutResult(self._info(s, node, self._role(s, user_id, node)), v.id, created, ing.new_bytes)
         result = self._tx(run)
-        self._hook("after_commit")
+        self._hook("put:after_commit")
         return result
 
     def _put_target(self, s, user_id, parent_id, name, if_match, if_none_match):

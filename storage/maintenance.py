@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import crashpoints
 from . import pack as packfmt
 from .blockstore import BlockStore, tier_of
 from .clock import now
@@ -286,12 +287,15 @@ def delete_retired_packs(sm: sessionmaker[Session], store: BlockStore, before: d
         for part in _batches(ids):
             s.execute(sa.update(Pack).where(Pack.id.in_(part), Pack.state == "retiring", no_blocks)
                       .values(state="deleted").execution_options(synchronize_session=False))
+    if ids:
+        crashpoints.reach("pack:row_deleted")
     with sm() as s:
         todo = s.execute(sa.select(Pack.id, Pack.url, Pack.size).where(Pack.state == "deleted", Pack.size > 0)).all()
     n = nbytes = 0
     for pack_id, url, size in todo:
         backend, key = store.backend_for(url)
         backend.delete(key)  # idempotent: a retry after a crash finds nothing to delete
+        crashpoints.reach("pack:file_deleted")
         if on_deleted:
             on_deleted(pack_id)
         with sm() as s, s.begin():

@@ -41,6 +41,7 @@ from typing import BinaryIO, Iterable, Iterator
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from . import crashpoints
 from .blockstore import BlockLocation, Ingested, _PackSink
 from .clock import now
 from .drive import Drive, PutResult
@@ -222,6 +223,7 @@ class Uploads:
         except BaseException:
             sink.abandon()
             raise
+        crashpoints.reach("tus:chunk_stored")
         if whole is not None and final and meta["tail"] is None:
             meta["whole"] = whole.hexdigest()
         old_tail, meta["tail"] = meta["tail"], new_tail
@@ -244,6 +246,7 @@ class Uploads:
             if rows:
                 s.execute(sa.insert(UploadChunk), rows)
         self.drive._tx(run, attempts=1)
+        crashpoints.reach("tus:chunk_committed")
         if old_tail and old_tail != new_tail:
             self._forget(old_tail)
         result = self.finish(user_id, sid) if final else None
@@ -289,6 +292,7 @@ class Uploads:
         except QuotaExceeded:
             self.abort(sid)
             raise
+        crashpoints.reach("tus:after_finish")
         return res
 
     def _commit_version(self, user_id: int, parent_id: int, name: str, refs: list[tuple[bytes, int]],
@@ -469,6 +473,7 @@ class Uploads:
             except BaseException:
                 sink.abandon()
                 raise
+            crashpoints.reach("block:stored")
 
         def run(s):
             us = self._block_session(s, user_id)
@@ -507,8 +512,10 @@ class Uploads:
             raise ContentMismatch(f"the blocks hold {off} bytes, not {size}")
         if self._hash_blocks(ids) != sha:
             raise ContentMismatch("the blocks' content does not hash to the given sha256")
-        return self._commit_version(user_id, parent_id, name, refs, size, sha, if_match=if_match,
-                                    release=ids, block_sid=f"blocks-{user_id}")
+        res = self._commit_version(user_id, parent_id, name, refs, size, sha, if_match=if_match,
+                                   release=ids, block_sid=f"blocks-{user_id}")
+        crashpoints.reach("block:after_commit")
+        return res
 
     def chunking(self) -> dict:
         st = self.drive.config["storage"]

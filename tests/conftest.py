@@ -165,3 +165,10 @@ def pytest_terminal_summary(terminalreporter):
         tr.write_line(f"{service:<20} " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     if os.environ.get("BLOCKDRIVE_SKIP_SERVICES") == "1":
         tr.write_line("BLOCKDRIVE_SKIP_SERVICES=1: tests needing MariaDB, HDFS or S3 were SKIPPED")
+    from tests.reliability import figures
+    rows = figures.records()
+    if rows:
+        tr.section(f"blockdrive: reliability figures ({figures.MODE})")
+        for line in figures.table(rows):
+            tr.write_line(line)
+        tr.write_line(f"written to {figures.write(rows).relative_to(figures.ROOT)}")

@@ -128,7 +128,7 @@ def _paused_upload(drive, u, name, data):
     def hook():
         paused.set()
         assert resume.wait(60)
-    drive.hooks["before_commit"] = hook
+    drive.hooks["put:before_commit"] = hook
 
     def go():
         try:
@@ -138,7 +138,7 @@ def _paused_upload(drive, u, name, data):
     t = threading.Thread(target=go)
     t.start()
     assert paused.wait(60)
-    drive.hooks.pop("before_commit")
+    drive.hooks.pop("put:before_commit")
     return t, resume, out
 
 

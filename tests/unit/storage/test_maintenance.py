@@ -108,10 +108,10 @@ def test_commit_refuses_a_pack_gc_gave_up_on(drive, make_user):
     def give_up():
         clock.advance(10)
         m.abandon_open_packs(drive.sm, drive.blocks, clock.now())
-    drive.hooks["before_commit"] = give_up
+    drive.hooks["put:before_commit"] = give_up
     with pytest.raises(RetryLater):
         put_bytes(drive, u, "slow.bin", rand(100_000, 9))
-    drive.hooks.pop("before_commit")
+    drive.hooks.pop("put:before_commit")
     with drive.sm() as s:
         assert s.execute(sa.select(sa.func.count()).select_from(Block)).scalar() == 0
 
