@@ -27,7 +27,11 @@ TEST = [
     "tuspy>=1.0",
     "schemathesis>=3.30",
     "websocket-client>=1.7",  # drives headless Chromium over DevTools in the dashboard's e2e test
+    "hypothesis>=6.100",  # the model-based test of the drive (tests/reliability)
+    "locust>=2.20",  # load and soak against the real server (tests/reliability)
 ]
+# bench/: the chart next to the table of figures.
+BENCH = ["matplotlib>=3.8"]
 
 setup(
     name="blockdrive",
@@ -43,7 +47,8 @@ setup(
         "s3": S3,
         "test": TEST,
         "jobs": JOBS,
-        "all": HDFS + S3 + JOBS + TEST,
+        "bench": BENCH,
+        "all": HDFS + S3 + JOBS + TEST + BENCH,
     },
     entry_points={"console_scripts": ["blockdrive = webapi.cli:main"]},
 )
