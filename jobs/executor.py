@@ -26,8 +26,9 @@ def store_for(cfg):
 
 def read_records(store, url: str, verify: bool = False):
     """The records of the pack at ``url`` from its footer (scanned record by record if the
-    footer is missing or damaged), as dicts; with ``verify``, each payload's CRC32C is
-    checked too (``ok`` and ``error``). Reads the whole pack once when verifying."""
+    footer is missing or damaged), as dicts; with ``verify``, each record is checked as a
+    read checks it (block id, CRC32C, decoding to its raw size: ``ok`` and ``error``). Reads
+    the whole pack once when verifying."""
     from storage import pack as packfmt
     from storage.errors import BlockdriveError
     backend, key = store.backend_for(url)
@@ -56,7 +57,9 @@ def read_records(store, url: str, verify: bool = False):
                "offset": r.offset, "ok": True, "error": None}
         if verify:
             try:
-                packfmt.decode_record(data[r.offset:r.end], r.block_id, f"{key} offset {r.offset}")
+                # Decoded as a read would: the CRC32C covers only the payload, so damage to the
+                # header's codec or raw size shows only when the block is decoded.
+                packfmt.decode_block(data[r.offset:r.end], r.block_id, f"{key} offset {r.offset}")
             except BlockdriveError as exc:
                 row.update(ok=False, error=str(exc))
         out.append(row)

@@ -101,8 +101,8 @@ def _repair(ctx, store, damage, packs, blocks) -> dict:
                 backend, key = store.backend_for(p.url)
                 try:
                     from storage import pack as packfmt
-                    packfmt.decode_record(backend.read_range(key, src.offset, 48 + src.stored_size),
-                                          src.block_id, key)
+                    packfmt.decode_block(backend.read_range(key, src.offset, 48 + src.stored_size),
+                                         src.block_id, key)
                 except Exception:  # noqa: BLE001 - that copy is bad too
                     continue
                 copies[r["block_id"]] = src
