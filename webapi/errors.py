@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import RequestRedirect
 
 from storage import errors as e
 
@@ -57,6 +58,22 @@ def problem(status: int, code: str, title: str, detail: str = "", **extra):
     return resp
 
 
+def _any_method_matches(methods) -> bool:
+    """Whether one of ``methods`` serves this URL. werkzeug answers 405 when another method's
+    rule matched the path and this method's rule then refused a value (an id past 2^63-1):
+    if no method serves the URL, it is a 404, as the same id is on GET."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    for method in methods:
+        try:
+            adapter.match(method=method)
+        except RequestRedirect:
+            return True
+        except HTTPException:  # 404 or 405: not this method either
+            continue
+        return True
+    return False
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(e.BlockdriveError)
     def _domain(exc: e.BlockdriveError):
@@ -68,6 +85,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
+        if exc.code == 405 and exc.valid_methods and not _any_method_matches(exc.valid_methods):
+            exc = NotFound()
         resp = problem(exc.code or 500, (exc.name or "error").lower().replace(" ", "-"),
                        exc.name or "Error", exc.description or "")
         if exc.code == 405 and exc.valid_methods:
