@@ -29,8 +29,8 @@ def create_app(config: Config | Mapping | None = None, drive=None) -> Flask:
     # JSON bodies are small; the upload views raise this limit for their own request.
     app.config["MAX_CONTENT_LENGTH"] = srv["max_json_bytes"]
     app.json.sort_keys = False
-    from .util import IdConverter
-    app.url_map.converters["id"] = IdConverter
+    from .util import IdConverter, Sha256Converter
+    app.url_map.converters.update(id=IdConverter, hash=Sha256Converter)
     d = drive or Drive(config)
     limiter = Limiter(d.sm, srv["auth_max_failures"], srv["auth_window_seconds"])
     app.extensions.update(drive=d, limiter=limiter, sharing=Sharing(d, limiter), uploads=Uploads(d))

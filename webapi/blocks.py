@@ -22,7 +22,7 @@ def missing():
     return jsonify(missing=up.missing(g.user.id, data["hashes"]), chunking=up.chunking())
 
 
-@bp.put("/blocks/<sha256>")
+@bp.put("/blocks/<hash:sha256>")
 @login_required
 def put_block(sha256):
     up = uploads()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import BaseConverter, IntegerConverter
 
 from storage.errors import InvalidInput
 
@@ -19,6 +20,13 @@ class IdConverter(IntegerConverter):
 
     def __init__(self, url_map):
         super().__init__(url_map, min=1, max=MAX_ID)
+
+
+class Sha256Converter(BaseConverter):
+    """``<hash:...>``: a block id, 64 hex digits. Anything else does not match the rule, so
+    ``PUT /blocks/missing`` is the 405 it is (that URL is POST only), not a bad block id."""
+
+    regex = "[0-9a-fA-F]{64}"
 
 
 def drive():
@@ -78,6 +86,17 @@ def read_body() -> bytes:
         out += data
 
 
+def _json_number(text: str) -> int | float:
+    """A JSON number written with a fraction or exponent. JSON has one number type, and JSON
+    Schema counts ``557.0`` and ``5.57e2`` as integers: such a value is an int here too, so a
+    size or id sent that way is not refused as the wrong type. Bounded before conversion, so
+    ``1e999999999`` never becomes a huge int."""
+    d = Decimal(text)
+    if d.is_finite() and d.adjusted() < 20 and d == d.to_integral_value():
+        return int(d)
+    return float(text)
+
+
 def body(allowed: dict[str, type | tuple], required: tuple[str, ...] = ()) -> dict:
     """The request's JSON object with only ``allowed`` fields of the given types: anything
     else (an unknown field, a read-only one such as owner or size) is a 400."""
@@ -85,7 +104,7 @@ def body(allowed: dict[str, type | tuple], required: tuple[str, ...] = ()) -> di
         raise InvalidInput("send a JSON object with Content-Type: application/json")
     raw = read_body()
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_float=_json_number)
     except ValueError:
         raise InvalidInput("the body is not valid JSON") from None
     if not isinstance(data, dict):
