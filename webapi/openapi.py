@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from storage.sharing import MAX_LINK_SECONDS
+from storage.uploads import MAX_HASHES
+
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
 
 PROBLEM = {"$ref": "#/components/responses/Problem"}
@@ -51,7 +54,17 @@ def _path(name, desc, schema=None, where="path", required=True):
 
 
 NODE_ID = _path("id", "node id")
-NAME = _path("name", "file name", {"type": "string", "minLength": 1, "maxLength": 255})
+# storage/names.py's rules: not "." or "..", no slash, backslash, control or bidirectional
+# control character, no leading or trailing whitespace (\s as Python's str.isspace, which strip
+# uses), at most 255 UTF-8 bytes (maxLength counts characters, so it is only an upper bound).
+_CHAR = r"/\\\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_SEGMENT = rf"(?!\.\.?(?:/|$))[^\s{_CHAR}](?:[^{_CHAR}]*[^\s{_CHAR}])?"
+NAME_PATTERN = rf"^{_SEGMENT}$"
+PATH_PATTERN = rf"^/+(?:{_SEGMENT}(?:/+{_SEGMENT})*/*)?$"  # storage.names.split_path
+NAME_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NAME_PATTERN}
+SHA256 = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}
+CHECKSUM = {"type": "string", "pattern": r"^(sha1|sha256) (?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"}
+NAME = _path("name", "file name", NAME_SCHEMA)
 TOKEN = _path("token", "link token", {"type": "string"})
 SID = _path("sid", "upload id", {"type": "string"})
 LINK_PW = _path("X-Link-Password", "the link's password, if it has one", where="header", required=False)
@@ -148,7 +161,7 @@ def paths() -> dict:
         "/api/v1/shared-with-me": {"get": _op("Nodes shared with the caller",
                                               {200: {"description": "Shared", **_json(_list("Node"))}})},
         "/api/v1/resolve": {"get": _op("Path to node, from the caller's root", {200: NODE_OK}, (400, 404),
-                                       params=[_path("path", "/a/b/c", where="query")])},
+                                       params=[_path("path", "/a/b/c", {"type": "string", "pattern": PATH_PATTERN}, "query")])},
         "/api/v1/uploads": {
             "options": _op("tus capabilities", {204: {"description": "Tus-Version, Tus-Extension, ..."}}, auth=False),
             "post": _op("tus: create an upload (creation, creation-with-upload)",
@@ -170,7 +183,7 @@ def paths() -> dict:
                          body_type="application/offset+octet-stream",
                          params=[TUS, _path("Upload-Offset", "where these bytes go",
                                             {"type": "string", "pattern": "^[0-9]+$"}, where="header"),
-                                 _path("Upload-Checksum", "sha1|sha256 <base64 digest>", where="header",
+                                 _path("Upload-Checksum", "sha1|sha256 <base64 digest>", CHECKSUM, where="header",
                                        required=False)]),
             "delete": _op("tus: terminate the upload", {204: {"description": "Terminated"}}, (404, 410, 412),
                           params=[TUS]),
@@ -180,13 +193,13 @@ def paths() -> dict:
                                                                  **_json(_schema("Missing"))}}, (400,),
             _schema("Hashes"))},
         "/api/v1/blocks/{sha256}": {
-            "parameters": [_path("sha256", "the block's SHA-256", {"type": "string", "pattern": "^[0-9a-f]{64}$"})],
+            "parameters": [_path("sha256", "the block's SHA-256", SHA256)],
             "put": _op("Send one block", {200: {"description": "Known already"}, 201: {"description": "Stored"}},
-                       (400, 413, 422), {"type": "string", "format": "binary"}, body_type="application/octet-stream")},
+                       (400, 404, 413, 422), {"type": "string", "format": "binary"}, body_type="application/octet-stream")},
         "/api/v1/batch/blocks": {"post": _op(
             "Send many blocks: repeated frames of a 32-byte SHA-256, a 4-byte big-endian length, the bytes",
             {200: {"description": "Received", **_json(_schema("BlocksReceived"))}}, (400, 413, 422),
-            {"type": "string", "format": "binary"}, body_type="application/octet-stream")},
+            {"type": "string", "format": "binary"}, body_type="application/octet-stream", body_required=False)},
         "/api/v1/batch/commit": {"post": _op(
             "Commit many files from sent blocks in one transaction; one result per file",
             {200: {"description": "Per-file results", **_json(_schema("BatchResults"))}}, (400, 409, 413),
@@ -247,12 +260,108 @@ def paths() -> dict:
     }
 
 
+# operationId of every operation, by (path, method): the names the links below use.
+OPERATION_IDS = {
+    ("/api/v1/auth/tokens", "post"): "createToken", ("/api/v1/account", "get"): "getAccount",
+    ("/api/v1/nodes/{id}", "get"): "getNode", ("/api/v1/nodes/{id}", "patch"): "patchNode",
+    ("/api/v1/nodes/{id}", "delete"): "deleteNode", ("/api/v1/nodes/{id}/children", "get"): "listChildren",
+    ("/api/v1/nodes/{id}/children", "post"): "createFolder",
+    ("/api/v1/nodes/{id}/children/{name}", "put"): "upload",
+    ("/api/v1/nodes/{id}/children/{name}/commit", "post"): "commitBlocks",
+    ("/api/v1/nodes/{id}/content", "get"): "download", ("/api/v1/nodes/{id}/copy", "post"): "copyNode",
+    ("/api/v1/nodes/{id}/restore", "post"): "restoreNode", ("/api/v1/nodes/{id}/versions", "get"): "listVersions",
+    ("/api/v1/nodes/{id}/versions/{vid}/restore", "post"): "restoreVersion",
+    ("/api/v1/nodes/{id}/shares", "get"): "listShares", ("/api/v1/nodes/{id}/shares", "post"): "grantShare",
+    ("/api/v1/nodes/{id}/shares/{user_id}", "delete"): "revokeShare",
+    ("/api/v1/nodes/{id}/links", "get"): "listLinks", ("/api/v1/nodes/{id}/links", "post"): "createLink",
+    ("/api/v1/nodes/{id}/links/{link_id}", "delete"): "revokeLink", ("/api/v1/trash", "get"): "listTrash",
+    ("/api/v1/shared-with-me", "get"): "sharedWithMe", ("/api/v1/resolve", "get"): "resolvePath",
+    ("/api/v1/uploads", "options"): "tusOptions", ("/api/v1/uploads", "post"): "tusCreate",
+    ("/api/v1/uploads/{sid}", "options"): "tusUploadOptions", ("/api/v1/uploads/{sid}", "head"): "tusHead",
+    ("/api/v1/uploads/{sid}", "patch"): "tusPatch", ("/api/v1/uploads/{sid}", "delete"): "tusTerminate",
+    ("/api/v1/blocks/missing", "post"): "missingBlocks", ("/api/v1/blocks/{sha256}", "put"): "putBlock",
+    ("/api/v1/batch/blocks", "post"): "putBlocks", ("/api/v1/batch/commit", "post"): "commitMany",
+    ("/api/v1/batch/folders", "post"): "createFolders", ("/api/v1/nodes/{id}/tree", "get"): "getTree",
+    ("/api/v1/nodes/{id}/blocks", "get"): "getBlockMap", ("/s/{token}", "get"): "viewLink",
+    ("/s/{token}/content", "get"): "downloadLink", ("/api/v1/admin/reports/latest", "get"): "adminLatestReport",
+    ("/api/v1/admin/reports", "get"): "adminReports", ("/admin", "get"): "adminDashboard",
+    ("/admin/login", "get"): "adminLoginForm", ("/admin/login", "post"): "adminLogin",
+    ("/admin/logout", "post"): "adminLogout", ("/api/v1/openapi.json", "get"): "openapiDocument",
+    ("/api/v1/docs", "get"): "docsPage", ("/healthz", "get"): "healthz", ("/readyz", "get"): "readyz",
+    ("/metrics", "get"): "metrics",
+}
+
+# OpenAPI links: what a response lets the client do next (create -> read, change, delete),
+# by (operationId, status) -> {link name: (target operationId, {parameter: runtime expression})}.
+# Stateful fuzzing follows them, so it works on objects that exist instead of made-up ids.
+NEW_ID = "$response.body#/id"
+SAME_ID = "$request.path.id"
+_ON_NODE = {"get": ("getNode", {"id": NEW_ID}), "rename_or_move": ("patchNode", {"id": NEW_ID}),
+            "delete": ("deleteNode", {"id": NEW_ID}), "copy": ("copyNode", {"id": NEW_ID}),
+            "shares": ("listShares", {"id": NEW_ID}), "share": ("grantShare", {"id": NEW_ID}),
+            "links": ("listLinks", {"id": NEW_ID}), "link": ("createLink", {"id": NEW_ID})}
+_ON_FOLDER = {**_ON_NODE, "children": ("listChildren", {"id": NEW_ID}), "mkdir": ("createFolder", {"id": NEW_ID}),
+              "upload": ("upload", {"id": NEW_ID}), "commit": ("commitBlocks", {"id": NEW_ID}),
+              "tree": ("getTree", {"id": NEW_ID})}
+_ON_FILE = {**_ON_NODE, "download": ("download", {"id": NEW_ID}), "versions": ("listVersions", {"id": NEW_ID}),
+            "block_map": ("getBlockMap", {"id": NEW_ID}),
+            "new_version": ("upload", {"id": "$response.body#/parent_id", "name": "$response.body#/name"})}
+_FIRST_ITEM = {"get": ("getNode", {"id": "$response.body#/items/0/id"})}
+LINKS = {
+    ("getAccount", 200): {"root": ("getNode", {"id": "$response.body#/root_id"}),
+                          "root_children": ("listChildren", {"id": "$response.body#/root_id"}),
+                          "mkdir_in_root": ("createFolder", {"id": "$response.body#/root_id"}),
+                          "upload_to_root": ("upload", {"id": "$response.body#/root_id"})},
+    ("createFolder", 201): _ON_FOLDER,
+    ("upload", 201): _ON_FILE, ("upload", 200): _ON_FILE,
+    ("commitBlocks", 201): _ON_FILE, ("commitBlocks", 200): _ON_FILE,
+    ("copyNode", 201): _ON_NODE, ("patchNode", 200): {"get": ("getNode", {"id": NEW_ID})},
+    ("deleteNode", 200): {"restore": ("restoreNode", {"id": SAME_ID}), "get_deleted": ("getNode", {"id": SAME_ID})},
+    ("restoreNode", 200): {"get": ("getNode", {"id": NEW_ID})},
+    ("listChildren", 200): _FIRST_ITEM, ("sharedWithMe", 200): _FIRST_ITEM,
+    ("listTrash", 200): {"restore": ("restoreNode", {"id": "$response.body#/items/0/id"})},
+    ("resolvePath", 200): {"get": ("getNode", {"id": NEW_ID})},
+    ("getTree", 200): _FIRST_ITEM,
+    ("listVersions", 200): {"restore": ("restoreVersion", {"id": SAME_ID, "vid": "$response.body#/items/0/id"}),
+                            "download": ("download", {"id": SAME_ID, "query.version": "$response.body#/items/0/id"})},
+    ("restoreVersion", 200): {"versions": ("listVersions", {"id": NEW_ID})},
+    ("grantShare", 201): {"revoke": ("revokeShare", {"id": SAME_ID, "user_id": "$response.body#/user_id"}),
+                          "shares": ("listShares", {"id": SAME_ID})},
+    ("grantShare", 200): {"revoke": ("revokeShare", {"id": SAME_ID, "user_id": "$response.body#/user_id"})},
+    ("createLink", 201): {"revoke": ("revokeLink", {"id": SAME_ID, "link_id": NEW_ID}),
+                          "view": ("viewLink", {"token": "$response.body#/token"}),
+                          "download": ("downloadLink", {"token": "$response.body#/token"}),
+                          "links": ("listLinks", {"id": SAME_ID})},
+    # tus: the upload's id is the last segment of its Location (a schemathesis regex extractor)
+    ("tusCreate", 201): {name: (target, {"sid": "$response.header.Location#regex:/uploads/([^/?]+)$"})
+                         for name, target in (("head", "tusHead"), ("append", "tusPatch"),
+                                              ("terminate", "tusTerminate"))},
+}
+
+
+def _annotate(paths: dict) -> dict:
+    """Give every operation its operationId and every listed response its links."""
+    ids = {}
+    for path, item in paths.items():
+        for method, op in item.items():
+            if method != "parameters":
+                op["operationId"] = ids[(path, method)] = OPERATION_IDS[(path, method)]
+    by_id = {op_id: key for key, op_id in ids.items()}
+    for (op_id, status), links in LINKS.items():
+        path, method = by_id[op_id]
+        responses = paths[path][method]["responses"]
+        responses[str(status)] = {**responses[str(status)], "links": {  # a copy: NODE_OK & co. are shared
+            name: {"operationId": target, "parameters": dict(params)} for name, (target, params) in links.items()}}
+    return paths
+
+
 def _obj(props: dict, required=()):
     return {"type": "object", "properties": props, "required": list(required), "additionalProperties": False}
 
 
 STR, INT = {"type": "string"}, {"type": "integer"}
 ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+SIZE = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
 NULL_INT, NULL_STR = {"type": ["integer", "null"]}, {"type": ["string", "null"]}
 SCHEMAS = {
     "Problem": {"type": "object", "required": ["type", "title", "status"], "properties": {
@@ -270,18 +379,21 @@ SCHEMAS = {
                                                          "share": {"type": "boolean"}}}}},
     "Page": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
                                               "next_cursor": NULL_STR}},
-    "NewFolder": _obj({"name": {"type": "string", "minLength": 1, "maxLength": 255},
+    "NewFolder": _obj({"name": NAME_SCHEMA,
                        "kind": {"enum": ["folder"]}}, ["name"]),
-    "NodePatch": _obj({"name": {"type": "string", "minLength": 1, "maxLength": 255}, "parent_id": INT}),
-    "Copy": _obj({"parent_id": INT, "name": {"type": "string", "minLength": 1, "maxLength": 255}}, ["parent_id"]),
+    "NodePatch": _obj({"name": NAME_SCHEMA, "parent_id": ID}),
+    "Copy": _obj({"parent_id": ID, "name": NAME_SCHEMA}, ["parent_id"]),
     "Version": {"type": "object", "properties": {"id": INT, "node_id": INT, "size": INT, "etag": STR, "sha256": STR,
                                                  "created_at": STR, "created_by": NULL_INT,
                                                  "current": {"type": "boolean"}}},
-    "Grant": _obj({"email": STR, "role": {"enum": ["viewer", "editor"]}}, ["email", "role"]),
+    # storage.accounts.normalize_email: whitespace around is trimmed, none inside, a domain with a dot
+    "Grant": _obj({"email": {"type": "string", "maxLength": 320, "pattern": r"^\s*\S+@[^\s@]*\.[^\s@]*\s*$"},
+                   "role": {"enum": ["viewer", "editor"]}}, ["email", "role"]),
     "Share": {"type": "object", "properties": {"node_id": INT, "user_id": INT, "email": STR, "role": STR,
                                                "granted_by": INT, "created_at": STR}},
-    "LinkRequest": _obj({"role": {"enum": ["viewer"]}, "expires_in": {"type": "integer", "minimum": 1},
-                         "password": {"type": "string", "minLength": 1}}),
+    "LinkRequest": _obj({"role": {"enum": ["viewer"]},
+                         "expires_in": {"type": "integer", "minimum": 1, "maximum": MAX_LINK_SECONDS},
+                         "password": {"type": "string", "minLength": 1, "maxLength": 1024}}),
     "Link": {"type": "object", "properties": {"id": INT, "node_id": INT, "role": STR, "created_at": STR,
                                               "expires_at": NULL_STR, "has_password": {"type": "boolean"},
                                               "revoked_at": NULL_STR, "downloads": INT}},
@@ -290,22 +402,22 @@ SCHEMAS = {
     "LinkView": {"type": "object", "properties": {"node": {"$ref": "#/components/schemas/Node"}, "link": {
         "type": "object"}, "items": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
         "next_cursor": NULL_STR}},
-    "Hashes": _obj({"hashes": {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}},
+    "Hashes": _obj({"hashes": {"type": "array", "maxItems": MAX_HASHES, "items": SHA256}},
                    ["hashes"]),
     "Missing": {"type": "object", "properties": {"missing": {"type": "array", "items": STR},
                                                  "chunking": {"type": "object"}}},
-    "Commit": _obj({"blocks": {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
-                    "size": {"type": "integer", "minimum": 0}, "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+    "Commit": _obj({"blocks": {"type": "array", "maxItems": MAX_HASHES, "items": SHA256},
+                    "size": SIZE, "sha256": SHA256},
                    ["blocks", "size", "sha256"]),
     "BlocksReceived": {"type": "object", "properties": {"received": INT, "received_bytes": INT}},
     "BatchCommit": _obj({"files": {"type": "array", "maxItems": 1000, "items": _obj({
-        "parent_id": ID, "name": {"type": "string", "minLength": 1, "maxLength": 255},
-        "blocks": {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
-        "size": {"type": "integer", "minimum": 0}, "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "parent_id": ID, "name": NAME_SCHEMA,
+        "blocks": {"type": "array", "maxItems": MAX_HASHES, "items": SHA256},
+        "size": SIZE, "sha256": SHA256,
         "if_match": {"type": ["string", "integer"]}, "if_none_match": {"type": "boolean"}},
         ["parent_id", "name", "blocks", "size", "sha256"])}}, ["files"]),
     "BatchFolders": _obj({"folders": {"type": "array", "maxItems": 1000, "items": _obj({
-        "parent_id": ID, "name": {"type": "string", "minLength": 1, "maxLength": 255}}, ["parent_id", "name"])}},
+        "parent_id": ID, "name": NAME_SCHEMA}, ["parent_id", "name"])}},
         ["folders"]),
     "BatchResults": {"type": "object", "properties": {"results": {"type": "array", "items": {
         "type": "object", "properties": {"ok": {"type": "object"}, "error": {"type": "object"}}}}}},
@@ -324,7 +436,7 @@ def document() -> dict:
         "info": {"title": "blockdrive", "version": "1",
                  "description": "A self-hostable file drive on a deduplicating block store. Every error is "
                                 "RFC 9457 problem+json with a stable type https://blockdrive.dev/problems/<code>."},
-        "paths": paths(),
+        "paths": _annotate(paths()),
         "components": {"schemas": SCHEMAS, "responses": {"Problem": {"description": "A problem", **PROBLEM_CONTENT}},
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
