@@ -268,11 +268,19 @@ def abandon_open_packs(sm: sessionmaker[Session], store: BlockStore, before: dt.
             size, values = backend.size(key), {"state": "retiring", "retired_at": now()}
         except NotFound:
             size, values = 0, {"state": "deleted"}
+        if size == 0:
+            # An empty file (the upload died before its first bytes reached the disk): a
+            # deleted row with size 0 reads as "file already gone" to delete_retired_packs,
+            # so remove the file here, after the row has left the open state.
+            values = {"state": "deleted"}
         with sm() as s, s.begin():
-            if s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state == "open", no_blocks)
-                         .values(size=size, live_bytes=0, **values)
-                         .execution_options(synchronize_session=False)).rowcount:
-                out.append(pack_id)
+            done = s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state == "open", no_blocks)
+                             .values(size=size, live_bytes=0, **values)
+                             .execution_options(synchronize_session=False)).rowcount
+        if done:
+            out.append(pack_id)
+            if size == 0:
+                backend.delete(key)  # idempotent; no block ever pointed into it
     return out
 
 
@@ -320,11 +328,20 @@ class Source:
 
 
 def write_pack(store: BlockStore, pack_id: str, key: str, sources: Sequence[Source],
-               backend=None) -> tuple[int, str, list[Move], list[tuple[Source, str]]]:
-    """Copy ``sources`` (checked: a record failing its CRC is not copied) into a new pack
-    ``key`` on ``backend`` (the hot tier by default). Returns (size, checksum, moves, bad)."""
+               backend=None, timings: dict | None = None) -> tuple[int, str, list[Move], list[tuple[Source, str]]]:
+    """Copy ``sources`` into a new pack ``key`` on ``backend`` (the hot tier by default).
+    Returns (size, checksum, moves, bad).
+
+    Records are copied verbatim (header and stored payload, CRC included; nothing is
+    decompressed or recompressed), one ranged read per run of nearby records. Each record is
+    checked on the way through, in the same pass: its header must name the expected block and
+    its payload must match its CRC32C; a record failing either is not copied and is returned
+    in ``bad``. The pack's own checksum is computed as it is written, and ``close()`` makes
+    it durable before anything points to it. ``timings``, if given, receives the seconds
+    spent reading, checking and writing, and closing (fsync)."""
     from .blockstore import _Checksummed
     backend = backend or store.hot
+    t_read = t_check = 0.0
     out = _Checksummed(backend.create(key))
     writer = packfmt.PackWriter(out, uuid.UUID(pack_id).bytes)
     moves, bad = [], []
@@ -336,28 +353,35 @@ def write_pack(store: BlockStore, pack_id: str, key: str, sources: Sequence[Sour
             srcs.sort(key=lambda x: x.offset)
             b, k = store.backend_for(url)
             for run in _runs(srcs):
-                # One ranged read per run of nearby records, not one per record.
                 start = run[0].offset
+                t0 = time.perf_counter()
                 try:
                     buf = memoryview(b.read_range(k, start, run[-1].offset + packfmt.RECORD_HEADER
                                                   + run[-1].stored_size - start))
                 except BlockdriveError as exc:
                     bad += [(src, str(exc)) for src in run]
                     continue
+                t1 = time.perf_counter()
+                t_read += t1 - t0
                 for src in run:
-                    where = f"pack {src.pack_id} offset {src.offset}"
                     lo = src.offset - start
+                    data = buf[lo:lo + packfmt.RECORD_HEADER + src.stored_size]
                     try:
-                        rec, payload = packfmt.decode_record(buf[lo:lo + packfmt.RECORD_HEADER + src.stored_size],
-                                                             src.block_id, where)
+                        rec, _ = packfmt.decode_record(data, src.block_id, f"pack {src.pack_id} offset {src.offset}")
                     except BlockdriveError as exc:
                         bad.append((src, str(exc)))
                         continue
-                    new = writer.add(src.block_id, rec.codec, rec.raw_size, payload)
+                    new = writer.add_stored(rec, data)
                     moves.append(Move(src.block_id, src.row_pack or src.pack_id, new.offset))
+                t_check += time.perf_counter() - t1
         writer.finish()
     finally:
+        t2 = time.perf_counter()
         out.close()  # durable before anything points to it
+        t_close = time.perf_counter() - t2
+    if timings is not None:
+        for name, v in (("read", t_read), ("check_write", t_check), ("close", t_close)):
+            timings[name] = timings.get(name, 0.0) + v
     return writer.size, f"{out.crc:08x}", moves, bad
 
 
