@@ -13,7 +13,7 @@ import binascii
 from email.utils import format_datetime
 
 from flask import Blueprint, Response, g, request, url_for
-from werkzeug.exceptions import PreconditionFailed, UnsupportedMediaType
+from werkzeug.exceptions import PreconditionFailed, RequestEntityTooLarge, UnsupportedMediaType
 
 from storage.errors import InvalidInput
 
@@ -134,6 +134,8 @@ def options(sid=None):
 @login_required
 def create():
     length = _int_header("Upload-Length")
+    if length > upload_limit():  # tus: a length past Tus-Max-Size MUST be a 413
+        raise RequestEntityTooLarge(f"uploads are limited to {upload_limit()} bytes (Tus-Max-Size)")
     meta = _metadata(request.headers.get("Upload-Metadata", ""))
     if not meta.get("filename"):
         raise InvalidInput("Upload-Metadata must carry a filename")
