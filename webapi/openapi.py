@@ -54,13 +54,18 @@ def _path(name, desc, schema=None, where="path", required=True):
 
 
 NODE_ID = _path("id", "node id")
+QUERY_ID = {"type": "integer", "minimum": 1, "maximum": 2**53}  # util.int_arg's bound for ids in a query
 # storage/names.py's rules: not "." or "..", no slash, backslash, control or bidirectional
-# control character, no leading or trailing whitespace (\s as Python's str.isspace, which strip
-# uses), at most 255 UTF-8 bytes (maxLength counts characters, so it is only an upper bound).
+# control character, no leading or trailing whitespace, at most 255 UTF-8 bytes (maxLength
+# counts characters, so it is only an upper bound). Whitespace is spelled out as the characters
+# Python's str.strip removes: regex engines disagree on what \s means.
+_WS = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 _CHAR = r"/\\\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
-_SEGMENT = rf"(?!\.\.?(?:/|$))[^\s{_CHAR}](?:[^{_CHAR}]*[^\s{_CHAR}])?"
+_SEGMENT = rf"(?!\.\.?(?:/|$))[^{_WS}{_CHAR}](?:[^{_CHAR}]*[^{_WS}{_CHAR}])?"
 NAME_PATTERN = rf"^{_SEGMENT}$"
 PATH_PATTERN = rf"^/+(?:{_SEGMENT}(?:/+{_SEGMENT})*/*)?$"  # storage.names.split_path
+# storage.accounts.normalize_email: whitespace around is trimmed, none inside, a domain with a dot
+EMAIL_PATTERN = rf"^[{_WS}]*[^{_WS}]+@[^{_WS}@]*\.[^{_WS}@]*[{_WS}]*$"
 NAME_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NAME_PATTERN}
 SHA256 = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}
 CHECKSUM = {"type": "string", "pattern": r"^(sha1|sha256) (?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"}
@@ -123,7 +128,7 @@ def paths() -> dict:
         "/api/v1/nodes/{id}/content": {
             "parameters": [n],
             "get": _op("Download", DOWNLOAD_OK, (400, 404, 416),
-                       params=[*DOWNLOAD_PARAMS, _path("version", "a version id", {"type": "integer", "minimum": 1},
+                       params=[*DOWNLOAD_PARAMS, _path("version", "a version id", QUERY_ID,
                                                        "query", False)]),
         },
         "/api/v1/nodes/{id}/copy": {"parameters": [n], "post": _op(
@@ -214,17 +219,17 @@ def paths() -> dict:
         "/api/v1/nodes/{id}/blocks": {"parameters": [n], "get": _op(
             "A file version's block map: [sha256, offset, size] per block, in order",
             {200: {"description": "Block map", **_json(_schema("BlockMap"))}}, (400, 404),
-            params=[_path("version", "a version id", {"type": "integer", "minimum": 1}, "query", False)])},
+            params=[_path("version", "a version id", QUERY_ID, "query", False)])},
         "/s/{token}": {"parameters": [TOKEN], "get": _op(
             "A public link: metadata (and listing, for a folder)", {200: {"description": "Linked node",
                                                                           **_json(_schema("LinkView"))}},
             (400, 401, 404, 410, 429), auth=False,
-            params=[LINK_PW, _path("node_id", "a node below a linked folder", {"type": "integer", "minimum": 1},
+            params=[LINK_PW, _path("node_id", "a node below a linked folder", QUERY_ID,
                                    "query", False), *sort])},
         "/s/{token}/content": {"parameters": [TOKEN], "get": _op(
             "A public link: download", DOWNLOAD_OK, (400, 401, 404, 410, 416, 429), auth=False,
             params=[LINK_PW, *DOWNLOAD_PARAMS, _path("node_id", "a file below a linked folder",
-                                                     {"type": "integer", "minimum": 1}, "query", False)])},
+                                                     QUERY_ID, "query", False)])},
         # Admin reports (webapi/admin.py): JSON for admins' bearer tokens, and the dashboard.
         "/api/v1/admin/reports/latest": {"get": _op(
             "Admin: the latest report snapshot (headline figures, tiers, top users, traffic, job runs)",
@@ -386,8 +391,7 @@ SCHEMAS = {
     "Version": {"type": "object", "properties": {"id": INT, "node_id": INT, "size": INT, "etag": STR, "sha256": STR,
                                                  "created_at": STR, "created_by": NULL_INT,
                                                  "current": {"type": "boolean"}}},
-    # storage.accounts.normalize_email: whitespace around is trimmed, none inside, a domain with a dot
-    "Grant": _obj({"email": {"type": "string", "maxLength": 320, "pattern": r"^\s*\S+@[^\s@]*\.[^\s@]*\s*$"},
+    "Grant": _obj({"email": {"type": "string", "maxLength": 320, "pattern": EMAIL_PATTERN},
                    "role": {"enum": ["viewer", "editor"]}}, ["email", "role"]),
     "Share": {"type": "object", "properties": {"node_id": INT, "user_id": INT, "email": STR, "role": STR,
                                                "granted_by": INT, "created_at": STR}},
