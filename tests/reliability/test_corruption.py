@@ -1,5 +1,5 @@
 """Corruption injection: one byte flipped in each of 100 random stored blocks (1,000 on local
-disk in soak), with packs on local disk, on HDFS (native RPC) and on S3.
+disk in soak), with packs on local disk, on HDFS (native RPC; WebHDFS too in soak) and on S3.
 
 What it proves, per backend:
 
@@ -53,14 +53,20 @@ def faults_for(backend: str) -> int:
     return figures.scale(100, 1000 if backend == "local" else 100)
 
 
-@pytest.fixture(params=["local", pytest.param("hdfs", marks=pytest.mark.integration),
-                        pytest.param("s3", marks=pytest.mark.integration)])
+# HDFS through the native RPC client in CI; through WebHDFS too in soak.
+BACKENDS = ["local", *(pytest.param(b, marks=pytest.mark.integration)
+                       for b in ["hdfs", "s3", *(["webhdfs"] if figures.SOAK else [])])]
+
+
+@pytest.fixture(params=BACKENDS)
 def corrupt_drive(request, tmp_path):
     """A drive on SQLite with its packs on the backend under test (a fresh root each time)."""
     url = ""  # file://<home>/packs
     if request.param != "local":
         base = request.getfixturevalue(f"{request.param}_url")
         root, _, query = base.partition("?")
+        if request.param == "webhdfs" and "user=" not in query:
+            query = "user=root"
         url = f"{root.rstrip('/')}/corrupt-{uuid.uuid4().hex[:12]}" + (f"?{query}" if query else "")
     cfg = load_config(env={}, overrides={
         "storage": {"home": str(tmp_path / "home"), "url": url, **CHUNKS},
