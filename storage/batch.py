@@ -27,7 +27,6 @@ import hashlib
 import struct
 from collections import Counter
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
@@ -75,78 +74,67 @@ class Committed:
     created: bool
 
 
-def _read_exact(stream: BinaryIO, n: int) -> bytes:
-    parts, left = [], n
-    while left:
-        data = stream.read(left)
-        if not data:
-            break
-        parts.append(data)
-        left -= len(data)
-    return b"".join(parts)
+def _frames(data, max_block: int) -> list[tuple[bytes, memoryview]]:
+    """The ``(block id, raw bytes)`` frames of a request body, each checked against its hash.
+    Raises on the first bad frame, before anything is stored."""
+    view = memoryview(data)
+    out: list[tuple[bytes, memoryview]] = []
+    pos, end = 0, len(view)
+    while pos < end:
+        if end - pos < FRAME.size:
+            raise InvalidInput("truncated block frame header")
+        bid, n = FRAME.unpack_from(view, pos)
+        pos += FRAME.size
+        if n > max_block:
+            raise InvalidInput(f"a block is at most {max_block} bytes", block=bid.hex())
+        if end - pos < n:
+            raise InvalidInput("truncated block", block=bid.hex())
+        raw = view[pos:pos + n]
+        pos += n
+        if hashlib.sha256(raw).digest() != bid:
+            raise ContentMismatch("a block's bytes do not hash to its name", block=bid.hex())
+        if len(out) >= MAX_BATCH_BLOCKS:
+            raise InvalidInput(f"at most {MAX_BATCH_BLOCKS} blocks per request")
+        out.append((bid, raw))
+    return out
 
 
-def put_blocks(up: Uploads, user_id: int, stream: BinaryIO) -> BlocksResult:
-    """Store the framed blocks of ``stream`` (``FRAME`` header, then the raw bytes, repeated)
-    and pin them in the caller's block session. All or nothing: a bad frame or hash fails
-    the request before any metadata changes (its pack bytes become garbage for GC)."""
+def put_blocks(up: Uploads, user_id: int, data) -> BlocksResult:
+    """Store the framed blocks of the request body ``data`` (``FRAME`` header, then the raw
+    bytes, repeated) and pin them in the caller's block session. All or nothing: a bad frame
+    or hash fails the request before anything is stored; a failure after that leaves only
+    pack bytes that GC reclaims.
+
+    The body is whole in memory (bounded by ``MAX_BATCH_BYTES``), so its blocks are checked
+    first, then looked up with one query per 500 (not one per 64 as a stream is), then the
+    new ones are compressed and appended to one pack."""
     store = up.store
+    frames = _frames(data, store.chunker.max_size)
     ing = Ingested()
     sink = _PackSink(store, ing)
-    ids: list[bytes] = []
-    total = 0
-    pending: list[tuple[bytes, bytes]] = []
-    seen: set[bytes] = set()
-
-    def flush():
-        fresh = [b for b, _ in pending if b not in seen]
-        known = store.known_blocks(set(fresh)) if fresh else set()
-        for bid, raw in pending:
-            if bid in seen:
-                continue
-            seen.add(bid)
-            if bid not in known:
-                codec, payload = store._encode(raw)
-                ing.new_blocks[bid] = sink.add(bid, raw, codec, payload)
-        pending.clear()
-
     try:
+        # The open pack row comes before the lookup: GC then keeps every block the lookup
+        # finds until our commit takes its pin (see _PackSink.reserve).
         sink.reserve()
-        while True:
-            head = _read_exact(stream, FRAME.size)
-            if not head:
-                break
-            if len(head) != FRAME.size:
-                raise InvalidInput("truncated block frame header")
-            bid, n = FRAME.unpack(head)
-            if n > store.chunker.max_size:
-                raise InvalidInput(f"a block is at most {store.chunker.max_size} bytes", block=bid.hex())
-            raw = _read_exact(stream, n)
-            if len(raw) != n:
-                raise InvalidInput("truncated block", block=bid.hex())
-            if hashlib.sha256(raw).digest() != bid:
-                raise ContentMismatch("a block's bytes do not hash to its name", block=bid.hex())
-            ids.append(bid)
-            if len(ids) > MAX_BATCH_BLOCKS:
-                raise InvalidInput(f"at most {MAX_BATCH_BLOCKS} blocks per request")
-            total += n
-            pending.append((bid, raw))
-            if len(pending) >= 64:
-                flush()
-        if pending:
-            flush()
+        known = store.known_blocks(dict.fromkeys(b for b, _ in frames))
+        for bid, raw in frames:
+            if bid in known or bid in ing.new_blocks:
+                continue
+            codec, payload = store._encode(raw)
+            ing.new_blocks[bid] = sink.add(bid, raw, codec, payload)
         sink.close()
     except BaseException:
         sink.abandon()
         raise
+    ids = {b for b, _ in frames}
 
     def run(s):
         us = up._block_session(s, user_id)
         us.expires_at = now() + dt.timedelta(seconds=up.expire_seconds)
         store.commit(s, ing)
-        up._pin(s, us.id, set(ids))
+        up._pin(s, us.id, ids)
     up.drive._tx(run)
-    return BlocksResult(len(ids), total)
+    return BlocksResult(len(frames), sum(len(r) for _, r in frames))
 
 
 def _parse_entry(e) -> tuple[int, str, list[bytes], int, bytes, str | None, bool]:
@@ -179,6 +167,38 @@ def _parse_entry(e) -> tuple[int, str, list[bytes], int, bytes, str | None, bool
 def _problem(exc: BlockdriveError) -> dict:
     return {"code": exc.code, "title": type(exc).__name__, "detail": exc.message,
             **{k: v for k, v in exc.details.items() if isinstance(v, (int, str, float, type(None)))}}
+
+
+def _live_children(s, keys: set[tuple[int, str]]) -> dict[tuple[int, str], Node]:
+    """The live nodes named by ``(folder id, name)`` keys, a query per 500 folders and 500
+    names (a superset, filtered here) rather than one per key."""
+    pids = sorted({p for p, _ in keys})
+    names = sorted({n for _, n in keys})
+    out: dict[tuple[int, str], Node] = {}
+    for i in range(0, len(pids), 500):
+        for j in range(0, len(names), 500):
+            for n in s.execute(sa.select(Node).where(Node.parent_id.in_(pids[i:i + 500]),
+                                                     Node.live_name.in_(names[j:j + 500]))).scalars():
+                if (n.parent_id, n.live_name) in keys:
+                    out[(n.parent_id, n.live_name)] = n
+    return out
+
+
+def _insert(s, model, rows: list[dict], key: tuple[str, ...]) -> list[int]:
+    """Insert ``rows`` and return their ids in order: one multi-row INSERT ... RETURNING where
+    the database has it (SQLite, MariaDB >= 10.5), ORM objects elsewhere. The returned ids
+    are matched to the rows by ``key``, columns unique within ``rows``, rather than by
+    position: asking the database for the order would cost one INSERT per row."""
+    if not rows:
+        return []
+    if s.connection().dialect.insert_executemany_returning:
+        got = {tuple(r[1:]): r[0] for r in s.execute(
+            sa.insert(model.__table__).returning(model.id, *(getattr(model, k) for k in key)), rows)}
+        return [got[tuple(r[k] for k in key)] for r in rows]
+    objs = [model(**r) for r in rows]
+    s.add_all(objs)
+    s.flush()
+    return [o.id for o in objs]
 
 
 def commit_many(up: Uploads, user_id: int, files) -> list[dict]:
@@ -223,16 +243,7 @@ def commit_many(up: Uploads, user_id: int, files) -> list[dict]:
         parents: dict[int, Node] = {}
         # The existing files of every (folder, name) in the batch, and their current versions,
         # in a few queries rather than two per file.
-        by_parent: dict[int, set[str]] = {}
-        for parent_id, name, *_ in checked.values():
-            by_parent.setdefault(parent_id, set()).add(name)
-        existing: dict[tuple[int, str], Node] = {}
-        for pid, names in by_parent.items():
-            names = sorted(names)
-            for j in range(0, len(names), 500):
-                for n in s.execute(sa.select(Node).where(Node.parent_id == pid,
-                                                         Node.live_name.in_(names[j:j + 500]))).scalars():
-                    existing[(pid, n.live_name)] = n
+        existing = _live_children(s, {(parent_id, name) for parent_id, name, *_ in checked.values()})
         vids = [n.current_version_id for n in existing.values() if n.current_version_id]
         current: dict[int, FileVersion] = {}
         for j in range(0, len(vids), 500):
@@ -276,30 +287,16 @@ def commit_many(up: Uploads, user_id: int, files) -> list[dict]:
             d._charge(s, owner_id, delta)  # QuotaExceeded: the whole batch rolls back
         up.store.add_refs(s, refs)
         t = now()
-        # New nodes, then every version, each as one batched INSERT (with RETURNING where the
-        # database can return ids in order: SQLite, MariaDB >= 10.5; ORM objects elsewhere),
-        # then the refs in one executemany: the rows Drive._add_version writes, without a
-        # round trip per file.
-        bulk = s.connection().dialect.insert_executemany_returning_sort_by_parameter_order
-
-        def insert(model, rows: list[dict]) -> list[int]:
-            if not rows:
-                return []
-            if bulk:
-                return list(s.scalars(sa.insert(model).returning(model.id, sort_by_parameter_order=True), rows))
-            objs = [model(**r) for r in rows]
-            s.add_all(objs)
-            s.flush()
-            return [o.id for o in objs]
-
+        # New nodes, then every version, each as one multi-row INSERT, then the refs in one
+        # executemany: the rows Drive._add_version writes, without a round trip per file.
         node_id = {i: node.id for i, _, node, *_ in todo if node is not None}
         new = [(i, parent, name) for i, parent, node, name, *_ in todo if node is None]
-        node_id.update(zip((i for i, _, _ in new), insert(Node, [
+        node_id.update(zip((i for i, _, _ in new), _insert(s, Node, [
             dict(owner_id=p.owner_id, parent_id=p.id, kind="file", name=n, live_name=n, created_at=t, updated_at=t)
-            for _, p, n in new])))
-        version_id = dict(zip((i for i, *_ in todo), insert(FileVersion, [
+            for _, p, n in new], ("parent_id", "live_name"))))
+        version_id = dict(zip((i for i, *_ in todo), _insert(s, FileVersion, [
             dict(node_id=node_id[i], size=size, sha256=sha, created_at=t, created_by=user_id)
-            for i, _, _, _, _, size, sha in todo])))
+            for i, _, _, _, _, size, sha in todo], ("node_id",))))
         rows = []
         for i, parent, node, name, ids, size, sha in todo:
             off = 0
@@ -307,7 +304,7 @@ def commit_many(up: Uploads, user_id: int, files) -> list[dict]:
                 rows.append(dict(version_id=version_id[i], seq=seq, block_id=b, offset=off))
                 off += locs[b].size
         if rows:
-            s.execute(sa.insert(VersionBlock), rows)
+            s.execute(sa.insert(VersionBlock.__table__), rows)
         # Each node moves to its new version only if it is still at the version we read (as in
         # Drive._add_version): a concurrent writer fails the batch loudly instead of losing an
         # update. One executemany per kind of guard where the driver counts rows per statement.
@@ -348,14 +345,16 @@ def commit_many(up: Uploads, user_id: int, files) -> list[dict]:
 def make_folders(drive, user_id: int, folders) -> list[dict]:
     """Create each ``{parent_id, name}`` folder unless a folder of that name is there already
     (``mkdir -p`` for one level), in one transaction. Returns ``{"ok": {id, created}}`` or
-    ``{"error": problem}`` per entry."""
+    ``{"error": problem}`` per entry. The existing names are looked up and the new folders
+    inserted a batch at a time, not one statement per folder."""
     if not isinstance(folders, list) or len(folders) > MAX_BATCH_FOLDERS:
         raise InvalidInput(f"folders must be a list of at most {MAX_BATCH_FOLDERS} objects")
 
     def run(s):
-        out = []
-        parents = {}
-        for e in folders:
+        out: list[dict | None] = [None] * len(folders)
+        parents: dict[int, Node] = {}
+        want: dict[int, tuple[Node, str]] = {}
+        for i, e in enumerate(folders):
             try:
                 if not isinstance(e, dict) or set(e) - {"parent_id", "name"}:
                     raise InvalidInput("each folder is {parent_id, name}")
@@ -366,15 +365,28 @@ def make_folders(drive, user_id: int, folders) -> list[dict]:
                 parent = parents[pid]
                 if parent.kind != "folder":
                     raise InvalidInput(f"node {pid} is not a folder")
-                node = drive._child(s, parent.id, name)
-                if node is not None and node.kind != "folder":
-                    raise Conflict(f"{name!r} is a file")
-                created = node is None
-                if created:
-                    node = drive._new_node(s, parent, "folder", name)
-                out.append({"ok": {"id": node.id, "name": name, "parent_id": parent.id, "created": created}})
+                want[i] = (parent, name)
             except BlockdriveError as exc:
-                out.append({"error": _problem(exc)})
+                out[i] = {"error": _problem(exc)}
+        existing = {k: (n.id, n.kind) for k, n in _live_children(
+            s, {(p.id, name) for p, name in want.values()}).items()}
+        new = {(p.id, name): p for p, name in want.values() if (p.id, name) not in existing}
+        t = now()
+        ids = _insert(s, Node, [dict(owner_id=p.owner_id, parent_id=pid, kind="folder", name=name, live_name=name,
+                                     created_at=t, updated_at=t) for (pid, name), p in new.items()],
+                      ("parent_id", "live_name"))
+        existing.update((k, (nid, "folder")) for k, nid in zip(new, ids))
+        reported: set[tuple[int, str]] = set()
+        for i, (parent, name) in want.items():
+            key = (parent.id, name)
+            nid, kind = existing[key]
+            if kind != "folder":
+                out[i] = {"error": _problem(Conflict(f"{name!r} is a file"))}
+                continue
+            # created: the first entry naming a new folder (a repeat in the batch finds it)
+            out[i] = {"ok": {"id": nid, "name": name, "parent_id": parent.id,
+                             "created": key in new and key not in reported}}
+            reported.add(key)
         return out
     try:
         return drive._tx(run, attempts=1)

@@ -3,10 +3,10 @@ commits per transaction, folders a level at a time, and a version's block map.""
 
 from __future__ import annotations
 
-import io
 from dataclasses import asdict
 
 from flask import Blueprint, g, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 from prometheus_client import Counter
 
 from storage import batch
@@ -34,10 +34,30 @@ def put_blocks():
     request.max_content_length = max(batch.MAX_BATCH_BYTES, up.store.chunker.max_size + batch.FRAME.size)
     if request.content_length is None and not request.environ.get("wsgi.input_terminated"):
         raise InvalidInput("send the blocks with a Content-Length")
-    res = batch.put_blocks(up, g.user.id, io.BytesIO(read_body()))
+    res = batch.put_blocks(up, g.user.id, _read_whole() if request.content_length is not None else read_body())
     BLOCKS_IN.inc(res.received)
     BLOCK_BYTES_IN.inc(res.received_bytes)
     return jsonify(asdict(res))
+
+
+def _read_whole() -> bytes:
+    """The body of a request with a Content-Length, read straight from the WSGI input in one
+    call for exactly that many bytes (all PEP 3333 lets an application ask for).
+    ``request.get_data()`` reads 64 KiB at a time through werkzeug's bounded stream, and
+    gunicorn copies the read-ahead it holds beyond each read again on every one: about three
+    times the CPU per byte, most of a batch's time on the server."""
+    n = request.content_length
+    if n > request.max_content_length:
+        raise RequestEntityTooLarge()
+    source = request.environ["wsgi.input"]
+    parts, got = [], 0
+    while got < n:  # one turn with gunicorn; a server may return less per call
+        data = source.read(n - got)
+        if not data:
+            break  # a truncated body: the frame parser reports it
+        parts.append(data)
+        got += len(data)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _results(items):
