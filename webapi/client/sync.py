@@ -297,39 +297,89 @@ def _parent(rel: str) -> str:
     return rel.rpartition("/")[0]
 
 
+@dataclass
+class PathPlan:
+    """The part of the sync plan that paths alone decide (no file read yet): kind changes,
+    the folders to create, and the remote files that vanished locally (possible rename
+    sources). :func:`plan_sync` builds on it; :meth:`Client.sync` uses it to create folders
+    and commit files while the rest of the tree is still being read."""
+
+    remote_files: dict[str, RemoteEntry]
+    last_synced: dict[str, str]
+    force: bool
+    replace: list[tuple[str, int]] = field(default_factory=list)
+    conflicts: list[dict] = field(default_factory=list)
+    need: set[str] = field(default_factory=set)     # every folder the local tree has or implies
+    mkdirs: list[str] = field(default_factory=list)
+    vanished: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # (sha256, size) -> rels
+
+    def changed_remotely(self, rel: str) -> bool:
+        e = self.remote_files[rel]
+        return not self.force and rel in self.last_synced and self.last_synced[rel] != e.sha256
+
+    def sure_upload(self, rel: str, scan: FileScan) -> tuple[bool, str | None]:
+        """``(True, If-Match etag or None for a new file)`` when :func:`plan_sync` will upload
+        ``rel`` whatever the other local files hold, from this file's scan alone; ``(False,
+        None)`` when it will not (unchanged, conflict) or may not (its content matches a
+        vanished remote file: a rename, decided over the whole tree), or a kind changed."""
+        if self.replace or self.conflicts:
+            return False, None
+        e = self.remote_files.get(rel)
+        if e is None:
+            return (scan.sha256, scan.size) not in self.vanished, None
+        if e.sha256 == scan.sha256 or self.changed_remotely(rel):
+            return False, None
+        return True, e.sha256
+
+
+def plan_paths(local_paths: Iterable[str], local_dirs: set[str], remote: dict[str, RemoteEntry],
+               last_synced: dict[str, str] | None = None, force: bool = False) -> PathPlan:
+    """:class:`PathPlan` from the local file paths, local folders and the remote tree."""
+    local_paths = set(local_paths)
+    pp = PathPlan({r: e for r, e in remote.items() if e.kind == "file"}, last_synced or {}, force)
+    remote_dirs = {r for r, e in remote.items() if e.kind == "folder"}
+    # kind changed: the remote node goes first
+    for rel, e in remote.items():
+        if (e.kind == "file" and rel in local_dirs) or (e.kind == "folder" and rel in local_paths):
+            if e.kind == "file" and pp.changed_remotely(rel):
+                pp.conflicts.append({"path": rel, "local": "folder", "remote": e.sha256,
+                                     "remote_version_sha256": e.sha256, "last_synced": pp.last_synced.get(rel)})
+                continue
+            pp.replace.append((rel, e.id))
+    replaced = {r for r, _ in pp.replace}
+    blocked = {c["path"] for c in pp.conflicts}
+    # rename sources: remote files that vanished locally (matched to new files by content later)
+    for rel, e in sorted(pp.remote_files.items()):
+        if rel not in local_paths and rel not in replaced and rel not in blocked and not pp.changed_remotely(rel):
+            pp.vanished.setdefault((e.sha256, e.size), []).append(rel)
+    # folders a new file, move or local folder needs
+    pp.need = set(local_dirs)
+    for rel in local_paths:
+        p = _parent(rel)
+        while p:
+            pp.need.add(p)
+            p = _parent(p)
+    pp.mkdirs = sorted((d for d in pp.need if d not in remote_dirs or d in replaced),
+                       key=lambda d: (d.count("/"), d))
+    return pp
+
+
 def plan_sync(local_files: dict[str, FileScan], local_dirs: set[str], remote: dict[str, RemoteEntry],
               last_synced: dict[str, str] | None = None, force: bool = False) -> SyncPlan:
     """What makes the remote tree equal to the local one. Paths are relative, '/'-separated.
     ``last_synced`` maps a rel path to the ETag we last synced there: a remote file that no
     longer has it was changed by someone else, which is a conflict unless ``force``."""
-    last_synced = last_synced or {}
-    plan = SyncPlan()
-    remote_files = {r: e for r, e in remote.items() if e.kind == "file"}
-    remote_dirs = {r for r, e in remote.items() if e.kind == "folder"}
-
-    def changed_remotely(rel: str) -> bool:
-        e = remote_files[rel]
-        return not force and rel in last_synced and last_synced[rel] != e.sha256
-
-    # kind changed: the remote node goes first
-    for rel, e in remote.items():
-        if (e.kind == "file" and rel in local_dirs) or (e.kind == "folder" and rel in local_files):
-            if e.kind == "file" and changed_remotely(rel):
-                plan.conflicts.append({"path": rel, "local": "folder", "remote": e.sha256,
-                                       "remote_version_sha256": e.sha256, "last_synced": last_synced.get(rel)})
-                continue
-            plan.replace.append((rel, e.id))
+    pp = plan_paths(local_files, local_dirs, remote, last_synced, force)
+    last_synced, remote_files, changed_remotely = pp.last_synced, pp.remote_files, pp.changed_remotely
+    plan = SyncPlan(replace=list(pp.replace), conflicts=list(pp.conflicts), mkdirs=list(pp.mkdirs))
     replaced = {r for r, _ in plan.replace}
-    blocked = {c["path"] for c in plan.conflicts}
+    need = pp.need
 
     def gone_remote(rel):
         return rel not in remote or rel in replaced
 
     # renames: remote files that vanished locally, matched to new local files by content
-    vanished: dict[tuple[str, int], list[str]] = {}
-    for rel, e in sorted(remote_files.items()):
-        if rel not in local_files and rel not in replaced and rel not in blocked and not changed_remotely(rel):
-            vanished.setdefault((e.sha256, e.size), []).append(rel)
+    vanished = {k: list(v) for k, v in pp.vanished.items()}
     moved_from: set[str] = set()
     for rel in sorted(local_files):
         scan = local_files[rel]
@@ -354,15 +404,6 @@ def plan_sync(local_files: dict[str, FileScan], local_dirs: set[str], remote: di
         else:
             plan.uploads.append((rel, e.sha256))
     plan.uploads.sort()
-    # folders a new file, move or local folder needs
-    need = set(local_dirs)
-    for rel in list(local_files):
-        p = _parent(rel)
-        while p:
-            need.add(p)
-            p = _parent(p)
-    plan.mkdirs = sorted((d for d in need if d not in remote_dirs or d in replaced),
-                         key=lambda d: (d.count("/"), d))
     # deletions: remote nodes with no local counterpart, topmost only
     for rel, e in sorted(remote.items()):
         if rel in local_files or rel in local_dirs or rel in moved_from or rel in replaced:
@@ -692,6 +733,23 @@ class Client:
                     files.append(f"{rel_dir}/{f}" if rel_dir else f)
         return sorted(files), dirs
 
+    def _make_folders(self, mkdirs: list[str], ids: dict[str, int], stats: Stats, rp: Callable) -> None:
+        """Create ``mkdirs`` (parents first), a tree level per request; ``ids`` learns their ids."""
+        level: dict[int, list[str]] = {}
+        for d in mkdirs:
+            level.setdefault(d.count("/"), []).append(d)
+        for depth in sorted(level):
+            todo = level[depth]
+            for i in range(0, len(todo), 1000):
+                part = todo[i:i + 1000]
+                res = self.api.folders([{"parent_id": ids[_parent(d)], "name": PurePosixPath(d).name} for d in part])
+                stats.requests += 1
+                for d, r in zip(part, res):
+                    if "error" in r:
+                        raise ClientError(f"create folder {rp(d)}: {r['error'].get('detail')}")
+                    ids[d] = r["ok"]["id"]
+                    stats.created_folders.append(d)
+
     def sync(self, local_dir: str, remote_dir: str, force: bool = False, checksum: bool = False,
              dry_run: bool = False) -> tuple[SyncPlan, Stats]:
         if not os.path.isdir(local_dir):
@@ -702,9 +760,41 @@ class Client:
         files, dirs = self.local_tree(local_dir)
         paths = [os.path.join(local_dir, *f.split("/")) for f in files]
         stats = Stats(files=len(files))
+        key = self.server_key()
+        rp = lambda rel: f"{remote_dir.rstrip('/')}/{rel}"  # noqa: E731
+        synced = self.index.synced(key) if remote else {}
+        last = {rel: synced[rp(rel)] for rel in remote if rp(rel) in synced}
+        ids = {"": root["id"], **{r: e.id for r, e in remote.items() if e.kind == "folder"}}
+        # What the paths alone decide. Unless a kind changed (that node must go to the trash
+        # first), the folders are made now and each file the plan will surely upload is
+        # committed as soon as its blocks are in, while the rest of the tree is still read.
+        pp = plan_paths(files, dirs, remote, last, force)
+        early = not dry_run and not pp.replace and not pp.conflicts
         progress = Progress(self.show_progress and not dry_run, "sync")
         up = Uploader(self, stats, progress)
+        done: list[tuple[str, str]] = []
+        refused: list[dict] = []  # commits the server refused as conflicts
+
+        def commit(group: list[tuple[str, FileScan, dict]]) -> None:
+            res = self.api.commit_many([e for _, _, e in group])
+            stats.requests += 1
+            for (rel, sc, _), r in zip(group, res):
+                p = r.get("error") or {}
+                if "ok" in r or (p.get("code") == "precondition-failed" and p.get("current_sha256") == sc.sha256):
+                    # (the second: our own commit, retried after its answer was lost)
+                    stats.uploaded.append(rel)
+                    done.append((rp(rel), sc.sha256))
+                else:
+                    entry = {"path": rel, "error": p.get("detail") or p.get("title"), "code": p.get("code"),
+                             "remote_version": p.get("current"), "remote_sha256": p.get("current_sha256"),
+                             "local_sha256": sc.sha256}
+                    conflict = p.get("code") in ("precondition-failed", "conflict")
+                    (refused if conflict else stats.errors).append(entry)
+
+        commits = _CommitQueue(up, commit, lambda rel: ids[_parent(rel)])
         try:
+            if early:
+                self._make_folders(pp.mkdirs, ids, stats, rp)
             # Hash a slice of the tree, then send what the server lacks of it while hashing the
             # next: nothing the server holds for us is ever missing, so sending before the plan
             # wastes nothing (only a conflicted file's new blocks wait unused in our session).
@@ -715,38 +805,24 @@ class Client:
                 if not dry_run:
                     progress.total(sum(sc.size for sc in part))
                     up.add([(os.path.abspath(p), sc) for p, sc in zip(paths[i:i + SCAN_SLICE], part)])
+                if early:
+                    for rel, sc in zip(files[i:i + SCAN_SLICE], part):
+                        sure, etag = pp.sure_upload(rel, sc)
+                        if sure:
+                            commits.add(rel, sc, etag)
             stats.bytes_total = sum(s.size for s in scans.values())
-            key = self.server_key()
-            rp = lambda rel: f"{remote_dir.rstrip('/')}/{rel}"  # noqa: E731
-            synced = self.index.synced(key) if remote else {}
-            last = {rel: synced[rp(rel)] for rel in remote if rp(rel) in synced}
             plan = plan_sync(scans, dirs, remote, last, force)
             stats.conflicts = list(plan.conflicts)
             stats.unchanged = list(plan.unchanged)
             if dry_run:
                 return plan, stats
-            ids = {"": root["id"], **{r: e.id for r, e in remote.items() if e.kind == "folder"}}
             # 1. kind changes (a file became a folder or back): the old node to the trash
             for rel, nid in plan.replace:
                 self.api.delete(nid)
                 stats.deleted.append(rel)
                 ids.pop(rel, None)
-            # 2. folders, a tree level per request
-            level: dict[int, list[str]] = {}
-            for d in plan.mkdirs:
-                level.setdefault(d.count("/"), []).append(d)
-            for depth in sorted(level):
-                todo = level[depth]
-                for i in range(0, len(todo), 1000):
-                    part = todo[i:i + 1000]
-                    res = self.api.folders([{"parent_id": ids[_parent(d)], "name": PurePosixPath(d).name}
-                                            for d in part])
-                    stats.requests += 1
-                    for d, r in zip(part, res):
-                        if "error" in r:
-                            raise ClientError(f"create folder {rp(d)}: {r['error'].get('detail')}")
-                        ids[d] = r["ok"]["id"]
-                        stats.created_folders.append(d)
+            # 2. folders, a tree level per request (made above already, unless a kind changed)
+            self._make_folders([d for d in plan.mkdirs if not early or d not in pp.mkdirs], ids, stats, rp)
             # 3. renames: no data sent
             for src, dst, nid in plan.moves:
                 self.api.move(nid, name=PurePosixPath(dst).name, parent_id=ids[_parent(dst)])
@@ -756,40 +832,12 @@ class Client:
                                   [(rp(d), remote[s].sha256) for s, d, _ in plan.moves])
             # 4. uploads: blocks of many files per request; each group of files is committed (one
             #    request) as soon as its blocks are in, while the next groups' blocks are sent
-            groups, cur, json_size = [], [], 0
             for rel, etag in plan.uploads:
-                sc = scans[rel]
-                entry = {"parent_id": ids[_parent(rel)], "name": PurePosixPath(rel).name, "blocks": sc.hashes,
-                         "size": sc.size, "sha256": sc.sha256,
-                         **({"if_match": etag} if etag else {"if_none_match": True})}
-                n = 160 + len(rel) + 67 * len(sc.blocks)
-                if cur and (len(cur) >= COMMIT_FILES or json_size + n > COMMIT_JSON):
-                    groups.append(cur)
-                    cur, json_size = [], 0
-                cur.append((rel, os.path.abspath(os.path.join(local_dir, *rel.split("/"))), sc, entry))
-                json_size += n
-            if cur:
-                groups.append(cur)
-            done: list[tuple[str, str]] = []
-
-            def commit(i):
-                group = groups[i]
-                res = self.api.commit_many([e for _, _, _, e in group])
-                stats.requests += 1
-                for (rel, _, sc, _), r in zip(group, res):
-                    p = r.get("error") or {}
-                    if "ok" in r or (p.get("code") == "precondition-failed" and p.get("current_sha256") == sc.sha256):
-                        # (the second: our own commit, retried after its answer was lost)
-                        stats.uploaded.append(rel)
-                        done.append((rp(rel), sc.sha256))
-                    else:
-                        entry = {"path": rel, "error": p.get("detail") or p.get("title"), "code": p.get("code"),
-                                 "remote_version": p.get("current"), "remote_sha256": p.get("current_sha256"),
-                                 "local_sha256": sc.sha256}
-                        conflict = p.get("code") in ("precondition-failed", "conflict")
-                        (stats.conflicts if conflict else stats.errors).append(entry)
-
-            up.commit_groups([[(path, sc) for _, path, sc, _ in g] for g in groups], commit)
+                if rel not in commits.queued:
+                    commits.add(rel, scans[rel], etag)
+            commits.flush()
+            up.finish()
+            stats.conflicts += refused
             self.index.set_synced(key, done + [(rp(r), scans[r].sha256) for r in plan.unchanged
                                                if synced.get(rp(r)) != scans[r].sha256])
             # 5. deletions last: everything they replace is stored by now
@@ -809,14 +857,42 @@ class Client:
             progress.close()
 
 
+class _CommitQueue:
+    """Files waiting to be committed, grouped into requests (at most ``COMMIT_FILES`` files
+    and about ``COMMIT_JSON`` bytes of JSON each); each full group goes to the uploader,
+    which commits it as soon as its blocks are in."""
+
+    def __init__(self, up: "Uploader", commit: Callable, parent_id: Callable[[str], int]):
+        self.up, self.commit, self.parent_id = up, commit, parent_id
+        self.queued: dict[str, str | None] = {}  # rel -> If-Match etag (None: must not exist)
+        self.cur: list[tuple[str, FileScan, dict]] = []
+        self.json_size = 0
+
+    def add(self, rel: str, sc: FileScan, etag: str | None) -> None:
+        entry = {"parent_id": self.parent_id(rel), "name": PurePosixPath(rel).name, "blocks": sc.hashes,
+                 "size": sc.size, "sha256": sc.sha256, **({"if_match": etag} if etag else {"if_none_match": True})}
+        n = 160 + len(rel) + 67 * len(sc.blocks)
+        if self.cur and (len(self.cur) >= COMMIT_FILES or self.json_size + n > COMMIT_JSON):
+            self.flush()
+        self.queued[rel] = etag
+        self.cur.append((rel, sc, entry))
+        self.json_size += n
+
+    def flush(self) -> None:
+        if self.cur:
+            group, self.cur, self.json_size = self.cur, [], 0
+            self.up.commit_later([sc for _, sc, _ in group], lambda: self.commit(group))
+
+
 class Uploader:
     """Sends blocks in the background while the caller goes on (scanning more files, say).
 
     ``add(files)`` asks which of their blocks the server lacks (leaving out those already
     queued) and queues them in batched requests, ``jobs`` in flight; it blocks only when that
     many batches are waiting. Sending a block early is never wasted on content the server
-    holds for us: ``missing`` leaves those out. ``commit_groups`` commits groups of files on
-    one thread, each as soon as the batches holding its blocks are done."""
+    holds for us: ``missing`` leaves those out. ``commit_later`` commits a group of files on
+    the commit thread as soon as the batches holding its blocks are done; ``finish`` waits
+    for all of it."""
 
     def __init__(self, client: "Client", stats: Stats, progress: Progress):
         self.c, self.stats, self.progress = client, stats, progress
@@ -825,14 +901,18 @@ class Uploader:
         self.futures: list = []
         self.sem = threading.BoundedSemaphore(client.jobs * 2)
         self.pool = ThreadPoolExecutor(client.jobs)
+        self.committer: ThreadPoolExecutor | None = None
+        self.commits: list = []
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb):
         if exc is not None:
-            for f in self.futures:
+            for f in self.futures + self.commits:
                 f.cancel()
+        if self.committer is not None:
+            self.committer.shutdown(wait=True)
         self.pool.shutdown(wait=True)
 
     def add(self, files: list[tuple[str, FileScan]]) -> None:
@@ -896,21 +976,36 @@ class Uploader:
         for f in {id(self.future_of[h]): self.future_of[h] for h in hashes if h in self.future_of}.values():
             f.result()
 
-    def commit_groups(self, groups: list[list[tuple[str, FileScan]]], commit: Callable | None) -> None:
-        with ThreadPoolExecutor(1) as committer:
-            pending = []
-            for i, g in enumerate(groups):
-                def run(i=i, g=g):
-                    self.wait(h for _, sc in g for h in sc.hashes)
-                    if commit is not None:
-                        commit(i)
-                pending.append(committer.submit(run))
-            try:
-                for f in pending:
-                    f.result()
-            except BaseException:
-                for f in pending:
-                    f.cancel()
-                raise
+    def commit_later(self, scans: list[FileScan], commit: Callable[[], None]) -> None:
+        """Run ``commit()`` on the commit thread once every block of ``scans`` is sent.
+        Commits run one at a time, in the order given."""
+        if self.committer is None:
+            self.committer = ThreadPoolExecutor(1, thread_name_prefix="bd-commit")
+
+        def run():
+            self.wait(h for sc in scans for h in sc.hashes)
+            commit()
+        self.commits.append(self.committer.submit(run))
+
+    def finish(self) -> None:
+        """Wait for every commit and every batch; the first error is raised, the rest of the
+        queued commits are cancelled."""
+        try:
+            for f in self.commits:
+                f.result()
+        except BaseException:
+            for f in self.commits:
+                f.cancel()
+            raise
+        finally:
+            if self.committer is not None:
+                self.committer.shutdown(wait=True)
+                self.committer = None
         for f in self.futures:
             f.result()
+
+    def commit_groups(self, groups: list[list[tuple[str, FileScan]]], commit: Callable | None) -> None:
+        """``commit(i)`` for each group once its blocks are in (no commit: just wait)."""
+        for i, g in enumerate(groups):
+            self.commit_later([sc for _, sc in g], (lambda i=i: commit(i)) if commit is not None else (lambda: None))
+        self.finish()

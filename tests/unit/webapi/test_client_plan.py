@@ -17,7 +17,7 @@ from webapi.client.api import FRAME as CLIENT_FRAME
 from webapi.client.api import ClientError
 from webapi.client.cli import parse_duration, save_credentials
 from webapi.client.sync import (FileScan, Index, RemoteEntry, blocks_to_send, coalesce_ranges, group_batches,
-                                plan_sync, scan_file)
+                                plan_paths, plan_sync, scan_file)
 
 
 def fs(content: bytes) -> FileScan:
@@ -82,6 +82,72 @@ def test_a_file_that_became_a_folder_replaces_the_remote_node_first():
     assert plan.deletes == [("y", 2)]
     plan = plan_sync({"y": fs(b"now a file")}, set(), {"y": rd(2), "y/z": rf(3, b"z")})
     assert plan.replace == [("y", 2)] and plan.uploads == [("y", None)] and plan.deletes == []
+
+
+def _random_trees(rng: random.Random):
+    """A remote tree, a local tree and a last-synced map that share paths and contents in
+    every way a sync meets: unchanged, edited, renamed (also to two places), deleted, new,
+    edited on the server since the last sync, a file that became a folder and back."""
+    contents = [bytes([i]) * (i + 1) for i in range(6)]
+    names = [f"d{d}/f{f}" for d in range(3) for f in range(4)] + ["top", "d0", "d1/f0/g"]
+    remote, local, last, ids = {}, {}, {}, iter(range(1, 1000))
+    for rel in rng.sample(names, rng.randint(0, 8)):
+        if rel in ("d0",) or rel.endswith("/g"):
+            continue
+        c = rng.choice(contents)
+        remote[rel] = rf(next(ids), c)
+        if rng.random() < 0.3:
+            last[rel] = rf(0, rng.choice(contents)).sha256
+    for rel in rng.sample(names, rng.randint(0, 8)):
+        if rel.endswith("/g") and "d1/f0" in local:
+            continue
+        if any(r.startswith(rel + "/") for r in local) or any(rel.startswith(r + "/") for r in local):
+            continue
+        local[rel] = fs(rng.choice(contents))
+    dirs = {p for rel in local for p in (rel.rsplit("/", 1)[0],) if "/" in rel}
+    dirs |= {p.rsplit("/", 1)[0] for p in list(dirs) if "/" in p}
+    for rel in list(remote):  # the remote folders the remote files live in
+        parts = rel.split("/")[:-1]
+        for k in range(1, len(parts) + 1):
+            p = "/".join(parts[:k])
+            if p in remote and remote[p].kind == "file":
+                del remote[rel]
+                break
+            remote.setdefault(p, rd(next(ids)))
+    return remote, local, dirs, last
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_an_upload_decided_from_paths_and_one_scan_is_the_one_the_whole_plan_makes(seed):
+    """sync commits a file before the rest of the tree is read when plan_paths says the plan
+    will surely upload it: that must be exactly what plan_sync then decides, with the same
+    If-Match, for every tree; and no kind change or rename target is decided early."""
+    rng = random.Random(seed)
+    remote, local, dirs, last = _random_trees(rng)
+    force = rng.random() < 0.2
+    pp = plan_paths(local, dirs, remote, last, force)
+    plan = plan_sync(local, dirs, remote, last, force)
+    uploads = dict(plan.uploads)
+    moved_to = {dst for _, dst, _ in plan.moves}
+    assert pp.mkdirs == plan.mkdirs and pp.replace == plan.replace
+    for rel, scan in local.items():
+        sure, etag = pp.sure_upload(rel, scan)
+        if sure:
+            assert rel in uploads and uploads[rel] == etag, (rel, plan)
+            assert not plan.replace and rel not in moved_to
+        elif rel in uploads and not plan.replace and not pp.conflicts:
+            # left to the whole plan only when it may be a rename target
+            assert rel not in remote and (scan.sha256, scan.size) in pp.vanished
+
+
+def test_a_new_file_with_the_content_of_a_vanished_one_waits_for_the_whole_plan():
+    remote = {"old.txt": rf(1, b"same"), "kept.txt": rf(2, b"k")}
+    local = {"kept.txt": fs(b"k2"), "new.txt": fs(b"same"), "other.txt": fs(b"o")}
+    pp = plan_paths(local, set(), remote, {}, False)
+    assert pp.sure_upload("new.txt", local["new.txt"]) == (False, None)   # may be old.txt renamed
+    assert pp.sure_upload("other.txt", local["other.txt"]) == (True, None)
+    assert pp.sure_upload("kept.txt", local["kept.txt"]) == (True, rf(2, b"k").sha256)
+    assert plan_sync(local, set(), remote).moves == [("old.txt", "new.txt", 1)]
 
 
 def test_blocks_to_send_only_the_missing_ones_once():
