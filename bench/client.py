@@ -82,7 +82,10 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=3, help="sync and restic runs on the small-file tree")
     ap.add_argument("--tmp", default=None, help="scratch folder (default: a temporary one)")
+    ap.add_argument("--only", choices=("edit", "unchanged", "small"), action="append",
+                    help="run only this part (repeatable; default: all three)")
     args = ap.parse_args()
+    parts = set(args.only or ("edit", "unchanged", "small"))
     tmp = Path(tempfile.mkdtemp(prefix="bench-client-", dir=args.tmp))
     proc, srv = start_server(tmp / "srv", None, extra_env=DEFAULT_CHUNKING)
     proxy = CountingProxy(srv.url)
@@ -97,94 +100,14 @@ def main() -> None:
         env = {**direct, "BLOCKDRIVE_URL": proxy.url}
 
         # 1. one byte edited in the middle of a big file
-        f = write_random(tmp / "edit.bin", args.edit_mib * MiB, seed=11)
-        t_first, _ = run(env, "push", str(f), "/bench/edit.bin")
-        with open(f, "r+b") as fh:
-            fh.seek(args.edit_mib * MiB // 2)
-            b = fh.read(1)
-            fh.seek(-1, 1)
-            fh.write(bytes([b[0] ^ 0xFF]))
-        b0, n0 = counters(srv.url)
-        proxy.reset()
-        t_edit, st = run(env, "push", str(f), "/bench/edit.bin")
-        b1, n1 = counters(srv.url)
-        results["edit"] = {"file_mib": args.edit_mib, "server_block_bytes": b1 - b0, "server_blocks": n1 - n0,
-                           "wire_bytes_up": proxy.up, "first_push_s": t_first, "edit_push_s": t_edit,
-                           "client_bytes_skipped": st["bytes_skipped"]}
-        rows.append((f"{args.edit_mib} MiB, 1 byte edited: blocks received by the server", n1 - n0, "<= 2"))
-        rows.append(("  block bytes received by the server", f"{(b1 - b0) / MiB:.2f} MiB", "<= 8 MiB"))
-        rows.append(("  bytes on the wire, client -> server", f"{proxy.up / MiB:.2f} MiB", ""))
-        rows.append(("  push time (first / after the edit)", f"{t_first:.1f} s / {t_edit:.1f} s", ""))
-        f.unlink()
-
+        if "edit" in parts:
+            edit(args, tmp, env, srv, proxy, rows, results)
         # 2. an unchanged big file pushed again
-        g = write_random(tmp / "big.bin", args.big_mib * MiB, seed=12)
-        t1, _ = run(direct, "push", str(g), "/bench/big.bin")
-        b0, _ = counters(srv.url)
-        t2, st2 = run(direct, "push", str(g), "/bench/big.bin")
-        t3, st3 = run(direct, "push", str(g), "/bench/big.bin", "--checksum")
-        b1, _ = counters(srv.url)
-        results["unchanged"] = {"file_mib": args.big_mib, "first_push_s": t1, "repush_s": t2,
-                                "repush_checksum_s": t3, "server_block_bytes": b1 - b0,
-                                "status": [st2["status"], st3["status"]]}
-        rows.append((f"{args.big_mib} MiB unchanged, pushed again: block bytes received", b1 - b0, "0"))
-        rows.append(("  first push", f"{t1:.2f} s ({args.big_mib / t1:.0f} MiB/s)", ""))
-        rows.append(("  re-push (index: stat unchanged)", f"{t2:.2f} s = {100 * t2 / t1:.1f}% of the first",
-                     "<= 10%"))
-        rows.append(("  re-push --checksum (whole file rehashed)", f"{t3:.2f} s = {100 * t3 / t1:.1f}% of the first",
-                     ""))
-        g.unlink()
-
-        # 3. many small files: sync vs restic backup, alternating, each into a fresh target
-        #    (a new remote folder and an empty local index; a new restic repository)
-        tree = tmp / "tree"
-        total = small_tree(tree, args.files)
-        subprocess.run(["sync"])
-        restic = shutil.which("restic")
-        syncs, restics, st, t_resync = [], [], None, None
-        for k in range(args.rounds):
-            # a new user too: the server would otherwise (rightly) skip blocks the user already stores
-            tok = srv.cli("user", "create", f"bench{k}@example.com", "--password", "password123",
-                          "--premium").strip().splitlines()[-1]
-            fresh = {**direct, "XDG_CACHE_HOME": str(tmp / f"cache-{k}"), "BLOCKDRIVE_TOKEN": tok}
-            b0, _ = counters(srv.url)
-            t, st = run(fresh, "sync", str(tree), f"/bench/tree-{k}")
-            syncs.append(t)
-            b1, _ = counters(srv.url)
-            if st["bytes_sent"] != total:  # the workload must send every block, skip none
-                raise SystemExit(f"sync sent {st['bytes_sent']} of {total} bytes: not a fair comparison")
-            if k == 0:
-                t_resync, _ = run(fresh, "sync", str(tree), f"/bench/tree-{k}")
-            if restic:
-                renv = {**os.environ, "RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(tmp / f"restic-{k}"),
-                        "RESTIC_CACHE_DIR": str(tmp / f"restic-cache-{k}")}
-                subprocess.run([restic, "init"], env=renv, check=True, capture_output=True)
-                t0 = time.perf_counter()
-                subprocess.run([restic, "backup", "--quiet", str(tree)], env=renv, check=True, capture_output=True)
-                restics.append(time.perf_counter() - t0)
-        t_sync = statistics.median(syncs)
-        sync_fps = args.files / t_sync
-        t_start, _ = run(direct, "remote", "ls", "/bench")
-        results["small"] = {"files": args.files, "bytes": total, "sync_s": syncs, "sync_files_per_s": sync_fps,
-                            "server_block_bytes": b1 - b0, "uploaded": len(st["uploaded"]), "resync_s": t_resync,
-                            "requests": st["requests"], "cli_startup_and_one_request_s": t_start}
-        rows.append((f"sync of {args.files} small files ({total / MiB:.0f} MiB), median of {args.rounds}",
-                     f"{t_sync:.2f} s = {sync_fps:.0f} files/s", ""))
-        rows.append(("  runs", " ".join(f"{x:.2f}" for x in syncs) + " s", ""))
-        rows.append(("  sync again, nothing changed", f"{t_resync:.2f} s", ""))
-        rows.append(("  (CLI start-up + one request)", f"{t_start:.2f} s", ""))
-        if restic:
-            t_restic = statistics.median(restics)
-            version = subprocess.run([restic, "version"], capture_output=True, text=True).stdout.strip()
-            restic_fps = args.files / t_restic
-            results["small"].update(restic_s=restics, restic_files_per_s=restic_fps, restic=version,
-                                    ratio=sync_fps / restic_fps)
-            rows.append((f"restic backup of the same tree ({version.split(' compiled')[0]}), median",
-                         f"{t_restic:.2f} s = {restic_fps:.0f} files/s", ""))
-            rows.append(("  runs", " ".join(f"{x:.2f}" for x in restics) + " s", ""))
-            rows.append(("  sync / restic (files/s)", f"{sync_fps / restic_fps:.2f}", ">= 0.5"))
-        else:
-            rows.append(("restic backup", "not installed (apt-get install -y restic)", ""))
+        if "unchanged" in parts:
+            unchanged(args, tmp, direct, srv, rows, results)
+        # 3. many small files: sync vs restic backup
+        if "small" in parts:
+            small(args, tmp, direct, srv, rows, results)
     finally:
         proxy.close()
         stop_server(proc)
@@ -192,6 +115,100 @@ def main() -> None:
     print(table(rows, ("measure", "figure", "target")))
     print(f"\nresults: {save('client', results)}")
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def edit(args, tmp, env, srv, proxy, rows, results) -> None:
+    f = write_random(tmp / "edit.bin", args.edit_mib * MiB, seed=11)
+    t_first, _ = run(env, "push", str(f), "/bench/edit.bin")
+    with open(f, "r+b") as fh:
+        fh.seek(args.edit_mib * MiB // 2)
+        b = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([b[0] ^ 0xFF]))
+    b0, n0 = counters(srv.url)
+    proxy.reset()
+    t_edit, st = run(env, "push", str(f), "/bench/edit.bin")
+    b1, n1 = counters(srv.url)
+    results["edit"] = {"file_mib": args.edit_mib, "server_block_bytes": b1 - b0, "server_blocks": n1 - n0,
+                       "wire_bytes_up": proxy.up, "first_push_s": t_first, "edit_push_s": t_edit,
+                       "client_bytes_skipped": st["bytes_skipped"]}
+    rows.append((f"{args.edit_mib} MiB, 1 byte edited: blocks received by the server", n1 - n0, "<= 2"))
+    rows.append(("  block bytes received by the server", f"{(b1 - b0) / MiB:.2f} MiB", "<= 8 MiB"))
+    rows.append(("  bytes on the wire, client -> server", f"{proxy.up / MiB:.2f} MiB", ""))
+    rows.append(("  push time (first / after the edit)", f"{t_first:.1f} s / {t_edit:.1f} s", ""))
+    f.unlink()
+
+
+def unchanged(args, tmp, direct, srv, rows, results) -> None:
+    g = write_random(tmp / "big.bin", args.big_mib * MiB, seed=12)
+    t1, _ = run(direct, "push", str(g), "/bench/big.bin")
+    b0, _ = counters(srv.url)
+    t2, st2 = run(direct, "push", str(g), "/bench/big.bin")
+    t3, st3 = run(direct, "push", str(g), "/bench/big.bin", "--checksum")
+    b1, _ = counters(srv.url)
+    results["unchanged"] = {"file_mib": args.big_mib, "first_push_s": t1, "repush_s": t2,
+                            "repush_checksum_s": t3, "server_block_bytes": b1 - b0,
+                            "status": [st2["status"], st3["status"]]}
+    rows.append((f"{args.big_mib} MiB unchanged, pushed again: block bytes received", b1 - b0, "0"))
+    rows.append(("  first push", f"{t1:.2f} s ({args.big_mib / t1:.0f} MiB/s)", ""))
+    rows.append(("  re-push (index: stat unchanged)", f"{t2:.2f} s = {100 * t2 / t1:.1f}% of the first",
+                 "<= 10%"))
+    rows.append(("  re-push --checksum (whole file rehashed)", f"{t3:.2f} s = {100 * t3 / t1:.1f}% of the first",
+                 ""))
+    g.unlink()
+
+
+def small(args, tmp, direct, srv, rows, results) -> None:
+    """Sync vs restic backup, alternating, each into a fresh target (a new remote folder, user
+    and empty local index; a new restic repository)."""
+    tree = tmp / "tree"
+    total = small_tree(tree, args.files)
+    subprocess.run(["sync"])
+    restic = shutil.which("restic")
+    syncs, restics, st, t_resync = [], [], None, None
+    for k in range(args.rounds):
+        # a new user too: the server would otherwise (rightly) skip blocks the user already stores
+        tok = srv.cli("user", "create", f"bench{k}@example.com", "--password", "password123",
+                      "--premium").strip().splitlines()[-1]
+        fresh = {**direct, "XDG_CACHE_HOME": str(tmp / f"cache-{k}"), "BLOCKDRIVE_TOKEN": tok}
+        b0, _ = counters(srv.url)
+        t, st = run(fresh, "sync", str(tree), f"/bench/tree-{k}")
+        syncs.append(t)
+        b1, _ = counters(srv.url)
+        if st["bytes_sent"] != total:  # the workload must send every block, skip none
+            raise SystemExit(f"sync sent {st['bytes_sent']} of {total} bytes: not a fair comparison")
+        if k == 0:
+            t_resync, _ = run(fresh, "sync", str(tree), f"/bench/tree-{k}")
+        if restic:
+            renv = {**os.environ, "RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(tmp / f"restic-{k}"),
+                    "RESTIC_CACHE_DIR": str(tmp / f"restic-cache-{k}")}
+            subprocess.run([restic, "init"], env=renv, check=True, capture_output=True)
+            t0 = time.perf_counter()
+            subprocess.run([restic, "backup", "--quiet", str(tree)], env=renv, check=True, capture_output=True)
+            restics.append(time.perf_counter() - t0)
+    t_sync = statistics.median(syncs)
+    sync_fps = args.files / t_sync
+    t_start, _ = run(direct, "remote", "ls", "/")
+    results["small"] = {"files": args.files, "bytes": total, "sync_s": syncs, "sync_files_per_s": sync_fps,
+                        "server_block_bytes": b1 - b0, "uploaded": len(st["uploaded"]), "resync_s": t_resync,
+                        "requests": st["requests"], "cli_startup_and_one_request_s": t_start}
+    rows.append((f"sync of {args.files} small files ({total / MiB:.0f} MiB), median of {args.rounds}",
+                 f"{t_sync:.2f} s = {sync_fps:.0f} files/s", ""))
+    rows.append(("  runs", " ".join(f"{x:.2f}" for x in syncs) + " s", ""))
+    rows.append(("  sync again, nothing changed", f"{t_resync:.2f} s", ""))
+    rows.append(("  (CLI start-up + one request)", f"{t_start:.2f} s", ""))
+    if restic:
+        t_restic = statistics.median(restics)
+        version = subprocess.run([restic, "version"], capture_output=True, text=True).stdout.strip()
+        restic_fps = args.files / t_restic
+        results["small"].update(restic_s=restics, restic_files_per_s=restic_fps, restic=version,
+                                ratio=sync_fps / restic_fps)
+        rows.append((f"restic backup of the same tree ({version.split(' compiled')[0]}), median",
+                     f"{t_restic:.2f} s = {restic_fps:.0f} files/s", ""))
+        rows.append(("  runs", " ".join(f"{x:.2f}" for x in restics) + " s", ""))
+        rows.append(("  sync / restic (files/s)", f"{sync_fps / restic_fps:.2f}", ">= 0.5"))
+    else:
+        rows.append(("restic backup", "not installed (apt-get install -y restic)", ""))
 
 
 if __name__ == "__main__":
