@@ -75,6 +75,9 @@ class PutResult:
     version_id: int
     created: bool
     new_bytes: int  # stored bytes this upload added (0 when every block was known)
+    # bytes of the blocks the uploader did not already have in their own files: what may be
+    # told to them (new_bytes would tell whether someone else stores the same content)
+    new_to_caller: int = 0
 
 
 class Drive:
@@ -368,6 +371,8 @@ class Drive:
             old_size = s.get(FileVersion, node.current_version_id).size \
                 if node is not None and node.current_version_id else 0
             self._charge(s, parent.owner_id, ing.size - old_size)
+            sizes = dict(ing.refs)
+            owned = self._owned_blocks(s, user_id, list(sizes))  # before this version adds its refs
             self.blocks.commit(s, ing)
             if created:
                 node = self._new_node(s, parent, "file", name)
@@ -376,10 +381,23 @@ class Drive:
                 refs.append((bid, off))
                 off += size
             v = self._add_version(s, node, ing.size, ing.sha256, user_id, refs)
-            return PutResult(self._info(s, node, self._role(s, user_id, node)), v.id, created, ing.new_bytes)
+            return PutResult(self._info(s, node, self._role(s, user_id, node)), v.id, created, ing.new_bytes,
+                             sum(n for bid, n in sizes.items() if bid not in owned))
         result = self._tx(run)
         self._hook("put:after_commit")
         return result
+
+    @staticmethod
+    def _owned_blocks(s: Session, user_id: int, ids: list[bytes]) -> set[bytes]:
+        """Of ``ids``, the blocks referenced by a version of one of the user's own files."""
+        have: set[bytes] = set()
+        for i in range(0, len(ids), 500):
+            have.update(r[0] for r in s.execute(
+                sa.select(VersionBlock.block_id).distinct()
+                .join(FileVersion, FileVersion.id == VersionBlock.version_id)
+                .join(Node, Node.id == FileVersion.node_id)
+                .where(Node.owner_id == user_id, VersionBlock.block_id.in_(ids[i:i + 500]))))
+        return have
 
     def _put_target(self, s, user_id, parent_id, name, if_match, if_none_match):
         parent, _ = self._get(s, user_id, parent_id, need="editor")

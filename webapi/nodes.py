@@ -64,7 +64,9 @@ def upload(node_id, name):
                       if_none_match=inm is not None and inm.strip() == "*",
                       size_hint=request.content_length)
     traffic.uploaded(g.user.id, res.node.size or 0)
-    return _created(res.node, 201 if res.created else 200, new_bytes=res.new_bytes)
+    # Counted against the caller's own blocks only: whether the server already had the
+    # bytes from someone else is never told (no dedup oracle).
+    return _created(res.node, 201 if res.created else 200, new_bytes=res.new_to_caller)
 
 
 @bp.route("/nodes/<id:node_id>/content", methods=["GET", "HEAD"])
