@@ -34,11 +34,12 @@ services-up:
 services-down:
 	bash scripts/services.sh down
 
+# blockdrive vs restic and the hardware on the same data (bench/suite.py); installs restic if missing
 bench: install
-	$(BIN)/python -m bench.ingest
+	VENV=$(VENV) bash scripts/bench.sh
 
 bench-quick: install
-	$(BIN)/python -m bench.ingest --size-mib 256 --rss-mib 1024 --repeat 3
+	VENV=$(VENV) bash scripts/bench.sh --quick
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
