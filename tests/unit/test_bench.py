@@ -1,0 +1,69 @@
+"""The benchmark suite's own logic: seeded data sets are reproducible and the versioned corpus
+reports exactly what changed; ratios against goals are judged the right way round."""
+
+from __future__ import annotations
+
+import hashlib
+
+from bench import datasets
+from bench.suite import Results
+
+
+def _digest(root):
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_data_sets_are_reproducible_from_their_seed(tmp_path):
+    a = datasets.random_file(tmp_path / "a", 100_000, seed=5)
+    b = datasets.random_file(tmp_path / "b", 100_000, seed=5)
+    c = datasets.random_file(tmp_path / "c", 100_000, seed=6)
+    assert a.read_bytes() == b.read_bytes() != c.read_bytes()
+    n1 = datasets.small_files(tmp_path / "s1", 50, seed=3)
+    n2 = datasets.small_files(tmp_path / "s2", 50, seed=3)
+    assert n1 == n2 == datasets.tree_bytes(tmp_path / "s1")
+    assert _digest(tmp_path / "s1") == _digest(tmp_path / "s2")
+    assert all(1024 <= p.stat().st_size <= 64 * 1024 for p in (tmp_path / "s1").rglob("*.bin"))
+
+
+def test_versioned_corpus_reports_what_changed(tmp_path):
+    work = tmp_path / "w"
+    work.mkdir()
+    seen = _digest(work)
+    for v, changed, deleted in datasets.versioned_corpus(work, 6, 60, 600_000, seed=9):
+        now = _digest(work)
+        assert set(changed) == {k for k in now if seen.get(k) != now[k]}, v
+        assert set(deleted) == set(seen) - set(now), v
+        if v:
+            assert changed and len(changed) < len(now) // 2  # small edits of some files
+        seen = now
+    again = tmp_path / "again"
+    again.mkdir()
+    for _ in datasets.versioned_corpus(again, 6, 60, 600_000, seed=9):
+        pass
+    assert _digest(again) == seen
+
+
+def test_edited_pair_differs_in_a_few_places(tmp_path):
+    a, b = datasets.edited_pair(tmp_path / "a", tmp_path / "b", 1 << 20, seed=2, edits=4)
+    da, db = a.read_bytes(), b.read_bytes()
+    assert da != db and len(db) >= len(da)
+    assert da[:1000] == db[:1000] or da[-1000:] == db[-1000:]
+
+
+def test_results_judge_goals_in_the_right_direction():
+    r = Results()
+    r.add("fast", "s", "fast thing", [10, 12, 11], "MB/s")
+    r.add("slow", "s", "slow thing", [5, 5, 6], "MB/s")
+    r.ratio("fast", "slow", 1.0)
+    r.ratio("slow", "fast", 1.0)
+    assert r.by_key["fast"]["median"] == 11
+    assert r.by_key["fast"]["ratios"][0]["met"] is True
+    assert r.by_key["slow"]["ratios"][0]["met"] is False
+    r.add("big", "s", "stored", [120], "MiB", higher_is_better=False)
+    r.add("small", "s", "stored", [100], "MiB", higher_is_better=False)
+    r.ratio("big", "small", 1.0)
+    r.ratio("small", "big", 1.0)
+    assert [r.by_key[k]["ratios"][0]["met"] for k in ("big", "small")] == [False, True]
+    text = "\n".join(r.lines())
+    assert "MISSED by 20%" in text and "MISSED by 55%" in text
