@@ -1,6 +1,6 @@
-"""``gc``: purge trash past retention, expire upload sessions (releasing their pins), mark
-blocks nothing uses, sweep marked blocks past the grace period, give up on uploads that
-never committed, and leave the freed space to ``compact``.
+"""``gc``: purge trash past retention, expire upload sessions (releasing their pins, block
+lists and tus tails), mark blocks nothing uses, sweep marked blocks past the grace period,
+give up on uploads that never committed, and leave the freed space to ``compact``.
 
 The live set (every block a ref or an active pin names) is built in Spark from one
 snapshot; any error while building it aborts the run before anything is marked or swept
@@ -88,6 +88,7 @@ def run(ctx) -> dict:
         ctx.say(f"purged {purged} trash entries older than {cfg['trash']['retention_days']} days")
         step("gc:after_purge")
         stats.update(m.expire_upload_sessions(ctx.sm, t))
+        stats["tails_removed"] = m.remove_stale_tails(ctx.sm, ctx.drive.blocks)
         step("gc:after_expire")
 
     try:

@@ -20,6 +20,7 @@ off and show that the loss is then detected (a negative control); nothing else t
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 import uuid
@@ -36,7 +37,8 @@ from . import pack as packfmt
 from .blockstore import BlockStore, tier_of
 from .clock import now
 from .errors import BlockdriveError, IntegrityError, NotFound
-from .models import Block, FileVersion, Lock, Node, Pack, UploadPin, UploadSession, User, VersionBlock
+from .models import (Block, FileVersion, Lock, Node, Pack, UploadChunk, UploadPin, UploadSession, User,
+                     VersionBlock)
 
 BATCH = 500  # rows per bounded transaction
 
@@ -125,7 +127,45 @@ def expire_upload_sessions(sm: sessionmaker[Session], at: dt.datetime) -> dict:
             for sid, bid in rows:
                 s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid, UploadPin.block_id == bid))
             released += len(rows)
-    return {"sessions_expired": expired, "pins_released": released}
+    with sm() as s, s.begin():
+        # The block list of an ended session is read by nothing (finish deletes its own).
+        ended = sa.select(UploadSession.id).where(UploadSession.state != "active")
+        dropped = s.execute(sa.delete(UploadChunk).where(UploadChunk.session_id.in_(ended))
+                            .execution_options(synchronize_session=False)).rowcount
+    return {"sessions_expired": expired, "pins_released": released, "chunk_rows_dropped": dropped}
+
+
+def remove_stale_tails(sm: sessionmaker[Session], store: BlockStore) -> int:
+    """Delete the tus tails (``uploads/<session>/<end>.tail``) no append will read: those of
+    ended or vanished sessions, and those of an active session that end at or before its
+    offset and are not its current tail (left when an append died after moving the offset,
+    or by an append resent after a crash). A tail ending after the offset may be an append
+    in flight and stays until its session ends. Keys are listed before sessions are read,
+    and a tail is written only after its session row exists."""
+    keys = [k for k, _ in store.hot.list("uploads")]
+    if not keys:
+        return 0
+    with sm() as s:
+        sessions = {r.id: r for r in s.execute(sa.select(UploadSession.id, UploadSession.state,
+                                                         UploadSession.offset, UploadSession.meta))}
+    n = 0
+    for key in keys:
+        parts = key.split("/")
+        if len(parts) != 3 or not parts[2].endswith(".tail"):
+            continue
+        us = sessions.get(parts[1])
+        try:
+            end = int(parts[2].removesuffix(".tail"))
+        except ValueError:
+            continue
+        if us is None or us.state != "active" or (
+                end <= us.offset and key != json.loads(us.meta or "{}").get("tail")):
+            try:
+                store.hot.delete(key)
+                n += 1
+            except BlockdriveError:  # retried by the next run
+                pass
+    return n
 
 
 def mark_blocks(sm: sessionmaker[Session], ids: Iterable[bytes], at: dt.datetime,
@@ -547,7 +587,8 @@ class ReadTracker:
 
 
 __all__ = ["Safety", "SAFE", "acquire_lease", "release_lease", "lease_holder", "expire_upload_sessions",
-           "mark_blocks", "sweep_cutoff", "sweep_blocks", "register_pack", "switch_blocks", "Move",
+           "remove_stale_tails", "mark_blocks", "sweep_cutoff", "sweep_blocks", "register_pack", "switch_blocks",
+           "Move",
            "retire_packs", "abandon_open_packs", "delete_retired_packs", "Source", "write_pack",
            "copy_pack", "switch_pack_location", "repair_refcounts", "repair_usage",
            "merge_version_refs", "ReadTracker", "Repair", "new_pack_id", "NotFound"]
