@@ -151,7 +151,18 @@ class Uploads:
 
     def get(self, user_id: int, sid: str) -> SessionInfo:
         with self.drive.sm() as s:
-            return _info(self._load(s, user_id, sid))
+            info = _info(self._load(s, user_id, sid))
+        if info.state == "active" and info.offset == info.length:
+            # Every byte arrived, but the process died between the last append's commit and
+            # the version's: make the version now. A client told by the offset that the
+            # upload is complete must find its file.
+            try:
+                self.finish(user_id, sid)
+            except (Conflict, QuotaExceeded):
+                pass  # finished meanwhile by another request; or aborted, and _load says Gone
+            with self.drive.sm() as s:
+                info = _info(self._load(s, user_id, sid))
+        return info
 
     def append(self, user_id: int, sid: str, offset: int, body: BinaryIO, declared: int | None = None,
                checksum: tuple[str, bytes] | None = None) -> tuple[SessionInfo, PutResult | None]:
@@ -312,8 +323,11 @@ class Uploads:
             if sid is not None:
                 s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid))
                 s.execute(sa.delete(UploadChunk).where(UploadChunk.session_id == sid))
-                s.execute(sa.update(UploadSession).where(UploadSession.id == sid)
-                          .values(state="done", node_id=node.id).execution_options(synchronize_session=False))
+                # Only an active session: two requests finishing it at once make one version.
+                if s.execute(sa.update(UploadSession).where(UploadSession.id == sid, UploadSession.state == "active")
+                             .values(state="done", node_id=node.id)
+                             .execution_options(synchronize_session=False)).rowcount != 1:
+                    raise Conflict(f"upload {sid} is already complete")
             rel = list(set(release))
             for i in range(0, len(rel), 500):
                 s.execute(sa.delete(UploadPin).where(UploadPin.session_id == block_sid,
