@@ -264,13 +264,15 @@ class Uploads:
         return self.get(user_id, sid), result
 
     def _pin(self, s: Session, sid: str, ids: set[bytes]) -> None:
-        """Pin ``ids`` for the session; each must still exist unmarked (a block GC marked
-        between our lookup and now would be swept from under the upload)."""
+        """Pin ``ids`` for the session; each must still exist. Pinning clears a GC mark in
+        the same statement that finds the row, as taking a ref does: the sweep's guarded
+        DELETE then leaves the block alone (a block marked dead that is uploaded again is
+        kept, not refused until the sweep has removed it)."""
         ids = list(ids)
         for i in range(0, len(ids), 500):
             part = ids[i:i + 500]
-            alive = s.execute(sa.select(sa.func.count()).select_from(Block).where(
-                Block.id.in_(part), Block.gc_marked_at.is_(None))).scalar_one()
+            alive = s.execute(sa.update(Block).where(Block.id.in_(part)).values(gc_marked_at=None)
+                              .execution_options(synchronize_session=False)).rowcount
             if alive != len(part):
                 raise RetryLater("a block was collected while this upload ran; resend the chunk")
             have = {r[0] for r in s.execute(sa.select(UploadPin.block_id).where(
