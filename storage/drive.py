@@ -282,7 +282,10 @@ class Drive:
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit must be between 1 and 1000")
         size = sa.func.coalesce(FileVersion.size, -1)
-        key = {"name": Node.name, "updated": Node.updated_at, "size": size}[sort]
+        # Live names are unique in a folder, so by name the (parent_id, live_name) key alone
+        # orders and resumes a page: the database walks that index instead of sorting the folder.
+        key = {"name": Node.live_name, "updated": Node.updated_at, "size": size}[sort]
+        by_id = [] if sort == "name" else [Node.id.desc() if desc else Node.id]
         with self.sm() as s:
             folder, role = self._get(s, user_id, folder_id)
             if folder.kind != "folder":
@@ -292,8 +295,9 @@ class Drive:
             if cursor:
                 value, last_id = _decode_cursor(cursor, sort)
                 after = (key < value) if desc else (key > value)
-                q = q.where(sa.or_(after, sa.and_(key == value, (Node.id < last_id) if desc else (Node.id > last_id))))
-            q = q.order_by(key.desc() if desc else key, Node.id.desc() if desc else Node.id).limit(limit + 1)
+                q = q.where(after if not by_id else
+                            sa.or_(after, sa.and_(key == value, (Node.id < last_id) if desc else (Node.id > last_id))))
+            q = q.order_by(key.desc() if desc else key, *by_id).limit(limit + 1)
             rows = s.execute(q).all()
             items = [NodeInfo(n.id, n.kind, n.name, n.parent_id, n.owner_id,
                               v.size if v else (None if n.kind == "folder" else 0),

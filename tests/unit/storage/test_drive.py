@@ -142,6 +142,13 @@ def test_folders_listing_paging_and_sorting(drive, make_user):
         if cursor is None:
             break
     assert [n.name for n in got] == names + ["zdir"]
+    back, cursor = [], None
+    while True:  # by name, newest-first pages resume after the last name seen
+        page, cursor = drive.list_children(u.id, f.id, desc=True, limit=4, cursor=cursor)
+        back += page
+        if cursor is None:
+            break
+    assert [n.name for n in back] == ["zdir"] + names[::-1]
     by_size, _ = drive.list_children(u.id, f.id, sort="size", limit=3)
     assert [n.name for n in by_size] == ["zdir", "n24", "n23"]
     desc, cur = drive.list_children(u.id, f.id, sort="size", desc=True, limit=2)
