@@ -557,15 +557,15 @@ def chart(res: Results, path: Path, title: str) -> Path | None:
     axes = [axes] if len(groups) == 1 else list(axes)
     for ax, (t, keys) in zip(axes, groups):
         rows = [res.by_key[k] for k in keys]
-        colors = ["#c0504d" if "restic" in r["label"] else "#7f7f7f" if "limit" in r["label"] else "#4f81bd"
-                  for r in rows]
+        colors = ["#c0504d" if "restic" in r["key"] or "_rs_" in r["key"] else
+                  "#7f7f7f" if "limit" in r["label"] else "#4f81bd" for r in rows]
         ax.barh([r["label"][:60] for r in rows], [r["median"] for r in rows], color=colors)
         for i, r in enumerate(rows):
             ax.text(r["median"], i, " " + _fmt(r["median"]), va="center", fontsize=7)
         ax.set_title(t, fontsize=9, loc="left")
         ax.tick_params(labelsize=7)
         ax.invert_yaxis()
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -609,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ngoals: {sum(1 for r in res.rows for q in r.get('ratios', []) if q['met'])} met, {len(missed)} missed")
     out = save(f"suite-{profile}", {"profile": profile, "params": p, "machine": machine(), "restic": Restic.version(),
                                     "at": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(took), "rows": res.rows})
-    png = chart(res, out.with_suffix(".png"), f"{head} — {machine()}")
+    png = chart(res, out.with_suffix(".png"), f"{head}\n{machine()}")
     print(f"results: {out}" + (f", chart: {png}" if png else "") + f"; {took:.0f} s in all")
     return 0
 
