@@ -20,10 +20,13 @@ run: install
 test: install
 	bash scripts/test.sh
 
-# the reliability suite's long variants (crash matrix x25, 500 kills, 10 min load, ...)
+# the reliability suite's long variants (crash matrix x25, 500 kills, 10 min load, fuzzing x100, ...);
+# prints one table of figures and writes var/reliability/soak-latest.json
+RELIABILITY = tests/reliability tests/e2e/test_schemathesis.py tests/e2e/test_authz_matrix.py \
+              tests/e2e/test_dedup_oracle.py tests/e2e/test_hostile.py
 soak: install
 	bash scripts/services.sh up
-	BLOCKDRIVE_SOAK=1 $(BIN)/python -m pytest tests/reliability -p no:cacheprovider -q
+	BLOCKDRIVE_SOAK=1 $(BIN)/python -m pytest $(RELIABILITY) -p no:cacheprovider -q
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit -m "not integration"
