@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/jobs.py --rows 1000000            # reconcile + gc plan at 1 M blocks / 2 M refs
     .venv/bin/python bench/jobs.py --rows 1000000,10000000   # ... and how it grows to 10 M / 20 M
-    .venv/bin/python bench/jobs.py --compact-mb 128          # compact throughput vs a plain copy
+    .venv/bin/python bench/jobs.py --skip-plans --compact-mb 256,1024 --repeats 3   # compact vs a plain copy
 
 Part 1 builds a synthetic metadata set in Spark (N blocks, 2N refs; 10 % of the blocks dead,
 5 % marked long ago, a little refcount drift), materialises it as Parquet (the extracted
@@ -11,10 +11,17 @@ plans, each forced to completion. ``--extract`` also times the embedded default'
 path (SQLite -> SQLAlchemy -> Arrow -> Spark) on a real SQLite table of N blocks (about
 130 bytes of disk per row: mind the free space at 10 M).
 
-Part 2 uploads ``--compact-mb`` MiB as many small files (many small packs) into a scratch
-drive on local disk, times a plain copy of those pack files on the same backend (read +
-write + fsync through the backend, the floor compaction can hope for), then times the
-compact job merging them, and prints both rates and their ratio.
+Part 2 uploads ``--compact-mb`` MiB as 2 MiB files (one small pack each) into a scratch drive
+on local disk, then, ``--repeats`` times from that same state (database copied, packs
+hard-linked): times two plain copies of the same pack bytes through the same backend, then
+the compact job merging them into 64 MiB packs, back to back, and prints the medians. A
+"plain copy" reads each source pack whole and writes it through the backend, fsync included
+(LocalBackend: pread, write, fsync of the file and its directory): (1) pack by pack, one new
+object per source pack, like ``shutil.copyfile`` + fsync of each; (2) concatenated into as
+many 64 MiB objects as compaction writes, the stricter floor. Compaction's copy phase (the
+executors' write, from task launch to the last fsync) and the whole job (plan, write,
+switch, job bookkeeping) are compared with both. All source packs were just written, so
+both read them from the page cache.
 """
 
 from __future__ import annotations
@@ -116,17 +123,64 @@ def bench_extract(spark, n: int, scratch: Path) -> dict:
     return {"rows": rows, "extract_s": s, "rows_per_s": rows / s}
 
 
-def bench_compact(spark, mb: int, scratch: Path) -> dict:
+def _restore(template: Path, home: Path) -> None:
+    """A fresh copy of the uploaded state: the database copied, the pack files hard-linked
+    (packs are immutable and compact only adds files, so every repeat starts alike)."""
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.copytree(template, home, copy_function=lambda a, b: os.link(a, b) if a.endswith(".pack")
+                    else shutil.copy2(a, b))
+
+
+def _plain_copies(drive, rows, target: int) -> tuple[float, float]:
+    """Seconds for the two plain copies of the source packs' bytes, through the same backend
+    (on local disk: read, write, fsync of the file and of its directory):
+    (1) pack by pack: each source pack read whole and written as a new object;
+    (2) concatenated: the same bytes appended into new objects of the target pack size, one
+        close (fsync) per object, as many objects as compaction writes."""
+    backend = drive.blocks.hot
+    keys = [backend.key_for(url) for url, _ in rows]
+    t0 = time.perf_counter()
+    for k in keys:
+        backend.put(k + ".copy", backend.read(k))
+    per_pack = time.perf_counter() - t0
+    for k in keys:
+        backend.delete(k + ".copy")
+    t0 = time.perf_counter()
+    made, out, filled = [], None, 0
+    for k in keys:
+        if out is None:
+            made.append(f"packs/bench-concat-{len(made)}")
+            out, filled = backend.create(made[-1]), 0
+        data = backend.read(k)
+        out.write(data)
+        filled += len(data)
+        if filled >= target:
+            out.close()
+            out = None
+    if out is not None:
+        out.close()
+    concat = time.perf_counter() - t0
+    for k in made:
+        backend.delete(k)
+    return per_pack, concat
+
+
+def bench_compact(spark, mb: int, scratch: Path, repeats: int, warm_up: bool) -> dict:
+    """Compact ``mb`` MiB of 2 MiB packs into 64 MiB packs ``repeats`` times, each time from
+    the same uploaded state, with both plain copies of the same bytes timed right before it
+    (so load from other work affects both alike); medians are reported."""
+    import statistics
+    import sqlalchemy as sa
     from jobs.runner import run_job
     from storage.config import load_config
     from storage.drive import Drive
     from storage.db import make_engine, migrate
     from storage.models import Pack
-    import sqlalchemy as sa
-    home = scratch / "drive"
+    home, template = scratch / f"drive{mb}", scratch / f"template{mb}"
+    target = 64 * 1024 * 1024
     cfg = load_config(env={}, overrides={
         "storage": {"home": str(home)}, "security": {"scrypt_n": 1024},
-        "jobs": {"target_pack_bytes": 64 * 1024 * 1024, "fill_threshold": 0.5}})
+        "jobs": {"target_pack_bytes": target, "fill_threshold": 0.5}})
     engine = make_engine(cfg.database_url)
     migrate(engine)
     drive = Drive(cfg, engine=engine)
@@ -134,32 +188,46 @@ def bench_compact(spark, mb: int, scratch: Path) -> dict:
     size = 2 * 1024 * 1024  # 2 MiB files: one small pack each
     for i in range(mb * 1024 * 1024 // size):
         drive.put(user.id, user.root_id, f"f{i}.bin", io.BytesIO(os.urandom(size)))
-    with drive.sm() as s:
-        rows = s.execute(sa.select(Pack.url, Pack.size).where(Pack.state == "sealed")).all()
-    total = sum(r.size for r in rows)
-    backend = drive.blocks.hot
-    t0 = time.perf_counter()
-    for url, _ in rows:  # the floor: read each pack and write a copy on the same backend
-        key = backend.key_for(url)
-        backend.put(key + ".copy", backend.read(key))
-    copy_s = time.perf_counter() - t0
-    for url, _ in rows:
-        backend.delete(backend.key_for(url) + ".copy")
-    t0 = time.perf_counter()
-    res = run_job("compact", drive, spark, cfg)
-    compact_s = time.perf_counter() - t0
     drive.close()
-    return {"packs": len(rows), "bytes": total, "copy_s": copy_s, "copy_Bps": total / copy_s,
-            "compact_s": compact_s, "compact_Bps": res.stats["bytes_written"] / compact_s,
-            "write_s": res.stats["write_seconds"], "write_Bps": res.stats["bytes_written"] / res.stats["write_seconds"],
-            "new_packs": res.stats["new_packs"], "ratio": (res.stats["bytes_written"] / compact_s) / (total / copy_s)}
+    shutil.copytree(home, template)
+    runs = []
+    for i in range(repeats + warm_up):
+        _restore(template, home)
+        drive = Drive(cfg, engine=make_engine(cfg.database_url))
+        with drive.sm() as s:
+            rows = s.execute(sa.select(Pack.url, Pack.size).where(Pack.state == "sealed")).all()
+        total = sum(r.size for r in rows)
+        per_pack_s, concat_s = _plain_copies(drive, rows, target)
+        t0 = time.perf_counter()
+        st = run_job("compact", drive, spark, cfg).stats
+        job_s = time.perf_counter() - t0
+        drive.close()
+        if warm_up and i == 0:
+            continue  # the first job in a fresh session also pays for JIT and Python workers
+        w = st["bytes_written"]
+        runs.append({"packs": len(rows), "bytes": total, "written": w, "new_packs": st["new_packs"],
+                     "blocks": st["blocks_moved"], "copy_Bps": total / per_pack_s, "concat_Bps": total / concat_s,
+                     "write_Bps": w / st["write_seconds"], "job_Bps": w / job_s, "job_s": job_s,
+                     "plan_s": st["plan_seconds"], "write_s": st["write_seconds"], "switch_s": st["switch_seconds"],
+                     "task_read_s": st["write_read_task_seconds"], "task_check_write_s": st["write_check_write_task_seconds"],
+                     "task_close_s": st["write_close_task_seconds"]})
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(template, ignore_errors=True)
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    for base in ("copy", "concat"):
+        for what in ("write", "job"):
+            med[f"{what}_vs_{base}"] = statistics.median(r[f"{what}_Bps"] / r[f"{base}_Bps"] for r in runs)
+    med["repeats"] = len(runs)
+    return med
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", default="1000000", help="comma-separated block counts (refs = 2x)")
     ap.add_argument("--extract", action="store_true", help="also time SQLite -> Arrow -> Spark extraction")
-    ap.add_argument("--compact-mb", type=int, default=128, help="MiB of small packs for the compact bench (0 = skip)")
+    ap.add_argument("--compact-mb", default="128",
+                    help="comma-separated MiB of small packs for the compact bench (0 = skip)")
+    ap.add_argument("--repeats", type=int, default=3, help="compact runs per size (medians are printed)")
     ap.add_argument("--skip-plans", action="store_true")
     ap.add_argument("--driver-memory", default="3g")
     args = ap.parse_args()
@@ -187,12 +255,21 @@ def main() -> None:
                     print(f"extract (SQLite -> Arrow -> Spark): {e['rows']:,} block rows in {e['extract_s']:.1f}s "
                           f"= {e['rows_per_s']:,.0f} rows/s")
                     (scratch / "meta.db").unlink(missing_ok=True)
-        if args.compact_mb:
-            c = bench_compact(spark, args.compact_mb, scratch)
-            print(f"compact: {c['packs']} packs, {c['bytes'] / 2**20:.0f} MiB -> {c['new_packs']} packs; plain copy "
-                  f"{c['copy_Bps'] / 2**20:.1f} MiB/s ({c['copy_s']:.1f}s), compact job {c['compact_Bps'] / 2**20:.1f} MiB/s "
-                  f"({c['compact_s']:.1f}s incl. plan) = {c['ratio'] * 100:.0f}% of a plain copy; its copy phase "
-                  f"{c['write_Bps'] / 2**20:.1f} MiB/s ({c['write_s']:.1f}s) = {c['write_Bps'] / c['copy_Bps'] * 100:.0f}%")
+        sizes = [int(x) for x in args.compact_mb.split(",") if int(x)]
+        for n, mb in enumerate(sizes):
+            load = os.getloadavg()[0]
+            c = bench_compact(spark, mb, scratch, args.repeats, warm_up=n == 0 and args.skip_plans)
+            print(f"compact {mb} MiB: {c['packs']:.0f} packs of 2 MiB -> {c['new_packs']:.0f} packs of 64 MiB, "
+                  f"{c['blocks']:.0f} blocks; median of {c['repeats']} (load {load:.1f} -> {os.getloadavg()[0]:.1f})")
+            print(f"  plain copy, pack by pack:        {c['copy_Bps'] / 2**20:7.1f} MiB/s")
+            print(f"  plain copy, into 64 MiB files:   {c['concat_Bps'] / 2**20:7.1f} MiB/s")
+            print(f"  compact copy phase:              {c['write_Bps'] / 2**20:7.1f} MiB/s  {c['blocks'] / c['write_s']:9,.0f} blocks/s"
+                  f"  = {c['write_vs_copy'] * 100:.0f}% / {c['write_vs_concat'] * 100:.0f}% of the plain copies"
+                  f"  ({c['write_s']:.2f}s; in tasks: read {c['task_read_s']:.2f}s, check+write {c['task_check_write_s']:.2f}s, "
+                  f"fsync {c['task_close_s']:.2f}s)")
+            print(f"  compact job (plan+write+switch): {c['job_Bps'] / 2**20:7.1f} MiB/s  {c['blocks'] / c['job_s']:9,.0f} blocks/s"
+                  f"  = {c['job_vs_copy'] * 100:.0f}% / {c['job_vs_concat'] * 100:.0f}% of the plain copies"
+                  f"  ({c['job_s']:.2f}s: plan {c['plan_s']:.2f}s, write {c['write_s']:.2f}s, switch {c['switch_s']:.2f}s)")
     finally:
         spark.stop()
         shutil.rmtree(scratch, ignore_errors=True)

@@ -7,6 +7,11 @@ index a grace period ago, (2) retire packs no block points to, (3) write the new
 (4) switch the blocks to them and retire the old packs, one transaction per new pack.
 A crash between (3) and (4) leaves open packs that GC reclaims; old packs keep serving
 readers for the grace period after (4).
+
+Throughput: the plan is three Spark actions (figures, the records to move, the write), and
+the write is one task per new pack that reads whole runs of source records and copies them
+verbatim (CRC checked in the same pass, never decompressed); only metadata comes back to
+the driver. ``bench/jobs.py`` compares it with a plain copy of the same packs.
 """
 
 from __future__ import annotations
@@ -46,22 +51,34 @@ def pack_usage(packs: DataFrame, blocks: DataFrame) -> DataFrame:
         "dead_ratio", F.when(F.col("size") > 0, dead / F.col("size")).otherwise(F.lit(0.0)))
 
 
+def plan_packs(usage: DataFrame, *, target: int, fill: float, dead_ratio: float, hot_prefix: str) -> DataFrame:
+    """``usage`` with the plan's ``bin`` and ``action`` for each pack (null: left alone).
+
+    ``retire`` for sealed packs with no live block (whatever their tier); ``copy`` for hot
+    packs whose live records go into new pack number ``bin`` (small ones, and those whose
+    dead ratio passed the threshold), bins filled in pack-id order up to ``target`` bytes. A
+    bin of one pack that is merely small (not dead enough) is left alone: rewriting it alone
+    gains nothing. Written as windows over one ordered partition rather than joins and
+    group-bys, so Spark plans it with a single shuffle: this runs on every compaction."""
+    sealed = F.col("state") == "sealed"
+    cand = (sealed & F.col("url").startswith(hot_prefix) & (F.col("live_bytes") > 0)
+            & ((F.col("size") < F.lit(int(fill * target))) | (F.col("dead_ratio") >= F.lit(dead_ratio))))
+    before = F.coalesce(F.sum(F.when(cand, F.col("live_bytes"))).over(
+        Window.orderBy("id").rowsBetween(Window.unboundedPreceding, -1)), F.lit(0))
+    binned = usage.withColumn("bin", F.when(cand, F.floor(before / F.lit(target)).cast("int")))
+    per_bin = Window.partitionBy("bin")  # the rows are in one partition already: no shuffle
+    useful = (F.count(F.lit(1)).over(per_bin) > 1) | (F.max("dead_ratio").over(per_bin) >= F.lit(dead_ratio))
+    action = (F.when(sealed & (F.col("live_bytes") == 0), F.lit("retire"))
+              .when(F.col("bin").isNotNull() & useful, F.lit("copy")))
+    return (binned.withColumn("action", action)
+            .withColumn("bin", F.when(F.col("action") == "retire", F.lit(-1))
+                        .when(F.col("action") == "copy", F.col("bin")).cast("int")))
+
+
 def plan_compaction(usage: DataFrame, *, target: int, fill: float, dead_ratio: float, hot_prefix: str) -> DataFrame:
-    """(pack id, bin, action): ``retire`` for sealed packs with no live block, ``copy`` for
-    packs whose live records go into new pack number ``bin``. A bin of one pack that is
-    merely small (not dead enough) is left alone: rewriting it alone gains nothing."""
-    hot = usage.where((F.col("state") == "sealed") & F.col("url").startswith(hot_prefix))
-    # A pack with no live block retires whatever its tier.
-    empty = usage.where((F.col("state") == "sealed") & (F.col("live_bytes") == 0)).select("id", F.lit(-1).alias("bin"), F.lit("retire").alias("action"))
-    cand = hot.where((F.col("live_bytes") > 0) & ((F.col("size") < F.lit(int(fill * target)))
-                                                  | (F.col("dead_ratio") >= F.lit(dead_ratio))))
-    w = Window.orderBy("id").rowsBetween(Window.unboundedPreceding, -1)
-    binned = cand.withColumn("before", F.coalesce(F.sum("live_bytes").over(w), F.lit(0))) \
-                 .withColumn("bin", F.floor(F.col("before") / F.lit(target)).cast("int"))
-    per_bin = binned.groupBy("bin").agg(F.count(F.lit(1)).alias("packs"), F.max("dead_ratio").alias("worst"))
-    useful = per_bin.where((F.col("packs") > 1) | (F.col("worst") >= F.lit(dead_ratio))).select("bin")
-    copy = binned.join(useful, "bin").select("id", "bin", F.lit("copy").alias("action"))
-    return empty.unionByName(copy)
+    """(pack id, bin, action) for the packs :func:`plan_packs` acts on."""
+    return (plan_packs(usage, target=target, fill=fill, dead_ratio=dead_ratio, hot_prefix=hot_prefix)
+            .where(F.col("action").isNotNull()).select("id", "bin", "action"))
 
 
 def plan_moves(plan: DataFrame, packs: DataFrame, blocks: DataFrame) -> DataFrame:
@@ -71,77 +88,106 @@ def plan_moves(plan: DataFrame, packs: DataFrame, blocks: DataFrame) -> DataFram
                     "stored_size"))
 
 
-def summarize(usage: DataFrame, plan: DataFrame, moves: DataFrame) -> dict:
-    u = usage.agg(F.sum("size").alias("physical"), F.sum("live_bytes").alias("live")).first()
-    p = plan.join(usage.select("id", "size", "live_bytes"), "id").groupBy("action").agg(
-        F.count(F.lit(1)).alias("packs"), F.sum("size").alias("bytes"), F.sum("live_bytes").alias("live")).collect()
-    by = {r["action"]: r for r in p}
-    return {"sealed_bytes": int(u["physical"] or 0), "live_bytes": int(u["live"] or 0),
-            "packs_to_retire": int(by["retire"]["packs"]) if "retire" in by else 0,
-            "packs_to_rewrite": int(by["copy"]["packs"]) if "copy" in by else 0,
-            "bytes_to_copy": int(by["copy"]["live"]) if "copy" in by else 0,
-            "bytes_to_free": int(sum(int(r["bytes"]) for r in p) - (int(by["copy"]["live"]) if "copy" in by else 0)),
-            "new_packs": moves.select("bin").distinct().count()}
+def summarize(planned: DataFrame) -> dict:
+    """The figures of a plan (:func:`plan_packs`) and the packs to retire, in one Spark action."""
+    copy, retire = F.col("action") == "copy", F.col("action") == "retire"
+    r = planned.agg(
+        F.sum("size").alias("physical"), F.sum("live_bytes").alias("live"),
+        F.count(F.when(copy, 1)).alias("copy_packs"), F.sum(F.when(copy, F.col("live_bytes"))).alias("copy_live"),
+        F.sum(F.when(F.col("action").isNotNull(), F.col("size"))).alias("planned_bytes"),
+        F.size(F.collect_set(F.when(copy, F.col("bin")))).alias("bins"),
+        F.collect_list(F.when(retire, F.col("id"))).alias("retire")).first()
+    copy_live = int(r["copy_live"] or 0)
+    return {"sealed_bytes": int(r["physical"] or 0), "live_bytes": int(r["live"] or 0),
+            "packs_to_retire": len(r["retire"]), "packs_to_rewrite": int(r["copy_packs"]),
+            "bytes_to_copy": copy_live, "bytes_to_free": int(r["planned_bytes"] or 0) - copy_live,
+            "new_packs": int(r["bins"]), "retire": sorted(r["retire"])}
 
 
 # ---- executors -------------------------------------------------------------------------------
 
-def _write_bins(cfg, targets):
+def _write_bin(cfg):
+    """One task per new pack: read its source records (whole runs at a time), copy them
+    verbatim into the new pack on the hot tier, and return only what the driver needs to
+    switch the blocks (no block bytes travel through Spark)."""
     def write(item):
-        bin_, rows = item
+        bin_, pack_id, key, rows = item
         store = store_for(cfg)
-        pack_id, key = targets[bin_]
-        sources = [m.Source(bytes(r.block_id), r.pack_id, r.url, r.offset, r.stored_size) for r in rows]
-        size, checksum, moves, bad = m.write_pack(store, pack_id, key, sources)
+        sources = [m.Source(bid, pid, url, off, stored) for bid, pid, url, off, stored in rows]
+        timings = {}
+        size, checksum, moves, bad = m.write_pack(store, pack_id, key, sources, timings=timings)
         return (bin_, pack_id, size, checksum, [(mv.block_id, mv.from_pack, mv.offset) for mv in moves],
-                [(s.block_id, s.pack_id, err) for s, err in bad])
+                [(s.block_id, s.pack_id, err) for s, err in bad], timings)
     return write
+
+
+def rewrite(ctx, bins: dict[int, list[tuple]], at, after_write: str | None = None) -> dict:
+    """Write each bin's records (``(block_id, pack_id, url, offset, stored_size)``) into a new
+    pack on the executors, then switch the blocks to it and retire the source packs left
+    empty, one transaction per new pack. Used by ``compact`` and ``dedup_scan``."""
+    store = ctx.drive.blocks
+    items = []
+    for b in sorted(bins):
+        pid = m.new_pack_id()
+        key = store.pack_key(pid)
+        m.register_pack(ctx.sm, pid, store.hot.url_for(key))  # open before any byte is written
+        items.append((b, pid, key, bins[b]))
+    t0 = time.perf_counter()
+    # One task per new pack, scheduled as cores free up; a task returns only metadata.
+    results = (ctx.spark.sparkContext.parallelize(items, len(items)).map(_write_bin(ctx.cfg)).collect()
+               if items else [])
+    stats = {"bytes_written": sum(r[2] for r in results), "write_seconds": round(time.perf_counter() - t0, 3)}
+    for name in ("read", "check_write", "close"):
+        stats[f"write_{name}_task_seconds"] = round(sum(r[6].get(name, 0.0) for r in results), 3)
+    ctx.say(f"wrote {len(results)} packs ({stats['bytes_written']} bytes)")
+    if after_write:
+        step(after_write)
+    t0 = time.perf_counter()
+    moved = retired = 0
+    bad = []
+    for bin_, pack_id, size, checksum, mv, bad_records, _ in results:
+        out = m.switch_blocks(ctx.sm, pack_id, size, checksum, [m.Move(*x) for x in mv], at)
+        moved += out["moved"]
+        retired += out["retired"]
+        bad += [{"block": b.hex(), "pack": p, "error": e} for b, p, e in bad_records]
+    stats.update(blocks_moved=moved, packs_retired=retired, bad_records=bad[:100],
+                 switch_seconds=round(time.perf_counter() - t0, 3))
+    ctx.say(f"switched {moved} blocks, retired {retired} packs")
+    return stats
 
 
 def run(ctx) -> dict:
     cfg, t = ctx.cfg, ctx.started
     j = cfg["jobs"]
     store = ctx.drive.blocks
+    t0 = time.perf_counter()
     packs, blocks = extract(ctx)
-    usage = pack_usage(packs, blocks).cache()
-    plan = plan_compaction(usage, target=j["target_pack_bytes"], fill=j["fill_threshold"],
-                           dead_ratio=j["dead_ratio"],
-                           hot_prefix=store.hot.url.split("?", 1)[0].rstrip("/") + "/").cache()
-    moves = plan_moves(plan, packs, blocks).cache()
-    stats = summarize(usage, plan, moves)
+    planned = plan_packs(pack_usage(packs, blocks), target=j["target_pack_bytes"], fill=j["fill_threshold"],
+                         dead_ratio=j["dead_ratio"],
+                         hot_prefix=store.hot.url.split("?", 1)[0].rstrip("/") + "/").cache()
+    stats = summarize(planned)
+    retire = stats.pop("retire")
     ctx.say(f"plan: retire {stats['packs_to_retire']} packs, rewrite {stats['packs_to_rewrite']} into "
             f"{stats['new_packs']} ({stats['bytes_to_copy']} bytes to copy, {stats['bytes_to_free']} to free)")
-    if ctx.dry_run:
-        return stats
+    try:
+        if ctx.dry_run:
+            return stats
+        bins: dict[int, list[tuple]] = {}
+        if stats["new_packs"]:
+            plan = planned.where(F.col("action") == "copy").select("id", "bin", "action")
+            for r in plan_moves(plan, packs, blocks).collect():
+                bins.setdefault(r.bin, []).append((bytes(r.block_id), r.pack_id, r.url, r.offset, r.stored_size))
+        stats["plan_seconds"] = round(time.perf_counter() - t0, 3)
+    finally:
+        planned.unpersist()
 
     stats.update(m.delete_retired_packs(ctx.sm, store, t - dt.timedelta(seconds=ctx.grace)))
     step("compact:after_delete")
-    stats["retired_empty"] = m.retire_packs(ctx.sm, [r.id for r in plan.where(F.col("action") == "retire")
-                                                     .select("id").collect()], t)
-    bins = sorted(r.bin for r in moves.select("bin").distinct().collect())
-    targets = {}
-    for b in bins:
-        pid = m.new_pack_id()
-        key = store.pack_key(pid)
-        m.register_pack(ctx.sm, pid, store.hot.url_for(key))
-        targets[b] = (pid, key)
-    t_write = time.perf_counter()
-    results = (moves.rdd.map(lambda r: (r.bin, r)).groupByKey(max(1, min(len(bins), j["shuffle_partitions"])))
-               .map(_write_bins(cfg, targets)).collect()) if bins else []
-    stats["bytes_written"] = sum(r[2] for r in results)
-    stats["write_seconds"] = round(time.perf_counter() - t_write, 3)
-    ctx.say(f"wrote {len(results)} packs ({stats['bytes_written']} bytes)")
-    step("compact:after_write")
-    moved = retired = 0
-    bad = []
-    for bin_, pack_id, size, checksum, mv, bad_records in results:
-        out = m.switch_blocks(ctx.sm, pack_id, size, checksum, [m.Move(*x) for x in mv], t)
-        moved += out["moved"]
-        retired += out["retired"]
-        bad += [{"block": b.hex(), "pack": p, "error": e} for b, p, e in bad_records]
-    stats.update(blocks_moved=moved, packs_retired=retired, bad_records=bad[:100])
-    ctx.say(f"switched {moved} blocks, retired {retired} packs")
+    stats["retired_empty"] = m.retire_packs(ctx.sm, retire, t)
+    if bins:
+        stats.update(rewrite(ctx, bins, t, after_write="compact:after_write"))
+    else:
+        stats.update(bytes_written=0, write_seconds=0.0, blocks_moved=0, packs_retired=0, bad_records=[])
+        step("compact:after_write")
     step("compact:after_switch")
-    for df in (usage, plan, moves):
-        df.unpersist()
     return stats

@@ -124,6 +124,16 @@ class PackWriter:
         self.records.append(rec)
         return rec
 
+    def add_stored(self, rec: Record, data) -> Record:
+        """Append a record exactly as it is stored in another pack: ``data`` is its header
+        and payload, already checked (``decode_record``) to hold ``rec``. A record's bytes
+        do not depend on where it sits, so they are copied as they are, CRC included:
+        nothing is decompressed, recompressed or hashed again."""
+        new = Record(rec.block_id, rec.codec, rec.raw_size, rec.stored_size, rec.crc, self.size)
+        self._write(data)
+        self.records.append(new)
+        return new
+
     def finish(self) -> None:
         self._write(encode_footer(self.records, self.size))
 
