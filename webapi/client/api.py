@@ -196,7 +196,10 @@ class Api:
         """Send ``(hex id, bytes)`` blocks in one request (retried whole: storing a block twice
         is harmless, the server deduplicates)."""
         def body():
-            return b"".join(FRAME.pack(bytes.fromhex(h), len(raw)) + raw for h, raw in blocks)
+            parts = []
+            for h, raw in blocks:
+                parts += (FRAME.pack(bytes.fromhex(h), len(raw)), raw)
+            return b"".join(parts)  # one copy of the blocks, not two
         return self.json("POST", "/api/v1/batch/blocks", body_factory=body, what=f"send {len(blocks)} block(s)",
                          headers={"Content-Type": "application/octet-stream"})
 

@@ -53,6 +53,8 @@ COMMIT_FILES = 1000               # the server's MAX_BATCH_FILES
 COMMIT_JSON = 768 * 1024          # stay under the server's max_json_bytes (1 MiB by default)
 RANGE_BYTES = 16 * 1024 * 1024    # largest ranged read when pulling
 SCAN_SLICE = 1000                 # files hashed before their missing blocks start to be sent
+SCAN_TASK = 64                    # files per task of the hashing threads
+KEEP_BYTES = 64 * 1024            # files up to this size are read once (kept from hashing to sending)
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 
 
@@ -63,6 +65,9 @@ class FileScan:
     size: int
     sha256: str
     blocks: list[tuple[str, int, int]]  # (hex id, offset, size)
+    # A small file's bytes, read once for hashing and kept until its block is queued to be
+    # sent (or found not missing), so it is not opened and read a second time.
+    data: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def hashes(self) -> list[str]:
@@ -80,6 +85,12 @@ def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
 def scan_file(path: str | os.PathLike, chunker, small: int) -> FileScan:
     """Cut and hash a file. Files of at most ``small`` bytes (the chunker's minimum) are
     one block, whose hash is the file's: hashed once, no chunker call."""
+    return _scan_stat(path, chunker, small)[1]
+
+
+def _scan_stat(path: str | os.PathLike, chunker, small: int) -> tuple[os.stat_result, FileScan]:
+    """:func:`scan_file`, and the stat the scan saw (for the local index). Files of at most
+    ``KEEP_BYTES`` keep their bytes in the scan (``FileScan.data``)."""
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
         if st.st_size <= small:
@@ -87,9 +98,9 @@ def scan_file(path: str | os.PathLike, chunker, small: int) -> FileScan:
             if len(data) != st.st_size:
                 raise ChangedWhileReading(f"{path} changed while it was read")
             if not data:
-                return FileScan(0, EMPTY_SHA, [])
+                return st, FileScan(0, EMPTY_SHA, [])
             h = hashlib.sha256(data).hexdigest()
-            return FileScan(len(data), h, [(h, 0, len(data))])
+            return st, FileScan(len(data), h, [(h, 0, len(data))], data if len(data) <= KEEP_BYTES else None)
         whole = hashlib.sha256()
         blocks, off = [], 0
         for view in chunker.chunks(f):
@@ -98,7 +109,7 @@ def scan_file(path: str | os.PathLike, chunker, small: int) -> FileScan:
             off += len(view)
         if _stat_key(os.fstat(f.fileno())) != _stat_key(st) or off != st.st_size:
             raise ChangedWhileReading(f"{path} changed while it was read")
-    return FileScan(off, whole.hexdigest(), blocks)
+    return st, FileScan(off, whole.hexdigest(), blocks)
 
 
 class Index:
@@ -480,13 +491,12 @@ class Client:
                     continue
             todo.append(i)
 
-        def one(i):
-            ap = os.path.abspath(paths[i])
-            st = os.stat(ap)
-            return st, scan_file(ap, self._chunker, self._small)
+        def some(idx):  # a task per SCAN_TASK files: a future per file costs more than a small file
+            return [_scan_stat(os.path.abspath(paths[i]), self._chunker, self._small) for i in idx]
 
         with ThreadPoolExecutor(self.jobs) as ex:
-            results = list(ex.map(one, todo, chunksize=64))
+            results = [r for part in ex.map(some, [todo[k:k + SCAN_TASK] for k in range(0, len(todo), SCAN_TASK)])
+                       for r in part]
         for i, (_, sc) in zip(todo, results):
             out[i] = sc
         self.index.store((os.path.abspath(paths[i]), self._chunking_key, st, sc) for i, (st, sc) in zip(todo, results))
@@ -902,6 +912,7 @@ class Uploader:
         self.sem = threading.BoundedSemaphore(client.jobs * 2)
         self.pool = ThreadPoolExecutor(client.jobs)
         self.committer: ThreadPoolExecutor | None = None
+        self.data: dict[str, bytes] = {}  # bytes of small files, read while hashing, to send
         self.commits: list = []
 
     def __enter__(self):
@@ -921,6 +932,12 @@ class Uploader:
         missing = self.c.api.missing(hashes) if hashes else set()
         st.requests += 1 if hashes else 0
         todo = blocks_to_send(files, missing - self.future_of.keys())
+        wanted = {h for h, *_ in todo}
+        for _, sc in files:  # small files' bytes: kept for sending if missing, dropped either way
+            if sc.data is not None:
+                if sc.hashes[0] in wanted:
+                    self.data[sc.hashes[0]] = sc.data
+                sc.data = None
         need = sum(n for _, _, _, n in todo)
         total = sum(sc.size for _, sc in files)
         st.bytes_skipped += total - need
@@ -947,6 +964,10 @@ class Uploader:
         payload, handles = [], {}
         try:
             for h, path, off, n in batch:
+                raw = self.data.pop(h, None)
+                if raw is not None:
+                    payload.append((h, raw))
+                    continue
                 fd = handles.get(path)
                 if fd is None:
                     fd = handles[path] = os.open(path, os.O_RDONLY)
