@@ -547,3 +547,39 @@ def test_batch_routes_check_each_file(server):
     assert by_name["e"]["parent_id"] == by_name["d"]["id"] and by_name["d"]["kind"] == "folder"
     assert [i["name"] for i in t["items"]].index("d") < [i["name"] for i in t["items"]].index("e")
     assert v.get(f"/api/v1/nodes/{u.root}/tree").status_code == 404
+
+
+def test_batch_folders_and_blocks_in_bulk(server):
+    """Folders of several parents in one request, found again by a later one; a stranger's
+    folder refused per entry; a block batch with a repeated block and a truncated one."""
+    import struct
+    u, v = server.user(), server.user()
+    r = u.post("/api/v1/batch/folders", json={"folders": [{"parent_id": u.root, "name": n} for n in ("p1", "p2")]})
+    p1, p2 = (x["ok"]["id"] for x in r.json()["results"])
+    r = u.post("/api/v1/batch/folders", json={"folders": [
+        {"parent_id": p1, "name": "x"}, {"parent_id": p2, "name": "x"}, {"parent_id": p1, "name": "x"},
+        {"parent_id": u.root, "name": "p1"}]})
+    res = [x["ok"] for x in r.json()["results"]]
+    assert [x["created"] for x in res] == [True, True, False, False]
+    assert res[0]["id"] == res[2]["id"] != res[1]["id"] and res[3]["id"] == p1
+    assert (res[0]["parent_id"], res[1]["parent_id"]) == (p1, p2)
+    r = v.post("/api/v1/batch/folders", json={"folders": [{"parent_id": u.root, "name": "z"},
+                                                          {"parent_id": v.root, "name": "z"}]})
+    res = r.json()["results"]
+    assert res[0]["error"]["code"] == "not-found" and res[1]["ok"]["created"]
+    assert u.get("/api/v1/resolve", params={"path": "/z"}).status_code == 404
+    # blocks: one sent twice in a batch is stored once; a truncated batch is refused whole
+    a, b = b"one" * 5000, b"two" * 7000
+    ha, hb = hashlib.sha256(a).hexdigest(), hashlib.sha256(b).hexdigest()
+    frame = lambda h, d: struct.pack(">32sI", bytes.fromhex(h), len(d)) + d  # noqa: E731
+    r = u.post("/api/v1/batch/blocks", data=frame(ha, a) + frame(ha, a) + frame(hb, b)[:-1])
+    assert r.status_code == 400 and "truncated" in r.json()["detail"]
+    assert u.post("/api/v1/blocks/missing", json={"hashes": [ha, hb]}).json()["missing"] == [ha, hb]
+    r = u.post("/api/v1/batch/blocks", data=frame(ha, a) + frame(ha, a) + frame(hb, b))
+    assert r.json() == {"received": 3, "received_bytes": 2 * len(a) + len(b)}
+    assert u.post("/api/v1/blocks/missing", json={"hashes": [ha, hb]}).json()["missing"] == []
+    r = u.post("/api/v1/batch/commit", json={"files": [
+        {"parent_id": p1, "name": "ab", "blocks": [ha, hb, ha], "size": 2 * len(a) + len(b),
+         "sha256": hashlib.sha256(a + b + a).hexdigest()}]})
+    node = r.json()["results"][0]["ok"]
+    assert u.get(f"/api/v1/nodes/{node['id']}/content").content == a + b + a
