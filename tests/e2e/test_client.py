@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from webapi.client.api import Api, ConflictError, Unavailable
+from webapi.client.api import Api, ClientError, ConflictError, NotFoundError, Unavailable
 from webapi.client.sync import Client, Index
 
 BIN = Path(sys.executable).parent / "blockdrive"
@@ -583,3 +583,87 @@ def test_batch_folders_and_blocks_in_bulk(server):
          "sha256": hashlib.sha256(a + b + a).hexdigest()}]})
     node = r.json()["results"][0]["ok"]
     assert u.get(f"/api/v1/nodes/{node['id']}/content").content == a + b + a
+
+
+class LostAnswerProxy:
+    """Forwards to the server, except that the answer to the next request whose request line
+    starts with ``arm(prefix)`` is swallowed and the connection dropped: the server handled
+    the request, the client never hears so and retries."""
+
+    def __init__(self, upstream: str):
+        host, port = upstream.rsplit("//", 1)[1].split(":")
+        self.upstream = (host, int(port))
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.prefix: bytes | None = None
+        self.lost = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self, prefix: bytes) -> None:
+        with self.lock:
+            self.prefix = prefix
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(self.upstream)
+            doomed = threading.Event()
+            threading.Thread(target=self._pump, args=(c, u, doomed, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, doomed, False), daemon=True).start()
+
+    def _pump(self, src, dst, doomed, up):
+        try:
+            while data := src.recv(65536):
+                if up:
+                    with self.lock:
+                        if self.prefix is not None and data.startswith(self.prefix):
+                            self.prefix = None
+                            doomed.set()
+                elif doomed.is_set():  # the server's answer: dropped, not passed on
+                    with self.lock:
+                        self.lost += 1
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_delete_or_mkdir_whose_answer_was_lost_is_not_reported_as_failed(server, tmp_path):
+    u = server.user()
+    p = LostAnswerProxy(server.url)
+    try:
+        api = Api(p.url, u.token, retries=3, backoff=0.05, max_backoff=0.2)
+        f = u.upload(u.root, "gone.txt", b"x").json()
+        p.arm(b"DELETE /api/v1/nodes/")
+        res = api.delete(f["id"])  # the retry finds it in the trash: done, not 404
+        assert p.lost == 1 and res["id"] == f["id"]
+        assert [n["id"] for n in u.get("/api/v1/trash").json()["items"]] == [f["id"]]
+        p.arm(b"POST /api/v1/nodes/")
+        res = api.mkdir(u.root, "made")  # the retry finds the folder: done, not 409
+        assert p.lost == 2 and res["kind"] == "folder" and res["name"] == "made"
+        assert u.get("/api/v1/resolve", params={"path": "/made"}).json()["id"] == res["id"]
+        # without a lost answer the errors stand: a second delete is a 404, a second mkdir a 409
+        with pytest.raises(NotFoundError):
+            api.delete(f["id"])
+        with pytest.raises(ClientError) as exc:
+            api.mkdir(u.root, "made")
+        assert exc.value.status == 409
+        # a move is idempotent on the server: the retry of a lost answer succeeds as is
+        g = u.upload(u.root, "m.txt", b"y").json()
+        p.arm(b"PATCH /api/v1/nodes/")
+        assert api.move(g["id"], name="moved.txt")["name"] == "moved.txt" and p.lost == 3
+    finally:
+        p.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import random
 import struct
+import threading
 import time
 from typing import Iterable, Iterator
 from urllib.parse import quote
@@ -80,6 +81,7 @@ class Api:
             self.http.headers["Authorization"] = f"Bearer {token}"
         self.http.headers["User-Agent"] = "blockdrive-client/0.1"
         self._chunking: dict | None = None
+        self._local = threading.local()  # per thread: did the last request's connection drop?
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -90,6 +92,7 @@ class Api:
         what = what or f"{method} {path}"
         kw.setdefault("timeout", self.timeout)
         last: Exception | str | None = None
+        self._local.dropped = False
         for attempt in range(self.retries + 1):
             if body_factory is not None:
                 kw["data"] = body_factory()
@@ -97,6 +100,7 @@ class Api:
                 resp = self.http.request(method, self.base + path, **kw)
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 last = exc
+                self._local.dropped = True
                 self._sleep(attempt, None)
                 continue
             if resp.status_code in RETRY_STATUS and attempt < self.retries:
@@ -146,15 +150,38 @@ class Api:
             if not cursor:
                 return
 
+    # Requests that are not idempotent are retried like the others after a dropped connection,
+    # but the retry may then be refused because the first attempt took effect and only its
+    # answer was lost (a folder that now exists, a node already in the trash). Then the
+    # outcome is checked, and found, it is the answer. (A move needs no check: moving a
+    # node to where it already is succeeds.)
+
     def mkdir(self, parent_id: int, name: str) -> dict:
-        return self.json("POST", f"/api/v1/nodes/{parent_id}/children", json={"name": name, "kind": "folder"})
+        try:
+            return self.json("POST", f"/api/v1/nodes/{parent_id}/children", json={"name": name, "kind": "folder"})
+        except ClientError as exc:
+            if exc.status != 409 or not self._local.dropped:
+                raise
+            found = next((n for n in self.children(parent_id) if n["name"] == name and n["kind"] == "folder"), None)
+            if found is None:
+                raise
+            return found
 
     def move(self, node_id: int, name: str | None = None, parent_id: int | None = None) -> dict:
         data = {k: v for k, v in (("name", name), ("parent_id", parent_id)) if v is not None}
         return self.json("PATCH", f"/api/v1/nodes/{node_id}", json=data)
 
     def delete(self, node_id: int) -> dict:
-        return self.json("DELETE", f"/api/v1/nodes/{node_id}")
+        try:
+            return self.json("DELETE", f"/api/v1/nodes/{node_id}")
+        except NotFoundError:
+            # only the owner's trash can be looked at: an editor's delete stays a 404 here
+            if not self._local.dropped:
+                raise
+            found = next((n for n in self.trash() if n["id"] == node_id), None)
+            if found is None:
+                raise
+            return found
 
     def versions(self, node_id: int) -> list[dict]:
         return self.json("GET", f"/api/v1/nodes/{node_id}/versions")["items"]
