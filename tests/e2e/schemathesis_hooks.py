@@ -77,6 +77,17 @@ def breaks_declared_pattern(header: str):
     return check
 
 
+def range_past_the_end(case, response) -> bool:
+    """416 for a Range that starts at or past the end of the file, or asks for its last 0
+    bytes (RFC 9110 14.1.1): the size is the file's, not the request's."""
+    size = _problem(response).get("size")
+    m = re.fullmatch(r"\s*bytes=\s*(\d*)-(\d*)\s*", str((case.headers or {}).get("Range", "")))
+    if _code(response) != "range-not-satisfiable" or not isinstance(size, int) or m is None:
+        return False
+    first, last = m.groups()
+    return int(first) >= size if first else last != "" and (int(last) == 0 or size == 0)
+
+
 def problem(code: str, detail: str = ""):
     """The answer is the problem ``code`` with a detail matching ``detail``."""
     def check(case, response) -> bool:
@@ -125,6 +136,8 @@ EXCUSES = [
      "a file's size and SHA-256 must be those of its blocks; generated ones never are"),
     (POSITIVE, "*", 460, problem("checksum-mismatch"),
      "a tus Upload-Checksum must be the digest of the bytes sent; a generated one never is"),
+    (POSITIVE, "*", 416, range_past_the_end,
+     "a Range starting past the end of the file it names (RFC 9110: 416); the size is the file's"),
     (POSITIVE, "*", 412, problem("precondition-failed"),
      "If-Match / If-None-Match name a version the file does not have (RFC 9110: 412)"),
     (POSITIVE, "*", 410, problem("gone"), STATE + "the link or upload was revoked or has expired"),
