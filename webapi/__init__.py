@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Mapping
-
-from flask import Flask
+from typing import TYPE_CHECKING, Mapping
 
 from storage.config import Config, load_config
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(config: Config | Mapping | None = None, drive=None) -> Flask:
     """Build the app. ``config`` is a loaded :class:`Config` or a nested mapping of overrides
     (tests); ``drive`` an existing :class:`storage.drive.Drive` to serve. No migrations and
     no network I/O happen here: ``blockdrive init`` prepares the database."""
+    # Flask is imported here, not at the top: the blockdrive CLI imports this package, and
+    # its commands (the sync client's above all) need no web framework at start-up.
+    from flask import Flask
+
     from storage.drive import Drive
     from storage.ratelimit import Limiter
     from storage.sharing import Sharing
