@@ -95,6 +95,20 @@ class Results:
         return out
 
 
+    def markdown(self) -> list[str]:
+        out = ["| section | measure | median | ratio / goal |", "| --- | --- | --- | --- |"]
+        for r in self.rows:
+            notes = []
+            for q in r.get("ratios", []):
+                s = f"{q['ratio']:.2f}× {q['what'] or self.by_key[q['ref']]['short']}"
+                if q["goal"] is not None:
+                    cmp = "≥" if r["higher_is_better"] else "≤"
+                    s += f" (goal {cmp} {q['goal']:g}: {'met' if q['met'] else '**missed**'})"
+                notes.append(s)
+            out.append(f"| {r['section']} | {r['label']} | {_fmt(r['median'])} {r['unit']} | {'; '.join(notes)} |")
+        return out
+
+
 def _fmt(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.2f}" if abs(x) >= 1 else f"{x:.3f}"
 
@@ -609,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ngoals: {sum(1 for r in res.rows for q in r.get('ratios', []) if q['met'])} met, {len(missed)} missed")
     out = save(f"suite-{profile}", {"profile": profile, "params": p, "machine": machine(), "restic": Restic.version(),
                                     "at": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(took), "rows": res.rows})
+    md = out.with_suffix(".md")
+    md.write_text(f"{head}; {machine()}; {time.strftime('%Y-%m-%d')}, {took:.0f} s\n\n" + "\n".join(res.markdown()) + "\n")
     png = chart(res, out.with_suffix(".png"), f"{head}\n{machine()}")
     print(f"results: {out}" + (f", chart: {png}" if png else "") + f"; {took:.0f} s in all")
     return 0
