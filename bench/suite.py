@@ -74,38 +74,33 @@ class Results:
                                                  met=None if goal is None else r >= goal if row["higher_is_better"]
                                                  else r <= goal))
 
+    def _notes(self, r: dict, ge: str, le: str, times: str, missed: str) -> str:
+        notes = []
+        for q in r.get("ratios", []):
+            s = f"{q['ratio']:.2f}{times} {q['what'] or self.by_key[q['ref']]['short']}"
+            if q["goal"] is not None:
+                cmp = ge if r["higher_is_better"] else le
+                if q["met"]:
+                    s += f" (goal {cmp} {q['goal']:g}: met)"
+                else:
+                    short = abs(q["goal"] - q["ratio"]) / q["goal"] * 100
+                    s += f" (goal {cmp} {q['goal']:g}: {missed} by {short:.0f}%)"
+            notes.append(s)
+        return "; ".join(notes)
+
     def lines(self) -> list[str]:
         out = [f"{'section':<11} {'measure':<64} {'median':>14}  {'runs':<26} ratio / goal", "-" * 150]
         for r in self.rows:
             runs = " ".join(_fmt(x) for x in r["runs"])
-            notes = []
-            for q in r.get("ratios", []):
-                s = f"{q['ratio']:.2f}x {q['what'] or self.by_key[q['ref']]['short']}"
-                if q["goal"] is not None:
-                    cmp = ">=" if r["higher_is_better"] else "<="
-                    if q["met"]:
-                        s += f" (goal {cmp} {q['goal']:g}: met)"
-                    else:
-                        short = (q["goal"] - q["ratio"]) / q["goal"] * 100 if r["higher_is_better"] \
-                            else (q["ratio"] - q["goal"]) / q["goal"] * 100
-                        s += f" (goal {cmp} {q['goal']:g}: MISSED by {abs(short):.0f}%)"
-                notes.append(s)
             out.append(f"{r['section']:<11} {r['label'][:64]:<64} {_fmt(r['median']):>9} {r['unit']:<4}  "
-                       f"{runs[:26]:<26} {'; '.join(notes)}")
+                       f"{runs[:26]:<26} {self._notes(r, '>=', '<=', 'x', 'MISSED')}")
         return out
-
 
     def markdown(self) -> list[str]:
         out = ["| section | measure | median | ratio / goal |", "| --- | --- | --- | --- |"]
         for r in self.rows:
-            notes = []
-            for q in r.get("ratios", []):
-                s = f"{q['ratio']:.2f}× {q['what'] or self.by_key[q['ref']]['short']}"
-                if q["goal"] is not None:
-                    cmp = "≥" if r["higher_is_better"] else "≤"
-                    s += f" (goal {cmp} {q['goal']:g}: {'met' if q['met'] else '**missed**'})"
-                notes.append(s)
-            out.append(f"| {r['section']} | {r['label']} | {_fmt(r['median'])} {r['unit']} | {'; '.join(notes)} |")
+            out.append(f"| {r['section']} | {r['label']} | {_fmt(r['median'])} {r['unit']} | "
+                       f"{self._notes(r, '≥', '≤', '×', '**missed**')} |")
         return out
 
 
