@@ -107,9 +107,11 @@ def metadata_problems(drive, deep: bool = True) -> list[str]:
 
 def orphans(drive, grace_seconds: float, at: dt.datetime | None = None) -> list[str]:
     """Garbage older than the grace period at ``at`` (now): what gc and compact should have
-    reclaimed by then. Young garbage is fine and not listed."""
+    reclaimed by then. Young garbage is fine and not listed (an upload's ``open`` pack is
+    young for ``jobs.open_pack_grace_seconds``)."""
     at = at or now()
     cutoff = at - dt.timedelta(seconds=grace_seconds)
+    open_cutoff = at - dt.timedelta(seconds=max(grace_seconds, drive.config["jobs"]["open_pack_grace_seconds"]))
     out = []
     pinned = sa.exists().where(UploadPin.block_id == Block.id, UploadPin.session_id == UploadSession.id,
                                UploadSession.state == "active")
@@ -120,7 +122,7 @@ def orphans(drive, grace_seconds: float, at: dt.datetime | None = None) -> list[
             if since < cutoff:
                 out.append(f"block {bid.hex()}: no ref and no pin since {since}")
         for p in s.execute(sa.select(Pack)).scalars():
-            if p.state == "open" and p.created_at < cutoff:
+            if p.state == "open" and p.created_at < open_cutoff:
                 out.append(f"pack {p.id}: open since {p.created_at}")
             elif p.state == "retiring" and p.retired_at < cutoff:
                 out.append(f"pack {p.id}: retiring since {p.retired_at}")
@@ -199,15 +201,17 @@ def age_store(drive, seconds: float) -> None:
                     s.execute(sa.update(table).where(*(k == v for k, v in zip(pk, keys))).values(**new))
 
 
-def settle(drive, spark, cfg, grace_seconds: float) -> list[dict]:
-    """What the schedule does to a store left alone: time passes past the grace period, gc
-    (purge, expire, mark, give up on dead uploads), time passes, gc (sweep), time passes,
-    compact (delete retired packs, retire empty ones, merge). Returns the jobs' stats."""
+def settle(drive, spark, cfg, grace_seconds: float) -> dt.datetime:
+    """What the schedule does to a store left alone: time passes past every grace period and
+    expiry, gc (purge, expire, mark, give up on dead uploads), time passes, gc (sweep), time
+    passes, compact (delete retired packs, retire empty ones, merge). Returns when the last
+    job started: garbage younger than the grace period at that moment may remain."""
     from jobs.runner import run_job
-    out = []
+    wait = max(grace_seconds, cfg["jobs"]["open_pack_grace_seconds"], cfg["server"]["upload_expire_seconds"]) + 5
+    at = now()
     for job in ("gc", "gc", "compact"):
-        age_store(drive, grace_seconds + 5)
+        age_store(drive, wait)
+        at = now()
         res = run_job(job, drive, spark, cfg)
         assert res.status == "ok", res.stats
-        out.append(res.stats)
-    return out
+    return at

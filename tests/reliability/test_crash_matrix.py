@@ -153,8 +153,8 @@ class Store:
         _tally["kills"] += 1
         return p
 
-    def check(self, where: str, grace: float | None = None):
-        f = check_store(self.drive, self.acked, grace_seconds=grace)
+    def check(self, where: str, grace: float | None = None, at=None):
+        f = check_store(self.drive, self.acked, grace_seconds=grace, at=at)
         self.lost.update(f.lost)
         self.problems += [f"after {where}: {p}" for p in f.problems]
         return f
@@ -293,8 +293,8 @@ def test_crash_matrix(family, tmp_path, spark, spark_env):
             st.check(f"{point} run {i} (restarted)")
             runs[point] += 1
     # Time passes, gc and compact run: what the crashes left behind must be gone.
-    settle(st.drive, spark, st.cfg, GRACE)
-    f = st.check("settle", grace=GRACE)
+    at = settle(st.drive, spark, st.cfg, GRACE)
+    f = st.check("settle", grace=GRACE, at=at)
     _tally["runs"] += sum(runs.values())
     _tally["points"].update(runs)
     _tally["lost"] += len(st.lost)
