@@ -114,8 +114,9 @@ def _write_bin(cfg):
         bin_, pack_id, key, rows = item
         store = store_for(cfg)
         sources = [m.Source(bid, pid, url, off, stored) for bid, pid, url, off, stored in rows]
-        timings = {}
+        timings = {"start": time.time()}
         size, checksum, moves, bad = m.write_pack(store, pack_id, key, sources, timings=timings)
+        timings["end"] = time.time()
         return (bin_, pack_id, size, checksum, [(mv.block_id, mv.from_pack, mv.offset) for mv in moves],
                 [(s.block_id, s.pack_id, err) for s, err in bad], timings)
     return write
@@ -132,13 +133,16 @@ def rewrite(ctx, bins: dict[int, list[tuple]], at, after_write: str | None = Non
         key = store.pack_key(pid)
         m.register_pack(ctx.sm, pid, store.hot.url_for(key))  # open before any byte is written
         items.append((b, pid, key, bins[b]))
-    t0 = time.perf_counter()
+    t0, submitted = time.perf_counter(), time.time()
     # One task per new pack, scheduled as cores free up; a task returns only metadata.
     results = (ctx.spark.sparkContext.parallelize(items, len(items)).map(_write_bin(ctx.cfg)).collect()
                if items else [])
     stats = {"bytes_written": sum(r[2] for r in results), "write_seconds": round(time.perf_counter() - t0, 3)}
     for name in ("read", "check_write", "close"):
         stats[f"write_{name}_task_seconds"] = round(sum(r[6].get(name, 0.0) for r in results), 3)
+    if results:  # Spark's share of the copy phase: before the first task started and after the last ended
+        stats["write_launch_seconds"] = round(min(r[6]["start"] for r in results) - submitted, 3)
+        stats["write_collect_seconds"] = round(submitted + stats["write_seconds"] - max(r[6]["end"] for r in results), 3)
     ctx.say(f"wrote {len(results)} packs ({stats['bytes_written']} bytes)")
     if after_write:
         step(after_write)

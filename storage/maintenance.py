@@ -548,6 +548,43 @@ def merge_version_refs(sm: sessionmaker[Session], version_id: int, canonical_id:
         return len(new)
 
 
+@dataclass(frozen=True)
+class Repoint:
+    """Point block ``block_id`` at another stored copy of it (same SHA-256, checked)."""
+
+    block_id: bytes
+    from_pack: str
+    from_offset: int
+    to_pack: str
+    to_offset: int
+    codec: int
+    stored_size: int
+
+
+def repoint_blocks(sm: sessionmaker[Session], repoints: Sequence[Repoint], at: dt.datetime | None = None) -> dict:
+    """Make each block's row name another copy of it, in transactions of ``BATCH`` blocks.
+    A row moves only if it still names the copy the plan saw and the new copy's pack is
+    still sealed; packs left with no block start retiring (their files go after the grace
+    period, like compaction's). Returns the blocks moved and the packs retired."""
+    at = at or now()
+    stmt = (sa.update(Block).where(Block.id == sa.bindparam("bid"), Block.pack_id == sa.bindparam("old"),
+                                   Block.offset_in_pack == sa.bindparam("old_off"),
+                                   sa.exists().where(Pack.id == sa.bindparam("new"), Pack.state == "sealed"))
+            .values(pack_id=sa.bindparam("new"), offset_in_pack=sa.bindparam("off"),
+                    codec=sa.bindparam("codec"), stored_size=sa.bindparam("stored"))
+            .execution_options(synchronize_session=False))
+    moved = retired = 0
+    for part in _batches(list(repoints)):
+        with sm() as s, s.begin():
+            moved += s.connection().execute(stmt, [
+                {"bid": r.block_id, "old": r.from_pack, "old_off": r.from_offset, "new": r.to_pack,
+                 "off": r.to_offset, "codec": r.codec, "stored": r.stored_size} for r in part]).rowcount
+            touched = {r.from_pack for r in part} | {r.to_pack for r in part}
+            refresh_live_bytes(s, touched)
+            retired += retire_empty_packs(s, {r.from_pack for r in part}, at)
+    return {"moved": moved, "retired": retired}
+
+
 # ---- last-read tracking (for tiering), batched: never a write per read -----------------------
 
 class ReadTracker:
@@ -591,4 +628,4 @@ __all__ = ["Safety", "SAFE", "acquire_lease", "release_lease", "lease_holder", "
            "Move",
            "retire_packs", "abandon_open_packs", "delete_retired_packs", "Source", "write_pack",
            "copy_pack", "switch_pack_location", "repair_refcounts", "repair_usage",
-           "merge_version_refs", "ReadTracker", "Repair", "new_pack_id", "NotFound"]
+           "merge_version_refs", "Repoint", "repoint_blocks", "ReadTracker", "Repair", "new_pack_id", "NotFound"]

@@ -129,6 +129,74 @@ def test_dedup_scan_merges_identical_files_stored_as_different_blocks(drive, mak
     assert run("dedup_scan").stats["duplicate_versions"] == 0
 
 
+def _records_on_disk(drive) -> dict[bytes, int]:
+    """How many records of each block the pack files on the backend hold."""
+    from collections import Counter
+    from jobs.executor import read_records
+    backend = drive.blocks.hot
+    n = Counter()
+    for key, _ in backend.list("packs"):
+        if key.endswith(".pack"):
+            recs, _, _ = read_records(drive.blocks, backend.url_for(key))
+            n.update(r["block_id"] for r in recs)
+    return dict(n)
+
+
+def test_dedup_scan_merges_copies_of_a_block_left_by_a_lost_insert_race(drive, make_user, run):
+    """Two uploads store the same blocks at once; the one that commits second keeps dead
+    copies in its pack. dedup_scan points the blocks at the copies in the fuller pack, so the
+    other pack retires whole; after the grace period one copy of each block is left on disk,
+    every file reads back and deep fsck is clean."""
+    from storage.fsck import fsck
+    u = make_user()
+    drive.blocks.chunker = make_chunker({**drive.config["storage"], "chunker": "fixed"})
+    c = drive.config["storage"]["chunk_avg"]
+    x, z = rand(2 * c, 60), rand(3 * c, 61)
+
+    def race():  # runs once, after a.bin's blocks are in its pack and before it commits
+        drive.hooks.pop("put:before_commit")
+        put_bytes(drive, u, "b.bin", x)
+    drive.hooks["put:before_commit"] = race
+    a = put_bytes(drive, u, "a.bin", x + z)
+    with drive.sm() as s:
+        pack_of = dict(s.execute(sa.select(VersionBlock.block_id, Block.pack_id)
+                                 .join(Block, Block.id == VersionBlock.block_id)
+                                 .where(VersionBlock.version_id == a.version_id)).all())
+    assert len(set(pack_of.values())) == 2  # x's blocks live in b's pack, z's in a's
+    on_disk = _records_on_disk(drive)
+    assert sorted(on_disk.values()) == [1, 1, 1, 2, 2]  # x's two blocks are stored twice
+
+    dry = run("dedup_scan", dry_run=True)
+    assert dry.stats["extra_block_copies"] == 2 and dry.stats["blocks_to_repoint"] == 2
+    assert dry.stats["packs_emptied_by_repoint"] == 1 and dry.stats["bytes_saved_by_repoint"] > 2 * c
+    with drive.sm() as s:  # the dry run moved nothing
+        assert dict(s.execute(sa.select(Block.id, Block.pack_id).where(Block.id.in_(list(pack_of)))).all()) == pack_of
+
+    r = run("dedup_scan")
+    assert r.stats["blocks_repointed"] == 2 and r.stats["packs_retired"] == 1 and not r.stats["bad_copies"]
+    with drive.sm() as s:
+        now_in = dict(s.execute(sa.select(Block.id, Block.pack_id).where(Block.id.in_(list(pack_of)))).all())
+        retiring = s.execute(sa.select(Pack.id).where(Pack.state == "retiring")).scalars().all()
+    assert len(set(now_in.values())) == 1 and len(retiring) == 1 and retiring[0] not in now_in.values()
+    assert read_all(drive, u, a.node.id) == x + z
+    assert fsck(drive, deep=True).ok
+    assert run("dedup_scan").stats["blocks_to_repoint"] == 0  # merged: nothing left to do
+
+    clock.advance(3601)
+    run("compact")  # past the grace period: the emptied pack's file goes
+    assert sorted(_records_on_disk(drive).values()) == [1] * 5
+    assert read_all(drive, u, a.node.id) == x + z
+    for nid in [n for n in _file_nodes(drive, u) if n != a.node.id]:
+        assert read_all(drive, u, nid) == x
+    assert fsck(drive, deep=True).ok
+
+
+def _file_nodes(drive, u) -> list[int]:
+    from storage.models import Node
+    with drive.sm() as s:
+        return s.execute(sa.select(Node.id).where(Node.owner_id == u.id, Node.kind == "file")).scalars().all()
+
+
 @pytest.fixture
 def cold_config(tmp_path):
     from tests.unit.jobs.conftest import jobs_config

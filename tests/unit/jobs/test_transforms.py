@@ -123,3 +123,26 @@ def test_scrub_slices_cover_every_pack_once(spark):
         seen += [r.id for r in select_packs(packs, 0.25, run_no).collect()]
     assert sorted(seen) == sorted(f"p{i}" for i in range(40))
     assert select_packs(packs, 1.0, 3).count() == 40
+
+
+def test_copy_merge_keeps_the_copy_in_the_fuller_pack(spark):
+    from jobs.dedup_scan import packs_emptied, plan_copy_merge
+    packs = spark.createDataFrame([("p", "u/p", 1000), ("q", "u/q", 5000), ("r", "u/r", 900)],
+                                  "id string, url string, size bigint")
+    blocks = spark.createDataFrame([
+        (b(1), 1, 10, "p", 24),    # also in q (fuller): moves there, and p is left empty
+        (b(2), 1, 400, "q", 24),
+        (b(3), 1, 20, "q", 500),   # also in r (emptier): stays
+        (b(4), 1, 30, "r", 24),    # one copy: nothing to do
+        (b(5), 1, 10, "r", 200),   # its row names a copy no footer lists: not ours to move
+    ], "id binary, refcount bigint, stored_size bigint, pack_id string, offset_in_pack bigint")
+    records = spark.createDataFrame([
+        ("p", b(1), 24, 10, 0), ("q", b(1), 900, 12, 1), ("q", b(2), 24, 400, 0), ("q", b(3), 500, 20, 0),
+        ("r", b(3), 100, 20, 0), ("r", b(4), 24, 30, 0), ("p", b(5), 300, 10, 0), ("q", b(5), 950, 10, 0),
+    ], "pack_id string, block_id binary, offset bigint, stored_size bigint, codec int")
+    moves = plan_copy_merge(records, blocks, packs)
+    assertDataFrameEqual(moves, spark.createDataFrame(
+        [(b(1), "p", 24, "q", 900, 1, 12, "u/q")],
+        "block_id binary, from_pack string, from_offset bigint, to_pack string, to_offset bigint, codec int, "
+        "stored_size bigint, url string"))
+    assertDataFrameEqual(packs_emptied(moves, blocks, packs), spark.createDataFrame([("p", 1000)], "id string, size bigint"))
