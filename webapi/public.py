@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
+from storage.drive import SORTS
 from storage.errors import InvalidInput
 
 from . import download, traffic
@@ -21,15 +22,19 @@ def _password():
 @bp.get("/s/<token>")
 def link_meta(token):
     node_id = int_arg("node_id", None, 1)
+    # The listing's parameters are checked whatever the link is to: a bad one is a 400 on a
+    # file's link too, not silently ignored.
+    sort, order = request.args.get("sort", "name"), request.args.get("order", "asc")
+    limit = int_arg("limit", 100, 1, 1000)
+    if order not in ("asc", "desc"):
+        raise InvalidInput("order must be asc or desc")
+    if sort not in SORTS:
+        raise InvalidInput(f"sort must be one of {', '.join(SORTS)}")
     link, node = sharing().link_get(token, _password(), node_id)
     out = {"node": node_json(node), "link": {"role": link.role, "expires_at": iso(link.expires_at)}}
     if node.kind == "folder":
-        order = request.args.get("order", "asc")
-        if order not in ("asc", "desc"):
-            raise InvalidInput("order must be asc or desc")
-        items, cursor = sharing().link_children(token, _password(), node.id, sort=request.args.get("sort", "name"),
-                                                desc=order == "desc", limit=int_arg("limit", 100, 1, 1000),
-                                                cursor=request.args.get("cursor"))
+        items, cursor = sharing().link_children(token, _password(), node.id, sort=sort, desc=order == "desc",
+                                                limit=limit, cursor=request.args.get("cursor"))
         out["items"] = [node_json(n) for n in items]
         out["next_cursor"] = cursor
     resp = jsonify(out)
