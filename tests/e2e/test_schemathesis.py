@@ -21,6 +21,7 @@ Reproduce one run: the command and seed are in the failure message.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -81,6 +82,11 @@ def write_config(tmp: Path, url: str, alice_token: str, bob_token: str) -> Path:
         'include-path-regex = "^/api/v1/uploads"',
         f"checks.negative_data_rejection.expected-statuses = {_toml(negative + [TUS_412])}",
         f"checks.missing_required_header.expected-statuses = {_toml(['400', '401', TUS_412])}",
+        # tus Upload-Metadata is base64 pairs that must decode to a valid file name: generated
+        # ones almost never do, so uploads would never exist for HEAD, PATCH and DELETE to act on
+        "[[operations]]",
+        'include-operation-id = "tusCreate"',
+        f'parameters = {{ "Upload-Metadata" = {_toml("filename " + base64.b64encode(b"fuzz.bin").decode())} }}',
     ]
     cfg = tmp / "schemathesis.toml"
     cfg.write_text("\n".join(lines) + "\n")
