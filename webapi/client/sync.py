@@ -47,7 +47,7 @@ from storage.chunking import make_chunker
 
 from .api import Api, ClientError, ConflictError, NotFoundError
 
-BATCH_BYTES = 8 * 1024 * 1024     # block bytes per POST /batch/blocks
+BATCH_BYTES = 16 * 1024 * 1024    # block bytes per POST /batch/blocks (each costs the server a pack and two commits)
 BATCH_BLOCKS = 4096               # the server's MAX_BATCH_BLOCKS
 COMMIT_FILES = 1000               # the server's MAX_BATCH_FILES
 COMMIT_JSON = 768 * 1024          # stay under the server's max_json_bytes (1 MiB by default)
@@ -909,7 +909,7 @@ class Uploader:
         self.lock = threading.Lock()
         self.future_of: dict[str, object] = {}
         self.futures: list = []
-        self.sem = threading.BoundedSemaphore(client.jobs * 2)
+        self.sem = threading.BoundedSemaphore(client.jobs + 2)  # batches sent or waiting: memory stays bounded
         self.pool = ThreadPoolExecutor(client.jobs)
         self.committer: ThreadPoolExecutor | None = None
         self.data: dict[str, bytes] = {}  # bytes of small files, read while hashing, to send
