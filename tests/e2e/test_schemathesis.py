@@ -36,6 +36,7 @@ from tests.reliability import figures
 ST = Path(sys.executable).parent / "schemathesis"
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 EXAMPLES = figures.scale(5, 100)
+STATEFUL = figures.scale(40, 300)  # scenarios of the stateful phase
 
 # tus 1.0: a request without the Tus-Resumable header, or with a version the server does not
 # speak, MUST be answered 412 Precondition Failed (the protocol, not a choice of ours).
@@ -76,8 +77,11 @@ def write_config(tmp: Path, url: str, alice_token: str, bob_token: str) -> Path:
         f"path = {_toml(str(auth))}",
         'user = "alice"',
         'peers = ["alice", "bob"]',
+        # stateful scenarios are counted apart from examples per operation: enough in quick
+        # runs to walk the links (create -> read, change, delete; tus create -> HEAD, PATCH, DELETE)
         "[phases.stateful]",
-        "max-steps = 8",
+        "max-steps = 10",
+        f"generation.max-examples = {STATEFUL}",
         "[[operations]]",
         'include-path-regex = "^/api/v1/uploads"',
         f"checks.negative_data_rejection.expected-statuses = {_toml(negative + [TUS_412])}",
