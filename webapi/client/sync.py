@@ -474,11 +474,15 @@ class Client:
                 return st, hit, True
         return st, scan_file(ap, chunker, self._small), False
 
-    def scan_many(self, paths: list[str], checksum: bool = False) -> list[FileScan]:
+    def scan_many(self, paths: list[str], checksum: bool = False, known: dict | None = None) -> list[FileScan]:
         """Scans of many files: the index answers for those whose stat is unchanged (one
-        query for all), the rest are read and hashed in parallel."""
+        query for all, or ``known``: :meth:`Index.all` read once by a caller scanning in
+        slices), the rest are read and hashed in parallel."""
         self.chunker()
-        known = {} if checksum else self.index.all(self._chunking_key)
+        if checksum:
+            known = {}
+        elif known is None:
+            known = self.index.all(self._chunking_key)
         out: list[FileScan | None] = [None] * len(paths)
         todo = []
         for i, p in enumerate(paths):
@@ -809,12 +813,20 @@ class Client:
             # next: nothing the server holds for us is ever missing, so sending before the plan
             # wastes nothing (only a conflicted file's new blocks wait unused in our session).
             scans: dict[str, FileScan] = {}
+            self.chunker()
+            known = None if checksum else self.index.all(self._chunking_key)
             for i in range(0, len(files), SCAN_SLICE):
-                part = self.scan_many(paths[i:i + SCAN_SLICE], checksum)
+                part = self.scan_many(paths[i:i + SCAN_SLICE], checksum, known)
                 scans.update(zip(files[i:i + SCAN_SLICE], part))
                 if not dry_run:
                     progress.total(sum(sc.size for sc in part))
-                    up.add([(os.path.abspath(p), sc) for p, sc in zip(paths[i:i + SCAN_SLICE], part)])
+                    # a file the server holds as it is here needs no block: not even asked about
+                    send, same = [], []
+                    for rel, p, sc in zip(files[i:i + SCAN_SLICE], paths[i:i + SCAN_SLICE], part):
+                        e = pp.remote_files.get(rel)
+                        (same if e is not None and e.sha256 == sc.sha256 else send).append((os.path.abspath(p), sc))
+                    up.add(send)
+                    up.skip(same)
                 if early:
                     for rel, sc in zip(files[i:i + SCAN_SLICE], part):
                         sure, etag = pp.sure_upload(rel, sc)
@@ -953,6 +965,15 @@ class Uploader:
             self.futures.append(fut)
             for h, *_ in batch:
                 self.future_of[h] = fut
+
+    def skip(self, files: list[tuple[str, FileScan]]) -> None:
+        """Count ``files`` as skipped: the server has them as they are."""
+        n = sum(sc.size for _, sc in files)
+        self.stats.bytes_skipped += n
+        self.stats.blocks_skipped += sum(len(sc.blocks) for _, sc in files)
+        self.progress.add(skipped=n)
+        for _, sc in files:
+            sc.data = None
 
     def _bounded(self, batch) -> None:
         try:
