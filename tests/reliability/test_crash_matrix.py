@@ -44,6 +44,7 @@ from storage.errors import BlockdriveError
 from storage.models import Pack
 from storage.uploads import Uploads
 from tests.conftest import rand
+from tests.e2e.conftest import own_mysql_database
 from tests.reliability import figures
 from tests.reliability.driver import block_upload, tus_upload
 from tests.reliability.invariants import age_store, check_store, settle
@@ -66,7 +67,7 @@ FAMILIES = {
 }
 JOB_OF = {"pack": "compact"}
 
-_tally = {"runs": 0, "kills": 0, "lost": 0, "problems": 0, "orphans": 0, "points": set()}
+_tally = {"runs": 0, "kills": 0, "lost": 0, "problems": 0, "orphans": 0, "points": set(), "mariadb_runs": 0}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -75,7 +76,7 @@ def _figures():
     if _tally["runs"]:
         figures.record("crash matrix", runs=_tally["runs"], kills=_tally["kills"], lost=_tally["lost"],
                        points=len(_tally["points"]), runs_per_point=RUNS, problems=_tally["problems"],
-                       old_orphans=_tally["orphans"])
+                       old_orphans=_tally["orphans"], mariadb_runs=_tally["mariadb_runs"])
 
 
 def test_matrix_covers_every_point():
@@ -89,7 +90,7 @@ class Store:
     """A blockdrive home + SQLite database, the config its subprocesses read, one user, and
     what the test knows was acknowledged."""
 
-    def __init__(self, tmp: Path, spark_env: dict):
+    def __init__(self, tmp: Path, spark_env: dict, db_url: str | None = None):
         self.tmp = tmp
         self.toml = tmp / "blockdrive.toml"
         self.toml.write_text("\n".join([
@@ -100,7 +101,8 @@ class Store:
             "[trash]", "retention_days = 0",
             "[gc]", f"grace_seconds = {GRACE}",
             "[jobs]", f"open_pack_grace_seconds = {GRACE}", "tier_after_days = 0", "shuffle_partitions = 2",
-            f"target_pack_bytes = {1024 * 1024}", "lease_seconds = 600", ""]))
+            f"target_pack_bytes = {1024 * 1024}", "lease_seconds = 600",
+            *(["[database]", f'url = "{db_url}"'] if db_url else []), ""]))
         self.cfg = load_config(self.toml, env={})
         engine = make_engine(self.cfg.database_url)
         migrate(engine)
@@ -305,3 +307,27 @@ def test_crash_matrix(family, tmp_path, spark, spark_env):
     assert not st.problems, "inconsistent store:\n" + "\n".join(st.problems[:50])
     assert not f.orphans, "orphans older than the grace period after gc and compact:\n" + "\n".join(f.orphans[:50])
     assert min(runs.values()) >= RUNS and set(runs) == set(FAMILIES[family])
+
+
+@pytest.mark.integration
+def test_crash_points_on_mariadb(tmp_path, spark, spark_env, mysql_url):
+    """A handful of the matrix on MariaDB (row locks and transactions of its own): one run of
+    each put and tus point, then settle and the same invariants."""
+    with own_mysql_database(mysql_url) as url:
+        st = Store(tmp_path, spark_env, db_url=url)
+        for n in range(3):
+            st.put(st.name("seed"), rand(120_000 + 50_000 * n, st.fresh()))
+        points = FAMILIES["put"] + FAMILIES["tus"]
+        for i, point in enumerate(points):
+            (put_run if point.startswith("put:") else tus_run)(st, point, i)
+            st.check(f"{point} on MariaDB (restarted)")
+        at = settle(st.drive, spark, st.cfg, GRACE)
+        f = st.check("settle on MariaDB", grace=GRACE, at=at)
+        st.drive.close()
+    _tally["mariadb_runs"] += len(points)
+    _tally["lost"] += len(st.lost)
+    _tally["problems"] += len(st.problems)
+    _tally["orphans"] += len(f.orphans)
+    assert not st.lost, "acknowledged data lost:\n" + "\n".join(sorted(st.lost))
+    assert not st.problems, "inconsistent store:\n" + "\n".join(st.problems[:50])
+    assert not f.orphans, "old orphans after gc and compact:\n" + "\n".join(f.orphans[:50])

@@ -2,7 +2,7 @@
 upload (PUT), edit (new versions), upload with tus (interrupted and resumed later, across
 restarts), delete, share and read back, while gc and compact run in a loop; at random
 moments the server's process group or the running job is SIGKILLed (a server kill also takes
-down a job that does not finish within 5 s, as a host crash would). After every kill, with
+down a job that does not finish within a few seconds, as a host crash would). After every kill, with
 the store at rest (clients hold back, no job runs), ``blockdrive fsck`` must be clean; then
 the victim restarts.
 
@@ -248,7 +248,7 @@ def test_random_kill_soak(tmp_path, spark, spark_env):
     t0 = time.monotonic()
     try:
         for _ in range(KILLS):
-            time.sleep(rnd.uniform(0.3, 1.5))
+            time.sleep(rnd.uniform(0.2, 1.0))
             soak.hold.set()
             with soak.lock:
                 job = soak.job
@@ -264,8 +264,11 @@ def test_random_kill_soak(tmp_path, spark, spark_env):
                 soak.proc.wait()
                 kills["server"] += 1
                 if job is not None:
+                    # Let the job finish, else it goes down with the host; now and then wait
+                    # long enough that some gc and compact runs complete under the load.
+                    patience = 60 if soak.jobs_done["ok"] < kills["server"] // 10 else 3
                     try:
-                        job.wait(5)  # let the job finish, else it goes down with the host
+                        job.wait(patience)
                     except subprocess.TimeoutExpired:
                         soak.signal_group(job, signal.SIGKILL)
                         job.wait()
