@@ -73,8 +73,9 @@ _tally = {"runs": 0, "kills": 0, "lost": 0, "problems": 0, "orphans": 0, "points
 @pytest.fixture(scope="module", autouse=True)
 def _figures():
     yield
-    if _tally["runs"]:
-        figures.record("crash matrix", runs=_tally["runs"], kills=_tally["kills"], lost=_tally["lost"],
+    if _tally["runs"] or _tally["mariadb_runs"]:
+        figures.record("crash matrix", runs=_tally["runs"] + _tally["mariadb_runs"], kills=_tally["kills"],
+                       lost=_tally["lost"],
                        points=len(_tally["points"]), runs_per_point=RUNS, problems=_tally["problems"],
                        old_orphans=_tally["orphans"], mariadb_runs=_tally["mariadb_runs"])
 
