@@ -60,6 +60,26 @@ def _tame_malloc() -> None:
         pass  # not glibc: nothing to tune
 
 
+def _honour_connection_close() -> None:
+    """gunicorn drops the hop-by-hop headers an app sets, ``Connection: close`` among them, and
+    keeps the connection alive. The app asks for a close when it answered an error before
+    reading the whole request body (a refused upload): the connection must not carry on with
+    the leftover bytes, and the client must be told, or it reuses a socket the server is about
+    to drop. Here the app's ``Connection: close`` makes gunicorn close and say so."""
+    from gunicorn.http import wsgi
+    if getattr(wsgi.Response.process_headers, "_blockdrive", False):
+        return
+    original = wsgi.Response.process_headers
+
+    def process_headers(self, headers):
+        if any(n.lower() == "connection" and v.strip().lower() == "close" for n, v in headers):
+            self.force_close()
+        return original(self, headers)
+    process_headers._blockdrive = True
+    wsgi.Response.process_headers = process_headers
+
+
 def serve(config, host: str, port: int, workers: int) -> None:
     _tame_malloc()
+    _honour_connection_close()
     Server(config, host, port, workers).run()
