@@ -26,7 +26,7 @@ RELIABILITY = tests/reliability tests/e2e/test_schemathesis.py tests/e2e/test_au
               tests/e2e/test_dedup_oracle.py tests/e2e/test_hostile.py
 soak: install
 	bash scripts/services.sh up
-	BLOCKDRIVE_SOAK=1 $(BIN)/python -m pytest $(RELIABILITY) -p no:cacheprovider -q
+	BLOCKDRIVE_SOAK=1 $(BIN)/python -m pytest $(RELIABILITY) -p no:cacheprovider -q --timeout 0
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit -m "not integration"

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
 import statistics
 import subprocess
@@ -36,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import requests  # noqa: E402
 
-from bench.common import MiB, machine, save, table, write_random  # noqa: E402
+from bench.datasets import random_file, small_files  # noqa: E402
+from bench.common import MiB, machine, save, table  # noqa: E402
 from tests.e2e.conftest import BIN, start_server, stop_server  # noqa: E402
 from tests.e2e.test_client import CountingProxy  # noqa: E402
 
@@ -61,18 +61,6 @@ def run(env, *args) -> tuple[float, dict]:
     if out.returncode != 0:
         raise SystemExit(f"blockdrive {' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
     return dt, json.loads(out.stdout)
-
-
-def small_tree(root: Path, n: int, folders: int = 100, seed: int = 7) -> int:
-    rng = random.Random(seed)
-    total = 0
-    for i in range(n):
-        d = root / f"d{i % folders:03d}" / f"s{(i // folders) % 4}"
-        d.mkdir(parents=True, exist_ok=True)
-        size = rng.randint(1024, 64 * 1024)
-        (d / f"f{i:05d}.bin").write_bytes(rng.randbytes(size))
-        total += size
-    return total
 
 
 def main() -> None:
@@ -118,7 +106,7 @@ def main() -> None:
 
 
 def edit(args, tmp, env, srv, proxy, rows, results) -> None:
-    f = write_random(tmp / "edit.bin", args.edit_mib * MiB, seed=11)
+    f = random_file(tmp / "edit.bin", args.edit_mib * MiB, seed=11)
     t_first, _ = run(env, "push", str(f), "/bench/edit.bin")
     with open(f, "r+b") as fh:
         fh.seek(args.edit_mib * MiB // 2)
@@ -140,7 +128,7 @@ def edit(args, tmp, env, srv, proxy, rows, results) -> None:
 
 
 def unchanged(args, tmp, direct, srv, rows, results) -> None:
-    g = write_random(tmp / "big.bin", args.big_mib * MiB, seed=12)
+    g = random_file(tmp / "big.bin", args.big_mib * MiB, seed=12)
     t1, _ = run(direct, "push", str(g), "/bench/big.bin")
     b0, _ = counters(srv.url)
     t2, st2 = run(direct, "push", str(g), "/bench/big.bin")
@@ -162,7 +150,7 @@ def small(args, tmp, direct, srv, rows, results) -> None:
     """Sync vs restic backup, alternating, each into a fresh target (a new remote folder, user
     and empty local index; a new restic repository)."""
     tree = tmp / "tree"
-    total = small_tree(tree, args.files)
+    total = small_files(tree, args.files, seed=7)
     subprocess.run(["sync"])
     restic = shutil.which("restic")
     syncs, restics, st, t_resync = [], [], None, None

@@ -26,17 +26,6 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
-def write_random(path: Path, size: int, seed: int = 1) -> Path:
-    rng = random.Random(seed)
-    with open(path, "wb") as fh:
-        left = size
-        while left:
-            n = min(left, 8 * MiB)
-            fh.write(rng.randbytes(n))
-            left -= n
-    return path
-
-
 def write_repeated(path: Path, size: int, unit: int = 8 * MiB, seed: int = 2) -> Path:
     """``size`` bytes made of one random ``unit`` repeated: dedups to about one unit."""
     piece = random.Random(seed).randbytes(unit)

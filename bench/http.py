@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import requests  # noqa: E402
 
-from bench.common import MiB, drop_caches, machine, save, table, write_random  # noqa: E402
+from bench.datasets import random_file  # noqa: E402
+from bench.common import MiB, drop_caches, machine, save, table  # noqa: E402
 from tests.e2e.conftest import start_server, stop_server  # noqa: E402
 
 
@@ -84,7 +85,7 @@ def main() -> None:
     ap.add_argument("--metadata-requests", type=int, default=3000)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bd-bench-"))
-    src = write_random(tmp / "src.bin", args.mib * MiB, seed=1)
+    src = random_file(tmp / "src.bin", args.mib * MiB, seed=1)
     size = src.stat().st_size
     cold_ok = _can_drop_caches()
     env = {"BLOCKDRIVE_STORAGE_CHUNK_MIN": str(256 * 1024), "BLOCKDRIVE_STORAGE_CHUNK_AVG": str(1024 * 1024),
@@ -143,7 +144,7 @@ def main() -> None:
         res["metadata_all_200"] = set(codes) == {200}
 
         per = args.rss_mib or args.mib
-        srcs = [write_random(tmp / f"c{i}.bin", per * MiB, seed=10 + i) for i in range(4)]
+        srcs = [random_file(tmp / f"c{i}.bin", per * MiB, seed=10 + i) for i in range(4)]
         peak, peak_pss, stop = 0, 0, threading.Event()
 
         def sample():

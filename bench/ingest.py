@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import MiB, machine, save, table, timed, write_random, write_repeated
+from bench.datasets import random_file
+from bench.common import MiB, machine, save, table, timed, write_repeated
 
 
 def fresh_drive(home: Path):
@@ -67,7 +67,7 @@ def pack_bytes(drive) -> int:
 def rss_child(size_mib: int, workdir: str) -> None:
     """Run in a child process: put a file of size_mib and print the peak RSS in KiB."""
     work = Path(workdir)
-    src = write_random(work / "rss.bin", size_mib * MiB, seed=9)
+    src = random_file(work / "rss.bin", size_mib * MiB, seed=9)
     drive, user = fresh_drive(work / "rss-home")
     put_file(drive, user, src, "rss.bin")
     # VmHWM, not getrusage: Linux carries ru_maxrss across fork and exec, so the child would
@@ -93,11 +93,9 @@ def main(argv=None) -> int:
         work = Path(tmp)
         size = args.size_mib * MiB
         mb = size / 1e6
-        rnd = write_random(work / "random.bin", size)
+        rnd = random_file(work / "random.bin", size, seed=1)
         rep = write_repeated(work / "repeated.bin", size)
-        data = rnd.read_bytes()
-        t_sha, _ = timed(lambda: hashlib.sha256(data).digest(), args.repeat)
-        del data
+        t_sha, _ = timed(lambda d=rnd.read_bytes(): hashlib.sha256(d).digest(), args.repeat)
         t_ch, _ = timed(lambda: chunk_hash(rnd), args.repeat)
         t_bare, _ = timed(lambda: bare_loop(rnd, work), args.repeat)
         n = iter(range(1000))

@@ -65,7 +65,6 @@ def synthetic(spark, n: int, out: Path):
 
 
 def bench_plans(spark, n: int, scratch: Path) -> dict:
-    from pyspark.sql import functions as F
     from jobs.gc import live_set, plan_mark, plan_sweep
     from jobs.reconcile import refcount_drift
     gen = synthetic(spark, n, scratch)

@@ -31,8 +31,6 @@ import threading
 import time
 from pathlib import Path
 
-import requests
-
 from bench import datasets
 from bench.common import MiB, drop_caches, machine, save
 
@@ -250,9 +248,7 @@ def ingest(p, tmp, res, state) -> None:
     http = state["http"]
     client = http.user()
     for r, f in enumerate(files):
-        data = f.read_bytes()
-        runs["sha"].append(size / _timed(lambda: hashlib.sha256(data).digest()))
-        del data
+        runs["sha"].append(size / _timed(lambda d=f.read_bytes(): hashlib.sha256(d).digest()))
         chunker = FastCDCChunker(*(DEFAULT_CHUNKING[k] for k in ("chunk_min", "chunk_avg", "chunk_max")))
 
         def cdc():
