@@ -27,6 +27,15 @@ MiB = 1024 * 1024
 CHUNK_MAX = MiB  # the e2e server's chunk_max (tests/e2e/conftest.py)
 
 
+def _shut(*socks) -> None:
+    """End both directions of a proxied connection (either side may be gone already)."""
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class CountingProxy:
     """A TCP proxy counting bytes each way. ``cut_after(n)`` drops every connection once n
     more bytes went up and refuses new ones until ``heal()``: a server gone mid-push."""
@@ -114,11 +123,7 @@ class CountingProxy:
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _shut(src, dst)
 
     def close(self):
         self.sock.close()
@@ -631,11 +636,7 @@ class LostAnswerProxy:
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _shut(src, dst)
 
     def close(self):
         self.sock.close()
