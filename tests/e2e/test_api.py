@@ -7,7 +7,6 @@ import io
 import os
 import random
 
-import pytest
 import requests
 
 PROBLEM = "application/problem+json"

@@ -4,7 +4,6 @@ and never "block missing"."""
 from __future__ import annotations
 
 import io
-import os
 import socket
 import subprocess
 import sys
@@ -12,7 +11,6 @@ import time
 
 import pytest
 
-from storage.backends import open_backend
 from storage.backends.arrow import translate
 from storage.errors import BackendUnavailable, IntegrityError, NotFound
 from tests.conftest import make_config, rand

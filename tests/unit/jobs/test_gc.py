@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import threading
 
 import pytest
@@ -12,7 +11,7 @@ import sqlalchemy as sa
 from storage import clock
 from storage.errors import RetryLater
 from storage.maintenance import Safety
-from storage.models import Block, Pack, UploadPin, UploadSession
+from storage.models import Block, UploadPin, UploadSession
 from tests.conftest import put_bytes, rand, read_all
 
 

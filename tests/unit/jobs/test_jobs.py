@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import io
 
 import pytest
 import sqlalchemy as sa
 
 from storage import clock
 from storage.chunking import make_chunker
-from storage.models import Block, FileVersion, Pack, User, VersionBlock
+from storage.models import Block, Pack, User, VersionBlock
 from tests.conftest import put_bytes, rand, read_all
 
 

@@ -10,7 +10,6 @@ from the pack format's constants. Nothing is read back from ``blocks.stored_size
 from __future__ import annotations
 
 import io
-import json
 
 import pytest
 import zstandard

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from storage import clock
 from storage.errors import (Conflict, Forbidden, IntegrityError, InvalidInput, InvalidName, NotFound,
                             PreconditionFailed, QuotaExceeded)
-from storage.models import Block, FileVersion, Node, Pack, User, VersionBlock
+from storage.models import Block, Pack, User, VersionBlock
 from tests.conftest import put_bytes, rand, read_all
 
 
