@@ -15,6 +15,36 @@ def _child_exit(_server, worker):
         multiprocess.mark_process_dead(worker.pid)
 
 
+METRICS_PREFIX = "blockdrive-metrics-"
+
+
+def sweep_metrics_dirs(tmp: str | None = None) -> list[str]:
+    """Remove the metrics directories of servers that are gone. A server stopped cleanly
+    removes its own; one that was killed (SIGKILL, OOM, power) cannot, so the next start does.
+    A directory's name carries its server's pid: while that pid lives, it is left alone."""
+    tmp = tmp or tempfile.gettempdir()
+    removed = []
+    for name in os.listdir(tmp):
+        if not name.startswith(METRICS_PREFIX):
+            continue
+        pid = name[len(METRICS_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+        removed.append(name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 class Server(BaseApplication):
     def __init__(self, config, host: str, port: int, workers: int):
         self.bd_config, self.bind, self.workers = config, f"{host}:{port}", workers
@@ -22,7 +52,8 @@ class Server(BaseApplication):
         # per server, so a restart does not add up the previous run's counters.
         self.metrics_dir = None
         if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-            self.metrics_dir = tempfile.mkdtemp(prefix="blockdrive-metrics-")
+            sweep_metrics_dirs()
+            self.metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
         super().__init__()
 
