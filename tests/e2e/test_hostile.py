@@ -342,3 +342,19 @@ def test_one_byte_over_the_upload_limit_or_the_quota_is_413_and_keeps_nothing(li
     assert r.status_code == 201 and r.json()["size"] == QUOTA, r.text
     figures.record("hostile limits (413)", faults=cases, detected=cases, lost=0,
                    pack_bytes_before=disk0, pack_bytes_refused=grown - disk0, pack_bytes_after_gc=disk1)
+
+
+def test_one_byte_over_the_block_limit_is_413_with_and_without_content_length(limited):
+    """The block API's bound is the chunker's largest block: one byte past it is refused the
+    same way whether the body comes with a Content-Length or chunked, and stores nothing."""
+    c = limited.user()
+    biggest = 256 * 1024  # BLOCKDRIVE_STORAGE_CHUNK_MAX above
+    data = os.urandom(biggest + 1)
+    h = hashlib.sha256(data).hexdigest()
+    _over(c, "block PUT with Content-Length", lambda: c.put(f"/api/v1/blocks/{h}", data=data))
+    _over(c, "block PUT chunked", lambda: c.put(f"/api/v1/blocks/{h}", data=_chunks(data)))
+    r = c.post("/api/v1/blocks/missing", json={"hashes": [h]})
+    assert r.json()["missing"] == [h]
+    at = data[:-1]
+    r = c.put(f"/api/v1/blocks/{hashlib.sha256(at).hexdigest()}", data=_chunks(at))
+    assert r.status_code == 201, r.text
