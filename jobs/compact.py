@@ -51,15 +51,19 @@ def pack_usage(packs: DataFrame, blocks: DataFrame) -> DataFrame:
         "dead_ratio", F.when(F.col("size") > 0, dead / F.col("size")).otherwise(F.lit(0.0)))
 
 
-def plan_packs(usage: DataFrame, *, target: int, fill: float, dead_ratio: float, hot_prefix: str) -> DataFrame:
+def plan_packs(usage: DataFrame, *, target: int, fill: float, dead_ratio: float, hot_prefix: str,
+               max_copy_bytes: int = 0) -> DataFrame:
     """``usage`` with the plan's ``bin`` and ``action`` for each pack (null: left alone).
 
     ``retire`` for sealed packs with no live block (whatever their tier); ``copy`` for hot
     packs whose live records go into new pack number ``bin`` (small ones, and those whose
     dead ratio passed the threshold), bins filled in pack-id order up to ``target`` bytes. A
     bin of one pack that is merely small (not dead enough) is left alone: rewriting it alone
-    gains nothing. Written as windows over one ordered partition rather than joins and
-    group-bys, so Spark plans it with a single shuffle: this runs on every compaction."""
+    gains nothing. With ``max_copy_bytes``, the bins past that many live bytes (the first bin
+    always goes) are ``defer``: left to the next run, so one run's copying, and the block
+    list its driver holds, stay bounded however much is due. Written as windows over one
+    ordered partition rather than joins and group-bys, so Spark plans it with a single
+    shuffle: this runs on every compaction."""
     sealed = F.col("state") == "sealed"
     cand = (sealed & F.col("url").startswith(hot_prefix) & (F.col("live_bytes") > 0)
             & ((F.col("size") < F.lit(int(fill * target))) | (F.col("dead_ratio") >= F.lit(dead_ratio))))
@@ -70,14 +74,25 @@ def plan_packs(usage: DataFrame, *, target: int, fill: float, dead_ratio: float,
     useful = (F.count(F.lit(1)).over(per_bin) > 1) | (F.max("dead_ratio").over(per_bin) >= F.lit(dead_ratio))
     action = (F.when(sealed & (F.col("live_bytes") == 0), F.lit("retire"))
               .when(F.col("bin").isNotNull() & useful, F.lit("copy")))
-    return (binned.withColumn("action", action)
-            .withColumn("bin", F.when(F.col("action") == "retire", F.lit(-1))
-                        .when(F.col("action") == "copy", F.col("bin")).cast("int")))
+    planned = binned.withColumn("action", action)
+    if max_copy_bytes:
+        copy = F.col("action") == "copy"
+        upto = Window.orderBy("copy_bin").rangeBetween(Window.unboundedPreceding, Window.currentRow)
+        first = F.min("copy_bin").over(Window.partitionBy(F.lit(1)))
+        planned = (planned.withColumn("copy_bin", F.when(copy, F.col("bin")))
+                   .withColumn("action", F.when(copy & (F.col("copy_bin") > first) & (
+                       F.sum(F.when(copy, F.col("live_bytes"))).over(upto) > F.lit(max_copy_bytes)), F.lit("defer"))
+                       .otherwise(F.col("action")))
+                   .drop("copy_bin"))
+    return planned.withColumn("bin", F.when(F.col("action") == "retire", F.lit(-1))
+                              .when(F.col("action") == "copy", F.col("bin")).cast("int"))
 
 
-def plan_compaction(usage: DataFrame, *, target: int, fill: float, dead_ratio: float, hot_prefix: str) -> DataFrame:
-    """(pack id, bin, action) for the packs :func:`plan_packs` acts on."""
-    return (plan_packs(usage, target=target, fill=fill, dead_ratio=dead_ratio, hot_prefix=hot_prefix)
+def plan_compaction(usage: DataFrame, *, target: int, fill: float, dead_ratio: float, hot_prefix: str,
+                    max_copy_bytes: int = 0) -> DataFrame:
+    """(pack id, bin, action) for the packs :func:`plan_packs` acts on or defers."""
+    return (plan_packs(usage, target=target, fill=fill, dead_ratio=dead_ratio, hot_prefix=hot_prefix,
+                       max_copy_bytes=max_copy_bytes)
             .where(F.col("action").isNotNull()).select("id", "bin", "action"))
 
 
@@ -90,18 +105,20 @@ def plan_moves(plan: DataFrame, packs: DataFrame, blocks: DataFrame) -> DataFram
 
 def summarize(planned: DataFrame) -> dict:
     """The figures of a plan (:func:`plan_packs`) and the packs to retire, in one Spark action."""
-    copy, retire = F.col("action") == "copy", F.col("action") == "retire"
+    copy, retire, defer = (F.col("action") == a for a in ("copy", "retire", "defer"))
     r = planned.agg(
         F.sum("size").alias("physical"), F.sum("live_bytes").alias("live"),
         F.count(F.when(copy, 1)).alias("copy_packs"), F.sum(F.when(copy, F.col("live_bytes"))).alias("copy_live"),
-        F.sum(F.when(F.col("action").isNotNull(), F.col("size"))).alias("planned_bytes"),
+        F.sum(F.when(copy | retire, F.col("size"))).alias("planned_bytes"),
+        F.count(F.when(defer, 1)).alias("defer_packs"), F.sum(F.when(defer, F.col("live_bytes"))).alias("defer_live"),
         F.size(F.collect_set(F.when(copy, F.col("bin")))).alias("bins"),
         F.collect_list(F.when(retire, F.col("id"))).alias("retire")).first()
     copy_live = int(r["copy_live"] or 0)
     return {"sealed_bytes": int(r["physical"] or 0), "live_bytes": int(r["live"] or 0),
             "packs_to_retire": len(r["retire"]), "packs_to_rewrite": int(r["copy_packs"]),
             "bytes_to_copy": copy_live, "bytes_to_free": int(r["planned_bytes"] or 0) - copy_live,
-            "new_packs": int(r["bins"]), "retire": sorted(r["retire"])}
+            "new_packs": int(r["bins"]), "packs_deferred": int(r["defer_packs"]),
+            "bytes_deferred": int(r["defer_live"] or 0), "retire": sorted(r["retire"])}
 
 
 # ---- executors -------------------------------------------------------------------------------
@@ -168,11 +185,14 @@ def run(ctx) -> dict:
     packs, blocks = extract(ctx)
     planned = plan_packs(pack_usage(packs, blocks), target=j["target_pack_bytes"], fill=j["fill_threshold"],
                          dead_ratio=j["dead_ratio"],
-                         hot_prefix=store.hot.url.split("?", 1)[0].rstrip("/") + "/").cache()
+                         hot_prefix=store.hot.url.split("?", 1)[0].rstrip("/") + "/",
+                         max_copy_bytes=j["compact_max_bytes"]).cache()
     stats = summarize(planned)
     retire = stats.pop("retire")
     ctx.say(f"plan: retire {stats['packs_to_retire']} packs, rewrite {stats['packs_to_rewrite']} into "
-            f"{stats['new_packs']} ({stats['bytes_to_copy']} bytes to copy, {stats['bytes_to_free']} to free)")
+            f"{stats['new_packs']} ({stats['bytes_to_copy']} bytes to copy, {stats['bytes_to_free']} to free)"
+            + (f"; {stats['packs_deferred']} packs ({stats['bytes_deferred']} live bytes) left to the next run,"
+               " past compact_max_bytes" if stats["packs_deferred"] else ""))
     try:
         if ctx.dry_run:
             return stats

@@ -71,6 +71,30 @@ def test_compact_merges_small_packs_and_retires_them_after_grace(drive, make_use
         assert read_all(drive, u, nodes[n]) == d
 
 
+def test_compact_max_bytes_spreads_the_copying_over_runs(drive, make_user, spark):
+    """With compact_max_bytes under one new pack's worth, each run writes one new pack and
+    leaves the rest, saying so; later runs finish the work, and every file reads back."""
+    from jobs.runner import run_job
+    u = make_user()
+    files = {f"f{i}.bin": rand(40_000, 30 + i) for i in range(8)}  # 8 packs, bins of 3, 2 and 3
+    nodes = {n: put_bytes(drive, u, n, d).node.id for n, d in files.items()}
+    cfg = type(drive.config)({**drive.config, "jobs": {**drive.config["jobs"], "target_pack_bytes": 100_000,
+                                                        "fill_threshold": 0.9, "compact_max_bytes": 1}})
+    written, deferred = [], []
+    for _ in range(8):
+        r = run_job("compact", drive, spark, cfg)
+        if not r.stats["new_packs"]:
+            break
+        written.append(r.stats["new_packs"])
+        deferred.append(r.stats["packs_deferred"])
+        for n, d in files.items():
+            assert read_all(drive, u, nodes[n]) == d
+    assert written == [1] * len(written) and len(written) >= 3, (written, deferred)
+    assert deferred[0] > 0 and deferred[-1] == 0 and deferred == sorted(set(deferred), reverse=True), deferred
+    whole = run_job("compact", drive, spark, cfg, dry_run=True)
+    assert whole.stats["packs_deferred"] == 0 and whole.stats["new_packs"] == 0
+
+
 def test_scenario_jobs_bring_physical_bytes_down_to_live_bytes(drive, make_user, run):
     """Uploads, edits, deletes and purges; then gc + compact bring physical bytes to the live
     bytes (within the pack fill threshold), and every live file reads back."""
