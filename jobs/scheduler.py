@@ -27,6 +27,8 @@ class Scheduler:
         self.ttl = self.cfg["jobs"]["lease_seconds"]
         self._spark_factory = spark_factory
         self._spark = None
+        self._spark_lock = threading.Lock()
+        self._running = 0  # runs using self._spark
         self._blocking = blocking
         self._sched = None
         self.ran: list[str] = []
@@ -43,28 +45,45 @@ class Scheduler:
     # ---- jobs -----------------------------------------------------------------------------
 
     def spark(self):
-        if self._spark is None:
-            if self._spark_factory is not None:
-                self._spark = self._spark_factory()
-            else:
-                from .spark import get_spark
-                self._spark = get_spark(self.cfg)
-        return self._spark
+        with self._spark_lock:
+            self._running += 1
+            if self._spark is None:
+                if self._spark_factory is not None:
+                    self._spark = self._spark_factory()
+                else:
+                    from .spark import get_spark
+                    self._spark = get_spark(self.cfg)
+            return self._spark
 
     def fire(self, name: str) -> str:
         """What a scheduled trigger does: run ``name`` if this scheduler leads. Returns
         ``ran``, ``not-leader``, ``busy`` or ``failed``."""
         if not self.lead():
             return "not-leader"
+        spark = self.spark()
         try:
-            run_job(name, self.drive, self.spark(), self.cfg, progress=lambda msg: log.info("%s: %s", name, msg))
+            run_job(name, self.drive, spark, self.cfg, progress=lambda msg: log.info("%s: %s", name, msg))
         except JobBusy:
             return "busy"
         except Exception:  # noqa: BLE001 - recorded in job_runs; the scheduler keeps going
             log.exception("job %s failed", name)
             return "failed"
+        finally:
+            self.release_spark()
         self.ran.append(name)
         return "ran"
+
+    def release_spark(self) -> None:
+        """End the session this scheduler started, JVM and all: the next run starts a fresh
+        one (some seconds, once a run), so a scheduler up for months does not grow with the
+        state a JVM keeps of each job. A session from ``spark_factory`` is the caller's; one
+        still in use by another job (two schedules at once) is released by the last."""
+        with self._spark_lock:
+            self._running -= 1
+            if self._spark is not None and self._spark_factory is None and not self._running:
+                from .spark import stop_spark
+                stop_spark(jvm=True)
+                self._spark = None
 
     def schedule(self) -> dict[str, str]:
         return {name: cron for name, cron in self.cfg["schedule"].items() if cron and name in JOBS}

@@ -8,6 +8,7 @@ Jobs take ``spark`` as a parameter; only the runner (and tests, once per session
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -71,9 +72,28 @@ def get_spark(cfg):
         return _session
 
 
-def stop_spark() -> None:
+def stop_spark(jvm: bool = False) -> None:
+    """Stop the shared session. With ``jvm``, end its JVM too, so that the next
+    :func:`get_spark` starts a fresh one. A JVM keeps part of every job it ran (broadcast
+    tables and plan state Spark does not release, some megabytes a run): a process that runs
+    jobs for months, the scheduler, must hand that back between runs or its heap fills."""
     global _session
     with _lock:
         if _session is not None:
             _session.stop()
             _session = None
+        if jvm:
+            from pyspark import SparkContext
+            gateway = SparkContext._gateway
+            if gateway is None:
+                return
+            SparkContext._gateway = SparkContext._jvm = None
+            gateway.shutdown()
+            proc = getattr(gateway, "proc", None)  # None when attached to someone else's JVM
+            if proc is not None:
+                proc.stdin.close()  # the JVM pyspark started exits when its stdin closes
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()

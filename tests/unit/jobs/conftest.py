@@ -13,12 +13,13 @@ JOBS_TEST = {"target_pack_bytes": 512 * 1024, "fill_threshold": 0.5, "dead_ratio
              "shuffle_partitions": 2, "lease_seconds": 600}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def spark():
-    from jobs.spark import get_spark, stop_spark
-    s = get_spark(load_config(env={}, overrides={"jobs": {"shuffle_partitions": 4}}))
-    yield s
-    stop_spark()
+    """The process's shared SparkSession, made on first use and looked up per test: a test
+    that ended the JVM (the scheduler does after each run; the reliability suite replaces it
+    when its heap fills) hands the next test a fresh one. It ends with the test process."""
+    from jobs.spark import get_spark
+    return get_spark(load_config(env={}, overrides={"jobs": {"shuffle_partitions": 4}}))
 
 
 def jobs_config(tmp_path, grace=3600, **jobs):

@@ -4,6 +4,7 @@ the ``blockdrive jobs`` / ``scheduler`` commands."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 
 import pytest
@@ -97,6 +98,25 @@ def test_a_started_scheduler_runs_a_due_job_once(drive, spark):
     finally:
         s.shutdown()
     assert s.ran == ["reconcile"] and history(drive.sm)[0]["job"] == "reconcile"
+
+
+def test_the_scheduler_runs_each_job_in_a_fresh_jvm_and_ends_it(drive, spark, monkeypatch):
+    """A JVM keeps some state of every job it ran: the scheduler's own session is ended, JVM
+    and all, after each run, and the next run starts a new one."""
+    import jobs.scheduler as sched_mod
+    pids = []
+
+    def run_and_note(name, drive_, spark_, cfg, **kw):
+        pids.append(spark_._jvm.java.lang.ProcessHandle.current().pid())
+        return run_job(name, drive_, spark_, cfg, **kw)
+    monkeypatch.setattr(sched_mod, "run_job", run_and_note)
+    s = Scheduler(drive)  # no spark_factory: the session is the scheduler's own
+    assert [s.fire("reconcile"), s.fire("reconcile")] == ["ran", "ran"]
+    assert len(set(pids)) == 2, pids
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert [r["status"] for r in history(drive.sm)[:2]] == ["ok", "ok"]
 
 
 def test_bad_cron_strings_are_config_errors(config):
