@@ -277,7 +277,7 @@ def job_round(st: Store, family: str, i: int, spark, runs: Counter) -> None:
 # ---- the matrix ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_crash_matrix(family, tmp_path, spark, spark_env):
+def test_crash_matrix(family, tmp_path, spark, spark_env, shared_spark):
     st = Store(tmp_path, spark_env)
     for n in range(4):
         st.put(st.name("seed"), rand(120_000 + 50_000 * n, st.fresh()))
@@ -289,6 +289,9 @@ def test_crash_matrix(family, tmp_path, spark, spark_env):
     runs = Counter()
     for i in range(RUNS):
         if family in ("gc", "compact", "tier"):
+            if shared_spark.recycle():  # killed job clients fill the JVM they attach to
+                spark = shared_spark.session
+                st.env.update(shared_spark.env())
             job_round(st, family, i, spark, runs)
             continue
         for point in FAMILIES[family]:

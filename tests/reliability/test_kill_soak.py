@@ -42,8 +42,10 @@ TUS = {"Tus-Resumable": "1.0.0"}
 
 
 class Soak:
-    def __init__(self, tmp: Path, spark_env: dict):
+    def __init__(self, tmp: Path, shared_spark):
         self.tmp = tmp
+        self.shared_spark = shared_spark
+        spark_env = shared_spark.env()
         self.proc, self.srv = start_server(tmp, None, workers=2, extra_env={
             "BLOCKDRIVE_GC_GRACE_SECONDS": str(GRACE),
             "BLOCKDRIVE_JOBS_OPEN_PACK_GRACE_SECONDS": "60",
@@ -65,6 +67,7 @@ class Soak:
         self.job: subprocess.Popen | None = None
         self.ops = {"put": 0, "edit": 0, "tus": 0, "delete": 0, "share": 0, "read": 0, "failed": 0}
         self.jobs_done = {"ok": 0, "killed": 0, "failed": 0}
+        self.jvm_restarts = 0
 
     # ---- the server and the jobs ----------------------------------------------------------------
 
@@ -92,6 +95,10 @@ class Soak:
                 continue
             job = ("gc", "compact")[n % 2]
             n += 1
+            if n % 10 == 0 and self.shared_spark.recycle():  # no job is attached right now
+                with self.lock:
+                    self.job_env.update(self.shared_spark.env())
+                    self.jvm_restarts += 1
             p = subprocess.Popen([sys.executable, "-m", "tests.reliability.driver", "job", job], cwd=ROOT,
                                  env=self.job_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                  start_new_session=True)
@@ -233,8 +240,8 @@ class Soak:
         files[up["name"]] = (body["id"], data)
 
 
-def test_random_kill_soak(tmp_path, spark, spark_env):
-    soak = Soak(tmp_path, spark_env)
+def test_random_kill_soak(tmp_path, shared_spark):
+    soak = Soak(tmp_path, shared_spark)
     srv = soak.srv
     users = [srv.user() for _ in range(3)]
     threads = [threading.Thread(target=soak.client, args=(u, users[(i + 1) % 3], i), daemon=True)
@@ -297,13 +304,13 @@ def test_random_kill_soak(tmp_path, spark, spark_env):
             except NotFound:  # in the trash: the client deleted it
                 acked.pop(key)
     f = check_store(drive, acked)
-    at = settle(drive, spark, cfg, GRACE)
+    at = settle(drive, shared_spark.session, cfg, GRACE)
     after = check_store(drive, acked, grace_seconds=GRACE, at=at)
     drive.close()
     lost = sorted(set(soak.lost) | set(f.lost) | set(after.lost))
     figures.record("random kill soak", runs=sum(soak.ops.values()), kills=sum(kills.values()), lost=len(lost),
                    server_kills=kills["server"], job_kills=kills["job"], fsck_runs=fsck_runs,
-                   fsck_failed=len(soak.fsck_problems), acked=len(acked), jobs_completed=soak.jobs_done["ok"],
+                   fsck_failed=len(soak.fsck_problems), acked=len(acked), jobs_completed=soak.jobs_done["ok"], jvm_restarts=soak.jvm_restarts,
                    seconds=round(seconds))
     assert not lost, "acknowledged data lost:\n" + "\n".join(lost[:50])
     assert not soak.fsck_problems, "fsck after a restart:\n" + "\n\n".join(soak.fsck_problems[:5])

@@ -104,13 +104,16 @@ class File:
 
 
 class DriveModel(RuleBasedStateMachine):
-    engine = spark_session = tmp = None  # set by the test before the machine runs
+    engine = shared_spark = tmp = None  # set by the test before the machine runs
     examples = steps = 0
     counts: Counter = Counter()  # rules run (and crashes injected), over all examples
 
     def __init__(self):
         super().__init__()
         type(self).examples += 1
+        if self.examples % 10 == 0:
+            self.shared_spark.recycle()  # hundreds of job runs would fill one JVM
+        self.spark_session = self.shared_spark.session
         clock.reset()
         _wipe(self.engine)
         self.config = _config(self.tmp / f"home{self.examples}")
@@ -513,10 +516,10 @@ class DriveModel(RuleBasedStateMachine):
                 assert b"".join(chunks) == f.versions[-1]
 
 
-def test_drive_agrees_with_its_model(db_engine, tmp_path, spark, request):
+def test_drive_agrees_with_its_model(db_engine, tmp_path, shared_spark, request):
     """SQLite in CI; on MariaDB a shorter run. ``make soak`` runs both much longer."""
     small = request.node.callspec.params.get("db_engine") == "mariadb"
-    DriveModel.engine, DriveModel.spark_session, DriveModel.tmp = db_engine, spark, tmp_path
+    DriveModel.engine, DriveModel.shared_spark, DriveModel.tmp = db_engine, shared_spark, tmp_path
     DriveModel.examples = DriveModel.steps = 0
     DriveModel.counts = Counter()
     # Many short examples rather than few long ones: hypothesis enables a random subset of
