@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from storage import maintenance as m
 from storage.clock import now
+from storage.procs import pid_alive
 from storage.models import JobRun
 
 from .catalog import JOBS  # noqa: F401  (the runner's table of jobs, imported from here too)
@@ -48,15 +49,7 @@ def _stale_local(holder: str | None) -> bool:
         return False
     host, _, rest = holder.partition(":")
     pid = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-        return False
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
+    return host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid))
 
 
 def run_job(name: str, drive, spark, cfg=None, *, dry_run: bool = False, progress=None,

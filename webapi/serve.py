@@ -8,6 +8,8 @@ import tempfile
 
 from gunicorn.app.base import BaseApplication
 
+from storage.procs import pid_alive
+
 
 def _child_exit(_server, worker):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -28,21 +30,11 @@ def sweep_metrics_dirs(tmp: str | None = None) -> list[str]:
         if not name.startswith(METRICS_PREFIX):
             continue
         pid = name[len(METRICS_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or pid_alive(int(pid)):
             continue
         shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
         removed.append(name)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
 
 
 class Server(BaseApplication):
