@@ -44,15 +44,17 @@ class Scheduler:
 
     # ---- jobs -----------------------------------------------------------------------------
 
-    def spark(self):
+    def acquire_spark(self):
+        """The Spark session for one run, started if there is none; the run counts as in
+        progress until its ``release_spark()``. A session that fails to start counts nothing."""
         with self._spark_lock:
-            self._running += 1
             if self._spark is None:
                 if self._spark_factory is not None:
                     self._spark = self._spark_factory()
                 else:
                     from .spark import get_spark
                     self._spark = get_spark(self.cfg)
+            self._running += 1
             return self._spark
 
     def fire(self, name: str) -> str:
@@ -60,7 +62,11 @@ class Scheduler:
         ``ran``, ``not-leader``, ``busy`` or ``failed``."""
         if not self.lead():
             return "not-leader"
-        spark = self.spark()
+        try:
+            spark = self.acquire_spark()
+        except Exception:  # noqa: BLE001 - no JVM, no run; the next trigger tries again
+            log.exception("job %s: Spark did not start", name)
+            return "failed"
         try:
             run_job(name, self.drive, spark, self.cfg, progress=lambda msg: log.info("%s: %s", name, msg))
         except JobBusy:

@@ -119,6 +119,31 @@ def test_the_scheduler_runs_each_job_in_a_fresh_jvm_and_ends_it(drive, spark, mo
     assert [r["status"] for r in history(drive.sm)[:2]] == ["ok", "ok"]
 
 
+def test_a_spark_that_does_not_start_fails_the_run_and_the_next_still_ends_its_jvm(drive, spark, monkeypatch):
+    """A session that fails to start is a failed run that leaves no run counted in progress:
+    otherwise no later run would be the last one out, and the JVM would never be ended."""
+    import jobs.scheduler as sched_mod
+    import jobs.spark as spark_mod
+    real, starts, pids = spark_mod.get_spark, [], []
+
+    def first_fails(cfg):
+        starts.append(cfg)
+        if len(starts) == 1:
+            raise RuntimeError("no JVM this time")
+        return real(cfg)
+
+    def run_and_note(name, drive_, spark_, cfg, **kw):
+        pids.append(spark_._jvm.java.lang.ProcessHandle.current().pid())
+        return run_job(name, drive_, spark_, cfg, **kw)
+    monkeypatch.setattr(spark_mod, "get_spark", first_fails)
+    monkeypatch.setattr(sched_mod, "run_job", run_and_note)
+    s = Scheduler(drive)
+    assert s.fire("reconcile") == "failed" and history(drive.sm) == [] and s.ran == []
+    assert s.fire("reconcile") == "ran" and len(starts) == 2
+    with pytest.raises(ProcessLookupError):
+        os.kill(pids[0], 0)
+
+
 def test_bad_cron_strings_are_config_errors(config):
     bad = type(config)({**config, "schedule": {**config["schedule"], "gc": "every day"}})
     with pytest.raises(ConfigError, match="schedule.gc"):
