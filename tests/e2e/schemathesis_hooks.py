@@ -95,6 +95,15 @@ def problem(code: str, detail: str = ""):
     return check
 
 
+def gone(case, response) -> bool:
+    """410 ``gone``. A HEAD answer has no body (RFC 9110 9.3.2), so there the proof is the
+    problem+json type with no bytes: the drive answers 410 only for ``storage.errors.Gone``."""
+    if case.method.upper() == "HEAD":
+        ctype = response.headers.get("content-type", [""])[0]
+        return response.status_code == 410 and ctype == "application/problem+json" and not response.content
+    return problem("gone")(case, response)
+
+
 POSITIVE = "RejectedPositiveData"
 STATE = "the drive's state decides, not the request's shape: "
 # (failure class, operation label or "*", status, proof, why it is not a bug)
@@ -140,7 +149,7 @@ EXCUSES = [
      "a Range starting past the end of the file it names (RFC 9110: 416); the size is the file's"),
     (POSITIVE, "*", 412, problem("precondition-failed"),
      "If-Match / If-None-Match name a version the file does not have (RFC 9110: 412)"),
-    (POSITIVE, "*", 410, problem("gone"), STATE + "the link or upload was revoked or has expired"),
+    (POSITIVE, "*", 410, gone, STATE + "the link or upload was revoked, has expired or was terminated"),
     # The batch routes refuse a bad entry in its own result (200), and commit the others.
     ("AcceptedNegativeData", "POST /api/v1/batch/commit", 200, batch_entry_refused,
      "a malformed entry is refused in its own result; the batch's valid entries still land"),

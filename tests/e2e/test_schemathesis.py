@@ -16,7 +16,8 @@ A's objects readable by B or anonymously. The few failures that are not bugs are
 ``schemathesis_hooks.py``, each with its reason; the excused count is recorded.
 
 Quick (CI): a few examples per operation. ``make soak``: 100 per operation.
-Reproduce one run: the command and seed are in the failure message.
+Reproduce one run: the command and seed are in the failure message; ``BLOCKDRIVE_FUZZ_SEED``
+runs the test with that seed (the stateful phase also depends on the ids the server hands out).
 """
 
 from __future__ import annotations
@@ -137,7 +138,9 @@ def test_every_operation_fuzzed_with_every_check(server, tmp_path, request):
         who.upload(folder["id"], "inner.txt", b"inner")
         who.post(f"/api/v1/nodes/{f['id']}/links", json={})
 
-    report, output, cmd, excuses = run_schemathesis(server.url, alice.token, bob.token, tmp_path, EXAMPLES)
+    seed = os.environ.get("BLOCKDRIVE_FUZZ_SEED")
+    report, output, cmd, excuses = run_schemathesis(server.url, alice.token, bob.token, tmp_path, EXAMPLES,
+                                                    int(seed) if seed else None)
     cases = report["test_cases"]["generated"]
     failures = {f["code"] + " " + f["title"]: f["count"] for f in report["failures"]}
     server_errors = sum(n for k, n in failures.items() if k.startswith("ST101") or "Server error" in k)
