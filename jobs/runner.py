@@ -20,8 +20,8 @@ import sqlalchemy as sa
 
 from storage import maintenance as m
 from storage.clock import now
-from storage.procs import pid_alive
 from storage.models import JobRun
+from storage.procs import pid_alive
 
 from .catalog import JOBS  # noqa: F401  (the runner's table of jobs, imported from here too)
 from .context import Context, dumps

@@ -100,9 +100,8 @@ def test_a_started_scheduler_runs_a_due_job_once(drive, spark):
     assert s.ran == ["reconcile"] and history(drive.sm)[0]["job"] == "reconcile"
 
 
-def test_the_scheduler_runs_each_job_in_a_fresh_jvm_and_ends_it(drive, spark, monkeypatch):
-    """A JVM keeps some state of every job it ran: the scheduler's own session is ended, JVM
-    and all, after each run, and the next run starts a new one."""
+def _note_jvm_pids(monkeypatch) -> list[int]:
+    """The pid of the JVM each scheduled run is handed, in order."""
     import jobs.scheduler as sched_mod
     pids = []
 
@@ -110,6 +109,13 @@ def test_the_scheduler_runs_each_job_in_a_fresh_jvm_and_ends_it(drive, spark, mo
         pids.append(spark_._jvm.java.lang.ProcessHandle.current().pid())
         return run_job(name, drive_, spark_, cfg, **kw)
     monkeypatch.setattr(sched_mod, "run_job", run_and_note)
+    return pids
+
+
+def test_the_scheduler_runs_each_job_in_a_fresh_jvm_and_ends_it(drive, spark, monkeypatch):
+    """A JVM keeps some state of every job it ran: the scheduler's own session is ended, JVM
+    and all, after each run, and the next run starts a new one."""
+    pids = _note_jvm_pids(monkeypatch)
     s = Scheduler(drive)  # no spark_factory: the session is the scheduler's own
     assert [s.fire("reconcile"), s.fire("reconcile")] == ["ran", "ran"]
     assert len(set(pids)) == 2, pids
@@ -122,21 +128,15 @@ def test_the_scheduler_runs_each_job_in_a_fresh_jvm_and_ends_it(drive, spark, mo
 def test_a_spark_that_does_not_start_fails_the_run_and_the_next_still_ends_its_jvm(drive, spark, monkeypatch):
     """A session that fails to start is a failed run that leaves no run counted in progress:
     otherwise no later run would be the last one out, and the JVM would never be ended."""
-    import jobs.scheduler as sched_mod
     import jobs.spark as spark_mod
-    real, starts, pids = spark_mod.get_spark, [], []
+    real, starts, pids = spark_mod.get_spark, [], _note_jvm_pids(monkeypatch)
 
     def first_fails(cfg):
         starts.append(cfg)
         if len(starts) == 1:
             raise RuntimeError("no JVM this time")
         return real(cfg)
-
-    def run_and_note(name, drive_, spark_, cfg, **kw):
-        pids.append(spark_._jvm.java.lang.ProcessHandle.current().pid())
-        return run_job(name, drive_, spark_, cfg, **kw)
     monkeypatch.setattr(spark_mod, "get_spark", first_fails)
-    monkeypatch.setattr(sched_mod, "run_job", run_and_note)
     s = Scheduler(drive)
     assert s.fire("reconcile") == "failed" and history(drive.sm) == [] and s.ran == []
     assert s.fire("reconcile") == "ran" and len(starts) == 2
