@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install run test test-unit soak services-up services-down bench bench-quick clean
+.PHONY: install run test test-unit lint soak services-up services-down bench bench-quick clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,9 @@ RELIABILITY = tests/reliability tests/e2e/test_schemathesis.py tests/e2e/test_au
 soak: install
 	bash scripts/services.sh up
 	BLOCKDRIVE_SOAK=1 $(BIN)/python -m pytest $(RELIABILITY) -p no:cacheprovider -q --timeout 0
+
+lint: install
+	$(BIN)/ruff check .
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit -m "not integration"

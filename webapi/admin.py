@@ -235,8 +235,11 @@ def line_chart(title: str, labels: list[str], series: list[tuple[str, list[float
     w, h = width - left - right, height - top - bottom
     top_v = _nice_max(max([min_top, *(v for _, vals in series for v in vals if v is not None)]))
     n = len(labels)
-    x = (lambda i: left + (w * i / (n - 1) if n > 1 else w / 2))
-    y = (lambda v: top + h - h * (v / top_v))
+    def x(i):
+        return left + (w * i / (n - 1) if n > 1 else w / 2)
+
+    def y(v):
+        return top + h - h * (v / top_v)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
            f'height="{height}" role="img" aria-label="{escape(title)}">',
            f'<text x="4" y="16" class="t">{escape(title)}</text>', _legend(series, width, right)]
