@@ -13,7 +13,8 @@ import binascii
 from email.utils import format_datetime
 
 from flask import Blueprint, Response, g, request, url_for
-from werkzeug.exceptions import PreconditionFailed, RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.exceptions import (ClientDisconnected, HTTPException, PreconditionFailed, RequestEntityTooLarge,
+                                 RequestTimeout, UnsupportedMediaType)
 
 from storage.errors import InvalidInput
 
@@ -96,28 +97,33 @@ def _append(sid: str, offset: int):
     if request.mimetype != OCTETS:
         raise UnsupportedMediaType(f"PATCH bodies must be {OCTETS}")
     request.max_content_length = upload_limit()
-    info, result = uploads().append(g.user.id, sid, offset, _Tolerant(request.stream), declared=request.content_length,
+    body = _Tolerant(request.stream)
+    info, result = uploads().append(g.user.id, sid, offset, body, declared=request.content_length,
                                     checksum=_checksum())
     traffic.uploaded(g.user.id, info.offset - offset, versions=int(result is not None))
+    if body.cut is not None:
+        # tus asks the server to keep what arrived (the offset says how much, and never
+        # more); the request itself still failed, and is answered so
+        raise body.cut
     return info, result
 
 
 class _Tolerant:
-    """The request body, where a dropped connection is the end of the data: tus keeps what
-    arrived, and the domain sees fewer bytes than declared."""
+    """The request body, where a dropped or timed-out connection is the end of the data:
+    tus keeps what arrived, and the domain sees fewer bytes than declared."""
 
     def __init__(self, stream):
         self.stream = stream
+        self.cut: HTTPException | None = None
 
     def read(self, n: int) -> bytes:
+        if self.cut is not None:
+            return b""
         try:
             return self.stream.read(n)
-        except (OSError, ValueError):
+        except (ClientDisconnected, RequestTimeout) as exc:  # webapi.edge: the body ended early
+            self.cut = exc
             return b""
-        except Exception as exc:  # werkzeug's ClientDisconnected is an HTTPException
-            if type(exc).__name__ == "ClientDisconnected":
-                return b""
-            raise
 
 
 @bp.route("", methods=["OPTIONS"], strict_slashes=False)
