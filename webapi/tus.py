@@ -21,7 +21,7 @@ from storage.errors import InvalidInput
 from . import traffic
 from .auth import login_required
 from .nodes import upload_limit
-from .util import uploads
+from .util import MAX_ID, parse_uint, uploads
 
 bp = Blueprint("tus", __name__, url_prefix="/api/v1/uploads")
 
@@ -75,9 +75,10 @@ def _int_header(name: str, required: bool = True) -> int | None:
         if required:
             raise InvalidInput(f"the {name} header is required")
         return None
-    if not raw.isdigit():
-        raise InvalidInput(f"{name} must be a non-negative integer")
-    return int(raw)
+    value = parse_uint(raw.strip())
+    if value is None:
+        raise InvalidInput(f"{name} must be a non-negative integer of at most {MAX_ID} (ASCII digits)")
+    return value
 
 
 def _checksum():
@@ -145,12 +146,12 @@ def create():
     meta = _metadata(request.headers.get("Upload-Metadata", ""))
     if not meta.get("filename"):
         raise InvalidInput("Upload-Metadata must carry a filename")
-    parent = meta.get("parent_id") or str(g.user.root_id)
-    if not parent.isdigit():
+    parent = parse_uint(meta.get("parent_id") or str(g.user.root_id))
+    if not parent:
         raise InvalidInput("Upload-Metadata parent_id must be a node id")
     up = uploads()
     up.expire(limit=10)  # opportunistic housekeeping; the gc job does the rest
-    info = up.create(g.user.id, int(parent), meta["filename"], length, meta)
+    info = up.create(g.user.id, parent, meta["filename"], length, meta)
     if length == 0:
         up.finish(g.user.id, info.id)
         traffic.uploaded(g.user.id, 0)
