@@ -33,7 +33,7 @@ def sweep_metrics_dirs(tmp: str | None = None) -> list[str]:
         if not name.startswith(METRICS_PREFIX):
             continue
         pid = name[len(METRICS_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or pid_alive(int(pid)):
+        if not (pid.isascii() and pid.isdigit()) or pid_alive(int(pid)):
             continue
         shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
         removed.append(name)

@@ -161,3 +161,13 @@ def test_fuzzed_shapes_never_answer_5xx(server, shared, number, value, depth, ch
     _not_5xx(server.anon().post("/api/v1/auth/tokens", data="[" * depth + "]" * depth,
                                 headers={"Content-Type": "application/json"}))
     _not_5xx(a.post(f"/api/v1/nodes/{folder['id']}/children", json={"name": f"n{ch}"}))
+
+
+def test_admin_report_limit_takes_ascii_digits_only(server):
+    email = f"edge-admin-{os.getpid()}@example.com"
+    token = server.cli("user", "create", email, "--password", "password123", "--admin").strip().splitlines()[-1]
+    from tests.e2e.conftest import Client
+    admin = Client(server.url, token)
+    for limit in ("\u00b2", "\u0661", HUGE, "0", "10001"):
+        problem(admin.get("/api/v1/admin/reports", params={"limit": limit}), 400)
+    assert admin.get("/api/v1/admin/reports", params={"limit": "5"}).status_code == 200
