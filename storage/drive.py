@@ -687,12 +687,31 @@ def _encode_cursor(sort: str, value, node_id: int) -> str:
 
 
 def _decode_cursor(cursor: str, sort: str):
+    """A listing's own ``next_cursor`` back into (value, node id). A cursor travels through
+    the client, so anything else is refused: each part must have the type and range the
+    query compares it with (a list, an object or 2^70 reached the database as a 500)."""
+    max_id = 2**63 - 1  # ids and sizes are signed 64-bit in the database
     try:
-        s, value, node_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if s != sort or not isinstance(node_id, int):
+        if not isinstance(cursor, str) or len(cursor) > 4096:
+            raise ValueError
+        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(decoded, list) or len(decoded) != 3:
+            raise ValueError
+        s, value, node_id = decoded
+        if s != sort or type(node_id) is not int or not 1 <= node_id <= max_id:
+            raise ValueError
+        if sort == "name":
+            if not isinstance(value, str):
+                raise ValueError
+            value.encode("utf-8")  # a lone surrogate cannot reach the database (ValueError)
+        if sort == "size" and (type(value) is not int or not -1 <= value <= max_id):
             raise ValueError
         if sort == "updated":
+            if not isinstance(value, str):
+                raise ValueError
             value = dt.datetime.fromisoformat(value)
+            if value.tzinfo is not None:  # the column holds naive UTC
+                raise ValueError
         return value, node_id
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         raise InvalidInput("invalid cursor (it belongs to another listing or sort order)") from None

@@ -9,6 +9,28 @@ from .errors import InvalidName
 MAX_NAME_BYTES = 255
 # Bidirectional overrides and isolates let "gpj.exe" display as "exe.jpg".
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+# Characters that draw nothing, so two names that look the same can differ, or a name can look
+# empty: controls (Cc), format characters (Cf: U+200B, U+FEFF, U+061C, ...), surrogates (Cs,
+# which no UTF-8 store holds) and the line and paragraph separators.
+_INVISIBLE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+# Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt), for the code points
+# outside the categories above: Hangul fillers, Mongolian variation selectors, the combining
+# grapheme joiner, Khmer inherent vowels, the variation selectors, and unassigned ones reserved
+# as ignorable (renderers already draw them as nothing).
+_DEFAULT_IGNORABLE = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+    (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
+    (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)
+
+
+def is_invisible(c: str) -> bool:
+    """Whether ``c`` is a control, format or default-ignorable code point."""
+    if unicodedata.category(c) in _INVISIBLE_CATEGORIES:
+        return True
+    cp = ord(c)
+    return any(lo <= cp <= hi for lo, hi in _DEFAULT_IGNORABLE)
 
 
 def validate_name(name: str) -> str:
@@ -24,6 +46,10 @@ def validate_name(name: str) -> str:
         raise InvalidName("a name must not contain control characters (NUL, newline, ...)")
     if any(c in _BIDI_CONTROLS for c in name):
         raise InvalidName("a name must not contain bidirectional control characters")
+    bad = next((c for c in name if is_invisible(c)), None)
+    if bad is not None:
+        raise InvalidName(f"a name must not contain invisible or format characters (U+{ord(bad):04X})",
+                          code_point=f"U+{ord(bad):04X}")
     if name != name.strip():
         raise InvalidName("a name must not start or end with whitespace")
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:

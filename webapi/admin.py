@@ -26,7 +26,7 @@ from storage.clock import now
 from storage.errors import Forbidden, InvalidInput, NotFound
 
 from .auth import current_user
-from .util import drive
+from .util import drive, parse_uint
 
 bp = Blueprint("admin", __name__)
 
@@ -133,10 +133,10 @@ def _since_arg():
 @bp.get("/api/v1/admin/reports")
 def history():
     require_admin_api()
-    limit = request.args.get("limit", "1000")
-    if not limit.isdigit() or not 1 <= int(limit) <= 10000:
+    limit = parse_uint(request.args.get("limit", "1000"), 10000)
+    if not limit:
         raise InvalidInput("limit must be an integer in [1, 10000]")
-    return jsonify(items=reports.history(drive().sm, _since_arg(), int(limit)))
+    return jsonify(items=reports.history(drive().sm, _since_arg(), limit))
 
 
 # ---- dashboard -------------------------------------------------------------------------------

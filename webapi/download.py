@@ -11,7 +11,15 @@ from storage.errors import BlockdriveError
 
 from .errors import problem
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$", re.ASCII)
+_HUGE = 2**63  # past any file's size: the number is only ever compared with one
+
+
+def _number(digits: str) -> int:
+    """A Range position; one too long for ``int()`` (Python limits a conversion to 4,300
+    digits) or past 2^63 is a position past the end of any file, which is what it means."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 19 else _HUGE
 
 
 def _etag_matches(header: str, etag: str) -> bool:
@@ -28,12 +36,12 @@ def parse_range(header: str | None, size: int):
     if not m or (m[1] == "" and m[2] == ""):
         return None
     if m[1] == "":
-        n = int(m[2])
+        n = _number(m[2])
         if n == 0 or size == 0:
             return "unsatisfiable"
         return max(size - n, 0), size
-    start = int(m[1])
-    end = int(m[2]) + 1 if m[2] else size
+    start = _number(m[1])
+    end = _number(m[2]) + 1 if m[2] else size
     if m[2] and end <= start:
         return None  # last < first: syntactically invalid, so ignored (RFC 9110 14.1.1)
     if start >= size:

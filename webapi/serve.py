@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
+import time
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
 
 from storage.procs import pid_alive
 
@@ -30,11 +33,113 @@ def sweep_metrics_dirs(tmp: str | None = None) -> list[str]:
         if not name.startswith(METRICS_PREFIX):
             continue
         pid = name[len(METRICS_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or pid_alive(int(pid)):
+        if not (pid.isascii() and pid.isdigit()) or pid_alive(int(pid)):
             continue
         shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
         removed.append(name)
     return removed
+
+
+class DeadlineSocket:
+    """A client connection whose reads end at a deadline, so a slow client cannot hold a
+    thread for as long as it likes (ten connections sending a byte a second took every
+    thread of a 2 x 4 server, and /healthz with them).
+
+    - the request line and headers must arrive within ``header_timeout_seconds`` of their
+      first byte; past it the client gets a 408 and the connection is closed;
+    - a body gets ``body_timeout_seconds``, plus one second per ``body_min_bytes_per_second``
+      bytes received (Apache's mod_reqtimeout model: fast uploads are never cut, a trickle
+      is); without a rate floor, ``body_timeout_seconds`` bounds each wait for more bytes.
+
+    A read past the deadline returns end-of-stream and marks the socket ``timed_out``: the
+    parser then drops the connection, and the application's body check
+    (:mod:`webapi.edge`) answers 408 with nothing kept. Writes are not bounded here: a slow
+    reader of a large download is the send buffer's to pace. Everything else is the socket's."""
+
+    def __init__(self, sock, limits: dict):
+        self._sock = sock
+        self._header_timeout = float(limits["header_timeout_seconds"])
+        self._body_timeout = float(limits["body_timeout_seconds"])
+        self._rate = float(limits["body_min_bytes_per_second"])
+        self.begin_request()
+
+    def begin_request(self) -> None:
+        self._body, self._deadline, self._received, self.timed_out = False, None, 0, False
+
+    def begin_body(self) -> None:
+        self._body, self._received = True, 0
+        self._deadline = time.monotonic() + self._body_timeout
+
+    def _remaining(self) -> float:
+        now = time.monotonic()
+        if self._deadline is None:  # the request's first read: its clock starts now
+            self._deadline = now + self._header_timeout
+        if self._body:
+            if self._rate <= 0:
+                return self._body_timeout
+            return self._deadline + self._received / self._rate - now
+        return self._deadline - now
+
+    def _bounded(self, read, *args):
+        own = self._remaining()
+        if own <= 0 or self.timed_out:
+            return self._expired()
+        prior = self._sock.gettimeout()  # a caller's own bound (gunicorn's body drain) still holds
+        self._sock.settimeout(own if prior is None else min(own, prior))
+        try:
+            data = read(*args)
+        except (socket.timeout, TimeoutError):
+            if prior is not None and prior < own:
+                raise
+            return self._expired()
+        finally:
+            self._sock.settimeout(prior)
+        if self._body:
+            self._received += data if isinstance(data, int) else len(data)
+        return data
+
+    def _expired(self):
+        if not self.timed_out and not self._body:
+            try:  # best effort: a client this slow may not read it either
+                self._sock.settimeout(1.0)
+                self._sock.sendall(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                                   b"Content-Length: 0\r\n\r\n")
+            except OSError:
+                pass
+        self.timed_out = True
+        return b""
+
+    def recv(self, n: int, *flags) -> bytes:
+        return self._bounded(self._sock.recv, n, *flags)
+
+    def recv_into(self, buf, *args) -> int:
+        data = self._bounded(self._sock.recv_into, buf, *args)
+        return 0 if data == b"" else data
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+class DeadlineThreadWorker(ThreadWorker):
+    """gunicorn's gthread worker with :class:`DeadlineSocket` connections. Threads waiting
+    on a socket cost little, so the server runs many of them (``[server] threads``) and the
+    deadlines free the ones slow clients hold."""
+
+    def enqueue_req(self, conn):
+        if not isinstance(conn.sock, DeadlineSocket):
+            conn.sock = DeadlineSocket(conn.sock, self.app.bd_config["server"])
+        return super().enqueue_req(conn)
+
+    def handle(self, conn):
+        conn.sock.begin_request()  # each request on a kept-alive connection gets its own clock
+        return super().handle(conn)
+
+
+def _body_begins(worker, req) -> None:
+    """gunicorn's pre_request hook: the headers are in, so the body's clock starts."""
+    sock = getattr(getattr(req, "unreader", None), "sock", None)
+    if isinstance(sock, DeadlineSocket):
+        sock.begin_body()
 
 
 class Server(BaseApplication):
@@ -52,8 +157,9 @@ class Server(BaseApplication):
     def load_config(self):
         self.cfg.set("bind", self.bind)
         self.cfg.set("workers", self.workers)
-        self.cfg.set("worker_class", "gthread")
-        self.cfg.set("threads", 4)
+        self.cfg.set("worker_class", "webapi.serve.DeadlineThreadWorker")
+        self.cfg.set("threads", self.bd_config["server"]["threads"])
+        self.cfg.set("pre_request", _body_begins)
         self.cfg.set("timeout", 300)  # long uploads stream through one request
         self.cfg.set("graceful_timeout", 30)
         self.cfg.set("accesslog", "-")

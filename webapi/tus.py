@@ -13,14 +13,15 @@ import binascii
 from email.utils import format_datetime
 
 from flask import Blueprint, Response, g, request, url_for
-from werkzeug.exceptions import PreconditionFailed, RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.exceptions import (ClientDisconnected, HTTPException, PreconditionFailed, RequestEntityTooLarge,
+                                 RequestTimeout, UnsupportedMediaType)
 
 from storage.errors import InvalidInput
 
 from . import traffic
 from .auth import login_required
 from .nodes import upload_limit
-from .util import uploads
+from .util import MAX_ID, parse_uint, uploads
 
 bp = Blueprint("tus", __name__, url_prefix="/api/v1/uploads")
 
@@ -74,9 +75,10 @@ def _int_header(name: str, required: bool = True) -> int | None:
         if required:
             raise InvalidInput(f"the {name} header is required")
         return None
-    if not raw.isdigit():
-        raise InvalidInput(f"{name} must be a non-negative integer")
-    return int(raw)
+    value = parse_uint(raw.strip())
+    if value is None:
+        raise InvalidInput(f"{name} must be a non-negative integer of at most {MAX_ID} (ASCII digits)")
+    return value
 
 
 def _checksum():
@@ -96,28 +98,33 @@ def _append(sid: str, offset: int):
     if request.mimetype != OCTETS:
         raise UnsupportedMediaType(f"PATCH bodies must be {OCTETS}")
     request.max_content_length = upload_limit()
-    info, result = uploads().append(g.user.id, sid, offset, _Tolerant(request.stream), declared=request.content_length,
+    body = _Tolerant(request.stream)
+    info, result = uploads().append(g.user.id, sid, offset, body, declared=request.content_length,
                                     checksum=_checksum())
     traffic.uploaded(g.user.id, info.offset - offset, versions=int(result is not None))
+    if body.cut is not None:
+        # tus asks the server to keep what arrived (the offset says how much, and never
+        # more); the request itself still failed, and is answered so
+        raise body.cut
     return info, result
 
 
 class _Tolerant:
-    """The request body, where a dropped connection is the end of the data: tus keeps what
-    arrived, and the domain sees fewer bytes than declared."""
+    """The request body, where a dropped or timed-out connection is the end of the data:
+    tus keeps what arrived, and the domain sees fewer bytes than declared."""
 
     def __init__(self, stream):
         self.stream = stream
+        self.cut: HTTPException | None = None
 
     def read(self, n: int) -> bytes:
+        if self.cut is not None:
+            return b""
         try:
             return self.stream.read(n)
-        except (OSError, ValueError):
+        except (ClientDisconnected, RequestTimeout) as exc:  # webapi.edge: the body ended early
+            self.cut = exc
             return b""
-        except Exception as exc:  # werkzeug's ClientDisconnected is an HTTPException
-            if type(exc).__name__ == "ClientDisconnected":
-                return b""
-            raise
 
 
 @bp.route("", methods=["OPTIONS"], strict_slashes=False)
@@ -139,12 +146,12 @@ def create():
     meta = _metadata(request.headers.get("Upload-Metadata", ""))
     if not meta.get("filename"):
         raise InvalidInput("Upload-Metadata must carry a filename")
-    parent = meta.get("parent_id") or str(g.user.root_id)
-    if not parent.isdigit():
+    parent = parse_uint(meta.get("parent_id") or str(g.user.root_id))
+    if not parent:
         raise InvalidInput("Upload-Metadata parent_id must be a node id")
     up = uploads()
     up.expire(limit=10)  # opportunistic housekeeping; the gc job does the rest
-    info = up.create(g.user.id, int(parent), meta["filename"], length, meta)
+    info = up.create(g.user.id, parent, meta["filename"], length, meta)
     if length == 0:
         up.finish(g.user.id, info.id)
         traffic.uploaded(g.user.id, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 
 from flask import current_app, request
@@ -13,10 +14,28 @@ from storage.errors import InvalidInput
 
 
 MAX_ID = 2**63 - 1  # ids and sizes are signed 64-bit in the database
+MAX_JSON_DEPTH = 32  # no request body of ours nests deeper; deeper ones only cost recursion
+
+_UINT = re.compile(r"[0-9]{1,19}", re.ASCII)
+_INT = re.compile(r"-?[0-9]{1,19}", re.ASCII)
+
+
+def parse_uint(raw: str | None, hi: int = MAX_ID) -> int | None:
+    """``raw`` as a non-negative integer of at most ``hi``, or None. Only ASCII digits:
+    ``str.isdigit()`` accepts "²" and ``int()`` accepts "١٢" and 5,000-digit numbers (or
+    raises on them), none of which is a number a client means."""
+    if raw is None or not _UINT.fullmatch(raw):
+        return None
+    value = int(raw)
+    return value if value <= hi else None
 
 
 class IdConverter(IntegerConverter):
-    """``<id:...>``: a positive id that fits the database; anything else does not match (404)."""
+    """``<id:...>``: a positive id that fits the database; anything else does not match (404).
+    ASCII digits only: werkzeug's ``\\d+`` also matches "١٢" (which ``int()`` reads as 12) and
+    5,000-digit ids (which ``int()`` refuses with a 500)."""
+
+    regex = "[0-9]{1,19}"
 
     def __init__(self, url_map):
         super().__init__(url_map, min=1, max=MAX_ID)
@@ -97,6 +116,17 @@ def _json_number(text: str) -> int | float:
     return float(text)
 
 
+def _too_deep(data) -> bool:
+    """Whether ``data`` nests past MAX_JSON_DEPTH (walked without recursion)."""
+    level = [data]
+    for _ in range(MAX_JSON_DEPTH):
+        level = [v for item in level if isinstance(item, (dict, list))
+                 for v in (item.values() if isinstance(item, dict) else item)]
+        if not level:
+            return False
+    return any(isinstance(v, (dict, list)) for v in level)
+
+
 def body(allowed: dict[str, type | tuple], required: tuple[str, ...] = ()) -> dict:
     """The request's JSON object with only ``allowed`` fields of the given types: anything
     else (an unknown field, a read-only one such as owner or size) is a 400."""
@@ -107,6 +137,10 @@ def body(allowed: dict[str, type | tuple], required: tuple[str, ...] = ()) -> di
         data = json.loads(raw, parse_float=_json_number)
     except ValueError:
         raise InvalidInput("the body is not valid JSON") from None
+    except RecursionError:
+        data = None  # nested past the interpreter's limit: refused below as too deep
+    if data is None or _too_deep(data):
+        raise InvalidInput(f"the body must be a JSON object nested at most {MAX_JSON_DEPTH} levels deep")
     if not isinstance(data, dict):
         raise InvalidInput("the body must be a JSON object")
     for key, value in data.items():
@@ -127,10 +161,9 @@ def int_arg(name: str, default: int | None = None, lo: int = 0, hi: int = 2**53)
     raw = request.args.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(f"query parameter {name!r} must be an integer") from None
+    if not _INT.fullmatch(raw):  # ASCII digits only, and no more than a 64-bit value has
+        raise InvalidInput(f"query parameter {name!r} must be an integer between {lo} and {hi}")
+    value = int(raw)
     if not lo <= value <= hi:
         raise InvalidInput(f"query parameter {name!r} must be between {lo} and {hi}")
     return value
