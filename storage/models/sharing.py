@@ -30,7 +30,8 @@ class Invitation(Base):
     __table_args__ = (UniqueConstraint("node_id", "email"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"), index=True)
+    # Cascade: purging a node (storage.drive) takes its invitations with it.
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), index=True)
     email: Mapped[str] = mapped_column(String(320), index=True)  # normalised, as users.email
     role: Mapped[str] = mapped_column(String(8))  # viewer | editor
     granted_by: Mapped[int] = mapped_column(BigInteger)

@@ -28,7 +28,7 @@ def upgrade() -> None:
     sa.Column('role', sa.String(length=8), nullable=False),
     sa.Column('granted_by', sa.BigInteger(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['node_id'], ['nodes.id'], name=op.f('fk_invitations_node_id_nodes')),
+    sa.ForeignKeyConstraint(['node_id'], ['nodes.id'], name=op.f('fk_invitations_node_id_nodes'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_invitations')),
     sa.UniqueConstraint('node_id', 'email', name=op.f('uq_invitations_node_id_email'))
     )

@@ -179,3 +179,13 @@ def test_auth_tokens_expire_and_touch_last_used_at_at_most_once_a_minute(drive):
     with pytest.raises(Unauthorized):
         acc.authenticate(token)
     assert acc.tokens(user.id) == []
+
+
+def test_auth_purging_a_node_takes_its_invitations_along(drive, make_user):
+    owner = make_user()
+    folder = drive.mkdir(owner.id, owner.root_id, "gone")
+    Sharing(drive).grant(owner.id, folder.id, "someday@example.com", "viewer")
+    drive.delete(owner.id, folder.id)
+    drive.purge(owner.id, folder.id)
+    later, _ = drive.create_user("someday@example.com", "password123")
+    assert Sharing(drive).shared_with_me(later.id) == []
