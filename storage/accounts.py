@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
 from .clock import now
-from .errors import Conflict, InvalidInput, NotFound, RetryLater, Unauthorized
+from .errors import Conflict, Forbidden, InvalidInput, NotFound, RetryLater, Unauthorized
 from .models import ApiToken, Node, Share, User
 from .models.sharing import Invitation
 from .ratelimit import Throttle
@@ -248,7 +248,8 @@ def change_password(s: Session, hasher: PasswordHasher, user_id: int, old: str, 
     of the user (the one in ``keep_token_id`` stays). Returns how many were revoked."""
     user = s.get(User, user_id, with_for_update=True)
     if user is None or not hasher.verify(old or "", user.password_hash):
-        raise Unauthorized("the current password is wrong")
+        # 403, not 401: the token is fine, and a client must not take this for a sign-out
+        raise Forbidden("the current password is wrong", field="old_password")
     if len(new or "") < 8:
         raise InvalidInput("password must be at least 8 characters", field="new_password")
     user.password_hash = hasher.hash(new)

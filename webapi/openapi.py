@@ -111,7 +111,7 @@ def paths() -> dict:
         "/api/v1/account/password": {
             "post": _op("Change the password; revokes every other token and session of the caller, keeps this one",
                         {200: {"description": "Changed", **_json(_schema("PasswordChanged"))}},
-                        (400, 429, 503), _schema("PasswordChange"))},
+                        (400, 403, 429, 503), _schema("PasswordChange"))},
         "/api/v1/account": {"get": _op("The caller's account", {200: {"description": "Account",
                                                                       **_json(_schema("Account"))}})},
         "/api/v1/nodes/{id}": {

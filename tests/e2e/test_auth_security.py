@@ -175,7 +175,7 @@ def test_auth_password_change_keeps_the_token_used_and_revokes_the_others(proxie
     a, b = token_for(proxied, u.email), token_for(proxied, u.email)
     ca, cb = via(proxied, "192.0.2.1", a), via(proxied, "192.0.2.1", b)
     problem(ca.post("/api/v1/account/password", json={"old_password": "not-it-at-all", "new_password": "n3w-password"}),
-            401)
+            403)
     problem(ca.post("/api/v1/account/password", json={"old_password": PW, "new_password": "short"}), 400)
     problem(ca.post("/api/v1/account/password", json={"old_password": PW}), 400)
     assert cb.get("/api/v1/account").status_code == 200  # nothing changed so far
