@@ -1,28 +1,54 @@
-"""Users, passwords and API tokens."""
+"""Users, passwords, API tokens and admin sessions.
+
+A token is ``bd_`` + 256 random bits; only its SHA-256 is stored. Every token has an expiry
+(``security.token_ttl_days`` for sign-ins, ``security.cli_token_ttl_days`` for the token
+``blockdrive user create`` prints; 0 = never) and a ``last_used_at`` written at most once a
+minute, so a busy client does not turn every read into a write. An admin dashboard session is
+a token row of kind ``session`` whose secret never leaves the server: the cookie names the
+row, logging out deletes it, and a copied cookie dies with it.
+"""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import datetime as dt
 import hashlib
 import hmac
 import secrets
+import threading
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
 from .clock import now
-from .errors import Conflict, InvalidInput, Unauthorized
-from .models import ApiToken, Node, User
+from .errors import Conflict, Forbidden, InvalidInput, NotFound, RetryLater, Unauthorized
+from .models import ApiToken, Node, Share, User
+from .models.sharing import Invitation
+from .ratelimit import Throttle
+
+if TYPE_CHECKING:
+    from .drive import Drive
 
 TOKEN_BYTES = 32  # 256 random bits
+TOUCH_SECONDS = 60  # last_used_at is written at most this often per token
+KIND_API, KIND_SESSION = "api", "session"
 
 
 class PasswordHasher:
-    """scrypt (hashlib, OpenSSL) in a self-describing string: ``scrypt$N$r$p$salt$hash``."""
+    """scrypt (hashlib, OpenSSL) in a self-describing string: ``scrypt$N$r$p$salt$hash``.
 
-    def __init__(self, n: int = 2**17, r: int = 8, p: int = 1):
+    At most ``concurrency`` derivations run at once in a process (each takes ~128 MiB and a
+    core for a fraction of a second at the default cost): a flood of sign-ins queues here for
+    up to ``wait`` seconds and is then refused with :class:`RetryLater`, instead of taking
+    every core and all the memory from the requests of people already signed in."""
+
+    def __init__(self, n: int = 2**17, r: int = 8, p: int = 1, concurrency: int = 0, wait: float = 10.0):
         self.n, self.r, self.p = n, r, p
+        self._slots = threading.BoundedSemaphore(concurrency) if concurrency > 0 else None
+        self._wait = wait
 
     def hash(self, password: str) -> str:
         salt = secrets.token_bytes(16)
@@ -40,10 +66,20 @@ class PasswordHasher:
             return False
         return hmac.compare_digest(got, base64.b64decode(dk))
 
-    @staticmethod
-    def _derive(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-        return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p,
-                              maxmem=2 * 128 * n * r * p + 1024 * 1024, dklen=32)
+    def verify_nothing(self, password: str) -> None:
+        """Cost what :meth:`verify` of a current hash costs, checking nothing: for a sign-in
+        to an unknown account, so its answer takes as long as a known account's."""
+        self._derive(password, secrets.token_bytes(16), self.n, self.r, self.p)
+
+    def _derive(self, password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+        if self._slots is not None and not self._slots.acquire(timeout=self._wait):
+            raise RetryLater("too many sign-ins at once; retry shortly")
+        try:
+            return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p,
+                                  maxmem=2 * 128 * n * r * p + 1024 * 1024, dklen=32)
+        finally:
+            if self._slots is not None:
+                self._slots.release()
 
 
 def token_hash(token: str) -> bytes:
@@ -78,21 +114,117 @@ def create_user(s: Session, hasher: PasswordHasher, email: str, password: str, q
     s.add(root)
     s.flush()
     user.root_id = root.id
+    accept_invitations(s, user)
     return user
 
 
-def issue_token(s: Session, user_id: int, name: str = "") -> str:
+def accept_invitations(s: Session, user: User) -> int:
+    """Turn the invitations to ``user``'s address into shares (in the caller's transaction,
+    so an account never exists without the shares it was invited to)."""
+    invites = s.execute(sa.select(Invitation).where(Invitation.email == user.email)
+                        .order_by(Invitation.id)).scalars().all()
+    for inv in invites:
+        s.add(Share(node_id=inv.node_id, grantee_id=user.id, role=inv.role, granted_by=inv.granted_by,
+                    created_at=inv.created_at))
+        s.delete(inv)
+    s.flush()
+    return len(invites)
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenInfo:
+    id: int
+    name: str
+    kind: str
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    expires_at: dt.datetime | None
+    current: bool
+
+
+def _expiry(ttl_days: float) -> dt.datetime | None:
+    return now() + dt.timedelta(days=ttl_days) if ttl_days and ttl_days > 0 else None
+
+
+def issue_token(s: Session, user_id: int, name: str = "", ttl_days: float = 0) -> str:
+    """A new API token for ``user_id``, valid ``ttl_days`` (0 = no expiry)."""
     token = "bd_" + secrets.token_urlsafe(TOKEN_BYTES)
-    s.add(ApiToken(user_id=user_id, token_hash=token_hash(token), name=name[:100], created_at=now()))
+    s.add(ApiToken(user_id=user_id, token_hash=token_hash(token), name=name[:100], created_at=now(),
+                   expires_at=_expiry(ttl_days), kind=KIND_API))
     return token
 
 
-def user_for_token(s: Session, token: str) -> User:
-    row = s.execute(sa.select(User, ApiToken).join(ApiToken, ApiToken.user_id == User.id)
-                    .where(ApiToken.token_hash == token_hash(token or ""))).first()
-    if row is None or (row.ApiToken.expires_at is not None and row.ApiToken.expires_at < now()):
+def _live(row: ApiToken, kind: str) -> bool:
+    return row.kind == kind and (row.expires_at is None or row.expires_at > now())
+
+
+def token_row(s: Session, token: str) -> ApiToken:
+    """The live API token row for a bearer ``token`` (Unauthorized if unknown or expired)."""
+    row = s.execute(sa.select(ApiToken).where(ApiToken.token_hash == token_hash(token or ""))).scalar_one_or_none()
+    if row is None or not _live(row, KIND_API):
         raise Unauthorized("invalid or expired token")
-    return row.User
+    return row
+
+
+def user_for_token(s: Session, token: str) -> tuple[User, int]:
+    """The user a bearer token belongs to and the token's id; refreshes ``last_used_at``
+    when it is older than :data:`TOUCH_SECONDS` (the caller commits)."""
+    row = token_row(s, token)
+    user = s.get(User, row.user_id)
+    if user is None:
+        raise Unauthorized("invalid or expired token")
+    t = now()
+    if row.last_used_at is None or (t - row.last_used_at).total_seconds() >= TOUCH_SECONDS:
+        # Guarded, so that of concurrent requests only one writes.
+        s.execute(sa.update(ApiToken).where(ApiToken.id == row.id, sa.or_(
+            ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= t - dt.timedelta(seconds=TOUCH_SECONDS)))
+            .values(last_used_at=t))
+    return user, row.id
+
+
+def list_tokens(s: Session, user_id: int, current_id: int | None) -> list[TokenInfo]:
+    """The user's live tokens and admin sessions, newest first (never their secrets)."""
+    rows = s.execute(sa.select(ApiToken).where(ApiToken.user_id == user_id, sa.or_(
+        ApiToken.expires_at.is_(None), ApiToken.expires_at > now())).order_by(ApiToken.id.desc())).scalars()
+    return [TokenInfo(r.id, r.name, r.kind, r.created_at, r.last_used_at, r.expires_at, r.id == current_id)
+            for r in rows]
+
+
+def revoke_token(s: Session, user_id: int, token_id: int) -> None:
+    """Delete one of the user's tokens, and the admin sessions opened with it."""
+    n = s.execute(sa.delete(ApiToken).where(ApiToken.id == token_id, ApiToken.user_id == user_id)).rowcount
+    if n == 0:
+        raise NotFound(f"token {token_id} not found")
+    s.execute(sa.delete(ApiToken).where(ApiToken.parent_id == token_id, ApiToken.user_id == user_id))
+
+
+def revoke_others(s: Session, user_id: int, keep_id: int | None) -> int:
+    """Delete every token and session of the user but ``keep_id``."""
+    q = sa.delete(ApiToken).where(ApiToken.user_id == user_id)
+    if keep_id is not None:
+        q = q.where(ApiToken.id != keep_id)
+    return s.execute(q).rowcount
+
+
+def open_session(s: Session, user_id: int, parent_id: int | None, hours: float) -> bytes:
+    """A server-side admin session; returns the digest the cookie carries. The secret it is
+    the hash of is dropped at once: the row can be named, never used as a bearer token."""
+    digest = token_hash("bs_" + secrets.token_urlsafe(TOKEN_BYTES))
+    s.add(ApiToken(user_id=user_id, token_hash=digest, name="admin dashboard", created_at=now(),
+                   expires_at=now() + dt.timedelta(hours=hours), kind=KIND_SESSION, parent_id=parent_id))
+    return digest
+
+
+def session_user(s: Session, digest: bytes) -> User | None:
+    """The user of the live admin session ``digest``, else None."""
+    row = s.execute(sa.select(ApiToken).where(ApiToken.token_hash == digest)).scalar_one_or_none()
+    if row is None or not _live(row, KIND_SESSION):
+        return None
+    return s.get(User, row.user_id)
+
+
+def close_session(s: Session, digest: bytes) -> None:
+    s.execute(sa.delete(ApiToken).where(ApiToken.token_hash == digest, ApiToken.kind == KIND_SESSION))
 
 
 def authenticate(s: Session, hasher: PasswordHasher, email: str, password: str) -> User:
@@ -101,12 +233,108 @@ def authenticate(s: Session, hasher: PasswordHasher, email: str, password: str) 
     except InvalidInput:
         raise Unauthorized("wrong email or password") from None
     user = s.execute(sa.select(User).where(User.email == email)).scalar_one_or_none()
-    # Hash even for an unknown user, so response time does not reveal who has an account.
-    encoded = user.password_hash if user else _DUMMY.setdefault(hasher.n, hasher.hash("x" * 16))
-    ok = hasher.verify(password or "", encoded)
-    if user is None or not ok:
+    if user is None:
+        # One derivation, as for a known user, so the time taken does not tell who has an account.
+        hasher.verify_nothing(password or "")
+        raise Unauthorized("wrong email or password")
+    if not hasher.verify(password or "", user.password_hash):
         raise Unauthorized("wrong email or password")
     return user
 
 
-_DUMMY: dict[int, str] = {}
+def change_password(s: Session, hasher: PasswordHasher, user_id: int, old: str, new: str,
+                    keep_token_id: int | None) -> int:
+    """Set a new password after checking the old one; revokes every other token and session
+    of the user (the one in ``keep_token_id`` stays). Returns how many were revoked."""
+    user = s.get(User, user_id, with_for_update=True)
+    if user is None or not hasher.verify(old or "", user.password_hash):
+        # 403, not 401: the token is fine, and a client must not take this for a sign-out
+        raise Forbidden("the current password is wrong", field="old_password")
+    if len(new or "") < 8:
+        raise InvalidInput("password must be at least 8 characters", field="new_password")
+    user.password_hash = hasher.hash(new)
+    return revoke_others(s, user_id, keep_token_id)
+
+
+class Accounts:
+    """Sign-in with throttling, the caller's tokens, password change and admin sessions: the
+    account operations of every door, over :class:`storage.drive.Drive`'s database.
+
+    A failed sign-in counts against three keys, each with a free allowance and then growing
+    waits (:class:`Throttle`): the client address (``security.login_free_per_address``: one
+    address cannot try many accounts), the account from that address
+    (``security.login_free_failures``) and the account as a whole
+    (``security.login_free_per_account``), the last one holding back only addresses that have
+    failed on that account themselves. So someone guessing from one address slows down only
+    that address, and the owner elsewhere signs in with the right password as usual.
+    """
+
+    def __init__(self, drive: Drive, throttle: Throttle | None = None):
+        self.drive = drive
+        self.sec = sec = drive.config["security"]
+        self.throttle = throttle or Throttle(drive.sm, sec["login_max_delay_seconds"], sec["login_forget_seconds"])
+
+    def _login_keys(self, email: str, address: str) -> tuple[dict[str, int], dict[str, str]]:
+        who = (email or "").strip().lower()[:150]
+        addr = (address or "unknown")[:45]
+        acct_addr, acct = f"login:{who}|{addr}", f"login-account:{who}"
+        keys = {f"login-address:{addr}": self.sec["login_free_per_address"],
+                acct_addr: self.sec["login_free_failures"], acct: self.sec["login_free_per_account"]}
+        return keys, {acct: acct_addr}
+
+    def login(self, email: str, password: str, address: str, name: str = "login") -> str:
+        """A new API token for the right email and password, from client ``address``."""
+        keys, gated = self._login_keys(email, address)
+        self.throttle.attempt(keys, gated)  # counted first; a wrong password keeps it counted
+        token = self.drive.login(email, password, name=name)
+        acct_keys = [k for k in keys if not k.startswith("login-address:")]
+        self.throttle.reset(acct_keys)
+        self.throttle.refund({k: v for k, v in keys.items() if k not in acct_keys})
+        return token
+
+    def authenticate(self, token: str) -> tuple[User, int]:
+        """The user of a bearer token and the token's id (Unauthorized if none)."""
+        with self.drive.sm() as s, s.begin():
+            user, token_id = user_for_token(s, token)
+            s.expunge(user)
+            return user, token_id
+
+    def tokens(self, user_id: int, current_id: int | None = None) -> list[TokenInfo]:
+        with self.drive.sm() as s:
+            return list_tokens(s, user_id, current_id)
+
+    def revoke(self, user_id: int, token_id: int) -> None:
+        with self.drive.sm() as s, s.begin():
+            revoke_token(s, user_id, token_id)
+
+    def change_password(self, user_id: int, old: str, new: str, address: str, keep_token_id: int | None) -> int:
+        """Check ``old`` (throttled like a sign-in from ``address``: a stolen token must not
+        become a way to guess the password) and set ``new``; every other token and session
+        of the user is revoked, the one in ``keep_token_id`` kept."""
+        with self.drive.sm() as s:
+            email = s.get(User, user_id).email
+        keys, gated = self._login_keys(email, address)
+        self.throttle.attempt(keys, gated)
+
+        def run(s):
+            return change_password(s, self.drive.hasher, user_id, old, new, keep_token_id)
+        n = self.drive._tx(run, attempts=1)
+        acct_keys = [k for k in keys if not k.startswith("login-address:")]
+        self.throttle.reset(acct_keys)
+        self.throttle.refund({k: v for k, v in keys.items() if k not in acct_keys})
+        return n
+
+    def open_session(self, user_id: int, parent_id: int | None, hours: float) -> bytes:
+        with self.drive.sm() as s, s.begin():
+            return open_session(s, user_id, parent_id, hours)
+
+    def session_user(self, digest: bytes) -> User | None:
+        with self.drive.sm() as s:
+            user = session_user(s, digest)
+            if user is not None:
+                s.expunge(user)
+            return user
+
+    def close_session(self, digest: bytes) -> None:
+        with self.drive.sm() as s, s.begin():
+            close_session(s, digest)

@@ -39,7 +39,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "quota": {"free_bytes": 15_000_000_000, "premium_bytes": 1_000_000_000_000},
     "trash": {"retention_days": 30},
     "gc": {"grace_seconds": 86400},
-    "security": {"scrypt_n": 2**17, "scrypt_r": 8, "scrypt_p": 1},
+    "security": {"scrypt_n": 2**17, "scrypt_r": 8, "scrypt_p": 1, "scrypt_concurrency": 2,
+                 "scrypt_wait_seconds": 10.0, "login_free_failures": 5, "login_free_per_address": 20,
+                 "login_free_per_account": 50, "login_max_delay_seconds": 900, "login_forget_seconds": 86400,
+                 "token_ttl_days": 90.0, "cli_token_ttl_days": 365.0, "trusted_proxies": "", "https": False},
     "jobs": {
         "spark_master": "local[2]",
         "shuffle_partitions": 4,

@@ -93,7 +93,8 @@ class Drive:
             compression_level=st["compression_level"], min_compression_saving=st["min_compression_saving"],
             pack_max_bytes=st["pack_max_bytes"], timeout=timeout)
         sec = config["security"]
-        self.hasher = accounts.PasswordHasher(sec["scrypt_n"], sec["scrypt_r"], sec["scrypt_p"])
+        self.hasher = accounts.PasswordHasher(sec["scrypt_n"], sec["scrypt_r"], sec["scrypt_p"],
+                                              sec["scrypt_concurrency"], sec["scrypt_wait_seconds"])
         self.hooks: dict[str, Callable[[], None]] = self.blocks.hooks
 
     def close(self) -> None:
@@ -222,18 +223,22 @@ class Drive:
         def run(s):
             user = accounts.create_user(s, self.hasher, email, password, quota,
                                         "premium" if premium else "free", admin)
-            return user, accounts.issue_token(s, user.id, "cli")
+            return user, accounts.issue_token(s, user.id, "cli", self.config["security"]["cli_token_ttl_days"])
         return self._tx(run, attempts=1)
 
-    def login(self, email: str, password: str) -> str:
+    def login(self, email: str, password: str, name: str = "login") -> str:
+        """A new token for the right email and password (unthrottled: sign-in doors go
+        through :class:`storage.accounts.Accounts`, which throttles)."""
         def run(s):
             user = accounts.authenticate(s, self.hasher, email, password)
-            return accounts.issue_token(s, user.id, "login")
+            return accounts.issue_token(s, user.id, name, self.config["security"]["token_ttl_days"])
         return self._tx(run, attempts=1)
 
     def user_for_token(self, token: str) -> User:
-        with self.sm() as s:
-            return accounts.user_for_token(s, token)
+        with self.sm() as s, s.begin():
+            user, _token_id = accounts.user_for_token(s, token)
+            s.expunge(user)
+            return user
 
     def user_by_email(self, email: str) -> User:
         with self.sm() as s:

@@ -1,6 +1,9 @@
 """Sharing: grants of a node to other users, and public links.
 
-Only a node's owner manages its shares and links. Shares are inherited down the tree (the
+Only a node's owner manages its shares and links. A share to an address with no account is
+kept as an invitation and becomes a share when that account is created (see
+:func:`storage.accounts.accept_invitations`); granting answers the same either way, so
+sharing cannot be used to find out who has an account. Shares are inherited down the tree (the
 permission check lives in :meth:`storage.drive.Drive._get`). A link token carries at least 256
 random bits and only its SHA-256 is stored; a link password is hashed like an account's.
 Reading through a link acts as the node's owner on the linked subtree only, with the role
@@ -22,6 +25,7 @@ from .clock import now
 from .drive import Drive, NodeInfo, VersionInfo
 from .errors import Gone, InvalidInput, NotFound, Unauthorized
 from .models import Link, Node, Share, User
+from .models.sharing import Invitation
 from .ratelimit import Limiter
 
 LINK_TOKEN_BYTES = 32
@@ -33,11 +37,13 @@ MAX_LINK_SECONDS = 10 * 365 * 86400
 @dataclass(frozen=True)
 class ShareInfo:
     node_id: int
-    user_id: int
+    user_id: int | None  # None while pending
     email: str
     role: str
     granted_by: int
     created_at: dt.datetime
+    pending: bool = False  # an invitation to an address that has no account yet
+    invitation_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,37 +72,49 @@ class Sharing:
     # ---- shares ----------------------------------------------------------------------
 
     def list_shares(self, user_id: int, node_id: int) -> list[ShareInfo]:
+        """The node's shares, then its pending invitations."""
         with self.drive.sm() as s:
             node, _ = self.drive._get(s, user_id, node_id, need="owner")
             rows = s.execute(sa.select(Share, User.email).join(User, User.id == Share.grantee_id)
                              .where(Share.node_id == node.id).order_by(Share.id)).all()
-            return [ShareInfo(sh.node_id, sh.grantee_id, email, sh.role, sh.granted_by, sh.created_at)
-                    for sh, email in rows]
+            out = [ShareInfo(sh.node_id, sh.grantee_id, email, sh.role, sh.granted_by, sh.created_at)
+                   for sh, email in rows]
+            invites = s.execute(sa.select(Invitation).where(Invitation.node_id == node.id)
+                                .order_by(Invitation.id)).scalars()
+            return out + [ShareInfo(i.node_id, None, i.email, i.role, i.granted_by, i.created_at, True, i.id)
+                          for i in invites]
 
     def grant(self, user_id: int, node_id: int, email: str, role: str) -> tuple[ShareInfo, bool]:
-        """Grant (or change) ``role`` on a node to the user with ``email``; True if new."""
+        """Grant (or change) ``role`` on a node to the user with ``email``, or invite the
+        address if it has no account yet; True if new. The answer has the same shape and
+        status either way (the caller learns whether the address has an account only from
+        :meth:`list_shares`, as the owner of what was shared)."""
         if role not in SHARE_ROLES:
             raise InvalidInput(f"role must be one of {', '.join(SHARE_ROLES)}")
         email = normalize_email(email)
 
         def run(s):
             node, _ = self.drive._get(s, user_id, node_id, need="owner")
+            owner_email = s.execute(sa.select(User.email).where(User.id == node.owner_id)).scalar_one()
+            if email == owner_email:
+                raise InvalidInput("the owner already has every right on their own files")
             grantee = s.execute(sa.select(User).where(User.email == email)).scalar_one_or_none()
             if grantee is None:
-                raise InvalidInput(f"no user with email {email}")
-            if grantee.id == node.owner_id:
-                raise InvalidInput("the owner already has every right on their own files")
-            share = s.execute(sa.select(Share).where(Share.node_id == node.id, Share.grantee_id == grantee.id)
-                              ).scalar_one_or_none()
-            created = share is None
-            if created:
-                share = Share(node_id=node.id, grantee_id=grantee.id, role=role, granted_by=user_id,
-                              created_at=now())
-                s.add(share)
+                row = s.execute(sa.select(Invitation).where(Invitation.node_id == node.id,
+                                                            Invitation.email == email)).scalar_one_or_none()
+                cls, fields = Invitation, {"email": email}
             else:
-                share.role = role
+                row = s.execute(sa.select(Share).where(Share.node_id == node.id, Share.grantee_id == grantee.id)
+                                ).scalar_one_or_none()
+                cls, fields = Share, {"grantee_id": grantee.id}
+            created = row is None
+            if created:
+                row = cls(node_id=node.id, role=role, granted_by=user_id, created_at=now(), **fields)
+                s.add(row)
+            else:
+                row.role = role
             s.flush()
-            return ShareInfo(node.id, grantee.id, grantee.email, role, share.granted_by, share.created_at), created
+            return ShareInfo(node.id, None, email, role, row.granted_by, row.created_at), created
         return self.drive._tx(run)
 
     def revoke(self, user_id: int, node_id: int, grantee_id: int) -> None:
@@ -105,6 +123,15 @@ class Sharing:
             n = s.execute(sa.delete(Share).where(Share.node_id == node.id, Share.grantee_id == grantee_id)).rowcount
             if n == 0:
                 raise NotFound(f"node {node_id} is not shared with user {grantee_id}")
+        self.drive._tx(run)
+
+    def revoke_invitation(self, user_id: int, node_id: int, invitation_id: int) -> None:
+        def run(s):
+            node, _ = self.drive._get(s, user_id, node_id, need="owner")
+            n = s.execute(sa.delete(Invitation).where(Invitation.node_id == node.id,
+                                                      Invitation.id == invitation_id)).rowcount
+            if n == 0:
+                raise NotFound(f"no pending invitation {invitation_id} on node {node_id}")
         self.drive._tx(run)
 
     def shared_with_me(self, user_id: int) -> list[NodeInfo]:

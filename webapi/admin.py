@@ -3,9 +3,12 @@
 build step, nothing fetched from elsewhere, so it renders offline).
 
 Dashboard login: the admin pastes an API token into ``/admin/login``; the POST carries a CSRF
-token bound to the session, and the signed session cookie (HttpOnly, SameSite=Strict) keeps
-only the token's SHA-256, re-checked against ``api_tokens`` and ``users.is_admin`` on every
-request. A bearer token works on ``/admin`` too. Non-admins get 403.
+token bound to the session and opens a server-side session (a row in ``api_tokens`` of kind
+``session``, expiring after ``SESSION_HOURS``). The signed cookie (HttpOnly, SameSite=Strict,
+Secure behind HTTPS) names that row only; every request re-checks it and ``users.is_admin``.
+Signing out deletes the row, so a copied cookie dies with it; so does revoking the pasted
+token, logging it out, or changing the password. A bearer token works on ``/admin`` too.
+Non-admins get 403.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from pathlib import Path
 
 from flask import (Blueprint, Response, current_app, g, jsonify, redirect, render_template, request, session,
                    url_for)
+from flask.sessions import SecureCookieSessionInterface
 from markupsafe import Markup, escape
 
 from storage import reports
 from storage.clock import now
 from storage.errors import Forbidden, InvalidInput, NotFound
 
-from .auth import current_user
+from .auth import accounts, current_user, served_over_https
 from .util import drive, parse_uint
 
 bp = Blueprint("admin", __name__)
@@ -62,23 +66,35 @@ def secret_key(cfg) -> str:
     raise RuntimeError(f"{path} is empty")
 
 
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie, marked Secure per request: whether the client came over HTTPS
+    is known only from the request (a trusted proxy's X-Forwarded-Proto) or the config."""
+
+    def get_cookie_secure(self, app) -> bool:
+        return served_over_https()
+
+
 def init_app(app) -> None:
     app.secret_key = secret_key(app.config["BLOCKDRIVE"])
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
                       SESSION_COOKIE_NAME="blockdrive_admin", SESSION_COOKIE_PATH="/admin")
+    app.session_interface = _SessionInterface()
     app.register_blueprint(bp)
 
 
 # ---- who is asking ---------------------------------------------------------------------------
 
-def _admin_from_session():
-    digest, at = session.get("tok"), session.get("at", 0)
-    if not digest or now().timestamp() - at > SESSION_HOURS * 3600:
-        return None
+def _session_digest() -> bytes | None:
     try:
-        return reports.admin_for_token_hash(drive().sm, bytes.fromhex(digest))
-    except ValueError:
+        return bytes.fromhex(session.get("sid") or "") or None
+    except (TypeError, ValueError):
         return None
+
+
+def _admin_from_session():
+    digest = _session_digest()
+    user = accounts().session_user(digest) if digest else None
+    return user if user is not None and user.is_admin else None
 
 
 def require_admin_api():
@@ -156,14 +172,19 @@ def login():
         # The form again (200, as form posts go), with no session.
         return _html(render_template("admin_login.html", csrf=_csrf(),
                                      error="That token is not an admin's API token."))
+    _, token_id = accounts().authenticate(token)
+    sid = accounts().open_session(user.id, token_id, SESSION_HOURS)
     session.clear()
-    session.update(tok=digest.hex(), at=int(now().timestamp()), csrf=secrets.token_urlsafe(32))
+    session.update(sid=sid.hex(), csrf=secrets.token_urlsafe(32))
     return redirect(url_for("admin.dashboard"), 303)
 
 
 @bp.post("/admin/logout")
 def logout():
     _check_csrf()
+    digest = _session_digest()
+    if digest:
+        accounts().close_session(digest)
     session.clear()
     return _html(render_template("admin_login.html", csrf=_csrf(), error=None, note="Signed out."))
 

@@ -1,20 +1,31 @@
-"""Bearer-token authentication."""
+"""Bearer-token authentication, and who the client is behind a reverse proxy."""
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 
 from flask import current_app, g, request
 
+from storage.accounts import Accounts
 from storage.errors import Unauthorized
 
 
+def accounts() -> Accounts:
+    ext = current_app.extensions
+    if "accounts" not in ext:  # one per app: its throttle and the drive's hasher are shared by threads
+        ext["accounts"] = Accounts(ext["drive"])
+    return ext["accounts"]
+
+
 def current_user():
+    """The caller's user; also sets ``g.token_id`` (the token the request came with)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send an API token: Authorization: Bearer <token>")
-    return current_app.extensions["drive"].user_for_token(token.strip())
+    user, g.token_id = accounts().authenticate(token.strip())
+    return user
 
 
 def login_required(view):
@@ -23,3 +34,51 @@ def login_required(view):
         g.user = current_user()
         return view(*args, **kwargs)
     return wrapped
+
+
+def _trusted_networks():
+    ext = current_app.extensions
+    if "trusted_proxies" not in ext:
+        raw = current_app.config["BLOCKDRIVE"]["security"]["trusted_proxies"]
+        ext["trusted_proxies"] = [ipaddress.ip_network(part.strip(), strict=False)
+                                  for part in raw.split(",") if part.strip()]
+    return ext["trusted_proxies"]
+
+
+def _trusted(addr: str | None) -> bool:
+    try:
+        ip = ipaddress.ip_address((addr or "").strip())
+    except ValueError:
+        return False
+    return any(ip in net for net in _trusted_networks())
+
+
+def from_trusted_proxy() -> bool:
+    return _trusted(request.remote_addr)
+
+
+def client_address() -> str:
+    """The client's address: the peer's, or, only when the peer is a configured trusted proxy
+    (``security.trusted_proxies``), the nearest address in ``X-Forwarded-For`` that is not a
+    trusted proxy. A client can write anything into that header, so it counts only as far as
+    our own proxies vouch for it (read from the right, where they append)."""
+    addr = request.remote_addr or "unknown"
+    if not _trusted(addr):
+        return addr
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return addr  # a garbled header: the proxy is the client as far as we can tell
+        if not _trusted(hop):
+            return hop
+    return hops[0] if hops else addr
+
+
+def served_over_https() -> bool:
+    """``security.https``, or a trusted proxy saying the client came over HTTPS."""
+    if current_app.config["BLOCKDRIVE"]["security"]["https"]:
+        return True
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return proto == "https" and from_trusted_proxy()

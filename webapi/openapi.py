@@ -95,9 +95,23 @@ def paths() -> dict:
             _path("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}, "query", False),
             _path("cursor", "from next_cursor", where="query", required=False)]
     return {
-        "/api/v1/auth/tokens": {"post": _op("Sign in: email and password for an API token",
-                                            {201: {"description": "A new token", **_json(_schema("Token"))}},
-                                            (400, 401, 429), _schema("Credentials"), auth=False)},
+        "/api/v1/auth/tokens": {
+            "post": _op("Sign in: email and password for an API token (throttled per client address and "
+                        "account: 429 with Retry-After while a wait runs)",
+                        {201: {"description": "A new token", **_json(_schema("Token"))}},
+                        (400, 401, 429, 503), _schema("Credentials"), auth=False),
+            "get": _op("The caller's live tokens and admin sessions (never their secrets)",
+                       {200: {"description": "Tokens", **_json(_list("TokenInfo"))}})},
+        "/api/v1/auth/tokens/{token_id}": {
+            "parameters": [_path("token_id", "token id")],
+            "delete": _op("Revoke one of the caller's tokens (and admin sessions opened with it)",
+                          {204: {"description": "Revoked"}}, (404,))},
+        "/api/v1/auth/logout": {"post": _op("Revoke the calling token (and admin sessions opened with it)",
+                                            {204: {"description": "Signed out"}})},
+        "/api/v1/account/password": {
+            "post": _op("Change the password; revokes every other token and session of the caller, keeps this one",
+                        {200: {"description": "Changed", **_json(_schema("PasswordChanged"))}},
+                        (400, 403, 429, 503), _schema("PasswordChange"))},
         "/api/v1/account": {"get": _op("The caller's account", {200: {"description": "Account",
                                                                       **_json(_schema("Account"))}})},
         "/api/v1/nodes/{id}": {
@@ -144,10 +158,15 @@ def paths() -> dict:
             "parameters": [n],
             "get": _op("Grants on the node (owner only)", {200: {"description": "Shares", **_json(_list("Share"))}},
                        (403, 404)),
-            "post": _op("Grant a role to a user", {200: {"description": "Updated", **_json(_schema("Share"))},
-                                                   201: {"description": "Granted", **_json(_schema("Share"))}},
+            "post": _op("Grant a role to the user with an email address, or invite the address if it has no "
+                        "account yet (the same answer either way)",
+                        {200: {"description": "Updated", **_json(_schema("Granted"))},
+                         201: {"description": "Granted or invited", **_json(_schema("Granted"))}},
                         (400, 403, 404), _schema("Grant")),
         },
+        "/api/v1/nodes/{id}/invitations/{invitation_id}": {
+            "parameters": [n, _path("invitation_id", "pending invitation's id (from the share list)")],
+            "delete": _op("Revoke a pending invitation", {204: {"description": "Revoked"}}, (403, 404))},
         "/api/v1/nodes/{id}/shares/{user_id}": {
             "parameters": [n, _path("user_id", "grantee's user id")],
             "delete": _op("Revoke a grant", {204: {"description": "Revoked"}}, (403, 404))},
@@ -268,6 +287,9 @@ def paths() -> dict:
 # operationId of every operation, by (path, method): the names the links below use.
 OPERATION_IDS = {
     ("/api/v1/auth/tokens", "post"): "createToken", ("/api/v1/account", "get"): "getAccount",
+    ("/api/v1/auth/tokens", "get"): "listTokens", ("/api/v1/auth/tokens/{token_id}", "delete"): "revokeToken",
+    ("/api/v1/auth/logout", "post"): "logout", ("/api/v1/account/password", "post"): "changePassword",
+    ("/api/v1/nodes/{id}/invitations/{invitation_id}", "delete"): "revokeInvitation",
     ("/api/v1/nodes/{id}", "get"): "getNode", ("/api/v1/nodes/{id}", "patch"): "patchNode",
     ("/api/v1/nodes/{id}", "delete"): "deleteNode", ("/api/v1/nodes/{id}/children", "get"): "listChildren",
     ("/api/v1/nodes/{id}/children", "post"): "createFolder",
@@ -330,9 +352,9 @@ LINKS = {
     ("listVersions", 200): {"restore": ("restoreVersion", {"id": SAME_ID, "vid": "$response.body#/items/0/id"}),
                             "download": ("download", {"id": SAME_ID, "query.version": "$response.body#/items/0/id"})},
     ("restoreVersion", 200): {"versions": ("listVersions", {"id": NEW_ID})},
-    ("grantShare", 201): {"revoke": ("revokeShare", {"id": SAME_ID, "user_id": "$response.body#/user_id"}),
-                          "shares": ("listShares", {"id": SAME_ID})},
-    ("grantShare", 200): {"revoke": ("revokeShare", {"id": SAME_ID, "user_id": "$response.body#/user_id"})},
+    # A grant's answer does not say whom it reached (see storage.sharing): the list does.
+    ("grantShare", 201): {"shares": ("listShares", {"id": SAME_ID})},
+    ("grantShare", 200): {"shares": ("listShares", {"id": SAME_ID})},
     ("createLink", 201): {"revoke": ("revokeLink", {"id": SAME_ID, "link_id": NEW_ID}),
                           "view": ("viewLink", {"token": "$response.body#/token"}),
                           "download": ("downloadLink", {"token": "$response.body#/token"}),
@@ -371,7 +393,14 @@ NULL_INT, NULL_STR = {"type": ["integer", "null"]}, {"type": ["string", "null"]}
 SCHEMAS = {
     "Problem": {"type": "object", "required": ["type", "title", "status"], "properties": {
         "type": {"type": "string", "format": "uri"}, "title": STR, "status": INT, "detail": STR}},
-    "Credentials": _obj({"email": STR, "password": STR}, ["email", "password"]),
+    "Credentials": _obj({"email": STR, "password": STR, "name": {"type": "string", "maxLength": 100}},
+                        ["email", "password"]),
+    "TokenInfo": {"type": "object", "properties": {"id": INT, "name": STR, "kind": {"enum": ["api", "session"]},
+                                                   "created_at": STR, "last_used_at": NULL_STR,
+                                                   "expires_at": NULL_STR, "current": {"type": "boolean"}}},
+    "PasswordChange": _obj({"old_password": STR, "new_password": {"type": "string", "minLength": 8}},
+                           ["old_password", "new_password"]),
+    "PasswordChanged": {"type": "object", "properties": {"revoked": INT}},
     "Token": {"type": "object", "properties": {"token": STR, "token_type": STR}, "required": ["token"]},
     "Account": {"type": "object", "properties": {"id": INT, "email": STR, "plan": STR, "quota_bytes": INT,
                                                  "used_bytes": INT, "root_id": INT, "is_admin": {"type": "boolean"}}},
@@ -393,8 +422,11 @@ SCHEMAS = {
                                                  "current": {"type": "boolean"}}},
     "Grant": _obj({"email": {"type": "string", "maxLength": 320, "pattern": EMAIL_PATTERN},
                    "role": {"enum": ["viewer", "editor"]}}, ["email", "role"]),
-    "Share": {"type": "object", "properties": {"node_id": INT, "user_id": INT, "email": STR, "role": STR,
-                                               "granted_by": INT, "created_at": STR}},
+    "Granted": {"type": "object", "properties": {"node_id": INT, "email": STR, "role": STR, "granted_by": INT,
+                                                 "created_at": STR}},
+    "Share": {"type": "object", "properties": {"node_id": INT, "user_id": NULL_INT, "email": STR, "role": STR,
+                                               "granted_by": INT, "created_at": STR, "pending": {"type": "boolean"},
+                                               "invitation_id": NULL_INT}},
     "LinkRequest": _obj({"role": {"enum": ["viewer"]},
                          "expires_in": {"type": "integer", "minimum": 1, "maximum": MAX_LINK_SECONDS},
                          "password": {"type": "string", "minLength": 1, "maxLength": 1024}}),

@@ -10,9 +10,14 @@ from .util import body, iso, node_json, sharing
 bp = Blueprint("shares", __name__, url_prefix="/api/v1")
 
 
+def grant_json(sh) -> dict:
+    """The answer to a grant: the same fields whether the address has an account or not."""
+    return {"node_id": sh.node_id, "email": sh.email, "role": sh.role, "granted_by": sh.granted_by,
+            "created_at": iso(sh.created_at)}
+
+
 def share_json(sh) -> dict:
-    return {"node_id": sh.node_id, "user_id": sh.user_id, "email": sh.email, "role": sh.role,
-            "granted_by": sh.granted_by, "created_at": iso(sh.created_at)}
+    return {**grant_json(sh), "user_id": sh.user_id, "pending": sh.pending, "invitation_id": sh.invitation_id}
 
 
 def link_json(li) -> dict:
@@ -32,13 +37,20 @@ def list_shares(node_id):
 def grant(node_id):
     data = body({"email": str, "role": str}, required=("email", "role"))
     sh, created = sharing().grant(g.user.id, node_id, data["email"], data["role"])
-    return jsonify(share_json(sh)), 201 if created else 200
+    return jsonify(grant_json(sh)), 201 if created else 200
 
 
 @bp.delete("/nodes/<id:node_id>/shares/<id:user_id>")
 @login_required
 def revoke(node_id, user_id):
     sharing().revoke(g.user.id, node_id, user_id)
+    return "", 204
+
+
+@bp.delete("/nodes/<id:node_id>/invitations/<id:invitation_id>")
+@login_required
+def revoke_invitation(node_id, invitation_id):
+    sharing().revoke_invitation(g.user.id, node_id, invitation_id)
     return "", 204
 
 

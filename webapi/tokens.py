@@ -1,24 +1,60 @@
-"""Signing in: email and password for an API token. Failed attempts are limited per email
-through the database, so the limit holds across workers."""
+"""Signing in and out: email and password for an API token (throttled per client address and
+account, see :class:`storage.accounts.Accounts`), the caller's tokens, logout and password
+change."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, g, jsonify
 
-from .util import body, drive
+from .auth import accounts, client_address, login_required
+from .util import body, iso
 
 bp = Blueprint("tokens", __name__, url_prefix="/api/v1")
 
 
-@bp.post("/auth/tokens")
-def create_token():
-    data = body({"email": str, "password": str}, required=("email", "password"))
-    limiter = current_app.extensions["limiter"]
-    key = f"login:{data['email'].strip().lower()[:150]}"
-    limiter.attempt(key)  # counted before the check, so parallel guesses cannot outrun it
-    token = drive().login(data["email"], data["password"])  # a wrong password keeps the try counted
-    limiter.succeed(key)
-    resp = jsonify(token=token, token_type="Bearer")
-    resp.status_code = 201
+def _no_store(resp, status: int = 200):
+    resp.status_code = status
     resp.headers["Cache-Control"] = "no-store"
     return resp
+
+
+def token_json(t) -> dict:
+    return {"id": t.id, "name": t.name, "kind": t.kind, "created_at": iso(t.created_at),
+            "last_used_at": iso(t.last_used_at), "expires_at": iso(t.expires_at), "current": t.current}
+
+
+@bp.post("/auth/tokens")
+def create_token():
+    data = body({"email": str, "password": str, "name": str}, required=("email", "password"))
+    token = accounts().login(data["email"], data["password"], client_address(), (data.get("name") or "login")[:100])
+    return _no_store(jsonify(token=token, token_type="Bearer"), 201)
+
+
+@bp.get("/auth/tokens")
+@login_required
+def list_tokens():
+    return _no_store(jsonify(items=[token_json(t) for t in accounts().tokens(g.user.id, g.token_id)]))
+
+
+@bp.delete("/auth/tokens/<id:token_id>")
+@login_required
+def revoke_token(token_id):
+    accounts().revoke(g.user.id, token_id)
+    return "", 204
+
+
+@bp.post("/auth/logout")
+@login_required
+def logout():
+    """Revoke the calling token (and any admin session opened with it)."""
+    accounts().revoke(g.user.id, g.token_id)
+    return "", 204
+
+
+@bp.post("/account/password")
+@login_required
+def change_password():
+    data = body({"old_password": str, "new_password": str}, required=("old_password", "new_password"))
+    n = accounts().change_password(g.user.id, data["old_password"], data["new_password"], client_address(),
+                                   g.token_id)
+    return _no_store(jsonify(revoked=n))

@@ -22,6 +22,22 @@ class Share(Base):
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
 
 
+class Invitation(Base):
+    """A share granted to an email address that has no account yet. It becomes a
+    :class:`Share` when an account with that address is created, whichever way."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (UniqueConstraint("node_id", "email"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # Cascade: purging a node (storage.drive) takes its invitations with it.
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)  # normalised, as users.email
+    role: Mapped[str] = mapped_column(String(8))  # viewer | editor
+    granted_by: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+
+
 class Link(Base):
     """A public link. Only the SHA-256 of its token is stored."""
 

@@ -34,3 +34,8 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
     expires_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+    # api (a bearer token) | session (an /admin cookie: its secret never leaves the server,
+    # so it cannot be used as a bearer token). Rows from before kinds existed are api tokens.
+    kind: Mapped[str] = mapped_column(String(16), default="api", server_default="api")
+    # The token an admin session was opened with: logging that token out ends the session too.
+    parent_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)

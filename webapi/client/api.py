@@ -131,6 +131,15 @@ class Api:
         return self.json("POST", "/api/v1/auth/tokens", json={"email": email, "password": password},
                          what="sign in")["token"]
 
+    def tokens(self) -> list[dict]:
+        return self.json("GET", "/api/v1/auth/tokens", what="list tokens")["items"]
+
+    def revoke_token(self, token_id: int) -> None:
+        self.request("DELETE", f"/api/v1/auth/tokens/{int(token_id)}", what=f"revoke token {token_id}")
+
+    def logout(self) -> None:
+        self.request("POST", "/api/v1/auth/logout", what="sign out")
+
     def account(self) -> dict:
         return self.json("GET", "/api/v1/account")
 

@@ -4,6 +4,8 @@ The server-side admin commands (``put``, ``get``, ``ls``, ``mkdir`` with ``--use
 database access) keep their names; the client commands sit beside them:
 
     blockdrive login [--url URL] [--email EMAIL]      store a token (0600) for the commands below
+    blockdrive logout                                  revoke the stored token and forget it
+    blockdrive tokens list | revoke ID                 your tokens and admin sessions; revoke one
     blockdrive push LOCAL /remote/path                upload a file, sending only changed blocks
     blockdrive pull /remote/path LOCAL                download, fetching only blocks LOCAL lacks
     blockdrive sync LOCAL_DIR /remote/dir             one-way mirror: new, changed, renamed, deleted
@@ -109,6 +111,41 @@ def cmd_login(args) -> int:
     token = Api(url, retries=args.retries).login(email, password)
     path = save_credentials(url, token)
     _out(args, {"url": url, "credentials": str(path)}, f"signed in to {url}; token stored in {path}")
+    return EXIT_OK
+
+
+def cmd_logout(args) -> int:
+    url, token = load_credentials()
+    Api(url, token, retries=args.retries).logout()
+    path = credentials_path()
+    saved = False
+    if path.exists():
+        try:
+            with open(path) as f:
+                saved = json.load(f).get("token") == token
+        except (OSError, ValueError):
+            saved = False
+    if saved:  # the token came from the file, not from $BLOCKDRIVE_TOKEN: forget it too
+        path.unlink()
+    _out(args, {"url": url, "forgotten": str(path) if saved else None},
+         f"signed out of {url}" + (f"; removed {path}" if saved else ""))
+    return EXIT_OK
+
+
+def cmd_tokens_list(args) -> int:
+    url, token = load_credentials()
+    items = Api(url, token, retries=args.retries).tokens()
+    lines = [f"{t['id']:>6}  {t['kind']:<7}  {t['name'] or '-':<16}  created {t['created_at']}  "
+             f"used {t['last_used_at'] or 'never'}  expires {t['expires_at'] or 'never'}"
+             + ("  (this one)" if t["current"] else "") for t in items]
+    _out(args, {"items": items}, "\n".join(lines) if lines else "no tokens")
+    return EXIT_OK
+
+
+def cmd_tokens_revoke(args) -> int:
+    url, token = load_credentials()
+    Api(url, token, retries=args.retries).revoke_token(args.id)
+    _out(args, {"revoked": args.id}, f"token {args.id} revoked")
     return EXIT_OK
 
 
@@ -272,6 +309,12 @@ def register_cli(sub) -> None:
     sp = add("login", cmd_login, "sign in to a blockdrive server and store the token (client)")
     sp.add_argument("--url", help="the server (default: $BLOCKDRIVE_URL)")
     sp.add_argument("--email")
+    add("logout", cmd_logout, "revoke the stored token on the server and forget it (client)")
+    tp = sub.add_parser("tokens", help="list or revoke your API tokens and admin sessions (client)")
+    tsub = tp.add_subparsers(dest="tokens_command", required=True, metavar="ACTION")
+    add("list", cmd_tokens_list, "list your tokens (never their secrets)", tsub)
+    sp = add("revoke", cmd_tokens_revoke, "revoke one of your tokens by id", tsub)
+    sp.add_argument("id", type=int)
     sp = add("push", cmd_push, "upload a local file, sending only the blocks the server lacks (client)")
     sp.add_argument("local")
     sp.add_argument("remote", help="/remote/path (a folder, or ending in /: keeps the file's name)")
