@@ -193,9 +193,12 @@ class Drive:
         """Refuse a tree that would reach ``depth`` levels below a root, or store a path
         longer than the column holds."""
         most = self._limit("max_depth")
-        if depth > most or longest_path > PATH_MAX:
+        if depth > most:
             raise LimitExceeded(f"folders may nest at most {most} levels deep (limits.max_depth); "
                                 f"this would make {depth}", limit="max_depth", max=most)
+        if longest_path > PATH_MAX:
+            raise LimitExceeded(f"this would nest folders deeper than their ids can be stored ({PATH_MAX} "
+                                f"characters of path; limits.max_depth is {most})", limit="max_depth", max=most)
 
     def child_path(self, s: Session, parent: Node) -> str:
         """The path of a new node in folder ``parent``, checked against the depth limit. The
@@ -648,7 +651,13 @@ class Drive:
             node, _ = self._get(s, user_id, node_id, need="owner", trashed=True)
             if node.trashed_with != node.id:
                 raise InvalidInput(f"node {node_id} was deleted with its folder; restore that folder")
-            parent = s.get(Node, node.parent_id)
+            # its folder may have moved (deeper) or gone since it was deleted: the paths below
+            # follow, within the depth limit, against the committed tree
+            self._lock_owner(s, node.owner_id)
+            s.refresh(node)
+            if node.deleted_at is None:
+                raise NotFound(f"node {node_id} not found")
+            parent = s.get(Node, node.parent_id, populate_existing=True)
             if parent is None or parent.deleted_at is not None:
                 parent = s.get(Node, s.get(User, node.owner_id).root_id)
             name, n = node.name, 1
@@ -658,10 +667,6 @@ class Drive:
                 name = f"{stem}{suffix}.{ext}" if dot and stem else f"{node.name}{suffix}"
                 n += 1
             validate_name(name)
-            # its folder may have moved (deeper) or gone since: paths follow, within the depth limit
-            self._lock_owner(s, node.owner_id)
-            s.refresh(node)
-            s.refresh(parent)
             self._reparent(s, node, parent)
             members = s.execute(sa.select(Node).where(Node.trashed_with == node.id)).scalars().all()
             for m in members:

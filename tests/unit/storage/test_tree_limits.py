@@ -158,3 +158,22 @@ def test_batch_folders_refused_past_max_depth(drive, make_user):
     with pytest.raises(LimitExceeded):
         batch.make_folders(drive, u.id, [{"parent_id": a[-1], "name": "deep"}])
     assert batch.make_folders(drive, u.id, [{"parent_id": a[0], "name": "ok"}])[0]["ok"]["created"]
+
+
+def test_fsck_recounts_node_counts_and_paths_and_reconcile_repairs_the_count(drive, make_user):
+    from storage import maintenance
+    from storage.fsck import fsck
+    u = make_user()
+    a = drive.mkdir(u.id, u.root_id, "a").id
+    b = drive.mkdir(u.id, a, "b").id
+    with drive.sm() as s, s.begin():
+        s.execute(sa.update(User).where(User.id == u.id).values(node_count=7))
+        s.execute(sa.update(Node).where(Node.id == b).values(path=f"/{u.root_id}/"))
+    kinds = sorted(p.kind for p in fsck(drive).problems)
+    assert kinds == ["node-count", "node-path"]
+    assert maintenance.node_count_drift(drive.sm) == [u.id]
+    repairs = maintenance.repair_node_counts(drive.sm, [u.id])
+    assert [(r.kind, r.old, r.new) for r in repairs] == [("node_count", 7, 2)]
+    assert maintenance.node_count_drift(drive.sm) == []
+    with drive.sm() as s, s.begin():
+        s.execute(sa.update(Node).where(Node.id == b).values(path=f"/{u.root_id}/{a}/"))
