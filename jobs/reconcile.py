@@ -1,5 +1,6 @@
 """``reconcile``: recompute every block's refcount from ``version_blocks`` (the truth) and every
-user's ``used_bytes`` from their files' current versions; repair and report each drift.
+user's ``used_bytes`` from their files' current versions and ``node_count`` from their nodes;
+repair and report each drift.
 
 The Spark plan finds candidates on one snapshot; each repair is recounted under the row's
 lock before it is written (storage/maintenance.py), so a snapshot raced by uploads never
@@ -53,6 +54,9 @@ def run(ctx) -> dict:
     stats = {"refcount_drift": drift.count(), "usage_drift": udrift.count(), "refs_to_missing_blocks": missing,
              "increases": drift.where(F.col("counted") > F.col("refcount")).count()}
     stats["decreases"] = stats["refcount_drift"] - stats["increases"]
+    # a plain grouped count: one row per user, no need for Spark
+    ndrift = m.node_count_drift(ctx.sm)
+    stats["node_count_drift"] = len(ndrift)
     ctx.say(f"plan: {stats['refcount_drift']} refcounts and {stats['usage_drift']} usage totals drifted")
     if ctx.dry_run:
         stats["would_repair"] = [{"block": bytes(r.id).hex(), "refcount": r.refcount, "counted": r.counted}
@@ -60,6 +64,7 @@ def run(ctx) -> dict:
         return stats
     repairs = m.repair_refcounts(ctx.sm, [bytes(r.id) for r in drift.select("id").toLocalIterator()])
     repairs += m.repair_usage(ctx.sm, [r.user_id for r in udrift.select("user_id").collect()])
+    repairs += m.repair_node_counts(ctx.sm, ndrift)
     drift.unpersist()
     udrift.unpersist()
     for r in repairs[:1000]:

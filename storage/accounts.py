@@ -109,7 +109,7 @@ def create_user(s: Session, hasher: PasswordHasher, email: str, password: str, q
         s.flush()
     except DBIntegrityError:
         raise Conflict(f"a user with email {email} exists") from None
-    root = Node(owner_id=user.id, parent_id=None, kind="folder", name="", live_name=None,
+    root = Node(owner_id=user.id, parent_id=None, kind="folder", name="", live_name=None, path="/",
                 created_at=now(), updated_at=now())
     s.add(root)
     s.flush()

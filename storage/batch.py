@@ -184,6 +184,15 @@ def _live_children(s, keys: set[tuple[int, str]]) -> dict[tuple[int, str], Node]
     return out
 
 
+def _new_node_paths(drive, s, parents: list[Node]) -> dict[int, str]:
+    """Count one new node per entry of ``parents`` against its owner's node limit, then the
+    path of a new node in each parent (the checks Drive._new_node makes, once per owner and
+    per folder rather than per node)."""
+    for owner_id, n in Counter(p.owner_id for p in parents).items():
+        drive.reserve_nodes(s, owner_id, n)
+    return {p.id: drive.child_path(s, p) for p in {p.id: p for p in parents}.values()}
+
+
 def _sizes(s, ids: list[bytes]) -> dict[bytes, int]:
     """The raw size of each stored block of ``ids``, 500 to a query."""
     out: dict[bytes, int] = {}
@@ -300,8 +309,10 @@ def commit_many(up: Uploads, user_id: int, files) -> list[dict]:
         # executemany: the rows Drive._add_version writes, without a round trip per file.
         node_id = {i: node.id for i, _, node, *_ in todo if node is not None}
         new = [(i, parent, name) for i, parent, node, name, *_ in todo if node is None]
+        paths = _new_node_paths(d, s, [p for _, p, _ in new])  # LimitExceeded: the whole batch rolls back
         node_id.update(zip((i for i, _, _ in new), _insert(s, Node, [
-            dict(owner_id=p.owner_id, parent_id=p.id, kind="file", name=n, live_name=n, created_at=t, updated_at=t)
+            dict(owner_id=p.owner_id, parent_id=p.id, kind="file", name=n, live_name=n, path=paths[p.id],
+                 created_at=t, updated_at=t)
             for _, p, n in new], ("parent_id", "live_name"))))
         version_id = dict(zip((i for i, *_ in todo), _insert(s, FileVersion, [
             dict(node_id=node_id[i], size=size, sha256=sha, created_at=t, created_by=user_id)
@@ -380,9 +391,10 @@ def make_folders(drive, user_id: int, folders) -> list[dict]:
         existing = {k: (n.id, n.kind) for k, n in _live_children(
             s, {(p.id, name) for p, name in want.values()}).items()}
         new = {(p.id, name): p for p, name in want.values() if (p.id, name) not in existing}
+        paths = _new_node_paths(drive, s, list(new.values()))  # LimitExceeded: the whole batch rolls back
         t = now()
         ids = _insert(s, Node, [dict(owner_id=p.owner_id, parent_id=pid, kind="folder", name=name, live_name=name,
-                                     created_at=t, updated_at=t) for (pid, name), p in new.items()],
+                                     path=paths[pid], created_at=t, updated_at=t) for (pid, name), p in new.items()],
                       ("parent_id", "live_name"))
         existing.update((k, (nid, "folder")) for k, nid in zip(new, ids))
         reported: set[tuple[int, str]] = set()

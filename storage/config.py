@@ -38,6 +38,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "database": {"url": ""},
     "quota": {"free_bytes": 15_000_000_000, "premium_bytes": 1_000_000_000_000},
     "trash": {"retention_days": 30},
+    "limits": {"max_depth": 256, "max_nodes_per_user": 1_000_000, "max_nodes_per_copy": 10_000},
     "gc": {"grace_seconds": 86400},
     "security": {"scrypt_n": 2**17, "scrypt_r": 8, "scrypt_p": 1, "scrypt_concurrency": 2,
                  "scrypt_wait_seconds": 10.0, "login_free_failures": 5, "login_free_per_address": 20,

@@ -21,16 +21,17 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from . import accounts, crashpoints
+from . import accounts, crashpoints, tree
 from .backends import open_backend
 from .blockstore import BlockLocation, BlockStore
 from .chunking import make_chunker
 from .clock import now
 from .config import Config
 from .db import make_engine, make_sessionmaker
-from .errors import (Conflict, Forbidden, IntegrityError, InvalidInput, NotFound,
+from .errors import (Conflict, Forbidden, IntegrityError, InvalidInput, LimitExceeded, NotFound,
                      PreconditionFailed, QuotaExceeded, RetryLater)
 from .models import Block, FileVersion, Link, Node, Pack, Share, User, VersionBlock
+from .models.nodes import PATH_MAX
 from .names import split_path, validate_name
 
 ROLES = {"viewer": 1, "editor": 2, "owner": 3}
@@ -125,12 +126,11 @@ class Drive:
             fn()
 
     def _role(self, s: Session, user_id: int, node: Node) -> str | None:
+        """The caller's role on ``node``: owner, or the best share on the node or any folder
+        above it, found in one query (the ancestors are read from the node's path)."""
         if node.owner_id == user_id:
             return "owner"
-        chain, cur = [], node
-        while cur is not None:
-            chain.append(cur.id)
-            cur = s.get(Node, cur.parent_id) if cur.parent_id is not None else None
+        chain = self._ancestor_ids(s, node) + [node.id]
         best = None
         for (role,) in s.execute(sa.select(Share.role).where(Share.node_id.in_(chain),
                                                             Share.grantee_id == user_id)):
@@ -152,15 +152,106 @@ class Drive:
             raise Forbidden(f"{role} may not do this on node {node_id}")
         return node, role
 
-    @staticmethod
-    def _new_node(s: Session, parent: Node, kind: str, name: str) -> Node:
-        """A live node named ``name`` in folder ``parent``, owned by the folder's owner."""
-        t = now()
-        node = Node(owner_id=parent.owner_id, parent_id=parent.id, kind=kind, name=name,
-                    live_name=name, created_at=t, updated_at=t)
+    def _new_node(self, s: Session, parent: Node, kind: str, name: str, *, reserved: bool = False) -> Node:
+        """A live node named ``name`` in folder ``parent``, owned by the folder's owner. It
+        counts against the owner's node limit (unless the caller ``reserved`` it already,
+        with :meth:`reserve_nodes`) and may not lie deeper than ``limits.max_depth``."""
+        if not reserved:
+            self.reserve_nodes(s, parent.owner_id, 1)
+        node = self._node_row(parent, kind, name, self.child_path(s, parent))
         s.add(node)
         s.flush()
         return node
+
+    def _node_row(self, parent: Node, kind: str, name: str, path: str) -> Node:
+        self.check_depth(tree.depth(path), len(path))
+        t = now()
+        return Node(owner_id=parent.owner_id, parent_id=parent.id, kind=kind, name=name,
+                    live_name=name, path=path, created_at=t, updated_at=t)
+
+    # ---- tree shape and limits -------------------------------------------------------------
+
+    def _limit(self, key: str) -> int:
+        return int(self.config["limits"][key])
+
+    @staticmethod
+    def _ancestor_ids(s: Session, node: Node) -> list[int]:
+        """Ids of the folders above ``node``, root first. From its path; a row written
+        without one (older code) is walked parent by parent, in a loop that stops at a cycle."""
+        if node.path is not None:
+            return tree.ancestors(node.path)
+        chain: list[int] = []
+        cur = node
+        while cur is not None and cur.parent_id is not None and cur.parent_id not in chain:
+            chain.append(cur.parent_id)
+            cur = s.get(Node, cur.parent_id)
+        return chain[::-1]
+
+    def _path(self, s: Session, node: Node) -> str:
+        return node.path if node.path is not None else tree.path_of(self._ancestor_ids(s, node))
+
+    def check_depth(self, depth: int, longest_path: int = 0) -> None:
+        """Refuse a tree that would reach ``depth`` levels below a root, or store a path
+        longer than the column holds."""
+        most = self._limit("max_depth")
+        if depth > most:
+            raise LimitExceeded(f"folders may nest at most {most} levels deep (limits.max_depth); "
+                                f"this would make {depth}", limit="max_depth", max=most)
+        if longest_path > PATH_MAX:
+            raise LimitExceeded(f"this would nest folders deeper than their ids can be stored ({PATH_MAX} "
+                                f"characters of path; limits.max_depth is {most})", limit="max_depth", max=most)
+
+    def child_path(self, s: Session, parent: Node) -> str:
+        """The path of a new node in folder ``parent``, checked against the depth limit. The
+        parent's path is read afresh: a move committed since ``parent`` was loaded may have
+        changed it (node creation holds the owner's row, see :meth:`reserve_nodes`, so no
+        move runs between this read and the commit)."""
+        ppath = s.execute(sa.select(Node.path).where(Node.id == parent.id)).scalar_one()
+        if ppath is None:
+            ppath = tree.path_of(self._ancestor_ids(s, parent))
+        path = tree.child_path(ppath, parent.id)
+        self.check_depth(tree.depth(path), len(path))
+        return path
+
+    def reserve_nodes(self, s: Session, owner_id: int, n: int) -> None:
+        """Count ``n`` more nodes (fewer if negative) against ``owner_id``'s node limit, in
+        one guarded UPDATE of their row. That row is also the lock every change to the
+        shape of the owner's tree takes first (see :meth:`_lock_owner`)."""
+        stmt = sa.update(User).where(User.id == owner_id).values(node_count=User.node_count + n)
+        most = self._limit("max_nodes_per_user")
+        if n > 0:
+            stmt = stmt.where(User.node_count + n <= most)
+        if s.execute(stmt.execution_options(synchronize_session=False)).rowcount == 0 and n > 0:
+            raise LimitExceeded(f"a user may own at most {most} files and folders, trash included "
+                                f"(limits.max_nodes_per_user); this needs {n} more", limit="max_nodes_per_user",
+                                max=most)
+
+    @staticmethod
+    def _lock_owner(s: Session, owner_id: int) -> None:
+        """Serialise changes to the shape of one owner's tree: moves, restores and node
+        creation all hold the owner's row until they commit, so a path read after this is
+        the committed one and stays so (READ COMMITTED reads the latest commit per statement;
+        SQLite's BEGIN IMMEDIATE serialises all writers anyway)."""
+        s.execute(sa.select(User.id).where(User.id == owner_id).with_for_update()).scalar_one()
+
+    def _reparent(self, s: Session, node: Node, parent: Node) -> None:
+        """Put ``node`` (and its subtree, live and trashed) under ``parent``: the depth is
+        checked for the deepest node that moves, and every path below is rewritten in one
+        UPDATE over the subtree's index range. The caller holds the owner's lock."""
+        old = self._path(s, node)
+        new = self.child_path(s, parent)
+        old_prefix, new_prefix = tree.child_path(old, node.id), tree.child_path(new, node.id)
+        deepest, longest = s.execute(sa.select(sa.func.max(tree.depth_sql(Node.path)),
+                                               sa.func.max(sa.func.length(Node.path)))
+                                     .where(tree.under(Node.path, old_prefix))).one()
+        if deepest is not None:
+            self.check_depth(int(deepest) - tree.depth(old) + tree.depth(new),
+                             int(longest) - len(old_prefix) + len(new_prefix))
+        if old != new:
+            s.execute(sa.update(Node).where(tree.under(Node.path, old_prefix))
+                      .values(path=sa.literal(new_prefix) + sa.func.substr(Node.path, len(old_prefix) + 1))
+                      .execution_options(synchronize_session=False))
+        node.parent_id, node.path = parent.id, new
 
     def _child(self, s: Session, parent_id: int, name: str) -> Node | None:
         return s.execute(sa.select(Node).where(Node.parent_id == parent_id, Node.live_name == name)).scalar_one_or_none()
@@ -435,22 +526,31 @@ class Drive:
             if node.parent_id is None:
                 raise InvalidInput("the root folder cannot be renamed or moved")
             new_parent = node.parent_id if parent_id is None else parent_id
+            dest = None
             if new_parent != node.parent_id:
                 dest, _ = self._get(s, user_id, new_parent, need="editor")
                 if dest.kind != "folder":
                     raise InvalidInput(f"node {new_parent} is not a folder")
                 if dest.owner_id != node.owner_id:
                     raise Forbidden("cannot move between different owners' drives; copy instead")
-                cur = dest
-                while cur is not None:
-                    if cur.id == node.id:
-                        raise Conflict("cannot move a folder into itself or below itself")
-                    cur = s.get(Node, cur.parent_id) if cur.parent_id is not None else None
+                self._hook("move:before_lock")
+                # Two moves that each pass the cycle check on what they read (A into B, B into
+                # A) must not both commit: the second waits here for the first, then checks
+                # the committed tree.
+                self._lock_owner(s, node.owner_id)
+                s.refresh(node)
+                s.refresh(dest)
+                if node.deleted_at is not None or dest.deleted_at is not None:
+                    raise NotFound(f"node {node_id if node.deleted_at is not None else new_parent} not found")
+                if node.id == dest.id or node.id in self._ancestor_ids(s, dest):
+                    raise Conflict("cannot move a folder into itself or below itself")
             new_name = name if name is not None else node.name
             clash = self._child(s, new_parent, new_name)
             if clash is not None and clash.id != node.id:
                 raise Conflict(f"{new_name!r} already exists in the destination folder")
-            node.parent_id, node.name, node.live_name, node.updated_at = new_parent, new_name, new_name, now()
+            if dest is not None:
+                self._reparent(s, node, dest)
+            node.name, node.live_name, node.updated_at = new_name, new_name, now()
             s.flush()
             return self._info(s, node, self._role(s, user_id, node))
         return self._name_tx(run, name or "the name")
@@ -466,11 +566,8 @@ class Drive:
             dest, _ = self._get(s, user_id, parent_id, need="editor")
             if dest.kind != "folder":
                 raise InvalidInput(f"node {parent_id} is not a folder")
-            cur = dest
-            while cur is not None:
-                if cur.id == src.id:
-                    raise Conflict("cannot copy a folder into itself")
-                cur = s.get(Node, cur.parent_id) if cur.parent_id is not None else None
+            if src.id == dest.id or src.id in self._ancestor_ids(s, dest):
+                raise Conflict("cannot copy a folder into itself")
             new_name = name or src.name
             if self._child(s, dest.id, new_name) is not None:
                 raise Conflict(f"{new_name!r} already exists in the destination folder")
@@ -479,28 +576,53 @@ class Drive:
         return self._name_tx(run, name or "the name")
 
     def _copy_into(self, s: Session, user_id: int, src: Node, dest: Node, name: str) -> Node:
-        node = self._new_node(s, dest, src.kind, name)
-        if src.kind == "file" and src.current_version_id:
-            v = s.get(FileVersion, src.current_version_id)
-            refs = self._refs(s, v.id)
-            self._charge(s, dest.owner_id, v.size)
-            BlockStore.add_refs(s, Counter(b for b, _ in refs))
-            self._add_version(s, node, v.size, v.sha256, user_id, refs)
-        elif src.kind == "folder":
-            for child in s.execute(sa.select(Node).where(Node.parent_id == src.id,
-                                                         Node.live_name.is_not(None))).scalars().all():
-                self._copy_into(s, user_id, child, node, child.name)
-        return node
+        """Copy ``src`` and its live subtree into ``dest`` as ``name``, in this transaction:
+        all of it or, past ``limits.max_nodes_per_copy``, nothing (LimitExceeded before any
+        row is written). Parents are copied before their children, in a loop."""
+        most = self._limit("max_nodes_per_copy")
+        nodes = self._subtree(s, src, limit=most + 1)
+        if len(nodes) > most:
+            raise LimitExceeded(f"a copy may create at most {most} files and folders (limits.max_nodes_per_copy); "
+                                f"node {src.id} holds more", limit="max_nodes_per_copy", max=most)
+        base = self._path(s, src)
+        self.check_depth(tree.depth(self._path(s, dest)) + 1 + max(tree.depth(n.path or base) for n in nodes)
+                         - tree.depth(base))
+        self.reserve_nodes(s, dest.owner_id, len(nodes))
+        levels: dict[int, list[Node]] = {}
+        for n in nodes:
+            levels.setdefault(tree.depth(n.path or base), []).append(n)
+        made = {src.id: self._new_node(s, dest, src.kind, name, reserved=True)}
+        # One level at a time, each one flush: the ORM sends a level's rows as multi-row
+        # INSERTs, where a flush per node made a 10,000-node copy hold the write lock for seconds.
+        for depth in sorted(levels):
+            level = [n for n in levels[depth] if n.id != src.id]
+            for n in level:
+                parent = made[n.parent_id]
+                made[n.id] = self._node_row(parent, n.kind, n.name, tree.child_path(parent.path, parent.id))
+            s.add_all([made[n.id] for n in level])
+            s.flush()
+            for n in levels[depth]:
+                node = made[n.id]
+                if n.kind == "file" and n.current_version_id:
+                    v = s.get(FileVersion, n.current_version_id)
+                    refs = self._refs(s, v.id)
+                    self._charge(s, dest.owner_id, v.size)
+                    BlockStore.add_refs(s, Counter(b for b, _ in refs))
+                    self._add_version(s, node, v.size, v.sha256, user_id, refs)
+        return made[src.id]
 
-    def _subtree(self, s: Session, root: Node, live: bool = True) -> list[Node]:
-        """``root`` and everything below it (live nodes, or those trashed with ``root``)."""
-        out, frontier = [root], [root.id]
-        while frontier:
-            cond = Node.live_name.is_not(None) if live else Node.trashed_with == root.id
-            children = s.execute(sa.select(Node).where(Node.parent_id.in_(frontier[:500]), cond)).scalars().all()
-            frontier = frontier[500:] + [c.id for c in children if c.kind == "folder"]
-            out.extend(children)
-        return out
+    def _subtree(self, s: Session, root: Node, live: bool = True, limit: int | None = None) -> list[Node]:
+        """``root`` and everything below it (live nodes, or those trashed with ``root``), in
+        one query over the path index (at most ``limit`` nodes when given)."""
+        if live:
+            cond = sa.and_(tree.under(Node.path, tree.child_path(self._path(s, root), root.id)),
+                           Node.live_name.is_not(None))
+        else:
+            cond = sa.and_(Node.trashed_with == root.id, Node.id != root.id)
+        q = sa.select(Node).where(cond)
+        if limit is not None:
+            q = q.order_by(Node.id).limit(max(limit - 1, 0))
+        return [root, *s.execute(q).scalars().all()]
 
     def delete(self, user_id: int, node_id: int) -> NodeInfo:
         """Move a node (and everything below it) to its owner's trash."""
@@ -508,6 +630,8 @@ class Drive:
             node, role = self._get(s, user_id, node_id, need="editor")
             if node.parent_id is None:
                 raise InvalidInput("the root folder cannot be deleted")
+            # a folder created or moved into this subtree meanwhile is trashed with it, not left live
+            self._lock_owner(s, node.owner_id)
             t = now()
             ids = [n.id for n in self._subtree(s, node)]
             for i in range(0, len(ids), 500):
@@ -532,7 +656,13 @@ class Drive:
             node, _ = self._get(s, user_id, node_id, need="owner", trashed=True)
             if node.trashed_with != node.id:
                 raise InvalidInput(f"node {node_id} was deleted with its folder; restore that folder")
-            parent = s.get(Node, node.parent_id)
+            # its folder may have moved (deeper) or gone since it was deleted: the paths below
+            # follow, within the depth limit, against the committed tree
+            self._lock_owner(s, node.owner_id)
+            s.refresh(node)
+            if node.deleted_at is None:
+                raise NotFound(f"node {node_id} not found")
+            parent = s.get(Node, node.parent_id, populate_existing=True)
             if parent is None or parent.deleted_at is not None:
                 parent = s.get(Node, s.get(User, node.owner_id).root_id)
             name, n = node.name, 1
@@ -542,10 +672,11 @@ class Drive:
                 name = f"{stem}{suffix}.{ext}" if dot and stem else f"{node.name}{suffix}"
                 n += 1
             validate_name(name)
+            self._reparent(s, node, parent)
             members = s.execute(sa.select(Node).where(Node.trashed_with == node.id)).scalars().all()
             for m in members:
                 m.deleted_at, m.trashed_with, m.live_name = None, None, m.name
-            node.parent_id, node.name, node.live_name = parent.id, name, name
+            node.name, node.live_name = name, name
             s.flush()
             return self._info(s, node, "owner")
         return self._tx(run)
@@ -590,6 +721,7 @@ class Drive:
             s.execute(sa.delete(FileVersion).where(FileVersion.id.in_(vids[i:i + 500])))
         for i in range(0, len(ids), 500):
             s.execute(sa.delete(Node).where(Node.id.in_(ids[i:i + 500])).execution_options(synchronize_session=False))
+        self.reserve_nodes(s, node.owner_id, -len(ids))
         self._charge(s, node.owner_id, -charged)
         return len(versions)
 

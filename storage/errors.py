@@ -58,6 +58,16 @@ class QuotaExceeded(BlockdriveError):
         )
 
 
+class LimitExceeded(BlockdriveError):
+    """A request would grow a tree past one of the ``[limits]``: ``limit`` names the key,
+    ``max`` its value."""
+
+    code = "limit-exceeded"
+
+    def __init__(self, message: str, limit: str, max: int):
+        super().__init__(message, limit=limit, max=max)
+
+
 class IntegrityError(BlockdriveError):
     """Stored bytes do not match what the metadata or the pack says they are."""
 

@@ -7,7 +7,10 @@ Checks, each reported as a :class:`Problem` with a kind and a readable line:
   at an offset where that pack's record names that block;
 - every block's CRC32C (and, with ``deep``, its SHA-256) checks out;
 - every refcount equals the number of refs counted from ``version_blocks``;
-- every user's ``used_bytes`` equals the sum of their files' current sizes.
+- every user's ``used_bytes`` equals the sum of their files' current sizes;
+- every node's ``path`` is its parent's path followed by its parent's id ("/" for a root), so
+  the ancestors it names are its parent chain, and every user's ``node_count`` equals the
+  nodes they own below their root.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 
 from .blockstore import BlockLocation
 from .errors import BlockdriveError
 from .models import Block, FileVersion, Node, Pack, User, VersionBlock
+from .tree import ROOT_PATH, child_path
 
 BATCH = 5000
 
@@ -55,6 +60,7 @@ def fsck(drive, deep: bool = False, progress: Callable[[int, int], None] | None 
         _check_refs(s, rep)
         _check_refcounts(s, rep)
         _check_usage(s, rep)
+        _check_tree(s, rep)
         packs = s.execute(sa.select(Pack).where(Pack.state.in_(("sealed", "retiring")))).scalars().all()
         rep.stats["packs"] = len(packs)
         for (pack_id, state) in s.execute(sa.select(Block.pack_id, Pack.state).outerjoin(
@@ -120,6 +126,33 @@ def _check_usage(s, rep: FsckReport) -> None:
         actual = int(used.get(uid) or 0)
         if recorded != actual:
             rep.add("usage", f"user {email}: used_bytes {recorded}, counted {actual}")
+
+
+def _check_tree(s, rep: FsckReport) -> None:
+    # Checked one edge at a time: if each node's path is its parent's plus the parent's id,
+    # then by induction from the roots every path is exactly its parent chain.
+    parent = aliased(Node)
+    q = (sa.select(Node.id, Node.parent_id, Node.path, parent.id, parent.path)
+         .outerjoin(parent, parent.id == Node.parent_id).order_by(Node.id))
+    bad = 0
+    for nid, pid, path, found, ppath in s.execute(q.execution_options(yield_per=BATCH)):
+        rep.stats["nodes"] += 1
+        if pid is None:
+            want = ROOT_PATH
+        elif found is None or ppath is None:
+            want = None
+        else:
+            want = child_path(ppath, pid)
+        if path != want or path is None:
+            bad += 1
+            if bad <= 1000:
+                rep.add("node-path", f"node {nid}: path {path!r}, its parent chain gives {want!r}")
+    owned = dict(s.execute(sa.select(Node.owner_id, sa.func.count()).where(Node.parent_id.is_not(None))
+                           .group_by(Node.owner_id)).all())
+    for uid, email, recorded in s.execute(sa.select(User.id, User.email, User.node_count)):
+        actual = int(owned.get(uid) or 0)
+        if recorded != actual:
+            rep.add("node-count", f"user {email}: node_count {recorded}, counted {actual}")
 
 
 def _check_pack(drive, p: Pack, rep: FsckReport, deep: bool) -> None:

@@ -477,7 +477,7 @@ def switch_pack_location(sm: sessionmaker[Session], old_pack: str, new_pack: str
 
 @dataclass(frozen=True)
 class Repair:
-    kind: str  # refcount | usage
+    kind: str  # refcount | usage | node_count
     key: str
     old: int
     new: int
@@ -521,6 +521,34 @@ def repair_usage(sm: sessionmaker[Session], user_ids: Iterable[int]) -> list[Rep
                     s.execute(sa.update(User).where(User.id == uid).values(used_bytes=counted)
                               .execution_options(synchronize_session=False))
                     out.append(Repair("usage", row.email, row.used_bytes, counted))
+    return out
+
+
+def node_count_drift(sm: sessionmaker[Session]) -> list[int]:
+    """Users whose ``node_count`` differs from the nodes they own below their root."""
+    with sm() as s:
+        owned = dict(s.execute(sa.select(Node.owner_id, sa.func.count()).where(Node.parent_id.is_not(None))
+                               .group_by(Node.owner_id)).all())
+        return [uid for uid, recorded in s.execute(sa.select(User.id, User.node_count))
+                if recorded != int(owned.get(uid) or 0)]
+
+
+def repair_node_counts(sm: sessionmaker[Session], user_ids: Iterable[int]) -> list[Repair]:
+    """Set each user's ``node_count`` to their nodes, recounted under their row's lock (the
+    lock node creation takes too, so no node is made between the count and the write)."""
+    out = []
+    for part in _batches(list(user_ids), 100):
+        with sm() as s, s.begin():
+            for uid in part:
+                row = s.execute(sa.select(User.node_count, User.email).where(User.id == uid).with_for_update()).first()
+                if row is None:
+                    continue
+                counted = s.execute(sa.select(sa.func.count()).select_from(Node)
+                                    .where(Node.owner_id == uid, Node.parent_id.is_not(None))).scalar_one()
+                if counted != row.node_count:
+                    s.execute(sa.update(User).where(User.id == uid).values(node_count=counted)
+                              .execution_options(synchronize_session=False))
+                    out.append(Repair("node_count", row.email, row.node_count, counted))
     return out
 
 

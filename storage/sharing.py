@@ -211,10 +211,9 @@ class Sharing:
             node = root
             if node_id is not None and node_id != root.id:
                 node = s.get(Node, node_id) if isinstance(node_id, int) else None
-                cur = node
-                while cur is not None and cur.id != root.id:
-                    cur = s.get(Node, cur.parent_id) if cur.parent_id is not None else None
-                if node is None or cur is None or node.deleted_at is not None:
+                # below the link's node: read from the node's path, not walked up a query a level
+                if node is None or node.deleted_at is not None or \
+                        root.id not in self.drive._ancestor_ids(s, node):
                     raise NotFound(f"node {node_id} not found")
             return link, node
 

@@ -17,7 +17,7 @@ ERRORS = {  # status -> description
     403: "Visible to the caller but not theirs to change", 404: "Not found, or not visible to the caller",
     409: "Conflict (name taken, cycle, wrong upload offset)", 410: "Gone (expired or revoked link or upload)",
     412: "Precondition failed (If-Match, unsupported tus version)", 413: "Quota exceeded or body too large",
-    415: "Unsupported media type", 416: "Range not satisfiable", 422: "Content does not match its hash",
+    415: "Unsupported media type", 416: "Range not satisfiable", 422: "Content does not match its hash, or a tree limit (depth, nodes per user or per copy) would be passed",
     429: "Too many failed attempts (see Retry-After)", 460: "tus checksum mismatch",
     503: "Temporarily unavailable",
 }
@@ -117,19 +117,19 @@ def paths() -> dict:
         "/api/v1/nodes/{id}": {
             "parameters": [n],
             "get": _op("A file's or folder's metadata", {200: NODE_OK}, (404,)),
-            "patch": _op("Rename and/or move", {200: NODE_OK}, (400, 403, 404, 409), _schema("NodePatch")),
+            "patch": _op("Rename and/or move", {200: NODE_OK}, (400, 403, 404, 409, 422), _schema("NodePatch")),
             "delete": _op("Move to the trash (folders recursively)", {200: NODE_OK}, (400, 403, 404)),
         },
         "/api/v1/nodes/{id}/children": {
             "parameters": [n],
             "get": _op("A folder's children, one page", {200: {"description": "A page",
                                                                **_json(_schema("Page"))}}, (400, 404), params=sort),
-            "post": _op("Create a folder", {201: NODE_OK}, (400, 403, 404, 409), _schema("NewFolder")),
+            "post": _op("Create a folder", {201: NODE_OK}, (400, 403, 404, 409, 422), _schema("NewFolder")),
         },
         "/api/v1/nodes/{id}/children/{name}": {
             "parameters": [n, NAME],
             "put": _op("Upload (streamed): a new file (201) or a new version (200)", {200: NODE_OK, 201: NODE_OK},
-                       (400, 403, 404, 409, 412, 413), {"type": "string", "format": "binary"},
+                       (400, 403, 404, 409, 412, 413, 422), {"type": "string", "format": "binary"},
                        params=[_path("If-Match", "the ETag or version id last seen", where="header", required=False),
                                _path("If-None-Match", "* : only if absent", where="header", required=False)],
                        body_type="application/octet-stream", body_required=False),
@@ -146,9 +146,9 @@ def paths() -> dict:
                                                        "query", False)]),
         },
         "/api/v1/nodes/{id}/copy": {"parameters": [n], "post": _op(
-            "Copy (references the same blocks)", {201: NODE_OK}, (400, 403, 404, 409, 413), _schema("Copy"))},
+            "Copy (references the same blocks)", {201: NODE_OK}, (400, 403, 404, 409, 413, 422), _schema("Copy"))},
         "/api/v1/nodes/{id}/restore": {"parameters": [n], "post": _op(
-            "Restore from the trash", {200: NODE_OK}, (400, 404))},
+            "Restore from the trash", {200: NODE_OK}, (400, 404, 422))},
         "/api/v1/nodes/{id}/versions": {"parameters": [n], "get": _op(
             "A file's versions, newest first", {200: {"description": "Versions", **_json(_list("Version"))}}, (404,))},
         "/api/v1/nodes/{id}/versions/{vid}/restore": {
@@ -190,7 +190,7 @@ def paths() -> dict:
             "options": _op("tus capabilities", {204: {"description": "Tus-Version, Tus-Extension, ..."}}, auth=False),
             "post": _op("tus: create an upload (creation, creation-with-upload)",
                         {201: {"description": "Created; Location is the upload's URL"}}, (400, 403, 404, 409, 412, 413,
-                                                                                          415, 460),
+                                                                                          415, 422, 460),
                         {"type": "string", "format": "binary"}, body_type="application/offset+octet-stream",
                         body_required=False,
                         params=[TUS, _path("Upload-Length", "total bytes", {"type": "string", "pattern": "^[0-9]+$"},
@@ -203,7 +203,7 @@ def paths() -> dict:
             "head": _op("tus: the upload's offset", {200: {"description": "Upload-Offset, Upload-Length"}},
                         (404, 410, 412), params=[TUS]),
             "patch": _op("tus: append bytes at Upload-Offset", {204: {"description": "Appended; new Upload-Offset"}},
-                         (400, 404, 409, 410, 412, 413, 415, 460), {"type": "string", "format": "binary"},
+                         (400, 404, 409, 410, 412, 413, 415, 422, 460), {"type": "string", "format": "binary"},
                          body_type="application/offset+octet-stream",
                          params=[TUS, _path("Upload-Offset", "where these bytes go",
                                             {"type": "string", "pattern": "^[0-9]+$"}, where="header"),
@@ -226,11 +226,11 @@ def paths() -> dict:
             {"type": "string", "format": "binary"}, body_type="application/octet-stream", body_required=False)},
         "/api/v1/batch/commit": {"post": _op(
             "Commit many files from sent blocks in one transaction; one result per file",
-            {200: {"description": "Per-file results", **_json(_schema("BatchResults"))}}, (400, 409, 413),
+            {200: {"description": "Per-file results", **_json(_schema("BatchResults"))}}, (400, 409, 413, 422),
             _schema("BatchCommit"))},
         "/api/v1/batch/folders": {"post": _op(
             "Create many folders (existing ones are kept); one result per folder",
-            {200: {"description": "Per-folder results", **_json(_schema("BatchResults"))}}, (400, 409),
+            {200: {"description": "Per-folder results", **_json(_schema("BatchResults"))}}, (400, 409, 422),
             _schema("BatchFolders"))},
         "/api/v1/nodes/{id}/tree": {"parameters": [n], "get": _op(
             "Every live node below a folder, parents first (truncated past 100,000 nodes)",

@@ -3,9 +3,16 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint, types
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, BigId, BlockId, Timestamp, utcnow
+
+#: Longest stored path. ASCII on MySQL so the whole column fits InnoDB's 3,072-byte index key;
+#: ``limits.max_depth`` stops trees well before ids this long fill it.
+PATH_MAX = 3072
+NodePath = String(PATH_MAX).with_variant(mysql.VARCHAR(PATH_MAX, charset="ascii", collation="ascii_bin"),
+                                         "mysql", "mariadb")
 
 
 class Node(Base):
@@ -17,6 +24,7 @@ class Node(Base):
     __table_args__ = (
         UniqueConstraint("parent_id", "live_name"),
         Index("ix_nodes_owner_deleted", "owner_id", "deleted_at"),
+        Index("ix_nodes_path", "path"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -32,6 +40,8 @@ class Node(Base):
     # The node the user deleted that took this one to the trash (itself for the top one):
     # restoring that node restores exactly what went with it.
     trashed_with: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    # NULL only on rows written by code that predates paths; fsck reports them
+    path: Mapped[str | None] = mapped_column(NodePath, nullable=True)
 
 
 class FileVersion(Base):

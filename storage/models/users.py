@@ -20,6 +20,9 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     # The user's root folder; no foreign key, since nodes refer back to users.
     root_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Nodes the user owns below their root, live and trashed, kept in the transaction that
+    # creates or purges them (limits.max_nodes_per_user); fsck recounts it.
+    node_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
 
 
