@@ -20,6 +20,7 @@ STATUS: list[tuple[type[e.BlockdriveError], int]] = [
     (e.Gone, 410),
     (e.PreconditionFailed, 412),   # before Conflict: it is one
     (e.QuotaExceeded, 413),
+    (e.SessionLimit, 413),
     (e.InvalidName, 400),
     (e.InvalidInput, 400),
     (e.Unauthorized, 401),

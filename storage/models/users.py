@@ -21,6 +21,9 @@ class User(Base):
     # The user's root folder; no foreign key, since nodes refer back to users.
     root_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    # Open tus reservations and uncommitted block-session bytes: promised, not yet kept, but
+    # counted against the quota so that no door can take more than the quota at once.
+    pending_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ApiToken(Base):
