@@ -546,7 +546,11 @@ class Uploads:
             raise InvalidInput(f"a block is at most {self.store.chunker.max_size} bytes")
         if hashlib.sha256(data).digest() != bid:
             raise ContentMismatch("the block's bytes do not hash to its name", block=hex_id)
-        self.room_check(user_id, quota.block_charge(len(data), self.floor))
+        with self.drive.sm() as s:
+            resent = s.execute(sa.select(UploadPin.block_id).where(UploadPin.session_id == f"blocks-{user_id}",
+                                                                   UploadPin.block_id == bid)).first() is not None
+        if not resent:  # a block sent again (an answer lost) holds nothing more
+            self.room_check(user_id, quota.block_charge(len(data), self.floor))
         ing = Ingested()
         if not self.store.known_blocks([bid]):
             sink = _PackSink(self.store, ing)
