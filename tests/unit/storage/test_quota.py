@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from storage import clock, maintenance, quota
 from storage.errors import Conflict, QuotaExceeded, SessionLimit
 from storage.fsck import fsck
-from storage.models import Block, FileVersion, UploadPin, UploadSession, User
+from storage.models import Block, UploadPin, UploadSession, User
 from storage.uploads import Uploads
 from tests.conftest import put_bytes, rand
 
