@@ -1,4 +1,6 @@
-"""``gc``: purge trash past retention, expire upload sessions (releasing their pins, block
+"""``gc``: purge trash past retention, thin old versions by the retention policy (current
+versions are never thinned; the owner's quota is credited in the same transaction), expire
+upload sessions (releasing their pins, block
 lists and tus tails), mark blocks nothing uses, sweep marked blocks past the grace period,
 give up on uploads that never committed, and leave the freed space to ``compact``.
 
@@ -16,6 +18,7 @@ import datetime as dt
 from pyspark.sql import DataFrame, functions as F
 
 from storage import maintenance as m
+from storage.quota import Retention
 
 from .hooks import step
 
@@ -75,8 +78,11 @@ def run(ctx) -> dict:
     open_grace = cfg["jobs"]["open_pack_grace_seconds"]
     stats: dict = {}
 
+    policy = Retention.from_config(cfg)
     if ctx.dry_run:
         ctx.say("planning (dry run): nothing will be changed")
+        stats.update(m.apply_retention(ctx.sm, policy, t, cfg["quota"]["block_floor_bytes"],
+                                       cfg["retention"]["batch_nodes"], dry_run=True))
     else:
         purged = 0
         while True:
@@ -87,6 +93,10 @@ def run(ctx) -> dict:
         stats["trash_purged"] = purged
         ctx.say(f"purged {purged} trash entries older than {cfg['trash']['retention_days']} days")
         step("gc:after_purge")
+        stats.update(m.apply_retention(ctx.sm, policy, t, cfg["quota"]["block_floor_bytes"],
+                                       cfg["retention"]["batch_nodes"]))
+        ctx.say(f"thinned {stats['versions_thinned']} old versions of {stats['retention_files_checked']} files "
+                f"({stats['version_bytes_freed']} bytes of quota freed)")
         stats.update(m.expire_upload_sessions(ctx.sm, t))
         stats["tails_removed"] = m.remove_stale_tails(ctx.sm, ctx.drive.blocks)
         step("gc:after_expire")

@@ -1,6 +1,7 @@
 """``reconcile``: recompute every block's refcount from ``version_blocks`` (the truth) and every
-user's ``used_bytes`` from their files' current versions and ``node_count`` from their nodes;
-repair and report each drift.
+user's ``used_bytes`` (the charge of every version their files keep, current, old and trashed:
+:func:`storage.quota.version_charge`), ``pending_bytes`` (what their active upload sessions
+hold) and ``node_count`` (the nodes they own); repair and report each drift.
 
 The Spark plan finds candidates on one snapshot; each repair is recounted under the row's
 lock before it is written (storage/maintenance.py), so a snapshot raced by uploads never
@@ -13,17 +14,20 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, functions as F
 
 from storage import maintenance as m
+from storage.quota import BLOCK_FLOOR
 
 
 def extract(ctx):
     blocks = ctx.frame("SELECT id, refcount FROM blocks", "id binary, refcount bigint", table="blocks")
     refs = ctx.frame("SELECT version_id, block_id FROM version_blocks", "version_id bigint, block_id binary",
                      table="version_blocks", partition_column="version_id")
-    users = ctx.frame("SELECT id, used_bytes FROM users", "id bigint, used_bytes bigint", table="users",
-                      partition_column="id")
-    current = ctx.frame("SELECT n.owner_id, v.size FROM nodes n JOIN file_versions v ON v.id = n.current_version_id",
-                        "owner_id bigint, size bigint")
-    return blocks, refs, users, current
+    users = ctx.frame("SELECT id, used_bytes, pending_bytes FROM users",
+                      "id bigint, used_bytes bigint, pending_bytes bigint", table="users", partition_column="id")
+    versions = ctx.frame("SELECT n.owner_id, v.size, v.nblocks FROM nodes n JOIN file_versions v ON v.node_id = n.id",
+                         "owner_id bigint, size bigint, nblocks bigint")
+    sessions = ctx.frame("SELECT user_id, reserved_bytes FROM upload_sessions WHERE state = 'active'",
+                         "user_id bigint, reserved_bytes bigint")
+    return blocks, refs, users, versions, sessions
 
 
 def refcount_drift(blocks: DataFrame, refs: DataFrame) -> DataFrame:
@@ -39,17 +43,23 @@ def missing_blocks(blocks: DataFrame, refs: DataFrame) -> DataFrame:
     return refs.join(blocks, refs.block_id == blocks.id, "left_anti").select("version_id", "block_id")
 
 
-def usage_drift(users: DataFrame, current: DataFrame) -> DataFrame:
-    used = current.groupBy("owner_id").agg(F.sum("size").alias("counted"))
-    j = users.join(used, users.id == used.owner_id, "left")
-    return (j.select(F.col("id").alias("user_id"), "used_bytes", F.coalesce("counted", F.lit(0)).alias("counted"))
-            .where(F.col("used_bytes") != F.col("counted")))
+def usage_drift(users: DataFrame, versions: DataFrame, sessions: DataFrame, floor: int = BLOCK_FLOOR) -> DataFrame:
+    """Users whose used or pending bytes differ from the truth: (user_id, used_bytes, counted,
+    pending_bytes, counted_pending). A version costs max(size, (nblocks - 1) * floor)."""
+    charge = F.greatest(F.col("size"), (F.coalesce(F.col("nblocks"), F.lit(1)) - 1) * F.lit(floor))
+    used = versions.groupBy("owner_id").agg(F.sum(charge).alias("counted"))
+    held = sessions.groupBy(F.col("user_id").alias("holder")).agg(F.sum("reserved_bytes").alias("held"))
+    j = users.join(used, users.id == used.owner_id, "left").join(held, users.id == held.holder, "left")
+    return (j.select(F.col("id").alias("user_id"), "used_bytes", F.coalesce("counted", F.lit(0)).alias("counted"),
+                     "pending_bytes", F.coalesce("held", F.lit(0)).alias("counted_pending"))
+            .where((F.col("used_bytes") != F.col("counted")) | (F.col("pending_bytes") != F.col("counted_pending"))))
 
 
 def run(ctx) -> dict:
-    blocks, refs, users, current = extract(ctx)
+    blocks, refs, users, versions, sessions = extract(ctx)
+    floor = ctx.cfg["quota"]["block_floor_bytes"]
     drift = refcount_drift(blocks, refs).cache()
-    udrift = usage_drift(users, current).cache()
+    udrift = usage_drift(users, versions, sessions, floor).cache()
     missing = missing_blocks(blocks, refs).count()
     stats = {"refcount_drift": drift.count(), "usage_drift": udrift.count(), "refs_to_missing_blocks": missing,
              "increases": drift.where(F.col("counted") > F.col("refcount")).count()}
@@ -63,7 +73,7 @@ def run(ctx) -> dict:
                                  for r in drift.limit(100).collect()]
         return stats
     repairs = m.repair_refcounts(ctx.sm, [bytes(r.id) for r in drift.select("id").toLocalIterator()])
-    repairs += m.repair_usage(ctx.sm, [r.user_id for r in udrift.select("user_id").collect()])
+    repairs += m.repair_usage(ctx.sm, [r.user_id for r in udrift.select("user_id").collect()], floor)
     repairs += m.repair_node_counts(ctx.sm, ndrift)
     drift.unpersist()
     udrift.unpersist()

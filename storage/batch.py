@@ -22,7 +22,6 @@ caller owns or sent).
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import struct
 from collections import Counter
@@ -31,11 +30,12 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
+from . import quota
 from .blockstore import Ingested, _PackSink
 from .clock import now
 from .errors import (BlockdriveError, Conflict, ContentMismatch, InvalidInput,
                      PreconditionFailed)
-from .models import Block, FileVersion, Node, UploadPin, VersionBlock
+from .models import Block, FileVersion, Node, VersionBlock
 from .names import validate_name
 from .uploads import Uploads
 
@@ -110,6 +110,8 @@ def put_blocks(up: Uploads, user_id: int, data) -> BlocksResult:
     new ones are compressed and appended to one pack."""
     store = up.store
     frames = _frames(data, store.chunker.max_size)
+    sizes = {bid: len(raw) for bid, raw in frames}
+    up.room_check(user_id, sum(quota.block_charge(n, up.floor) for n in sizes.values()))
     ing = Ingested()
     sink = _PackSink(store, ing)
     try:
@@ -130,9 +132,9 @@ def put_blocks(up: Uploads, user_id: int, data) -> BlocksResult:
 
     def run(s):
         us = up._block_session(s, user_id)
-        us.expires_at = now() + dt.timedelta(seconds=up.expire_seconds)
+        us.expires_at = up._block_expiry(us.created_at, now())
         store.commit(s, ing)
-        up._pin(s, us.id, ids)
+        up.hold_blocks(s, us, ids, sizes)
     up.drive._tx(run)
     return BlocksResult(len(frames), sum(len(r) for _, r in frames))
 
@@ -294,13 +296,18 @@ def commit_many(up: Uploads, user_id: int, files) -> list[dict]:
                                              f"expected {if_match})", current=cur.id if cur else None,
                                              current_sha256=cur.sha256.hex() if cur else None, expected=if_match)
                 taken.add((parent_id, name))
-                charge[parent.owner_id] += size - (cur.size if cur else 0)
+                # The version this one replaces stays (as an old version): it frees nothing.
+                charge[parent.owner_id] += d.charge_of(size, len(ids))
                 refs.update(ids)
                 todo.append((i, parent, node, name, ids, size, sha))
             except BlockdriveError as exc:
                 out[i] = {"error": _problem(exc)}
         if not todo:
             return out
+        # The session's pins have done their job for what is committed: refs keep it now. Its
+        # pending bytes go back before the versions are charged, in this transaction.
+        held = up._unpin(s, f"blocks-{user_id}", {b for _, _, _, _, ids, _, _ in todo for b in ids})
+        quota.release(s, user_id, held)
         for owner_id, delta in charge.items():
             d._charge(s, owner_id, delta)  # QuotaExceeded: the whole batch rolls back
         up.store.add_refs(s, refs)
@@ -315,8 +322,8 @@ def commit_many(up: Uploads, user_id: int, files) -> list[dict]:
                  created_at=t, updated_at=t)
             for _, p, n in new], ("parent_id", "live_name"))))
         version_id = dict(zip((i for i, *_ in todo), _insert(s, FileVersion, [
-            dict(node_id=node_id[i], size=size, sha256=sha, created_at=t, created_by=user_id)
-            for i, _, _, _, _, size, sha in todo], ("node_id",))))
+            dict(node_id=node_id[i], size=size, sha256=sha, created_at=t, created_by=user_id, nblocks=len(ids))
+            for i, _, _, _, ids, size, sha in todo], ("node_id",))))
         rows = []
         for i, parent, node, name, ids, size, sha in todo:
             off = 0
@@ -345,11 +352,6 @@ def commit_many(up: Uploads, user_id: int, files) -> list[dict]:
                     raise PreconditionFailed("a file changed while this batch was written; retry")
         for i, parent, node, name, ids, size, sha in todo:
             out[i] = {"ok": Committed(node_id[i], name, parent.id, version_id[i], size, sha.hex(), node is None)}
-        # The session's pins have done their job for what was committed: refs keep it now.
-        release = list({b for _, _, _, _, ids, _, _ in todo for b in ids})
-        for j in range(0, len(release), 500):
-            s.execute(sa.delete(UploadPin).where(UploadPin.session_id == f"blocks-{user_id}",
-                                                 UploadPin.block_id.in_(release[j:j + 500])))
         return out
 
     if checked:

@@ -2,9 +2,9 @@
 folders, with its permission check and its transaction. No HTTP here: callers pass user ids
 and get plain data back; errors are those of :mod:`storage.errors`.
 
-Quota is charged on the logical size of each file's current version, for every file the
-user owns that has not been purged (files in the trash still count: their bytes are still
-kept). Old versions are free.
+Quota (see :mod:`storage.quota`) is charged for every version the user's files keep: the
+current ones, the old ones the retention policy keeps, and those of files in the trash. A new
+version of a file therefore costs its whole size: the version it replaces is still kept.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from . import accounts, crashpoints, tree
+from . import accounts, crashpoints, quota, tree
 from .backends import open_backend
 from .blockstore import BlockLocation, BlockStore
 from .chunking import make_chunker
@@ -97,6 +97,7 @@ class Drive:
         self.hasher = accounts.PasswordHasher(sec["scrypt_n"], sec["scrypt_r"], sec["scrypt_p"],
                                               sec["scrypt_concurrency"], sec["scrypt_wait_seconds"])
         self.hooks: dict[str, Callable[[], None]] = self.blocks.hooks
+        self.floor = config["quota"]["block_floor_bytes"]
 
     def close(self) -> None:
         self.engine.dispose()
@@ -263,17 +264,17 @@ class Drive:
                         v.sha256.hex() if v else None, v.id if v else None,
                         node.created_at, node.updated_at, node.deleted_at, role)
 
-    @staticmethod
-    def _charge(s: Session, owner_id: int, delta: int) -> None:
-        """Charge ``delta`` bytes to a user's quota in one guarded UPDATE."""
-        if delta == 0:
-            return
-        stmt = sa.update(User).where(User.id == owner_id).values(used_bytes=User.used_bytes + delta)
-        if delta > 0:
-            stmt = stmt.where(User.used_bytes + delta <= User.quota_bytes)
-        if s.execute(stmt.execution_options(synchronize_session=False)).rowcount == 0:
-            used, quota = s.execute(sa.select(User.used_bytes, User.quota_bytes).where(User.id == owner_id)).one()
-            raise QuotaExceeded(used=used, quota=quota, needed=delta)
+    def _charge(self, s: Session, owner_id: int, delta: int, release: int = 0) -> None:
+        """Charge ``delta`` bytes to a user's quota (:func:`storage.quota.charge`)."""
+        quota.charge(s, owner_id, delta, release, self.floor)
+
+    def charge_of(self, size: int, nblocks: int) -> int:
+        return quota.version_charge(size, nblocks, self.floor)
+
+    def _refuse(self, owner_id: int, needed: int):
+        """Raise the QuotaExceeded a charge of ``needed`` bytes would, with the user's split."""
+        with self.sm() as s:
+            quota._refuse(s, owner_id, needed, self.floor)
 
     @staticmethod
     def _refs(s: Session, version_id: int) -> list[tuple[bytes, int]]:
@@ -287,7 +288,8 @@ class Drive:
         """A new version with the given refs (block id, offset), made current. The caller
         has already taken the refcounts."""
         t = now()
-        v = FileVersion(node_id=node.id, size=size, sha256=sha256, created_at=t, created_by=user_id)
+        v = FileVersion(node_id=node.id, size=size, sha256=sha256, created_at=t, created_by=user_id,
+                        nblocks=len(refs))
         s.add(v)
         s.flush()
         if refs:
@@ -337,6 +339,13 @@ class Drive:
         if user is None:
             raise NotFound(f"no user {email}")
         return user
+
+    def usage(self, user_id: int) -> quota.Usage:
+        """The user's quota split: current files, old versions, trash, pending uploads."""
+        with self.sm() as s:
+            if s.get(User, user_id) is None:
+                raise NotFound(f"user {user_id} not found")
+            return quota.usage(s, user_id, self.floor)
 
     def account(self, user_id: int) -> User:
         with self.sm() as s:
@@ -452,25 +461,22 @@ class Drive:
         last saw) and ``if_none_match`` (the file must not exist) guard against lost updates."""
         name = validate_name(name)
         with self.sm() as s:
-            parent, existing, owner = self._put_target(s, user_id, parent_id, name, if_match, if_none_match)
-            old = s.get(FileVersion, existing.current_version_id).size \
-                if existing is not None and existing.current_version_id else 0
-            limit = max(owner.quota_bytes - owner.used_bytes + old, 0)
-            used, quota = owner.used_bytes, owner.quota_bytes
+            _parent, _existing, owner = self._put_target(s, user_id, parent_id, name, if_match, if_none_match)
+            # The version this one replaces stays (as an old version): it frees nothing.
+            limit = max(owner.quota_bytes - owner.used_bytes - owner.pending_bytes, 0)
+            owner_id = owner.id
         if size_hint is not None and size_hint > limit:
-            raise QuotaExceeded(used=used, quota=quota, needed=size_hint - old)
+            self._refuse(owner_id, size_hint)
         try:
             ing = self.blocks.ingest(stream, limit=limit, on_progress=on_progress)
         except QuotaExceeded as exc:
-            raise QuotaExceeded(used=used, quota=quota, needed=exc.details["needed"] - old) from None
+            self._refuse(owner_id, exc.details["needed"])
         self._hook("put:before_commit")
 
         def run(s):
             parent, node, _owner = self._put_target(s, user_id, parent_id, name, if_match, if_none_match)
             created = node is None
-            old_size = s.get(FileVersion, node.current_version_id).size \
-                if node is not None and node.current_version_id else 0
-            self._charge(s, parent.owner_id, ing.size - old_size)
+            self._charge(s, parent.owner_id, self.charge_of(ing.size, len(ing.refs)))
             sizes = dict(ing.refs)
             owned = self._owned_blocks(s, user_id, list(sizes))  # before this version adds its refs
             self.blocks.commit(s, ing)
@@ -606,7 +612,7 @@ class Drive:
                 if n.kind == "file" and n.current_version_id:
                     v = s.get(FileVersion, n.current_version_id)
                     refs = self._refs(s, v.id)
-                    self._charge(s, dest.owner_id, v.size)
+                    self._charge(s, dest.owner_id, self.charge_of(v.size, len(refs)))
                     BlockStore.add_refs(s, Counter(b for b, _ in refs))
                     self._add_version(s, node, v.size, v.sha256, user_id, refs)
         return made[src.id]
@@ -642,11 +648,11 @@ class Drive:
             return self._info(s, node, role)
         return self._tx(run)
 
-    def list_trash(self, user_id: int) -> list[NodeInfo]:
+    def list_trash(self, user_id: int, limit: int | None = None) -> list[NodeInfo]:
         with self.sm() as s:
             nodes = s.execute(sa.select(Node).where(Node.owner_id == user_id, Node.deleted_at.is_not(None),
                                                     Node.trashed_with == Node.id)
-                              .order_by(Node.deleted_at.desc(), Node.id)).scalars().all()
+                              .order_by(Node.deleted_at.desc(), Node.id).limit(limit)).scalars().all()
             return [self._info(s, n, "owner") for n in nodes]
 
     def restore(self, user_id: int, node_id: int) -> NodeInfo:
@@ -695,35 +701,42 @@ class Drive:
     def _purge(self, s: Session, node: Node) -> int:
         members = s.execute(sa.select(Node).where(Node.trashed_with == node.id)).scalars().all()
         ids = [m.id for m in members]
-        charged = 0
-        counts: Counter = Counter()
         versions = []
         for i in range(0, len(ids), 500):
-            versions += s.execute(sa.select(FileVersion.id, FileVersion.node_id, FileVersion.size)
-                                  .where(FileVersion.node_id.in_(ids[i:i + 500]))).all()
-        current = {m.current_version_id for m in members}
-        for vid, _nid, size in versions:
-            if vid in current:
-                charged += size
-            for (bid,) in s.execute(sa.select(VersionBlock.block_id).where(VersionBlock.version_id == vid)):
-                counts[bid] += 1
-        vids = [v[0] for v in versions]
-        for i in range(0, len(vids), 500):
-            s.execute(sa.delete(VersionBlock).where(VersionBlock.version_id.in_(vids[i:i + 500])))
-        BlockStore.drop_refs(s, counts)
+            versions += [tuple(r) for r in s.execute(
+                sa.select(FileVersion.id, FileVersion.size, FileVersion.nblocks)
+                .where(FileVersion.node_id.in_(ids[i:i + 500])))]
+        # Nothing may point at a version when it goes: the nodes let go of theirs first.
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
             s.execute(sa.update(Node).where(Node.id.in_(chunk)).values(current_version_id=None, parent_id=None)
                       .execution_options(synchronize_session=False))
             s.execute(sa.delete(Share).where(Share.node_id.in_(chunk)))
             s.execute(sa.delete(Link).where(Link.node_id.in_(chunk)))
-        for i in range(0, len(vids), 500):
-            s.execute(sa.delete(FileVersion).where(FileVersion.id.in_(vids[i:i + 500])))
+        quota.drop_versions(s, node.owner_id, versions, self.floor)
         for i in range(0, len(ids), 500):
             s.execute(sa.delete(Node).where(Node.id.in_(ids[i:i + 500])).execution_options(synchronize_session=False))
         self.reserve_nodes(s, node.owner_id, -len(ids))
-        self._charge(s, node.owner_id, -charged)
         return len(versions)
+
+    def empty_trash(self, user_id: int, limit: int = 1000) -> tuple[int, int]:
+        """Purge up to ``limit`` of the user's trash entries, one transaction each (a
+        request cut off midway leaves whole entries purged or kept). Returns the entries and
+        the versions removed."""
+        with self.sm() as s:
+            ids = s.execute(sa.select(Node.id).where(Node.owner_id == user_id, Node.deleted_at.is_not(None),
+                                                     Node.trashed_with == Node.id).limit(limit)).scalars().all()
+        entries = versions = 0
+        for nid in ids:
+            def run(s, nid=nid):
+                node = s.get(Node, nid)
+                if node is None or node.trashed_with != nid or node.owner_id != user_id:
+                    return None  # purged or restored meanwhile
+                return self._purge(s, node)
+            n = self._tx(run)
+            if n is not None:
+                entries, versions = entries + 1, versions + n
+        return entries, versions
 
     def purge_expired_trash(self, older_than: dt.datetime, limit: int = 1000) -> int:
         """Purge trash entries deleted before ``older_than``, one transaction each."""
@@ -754,12 +767,26 @@ class Drive:
             old = s.get(FileVersion, version_id)
             if old is None or old.node_id != node.id:
                 raise NotFound(f"version {version_id} not found")
-            cur = s.get(FileVersion, node.current_version_id) if node.current_version_id else None
             refs = self._refs(s, old.id)
-            self._charge(s, node.owner_id, old.size - (cur.size if cur else 0))
+            # A new version: the one it replaces and the one it copies both stay.
+            self._charge(s, node.owner_id, self.charge_of(old.size, len(refs)))
             BlockStore.add_refs(s, Counter(b for b, _ in refs))
             v = self._add_version(s, node, old.size, old.sha256, user_id, refs)
             return PutResult(self._info(s, node, role), v.id, False, 0)
+        return self._tx(run)
+
+    def purge_version(self, user_id: int, node_id: int, version_id: int) -> int:
+        """Delete one old version of a file for good (the owner frees its quota at once
+        instead of waiting for the retention policy). The current version cannot be purged:
+        delete the file instead. Returns the bytes freed."""
+        def run(s):
+            node, _ = self._get(s, user_id, node_id, need="owner")
+            v = s.get(FileVersion, version_id) if isinstance(version_id, int) else None
+            if v is None or v.node_id != node.id:
+                raise NotFound(f"version {version_id} not found")
+            if v.id == node.current_version_id:
+                raise Conflict("the current version cannot be purged; delete the file or restore another version")
+            return quota.drop_versions(s, node.owner_id, [(v.id, v.size, v.nblocks)], self.floor)
         return self._tx(run)
 
     def _file_version(self, s: Session, user_id: int, node_id: int,

@@ -51,10 +51,13 @@ class InvalidName(InvalidInput):
 class QuotaExceeded(BlockdriveError):
     code = "quota-exceeded"
 
-    def __init__(self, used: int, quota: int, needed: int):
+    def __init__(self, used: int, quota: int, needed: int, pending: int = 0, **split):
+        held = f" and {pending} reserved by unfinished uploads" if pending else ""
+        kept = ", ".join(f"{v} in {k.replace('_', ' ')}" for k, v in split.items() if v)
         super().__init__(
-            f"quota exceeded: {used} of {quota} bytes used, {needed} more needed",
-            used=used, quota=quota, needed=needed,
+            f"quota exceeded: {used} of {quota} bytes used{held}, {needed} more needed"
+            + (f" (of the used bytes: {kept}; purge them to make room)" if kept else ""),
+            used=used, quota=quota, needed=needed, pending=pending, **split,
         )
 
 
@@ -66,6 +69,12 @@ class LimitExceeded(BlockdriveError):
 
     def __init__(self, message: str, limit: str, max: int):
         super().__init__(message, limit=limit, max=max)
+
+
+class SessionLimit(BlockdriveError):
+    """An upload session reached one of its fixed bounds (blocks per session)."""
+
+    code = "session-limit"
 
 
 class IntegrityError(BlockdriveError):

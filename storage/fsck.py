@@ -7,7 +7,9 @@ Checks, each reported as a :class:`Problem` with a kind and a readable line:
   at an offset where that pack's record names that block;
 - every block's CRC32C (and, with ``deep``, its SHA-256) checks out;
 - every refcount equals the number of refs counted from ``version_blocks``;
-- every user's ``used_bytes`` equals the sum of their files' current sizes;
+- every user's ``used_bytes`` equals the charge of every version their files keep
+  (:func:`storage.quota.version_charge`), and ``pending_bytes`` what their active upload
+  sessions hold;
 - every node's ``path`` is its parent's path followed by its parent's id ("/" for a root), so
   the ancestors it names are its parent chain, and every user's ``node_count`` equals the
   nodes they own below their root.
@@ -23,9 +25,10 @@ from typing import Callable
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
+from . import quota
 from .blockstore import BlockLocation
 from .errors import BlockdriveError
-from .models import Block, FileVersion, Node, Pack, User, VersionBlock
+from .models import Block, FileVersion, Node, Pack, UploadSession, User, VersionBlock
 from .tree import ROOT_PATH, child_path
 
 BATCH = 5000
@@ -59,7 +62,7 @@ def fsck(drive, deep: bool = False, progress: Callable[[int, int], None] | None 
     with sm() as s:
         _check_refs(s, rep)
         _check_refcounts(s, rep)
-        _check_usage(s, rep)
+        _check_usage(s, rep, drive.floor)
         _check_tree(s, rep)
         packs = s.execute(sa.select(Pack).where(Pack.state.in_(("sealed", "retiring")))).scalars().all()
         rep.stats["packs"] = len(packs)
@@ -118,14 +121,18 @@ def _check_refcounts(s, rep: FsckReport) -> None:
     rep.stats["blocks"] = s.execute(sa.select(sa.func.count()).select_from(Block)).scalar_one()
 
 
-def _check_usage(s, rep: FsckReport) -> None:
-    used = dict(s.execute(sa.select(Node.owner_id, sa.func.sum(FileVersion.size))
-                          .join(FileVersion, FileVersion.id == Node.current_version_id)
+def _check_usage(s, rep: FsckReport, floor: int) -> None:
+    used = dict(s.execute(sa.select(Node.owner_id, sa.func.sum(quota.charge_sql(floor)))
+                          .join(FileVersion, FileVersion.node_id == Node.id)
                           .group_by(Node.owner_id)).all())
-    for uid, email, recorded in s.execute(sa.select(User.id, User.email, User.used_bytes)):
+    pending = dict(s.execute(sa.select(UploadSession.user_id, sa.func.sum(UploadSession.reserved_bytes))
+                             .where(UploadSession.state == "active").group_by(UploadSession.user_id)).all())
+    for uid, email, recorded, held in s.execute(sa.select(User.id, User.email, User.used_bytes, User.pending_bytes)):
         actual = int(used.get(uid) or 0)
         if recorded != actual:
             rep.add("usage", f"user {email}: used_bytes {recorded}, counted {actual}")
+        if held != int(pending.get(uid) or 0):
+            rep.add("usage", f"user {email}: pending_bytes {held}, counted {int(pending.get(uid) or 0)}")
 
 
 def _check_tree(s, rep: FsckReport) -> None:

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import crashpoints
+from . import crashpoints, quota
 from . import pack as packfmt
 from .blockstore import BlockStore, tier_of
 from .clock import now
@@ -111,11 +111,26 @@ def _dead_guard(safety: Safety):
 # ---- GC: sessions, mark, sweep ---------------------------------------------------------------
 
 def expire_upload_sessions(sm: sessionmaker[Session], at: dt.datetime) -> dict:
-    """Sessions past ``expires_at`` end; the pins of every ended session are released."""
-    with sm() as s, s.begin():
-        expired = s.execute(sa.update(UploadSession)
-                            .where(UploadSession.state == "active", UploadSession.expires_at < at)
-                            .values(state="expired").execution_options(synchronize_session=False)).rowcount
+    """Sessions past ``expires_at`` end, giving back the pending bytes they held; the pins of
+    every ended session are released."""
+    expired = 0
+    while True:
+        with sm() as s, s.begin():
+            rows = s.execute(sa.select(UploadSession.id, UploadSession.user_id, UploadSession.reserved_bytes)
+                             .where(UploadSession.state == "active", UploadSession.expires_at < at)
+                             .limit(BATCH).with_for_update()).all()
+            if not rows:
+                break
+            # Guarded again on the state: a session finished meanwhile keeps its own accounting.
+            s.execute(sa.update(UploadSession).where(UploadSession.id.in_([r.id for r in rows]),
+                                                     UploadSession.state == "active")
+                      .values(state="expired", reserved_bytes=0).execution_options(synchronize_session=False))
+            held: Counter = Counter()
+            for r in rows:
+                held[r.user_id] += r.reserved_bytes or 0
+            for uid, n in held.items():
+                quota.release(s, uid, n)
+            expired += len(rows)
     released = 0
     while True:
         with sm() as s, s.begin():
@@ -506,21 +521,26 @@ def repair_refcounts(sm: sessionmaker[Session], ids: Iterable[bytes]) -> list[Re
     return out
 
 
-def repair_usage(sm: sessionmaker[Session], user_ids: Iterable[int]) -> list[Repair]:
+def repair_usage(sm: sessionmaker[Session], user_ids: Iterable[int],
+                 floor: int = quota.BLOCK_FLOOR) -> list[Repair]:
+    """Set each candidate's used_bytes (every version their files keep) and pending_bytes
+    (what their active upload sessions hold), recounted under the user's row lock."""
     out = []
     for part in _batches(list(user_ids), 100):
         with sm() as s, s.begin():
             for uid in part:
-                row = s.execute(sa.select(User.used_bytes, User.email).where(User.id == uid).with_for_update()).first()
+                row = s.execute(sa.select(User.used_bytes, User.pending_bytes, User.email)
+                                .where(User.id == uid).with_for_update()).first()
                 if row is None:
                     continue
-                counted = int(s.execute(sa.select(sa.func.coalesce(sa.func.sum(FileVersion.size), 0))
-                                        .join(Node, Node.current_version_id == FileVersion.id)
-                                        .where(Node.owner_id == uid)).scalar_one())
-                if counted != row.used_bytes:
-                    s.execute(sa.update(User).where(User.id == uid).values(used_bytes=counted)
+                used, pending = quota.counted_usage(s, uid, floor)
+                if (used, pending) != (row.used_bytes, row.pending_bytes):
+                    s.execute(sa.update(User).where(User.id == uid).values(used_bytes=used, pending_bytes=pending)
                               .execution_options(synchronize_session=False))
-                    out.append(Repair("usage", row.email, row.used_bytes, counted))
+                if used != row.used_bytes:
+                    out.append(Repair("usage", row.email, row.used_bytes, used))
+                if pending != row.pending_bytes:
+                    out.append(Repair("pending", row.email, row.pending_bytes, pending))
     return out
 
 
@@ -550,6 +570,48 @@ def repair_node_counts(sm: sessionmaker[Session], user_ids: Iterable[int]) -> li
                               .execution_options(synchronize_session=False))
                     out.append(Repair("node_count", row.email, row.node_count, counted))
     return out
+
+
+# ---- retention of old versions ---------------------------------------------------------------
+
+def apply_retention(sm: sessionmaker[Session], policy: "quota.Retention", at: dt.datetime,
+                    floor: int = quota.BLOCK_FLOOR, batch_nodes: int = 200, dry_run: bool = False) -> dict:
+    """Thin every file's old versions by ``policy`` (:func:`storage.quota.plan_thinning`),
+    ``batch_nodes`` files per transaction. Each transaction re-reads the versions and the
+    current version under its own snapshot, so a file written meanwhile never loses the
+    version that became current; refs, refcounts and the owner's used_bytes drop in the same
+    transaction. Blocks are left to GC's mark and sweep."""
+    stats = {"retention_files_checked": 0, "versions_thinned": 0, "version_bytes_freed": 0}
+    last = 0
+    while True:
+        with sm() as s:
+            nids = s.execute(sa.select(FileVersion.node_id).where(FileVersion.node_id > last)
+                             .group_by(FileVersion.node_id).having(sa.func.count() > 1)
+                             .order_by(FileVersion.node_id).limit(batch_nodes)).scalars().all()
+        if not nids:
+            return stats
+        last = nids[-1]
+        with sm() as s, s.begin():
+            nodes = {n.id: (n.owner_id, n.current_version_id) for n in s.execute(
+                sa.select(Node.id, Node.owner_id, Node.current_version_id).where(Node.id.in_(nids))
+                .with_for_update())}
+            by_node: dict[int, list] = {}
+            for v in s.execute(sa.select(FileVersion.id, FileVersion.node_id, FileVersion.created_at,
+                                         FileVersion.size, FileVersion.nblocks)
+                               .where(FileVersion.node_id.in_(list(nodes)))):
+                by_node.setdefault(v.node_id, []).append(v)
+            drop: dict[int, list] = {}
+            for nid, vs in by_node.items():
+                owner, current = nodes[nid]
+                gone = set(quota.plan_thinning([(v.id, v.created_at) for v in vs], current, at, policy))
+                drop.setdefault(owner, []).extend((v.id, v.size, v.nblocks) for v in vs if v.id in gone)
+            stats["retention_files_checked"] += len(by_node)
+            for owner, versions in drop.items():
+                stats["versions_thinned"] += len(versions)
+                if dry_run:
+                    stats["version_bytes_freed"] += sum(quota.version_charge(sz, n, floor) for _, sz, n in versions)
+                else:
+                    stats["version_bytes_freed"] += quota.drop_versions(s, owner, versions, floor)
 
 
 # ---- dedup: identical whole files stored as different blocks ---------------------------------

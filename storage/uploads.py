@@ -41,13 +41,13 @@ from typing import BinaryIO, Iterable, Iterator
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from . import crashpoints
+from . import crashpoints, quota
 from .blockstore import BlockLocation, Ingested, _PackSink
 from .clock import now
 from .drive import Drive, PutResult
 from .errors import (ChecksumMismatch, Conflict, ContentMismatch, Gone, InvalidInput, NotFound,
-                     OffsetMismatch, QuotaExceeded, RetryLater)
-from .models import Block, FileVersion, Node, Pack, UploadChunk, UploadPin, UploadSession, VersionBlock
+                     OffsetMismatch, QuotaExceeded, RetryLater, SessionLimit)
+from .models import Block, FileVersion, Node, Pack, UploadChunk, UploadPin, UploadSession, User, VersionBlock
 from .names import validate_name
 
 CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
@@ -112,6 +112,10 @@ class Uploads:
         srv = drive.config["server"]
         self.expire_seconds = srv["upload_expire_seconds"]
         self.max_upload = srv["max_upload_bytes"] or None
+        q = drive.config["quota"]
+        self.floor = q["block_floor_bytes"]
+        self.session_seconds = q["block_session_seconds"]
+        self.max_session_blocks = q["block_session_max_blocks"]
 
     # ---- resumable uploads -----------------------------------------------------------
 
@@ -125,21 +129,25 @@ class Uploads:
         self._check_room(user_id, parent_id, name, length)
         t = now()
         us = UploadSession(id=uuid.uuid4().hex, user_id=user_id, parent_id=parent_id, name=name, offset=0,
-                           length=length, state="active", kind="tus",
+                           length=length, state="active", kind="tus", reserved_bytes=length,
                            meta=json.dumps({"metadata": metadata or {}, "tail": None, "seq": 0, "whole": None}),
                            created_at=t, expires_at=t + dt.timedelta(seconds=self.expire_seconds))
         with self.drive.sm() as s, s.begin():
+            # The uploader holds the reservation (an editor's unfinished uploads never hold
+            # the folder owner's quota); the finished version is charged to the owner.
+            quota.reserve(s, user_id, length, self.floor)
             s.add(us)
         return _info(us)
 
     def _check_room(self, user_id: int, parent_id: int, name: str, length: int) -> None:
-        """Fail early (editor rights on the folder, quota) before any byte is sent."""
+        """Fail early (editor rights on the folder, the owner's quota) before any byte is
+        sent. The version this upload replaces stays as an old version: it frees nothing."""
         with self.drive.sm() as s:
-            _parent, existing, owner = self.drive._put_target(s, user_id, parent_id, name, None, False)
-            old = s.get(FileVersion, existing.current_version_id).size \
-                if existing is not None and existing.current_version_id else 0
-            if length - old > owner.quota_bytes - owner.used_bytes:
-                raise QuotaExceeded(used=owner.used_bytes, quota=owner.quota_bytes, needed=length - old)
+            _parent, _existing, owner = self.drive._put_target(s, user_id, parent_id, name, None, False)
+            room = owner.quota_bytes - owner.used_bytes - owner.pending_bytes
+            owner_id = owner.id
+        if length > room:
+            self.drive._refuse(owner_id, length)
 
     def _load(self, s: Session, user_id: int, sid: str, kind: str = "tus") -> UploadSession:
         us = s.get(UploadSession, sid) if isinstance(sid, str) and len(sid) <= 32 else None
@@ -263,12 +271,13 @@ class Uploads:
         result = self.finish(user_id, sid) if final else None
         return self.get(user_id, sid), result
 
-    def _pin(self, s: Session, sid: str, ids: set[bytes]) -> None:
+    def _pin(self, s: Session, sid: str, ids: set[bytes]) -> list[bytes]:
         """Pin ``ids`` for the session; each must still exist. Pinning clears a GC mark in
         the same statement that finds the row, as taking a ref does: the sweep's guarded
         DELETE then leaves the block alone (a block marked dead that is uploaded again is
-        kept, not refused until the sweep has removed it)."""
+        kept, not refused until the sweep has removed it). Returns the ids newly pinned."""
         ids = list(ids)
+        fresh: list[bytes] = []
         for i in range(0, len(ids), 500):
             part = ids[i:i + 500]
             alive = s.execute(sa.update(Block).where(Block.id.in_(part)).values(gc_marked_at=None)
@@ -277,9 +286,11 @@ class Uploads:
                 raise RetryLater("a block was collected while this upload ran; resend the chunk")
             have = {r[0] for r in s.execute(sa.select(UploadPin.block_id).where(
                 UploadPin.session_id == sid, UploadPin.block_id.in_(part)))}
-            fresh = [dict(session_id=sid, block_id=b) for b in part if b not in have]
-            if fresh:
-                s.execute(sa.insert(UploadPin), fresh)
+            rows = [dict(session_id=sid, block_id=b) for b in part if b not in have]
+            if rows:
+                s.execute(sa.insert(UploadPin), rows)
+            fresh += [r["block_id"] for r in rows]
+        return fresh
 
     def _forget(self, key: str) -> None:
         try:
@@ -316,8 +327,13 @@ class Uploads:
         def run(s):
             parent, node, _owner = d._put_target(s, user_id, parent_id, name, if_match, False)
             created = node is None
-            old = s.get(FileVersion, node.current_version_id).size if node is not None and node.current_version_id else 0
-            d._charge(s, parent.owner_id, size - old)
+            held = 0
+            if sid is not None:
+                held = s.execute(sa.select(UploadSession.reserved_bytes).where(UploadSession.id == sid)).scalar() or 0
+            elif block_sid is not None:
+                held = self._unpin(s, block_sid, release)
+            # The reservation turns into the version it promised, in this transaction.
+            quota.settle(s, parent.owner_id, d.charge_of(size, len(refs)), user_id, held, self.floor)
             self.store.add_refs(s, Counter(b for b, _ in refs))
             if created:
                 node = d._new_node(s, parent, "file", name)
@@ -327,18 +343,33 @@ class Uploads:
                 s.execute(sa.delete(UploadChunk).where(UploadChunk.session_id == sid))
                 # Only an active session: two requests finishing it at once make one version.
                 if s.execute(sa.update(UploadSession).where(UploadSession.id == sid, UploadSession.state == "active")
-                             .values(state="done", node_id=node.id)
+                             .values(state="done", node_id=node.id, reserved_bytes=0)
                              .execution_options(synchronize_session=False)).rowcount != 1:
                     raise Conflict(f"upload {sid} is already complete")
-            rel = list(set(release))
-            for i in range(0, len(rel), 500):
-                s.execute(sa.delete(UploadPin).where(UploadPin.session_id == block_sid,
-                                                     UploadPin.block_id.in_(rel[i:i + 500])))
             return PutResult(d._info(s, node, d._role(s, user_id, node)), v.id, created, 0)
         try:
             return d._tx(run)
         except Exception:
             raise
+
+    def _unpin(self, s: Session, block_sid: str, ids: Iterable[bytes]) -> int:
+        """Release the block session's pins on ``ids`` (now kept by refs) and its hold on
+        their pending bytes; returns those bytes, which the caller gives back to the user in
+        the transaction that charges the version."""
+        rel = list(set(ids))
+        held = 0
+        for i in range(0, len(rel), 500):
+            part = rel[i:i + 500]
+            sizes = s.execute(sa.select(Block.size).join(UploadPin, UploadPin.block_id == Block.id)
+                              .where(UploadPin.session_id == block_sid, UploadPin.block_id.in_(part))).scalars().all()
+            held += sum(quota.block_charge(n, self.floor) for n in sizes)
+            s.execute(sa.delete(UploadPin).where(UploadPin.session_id == block_sid, UploadPin.block_id.in_(part)))
+        if held:
+            s.execute(sa.update(UploadSession).where(UploadSession.id == block_sid)
+                      .values(reserved_bytes=sa.case((UploadSession.reserved_bytes > held,
+                                                      UploadSession.reserved_bytes - held), else_=0))
+                      .execution_options(synchronize_session=False))
+        return held
 
     def _locations(self, ids: list[bytes]) -> dict[bytes, BlockLocation]:
         out = {}
@@ -377,6 +408,7 @@ class Uploads:
             if state == "expired" and us.expires_at > (at or now()):
                 return
             tail = json.loads(us.meta or "{}").get("tail")
+            quota.release_session(s, sid)
             s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid))
             s.execute(sa.delete(UploadChunk).where(UploadChunk.session_id == sid))
             us.state = state
@@ -405,24 +437,59 @@ class Uploads:
         us = s.get(UploadSession, sid, with_for_update=True)
         t = now()
         if us is not None and us.state == "active" and us.expires_at <= t:
-            # Idle past its expiry: what it pinned is no longer promised to the client (the
-            # "missing" answer already stopped counting it), so start over here rather than
-            # refuse every block until the gc job comes by. expire() re-checks expires_at
-            # under the row lock, so it leaves the renewed session alone.
+            # Past its expiry (idle, or its absolute lifetime over): what it pinned is no
+            # longer promised to the client (the "missing" answer already stopped counting
+            # it), so start over here rather than refuse every block until the gc job comes
+            # by. expire() re-checks expires_at under the row lock, so it leaves the renewed
+            # session alone.
+            quota.release_session(s, sid)
             s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid))
-            us.created_at, us.expires_at = t, t + dt.timedelta(seconds=self.expire_seconds)
+            us.created_at, us.expires_at, us.reserved_bytes = t, self._block_expiry(t, t), 0
             s.flush()
         if us is None or us.state != "active":
             if us is not None:
+                quota.release_session(s, sid)
                 s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid))
                 s.delete(us)
                 s.flush()
             us = UploadSession(id=sid, user_id=user_id, parent_id=0, name="", offset=0, length=None,
                                state="active", kind="blocks", meta="{}", created_at=t,
-                               expires_at=t + dt.timedelta(seconds=self.expire_seconds))
+                               expires_at=self._block_expiry(t, t), reserved_bytes=0)
             s.add(us)
             s.flush()
         return us
+
+    def _block_expiry(self, created: dt.datetime, t: dt.datetime) -> dt.datetime:
+        """A block session lives while blocks keep coming, but never past its absolute
+        lifetime: a client sending one block an hour cannot hold pins (and pending bytes) for
+        ever."""
+        return min(t + dt.timedelta(seconds=self.expire_seconds),
+                   created + dt.timedelta(seconds=self.session_seconds))
+
+    def room_check(self, user_id: int, nbytes: int) -> None:
+        """Refuse blocks that cannot fit before any byte is written to a pack (the charge
+        itself is re-checked in the transaction that pins them)."""
+        with self.drive.sm() as s:
+            u = s.execute(sa.select(User.used_bytes, User.pending_bytes, User.quota_bytes)
+                          .where(User.id == user_id)).one()
+        if u.used_bytes + u.pending_bytes + nbytes > u.quota_bytes:
+            self.drive._refuse(user_id, nbytes)
+
+    def hold_blocks(self, s: Session, us: UploadSession, ids: set[bytes], sizes: dict[bytes, int]) -> None:
+        """Pin ``ids`` in the block session ``us``, within its cap, and hold the pending
+        bytes of the ones it did not pin yet."""
+        fresh = self._pin(s, us.id, ids)
+        if not fresh:
+            return
+        pinned = s.execute(sa.select(sa.func.count()).select_from(UploadPin)
+                           .where(UploadPin.session_id == us.id)).scalar_one()
+        if pinned > self.max_session_blocks:
+            raise SessionLimit(f"a block session holds at most {self.max_session_blocks} uncommitted blocks; "
+                               "commit the files sent so far, then send the rest",
+                               limit=self.max_session_blocks)
+        held = sum(quota.block_charge(sizes[b], self.floor) for b in fresh)
+        quota.reserve(s, us.user_id, held, self.floor)
+        us.reserved_bytes = (us.reserved_bytes or 0) + held
 
     @staticmethod
     def _parse_hashes(hashes) -> list[bytes]:
@@ -479,6 +546,11 @@ class Uploads:
             raise InvalidInput(f"a block is at most {self.store.chunker.max_size} bytes")
         if hashlib.sha256(data).digest() != bid:
             raise ContentMismatch("the block's bytes do not hash to its name", block=hex_id)
+        with self.drive.sm() as s:
+            resent = s.execute(sa.select(UploadPin.block_id).where(UploadPin.session_id == f"blocks-{user_id}",
+                                                                   UploadPin.block_id == bid)).first() is not None
+        if not resent:  # a block sent again (an answer lost) holds nothing more
+            self.room_check(user_id, quota.block_charge(len(data), self.floor))
         ing = Ingested()
         if not self.store.known_blocks([bid]):
             sink = _PackSink(self.store, ing)
@@ -494,9 +566,9 @@ class Uploads:
         def run(s):
             us = self._block_session(s, user_id)
             had = bid in self._usable(s, user_id, [bid])
-            us.expires_at = now() + dt.timedelta(seconds=self.expire_seconds)
+            us.expires_at = self._block_expiry(us.created_at, now())
             self.store.commit(s, ing)
-            self._pin(s, us.id, {bid})
+            self.hold_blocks(s, us, {bid}, {bid: len(data)})
             return not had
         return self.drive._tx(run)
 

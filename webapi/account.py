@@ -3,6 +3,7 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify
 
 from .auth import login_required
+from .util import drive
 
 bp = Blueprint("account", __name__, url_prefix="/api/v1")
 
@@ -15,4 +16,8 @@ def account_json(user) -> dict:
 @bp.get("/account")
 @login_required
 def account():
-    return jsonify(account_json(g.user))
+    # used_bytes keeps meaning the total charged; "usage" says what holds it, and with
+    # pending_bytes adds up to everything the quota counts.
+    u = drive().usage(g.user.id)
+    return jsonify({**account_json(g.user), "used_bytes": u.used, "pending_bytes": u.pending,
+                    "usage": u.as_dict()})

@@ -21,6 +21,7 @@ STATUS: list[tuple[type[e.BlockdriveError], int]] = [
     (e.PreconditionFailed, 412),   # before Conflict: it is one
     (e.QuotaExceeded, 413),
     (e.LimitExceeded, 422),        # the request is understood; the tree it would make is not allowed
+    (e.SessionLimit, 413),
     (e.InvalidName, 400),
     (e.InvalidInput, 400),
     (e.Unauthorized, 401),

@@ -105,6 +105,22 @@ def trash():
     return jsonify(items=[node_json(n) for n in drive().list_trash(g.user.id)])
 
 
+@bp.delete("/trash/<id:node_id>")
+@login_required
+def purge(node_id):
+    versions = drive().purge(g.user.id, node_id)
+    return jsonify(purged=1, versions=versions)
+
+
+@bp.delete("/trash")
+@login_required
+def empty_trash():
+    # Each entry is purged in its own transaction, at most 1000 per request; "more" tells the
+    # client to ask again.
+    entries, versions = drive().empty_trash(g.user.id)
+    return jsonify(purged=entries, versions=versions, more=bool(drive().list_trash(g.user.id, limit=1)))
+
+
 @bp.post("/nodes/<id:node_id>/restore")
 @login_required
 def restore(node_id):
@@ -115,6 +131,12 @@ def restore(node_id):
 @login_required
 def versions(node_id):
     return jsonify(items=[version_json(v) for v in drive().versions(g.user.id, node_id)])
+
+
+@bp.delete("/nodes/<id:node_id>/versions/<id:version_id>")
+@login_required
+def purge_version(node_id, version_id):
+    return jsonify(version_id=version_id, freed_bytes=drive().purge_version(g.user.id, node_id, version_id))
 
 
 @bp.post("/nodes/<id:node_id>/versions/<id:version_id>/restore")

@@ -151,6 +151,10 @@ def paths() -> dict:
             "Restore from the trash", {200: NODE_OK}, (400, 404, 422))},
         "/api/v1/nodes/{id}/versions": {"parameters": [n], "get": _op(
             "A file's versions, newest first", {200: {"description": "Versions", **_json(_list("Version"))}}, (404,))},
+        "/api/v1/nodes/{id}/versions/{vid}": {
+            "parameters": [n, _path("vid", "version id")],
+            "delete": _op("Delete an old version for good (owner only; not the current one)",
+                          {200: {"description": "Purged", **_json(_schema("VersionPurged"))}}, (403, 404, 409))},
         "/api/v1/nodes/{id}/versions/{vid}/restore": {
             "parameters": [n, _path("vid", "version id")],
             "post": _op("Make an old version current (as a new version)", {200: NODE_OK}, (403, 404, 409, 413))},
@@ -181,7 +185,13 @@ def paths() -> dict:
         "/api/v1/nodes/{id}/links/{link_id}": {
             "parameters": [n, _path("link_id", "link id")],
             "delete": _op("Revoke a link", {204: {"description": "Revoked"}}, (403, 404))},
-        "/api/v1/trash": {"get": _op("The caller's trash", {200: {"description": "Trash", **_json(_list("Node"))}})},
+        "/api/v1/trash": {
+            "get": _op("The caller's trash", {200: {"description": "Trash", **_json(_list("Node"))}}),
+            "delete": _op("Empty the trash for good (up to 1000 entries a request; `more` says to ask again)",
+                          {200: {"description": "Purged", **_json(_schema("Purged"))}})},
+        "/api/v1/trash/{id}": {"parameters": [n], "delete": _op(
+            "Delete a trash entry (and what was deleted with it) for good", {200: {"description": "Purged", **_json(
+                _schema("Purged"))}}, (400, 404))},
         "/api/v1/shared-with-me": {"get": _op("Nodes shared with the caller",
                                               {200: {"description": "Shared", **_json(_list("Node"))}})},
         "/api/v1/resolve": {"get": _op("Path to node, from the caller's root", {200: NODE_OK}, (400, 404),
@@ -298,6 +308,8 @@ OPERATION_IDS = {
     ("/api/v1/nodes/{id}/content", "get"): "download", ("/api/v1/nodes/{id}/copy", "post"): "copyNode",
     ("/api/v1/nodes/{id}/restore", "post"): "restoreNode", ("/api/v1/nodes/{id}/versions", "get"): "listVersions",
     ("/api/v1/nodes/{id}/versions/{vid}/restore", "post"): "restoreVersion",
+    ("/api/v1/nodes/{id}/versions/{vid}", "delete"): "purgeVersion",
+    ("/api/v1/trash", "delete"): "emptyTrash", ("/api/v1/trash/{id}", "delete"): "purgeTrashEntry",
     ("/api/v1/nodes/{id}/shares", "get"): "listShares", ("/api/v1/nodes/{id}/shares", "post"): "grantShare",
     ("/api/v1/nodes/{id}/shares/{user_id}", "delete"): "revokeShare",
     ("/api/v1/nodes/{id}/links", "get"): "listLinks", ("/api/v1/nodes/{id}/links", "post"): "createLink",
@@ -402,8 +414,14 @@ SCHEMAS = {
                            ["old_password", "new_password"]),
     "PasswordChanged": {"type": "object", "properties": {"revoked": INT}},
     "Token": {"type": "object", "properties": {"token": STR, "token_type": STR}, "required": ["token"]},
-    "Account": {"type": "object", "properties": {"id": INT, "email": STR, "plan": STR, "quota_bytes": INT,
-                                                 "used_bytes": INT, "root_id": INT, "is_admin": {"type": "boolean"}}},
+    "Account": {"type": "object", "properties": {
+        "id": INT, "email": STR, "plan": STR, "quota_bytes": INT, "used_bytes": INT, "pending_bytes": INT,
+        "root_id": INT, "is_admin": {"type": "boolean"},
+        "usage": {"type": "object", "properties": {"current_bytes": INT, "old_versions_bytes": INT,
+                                                   "trash_bytes": INT, "pending_bytes": INT}}}},
+    "Purged": {"type": "object", "properties": {"purged": INT, "versions": INT, "more": {"type": "boolean"}},
+               "required": ["purged", "versions"]},
+    "VersionPurged": {"type": "object", "properties": {"version_id": INT, "freed_bytes": INT}},
     "Node": {"type": "object", "required": ["id", "kind", "name", "permissions"], "properties": {
         "id": INT, "kind": {"enum": ["file", "folder"]}, "name": STR, "parent_id": NULL_INT, "size": NULL_INT,
         "etag": NULL_STR, "version_id": NULL_INT, "created_at": STR, "updated_at": STR, "deleted_at": STR,

@@ -53,6 +53,8 @@ class FileVersion(Base):
     sha256: Mapped[bytes] = mapped_column(types.BINARY(32))
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     created_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Its number of blocks, so the quota charge (see storage.quota.version_charge) needs no join.
+    nblocks: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class VersionBlock(Base):

@@ -26,6 +26,9 @@ class UploadSession(Base):
     meta: Mapped[str] = mapped_column(Text, default="{}")  # JSON: chunker tail, hash state, ...
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(Timestamp, index=True)
+    # What this session holds in its user's pending_bytes: a tus upload's declared length, or
+    # the charge of every block a block session pinned. Released once, when the session ends.
+    reserved_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class UploadPin(Base):

@@ -24,6 +24,9 @@ class User(Base):
     # creates or purges them (limits.max_nodes_per_user); fsck recounts it.
     node_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    # Open tus reservations and uncommitted block-session bytes: promised, not yet kept, but
+    # counted against the quota so that no door can take more than the quota at once.
+    pending_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ApiToken(Base):

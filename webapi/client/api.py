@@ -204,6 +204,19 @@ class Api:
     def trash(self) -> list[dict]:
         return self.json("GET", "/api/v1/trash")["items"]
 
+    def purge(self, node_id: int) -> dict:
+        return self.json("DELETE", f"/api/v1/trash/{node_id}")
+
+    def empty_trash(self) -> dict:
+        """Purge the whole trash (the server purges a bounded number per request)."""
+        total = {"purged": 0, "versions": 0}
+        while True:
+            res = self.json("DELETE", "/api/v1/trash")
+            total["purged"] += res["purged"]
+            total["versions"] += res["versions"]
+            if not res.get("more") or not res["purged"]:
+                return total
+
     def share(self, node_id: int, email: str, role: str) -> dict:
         return self.json("POST", f"/api/v1/nodes/{node_id}/shares", json={"email": email, "role": role})
 

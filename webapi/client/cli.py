@@ -16,6 +16,8 @@ database access) keep their names; the client commands sit beside them:
     blockdrive versions /path                         a file's versions, newest first
     blockdrive restore /path --version ID             make an old version current again
     blockdrive restore --trash /path                  bring a node back from the trash
+    blockdrive trash list | purge NAME|ID | empty     what the trash holds; delete it for good
+    blockdrive account                                quota and what holds it
     blockdrive share /path EMAIL --role viewer|editor
     blockdrive link /path [--expires 7d] [--password]
 
@@ -263,6 +265,50 @@ def cmd_restore(args) -> int:
     return EXIT_OK
 
 
+def _size(n: int) -> str:
+    from .sync import _human
+    return _human(n)
+
+
+def cmd_account(args) -> int:
+    c = _client(args)
+    a = c.api.account()
+    u = a.get("usage", {})
+    rows = [("current files", u.get("current_bytes", 0)), ("old versions", u.get("old_versions_bytes", 0)),
+            ("trash", u.get("trash_bytes", 0)), ("pending uploads", u.get("pending_bytes", 0))]
+    lines = [f"{a['email']} ({a['plan']}): {_size(a['used_bytes'] + a.get('pending_bytes', 0))} of "
+             f"{_size(a['quota_bytes'])}"] + [f"  {k:<16}{_size(v):>12}" for k, v in rows]
+    _out(args, a, "\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_trash(args) -> int:
+    c = _client(args)
+    if args.action == "list":
+        items = c.api.trash()
+        lines = [f"{n['id']:>8} {'d' if n['kind'] == 'folder' else '-'} "
+                 f"{n['size'] if n['size'] is not None else '-':>12} {(n.get('deleted_at') or '')[:19]} {n['name']}"
+                 for n in items]
+        _out(args, {"items": items}, "\n".join(lines) or "the trash is empty")
+        return EXIT_OK
+    if args.action == "empty":
+        res = c.api.empty_trash()
+        _out(args, res, f"purged {res['purged']} trash entries ({res['versions']} versions)")
+        return EXIT_OK
+    if not args.item:
+        raise ClientError("give the trash entry to purge: its name or id (see `blockdrive trash list`)")
+    items = c.api.trash()
+    hits = [n for n in items if str(n["id"]) == args.item] or [n for n in items if n["name"] == args.item]
+    if not hits:
+        raise ClientError(f"nothing named {args.item!r} in the trash")
+    if len(hits) > 1:
+        raise ClientError(f"{len(hits)} trash entries are named {args.item!r}; give one's id "
+                          f"({', '.join(str(n['id']) for n in hits)})")
+    res = c.api.purge(hits[0]["id"])
+    _out(args, {**res, "id": hits[0]["id"]}, f"purged {hits[0]['name']} (node {hits[0]['id']}) for good")
+    return EXIT_OK
+
+
 def cmd_share(args) -> int:
     c = _client(args)
     res = c.api.share(_node(c, args.path)["id"], args.email, args.role)
@@ -348,6 +394,10 @@ def register_cli(sub) -> None:
     sp.add_argument("path")
     sp.add_argument("--version", type=int)
     sp.add_argument("--trash", action="store_true")
+    sp = add("trash", cmd_trash, "list the trash, purge one entry or empty it for good (client)")
+    sp.add_argument("action", choices=["list", "purge", "empty"])
+    sp.add_argument("item", nargs="?", help="for purge: the entry's name or id")
+    add("account", cmd_account, "your quota and what holds it: files, old versions, trash, pending uploads (client)")
     sp = add("share", cmd_share, "share a remote file or folder with another user (client)")
     sp.add_argument("path")
     sp.add_argument("email")

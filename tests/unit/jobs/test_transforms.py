@@ -21,10 +21,17 @@ def test_refcount_and_usage_drift(spark):
                          spark.createDataFrame([(b(2), 1, 0), (b(3), 0, 1), (b(4), 5, 0)],
                                                "id binary, refcount bigint, counted bigint"))
     assertDataFrameEqual(missing_blocks(blocks, refs), spark.createDataFrame([(3, b(9))], "version_id bigint, block_id binary"))
-    users = spark.createDataFrame([(1, 100), (2, 0), (3, 7)], "id bigint, used_bytes bigint")
-    current = spark.createDataFrame([(1, 60), (1, 40), (2, 5)], "owner_id bigint, size bigint")
-    assertDataFrameEqual(usage_drift(users, current),
-                         spark.createDataFrame([(2, 0, 5), (3, 7, 0)], "user_id bigint, used_bytes bigint, counted bigint"))
+    users = spark.createDataFrame([(1, 100, 0), (2, 0, 0), (3, 7, 0), (4, 10, 3), (5, 8192, 0)],
+                                  "id bigint, used_bytes bigint, pending_bytes bigint")
+    # every version counts (user 1: a current and an old one); one of 3 one-byte blocks pays
+    # (3 - 1) * floor
+    versions = spark.createDataFrame([(1, 60, 1), (1, 40, 1), (2, 5, 1), (4, 10, 1), (5, 3, 3)],
+                                     "owner_id bigint, size bigint, nblocks bigint")
+    sessions = spark.createDataFrame([(4, 2), (1, 0)], "user_id bigint, reserved_bytes bigint")
+    assertDataFrameEqual(usage_drift(users, versions, sessions, floor=4096),
+                         spark.createDataFrame([(2, 0, 5, 0, 0), (3, 7, 0, 0, 0), (4, 10, 10, 3, 2)],
+                                               "user_id bigint, used_bytes bigint, counted bigint, "
+                                               "pending_bytes bigint, counted_pending bigint"))
 
 
 def test_gc_plans_exclude_live_and_pinned_blocks(spark):

@@ -86,10 +86,10 @@ def test_new_version_and_version_history(drive, make_user):
     vs = drive.versions(u.id, r1.node.id)
     assert [v.id for v in vs] == [r2.version_id, r1.version_id]
     assert [v.current for v in vs] == [True, False]
-    assert drive.account(u.id).used_bytes == len(v2)  # current versions only
+    assert drive.account(u.id).used_bytes == len(v1) + len(v2)  # old versions count too
     r3 = drive.restore_version(u.id, r1.node.id, r1.version_id)
     assert read_all(drive, u, r1.node.id) == v1
-    assert drive.account(u.id).used_bytes == len(v1)
+    assert drive.account(u.id).used_bytes == 2 * len(v1) + len(v2)
     assert len(drive.versions(u.id, r1.node.id)) == 3 and r3.version_id not in (r1.version_id, r2.version_id)
 
 
@@ -273,15 +273,16 @@ def test_quota_exceeded_charges_nothing_and_references_nothing(drive, make_user)
     assert 400_000 < err.value.details["needed"] <= 600_000
     with pytest.raises(QuotaExceeded) as err:  # known up front from the size hint: nothing read
         put_bytes(drive, u, "too-big", rand(600_000, 11), size_hint=600_000)
-    assert err.value.details == {"used": 600_000, "quota": 1_000_000, "needed": 600_000}
+    assert err.value.details == {"used": 600_000, "quota": 1_000_000, "needed": 600_000, "pending": 0,
+                                 "old_versions": 0, "trash": 0}
     assert drive.account(u.id).used_bytes == 600_000
     assert count(drive, Block) == blocks_before
     with pytest.raises(NotFound):
         drive.resolve(u.id, "/too-big")
     with drive.sm() as s:  # whatever was written sits in packs nothing points to
         assert s.execute(sa.select(sa.func.count()).select_from(Pack).where(Pack.state == "open")).scalar_one() <= 1
-    # replacing a file is charged by the difference
-    put_bytes(drive, u, "fits", rand(900_000, 12))
+    # a new version is charged whole: the version it replaces is kept as an old version
+    put_bytes(drive, u, "fits", rand(300_000, 12))
     assert drive.account(u.id).used_bytes == 900_000
 
 

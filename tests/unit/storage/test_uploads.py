@@ -262,7 +262,7 @@ def test_terminate_releases_everything(drive, up, make_user):
         up.get(a.id, info.id)
 
 
-def test_quota_is_checked_at_create_and_again_at_the_end(drive, up, make_user):
+def test_quota_is_reserved_at_create_and_turned_into_the_version_at_the_end(drive, up, make_user):
     a = make_user()
     with drive.sm() as s, s.begin():
         s.get(User, a.id).quota_bytes = 300_000
@@ -271,15 +271,13 @@ def test_quota_is_checked_at_create_and_again_at_the_end(drive, up, make_user):
     data = rand(200_000, seed=9)
     info = up.create(a.id, a.root_id, "f.bin", len(data))
     _send(up, a, info.id, data, 0, 100_000)
-    put_bytes(drive, a, "filler.bin", rand(150_000, seed=10))  # the room is taken meanwhile
-    used = _used(drive, a)
-    with pytest.raises(QuotaExceeded):
-        _send(up, a, info.id, data, 100_000, len(data))
-    assert _used(drive, a) == used == 150_000
-    assert _nodes_named(drive, a, "f.bin") == 0
+    with pytest.raises(QuotaExceeded):  # the room is reserved: nothing else can take it meanwhile
+        put_bytes(drive, a, "filler.bin", rand(150_000, seed=10))
+    assert drive.account(a.id).pending_bytes == len(data)
+    _send(up, a, info.id, data, 100_000, len(data))
+    assert (_used(drive, a), drive.account(a.id).pending_bytes) == (len(data), 0)
+    assert _nodes_named(drive, a, "f.bin") == 1
     assert _pins(drive, info.id) == 0
-    with pytest.raises(Gone):
-        up.get(a.id, info.id)
 
 
 def test_an_upload_into_a_shared_folder_needs_editor_and_charges_the_owner(drive, up, make_user):
@@ -399,20 +397,20 @@ def test_put_block_checks_the_hash_and_the_size(drive, up, make_user):
 
 
 def test_quota_exceeded_on_commit_charges_nothing(drive, up, make_user):
+    # Blocks the caller already owns need no upload (so hold nothing pending), but a second
+    # file made of them is charged whole: a commit past the quota is refused.
     a = make_user()
     data = rand(400_000, seed=17)
     blocks = _blocks_of(drive, data)
     hashes = [hashlib.sha256(x).hexdigest() for x in blocks]
-    for h, raw in zip(hashes, blocks):
-        up.put_block(a.id, h, raw)
-    put_bytes(drive, a, "filler.bin", b"f" * 1000)
+    put_bytes(drive, a, "first.bin", data)
     with drive.sm() as s, s.begin():
-        s.get(User, a.id).quota_bytes = len(data)  # 1000 bytes short
+        s.get(User, a.id).quota_bytes = 2 * len(data) - 1
     with pytest.raises(QuotaExceeded):
         up.commit_blocks(a.id, a.root_id, "f.bin", hashes, len(data), hashlib.sha256(data).hexdigest())
-    assert _used(drive, a) == 1000
+    assert _used(drive, a) == len(data)
     assert _nodes_named(drive, a, "f.bin") == 0
-    assert set(_refcounts(drive, [bytes.fromhex(h) for h in hashes]).values()) == {0}
+    assert set(_refcounts(drive, [bytes.fromhex(h) for h in hashes]).values()) == {1}
 
 
 def test_an_idle_block_session_starts_over(drive, up, make_user):

@@ -1,0 +1,59 @@
+"""A block session's lifetime is absolute, through the real server (SQLite and MariaDB): a
+client that keeps sending blocks cannot keep their pins (and pending bytes) for ever. The
+server runs with a two-second lifetime; the test waits past it rather than measuring it."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import subprocess
+import time
+
+import pytest
+
+from storage.quota import BLOCK_FLOOR
+from tests.e2e.conftest import BIN, own_mysql_database, start_server, stop_server
+from tests.e2e.test_api import problem
+
+LIFETIME = 2
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("mariadb", marks=pytest.mark.integration)])
+def server(request, tmp_path_factory):
+    with contextlib.ExitStack() as stack:
+        db_url = None if request.param == "sqlite" else \
+            stack.enter_context(own_mysql_database(request.getfixturevalue("mysql_url")))
+        proc, srv = start_server(tmp_path_factory.mktemp("session"), db_url,
+                                 extra_env={"BLOCKDRIVE_QUOTA_BLOCK_SESSION_SECONDS": str(LIFETIME)})
+        yield srv
+        stop_server(proc)
+        out = subprocess.run([str(BIN), "fsck", "--deep"], env=srv.env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _send(c, raw: bytes) -> str:
+    h = hashlib.sha256(raw).hexdigest()
+    r = c.put(f"/api/v1/blocks/{h}", data=raw)
+    assert r.status_code in (200, 201), r.text
+    return h
+
+
+def _missing(c, hashes):
+    return c.post("/api/v1/blocks/missing", json={"hashes": hashes}).json()["missing"]
+
+
+def test_sending_blocks_does_not_extend_a_block_session_for_ever(server):
+    c = server.user()
+    a = _send(c, b"first block")
+    deadline = time.monotonic() + LIFETIME + 1
+    sent = [a]
+    while time.monotonic() < deadline:  # busy all along: well within the idle expiry
+        sent.append(_send(c, f"block {len(sent)}".encode()))
+        time.sleep(0.2)
+    last = _send(c, b"after the lifetime")
+    # the session ended at its lifetime and a new one began: the old pins no longer count
+    assert a in _missing(c, [a, last]) and last not in _missing(c, [a, last])
+    assert c.get("/api/v1/account").json()["pending_bytes"] < len(sent) * BLOCK_FLOOR
+    data = b"first block"
+    problem(c.post(f"/api/v1/nodes/{c.root}/children/f.bin/commit",
+                   json={"blocks": [a], "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}), 400)
