@@ -91,12 +91,17 @@ class Drive:
             self.sm, open_backend(config.storage_url, timeout), make_chunker(st),
             cold=open_backend(config.cold_url, timeout) if config.cold_url else None,
             compression_level=st["compression_level"], min_compression_saving=st["min_compression_saving"],
-            pack_max_bytes=st["pack_max_bytes"], timeout=timeout)
+            pack_max_bytes=st["pack_max_bytes"], timeout=timeout,
+            shared_pack_request_bytes=st["shared_pack_request_bytes"],
+            shared_pack_target_bytes=st["shared_pack_target_bytes"],
+            shared_pack_idle_seconds=st["shared_pack_idle_seconds"],
+            shared_pack_max_age_seconds=st["shared_pack_max_age_seconds"])
         sec = config["security"]
         self.hasher = accounts.PasswordHasher(sec["scrypt_n"], sec["scrypt_r"], sec["scrypt_p"])
         self.hooks: dict[str, Callable[[], None]] = self.blocks.hooks
 
     def close(self) -> None:
+        self.blocks.close()
         self.engine.dispose()
 
     # ---- plumbing ----------------------------------------------------------------------

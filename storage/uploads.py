@@ -480,7 +480,13 @@ class Uploads:
         if hashlib.sha256(data).digest() != bid:
             raise ContentMismatch("the block's bytes do not hash to its name", block=hex_id)
         ing = Ingested()
-        if not self.store.known_blocks([bid]):
+        # Only a block the caller already has may skip the write. Any other is compressed,
+        # appended and made durable even when the server holds it from someone else: a
+        # shortcut there would answer faster and tell that someone stores this content. The
+        # copy loses to the existing row at commit and is dead bytes that compact reclaims.
+        with self.drive.sm() as s:
+            owned = bool(self._usable(s, user_id, [bid]))
+        if not (owned and self.store.known_blocks([bid])):
             sink = _PackSink(self.store, ing)
             try:
                 codec, payload = self.store._encode(data)
