@@ -292,9 +292,14 @@ class BlockStore:
         return out
 
     def ingest(self, stream: BinaryIO, limit: int | None = None,
-               on_progress: Callable[[int], None] | None = None) -> Ingested:
+               on_progress: Callable[[int], None] | None = None,
+               owned: Callable[[list[bytes]], set[bytes]] | None = None) -> Ingested:
         """Cut, hash, dedup and store ``stream``. Raises QuotaExceeded as soon as more than
         ``limit`` bytes arrive, having charged nothing.
+
+        With ``owned`` (of some block ids, those the uploader already has), only those may
+        skip the write: a block stored by someone else is written again, so the upload takes
+        the time a fresh block takes and its timing tells nothing of other users' content.
 
         Three stages overlap (hashlib, zstd and file writes all release the GIL): this thread
         reads, cuts, hashes blocks and looks them up; one worker keeps the whole-file SHA-256;
@@ -324,7 +329,10 @@ class BlockStore:
             pending_bytes = 0
             if not pending:
                 return
-            known = self.known_blocks({bid for bid, _ in pending if bid not in seen})
+            ask = {bid for bid, _ in pending if bid not in seen}
+            if owned is not None and ask:
+                ask = owned(list(ask))
+            known = self.known_blocks(ask)
             for bid, raw in pending:
                 if bid in seen:
                     continue
