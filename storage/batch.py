@@ -115,10 +115,13 @@ def put_blocks(up: Uploads, user_id: int, data) -> BlocksResult:
     ing = Ingested()
     sink = _PackSink(store, ing)
     try:
-        # The open pack row comes before the lookup: GC then keeps every block the lookup
-        # finds until our commit takes its pin (see _PackSink.reserve).
-        sink.reserve()
-        known = store.known_blocks(dict.fromkeys(b for b, _ in frames))
+        # Only blocks the caller already has may skip the write (see Uploads.put_block: any
+        # other is written, so the time taken tells nothing of other users' content). No
+        # pack row is reserved before the lookup: a block skipped here is the caller's own
+        # (refs or pins), and if it vanished anyway the pin in the commit fails and is retried.
+        with up.drive.sm() as s:
+            owned = up._usable(s, user_id, [b for b, _ in frames])
+        known = store.known_blocks(owned)
         for bid, raw in frames:
             if bid in known or bid in ing.new_blocks:
                 continue

@@ -10,6 +10,11 @@ Write order (DESIGN.md, "data is durable before anything points to it"):
 4. the caller's metadata transaction calls :meth:`BlockStore.commit`, which inserts the new
    ``blocks`` rows, seals the packs and increments every referenced block's refcount, in
    the same transaction that creates the version pointing at them.
+
+A request whose new blocks are small (at most ``shared_pack_request_bytes`` stored) appends
+them to the process's shared open pack instead (storage/sharedpack.py): steps 1 and 3 are
+that pack's, made durable per group of appends, and the commit checks the pack is still
+``open`` or ``sealed`` instead of sealing it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from .chunking import Chunker
 from .clock import now
 from .errors import IntegrityError, NotFound, QuotaExceeded, RetryLater
 from .models import Block, Pack
+from .sharedpack import SharedPacks
 
 LOOKUP_BATCH = 64  # blocks per known-block query
 LOOKUP_BYTES = 4 * 1024 * 1024  # ...or this many raw bytes held, whichever comes first
@@ -77,6 +83,8 @@ class Ingested:
     packs: list[PackInfo] = field(default_factory=list)
     # ``open`` pack rows reserved at the start but never written (every block was known)
     unused_packs: list[str] = field(default_factory=list)
+    # shared open packs (storage/sharedpack.py) holding some of ``new_blocks``
+    shared_packs: set[str] = field(default_factory=set)
 
     @property
     def new_bytes(self) -> int:
@@ -93,7 +101,12 @@ class BlockLocation:
 
 
 class _PackSink:
-    """The pack currently being written for one ingest, rolling over at ``max_bytes``."""
+    """The pack currently being written for one ingest, rolling over at ``max_bytes``.
+
+    While the new blocks fit in the store's ``shared`` budget they are only held here; at
+    :meth:`close` they go to the shared open pack, so a small upload opens no pack file of
+    its own. The first block past the budget opens the ingest's own pack and everything held
+    is written there first."""
 
     def __init__(self, store: "BlockStore", ingested: Ingested):
         self.store, self.ingested = store, ingested
@@ -102,6 +115,9 @@ class _PackSink:
         self.info: PackInfo | None = None
         self.crc = 0
         self.reserved: str | None = None
+        self.held: list[tuple[NewBlock, int, object]] = []  # (block, codec, payload)
+        self.held_bytes = 0
+        self.share = store.shared is not None
 
     def reserve(self) -> None:
         """Register the first pack's ``open`` row before the first known-block lookup: while
@@ -111,14 +127,31 @@ class _PackSink:
         self.store.register_open_pack(self.reserved, self.store.hot.url_for(self.store.pack_key(self.reserved)))
 
     def add(self, block_id: bytes, raw, codec: int, payload) -> NewBlock:
+        """The block's place; for a held block ``pack_id`` and ``offset`` are filled in when
+        it is written (at the latest by :meth:`close`), before any commit reads them."""
+        if self.share:
+            need = packfmt.RECORD_HEADER + len(payload)
+            if self.held_bytes + need <= self.store.shared.max_request_bytes:
+                nb = NewBlock(block_id, len(raw), len(payload), codec, "", -1)
+                self.held.append((nb, codec, payload))
+                self.held_bytes += need
+                return nb
+            self.share = False  # too big for the shared pack: this ingest writes its own
+            held, self.held, self.held_bytes = self.held, [], 0
+            for nb, hcodec, hpayload in held:
+                self._write(nb, hcodec, hpayload)
+        nb = NewBlock(block_id, len(raw), len(payload), codec, "", -1)
+        self._write(nb, codec, payload)
+        return nb
+
+    def _write(self, nb: NewBlock, codec: int, payload) -> None:
         if self.writer is None:
             self._open()
-        rec = self.writer.add(block_id, codec, len(raw), payload)
-        nb = NewBlock(block_id, len(raw), rec.stored_size, codec, self.info.id, rec.offset)
+        rec = self.writer.add(nb.block_id, codec, nb.size, payload)
+        nb.pack_id, nb.offset, nb.stored_size = self.info.id, rec.offset, rec.stored_size
         self.info.live_bytes += packfmt.RECORD_HEADER + rec.stored_size
         if self.writer.size >= self.store.pack_max_bytes:
-            self.close()
-        return nb
+            self._close_own()
 
     def _open(self) -> None:
         if self.reserved is not None:
@@ -135,6 +168,16 @@ class _PackSink:
         self.writer = packfmt.PackWriter(self.out, pack_id.bytes)
 
     def close(self) -> None:
+        if self.held:
+            held, self.held, self.held_bytes = self.held, [], 0
+            pack_id, recs = self.store.shared.append(
+                [(nb.block_id, codec, nb.size, payload) for nb, codec, payload in held])
+            for (nb, _, _), rec in zip(held, recs):
+                nb.pack_id, nb.offset = pack_id, rec.offset
+            self.ingested.shared_packs.add(pack_id)
+        self._close_own()
+
+    def _close_own(self) -> None:
         if self.writer is None:
             if self.reserved is not None:
                 self.ingested.unused_packs.append(self.reserved)
@@ -150,7 +193,9 @@ class _PackSink:
     def abandon(self) -> None:
         """Close without a footer after a failure. The pack stays ``open`` in the metadata and
         is reclaimed by GC after the grace period; deleting it here could race a reader of a
-        concurrent identical upload, so we never do."""
+        concurrent identical upload, so we never do. Held blocks were never written: they are
+        simply dropped."""
+        self.held, self.held_bytes = [], 0
         if self.out is not None:
             try:
                 self.out.close()
@@ -175,7 +220,9 @@ class BlockStore:
     def __init__(self, sessionmaker_: sessionmaker[Session], hot: Backend, chunker: Chunker, *,
                  cold: Backend | None = None, compression_level: int = 3,
                  min_compression_saving: float = 0.05, pack_max_bytes: int = 128 * 1024 * 1024,
-                 timeout: float = 30):
+                 timeout: float = 30, shared_pack_request_bytes: int = 0,
+                 shared_pack_target_bytes: int = 64 * 1024 * 1024, shared_pack_idle_seconds: float = 5,
+                 shared_pack_max_age_seconds: float = 300):
         self.sm, self.hot, self.cold, self.chunker = sessionmaker_, hot, cold, chunker
         self.level, self.min_saving = compression_level, min_compression_saving
         self.pack_max_bytes, self.timeout = pack_max_bytes, timeout
@@ -186,6 +233,16 @@ class BlockStore:
         self.hooks: dict[str, Callable[[], None]] = {}
         from .maintenance import ReadTracker  # here: maintenance builds on this module
         self.read_tracker = ReadTracker(sessionmaker_)
+        self.shared: SharedPacks | None = None
+        if shared_pack_request_bytes > 0 and hot.appends_durably:
+            self.shared = SharedPacks(self, max_request_bytes=shared_pack_request_bytes,
+                                      target_bytes=shared_pack_target_bytes, idle_seconds=shared_pack_idle_seconds,
+                                      max_age_seconds=shared_pack_max_age_seconds)
+
+    def close(self) -> None:
+        """Seal the shared open pack, if this process has one."""
+        if self.shared is not None:
+            self.shared.seal()
 
     # ---- locations -------------------------------------------------------------------
 
@@ -235,9 +292,14 @@ class BlockStore:
         return out
 
     def ingest(self, stream: BinaryIO, limit: int | None = None,
-               on_progress: Callable[[int], None] | None = None) -> Ingested:
+               on_progress: Callable[[int], None] | None = None,
+               owned: Callable[[list[bytes]], set[bytes]] | None = None) -> Ingested:
         """Cut, hash, dedup and store ``stream``. Raises QuotaExceeded as soon as more than
         ``limit`` bytes arrive, having charged nothing.
+
+        With ``owned`` (of some block ids, those the uploader already has), only those may
+        skip the write: a block stored by someone else is written again, so the upload takes
+        the time a fresh block takes and its timing tells nothing of other users' content.
 
         Three stages overlap (hashlib, zstd and file writes all release the GIL): this thread
         reads, cuts, hashes blocks and looks them up; one worker keeps the whole-file SHA-256;
@@ -267,7 +329,10 @@ class BlockStore:
             pending_bytes = 0
             if not pending:
                 return
-            known = self.known_blocks({bid for bid, _ in pending if bid not in seen})
+            ask = {bid for bid, _ in pending if bid not in seen}
+            if owned is not None and ask:
+                ask = owned(list(ask))
+            known = self.known_blocks(ask)
             for bid, raw in pending:
                 if bid in seen:
                     continue
@@ -341,15 +406,7 @@ class BlockStore:
         concurrent upload inserted first wins; our copy becomes dead bytes in our pack), and
         take one ref per entry of ``ing.refs``."""
         t = now()
-        for p in ing.packs:
-            # Only a pack still open: GC retires open packs of uploads it takes for dead, and
-            # sealing one of those would point blocks at a file about to be deleted.
-            res = s.execute(sa.update(Pack).where(Pack.id == p.id, Pack.state == "open").values(
-                state="sealed", size=p.size, live_bytes=p.live_bytes, checksum=p.checksum, sealed_at=t))
-            if res.rowcount != 1:
-                raise RetryLater(f"pack {p.id} was reclaimed before this upload committed; retry")
-        for pack_id in ing.unused_packs:
-            s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state == "open").values(state="deleted"))
+        rows = []
         if ing.new_blocks:
             ids = list(ing.new_blocks)
             present = set()
@@ -361,9 +418,32 @@ class BlockStore:
             rows = [dict(id=b.block_id, size=b.size, stored_size=b.stored_size, codec=b.codec,
                          pack_id=b.pack_id, offset_in_pack=b.offset, refcount=0, created_at=t)
                     for b in ing.new_blocks.values() if b.block_id not in present]
-            if rows:
-                # Core, not the ORM's bulk insert: the same statement without its per-row work.
-                s.execute(sa.insert(Block.__table__), rows)
+        # A pack's live bytes are the records a row points to: a copy that lost to a row
+        # already there (a concurrent upload, another user's block) is dead from the start.
+        live: Counter = Counter()
+        for r in rows:
+            live[r["pack_id"]] += packfmt.RECORD_HEADER + r["stored_size"]
+        for p in ing.packs:
+            # Only a pack still open: GC retires open packs of uploads it takes for dead, and
+            # sealing one of those would point blocks at a file about to be deleted.
+            res = s.execute(sa.update(Pack).where(Pack.id == p.id, Pack.state == "open").values(
+                state="sealed", size=p.size, live_bytes=live[p.id], checksum=p.checksum, sealed_at=t))
+            if res.rowcount != 1:
+                raise RetryLater(f"pack {p.id} was reclaimed before this upload committed; retry")
+        for pack_id in sorted(ing.shared_packs):
+            # A shared pack stays open for other requests, or was sealed by its writer since
+            # our append; retiring means GC or compact gave it up: no block may point there.
+            res = s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state.in_(("open", "sealed")))
+                            .values(live_bytes=Pack.live_bytes + live[pack_id])
+                            .execution_options(synchronize_session=False))
+            if res.rowcount != 1:
+                self.shared.forget(pack_id)  # so the retry appends to a new pack
+                raise RetryLater(f"pack {pack_id} was reclaimed before this upload committed; retry")
+        for pack_id in ing.unused_packs:
+            s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state == "open").values(state="deleted"))
+        if rows:
+            # Core, not the ORM's bulk insert: the same statement without its per-row work.
+            s.execute(sa.insert(Block.__table__), rows)
         self.add_refs(s, Counter(bid for bid, _ in ing.refs))
 
     @staticmethod

@@ -92,7 +92,11 @@ class Drive:
             self.sm, open_backend(config.storage_url, timeout), make_chunker(st),
             cold=open_backend(config.cold_url, timeout) if config.cold_url else None,
             compression_level=st["compression_level"], min_compression_saving=st["min_compression_saving"],
-            pack_max_bytes=st["pack_max_bytes"], timeout=timeout)
+            pack_max_bytes=st["pack_max_bytes"], timeout=timeout,
+            shared_pack_request_bytes=st["shared_pack_request_bytes"],
+            shared_pack_target_bytes=st["shared_pack_target_bytes"],
+            shared_pack_idle_seconds=st["shared_pack_idle_seconds"],
+            shared_pack_max_age_seconds=st["shared_pack_max_age_seconds"])
         sec = config["security"]
         self.hasher = accounts.PasswordHasher(sec["scrypt_n"], sec["scrypt_r"], sec["scrypt_p"],
                                               sec["scrypt_concurrency"], sec["scrypt_wait_seconds"])
@@ -100,6 +104,7 @@ class Drive:
         self.floor = config["quota"]["block_floor_bytes"]
 
     def close(self) -> None:
+        self.blocks.close()
         self.engine.dispose()
 
     # ---- plumbing ----------------------------------------------------------------------
@@ -467,8 +472,12 @@ class Drive:
             owner_id = owner.id
         if size_hint is not None and size_hint > limit:
             self._refuse(owner_id, size_hint)
+
+        def owned(ids: list[bytes]) -> set[bytes]:
+            with self.sm() as s:
+                return self._owned_blocks(s, user_id, ids)
         try:
-            ing = self.blocks.ingest(stream, limit=limit, on_progress=on_progress)
+            ing = self.blocks.ingest(stream, limit=limit, on_progress=on_progress, owned=owned)
         except QuotaExceeded as exc:
             self._refuse(owner_id, exc.details["needed"])
         self._hook("put:before_commit")

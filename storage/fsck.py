@@ -4,7 +4,9 @@ Checks, each reported as a :class:`Problem` with a kind and a readable line:
 
 - every ref points to a block row, and every version's refs tile its size exactly;
 - every block row points to a sealed (or retiring) pack that exists with the recorded size,
-  at an offset where that pack's record names that block;
+  at an offset where that pack's record names that block; or to an ``open`` shared pack
+  (storage/sharedpack.py: its size is not recorded until it is sealed, so the file must only
+  reach past the last record a block points to);
 - every block's CRC32C (and, with ``deep``, its SHA-256) checks out;
 - every refcount equals the number of refs counted from ``version_blocks``;
 - every user's ``used_bytes`` equals the charge of every version their files keep
@@ -26,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
 from . import quota
+from . import pack as packfmt
 from .blockstore import BlockLocation
 from .errors import BlockdriveError
 from .models import Block, FileVersion, Node, Pack, UploadSession, User, VersionBlock
@@ -64,18 +67,20 @@ def fsck(drive, deep: bool = False, progress: Callable[[int, int], None] | None 
         _check_refcounts(s, rep)
         _check_usage(s, rep, drive.floor)
         _check_tree(s, rep)
-        packs = s.execute(sa.select(Pack).where(Pack.state.in_(("sealed", "retiring")))).scalars().all()
+        pointed = sa.exists().where(Block.pack_id == Pack.id)
+        packs = s.execute(sa.select(Pack).where(sa.or_(Pack.state.in_(("sealed", "retiring")),
+                                                       sa.and_(Pack.state == "open", pointed)))).scalars().all()
         rep.stats["packs"] = len(packs)
         for (pack_id, state) in s.execute(sa.select(Block.pack_id, Pack.state).outerjoin(
                 Pack, Pack.id == Block.pack_id).where(sa.or_(Pack.id.is_(None),
-                                                             Pack.state.not_in(("sealed", "retiring"))))
+                                                             Pack.state.not_in(("sealed", "retiring", "open"))))
                                           .distinct()):
             rep.add("block-in-bad-pack", f"blocks point to pack {pack_id} which is {state or 'missing'}")
-    total = sum(p.size for p in packs)
+    total = sum(p.size or 0 for p in packs)
     done = 0
     for p in packs:
         _check_pack(drive, p, rep, deep)
-        done += p.size
+        done += p.size or 0
         if progress:
             progress(done, total)
     return rep
@@ -169,11 +174,15 @@ def _check_pack(drive, p: Pack, rep: FsckReport, deep: bool) -> None:
     except BlockdriveError as exc:
         rep.add("missing-pack", f"pack {p.id} ({key}): {exc}")
         return
-    if size != p.size:
-        rep.add("pack-size", f"pack {p.id}: {size} bytes on the backend, {p.size} recorded")
     with drive.sm() as s:
         blocks = s.execute(sa.select(Block.id, Block.size, Block.stored_size, Block.offset_in_pack)
                            .where(Block.pack_id == p.id).order_by(Block.offset_in_pack)).all()
+    if p.state == "open":
+        end = max((b.offset_in_pack + packfmt.RECORD_HEADER + b.stored_size for b in blocks), default=0)
+        if size < end:
+            rep.add("pack-size", f"open pack {p.id}: {size} bytes on the backend, records reach {end}")
+    elif size != p.size:
+        rep.add("pack-size", f"pack {p.id}: {size} bytes on the backend, {p.size} recorded")
     locs = [BlockLocation(b.id, b.size, b.stored_size, p.url, b.offset_in_pack) for b in blocks]
     it = drive.blocks.read_blocks(locs)
     for loc in locs:
@@ -208,7 +217,6 @@ def _one_by_one(drive, locs, rep, deep):
 def index_from_packs(backend) -> dict[bytes, list[tuple[str, object]]]:
     """Every block record found in the packs of ``backend``: block id -> [(key, Record)].
     Footers are used where present; a pack cut short is scanned record by record."""
-    from . import pack as packfmt
     found: dict[bytes, list] = defaultdict(list)
     for key, size in backend.list("packs"):
         if not key.endswith(".pack") or size < packfmt.HEADER_SIZE:

@@ -312,12 +312,21 @@ def abandon_open_packs(sm: sessionmaker[Session], store: BlockStore, before: dt.
     """Open packs created before ``before`` belong to uploads that crashed or gave up: retire
     them (with the size their file has now), or, if no file was ever written, mark them
     deleted. The guard ``state = 'open'`` here and in the seal at commit means a late commit
-    fails (and its upload is retried) instead of sealing a pack we delete."""
+    fails (and its upload is retried) instead of sealing a pack we delete.
+
+    An open pack that blocks point to is a shared pack whose process died (storage/sharedpack.py):
+    it is never retired but recovered (:func:`recover_open_pack`)."""
     with sm() as s:
         rows = s.execute(sa.select(Pack.id, Pack.url).where(Pack.state == "open", Pack.created_at < before)).all()
     no_blocks = sa.not_(sa.exists().where(Block.pack_id == Pack.id))
     out = []
     for pack_id, url in rows:
+        with sm() as s:
+            pointed = s.execute(sa.select(sa.exists().where(Block.pack_id == pack_id))).scalar()
+        if pointed:
+            if recover_open_pack(sm, store, pack_id, url):
+                out.append(pack_id)
+            continue
         backend, key = store.backend_for(url)
         try:
             size, values = backend.size(key), {"state": "retiring", "retired_at": now()}
@@ -337,6 +346,39 @@ def abandon_open_packs(sm: sessionmaker[Session], store: BlockStore, before: dt.
             if size == 0:
                 backend.delete(key)  # idempotent; no block ever pointed into it
     return out
+
+
+def recover_open_pack(sm: sessionmaker[Session], store: BlockStore, pack_id: str, url: str) -> bool:
+    """Give a shared pack left open by a dead process (records that blocks point to, no footer)
+    the shape of any other: its row is sealed with the size and checksum of the file as it
+    is, then the records blocks point to are copied into a new pack with a footer, the blocks
+    switched to it, and the old pack retired by the switch (its file deleted after the grace
+    by :func:`delete_retired_packs`). Nothing is deleted before the blocks point elsewhere;
+    a crash after the first step leaves a sealed pack read record by record until compact
+    copies it. Returns False if the pack was no longer open."""
+    backend, key = store.backend_for(url)
+    data = backend.read(key)  # bounded: a shared pack is sealed at its target size
+    live = (sa.select(sa.func.coalesce(sa.func.sum(Block.stored_size + packfmt.RECORD_HEADER), 0))
+            .where(Block.pack_id == Pack.id).scalar_subquery())
+    with sm() as s, s.begin():
+        done = s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state == "open").values(
+            state="sealed", size=len(data), checksum=f"{packfmt.crc32c(data):08x}", live_bytes=live,
+            sealed_at=now()).execution_options(synchronize_session=False)).rowcount
+    if not done:
+        return False
+    del data
+    with sm() as s:
+        sources = [Source(bid, pack_id, url, off, stored) for bid, off, stored in s.execute(
+            sa.select(Block.id, Block.offset_in_pack, Block.stored_size).where(Block.pack_id == pack_id)
+            .order_by(Block.offset_in_pack))]
+    new = new_pack_id()
+    new_key = store.pack_key(new)
+    register_pack(sm, new, store.hot.url_for(new_key))
+    size, checksum, moves, _bad = write_pack(store, new, new_key, sources)
+    # A record that fails its check is not copied: its block keeps pointing at the old pack,
+    # which then stays sealed for scrub and fsck to report.
+    switch_blocks(sm, new, size, checksum, moves)
+    return True
 
 
 def delete_retired_packs(sm: sessionmaker[Session], store: BlockStore, before: dt.datetime,
@@ -716,6 +758,6 @@ class ReadTracker:
 __all__ = ["Safety", "SAFE", "acquire_lease", "release_lease", "lease_holder", "expire_upload_sessions",
            "remove_stale_tails", "mark_blocks", "sweep_cutoff", "sweep_blocks", "register_pack", "switch_blocks",
            "Move",
-           "retire_packs", "abandon_open_packs", "delete_retired_packs", "Source", "write_pack",
+           "retire_packs", "abandon_open_packs", "recover_open_pack", "delete_retired_packs", "Source", "write_pack",
            "copy_pack", "switch_pack_location", "repair_refcounts", "repair_usage",
            "merge_version_refs", "Repoint", "repoint_blocks", "ReadTracker", "Repair", "new_pack_id", "NotFound"]

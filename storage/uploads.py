@@ -199,7 +199,13 @@ class Uploads:
         seen: set[bytes] = set()
 
         def flush():
-            known = self.store.known_blocks({b for b, _ in pending if b not in seen})
+            # Only blocks the caller already has (their files' or this upload's) skip the
+            # write: see Uploads.put_block.
+            ask = [b for b, _ in pending if b not in seen]
+            with self.drive.sm() as s:
+                ask = self._usable(s, user_id, ask) | {r[0] for r in s.execute(sa.select(UploadPin.block_id).where(
+                    UploadPin.session_id == sid, UploadPin.block_id.in_(ask)))} if ask else set()
+            known = self.store.known_blocks(ask)
             for bid, raw in pending:
                 if bid not in seen:
                     seen.add(bid)
@@ -552,7 +558,13 @@ class Uploads:
         if not resent:  # a block sent again (an answer lost) holds nothing more
             self.room_check(user_id, quota.block_charge(len(data), self.floor))
         ing = Ingested()
-        if not self.store.known_blocks([bid]):
+        # Only a block the caller already has may skip the write. Any other is compressed,
+        # appended and made durable even when the server holds it from someone else: a
+        # shortcut there would answer faster and tell that someone stores this content. The
+        # copy loses to the existing row at commit and is dead bytes that compact reclaims.
+        with self.drive.sm() as s:
+            owned = bool(self._usable(s, user_id, [bid]))
+        if not (owned and self.store.known_blocks([bid])):
             sink = _PackSink(self.store, ing)
             try:
                 codec, payload = self.store._encode(data)

@@ -18,6 +18,10 @@ from typing import BinaryIO, Iterator
 class Backend(abc.ABC):
     #: URL of the root, exactly as configured (with secrets, never print it unmasked)
     url: str
+    #: True when the streams of ``create()`` also offer ``sync()``: make every byte written so
+    #: far durable without closing, while readers (in any process) can already read them. A
+    #: shared open pack needs it; backends without it get one pack per request instead.
+    appends_durably: bool = False
 
     @abc.abstractmethod
     def create(self, key: str) -> BinaryIO:

@@ -18,6 +18,8 @@ from .base import Backend
 
 
 class LocalBackend(Backend):
+    appends_durably = True
+
     def __init__(self, url: str, timeout: float = 30):
         root = Path(unquote(urlsplit(url).path)).resolve()
         try:
@@ -75,9 +77,27 @@ class _SyncedFile:
     def __init__(self, path: Path):
         self._path = path
         self._f = open(path, "wb", buffering=1024 * 1024)
+        self._dir_synced = False
 
     def write(self, data) -> int:
         return self._f.write(data)
+
+    def sync(self) -> None:
+        """Durable up to here, the file left open: a shared pack acknowledges each group of
+        appends this way. The directory entry is made durable on the first call, or a crash
+        could lose a file whose records blocks already point to."""
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        if not self._dir_synced:
+            self._sync_dir()
+            self._dir_synced = True
+
+    def _sync_dir(self) -> None:
+        dfd = os.open(self._path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
     def close(self) -> None:
         if self._f.closed:
@@ -85,11 +105,7 @@ class _SyncedFile:
         self._f.flush()
         os.fsync(self._f.fileno())
         self._f.close()
-        dfd = os.open(self._path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        self._sync_dir()
 
     def __enter__(self):
         return self
