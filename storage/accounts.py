@@ -307,6 +307,11 @@ class Accounts:
         with self.drive.sm() as s, s.begin():
             revoke_token(s, user_id, token_id)
 
+    def revoke_all(self, user_id: int) -> int:
+        """Revoke every token and admin session of the user (an operator's sign-out-everywhere)."""
+        with self.drive.sm() as s, s.begin():
+            return revoke_others(s, user_id, None)
+
     def change_password(self, user_id: int, old: str, new: str, address: str, keep_token_id: int | None) -> int:
         """Check ``old`` (throttled like a sign-in from ``address``: a stolen token must not
         become a way to guess the password) and set ``new``; every other token and session

@@ -211,3 +211,11 @@ def _validate(cfg: dict) -> None:
         raise ConfigError("storage.min_compression_saving must be in [0, 1)")
     if cfg["gc"]["grace_seconds"] < 0:
         raise ConfigError("gc.grace_seconds must be >= 0")
+    import ipaddress
+    for part in cfg["security"]["trusted_proxies"].split(","):
+        try:
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(f"security.trusted_proxies: {part.strip()!r} is not an address or network "
+                              "(e.g. 10.0.0.5, 10.0.0.0/8)") from None

@@ -94,6 +94,15 @@ def cmd_user_create(args) -> int:
     return EXIT_OK
 
 
+def cmd_user_revoke_tokens(args) -> int:
+    from storage.accounts import Accounts
+    drive = _drive(args)
+    user = drive.user_by_email(args.email)
+    n = Accounts(drive).revoke_all(user.id)
+    print(f"revoked {n} token(s) and session(s) of {user.email}")
+    return EXIT_OK
+
+
 def _parent_and_name(drive, user_id: int, remote: str):
     from storage.names import split_path
     parts = split_path(remote)
@@ -248,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--password", help="(default: $BLOCKDRIVE_PASSWORD, else prompt)")
     up.add_argument("--premium", action="store_true")
     up.add_argument("--admin", action="store_true")
+    up = usub.add_parser("revoke-tokens", help="sign a user out everywhere: revoke all their API tokens and "
+                                                "admin sessions (a stolen laptop, a leaked token)")
+    up.set_defaults(fn=cmd_user_revoke_tokens)
+    up.add_argument("email")
 
     for name, fn, help_, a, b in [
         ("put", cmd_put, "upload a local file to /remote/path", "local", "remote"),

@@ -119,6 +119,8 @@ def test_auth_x_forwarded_for_is_ignored_from_an_untrusted_peer(server):
         problem(r, 401)
     else:
         raise AssertionError("X-Forwarded-For from an untrusted peer was believed")
+    assert i >= 6  # the free failures from this one address, then one of the first short waits ...
+    assert problem(r, 429)["retry_after"] <= 4  # ... not a lock of a quarter of an hour
 
 
 # ---- tokens ------------------------------------------------------------------------------------
@@ -251,6 +253,8 @@ def test_auth_x_forwarded_proto_from_an_untrusted_peer_does_not_make_cookies_sec
     token = server.cli("user", "create", "boss3@example.com", "--password", PW, "--admin").strip().splitlines()[-1]
     for set_cookie in https_sign_in(server, token):
         assert "Secure" not in set_cookie
+    sessions = [t for t in Client(server.url, token).get("/api/v1/auth/tokens").json()["items"] if t["kind"] == "session"]
+    assert len(sessions) == 1 and not sessions[0]["current"]  # the sign-in opened a server-side session
 
 
 # ---- invitations -----------------------------------------------------------------------------

@@ -189,3 +189,11 @@ def test_auth_purging_a_node_takes_its_invitations_along(drive, make_user):
     drive.purge(owner.id, folder.id)
     later, _ = drive.create_user("someday@example.com", "password123")
     assert Sharing(drive).shared_with_me(later.id) == []
+
+
+def test_auth_a_bad_trusted_proxy_is_a_config_error_at_start():
+    from storage.config import load_config
+    from storage.errors import ConfigError
+    assert load_config(env={"BLOCKDRIVE_SECURITY_TRUSTED_PROXIES": "10.0.0.0/8, ::1"})
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        load_config(env={"BLOCKDRIVE_SECURITY_TRUSTED_PROXIES": "10.0.0.0/8, nginx"})
