@@ -472,6 +472,10 @@ class Uploads:
         return min(t + dt.timedelta(seconds=self.expire_seconds),
                    created + dt.timedelta(seconds=self.session_seconds))
 
+    def _session_full(self):
+        raise SessionLimit(f"a block session holds at most {self.max_session_blocks} uncommitted blocks; "
+                           "commit the files sent so far, then send the rest", limit=self.max_session_blocks)
+
     def room_check(self, user_id: int, nbytes: int) -> None:
         """Refuse blocks that cannot fit before any byte is written to a pack (the charge
         itself is re-checked in the transaction that pins them)."""
@@ -490,9 +494,7 @@ class Uploads:
         pinned = s.execute(sa.select(sa.func.count()).select_from(UploadPin)
                            .where(UploadPin.session_id == us.id)).scalar_one()
         if pinned > self.max_session_blocks:
-            raise SessionLimit(f"a block session holds at most {self.max_session_blocks} uncommitted blocks; "
-                               "commit the files sent so far, then send the rest",
-                               limit=self.max_session_blocks)
+            self._session_full()
         held = sum(quota.block_charge(sizes[b], self.floor) for b in fresh)
         quota.reserve(s, us.user_id, held, self.floor)
         us.reserved_bytes = (us.reserved_bytes or 0) + held
@@ -552,10 +554,19 @@ class Uploads:
             raise InvalidInput(f"a block is at most {self.store.chunker.max_size} bytes")
         if hashlib.sha256(data).digest() != bid:
             raise ContentMismatch("the block's bytes do not hash to its name", block=hex_id)
+        sid = f"blocks-{user_id}"
         with self.drive.sm() as s:
-            resent = s.execute(sa.select(UploadPin.block_id).where(UploadPin.session_id == f"blocks-{user_id}",
+            resent = s.execute(sa.select(UploadPin.block_id).where(UploadPin.session_id == sid,
                                                                    UploadPin.block_id == bid)).first() is not None
+            live = s.execute(sa.select(sa.func.count()).select_from(UploadPin)
+                             .join(UploadSession, UploadSession.id == UploadPin.session_id)
+                             .where(UploadPin.session_id == sid, UploadSession.state == "active",
+                                    UploadSession.expires_at > now())).scalar_one()
         if not resent:  # a block sent again (an answer lost) holds nothing more
+            # Both bounds are checked again when the block is pinned; checking them here
+            # first keeps a refused block out of the packs.
+            if live >= self.max_session_blocks:
+                self._session_full()
             self.room_check(user_id, quota.block_charge(len(data), self.floor))
         ing = Ingested()
         # Only a block the caller already has may skip the write. Any other is compressed,

@@ -53,7 +53,9 @@ class FileVersion(Base):
     sha256: Mapped[bytes] = mapped_column(types.BINARY(32))
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     created_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    # Its number of blocks, so the quota charge (see storage.quota.version_charge) needs no join.
+    # Its number of blocks as written, so the quota charge (storage.quota.version_charge) needs
+    # no join; dedup_scan may later point its refs at an identical file's blocks without
+    # changing what its owner is charged.
     nblocks: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 

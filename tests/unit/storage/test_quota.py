@@ -193,8 +193,12 @@ def test_a_block_session_has_an_absolute_lifetime_and_a_cap(drive, make_user):
         b = rand(1000, 70 + i)
         up.put_block(u.id, hashlib.sha256(b).hexdigest(), b)
     over = rand(1000, 80)
+    with drive.sm() as s:
+        n_blocks = s.execute(sa.select(sa.func.count()).select_from(Block)).scalar_one()
     with pytest.raises(SessionLimit):
         up.put_block(u.id, hashlib.sha256(over).hexdigest(), over)
+    with drive.sm() as s:  # refused before it was stored
+        assert s.execute(sa.select(sa.func.count()).select_from(Block)).scalar_one() == n_blocks
     with drive.sm() as s:
         assert s.execute(sa.select(sa.func.count()).select_from(UploadPin)
                          .where(UploadPin.session_id == sid)).scalar_one() == 5
