@@ -122,7 +122,8 @@ def test_names_with_invisible_characters_are_refused_everywhere(server, shared, 
     problem(a.upload(a.root, name, b"x"), 400, "invalid-name")
     problem(a.post(f"/api/v1/nodes/{a.root}/children", json={"name": name}), 400, "invalid-name")
     problem(a.patch(f"/api/v1/nodes/{files[0]['id']}", json={"name": name}), 400, "invalid-name")
-    problem(a.post("/api/v1/uploads", headers={**TUS, "Upload-Length": "1", "Upload-Metadata": f"filename {b64(name)}"}),
+    problem(a.post("/api/v1/uploads",
+                   headers={**TUS, "Upload-Length": "1", "Upload-Metadata": f"filename {b64(name)}"}),
             400, "invalid-name")
     assert [n["name"] for n in a.get(f"/api/v1/nodes/{a.root}/children").json()["items"]] == ["pub"]
 
