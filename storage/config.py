@@ -19,7 +19,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "server": {"host": "127.0.0.1", "port": 8080, "workers": 2, "max_upload_bytes": 0,
                "max_json_bytes": 1024 * 1024, "public_url": "", "upload_expire_seconds": 86400,
                "auth_max_failures": 5, "auth_window_seconds": 900,
-               "secret_key": "", "threads": 32, "header_timeout_seconds": 10, "body_timeout_seconds": 30,
+               "secret_key": "", "threads": 64, "header_timeout_seconds": 10, "body_timeout_seconds": 30,
                "body_min_bytes_per_second": 500},
     "metrics": {"allow_from": "", "bearer_token": ""},
     "storage": {

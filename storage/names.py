@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
 from .errors import InvalidName
@@ -31,6 +32,24 @@ def is_invisible(c: str) -> bool:
         return True
     cp = ord(c)
     return any(lo <= cp <= hi for lo, hi in _DEFAULT_IGNORABLE)
+
+
+@functools.cache
+def invisible_ranges() -> tuple[tuple[int, int], ...]:
+    """Every code point :func:`is_invisible` refuses, as sorted ``(first, last)`` ranges: the
+    same rule written for a schema (the OpenAPI document's name pattern)."""
+    points = {cp for lo, hi in _DEFAULT_IGNORABLE for cp in range(lo, hi + 1)}
+    # Planes 0, 1 and 14 hold every control, format and separator character; the others are
+    # CJK ideographs, unassigned, or private use (scanning them would triple the time).
+    for lo, hi in ((0, 0x1FFFF), (0xE0000, 0xEFFFF)):
+        points.update(cp for cp in range(lo, hi + 1) if unicodedata.category(chr(cp)) in _INVISIBLE_CATEGORIES)
+    out: list[list[int]] = []
+    for cp in sorted(points):
+        if out and out[-1][1] == cp - 1:
+            out[-1][1] = cp
+        else:
+            out.append([cp, cp])
+    return tuple((lo, hi) for lo, hi in out)
 
 
 def validate_name(name: str) -> str:

@@ -74,6 +74,12 @@ class CheckedBody:
     def read(self, size: int | None = -1) -> bytes:
         return self._read(self._stream.read, size)
 
+    def readinto(self, buf) -> int:
+        view = memoryview(buf).cast("B")
+        data = self.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
     def readline(self, size: int | None = -1) -> bytes:
         return self._read(self._stream.readline, size)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from storage.names import invisible_ranges
 from storage.sharing import MAX_LINK_SECONDS
 from storage.uploads import MAX_HASHES
 
@@ -60,7 +61,20 @@ QUERY_ID = {"type": "integer", "minimum": 1, "maximum": 2**53}  # util.int_arg's
 # counts characters, so it is only an upper bound). Whitespace is spelled out as the characters
 # Python's str.strip removes: regex engines disagree on what \s means.
 _WS = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-_CHAR = r"/\\\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+
+
+def _escape(cp: int) -> str:
+    # JSON Schema's regex dialect (ECMA-262) has no \\U escape: a code point past the BMP
+    # goes in as itself
+    return f"\\u{cp:04x}" if cp <= 0xFFFF else chr(cp)
+
+
+# A slash, a backslash, and what storage.names refuses as invisible (controls, format
+# characters, surrogates, separators, default-ignorable code points, bidi controls among them).
+# Surrogates are left out: no regex engine of JSON Schema's takes them in a class, and UTF-8
+# cannot carry them (the server refuses them all the same).
+_CHAR = r"/\\" + "".join(_escape(lo) if lo == hi else f"{_escape(lo)}-{_escape(hi)}"
+                          for lo, hi in invisible_ranges() if not 0xD800 <= lo <= 0xDFFF)
 _SEGMENT = rf"(?!\.\.?(?:/|$))[^{_WS}{_CHAR}](?:[^{_CHAR}]*[^{_WS}{_CHAR}])?"
 NAME_PATTERN = rf"^{_SEGMENT}$"
 PATH_PATTERN = rf"^/+(?:{_SEGMENT}(?:/+{_SEGMENT})*/*)?$"  # storage.names.split_path

@@ -49,7 +49,7 @@ class DeadlineSocket:
       first byte; past it the client gets a 408 and the connection is closed;
     - a body gets ``body_timeout_seconds``, plus one second per ``body_min_bytes_per_second``
       bytes received (Apache's mod_reqtimeout model: fast uploads are never cut, a trickle
-      is); without a rate floor, ``body_timeout_seconds`` bounds each wait for more bytes.
+      is); and no single wait for more body bytes lasts longer than ``body_timeout_seconds``.
 
     A read past the deadline returns end-of-stream and marks the socket ``timed_out``: the
     parser then drops the connection, and the application's body check
@@ -74,10 +74,10 @@ class DeadlineSocket:
         now = time.monotonic()
         if self._deadline is None:  # the request's first read: its clock starts now
             self._deadline = now + self._header_timeout
-        if self._body:
+        if self._body:  # no single wait longer than body_timeout either
             if self._rate <= 0:
                 return self._body_timeout
-            return self._deadline + self._received / self._rate - now
+            return min(self._body_timeout, self._deadline + self._received / self._rate - now)
         return self._deadline - now
 
     def _bounded(self, read, *args):
@@ -100,12 +100,15 @@ class DeadlineSocket:
 
     def _expired(self):
         if not self.timed_out and not self._body:
+            prior = self._sock.gettimeout()
             try:  # best effort: a client this slow may not read it either
                 self._sock.settimeout(1.0)
                 self._sock.sendall(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
                                    b"Content-Length: 0\r\n\r\n")
             except OSError:
                 pass
+            finally:
+                self._sock.settimeout(prior)
         self.timed_out = True
         return b""
 
@@ -127,8 +130,17 @@ class DeadlineThreadWorker(ThreadWorker):
 
     def enqueue_req(self, conn):
         if not isinstance(conn.sock, DeadlineSocket):
-            conn.sock = DeadlineSocket(conn.sock, self.app.bd_config["server"])
+            conn.sock = DeadlineSocket(conn.sock, self._limits())
         return super().enqueue_req(conn)
+
+    def _limits(self) -> dict:
+        if not hasattr(self, "_server_cfg"):  # gunicorn's own CLI (-k) has no blockdrive config
+            cfg = getattr(self.app, "bd_config", None)
+            if cfg is None:
+                from storage.config import load_config
+                cfg = load_config()
+            self._server_cfg = cfg["server"]
+        return self._server_cfg
 
     def handle(self, conn):
         conn.sock.begin_request()  # each request on a kept-alive connection gets its own clock

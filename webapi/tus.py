@@ -75,10 +75,13 @@ def _int_header(name: str, required: bool = True) -> int | None:
         if required:
             raise InvalidInput(f"the {name} header is required")
         return None
-    value = parse_uint(raw.strip())
-    if value is None:
-        raise InvalidInput(f"{name} must be a non-negative integer of at most {MAX_ID} (ASCII digits)")
-    return value
+    raw = raw.strip()
+    if not (raw.isascii() and raw.isdigit()):  # isdigit() alone takes "²", which int() refuses
+        raise InvalidInput(f"{name} must be a non-negative integer (ASCII digits)")
+    # Past 64 bits is past every limit and offset it is compared with (413, 409), and is
+    # never stored; int() would refuse 4,300+ digits.
+    value = parse_uint(raw.lstrip("0") or "0")
+    return MAX_ID + 1 if value is None else value
 
 
 def _checksum():

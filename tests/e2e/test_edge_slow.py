@@ -80,7 +80,8 @@ def test_slow_clients_do_not_take_the_server_down_and_are_cut_at_their_deadline(
     login = json.dumps({"email": "nobody@example.com", "password": "x" * 40}).encode()
     slow = []
     for i in range(8):  # headers a byte a second (unauthenticated)
-        slow.append(Slow(srv, "headers", f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nX-Pad: {'a' * 200}\r\n\r\n".encode()))
+        head = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nX-Pad: {'a' * 200}\r\n\r\n".encode()
+        slow.append(Slow(srv, "headers", head))
     for i in range(8):  # an unauthenticated login body a byte a second
         head = (f"POST /api/v1/auth/tokens HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(login)}\r\n\r\n").encode()

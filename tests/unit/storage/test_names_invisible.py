@@ -27,7 +27,8 @@ def test_invisible_characters_are_refused_anywhere_in_a_name(c):
 
 def test_visible_names_are_kept_in_nfc():
     assert validate_name("cafe\u0301.txt") == "caf\u00e9.txt"
-    for name in ("r\u00e9sum\u00e9.pdf", "\u65e5\u672c\u8a9e", "\u0627\u0644\u0639\u0631\u0628\u064a\u0629", "a b", "\U0001f600.png"):
+    for name in ("r\u00e9sum\u00e9.pdf", "\u65e5\u672c\u8a9e", "\u0627\u0644\u0639\u0631\u0628\u064a\u0629",
+                 "a b", "\U0001f600.png"):
         assert validate_name(name) == unicodedata.normalize("NFC", name)
 
 

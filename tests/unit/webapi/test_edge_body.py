@@ -30,6 +30,13 @@ def test_a_whole_body_reads_to_its_length_and_never_past_it():
     body = CheckedBody(io.BytesIO(b"abcdefXYZ"), 6)
     assert body.read() == b"abcdef" and body.read(10) == b"" and body.received == 6
     assert list(CheckedBody(io.BytesIO(b"a\nb\nc"), 4)) == [b"a\n", b"b\n"]
+    buf = bytearray(8)
+    body = CheckedBody(io.BytesIO(b"abcdefXYZ"), 6)
+    assert body.readinto(buf) == 6 and buf[:6] == b"abcdef"
+    short = CheckedBody(io.BytesIO(b"ab"), 6)
+    assert short.readinto(buf) == 2
+    with pytest.raises(BodyEndedEarly):
+        short.readinto(buf)
 
 
 def test_a_failing_read_and_a_timed_out_socket_are_the_body_ending():
