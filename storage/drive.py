@@ -529,7 +529,16 @@ class Drive:
                 raise PreconditionFailed(f"{name!r} has changed (now version "
                                          f"{current.id if current else 'none'}, expected {if_match})",
                                          current=current.id if current else None, expected=if_match)
-        return parent, existing, s.get(User, parent.owner_id)
+        owner = s.get(User, parent.owner_id)
+        if existing is None:
+            # Refused before a byte is read or a resumable upload is opened; the commit checks
+            # again under the owner's lock (reserve_nodes, child_path).
+            self.check_depth(tree.depth(tree.child_path(self._path(s, parent), parent.id)))
+            if owner.node_count + 1 > self._limit("max_nodes_per_user"):
+                most = self._limit("max_nodes_per_user")
+                raise LimitExceeded(f"a user may own at most {most} files and folders, trash included "
+                                    "(limits.max_nodes_per_user)", limit="max_nodes_per_user", max=most)
+        return parent, existing, owner
 
     def move(self, user_id: int, node_id: int, name: str | None = None, parent_id: int | None = None) -> NodeInfo:
         """Rename and/or move a node. No cycles; no moves between different owners' drives."""

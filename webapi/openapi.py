@@ -18,7 +18,8 @@ ERRORS = {  # status -> description
     403: "Visible to the caller but not theirs to change", 404: "Not found, or not visible to the caller",
     409: "Conflict (name taken, cycle, wrong upload offset)", 410: "Gone (expired or revoked link or upload)",
     412: "Precondition failed (If-Match, unsupported tus version)", 413: "Quota exceeded or body too large",
-    415: "Unsupported media type", 416: "Range not satisfiable", 422: "Content does not match its hash, or a tree limit (depth, nodes per user or per copy) would be passed",
+    415: "Unsupported media type", 416: "Range not satisfiable",
+    422: "Content does not match its hash, or a tree limit (depth, nodes per user or per copy) would be passed",
     429: "Too many failed attempts (see Retry-After)", 460: "tus checksum mismatch",
     503: "Temporarily unavailable",
 }

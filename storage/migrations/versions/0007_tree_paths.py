@@ -14,7 +14,8 @@ down_revision = '0006'
 branch_labels = None
 depends_on = None
 
-NodePath = sa.String(3072).with_variant(mysql.VARCHAR(3072, charset='ascii', collation='ascii_bin'), 'mysql', 'mariadb')
+PATH_MAX = 3072
+NodePath = sa.String(PATH_MAX).with_variant(mysql.VARCHAR(PATH_MAX, charset='ascii', collation='ascii_bin'), 'mysql', 'mariadb')
 BATCH = 500
 
 
@@ -29,7 +30,9 @@ def upgrade() -> None:
     nodes = sa.table('nodes', sa.column('id'), sa.column('parent_id'), sa.column('path'))
     users = sa.table('users', sa.column('id'), sa.column('node_count'))
     # Level by level from the roots, so the walk holds one level in memory and recursion
-    # depth never depends on how deep a tree is. A node whose parent is gone keeps NULL.
+    # depth never depends on how deep a tree is. A node whose parent is gone, or too deep for
+    # its path to fit the column, keeps NULL (and so does everything below it): the code
+    # walks such rows' parents instead, refuses to grow them, and fsck lists them.
     conn.execute(sa.update(nodes).where(nodes.c.parent_id.is_(None)).values(path='/'))
     frontier = {nid: '/' for (nid,) in conn.execute(sa.select(nodes.c.id).where(nodes.c.parent_id.is_(None)))}
     while frontier:
@@ -38,7 +41,9 @@ def upgrade() -> None:
             rows = conn.execute(sa.select(nodes.c.id, nodes.c.parent_id)
                                 .where(nodes.c.parent_id.in_(parents[i:i + BATCH]))).all()
             for nid, pid in rows:
-                nxt[nid] = f"{frontier[pid]}{pid}/"
+                path = f"{frontier[pid]}{pid}/"
+                if len(path) <= PATH_MAX:
+                    nxt[nid] = path
         items = list(nxt.items())
         for i in range(0, len(items), BATCH):
             conn.execute(sa.update(nodes).where(nodes.c.id == sa.bindparam('nid')).values(path=sa.bindparam('p')),

@@ -139,16 +139,36 @@ def test_nodes_per_user_limit_on_every_door(drive, make_user):
     assert node_count(drive, u) == 4
 
 
-def test_tus_upload_of_a_new_file_is_refused_past_the_node_limit(drive, make_user):
+def test_tus_upload_is_refused_at_commit_when_the_limit_filled_meanwhile(drive, make_user):
     from storage.uploads import Uploads
     limits(drive, max_nodes_per_user=1)
     u = make_user()
     up = Uploads(drive)
+    sid = up.create(u.id, u.root_id, "new.bin", 3).id  # room for one node when it starts
     drive.mkdir(u.id, u.root_id, "only")
-    sid = up.create(u.id, u.root_id, "new.bin", 3).id
     with pytest.raises(LimitExceeded):
         up.append(u.id, sid, 0, io.BytesIO(b"abc"))  # the last byte commits the file
     assert nodes_of(drive, u) == 2
+
+
+def test_new_files_are_refused_before_their_bytes_are_read(drive, make_user):
+    """A PUT or a resumable upload that would create a file past a limit is refused when it
+    starts: no byte is read, no upload session opened."""
+    from storage.uploads import Uploads
+    limits(drive, max_depth=1)
+    u = make_user()
+    a = drive.mkdir(u.id, u.root_id, "a").id
+
+    class Unread(io.RawIOBase):
+        def readinto(self, b):
+            raise AssertionError("the body was read")
+    with pytest.raises(LimitExceeded):
+        drive.put(u.id, a, "f.bin", Unread())
+    with pytest.raises(LimitExceeded):
+        Uploads(drive).create(u.id, a, "f.bin", 10)
+    limits(drive, max_depth=5, max_nodes_per_user=1)
+    with pytest.raises(LimitExceeded):
+        Uploads(drive).create(u.id, a, "f.bin", 10)
 
 
 def test_batch_folders_refused_past_max_depth(drive, make_user):
