@@ -433,10 +433,12 @@ class BlockStore:
         for pack_id in sorted(ing.shared_packs):
             # A shared pack stays open for other requests, or was sealed by its writer since
             # our append; retiring means GC or compact gave it up: no block may point there.
-            res = s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state.in_(("open", "sealed")))
-                            .values(live_bytes=Pack.live_bytes + live[pack_id])
-                            .execution_options(synchronize_session=False))
-            if res.rowcount != 1:
+            # A shared lock, not an UPDATE: every request of the process commits into this
+            # pack, and they must not queue on its row; GC's and compact's UPDATEs still wait
+            # for our commit and then see our blocks. Its live_bytes are counted when sealed.
+            state = s.execute(sa.select(Pack.state).where(Pack.id == pack_id)
+                              .with_for_update(read=True)).scalar()
+            if state not in ("open", "sealed"):
                 self.shared.forget(pack_id)  # so the retry appends to a new pack
                 raise RetryLater(f"pack {pack_id} was reclaimed before this upload committed; retry")
         for pack_id in ing.unused_packs:
