@@ -368,11 +368,8 @@ class Drive:
             used, quota = owner.used_bytes, owner.quota_bytes
         if size_hint is not None and size_hint > limit:
             raise QuotaExceeded(used=used, quota=quota, needed=size_hint - old)
-        def owned(ids: list[bytes]) -> set[bytes]:
-            with self.sm() as s:
-                return self._owned_blocks(s, user_id, ids)
         try:
-            ing = self.blocks.ingest(stream, limit=limit, on_progress=on_progress, owned=owned)
+            ing = self.blocks.ingest(stream, limit=limit, on_progress=on_progress)
         except QuotaExceeded as exc:
             raise QuotaExceeded(used=used, quota=quota, needed=exc.details["needed"] - old) from None
         self._hook("put:before_commit")

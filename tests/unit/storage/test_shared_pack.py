@@ -255,20 +255,3 @@ def test_backends_that_cannot_append_write_a_pack_per_request(drive):
                        shared_pack_request_bytes=1 << 20)
     assert store.shared is None
 
-
-def test_a_put_or_tus_upload_of_content_another_user_stores_is_written_again(drive, make_user):
-    import io
-    a, b = make_user(), make_user()
-    data = rand(5000, 8)
-    put_bytes(drive, a, "a.bin", data)
-    before = _records(drive)
-    put_bytes(drive, b, "b.bin", data)
-    assert _records(drive) == before + 1
-    up = Uploads(drive)
-    c = make_user()
-    sess = up.create(c.id, c.root_id, "c.bin", len(data))
-    up.append(c.id, sess.id, 0, io.BytesIO(data))
-    assert _records(drive) == before + 2
-    assert read_all(drive, c, drive.resolve(c.id, "/c.bin").id) == data
-    put_bytes(drive, b, "b2.bin", data)  # B's own block now: no write
-    assert _records(drive) == before + 2
