@@ -95,7 +95,10 @@ class Drive:
             shared_pack_request_bytes=st["shared_pack_request_bytes"],
             shared_pack_target_bytes=st["shared_pack_target_bytes"],
             shared_pack_idle_seconds=st["shared_pack_idle_seconds"],
-            shared_pack_max_age_seconds=st["shared_pack_max_age_seconds"])
+            # GC takes an open pack older than the open-pack grace for a crashed one: a live
+            # shared pack must be sealed well before that, whatever the two settings say.
+            shared_pack_max_age_seconds=min(st["shared_pack_max_age_seconds"],
+                                            config["jobs"]["open_pack_grace_seconds"] / 4))
         sec = config["security"]
         self.hasher = accounts.PasswordHasher(sec["scrypt_n"], sec["scrypt_r"], sec["scrypt_p"])
         self.hooks: dict[str, Callable[[], None]] = self.blocks.hooks
