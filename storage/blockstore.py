@@ -437,9 +437,13 @@ class BlockStore:
             # A shared lock, not an UPDATE: every request of the process commits into this
             # pack, and they must not queue on its row; GC's and compact's UPDATEs still wait
             # for our commit and then see our blocks. Its live_bytes are counted when sealed.
-            state = s.execute(sa.select(Pack.state).where(Pack.id == pack_id)
-                              .with_for_update(read=True)).scalar()
-            if state not in ("open", "sealed"):
+            # Sealed, it must hold our records: a pack sealed by someone else than its writer
+            # (GC's recovery of a pack it took for crashed) may end before them.
+            row = s.execute(sa.select(Pack.state, Pack.size).where(Pack.id == pack_id)
+                            .with_for_update(read=True)).first()
+            end = max(b.offset + packfmt.RECORD_HEADER + b.stored_size
+                      for b in ing.new_blocks.values() if b.pack_id == pack_id)
+            if row is None or not (row.state == "open" or (row.state == "sealed" and (row.size or 0) >= end)):
                 self.shared.forget(pack_id)  # so the retry appends to a new pack
                 raise RetryLater(f"pack {pack_id} was reclaimed before this upload committed; retry")
         for pack_id in ing.unused_packs:
