@@ -73,6 +73,8 @@ def run(n: int, size: int, workers: int) -> dict:
                 r = b.put(url, data=x)
                 times[kind].append((time.perf_counter() - t) * 1000)
                 assert r.status_code in (200, 201), r.text
+            puts = 3 * n + 20
+            pack_files = sum(1 for _ in (srv.home / "packs").rglob("*.pack"))
         finally:
             stop_server(proc)
     acc, thr = best_threshold(times["known"], times["fresh"])
@@ -82,6 +84,7 @@ def run(n: int, size: int, workers: int) -> dict:
         "known_p90_ms": pct(times["known"], 0.9), "fresh_p90_ms": pct(times["fresh"], 0.9),
         "median_ratio": statistics.median(times["fresh"]) / statistics.median(times["known"]),
         "classifier_accuracy": acc, "classifier_threshold_ms": thr,
+        "block_puts": puts, "pack_files": pack_files,
     }
 
 
@@ -100,6 +103,7 @@ def main() -> int:
     print(f"median ratio fresh/known: {res['median_ratio']:.3f}")
     print(f"best single-request threshold ({res['classifier_threshold_ms']:.2f} ms) tells them apart "
           f"{res['classifier_accuracy'] * 100:.1f}% of the time (50% = a coin toss)")
+    print(f"{res['block_puts']} block PUTs left {res['pack_files']} pack file(s)")
     print(f"written to {save('dedup_timing', res)}")
     return 0
 

@@ -300,6 +300,7 @@ class BlockStore:
         With ``owned`` (of some block ids, those the uploader already has), only those may
         skip the write: a block stored by someone else is written again, so the upload takes
         the time a fresh block takes and its timing tells nothing of other users' content.
+        Without it (what plain PUTs and tus pass today) every stored block is deduplicated.
 
         Three stages overlap (hashlib, zstd and file writes all release the GIL): this thread
         reads, cuts, hashes blocks and looks them up; one worker keeps the whole-file SHA-256;
@@ -433,10 +434,16 @@ class BlockStore:
         for pack_id in sorted(ing.shared_packs):
             # A shared pack stays open for other requests, or was sealed by its writer since
             # our append; retiring means GC or compact gave it up: no block may point there.
-            res = s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state.in_(("open", "sealed")))
-                            .values(live_bytes=Pack.live_bytes + live[pack_id])
-                            .execution_options(synchronize_session=False))
-            if res.rowcount != 1:
+            # A shared lock, not an UPDATE: every request of the process commits into this
+            # pack, and they must not queue on its row; GC's and compact's UPDATEs still wait
+            # for our commit and then see our blocks. Its live_bytes are counted when sealed.
+            # Sealed, it must hold our records: a pack sealed by someone else than its writer
+            # (GC's recovery of a pack it took for crashed) may end before them.
+            row = s.execute(sa.select(Pack.state, Pack.size).where(Pack.id == pack_id)
+                            .with_for_update(read=True)).first()
+            end = max(b.offset + packfmt.RECORD_HEADER + b.stored_size
+                      for b in ing.new_blocks.values() if b.pack_id == pack_id)
+            if row is None or not (row.state == "open" or (row.state == "sealed" and (row.size or 0) >= end)):
                 self.shared.forget(pack_id)  # so the retry appends to a new pack
                 raise RetryLater(f"pack {pack_id} was reclaimed before this upload committed; retry")
         for pack_id in ing.unused_packs:

@@ -96,7 +96,10 @@ class Drive:
             shared_pack_request_bytes=st["shared_pack_request_bytes"],
             shared_pack_target_bytes=st["shared_pack_target_bytes"],
             shared_pack_idle_seconds=st["shared_pack_idle_seconds"],
-            shared_pack_max_age_seconds=st["shared_pack_max_age_seconds"])
+            # GC takes an open pack older than the open-pack grace for a crashed one: a live
+            # shared pack must be sealed well before that, whatever the two settings say.
+            shared_pack_max_age_seconds=min(st["shared_pack_max_age_seconds"],
+                                            config["jobs"]["open_pack_grace_seconds"] / 4))
         sec = config["security"]
         self.hasher = accounts.PasswordHasher(sec["scrypt_n"], sec["scrypt_r"], sec["scrypt_p"],
                                               sec["scrypt_concurrency"], sec["scrypt_wait_seconds"])
@@ -472,12 +475,8 @@ class Drive:
             owner_id = owner.id
         if size_hint is not None and size_hint > limit:
             self._refuse(owner_id, size_hint)
-
-        def owned(ids: list[bytes]) -> set[bytes]:
-            with self.sm() as s:
-                return self._owned_blocks(s, user_id, ids)
         try:
-            ing = self.blocks.ingest(stream, limit=limit, on_progress=on_progress, owned=owned)
+            ing = self.blocks.ingest(stream, limit=limit, on_progress=on_progress)
         except QuotaExceeded as exc:
             self._refuse(owner_id, exc.details["needed"])
         self._hook("put:before_commit")

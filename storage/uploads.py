@@ -199,13 +199,7 @@ class Uploads:
         seen: set[bytes] = set()
 
         def flush():
-            # Only blocks the caller already has (their files' or this upload's) skip the
-            # write: see Uploads.put_block.
-            ask = [b for b, _ in pending if b not in seen]
-            with self.drive.sm() as s:
-                ask = self._usable(s, user_id, ask) | {r[0] for r in s.execute(sa.select(UploadPin.block_id).where(
-                    UploadPin.session_id == sid, UploadPin.block_id.in_(ask)))} if ask else set()
-            known = self.store.known_blocks(ask)
+            known = self.store.known_blocks({b for b, _ in pending if b not in seen})
             for bid, raw in pending:
                 if bid not in seen:
                     seen.add(bid)

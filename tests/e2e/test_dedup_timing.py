@@ -54,14 +54,6 @@ def test_a_block_someone_else_stores_is_written_and_answered_like_a_fresh_one(se
         records = after[0]
     assert got[0] == got[1]
 
-    # a plain PUT of a small file A stores is written too
-    x = known[1]
-    assert a.upload(a.root, "a.bin", x).status_code == 201
-    records = _records(server)[0]
-    r = b.upload(b.root, "b.bin", x)
-    assert r.status_code == 201, r.text
-    assert _records(server)[0] == records + 1
-
     # B builds a file on a block A also has: it reads back, and A's copy is untouched
     x = known[0]
     h = hashlib.sha256(x).hexdigest()

@@ -107,7 +107,10 @@ class Store:
         self.cfg = load_config(self.toml, env={})
         engine = make_engine(self.cfg.database_url)
         migrate(engine)
-        self.drive = Drive(self.cfg, engine=engine)
+        # This process seeds the layouts the jobs act on (a pack per upload) and ages the store
+        # under itself; the killed subprocesses use the config as it is, shared packs included.
+        self.drive = Drive(load_config(self.toml, env={}, overrides={"storage": {"shared_pack_request_bytes": 0}}),
+                           engine=engine)
         self.email = "crash@example.com"
         self.user = self.drive.create_user(self.email, "password123")[0]
         self.uid, self.root = self.user.id, self.user.root_id

@@ -24,7 +24,9 @@ def spark():
 
 def jobs_config(tmp_path, grace=3600, **jobs):
     return load_config(env={}, overrides={
-        "storage": {"home": str(tmp_path / "home"), **SMALL_CHUNKS},
+        # a pack per upload, not the shared open pack: these tests build the layouts (many
+        # small sealed packs, one pack per file) that compact, scrub and tier act on
+        "storage": {"home": str(tmp_path / "home"), **SMALL_CHUNKS, "shared_pack_request_bytes": 0},
         "security": FAST_SCRYPT,
         "gc": {"grace_seconds": grace},
         "jobs": {**JOBS_TEST, **jobs},

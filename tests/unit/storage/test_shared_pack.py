@@ -256,19 +256,23 @@ def test_backends_that_cannot_append_write_a_pack_per_request(drive):
     assert store.shared is None
 
 
-def test_a_put_or_tus_upload_of_content_another_user_stores_is_written_again(drive, make_user):
-    import io
-    a, b = make_user(), make_user()
-    data = rand(5000, 8)
-    put_bytes(drive, a, "a.bin", data)
-    before = _records(drive)
-    put_bytes(drive, b, "b.bin", data)
-    assert _records(drive) == before + 1
+
+def test_a_commit_past_the_end_of_a_pack_sealed_by_someone_else_fails(drive, make_user):
+    """GC recovering a pack it took for crashed seals it at the size its file had then: a
+    record appended after that must not be committed into it."""
+    u = make_user()
     up = Uploads(drive)
-    c = make_user()
-    sess = up.create(c.id, c.root_id, "c.bin", len(data))
-    up.append(c.id, sess.id, 0, io.BytesIO(data))
-    assert _records(drive) == before + 2
-    assert read_all(drive, c, drive.resolve(c.id, "/c.bin").id) == data
-    put_bytes(drive, b, "b2.bin", data)  # B's own block now: no write
-    assert _records(drive) == before + 2
+    _put(up, u, b"first")
+    pid = drive.blocks.shared.current_id
+    with drive.sm() as s, s.begin():
+        size = drive.blocks.hot.size(drive.blocks.pack_key(pid))
+        s.execute(sa.update(Pack).where(Pack.id == pid).values(state="sealed", size=size))
+    with pytest.raises(RetryLater):
+        _put(up, u, b"second")
+    assert drive.blocks.shared.current_id is None  # the writer left that pack
+    assert _put(up, u, b"second") is True
+    assert drive.blocks.shared.current_id != pid
+    with drive.sm() as s, s.begin():  # what the recovery would have recorded: the file as it is now
+        s.execute(sa.update(Pack).where(Pack.id == pid).values(size=drive.blocks.hot.size(drive.blocks.pack_key(pid))))
+    for b in (b"first", b"second"):
+        assert drive.blocks.read_block(hashlib.sha256(b).digest()) == b
