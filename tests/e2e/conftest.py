@@ -145,15 +145,29 @@ def own_mysql_database(url: str):
         admin.dispose()
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("mariadb", marks=pytest.mark.integration)])
-def server(request, tmp_path_factory):
+ENGINES = ["sqlite", pytest.param("mariadb", marks=pytest.mark.integration)]
+
+
+@contextlib.contextmanager
+def served(request, tmp_path_factory, name: str = "server", extra_env: dict | None = None, fsck: bool = True):
+    """A real server on the fixture's engine (``request.param``: sqlite, or mariadb in a
+    database of its own) with ``extra_env``; stopped afterwards, and then, with ``fsck``, the
+    store it left must be consistent."""
     with contextlib.ExitStack() as stack:
         db_url = None if request.param == "sqlite" else \
             stack.enter_context(own_mysql_database(request.getfixturevalue("mysql_url")))
-        tmp = tmp_path_factory.mktemp("server")
-        proc, srv = start_server(tmp, db_url)
+        proc, srv = start_server(tmp_path_factory.mktemp(name), db_url, extra_env=extra_env)
+        try:
+            yield srv
+        finally:
+            stop_server(proc)
+        if fsck:
+            out = subprocess.run([str(BIN), "fsck", "--deep"], env=srv.env, capture_output=True, text=True,
+                                 timeout=300)
+            assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def server(request, tmp_path_factory):
+    with served(request, tmp_path_factory) as srv:
         yield srv
-        stop_server(proc)
-        # the store the server left must be consistent
-        out = subprocess.run([str(BIN), "fsck", "--deep"], env=srv.env, capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stdout + out.stderr

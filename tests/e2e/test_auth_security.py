@@ -4,7 +4,6 @@ address of its own through X-Forwarded-For."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import re
 import time
@@ -14,7 +13,7 @@ import requests
 import sqlalchemy as sa
 
 from storage.config import load_config
-from tests.e2e.conftest import Client, own_mysql_database, start_server, stop_server
+from tests.e2e.conftest import Client, ENGINES, served
 
 PW = "password123"
 
@@ -27,17 +26,11 @@ def problem(r, status: int, code: str | None = None) -> dict:
     return r.json()
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("mariadb", marks=pytest.mark.integration)])
+@pytest.fixture(scope="module", params=ENGINES)
 def proxied(request, tmp_path_factory):
-    with contextlib.ExitStack() as stack:
-        db_url = None if request.param == "sqlite" else \
-            stack.enter_context(own_mysql_database(request.getfixturevalue("mysql_url")))
-        proc, srv = start_server(tmp_path_factory.mktemp("auth"), db_url,
-                                 extra_env={"BLOCKDRIVE_SECURITY_TRUSTED_PROXIES": "127.0.0.1/32, ::1"})
-        try:
-            yield srv
-        finally:
-            stop_server(proc)
+    with served(request, tmp_path_factory, "auth", {"BLOCKDRIVE_SECURITY_TRUSTED_PROXIES": "127.0.0.1/32, ::1"},
+                fsck=False) as srv:
+        yield srv
 
 
 def via(srv, address: str, token: str | None = None) -> Client:

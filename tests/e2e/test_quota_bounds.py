@@ -7,7 +7,6 @@ entry or the whole trash, and ``/api/v1/account`` splits what holds the quota.""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -19,7 +18,7 @@ import pytest
 from storage import maintenance, quota
 from storage.config import load_config
 from storage.drive import Drive
-from tests.e2e.conftest import BIN, own_mysql_database, start_server, stop_server
+from tests.e2e.conftest import BIN, ENGINES, served
 from tests.e2e.test_api import problem
 
 QUOTA = 4_000_000
@@ -28,18 +27,11 @@ TUS = {"Tus-Resumable": "1.0.0"}
 MB = 1_000_000
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("mariadb", marks=pytest.mark.integration)])
+@pytest.fixture(scope="module", params=ENGINES)
 def server(request, tmp_path_factory):
-    with contextlib.ExitStack() as stack:
-        db_url = None if request.param == "sqlite" else \
-            stack.enter_context(own_mysql_database(request.getfixturevalue("mysql_url")))
-        proc, srv = start_server(tmp_path_factory.mktemp("quota"), db_url, extra_env={
-            "BLOCKDRIVE_QUOTA_FREE_BYTES": str(QUOTA),
-            "BLOCKDRIVE_QUOTA_BLOCK_SESSION_MAX_BLOCKS": str(MAX_BLOCKS)})
+    with served(request, tmp_path_factory, "quota", {"BLOCKDRIVE_QUOTA_FREE_BYTES": str(QUOTA),
+                                                        "BLOCKDRIVE_QUOTA_BLOCK_SESSION_MAX_BLOCKS": str(MAX_BLOCKS)}) as srv:
         yield srv
-        stop_server(proc)
-        out = subprocess.run([str(BIN), "fsck", "--deep"], env=srv.env, capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stdout + out.stderr
 
 
 def split(c) -> dict:

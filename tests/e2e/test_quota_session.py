@@ -4,31 +4,22 @@ server runs with a two-second lifetime; the test waits past it rather than measu
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import subprocess
 import time
 
 import pytest
 
 from storage.quota import BLOCK_FLOOR
-from tests.e2e.conftest import BIN, own_mysql_database, start_server, stop_server
+from tests.e2e.conftest import ENGINES, served
 from tests.e2e.test_api import problem
 
 LIFETIME = 2
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("mariadb", marks=pytest.mark.integration)])
+@pytest.fixture(scope="module", params=ENGINES)
 def server(request, tmp_path_factory):
-    with contextlib.ExitStack() as stack:
-        db_url = None if request.param == "sqlite" else \
-            stack.enter_context(own_mysql_database(request.getfixturevalue("mysql_url")))
-        proc, srv = start_server(tmp_path_factory.mktemp("session"), db_url,
-                                 extra_env={"BLOCKDRIVE_QUOTA_BLOCK_SESSION_SECONDS": str(LIFETIME)})
+    with served(request, tmp_path_factory, "session", {"BLOCKDRIVE_QUOTA_BLOCK_SESSION_SECONDS": str(LIFETIME)}) as srv:
         yield srv
-        stop_server(proc)
-        out = subprocess.run([str(BIN), "fsck", "--deep"], env=srv.env, capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stdout + out.stderr
 
 
 def _send(c, raw: bytes) -> str:

@@ -6,31 +6,22 @@ MariaDB. The server fixture's fsck afterwards checks every path and node count."
 from __future__ import annotations
 
 import base64
-import contextlib
-import subprocess
 
 import pytest
 
-from tests.e2e.conftest import BIN, own_mysql_database, start_server, stop_server
+from tests.e2e.conftest import ENGINES, served
 
 MAX_DEPTH, MAX_PER_COPY, MAX_PER_USER = 12, 20, 150
 LIMIT_TYPE = "https://blockdrive.dev/problems/limit-exceeded"
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("mariadb", marks=pytest.mark.integration)])
+@pytest.fixture(scope="module", params=ENGINES)
 def limited(request, tmp_path_factory):
-    with contextlib.ExitStack() as stack:
-        db_url = None if request.param == "sqlite" else \
-            stack.enter_context(own_mysql_database(request.getfixturevalue("mysql_url")))
-        tmp = tmp_path_factory.mktemp("limited")
-        proc, srv = start_server(tmp, db_url, extra_env={
+    with served(request, tmp_path_factory, "limited", {
             "BLOCKDRIVE_LIMITS_MAX_DEPTH": str(MAX_DEPTH),
             "BLOCKDRIVE_LIMITS_MAX_NODES_PER_COPY": str(MAX_PER_COPY),
-            "BLOCKDRIVE_LIMITS_MAX_NODES_PER_USER": str(MAX_PER_USER)})
+            "BLOCKDRIVE_LIMITS_MAX_NODES_PER_USER": str(MAX_PER_USER)}) as srv:
         yield srv
-        stop_server(proc)
-        out = subprocess.run([str(BIN), "fsck", "--deep"], env=srv.env, capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stdout + out.stderr
 
 
 def refused(r, limit: str, most: int) -> None:
