@@ -82,14 +82,8 @@ def test_dedup_across_users_stores_once(drive, make_user):
 
 def _records(drive) -> dict[bytes, int]:
     """How many records of each block the pack files on the backend hold."""
-    from collections import Counter
-    from jobs.executor import read_records
-    n = Counter()
-    for key, _ in drive.blocks.hot.list("packs"):
-        if key.endswith(".pack"):
-            recs, _, _ = read_records(drive.blocks, drive.blocks.hot.url_for(key))
-            n.update(r["block_id"] for r in recs)
-    return dict(n)
+    from storage.fsck import index_from_packs
+    return {bid: len(found) for bid, found in index_from_packs(drive.blocks.hot).items()}
 
 
 def test_repeated_content_within_one_file(drive, make_user):
