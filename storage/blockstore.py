@@ -300,7 +300,7 @@ class BlockStore:
         With ``owned`` (of some block ids, those the uploader already has), only those may
         skip the write: a block stored by someone else is written again, so the upload takes
         the time a fresh block takes and its timing tells nothing of other users' content.
-        Without it (what plain PUTs and tus pass today) every stored block is deduplicated.
+        Without it every stored block not marked for GC is deduplicated.
 
         Three stages overlap (hashlib, zstd and file writes all release the GIL): this thread
         reads, cuts, hashes blocks and looks them up; one worker keeps the whole-file SHA-256;

@@ -75,7 +75,9 @@ class PutResult:
     node: NodeInfo
     version_id: int
     created: bool
-    new_bytes: int  # stored bytes this upload added (0 when every block was known)
+    # stored bytes this upload wrote to packs (0 when every block was already the caller's);
+    # a block someone else stores is written too, and that copy is dead bytes compact reclaims
+    new_bytes: int
     # bytes of the blocks the uploader did not already have in their own files: what may be
     # told to them (new_bytes would tell whether someone else stores the same content)
     new_to_caller: int = 0
@@ -475,8 +477,14 @@ class Drive:
             owner_id = owner.id
         if size_hint is not None and size_hint > limit:
             self._refuse(owner_id, size_hint)
+
+        def owned(ids: list[bytes]) -> set[bytes]:
+            # Only the uploader's own blocks may skip the write: skipping one that someone
+            # else stores would answer faster and tell that they store this content.
+            with self.sm() as s:
+                return self._owned_blocks(s, user_id, ids)
         try:
-            ing = self.blocks.ingest(stream, limit=limit, on_progress=on_progress)
+            ing = self.blocks.ingest(stream, limit=limit, on_progress=on_progress, owned=owned)
         except QuotaExceeded as exc:
             self._refuse(owner_id, exc.details["needed"])
         self._hook("put:before_commit")

@@ -199,7 +199,15 @@ class Uploads:
         seen: set[bytes] = set()
 
         def flush():
-            known = self.store.known_blocks({b for b, _ in pending if b not in seen})
+            # Only blocks the caller already has (their files', their block session's, or
+            # pinned by this upload) skip the write: see put_block.
+            ask = list({b for b, _ in pending if b not in seen})
+            if ask:
+                with self.drive.sm() as s:
+                    ask = self._usable(s, user_id, ask) | {r[0] for r in s.execute(
+                        sa.select(UploadPin.block_id).where(UploadPin.session_id == sid,
+                                                            UploadPin.block_id.in_(ask)))}
+            known = self.store.known_blocks(ask)
             for bid, raw in pending:
                 if bid not in seen:
                     seen.add(bid)

@@ -60,3 +60,44 @@ def test_a_block_someone_else_stores_is_written_and_answered_like_a_fresh_one(se
     r = b.post(f"/api/v1/nodes/{b.root}/children/k.bin/commit", json={"blocks": [h], "size": len(x), "sha256": h})
     assert r.status_code == 201, r.text
     assert b.get(f"/api/v1/nodes/{r.json()['id']}/content").content == x
+
+
+def test_a_small_file_someone_else_stores_is_written_and_answered_like_a_fresh_one(server):
+    """A plain PUT and a tus upload of a one-block file whose content another user stores
+    append a record to a pack like a fresh file does, with the same answers; only content
+    the caller already has skips the write."""
+    from tests.e2e.test_dedup_oracle import TUS, _b64
+    a, b = server.user(), server.user()
+    n = N // 2
+    known = [os.urandom(5000) for _ in range(2 * n)]
+    fresh = [os.urandom(5000) for _ in range(2 * n)]
+    for i, x in enumerate(known):
+        assert a.upload(a.root, f"a{i}.bin", x).status_code == 201
+    folders = {kind: b.mkdir(b.root, kind)["id"] for kind in ("known", "fresh")}
+    records, _ = _records(server)
+    answers = {"known": [], "fresh": []}
+    for i in range(n):
+        for kind, xs in (("known", known), ("fresh", fresh)):
+            parent, put, tus = folders[kind], xs[i], xs[n + i]
+            answers[kind].append(signature(b.upload(parent, f"{i}.bin", put)))
+            assert _records(server)[0] == records + 1, kind
+            answers[kind].append(signature(b.post("/api/v1/uploads", data=tus, headers={
+                **TUS, "Upload-Length": str(len(tus)), "Content-Type": "application/offset+octet-stream",
+                "Upload-Metadata": f"filename {_b64(f't{i}.bin')},parent_id {_b64(str(parent))}"})))
+            assert _records(server)[0] == records + 2, kind
+            records += 2
+    assert answers["known"] == answers["fresh"]
+    assert {s[0] for s in answers["known"]} == {201}
+    # B's own content again: nothing written, and both kinds still answer alike
+    again = {}
+    for kind, xs in (("known", known), ("fresh", fresh)):
+        r = b.upload(folders[kind], "again.bin", xs[0])
+        assert r.status_code == 201 and r.json()["new_bytes"] == 0, r.text
+        again[kind] = signature(r)
+    assert _records(server)[0] == records
+    assert again["known"] == again["fresh"]
+    for i in range(n):
+        node = b.get("/api/v1/resolve", params={"path": f"/known/{i}.bin"}).json()
+        assert b.get(f"/api/v1/nodes/{node['id']}/content").content == known[i]
+        node = b.get("/api/v1/resolve", params={"path": f"/known/t{i}.bin"}).json()
+        assert b.get(f"/api/v1/nodes/{node['id']}/content").content == known[n + i]

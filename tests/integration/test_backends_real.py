@@ -73,7 +73,7 @@ def test_drive_on_real_backends(tmp_path, hot_url, db_engine):
     data = rand(2_500_000, 1)
     ra = d.put(a.id, a.root_id, "f.bin", io.BytesIO(data))
     rb = d.put(b.id, b.root_id, "g.bin", io.BytesIO(data))
-    assert rb.new_bytes == 0
+    assert rb.new_bytes > 0  # B's copy is written like fresh content, so its time tells B nothing
     assert b"".join(d.open(a.id, ra.node.id)[2]) == data
     assert b"".join(d.open(b.id, rb.node.id, start=1_000_000, end=1_700_001)[2]) == data[1_000_000:1_700_001]
     edited = data[:1_234_567] + b"!" + data[1_234_567:]

@@ -172,13 +172,12 @@ def test_inflight_upload_survives_gc_and_compact(drive, make_user, run, protect)
 
 @pytest.mark.parametrize("grace", [3600, 0], ids=["grace", "negative-control-no-grace"])
 def test_dedup_hit_racing_a_sweep(drive, make_user, run, grace, monkeypatch):
-    """An upload finds a dead (refcount 0) block as known, then GC marks and sweeps it before
-    the upload commits. With the protections the block survives and the file reads back."""
+    """An upload finds the caller's own blocks as known; then the caller's file holding them
+    is purged and GC marks and sweeps them before the upload commits. With the protections
+    the blocks survive and the file reads back."""
     u = make_user()
     data = rand(200_000, 30)
     f = put_bytes(drive, u, "a.bin", data)
-    drive.delete(u.id, f.node.id)
-    drive.purge(u.id, f.node.id)
     dead = set(blocks_of(drive))
     # Pause the copy right after its known-block lookup found every block.
     store = drive.blocks
@@ -202,6 +201,9 @@ def test_dedup_hit_racing_a_sweep(drive, make_user, run, grace, monkeypatch):
     th = threading.Thread(target=upload)
     th.start()
     assert found.wait(60)
+    drive.delete(u.id, f.node.id)
+    drive.purge(u.id, f.node.id)  # the hits are dead blocks now
+    assert {b.refcount for b in blocks_of(drive).values()} == {0}
     # The in-flight protection is off here, so only the grace period protects the hit.
     safety = Safety(honour_inflight=False) if grace == 0 else Safety()
     run("gc", grace=grace, safety=safety)
@@ -218,11 +220,11 @@ def test_dedup_hit_racing_a_sweep(drive, make_user, run, grace, monkeypatch):
 
 
 def test_dedup_hit_protected_by_inflight_upload_even_with_zero_grace(drive, make_user, run, monkeypatch):
+    """The caller's file is purged while an upload of its content again holds the blocks as
+    dedup hits: the upload's open pack keeps GC from sweeping them, whatever the grace."""
     u = make_user()
     data = rand(200_000, 31)
     f = put_bytes(drive, u, "a.bin", data)
-    drive.delete(u.id, f.node.id)
-    drive.purge(u.id, f.node.id)
     store = drive.blocks
     found, go_on = threading.Event(), threading.Event()
     real = store.known_blocks
@@ -239,6 +241,9 @@ def test_dedup_hit_protected_by_inflight_upload_even_with_zero_grace(drive, make
     clock.advance(2)
     th.start()
     assert found.wait(60)
+    drive.delete(u.id, f.node.id)
+    drive.purge(u.id, f.node.id)
+    assert {b.refcount for b in blocks_of(drive).values()} == {0}
     clock.advance(2)
     run("gc", grace=0)
     clock.advance(10)

@@ -214,6 +214,26 @@ def test_dedup_scan_merges_copies_of_a_block_left_by_a_lost_insert_race(drive, m
     assert fsck(drive, deep=True).ok
 
 
+def test_compact_reclaims_the_copy_an_upload_of_another_users_content_wrote(drive, make_user, run):
+    """B's PUT of content A stores writes its own copy of every block (so its latency tells B
+    nothing); the copy is dead from the start and compact reclaims it after the grace period."""
+    from storage.fsck import fsck
+    a, b = make_user(), make_user()
+    data = rand(300_000, 62)
+    ra = put_bytes(drive, a, "a.bin", data)
+    rb = put_bytes(drive, b, "b.bin", data)
+    assert set(_records_on_disk(drive).values()) == {2}
+    with drive.sm() as s:
+        n_blocks = s.execute(sa.select(sa.func.count()).select_from(Block)).scalar_one()
+    assert len(_records_on_disk(drive)) == n_blocks
+    run("compact")
+    clock.advance(3601)
+    run("compact")
+    assert set(_records_on_disk(drive).values()) == {1}
+    assert read_all(drive, a, ra.node.id) == data and read_all(drive, b, rb.node.id) == data
+    assert fsck(drive, deep=True).ok
+
+
 def _file_nodes(drive, u) -> list[int]:
     from storage.models import Node
     with drive.sm() as s:

@@ -51,19 +51,39 @@ def test_byte_ranges(drive, make_user):
 
 
 def test_dedup_across_users_stores_once(drive, make_user):
+    """B's upload of content A stores is written like a fresh one (its time must not tell
+    that A has it): one row per block, A's, and B's copies dead pack bytes from the start."""
     a, b = make_user(), make_user()
     data = rand(2_000_000, 3)
     ra = put_bytes(drive, a, "mine.bin", data)
+    with drive.sm() as s:
+        rows_a = dict(s.execute(sa.select(Block.id, Block.pack_id)).all())
+        packs_a = set(s.execute(sa.select(Pack.id)).scalars())
     before = pack_bytes(drive)
     rb = put_bytes(drive, b, "theirs.bin", data)
-    assert rb.new_bytes == 0
-    assert pack_bytes(drive) == before  # no second pack at all
+    assert rb.new_bytes > 0 and rb.new_to_caller == len(data)
+    assert pack_bytes(drive) - before >= rb.new_bytes  # a second copy of every block
     assert read_all(drive, b, rb.node.id) == data
     with drive.sm() as s:
+        assert dict(s.execute(sa.select(Block.id, Block.pack_id)).all()) == rows_a  # A's rows, once
         assert set(s.execute(sa.select(Block.refcount)).scalars()) == {2}
+        copies = s.execute(sa.select(Pack).where(Pack.id.not_in(packs_a), Pack.state == "sealed")).scalars().all()
+    assert copies and all(p.live_bytes == 0 for p in copies)  # compact reclaims them
+    assert sorted(_records(drive).values()) == [2] * len(rows_a)
     # each user pays for their own logical bytes
     assert drive.account(a.id).used_bytes == drive.account(b.id).used_bytes == len(data)
     assert ra.node.sha256 == rb.node.sha256
+    # a block B now has is not written again
+    before = pack_bytes(drive)
+    again = put_bytes(drive, b, "again.bin", data)
+    assert again.new_bytes == 0 and again.new_to_caller == 0
+    assert pack_bytes(drive) == before
+
+
+def _records(drive) -> dict[bytes, int]:
+    """How many records of each block the pack files on the backend hold."""
+    from storage.fsck import index_from_packs
+    return {bid: len(found) for bid, found in index_from_packs(drive.blocks.hot).items()}
 
 
 def test_repeated_content_within_one_file(drive, make_user):

@@ -437,3 +437,32 @@ def test_tus_metadata_and_checksum_header_values_round_trip(drive, up, make_user
     with pytest.raises(InvalidInput):
         up.append(a.id, info.id, 0, io.BytesIO(b"abc"), checksum=("md5", b"x"))
     assert up.get(a.id, info.id).offset == 0
+
+
+def _records(drive) -> dict[bytes, int]:
+    from storage.fsck import index_from_packs
+    return {bid: len(found) for bid, found in index_from_packs(drive.blocks.hot).items()}
+
+
+def test_tus_writes_blocks_only_the_caller_lacks(drive, make_user, up):
+    """A tus upload of content another user stores writes every block again (its time must
+    not tell that they have it); blocks the caller has, in their files or pinned earlier in
+    this upload, are not written twice."""
+    from storage.chunking import make_chunker
+    drive.blocks.chunker = make_chunker({**drive.config["storage"], "chunker": "fixed"})
+    c = drive.config["storage"]["chunk_avg"]
+    a, b = make_user(), make_user()
+    x, y = rand(c, 70), rand(c, 71)
+    put_bytes(drive, a, "a.bin", x)
+    assert _records(drive) == {hashlib.sha256(x).digest(): 1}
+    data = x + x + x + y
+    sess = up.create(b.id, b.root_id, "b.bin", len(data))
+    _send(up, b, sess.id, data, 0, 2 * c)  # x is written once; its second copy waits as the tail
+    _, res = _send(up, b, sess.id, data, 2 * c, len(data))  # x again: pinned by this upload
+    assert read_all(drive, b, res.node.id) == data
+    assert _records(drive) == {hashlib.sha256(x).digest(): 2, hashlib.sha256(y).digest(): 1}
+    with drive.sm() as s:
+        assert s.execute(sa.select(sa.func.count()).select_from(Block)).scalar_one() == 2
+    sess = up.create(b.id, b.root_id, "again.bin", 2 * c)  # all of it B's own now
+    _send(up, b, sess.id, y + x, 0, 2 * c)
+    assert _records(drive) == {hashlib.sha256(x).digest(): 2, hashlib.sha256(y).digest(): 1}
