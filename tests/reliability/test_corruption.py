@@ -69,7 +69,8 @@ def corrupt_drive(request, tmp_path):
             query = "user=root"
         url = f"{root.rstrip('/')}/corrupt-{uuid.uuid4().hex[:12]}" + (f"?{query}" if query else "")
     cfg = load_config(env={}, overrides={
-        "storage": {"home": str(tmp_path / "home"), "url": url, **CHUNKS},
+        # a pack per upload: scrub checks sealed packs, and a shared pack is sealed only when idle
+        "storage": {"home": str(tmp_path / "home"), "url": url, **CHUNKS, "shared_pack_request_bytes": 0},
         "security": FAST_SCRYPT, "jobs": JOBS_TEST})
     (tmp_path / "home").mkdir()
     clock.reset()
