@@ -70,7 +70,11 @@ def known(drive, make_user):
     stored = 10 * MiB + MiB + stored_len(zero)
     packs = {"data": pack_size(d_blocks), "small": pack_size(s_blocks), "zero": pack_size([zero]),
              "tmp": pack_size(t_blocks)}
-    return dict(users=(a, b, c), unique_raw=unique_raw, stored=stored, packs=packs,
+    # b1.bin and c1.bin: content their uploader did not own yet is written again (the time of an
+    # upload tells nothing of other users' content), a copy no block row points to until compact
+    copies = 2 * packs["data"]
+    return dict(users=(a, b, c), unique_raw=unique_raw, stored=stored, packs=packs, copies=copies,
+                unindexed=copies - 2 * PER_PACK,
                 unique_blocks=len(d_blocks) + len(s_blocks) + 1, tmp_blocks=len(t_blocks))
 
 
@@ -85,18 +89,19 @@ def test_headline_figures_are_exact(drive, known, run):
     expected = {
         "users": 3, "files": 6,
         "logical_bytes": logical, "trash_bytes": 10 * MiB, "logical_bytes_all_versions": all_versions,
-        "used_bytes": logical,
+        "used_bytes": all_versions,                    # every version kept counts
         "unique_blocks": known["unique_blocks"], "unique_raw_bytes": known["unique_raw"],
         "stored_bytes": known["stored"],
         "dedup_ratio": logical / known["unique_raw"],
         "dedup_ratio_all_versions": all_versions / known["unique_raw"],
         "compression_ratio": known["unique_raw"] / known["stored"],
-        "packs": 4, "pack_bytes": sum(known["packs"].values()),
+        "packs": 6, "pack_bytes": sum(known["packs"].values()) + known["copies"],
         "pinned_blocks": 0, "pinned_bytes": 0,
         "garbage_blocks": known["tmp_blocks"], "garbage_block_bytes": 512 * 1024,
-        "garbage_unindexed_bytes": 0, "garbage_retiring_bytes": 0,
-        "garbage_bytes": tmp_garbage,
-        "garbage_rewrite_ready_bytes": tmp_garbage,   # the tmp pack is all dead; the others not at all
+        "garbage_unindexed_bytes": known["unindexed"], "garbage_retiring_bytes": 0,
+        "garbage_bytes": tmp_garbage + known["unindexed"],
+        # the tmp pack and the two copies are all dead; the others not at all
+        "garbage_rewrite_ready_bytes": tmp_garbage + known["unindexed"],
         "small_packs": 1,                              # the zero pack, under 0.5 * 512 KiB
         "uploads": 0, "downloads": 0, "bytes_in": 0, "bytes_out": 0,
         "job_runs": 1, "job_runs_failed": 0,           # this report's own run
@@ -105,12 +110,12 @@ def test_headline_figures_are_exact(drive, known, run):
     # By hand: 42 MiB of files over 10 + 1 + 1/4 MiB of distinct blocks.
     assert h["dedup_ratio"] == pytest.approx(42 / 11.25) and h["dedup_ratio_all_versions"] == pytest.approx(52 / 11.25)
     assert 1.0 < h["compression_ratio"] < 1.03
-    assert snap["tiers"] == [{"tier": "local", "packs": 4, "pack_bytes": sum(known["packs"].values()),
+    assert snap["tiers"] == [{"tier": "local", "packs": 6, "pack_bytes": sum(known["packs"].values()) + known["copies"],
                               "stored_bytes": known["stored"], "retiring_packs": 0, "retiring_bytes": 0}]
     assert [(u["email"], u["files"], u["logical_bytes"], u["trash_bytes"], u["all_versions_bytes"], u["used_bytes"])
             for u in snap["top_users"]] == [
         ("b@example.com", 2, 20 * MiB, 10 * MiB, 20 * MiB, 20 * MiB),
-        ("a@example.com", 2, 11 * MiB, 0, 21 * MiB, 11 * MiB),
+        ("a@example.com", 2, 11 * MiB, 0, 21 * MiB, 21 * MiB),
         ("c@example.com", 2, 11 * MiB, 0, 11 * MiB, 11 * MiB)]
     assert [u["rank"] for u in snap["top_users"]] == [1, 2, 3]
     assert [j["job"] for j in snap["jobs"]] == ["report"]
@@ -128,9 +133,10 @@ def test_gc_moves_garbage_from_blocks_to_retiring_packs(drive, known, run):
     assert {k: h[k] for k in ("garbage_blocks", "garbage_block_bytes", "garbage_unindexed_bytes",
                               "garbage_retiring_bytes", "garbage_bytes", "packs", "pack_bytes", "stored_bytes",
                               "unique_raw_bytes", "job_runs")} == {
-        "garbage_blocks": 0, "garbage_block_bytes": 0, "garbage_unindexed_bytes": 0,
-        "garbage_retiring_bytes": p["tmp"], "garbage_bytes": p["tmp"],
-        "packs": 3, "pack_bytes": p["data"] + p["small"] + p["zero"], "stored_bytes": known["stored"],
+        "garbage_blocks": 0, "garbage_block_bytes": 0, "garbage_unindexed_bytes": known["unindexed"],
+        "garbage_retiring_bytes": p["tmp"], "garbage_bytes": p["tmp"] + known["unindexed"],
+        "packs": 5, "pack_bytes": p["data"] + p["small"] + p["zero"] + known["copies"],
+        "stored_bytes": known["stored"],
         "unique_raw_bytes": known["unique_raw"], "job_runs": 4}
     snap = reports.latest(drive.sm)
     assert snap["tiers"][0]["retiring_packs"] == 1 and snap["tiers"][0]["retiring_bytes"] == p["tmp"]
