@@ -51,7 +51,10 @@ class Soak:
             "BLOCKDRIVE_JOBS_OPEN_PACK_GRACE_SECONDS": "60",
             "BLOCKDRIVE_JOBS_TARGET_PACK_BYTES": str(2 * 1024 * 1024),
             "BLOCKDRIVE_JOBS_SHUFFLE_PARTITIONS": "2",
-            "BLOCKDRIVE_JOBS_LEASE_SECONDS": "120"})
+            "BLOCKDRIVE_JOBS_LEASE_SECONDS": "120",
+            # every acknowledged version stays readable: the soak ages the store, and thinning
+            # old versions is retention's job (tests/unit/jobs/test_retention.py), not a loss
+            "BLOCKDRIVE_RETENTION_KEEP_ALL_SECONDS": str(10**9)})
         self.port = self.srv.url.rsplit(":", 1)[1]
         self.job_env = {**self.srv.env, **spark_env, "PYTHONPATH": str(ROOT)}
         self.lock = threading.Lock()  # guards everything below
