@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-# bench/ holds an http.py: keep the folder off the path, or it shadows the standard library's http.
+# bench/ holds client.py and jobs.py: keep the folder off the path, or they shadow the packages.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,8 +37,8 @@ import requests  # noqa: E402
 
 from bench.datasets import random_file, small_files  # noqa: E402
 from bench.common import MiB, machine, save, table  # noqa: E402
-from tests.e2e.conftest import BIN, start_server, stop_server  # noqa: E402
-from tests.e2e.test_client import CountingProxy  # noqa: E402
+from harness.proxy import CountingProxy  # noqa: E402
+from harness.server import BIN, start_server, stop_server  # noqa: E402
 
 DEFAULT_CHUNKING = {"BLOCKDRIVE_STORAGE_CHUNK_MIN": str(256 * 1024), "BLOCKDRIVE_STORAGE_CHUNK_AVG": str(MiB),
                     "BLOCKDRIVE_STORAGE_CHUNK_MAX": str(4 * MiB)}

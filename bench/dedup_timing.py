@@ -26,12 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
-# bench/ holds http.py: keep the folder off the path, or it shadows the standard library's http.
+# bench/ holds client.py and jobs.py: keep the folder off the path, or they shadow the packages.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, save, table  # noqa: E402
-from tests.e2e.conftest import start_server, stop_server  # noqa: E402
+from harness.server import start_server, stop_server  # noqa: E402
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -28,13 +28,13 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-# bench/http.py would shadow the standard library's http: keep this folder off the path.
+# bench/ holds client.py and jobs.py: keep the folder off the path, or they shadow the packages.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import requests  # noqa: E402
 
-from tests.e2e.conftest import BIN, _free_port, start_server  # noqa: E402
+from harness.server import BIN, free_port, start_server  # noqa: E402
 
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 MODELS = {
@@ -51,7 +51,7 @@ def _gunicorn(tmp: Path, args: list[str]):
     env = {**os.environ, "BLOCKDRIVE_HOME": str(tmp / "home")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     subprocess.run([str(BIN), "init"], env=env, check=True, capture_output=True)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([str(GUNICORN), "-w", "2", *args, "-b", f"127.0.0.1:{port}", "webapi:create_app()"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             cwd=str(Path(__file__).resolve().parents[1]))

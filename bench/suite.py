@@ -211,7 +211,7 @@ class Http:
     """The real server (``blockdrive serve``: gunicorn, 2 workers, SQLite + local packs)."""
 
     def __init__(self, tmp: Path):
-        from tests.e2e.conftest import start_server
+        from harness.server import start_server
         env = {f"BLOCKDRIVE_STORAGE_{k.upper()}": str(v) for k, v in DEFAULT_CHUNKING.items()}
         self.proc, self.srv = start_server(tmp, None, workers=2, extra_env=env)
         self.url, self.n = self.srv.url, 0
@@ -233,7 +233,7 @@ class Http:
                 fh.write(chunk)
 
     def close(self) -> None:
-        from tests.e2e.conftest import stop_server
+        from harness.server import stop_server
         stop_server(self.proc)
 
 
@@ -446,7 +446,7 @@ def small(p, tmp, res, state) -> None:
     n = p["small"]
     datasets.small_files(tree, n, seed=31)
     _sync()
-    from tests.e2e.conftest import BIN
+    from harness.server import BIN
     http = state["http"]
     runs = {k: [] for k in ("put", "sync", "restic")}
     for r in range(p["repeat"]):

@@ -19,114 +19,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from harness.proxy import CountingProxy, shut
 from webapi.client.api import Api, ClientError, ConflictError, NotFoundError, Unavailable
 from webapi.client.sync import Client, Index
 
 BIN = Path(sys.executable).parent / "blockdrive"
 MiB = 1024 * 1024
 CHUNK_MAX = MiB  # the e2e server's chunk_max (tests/e2e/conftest.py)
-
-
-def _shut(*socks) -> None:
-    """End both directions of a proxied connection (either side may be gone already)."""
-    for s in socks:
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
-class CountingProxy:
-    """A TCP proxy counting bytes each way. ``cut_after(n)`` drops every connection once n
-    more bytes went up and refuses new ones until ``heal()``: a server gone mid-push."""
-
-    def __init__(self, upstream: str):
-        host, port = upstream.rsplit("//", 1)[1].split(":")
-        self.upstream = (host, int(port))
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.up = self.down = 0
-        self.limit: int | None = None
-        self.down_limit: int | None = None
-        self.broken = False
-        self.lock = threading.Lock()
-        self.conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def reset(self):
-        with self.lock:
-            self.up = self.down = 0
-
-    def cut_after(self, n: int, down: bool = False):
-        with self.lock:
-            if down:
-                self.down_limit = self.down + n
-            else:
-                self.limit = self.up + n
-
-    def heal(self):
-        with self.lock:
-            self.limit = self.down_limit = None
-            self.broken = False
-
-    def _break(self):
-        self.broken = True
-        for c in self.conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            c.close()
-        self.conns.clear()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            if self.broken:
-                c.close()
-                continue
-            try:
-                u = socket.create_connection(self.upstream)
-            except OSError:
-                c.close()
-                continue
-            with self.lock:
-                self.conns += [c, u]
-            threading.Thread(target=self._pump, args=(c, u, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(u, c, False), daemon=True).start()
-
-    def _pump(self, src, dst, up):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                with self.lock:
-                    if self.broken:
-                        break
-                    if up:
-                        self.up += len(data)
-                        over = self.limit is not None and self.up >= self.limit
-                    else:
-                        self.down += len(data)
-                        over = self.down_limit is not None and self.down >= self.down_limit
-                    if over:
-                        self._break()
-                        break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            _shut(src, dst)
-
-    def close(self):
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -636,7 +535,7 @@ class LostAnswerProxy:
         except OSError:
             pass
         finally:
-            _shut(src, dst)
+            shut(src, dst)
 
     def close(self):
         self.sock.close()

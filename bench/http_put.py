@@ -1,7 +1,7 @@
 """HTTP benchmarks of the real server (gunicorn, 2 workers, SQLite + local packs). Prints a
 table of figures and ratios and writes ``bench/results/http.json``; asserts nothing.
 
-    .venv/bin/python bench/http.py --mib 1024
+    .venv/bin/python bench/http_put.py --mib 1024
 
 - upload: one file through HTTP PUT vs the in-process ``Drive.put`` of the same bytes
   (each into a store of its own, so both store every block);
@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-# This file is named http.py: keep its folder off the path, or it shadows the standard library's http.
+# bench/ holds client.py and jobs.py: keep the folder off the path, or they shadow the packages.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -30,7 +30,7 @@ import requests  # noqa: E402
 
 from bench.datasets import random_file  # noqa: E402
 from bench.common import MiB, drop_caches, machine, save, table  # noqa: E402
-from tests.e2e.conftest import start_server, stop_server  # noqa: E402
+from harness.server import start_server, stop_server  # noqa: E402
 
 
 def _rss(pid: int, field: str = "VmRSS:") -> int:
