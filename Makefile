@@ -28,8 +28,10 @@ soak: install
 	bash scripts/services.sh up
 	BLOCKDRIVE_SOAK=1 $(BIN)/python -m pytest $(RELIABILITY) -p no:cacheprovider -q --timeout 0
 
+# ruff and mypy, both configured in pyproject.toml (mypy checks the files set there)
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit -m "not integration"

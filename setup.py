@@ -24,6 +24,7 @@ TEST = [
     "pytest-timeout>=2.3",
     "moto[server]>=5.0",
     "ruff>=0.5",  # make lint
+    "mypy>=1.10",  # make lint
     "requests>=2.31",
     "tuspy>=1.0",
     "schemathesis>=3.30",

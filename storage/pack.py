@@ -160,7 +160,7 @@ def decode_block(data, block_id: bytes, where: str) -> bytes:
     rec, payload = decode_record(data, block_id, where)
     try:
         raw = codecs.decode(rec.codec, payload, rec.raw_size)
-    except Exception as exc:  # zstd errors, unknown codec: all mean the bytes are bad
+    except Exception as exc:  # noqa: BLE001 - zstd errors, unknown codec: all mean the bytes are bad
         raise IntegrityError(f"{where}: block {block_id.hex()} does not decode: {exc}",
                              where=where, block=block_id.hex()) from None
     if len(raw) != rec.raw_size:
