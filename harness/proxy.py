@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 
 
 def shut(*socks) -> None:
@@ -15,6 +16,20 @@ def shut(*socks) -> None:
             s.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+def relay(src: socket.socket, dst: socket.socket, admit: Callable[[bytes], bool]) -> None:
+    """Copy what ``src`` sends to ``dst`` until either side closes or ``admit(data)`` refuses a
+    piece (which is then not passed on); then end both connections."""
+    try:
+        while data := src.recv(65536):
+            if not admit(data):
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        shut(src, dst)
 
 
 class CountingProxy:
@@ -83,28 +98,22 @@ class CountingProxy:
             threading.Thread(target=self._pump, args=(u, c, False), daemon=True).start()
 
     def _pump(self, src, dst, up):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                with self.lock:
-                    if self.broken:
-                        break
-                    if up:
-                        self.up += len(data)
-                        over = self.limit is not None and self.up >= self.limit
-                    else:
-                        self.down += len(data)
-                        over = self.down_limit is not None and self.down >= self.down_limit
-                    if over:
-                        self._break()
-                        break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            shut(src, dst)
+        relay(src, dst, lambda data: self._admit(data, up))
+
+    def _admit(self, data: bytes, up: bool) -> bool:
+        """Count ``data``; False (drop it) once the connections are cut or this cuts them."""
+        with self.lock:
+            if self.broken:
+                return False
+            if up:
+                self.up += len(data)
+                over = self.limit is not None and self.up >= self.limit
+            else:
+                self.down += len(data)
+                over = self.down_limit is not None and self.down >= self.down_limit
+            if over:
+                self._break()
+            return not over
 
     def close(self):
         self.sock.close()

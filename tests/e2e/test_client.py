@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness.proxy import CountingProxy, shut
+from harness.proxy import CountingProxy, relay
 from webapi.client.api import Api, ClientError, ConflictError, NotFoundError, Unavailable
 from webapi.client.sync import Client, Index
 
@@ -520,22 +520,20 @@ class LostAnswerProxy:
             threading.Thread(target=self._pump, args=(u, c, doomed, False), daemon=True).start()
 
     def _pump(self, src, dst, doomed, up):
-        try:
-            while data := src.recv(65536):
-                if up:
-                    with self.lock:
-                        if self.prefix is not None and data.startswith(self.prefix):
-                            self.prefix = None
-                            doomed.set()
-                elif doomed.is_set():  # the server's answer: dropped, not passed on
-                    with self.lock:
-                        self.lost += 1
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            shut(src, dst)
+        relay(src, dst, lambda data: self._admit(data, doomed, up))
+
+    def _admit(self, data: bytes, doomed: threading.Event, up: bool) -> bool:
+        """Arm on the request line asked for; drop the server's answer on an armed connection."""
+        if up:
+            with self.lock:
+                if self.prefix is not None and data.startswith(self.prefix):
+                    self.prefix = None
+                    doomed.set()
+        elif doomed.is_set():  # the server's answer: dropped, not passed on
+            with self.lock:
+                self.lost += 1
+            return False
+        return True
 
     def close(self):
         self.sock.close()
