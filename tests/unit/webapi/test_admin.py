@@ -1,8 +1,10 @@
 """The admin API and dashboard without Spark: snapshots saved directly, then read back over
-HTTP; who may see them; the login form's CSRF check; the SVG charts."""
+HTTP; who may see them; the login form's CSRF check; the SVG charts and their round ticks;
+dry runs marked in the job history."""
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -13,7 +15,8 @@ from storage.drive import Drive
 from storage.db import make_engine, migrate
 from tests.conftest import make_config
 from webapi import create_app
-from webapi.admin import bar_chart, fmt_bytes, line_chart
+from webapi.admin.charts import bar_chart, column_chart, line_chart, nice_ticks
+from webapi.admin.dashboard import byte_unit, fmt_bytes, job_label
 
 HEAD = {"users": 2, "files": 3, "logical_bytes": 3 * 2**20, "trash_bytes": 0, "logical_bytes_all_versions": 4 * 2**20,
         "used_bytes": 3 * 2**20, "unique_blocks": 5, "unique_raw_bytes": 2**20, "stored_bytes": 2**19,
@@ -158,3 +161,63 @@ def test_svg_charts():
     widths = [float(w) for w in re.findall(r'<rect x="\d+" y="[\d.]+" width="([\d.]+)"', bars)]
     assert widths[0] == pytest.approx(2 * widths[1])
     assert (fmt_bytes(0), fmt_bytes(1536), fmt_bytes(3 * 2**30)) == ("0 B", "1.50 KiB", "3.00 GiB")
+
+
+@pytest.mark.parametrize(("top", "kw", "ticks"), [
+    (10, {}, [0, 2, 4, 6, 8, 10]),                      # 10 in five steps of 2
+    (11, {}, [0, 5, 10, 15]),                           # just past 10: the step grows to 5, not 2.5
+    (3.0, {}, [0, 1, 2, 3]),
+    (0.3, {}, [0, 0.1, 0.2, 0.3]),                      # 0.1 × 3 reaches 0.3 despite float noise
+    (0.73, {}, [0, 0.2, 0.4, 0.6, 0.8]),
+    (1234, {}, [0, 500, 1000, 1500]),
+    (7, {"min_step": 1}, [0, 2, 4, 6, 8]),
+    (0.5, {"min_step": 1}, [0, 1]),                     # counts: never a tick between whole numbers
+    (0, {}, [0, 0.2, 0.4, 0.6, 0.8, 1]),                # no data: an axis up to 1
+    (99, {"max_intervals": 10}, [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]),
+])
+def test_nice_ticks_are_1_2_or_5_times_a_power_of_ten(top, kw, ticks):
+    got = nice_ticks(top, **kw)
+    assert got == ticks
+    mantissa = got[1] / 10 ** math.floor(math.log10(got[1]))
+    assert round(mantissa, 9) in (1, 2, 5)
+
+
+def test_nice_ticks_reach_the_top_in_at_most_the_intervals_asked():
+    for top in (0.007, 0.9, 1, 1.01, 4.5, 19, 20, 21, 250, 999, 1001, 3.3e9):
+        ticks = nice_ticks(top)
+        assert ticks[0] == 0 and ticks[-1] >= top and ticks[-2] < top and len(ticks) - 1 <= 5
+    with pytest.raises(ValueError):
+        nice_ticks(float("inf"))
+
+
+def _axis_labels(svg: str) -> list[str]:
+    return re.findall(r'text-anchor="end">([^<]*)</text>', svg)
+
+
+def test_chart_axes_are_labelled_at_round_ticks():
+    assert _axis_labels(line_chart("t", ["a", "b"], [("x", [0, 7])], lambda v: f"{v:g}")) == ["0", "2", "4", "6", "8"]
+    # Counts start at a top of 4 and tick at whole numbers.
+    cols = column_chart("c", ["d1"], [("up", [3]), ("down", [1])], lambda v: f"{v:.0f}", min_top=4, min_step=1)
+    assert _axis_labels(cols) == ["0", "1", "2", "3", "4"] and cols.count("<rect") == 2 + 2  # bars + legend
+    # Byte axes are labelled in one unit, at round multiples of it.
+    assert byte_unit(0) == (1, "B") and byte_unit(1023) == (1, "B") and byte_unit(11 * 2**20) == (2**20, "MiB")
+
+
+def test_dashboard_byte_axis_and_dry_runs(env):
+    app, d, admin, _ = env
+    reports.save_snapshot(d.sm, {**HEAD, "logical_bytes": 11 * 2**20}, USERS, TIERS, {
+        "traffic": [], "jobs": [
+            {"id": 2, "job": "gc", "status": "ok", "started_at": "2026-01-02T02:00:00Z", "seconds": 2.0, "rows": 3,
+             "bytes_freed": 4242, "dry_run": True},
+            {"id": 1, "job": "gc", "status": "ok", "started_at": "2026-01-01T02:00:00Z", "seconds": 1.5, "rows": 3,
+             "bytes_freed": 99, "dry_run": False}]})
+    html = app.test_client().get("/admin", headers=bearer(admin)).get_data(as_text=True)
+    bytes_chart = html[html.index('aria-label="Logical vs unique vs stored bytes"'):]
+    bytes_chart = bytes_chart[:bytes_chart.index("</svg>")]
+    assert _axis_labels(bytes_chart) == ["0 MiB", "5 MiB", "10 MiB", "15 MiB"]
+    # The newest gc run was a dry run: the history and the run-time chart say so.
+    rows = re.findall(r"<tr[^>]*>.*?</tr>", html[html.index('id="jobs"'):], re.S)
+    assert '<tr class="dry"><td>2</td><td>gc (dry run)</td>' in rows[1] and "would free 4242" in rows[1]
+    assert rows[2].startswith("<tr><td>1</td><td>gc</td>") and ">99<" in rows[2]
+    assert ">gc (dry run)</text>" in html
+    assert (job_label({"job": "gc", "dry_run": True}), job_label({"job": "gc"})) == ("gc (dry run)", "gc")

@@ -1,0 +1,71 @@
+"""The dashboard's HTML pages: the sign-in form, sign-out, and ``/admin`` itself.
+
+Every page is sent with a Content-Security-Policy that allows no script and nothing from
+elsewhere, is never cached, and may not be framed. A bearer token works on ``/admin`` too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+
+from storage import reports
+from storage.clock import now
+
+from ..util import drive
+from .dashboard import page_context
+from .signin import check_csrf, csrf_token, require_admin_api, session_admin, sign_in, sign_out
+
+bp = Blueprint("admin", __name__)
+
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+
+
+def _html(body: str, status: int = 200) -> Response:
+    resp = Response(body, status=status, mimetype="text/html")
+    resp.headers["Content-Security-Policy"] = CSP
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["X-Frame-Options"] = "DENY"
+    return resp
+
+
+def _login_page(error: str | None = None, note: str | None = None) -> Response:
+    return _html(render_template("admin_login.html", csrf=csrf_token(), error=error, note=note))
+
+
+@bp.get("/admin/login")
+def login_form():
+    return _login_page()
+
+
+@bp.post("/admin/login")
+def login():
+    check_csrf()
+    if sign_in(request.form.get("token", "")) is None:
+        # The form again (200, as form posts go), with no session.
+        return _login_page(error="That token is not an admin's API token.")
+    return redirect(url_for("admin.dashboard"), 303)
+
+
+@bp.post("/admin/logout")
+def logout():
+    check_csrf()
+    sign_out()
+    return _login_page(note="Signed out.")
+
+
+@bp.get("/admin")
+def dashboard():
+    if request.headers.get("Authorization"):
+        user = require_admin_api()  # a bad token or a non-admin: the API's 401/403 problem
+    else:
+        user = session_admin()
+        if user is None:
+            return redirect(url_for("admin.login_form"), 303)
+    sm = drive().sm
+    snap = reports.latest(sm)
+    days = current_app.config["BLOCKDRIVE"]["jobs"]["report_days"]
+    series = reports.history(sm, now() - dt.timedelta(days=days)) if snap else []
+    return _html(render_template("admin.html", user=user, csrf=csrf_token(), **page_context(snap, series)))
