@@ -7,8 +7,8 @@ between our own modules, and writes Mermaid graphs between ``<!-- graph:NAME -->
 ``<!-- /graph -->``: ``packages`` (one node per package, edges counted in module pairs) and one
 graph per package (its modules, and the modules of other packages they import). Sub-packages that
 are one concern (``storage/models/``, ``storage/backends/``) are drawn as one node; migrations
-are left out. A module that most of a package imports would bury the picture in arrows, so it is
-drawn once, with no arrows into it, and named under the graph instead.
+are left out. A module that a large share of a package imports would bury the picture in arrows,
+so it is drawn with no arrows into it and named under the graph instead.
 """
 
 from __future__ import annotations
@@ -121,18 +121,17 @@ def package_graph(all_edges: set[tuple[str, str]]) -> str:
     return "\n".join(lines + ["```"])
 
 
-def common_modules(pkg: str, all_edges: set[tuple[str, str]]) -> list[str]:
+def common_modules(pkg: str, nodes: set[str], all_edges: set[tuple[str, str]]) -> list[str]:
     """Modules imported by at least COMMON_SHARE of ``pkg``'s modules (and by three or more)."""
-    importers = {a for a, _ in all_edges if _package(a) == pkg} | {b for _, b in all_edges if _package(b) == pkg}
-    own = [a for a in importers if _package(a) == pkg]
+    own = sum(1 for m in nodes if _package(m) == pkg)
     fan_in = Counter(b for a, b in all_edges if _package(a) == pkg)
-    return sorted(m for m, n in fan_in.items() if n >= 3 and n >= COMMON_SHARE * len(own))
+    return sorted(m for m, n in fan_in.items() if n >= 3 and n >= COMMON_SHARE * own)
 
 
 def module_graph(pkg: str, nodes: set[str], all_edges: set[tuple[str, str]]) -> str:
     """``pkg``'s modules (of ``nodes``) and what they import, grouped by package, with the
     common modules drawn once and listed below the graph."""
-    common = set(common_modules(pkg, all_edges))
+    common = set(common_modules(pkg, nodes, all_edges))
     mine = sorted({(a, b) for a, b in all_edges if _package(a) == pkg and b not in common})
     own = {m for m in nodes if _package(m) == pkg}
     used = {b for _, b in mine} | common
@@ -148,7 +147,7 @@ def module_graph(pkg: str, nodes: set[str], all_edges: set[tuple[str, str]]) -> 
     lines += [f"  {_id(a)} --> {_id(b)}" for a, b in mine]
     lines.append("```")
     if common:
-        lines += ["", f"Imported by most of `{pkg}/`, arrows left out: "
+        lines += ["", f"Imported by {COMMON_SHARE:.0%} or more of the modules of `{pkg}/`, so drawn without arrows: "
                   + ", ".join(f"`{m}`" for m in sorted(common)) + "."]
     return "\n".join(lines)
 
@@ -172,10 +171,7 @@ def render(page: Path = PAGE, root: Path = ROOT) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(prog="python -m tools.architecture", description=__doc__.splitlines()[0]).parse_args(argv)
-    new = render()
-    if new != PAGE.read_text():
-        PAGE.write_text(new)
-        print(f"rewrote {PAGE.relative_to(ROOT)}")
+    markers.save(PAGE, render())
     return 0
 
 

@@ -68,7 +68,8 @@ def reliability_table(data: dict) -> str:
            "| --- |" + " --- |" * (len(COLUMNS) + 1)]
     for row in data["rows"]:
         cells = [number(row[c]) if c in row else "" for c in COLUMNS]
-        other = ", ".join(f"{k} {number(v)}" for k, v in row.items() if k not in COLUMNS and k != "suite")
+        other = ", ".join(f"{k.replace('_', ' ')} {number(v)}" for k, v in row.items()
+                          if k not in COLUMNS and k != "suite")
         out.append(f"| {row['suite']} | " + " | ".join(cells) + f" | {other} |")
     return "\n".join(out)
 
@@ -121,10 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"collected {path.relative_to(ROOT)}")
     bodies = tables()
     for key, page in PAGES.items():
-        new = render(page, bodies[key])
-        if new != page.read_text():
-            page.write_text(new)
-            print(f"rewrote {page.relative_to(ROOT)}")
+        markers.save(page, render(page, bodies[key]))
     return 0
 
 

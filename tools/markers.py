@@ -8,6 +8,7 @@ person writes. The markers themselves are kept, so a file can be regenerated any
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 
 
@@ -38,3 +39,10 @@ def replace(text: str, kind: str, bodies: dict[str, str]) -> str:
 
     return _pattern(kind).sub(body, text)
 
+
+
+def save(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` when it differs from what is there, and say so."""
+    if text != path.read_text():
+        path.write_text(text)
+        print(f"rewrote {path}")

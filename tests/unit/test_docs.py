@@ -24,7 +24,7 @@ SUITE = {
 }
 RELIABILITY = {"mode": "quick", "at": "2030-01-02 03:04:05", "machine": "x86_64, 2 cores, Linux",
                "rows": [{"suite": "corruption local", "faults": 4321, "detected": 4321, "lost": 0,
-                         "repaired": 17}]}
+                         "repaired": 17, "wrong_bytes_served": 0}]}
 PAGE = """# figures
 
 Prose before.
@@ -60,7 +60,7 @@ def test_tables_hold_the_numbers_of_their_input(tmp_path):
     assert "| ingest | blockdrive put | 987 MB/s | 0.80× SHA-256 (goal ≥ 0.9: **missed** by 11%) |" in text
     assert "| ingest | SHA-256 in memory | 1,234 MB/s |" in text
     assert "restic 9.9.9" in text and "2030-01-02 03:04:05" in text and "0 goals met, 1 missed" in text
-    assert "| corruption local |  |  | 4,321 | 4,321 | 0 | repaired 17 |" in text
+    assert "| corruption local |  |  | 4,321 | 4,321 | 0 | repaired 17, wrong bytes served 0 |" in text
     assert "old table" not in text
 
 
