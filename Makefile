@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install run test test-unit lint soak services-up services-down bench bench-quick clean
+.PHONY: install run test test-unit lint soak services-up services-down bench bench-quick docs clean
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,12 @@ bench: install
 
 bench-quick: install
 	VENV=$(VENV) bash scripts/bench.sh --quick
+
+# the figure tables in docs/ (from the latest bench/results and var/reliability JSON, copied to
+# docs/results/ so the repo alone can rebuild them) and the module graphs in docs/architecture.md
+docs: install
+	$(BIN)/python -m tools.figures --collect
+	$(BIN)/python -m tools.architecture
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

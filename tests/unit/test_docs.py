@@ -1,0 +1,122 @@
+"""The docs are made from the code and the committed results, and their links resolve."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tools import architecture, figures, markers
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+SUITE = {
+    "profile": "quick", "params": {"repeat": 3}, "machine": "2 cores (Test CPU)", "restic": "restic 9.9.9",
+    "at": "2030-01-02 03:04:05", "seconds": 181,
+    "rows": [
+        {"key": "sha", "section": "ingest", "label": "SHA-256 in memory", "short": "SHA-256", "unit": "MB/s",
+         "runs": [1111.0], "median": 1234.5, "higher_is_better": True},
+        {"key": "put", "section": "ingest", "label": "blockdrive put", "short": "put", "unit": "MB/s",
+         "runs": [987.0], "median": 987.0, "higher_is_better": True,
+         "ratios": [{"ref": "sha", "ratio": 0.7995, "goal": 0.9, "what": "", "met": False}]},
+    ],
+}
+RELIABILITY = {"mode": "quick", "at": "2030-01-02 03:04:05", "machine": "x86_64, 2 cores, Linux",
+               "rows": [{"suite": "corruption local", "faults": 4321, "detected": 4321, "lost": 0,
+                         "repaired": 17, "wrong_bytes_served": 0}]}
+PAGE = """# figures
+
+Prose before.
+
+<!-- figures:bench-quick -->
+old table
+<!-- /figures -->
+
+Prose between.
+
+<!-- figures:reliability-quick -->
+<!-- /figures -->
+
+Prose after.
+"""
+
+
+def _inputs(tmp_path: Path) -> Path:
+    (tmp_path / "suite-quick.json").write_text(json.dumps(SUITE))
+    (tmp_path / "reliability-quick.json").write_text(json.dumps(RELIABILITY))
+    return tmp_path
+
+
+def _fill(tmp_path: Path, text: str = PAGE) -> str:
+    page = tmp_path / "page.md"
+    page.write_text(text)
+    bodies = figures.tables(_inputs(tmp_path))
+    return figures.render(page, bodies["bench"] | bodies["reliability"])
+
+
+def test_tables_hold_the_numbers_of_their_input(tmp_path):
+    text = _fill(tmp_path)
+    assert "| ingest | blockdrive put | 987 MB/s | 0.80× SHA-256 (goal ≥ 0.9: **missed** by 11%) |" in text
+    assert "| ingest | SHA-256 in memory | 1,234 MB/s |" in text
+    assert "restic 9.9.9" in text and "2030-01-02 03:04:05" in text and "0 goals met, 1 missed" in text
+    assert "| corruption local |  |  | 4,321 | 4,321 | 0 | repaired 17, wrong bytes served 0 |" in text
+    assert "old table" not in text
+
+
+def test_markers_and_prose_are_kept_and_a_second_run_changes_nothing(tmp_path):
+    text = _fill(tmp_path)
+    assert markers.names(text, "figures") == ["bench-quick", "reliability-quick"]
+    for prose in ("Prose before.", "Prose between.", "Prose after."):
+        assert prose in text
+    assert _fill(tmp_path, text) == text
+
+
+def test_a_region_without_its_input_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="bench-full"):
+        _fill(tmp_path, PAGE + "<!-- figures:bench-full -->\n<!-- /figures -->\n")
+
+
+def test_a_body_without_its_region_is_an_error():
+    with pytest.raises(KeyError, match="nowhere"):
+        markers.replace(PAGE, "figures", {"nowhere": "x"})
+
+
+@pytest.mark.parametrize("key", sorted(figures.PAGES))
+def test_figure_pages_are_what_the_committed_results_make(key):
+    page = figures.PAGES[key]
+    assert figures.render(page, figures.tables()[key]) == page.read_text(), \
+        "the figures are out of date: run `make docs` (python -m tools.figures)"
+
+
+def test_the_import_graph_is_read_from_the_code(tmp_path):
+    for path, text in {"storage/__init__.py": "", "storage/a.py": "from storage import b\n",
+                       "storage/b.py": "def f():\n    from .models import user\n",
+                       "storage/models/__init__.py": "", "storage/models/user.py": "from ..a import x\n",
+                       "webapi/__init__.py": "import storage.a\nfrom storage.b import f\nimport flask\n"}.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    nodes, edges = architecture.graph(tmp_path)
+    assert nodes == {"storage", "storage.a", "storage.b", "storage.models", "webapi"}
+    assert edges == {("storage.a", "storage.b"), ("storage.b", "storage.models"),
+                     ("storage.models", "storage.a"), ("webapi", "storage.a"), ("webapi", "storage.b")}
+    assert "webapi -->|2| storage" in architecture.package_graph(edges)
+
+
+def test_architecture_page_is_what_the_code_makes():
+    assert architecture.render() == architecture.PAGE.read_text(), \
+        "the module graphs are out of date: run `make docs` (python -m tools.architecture)"
+
+
+def test_readme_is_a_front_door():
+    assert len((ROOT / "README.md").read_bytes()) <= 12 * 1024
+    assert "docs/architecture.md" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_relative_link_resolves(page):
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
+    targets = re.findall(r"\]\(([^)\s]+)\)", text)
+    broken = [t for t in targets if not re.match(r"[a-z]+:", t) and not t.startswith("#")
+              and not (page.parent / t.split("#")[0]).exists()]
+    assert broken == []

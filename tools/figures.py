@@ -1,0 +1,130 @@
+"""Figure tables in docs/, generated from the measurements' JSON instead of pasted by hand.
+
+    python -m tools.figures [--collect]
+
+Inputs live in ``docs/results/`` so the docs can be rebuilt from the repository alone (``var/``
+and ``bench/results/`` are not committed):
+
+=================================  ==========================================================
+``docs/results/suite-<profile>.json``  ``python -m bench [--quick]`` (``make bench[-quick]``)
+``docs/results/reliability-<mode>.json``  the reliability suite's summary (``make test`` /
+                                       ``make soak``), ``var/reliability/<mode>-latest.json``
+=================================  ==========================================================
+
+``--collect`` first copies the latest of those files (and the bench chart) from where the runs
+write them into ``docs/results/``. Each table goes between ``<!-- figures:NAME -->`` and
+``<!-- /figures -->`` in the page that explains it: ``bench-<profile>`` in docs/performance.md,
+``reliability-<mode>`` in docs/reliability.md. A page without a region for an input is left
+alone; a region whose input is missing is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from bench.suite import Results
+from tests.reliability.figures import COLUMNS
+from tools import markers
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+KIND = "figures"
+PAGES = {"bench": ROOT / "docs" / "performance.md", "reliability": ROOT / "docs" / "reliability.md"}
+HEADERS = {"runs": "runs", "kills": "kills", "faults": "faults injected", "detected": "detected",
+           "lost": "lost"}
+
+
+def number(x) -> str:
+    """A figure for people: thousands separated, floats to a sensible precision."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    if isinstance(x, int) or float(x).is_integer() and abs(x) >= 1000:
+        return f"{int(x):,}"
+    return f"{x:,.1f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+def bench_table(data: dict) -> str:
+    """The side-by-side table of a ``python -m bench`` run, with a line naming the run."""
+    res = Results()
+    res.rows = data["rows"]
+    res.by_key = {r["key"]: r for r in res.rows}
+    met = sum(1 for r in res.rows for q in r.get("ratios", []) if q["met"])
+    missed = sum(1 for r in res.rows for q in r.get("ratios", []) if q["met"] is False)
+    params = data.get("params", {})
+    head = (f"`python -m bench{' --quick' if data['profile'] == 'quick' else ''}` of {data['at']}, "
+            f"medians of {params.get('repeat', '?')} runs, {data['seconds']} s in all; "
+            f"{data['machine']}; {data['restic']}; {met} goals met, {missed} missed:")
+    return "\n".join([head, ""] + res.markdown())
+
+
+def reliability_table(data: dict) -> str:
+    """One row per recorded test: the common columns, then every other figure it recorded."""
+    out = [f"`{data['mode']}` variants of {data['at']} ({data['machine']}):", "",
+           "| suite | " + " | ".join(HEADERS[c] for c in COLUMNS) + " | other |",
+           "| --- |" + " --- |" * (len(COLUMNS) + 1)]
+    for row in data["rows"]:
+        cells = [number(row[c]) if c in row else "" for c in COLUMNS]
+        other = ", ".join(f"{k.replace('_', ' ')} {number(v)}" for k, v in row.items()
+                          if k not in COLUMNS and k != "suite")
+        out.append(f"| {row['suite']} | " + " | ".join(cells) + f" | {other} |")
+    return "\n".join(out)
+
+
+def collect(bench_dir: Path = ROOT / "bench" / "results",
+            reliability_dir: Path = ROOT / "var" / "reliability") -> list[Path]:
+    """Copy the runs' latest JSON (and the quick bench chart) into ``docs/results/``."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for src in sorted(bench_dir.glob("suite-*.json")):
+        copied.append(Path(shutil.copyfile(src, RESULTS / src.name)))
+    for src in sorted(reliability_dir.glob("*-latest.json")):
+        mode = src.name.removesuffix("-latest.json")
+        copied.append(Path(shutil.copyfile(src, RESULTS / f"reliability-{mode}.json")))
+    chart = bench_dir / "suite-quick.png"
+    if chart.exists():
+        copied.append(Path(shutil.copyfile(chart, ROOT / "docs" / "bench-quick.png")))
+    return copied
+
+
+def tables(results: Path = RESULTS) -> dict[str, dict[str, str]]:
+    """Region bodies by page key, from every JSON input in ``results``."""
+    out: dict[str, dict[str, str]] = {"bench": {}, "reliability": {}}
+    for path in sorted(results.glob("suite-*.json")):
+        data = json.loads(path.read_text())
+        out["bench"][f"bench-{data['profile']}"] = bench_table(data)
+    for path in sorted(results.glob("reliability-*.json")):
+        data = json.loads(path.read_text())
+        out["reliability"][f"reliability-{data['mode']}"] = reliability_table(data)
+    return out
+
+
+def render(page: Path, bodies: dict[str, str]) -> str:
+    """The text of ``page`` with its figure regions filled from ``bodies``."""
+    text = page.read_text()
+    wanted = markers.names(text, KIND)
+    absent = [n for n in wanted if n not in bodies]
+    if absent:
+        raise FileNotFoundError(f"{page.name}: no results for {', '.join(absent)} in {RESULTS}")
+    return markers.replace(text, KIND, {n: b for n, b in bodies.items() if n in wanted})
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tools.figures", description=__doc__.splitlines()[0])
+    ap.add_argument("--collect", action="store_true",
+                    help="first copy the latest bench/results and var/reliability JSON into docs/results")
+    args = ap.parse_args(argv)
+    if args.collect:
+        for path in collect():
+            print(f"collected {path.relative_to(ROOT)}")
+    bodies = tables()
+    for key, page in PAGES.items():
+        markers.save(page, render(page, bodies[key]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
