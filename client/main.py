@@ -37,7 +37,7 @@ BUILTIN = {"server": "webapi.cli:register_cli", "jobs": "jobs.cli:register_cli",
            "report": "jobs.report_cli:register_cli"}
 
 
-def _extra_missing(ep: metadata.EntryPoint) -> str | None:
+def extra_missing(ep: metadata.EntryPoint) -> str | None:
     """The first package that ``ep``'s extras require and this environment lacks, else None."""
     dist = getattr(ep, "dist", None)
     if dist is None or not ep.extras:
@@ -57,7 +57,7 @@ def _extra_missing(ep: metadata.EntryPoint) -> str | None:
 def operator_registrars() -> list[tuple[str, Callable]]:
     """``(name, register_cli)`` of every installed operator command set, in a stable order."""
     eps = sorted(metadata.entry_points(group=GROUP), key=lambda ep: ep.name)
-    specs = [(ep.name, ep.value, _extra_missing(ep)) for ep in eps] or [(n, v, None) for n, v in BUILTIN.items()]
+    specs = [(ep.name, ep.value, extra_missing(ep)) for ep in eps] or [(n, v, None) for n, v in BUILTIN.items()]
     out = []
     for name, value, missing in specs:
         if missing:

@@ -104,7 +104,7 @@ def start_server(tmp: Path, db_url: str | None, workers: int = 2, extra_env: dic
         try:
             if requests.get(url + "/readyz", timeout=2).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a worker still booting under load
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()

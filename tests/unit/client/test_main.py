@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from client.main import main
+from client.main import extra_missing, main
 
 
 @pytest.fixture
@@ -50,3 +50,19 @@ def test_an_unknown_log_level_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--log-level", "loud", "account"])
     assert exc.value.code == 2
+
+
+class _Dist:
+    requires = ["requests>=2.31", 'Flask>=3.0,<4; extra == "server"', 'prometheus_client>=0.20; extra == "server"',
+                'no-such-package-bd>=1; extra == "other"']
+
+
+class _EntryPoint:
+    def __init__(self, extras):
+        self.dist, self.extras = _Dist(), extras
+
+
+def test_an_operator_entry_point_is_offered_only_when_its_extra_is_installed():
+    assert extra_missing(_EntryPoint(["server"])) is None  # Flask and prometheus_client are installed here
+    assert extra_missing(_EntryPoint(["other"])) == "no-such-package-bd"
+    assert extra_missing(_EntryPoint([])) is None
