@@ -1,5 +1,9 @@
 from setuptools import find_packages, setup
 
+# The user's client (client/, the `blockdrive` command): HTTP with requests, blocks cut with
+# pyfastcdc exactly as the server cuts them, progress bars with tqdm. It is all a plain
+# `pip install blockdrive` needs; the server is the `server` extra.
+CLIENT = ["requests>=2.31", "pyfastcdc>=0.3,<0.4", "tqdm>=4.66"]
 CORE = [
     "pyfastcdc>=0.3,<0.4",
     "zstandard>=0.22",
@@ -12,8 +16,7 @@ CORE = [
     "tqdm>=4.66",
 ]
 WEB = ["Flask>=3.0,<4", "gunicorn>=22", "prometheus_client>=0.20"]
-# The client commands (push/pull/sync, webapi/client) talk HTTP with requests.
-CLIENT = ["requests>=2.31"]
+SERVER = CORE + WEB
 HDFS = ["hdfs>=2.7", "hdfs-native>=0.10"]
 S3 = ["boto3>=1.34"]
 # The maintenance jobs (jobs/): PySpark (bundles the Hadoop 3.5.0 client) and the scheduler,
@@ -40,17 +43,28 @@ setup(
     version="0.1.0",
     description="A self-hostable file drive on a deduplicating, HDFS-backed block store",
     python_requires=">=3.11",
-    packages=find_packages(include=["storage", "storage.*", "jobs", "jobs.*", "webapi", "webapi.*"]),
+    packages=find_packages(include=["storage", "storage.*", "jobs", "jobs.*", "webapi", "webapi.*",
+                                    "client", "client.*"]),
     package_data={"storage": ["migrations/script.py.mako"]},
     include_package_data=True,
-    install_requires=CORE + WEB + CLIENT,
+    install_requires=CLIENT,
     extras_require={
+        "client": CLIENT,
+        "server": SERVER,
         "hdfs": HDFS,
         "s3": S3,
         "test": TEST,
         "jobs": JOBS,
         "bench": BENCH,
-        "all": HDFS + S3 + JOBS + TEST + BENCH,
+        "all": SERVER + HDFS + S3 + JOBS + TEST + BENCH,
     },
-    entry_points={"console_scripts": ["blockdrive = webapi.cli:main"]},
+    entry_points={
+        "console_scripts": ["blockdrive = client.main:main"],
+        # the operator commands, offered by `blockdrive` when the server extra is installed
+        "blockdrive.commands": [
+            "server = webapi.cli:register_cli [server]",
+            "jobs = jobs.cli:register_cli [server]",
+            "report = jobs.report_cli:register_cli [server]",
+        ],
+    },
 )

@@ -23,7 +23,6 @@ caller owns or sent).
 from __future__ import annotations
 
 import hashlib
-import struct
 from collections import Counter
 from dataclasses import dataclass
 
@@ -38,12 +37,9 @@ from .errors import (BlockdriveError, Conflict, ContentMismatch, InvalidInput,
 from .models import Block, FileVersion, Node, VersionBlock
 from .names import validate_name
 from .uploads import Uploads
+from .wire import FRAME, MAX_BATCH_BLOCKS, MAX_BATCH_FILES, MAX_BATCH_FOLDERS
 
-FRAME = struct.Struct(">32sI")  # block id (raw SHA-256), raw length; then the bytes
-MAX_BATCH_BLOCKS = 4096
 MAX_BATCH_BYTES = 32 * 1024 * 1024  # per request (a single larger block may still come alone)
-MAX_BATCH_FILES = 1000
-MAX_BATCH_FOLDERS = 1000
 EMPTY_SHA = hashlib.sha256(b"").digest()
 MAX_ID = 2**63 - 1  # ids and sizes are signed 64-bit in the database
 

@@ -49,10 +49,10 @@ from .errors import (ChecksumMismatch, Conflict, ContentMismatch, Gone, InvalidI
                      OffsetMismatch, QuotaExceeded, RetryLater, SessionLimit)
 from .models import Block, FileVersion, Node, Pack, UploadChunk, UploadPin, UploadSession, User, VersionBlock
 from .names import validate_name
+from .wire import MAX_HASHES, chunking_params
 
 CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 LOOKUP_BATCH = 64
-MAX_HASHES = 10_000  # per "missing" question or commit
 
 
 @dataclass(frozen=True)
@@ -631,5 +631,4 @@ class Uploads:
         return res
 
     def chunking(self) -> dict:
-        st = self.drive.config["storage"]
-        return {"chunker": st["chunker"], "min": st["chunk_min"], "avg": st["chunk_avg"], "max": st["chunk_max"]}
+        return chunking_params(self.drive.config["storage"])

@@ -1,8 +1,11 @@
-"""The ``blockdrive`` command: set up, serve and operate a blockdrive server."""
+"""The operator commands of ``blockdrive``: set up, serve and operate a blockdrive server.
+
+They plug into the ``blockdrive`` command (:mod:`client.main`) through the entry-point group
+``blockdrive.commands`` (:func:`register_cli`) and need the server's packages.
+"""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -232,11 +235,9 @@ def cmd_config_show(args) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="blockdrive", description="A self-hostable file drive on a "
-                                "deduplicating block store.")
-    p.add_argument("--config", help="a TOML config file (default: $BLOCKDRIVE_CONFIG; env BLOCKDRIVE_* overrides)")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def register_cli(sub) -> None:
+    """Add the server's operator commands to the ``blockdrive`` parser's subparsers ``sub``
+    (the ``blockdrive.commands`` entry point ``server``; the global ``--config`` is theirs)."""
 
     def add(name, fn, help_):
         sp = sub.add_parser(name, help=help_, description=help_)
@@ -286,28 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     cp = csub.add_parser("show", help="print the effective configuration, secrets masked")
     cp.set_defaults(fn=cmd_config_show)
     cp.add_argument("--json", action="store_true")
-    from jobs.cli import register_cli
-    register_cli(sub)
-    from webapi.client.cli import register_cli as register_client_cli
-    register_client_cli(sub)
-    from jobs.report_cli import register_cli as register_report_cli
-    register_report_cli(sub)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.fn(args)
-    except BlockdriveError as exc:
-        print(f"blockdrive: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except BrokenPipeError:  # `blockdrive ls | head`
-        return EXIT_OK
-    except KeyboardInterrupt:
-        print("blockdrive: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    """The ``blockdrive`` command (:func:`client.main.main`), for console scripts installed
+    before it moved to the client package."""
+    from client.main import main as blockdrive
+    return blockdrive(argv)

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify
 
 from storage.names import invisible_ranges
 from storage.sharing import MAX_LINK_SECONDS
-from storage.uploads import MAX_HASHES
+from storage.wire import MAX_HASHES
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
 

@@ -1,4 +1,4 @@
-"""The client (webapi/client) against the real gunicorn server: delta push, resume after a
+"""The client (client/) against the real gunicorn server: delta push, resume after a
 dropped connection, pull into an existing copy, sync of a tree with renames and deletions,
 conflicts. Bytes are counted on the server side: by the server's own Prometheus counters of
 block bytes received, and by a TCP proxy in front of it that counts every byte on the wire."""
@@ -20,8 +20,8 @@ import pytest
 import requests
 
 from harness.proxy import CountingProxy, relay
-from webapi.client.api import Api, ClientError, ConflictError, NotFoundError, Unavailable
-from webapi.client.sync import Client, Index
+from client.api import Api, ClientError, ConflictError, NotFoundError, Unavailable
+from client.sync import Client, Index
 
 BIN = Path(sys.executable).parent / "blockdrive"
 MiB = 1024 * 1024

@@ -36,7 +36,7 @@ def test_serve_health_ready_and_account(tmp_path):
             try:
                 if requests.get(base + "/healthz", timeout=1).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a worker still booting under load
                 time.sleep(0.1)
         else:
             raise AssertionError("server did not come up")

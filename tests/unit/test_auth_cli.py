@@ -7,7 +7,7 @@ import pytest
 from storage.config import load_config
 from storage.drive import Drive
 from storage.errors import Unauthorized
-from webapi.cli import main
+from client.main import main
 
 
 @pytest.fixture

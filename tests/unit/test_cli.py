@@ -6,7 +6,7 @@ import os
 import pytest
 
 from tests.conftest import rand
-from webapi.cli import main
+from client.main import main
 
 
 @pytest.fixture

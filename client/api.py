@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import struct
 import threading
 import time
 from typing import Iterable, Iterator
@@ -14,12 +13,10 @@ from urllib.parse import quote
 
 import requests
 
+from storage.wire import FRAME, MAX_HASHES
 
-MISSING_PER_CALL = 10_000  # the server's MAX_HASHES
+MISSING_PER_CALL = MAX_HASHES
 RETRY_STATUS = {429, 502, 503, 504}
-# POST /batch/blocks framing: raw SHA-256, big-endian length, bytes (= storage.batch.FRAME;
-# not imported from there, which would pull the database layer into the client)
-FRAME = struct.Struct(">32sI")
 
 
 class ClientError(Exception):

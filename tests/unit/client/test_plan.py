@@ -11,13 +11,11 @@ import stat
 
 import pytest
 
-from storage.batch import FRAME as SERVER_FRAME
+from client.api import ClientError
+from client.cli import parse_duration, save_credentials
+from client.sync import (FileScan, Index, RemoteEntry, blocks_to_send, coalesce_ranges, group_batches, plan_paths,
+                         plan_sync, scan_file)
 from storage.chunking import make_chunker
-from webapi.client.api import FRAME as CLIENT_FRAME
-from webapi.client.api import ClientError
-from webapi.client.cli import parse_duration, save_credentials
-from webapi.client.sync import (FileScan, Index, RemoteEntry, blocks_to_send, coalesce_ranges, group_batches,
-                                plan_paths, plan_sync, scan_file)
 
 
 def fs(content: bytes) -> FileScan:
@@ -200,10 +198,6 @@ def test_index_trusts_only_an_identical_stat(tmp_path):
     idx.set_synced("srv", [("/d/a", "e1"), ("/d/b", "e2"), ("/x", "e3")])
     idx.set_synced("srv", [("/d", None)])  # forgetting a folder forgets what was below it
     assert idx.synced("srv") == {"/x": "e3"}
-
-
-def test_the_block_frame_matches_the_servers():
-    assert CLIENT_FRAME.format == SERVER_FRAME.format
 
 
 def test_credentials_are_private(tmp_path, monkeypatch):

@@ -40,7 +40,7 @@ import sys
 from pathlib import Path
 
 from .api import Api, ClientError, ConflictError
-from .sync import Client, Index, default_index_path, split_remote
+from .sync import Client, Index, default_index_path, human_size, split_remote
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CONFLICT = 0, 1, 2, 4
 
@@ -98,8 +98,8 @@ def parse_duration(text: str) -> int:
 
 
 def _summary(stats) -> str:
-    from .sync import _human
-    return f"sent {_human(stats.bytes_sent)} in {stats.blocks_sent} block(s), skipped {_human(stats.bytes_skipped)}"
+    return (f"sent {human_size(stats.bytes_sent)} in {stats.blocks_sent} block(s), "
+            f"skipped {human_size(stats.bytes_skipped)}")
 
 
 # ---- commands ------------------------------------------------------------------------
@@ -162,11 +162,10 @@ def cmd_push(args) -> int:
 def cmd_pull(args) -> int:
     c = _client(args)
     stats = c.pull(args.remote, args.local, checksum=args.checksum, force=args.force)
-    from .sync import _human
     state = "unchanged" if stats.unchanged else "pulled"
     _out(args, {"status": state, **stats.as_dict()},
-         f"{state} {args.remote} -> {args.local}: fetched {_human(stats.bytes_received)}, "
-         f"reused {_human(stats.bytes_skipped)} from the local copy")
+         f"{state} {args.remote} -> {args.local}: fetched {human_size(stats.bytes_received)}, "
+         f"reused {human_size(stats.bytes_skipped)} from the local copy")
     return EXIT_OK
 
 
@@ -265,19 +264,14 @@ def cmd_restore(args) -> int:
     return EXIT_OK
 
 
-def _size(n: int) -> str:
-    from .sync import _human
-    return _human(n)
-
-
 def cmd_account(args) -> int:
     c = _client(args)
     a = c.api.account()
     u = a.get("usage", {})
     rows = [("current files", u.get("current_bytes", 0)), ("old versions", u.get("old_versions_bytes", 0)),
             ("trash", u.get("trash_bytes", 0)), ("pending uploads", u.get("pending_bytes", 0))]
-    lines = [f"{a['email']} ({a['plan']}): {_size(a['used_bytes'] + a.get('pending_bytes', 0))} of "
-             f"{_size(a['quota_bytes'])}"] + [f"  {k:<16}{_size(v):>12}" for k, v in rows]
+    lines = [f"{a['email']} ({a['plan']}): {human_size(a['used_bytes'] + a.get('pending_bytes', 0))} of "
+             f"{human_size(a['quota_bytes'])}"] + [f"  {k:<16}{human_size(v):>12}" for k, v in rows]
     _out(args, a, "\n".join(lines))
     return EXIT_OK
 
@@ -356,7 +350,8 @@ def register_cli(sub) -> None:
     sp.add_argument("--url", help="the server (default: $BLOCKDRIVE_URL)")
     sp.add_argument("--email")
     add("logout", cmd_logout, "revoke the stored token on the server and forget it (client)")
-    tp = sub.add_parser("tokens", help="list or revoke your API tokens and admin sessions (client)")
+    tp = sub.add_parser("tokens", help="list or revoke your API tokens and admin sessions (client)",
+                        description="list or revoke your API tokens and admin sessions (client)")
     tsub = tp.add_subparsers(dest="tokens_command", required=True, metavar="ACTION")
     add("list", cmd_tokens_list, "list your tokens (never their secrets)", tsub)
     sp = add("revoke", cmd_tokens_revoke, "revoke one of your tokens by id", tsub)
@@ -377,7 +372,8 @@ def register_cli(sub) -> None:
     sp.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
     sp.add_argument("--force", action="store_true", help="overwrite remote files changed since the last sync")
     sp.add_argument("--checksum", action="store_true")
-    rp = sub.add_parser("remote", help="list and create remote folders over HTTP (client)")
+    rp = sub.add_parser("remote", help="list and create remote folders over HTTP (client)",
+                        description="list and create remote folders over HTTP (client)")
     rsub = rp.add_subparsers(dest="remote_command", required=True, metavar="ACTION")
     sp = add("ls", cmd_ls, "list a remote folder", rsub)
     sp.add_argument("path", nargs="?", default="/")

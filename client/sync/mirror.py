@@ -1,0 +1,206 @@
+"""Sync: a one-way mirror of a local folder to a remote folder.
+
+:func:`client.sync.plan.plan_sync` says what to do; :meth:`Mirror.sync` does it in a safe order:
+folders, moves, uploads (blocks of many files per request, commits of many files per request),
+and deletions last, so nothing is deleted before its replacement is stored.
+
+Conflicts: a file changed on the server since we last pushed or pulled it (the local index
+remembers the ETag per remote path), or between our look and our commit (If-Match), stops
+that file, naming both versions; nothing is overwritten silently. ``force`` overrides the
+first check (the second is the server's and always holds).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import PurePosixPath
+from typing import Callable
+
+from ..api import ClientError
+from .plan import RemoteEntry, SyncPlan, parent_of, plan_paths, plan_sync
+from .progress import Progress, Stats
+from .push import CommitQueue, Uploader
+from .scan import FileScan
+
+SCAN_SLICE = 1000                 # files hashed before their missing blocks start to be sent
+
+
+class Mirror:
+    """The sync side of :class:`client.sync.Client` (it provides ``api``, ``index``, ``jobs``,
+    ``scan_many``, ``chunker``, ``ensure_folder``, ``lookup``, ``server_key`` and ``chunking_key``)."""
+
+    def remote_tree(self, root_id: int) -> dict[str, RemoteEntry]:
+        """Every live node below ``root_id`` by relative path: one request for the whole tree,
+        or, when the server cut it short, folder by folder (listed in parallel)."""
+        out: dict[str, RemoteEntry] = {}
+        t = self.api.tree(root_id)
+        if not t["truncated"]:
+            paths = {root_id: ""}
+            for it in t["items"]:  # parents come before their children
+                prefix = paths[it["parent_id"]]
+                rel = f"{prefix}/{it['name']}" if prefix else it["name"]
+                paths[it["id"]] = rel
+                out[rel] = RemoteEntry(it["id"], it["kind"], it["size"], it["sha256"], it["parent_id"])
+            return out
+        frontier = [("", root_id)]
+        with ThreadPoolExecutor(self.jobs) as ex:
+            while frontier:
+                listings = list(ex.map(lambda f: (f[0], list(self.api.children(f[1]))), frontier))
+                frontier = []
+                for prefix, items in listings:
+                    for it in items:
+                        rel = f"{prefix}/{it['name']}" if prefix else it["name"]
+                        out[rel] = RemoteEntry(it["id"], it["kind"], it.get("size"), it.get("etag"), it["parent_id"])
+                        if it["kind"] == "folder":
+                            frontier.append((rel, it["id"]))
+        return out
+
+    @staticmethod
+    def local_tree(root: str) -> tuple[list[str], set[str]]:
+        files, dirs = [], set()
+        root = os.path.abspath(root)
+        for dirpath, dirnames, filenames in os.walk(root):
+            rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+            rel_dir = "" if rel_dir == "." else rel_dir
+            dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
+            for d in dirnames:
+                dirs.add(f"{rel_dir}/{d}" if rel_dir else d)
+            for f in filenames:
+                if ".blockdrive-" in f:
+                    continue  # our own temporary files
+                if os.path.isfile(os.path.join(dirpath, f)) and not os.path.islink(os.path.join(dirpath, f)):
+                    files.append(f"{rel_dir}/{f}" if rel_dir else f)
+        return sorted(files), dirs
+
+    def _make_folders(self, mkdirs: list[str], ids: dict[str, int], stats: Stats, rp: Callable) -> None:
+        """Create ``mkdirs`` (parents first), a tree level per request; ``ids`` learns their ids."""
+        level: dict[int, list[str]] = {}
+        for d in mkdirs:
+            level.setdefault(d.count("/"), []).append(d)
+        for depth in sorted(level):
+            todo = level[depth]
+            for i in range(0, len(todo), 1000):
+                part = todo[i:i + 1000]
+                res = self.api.folders([{"parent_id": ids[parent_of(d)], "name": PurePosixPath(d).name} for d in part])
+                stats.requests += 1
+                for d, r in zip(part, res):
+                    if "error" in r:
+                        raise ClientError(f"create folder {rp(d)}: {r['error'].get('detail')}")
+                    ids[d] = r["ok"]["id"]
+                    stats.created_folders.append(d)
+
+    def sync(self, local_dir: str, remote_dir: str, force: bool = False, checksum: bool = False,
+             dry_run: bool = False) -> tuple[SyncPlan, Stats]:
+        if not os.path.isdir(local_dir):
+            raise ClientError(f"{local_dir}: not a folder")
+        remote_dir = "/" + remote_dir.strip("/")
+        root = self.ensure_folder(remote_dir) if not dry_run else (self.lookup(remote_dir) or {"id": None})
+        remote = self.remote_tree(root["id"]) if root["id"] else {}
+        files, dirs = self.local_tree(local_dir)
+        paths = [os.path.join(local_dir, *f.split("/")) for f in files]
+        stats = Stats(files=len(files))
+        key = self.server_key()
+        rp = lambda rel: f"{remote_dir.rstrip('/')}/{rel}"  # noqa: E731
+        synced = self.index.synced(key) if remote else {}
+        last = {rel: synced[rp(rel)] for rel in remote if rp(rel) in synced}
+        ids = {"": root["id"], **{r: e.id for r, e in remote.items() if e.kind == "folder"}}
+        # What the paths alone decide. Unless a kind changed (that node must go to the trash
+        # first), the folders are made now and each file the plan will surely upload is
+        # committed as soon as its blocks are in, while the rest of the tree is still read.
+        pp = plan_paths(files, dirs, remote, last, force)
+        early = not dry_run and not pp.replace and not pp.conflicts
+        progress = Progress(self.show_progress and not dry_run, "sync")
+        up = Uploader(self, stats, progress)
+        done: list[tuple[str, str]] = []
+        refused: list[dict] = []  # commits the server refused as conflicts
+
+        def commit(group: list[tuple[str, FileScan, dict]]) -> None:
+            res = self.api.commit_many([e for _, _, e in group])
+            stats.requests += 1
+            for (rel, sc, _), r in zip(group, res):
+                p = r.get("error") or {}
+                if "ok" in r or (p.get("code") == "precondition-failed" and p.get("current_sha256") == sc.sha256):
+                    # (the second: our own commit, retried after its answer was lost)
+                    stats.uploaded.append(rel)
+                    done.append((rp(rel), sc.sha256))
+                else:
+                    entry = {"path": rel, "error": p.get("detail") or p.get("title"), "code": p.get("code"),
+                             "remote_version": p.get("current"), "remote_sha256": p.get("current_sha256"),
+                             "local_sha256": sc.sha256}
+                    conflict = p.get("code") in ("precondition-failed", "conflict")
+                    (refused if conflict else stats.errors).append(entry)
+
+        commits = CommitQueue(up, commit, lambda rel: ids[parent_of(rel)])
+        try:
+            if early:
+                self._make_folders(pp.mkdirs, ids, stats, rp)
+            # Hash a slice of the tree, then send what the server lacks of it while hashing the
+            # next: nothing the server holds for us is ever missing, so sending before the plan
+            # wastes nothing (only a conflicted file's new blocks wait unused in our session).
+            scans: dict[str, FileScan] = {}
+            self.chunker()
+            known = None if checksum else self.index.all(self.chunking_key)
+            for i in range(0, len(files), SCAN_SLICE):
+                part = self.scan_many(paths[i:i + SCAN_SLICE], checksum, known)
+                scans.update(zip(files[i:i + SCAN_SLICE], part))
+                if not dry_run:
+                    progress.total(sum(sc.size for sc in part))
+                    # a file the server holds as it is here needs no block: not even asked about
+                    send, same = [], []
+                    for rel, p, sc in zip(files[i:i + SCAN_SLICE], paths[i:i + SCAN_SLICE], part):
+                        e = pp.remote_files.get(rel)
+                        (same if e is not None and e.sha256 == sc.sha256 else send).append((os.path.abspath(p), sc))
+                    up.add(send)
+                    up.skip(same)
+                if early:
+                    for rel, sc in zip(files[i:i + SCAN_SLICE], part):
+                        sure, etag = pp.sure_upload(rel, sc)
+                        if sure:
+                            commits.add(rel, sc, etag)
+            stats.bytes_total = sum(s.size for s in scans.values())
+            plan = plan_sync(scans, dirs, remote, last, force)
+            stats.conflicts = list(plan.conflicts)
+            stats.unchanged = list(plan.unchanged)
+            if dry_run:
+                return plan, stats
+            # 1. kind changes (a file became a folder or back): the old node to the trash
+            for rel, nid in plan.replace:
+                self.api.delete(nid)
+                stats.deleted.append(rel)
+                ids.pop(rel, None)
+            # 2. folders, a tree level per request (made above already, unless a kind changed)
+            self._make_folders([d for d in plan.mkdirs if not early or d not in pp.mkdirs], ids, stats, rp)
+            # 3. renames: no data sent
+            for src, dst, nid in plan.moves:
+                self.api.move(nid, name=PurePosixPath(dst).name, parent_id=ids[parent_of(dst)])
+                stats.requests += 1
+                stats.moved.append([src, dst])
+            self.index.set_synced(key, [(rp(s), None) for s, _, _ in plan.moves] +
+                                  [(rp(d), remote[s].sha256) for s, d, _ in plan.moves])
+            # 4. uploads: blocks of many files per request; each group of files is committed (one
+            #    request) as soon as its blocks are in, while the next groups' blocks are sent
+            for rel, etag in plan.uploads:
+                if rel not in commits.queued:
+                    commits.add(rel, scans[rel], etag)
+            commits.flush()
+            up.finish()
+            stats.conflicts += refused
+            self.index.set_synced(key, done + [(rp(r), scans[r].sha256) for r in plan.unchanged
+                                               if synced.get(rp(r)) != scans[r].sha256])
+            # 5. deletions last: everything they replace is stored by now
+            for rel, nid in plan.deletes:
+                self.api.delete(nid)
+                stats.requests += 1
+                stats.deleted.append(rel)
+            self.index.set_synced(key, [(rp(r), None) for r, _ in plan.deletes])
+            return plan, stats
+        except BaseException as exc:
+            up.__exit__(type(exc), exc, None)
+            up = None
+            raise
+        finally:
+            if up is not None:
+                up.__exit__(None, None, None)
+            progress.close()
+
