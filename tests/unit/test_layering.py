@@ -68,7 +68,6 @@ ALLOWLIST = {
     "storage/uploads.py:_role",
     "storage/uploads.py:_tx",
     "webapi/blocks.py:_created",
-    "webapi/client/cli.py:_human",
 }
 
 
