@@ -98,6 +98,9 @@ def cmd_history(args) -> int:
     if args.json:
         print(json.dumps(rows))
     else:
+        if rows:
+            print(f"{'run':>5} {'job':<14} {'status':<8} {'':<7}  {'started (UTC)':<19}  {'finished (UTC)':<19}  "
+                  f"{'seconds':>8}  bytes freed")
         for r in rows:
             st = RunStats.from_json(r["stats"])
             secs = humanize.figure("seconds", st.seconds) if st.seconds is not None else "-"
