@@ -92,6 +92,7 @@ def bench_extract(spark, n: int, scratch: Path) -> dict:
     import sqlite3
     from storage.config import load_config
     from jobs.context import Context
+    from storage import extracts
     from storage.db import make_engine, migrate
     db = scratch / "meta.db"
     engine = make_engine(f"sqlite:///{db}")
@@ -114,7 +115,7 @@ def bench_extract(spark, n: int, scratch: Path) -> dict:
     d.engine = engine
     ctx = Context(drive=d, spark=spark, cfg=load_config(env={}))
     t0 = time.perf_counter()
-    df = ctx.frame("SELECT id, refcount, gc_marked_at, pack_id, stored_size FROM blocks",
+    df = ctx.frame(extracts.blocks("id", "refcount", "gc_marked_at", "pack_id", "stored_size"),
                    "id binary, refcount bigint, gc_marked_at timestamp_ntz, pack_id string, stored_size bigint")
     rows = df.count()
     s = time.perf_counter() - t0

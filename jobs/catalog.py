@@ -1,6 +1,9 @@
 """The jobs blockdrive knows, by name, with what each does. Kept apart from the runner so the
 CLI can list them without loading Spark, pyarrow or the maintenance code."""
 
+#: The time zone of every cron schedule in ``[schedule]``.
+TIMEZONE = "UTC"
+
 JOBS = {
     "compact": "merge small packs, rewrite packs with many dead blocks, retire superseded packs",
     "dedup_scan": "find identical content stored more than once, merge references, report savings",

@@ -21,9 +21,12 @@ import time
 
 from pyspark.sql import DataFrame, Window, functions as F
 
+from storage import extracts
 from storage import maintenance as m
 from storage import pack as packfmt
+from storage.states import PackState
 
+from . import humanize
 from .executor import store_for
 from .hooks import step
 
@@ -33,8 +36,8 @@ OVERHEAD = packfmt.HEADER_SIZE + packfmt.TRAILER_SIZE
 
 
 def extract(ctx):
-    packs = ctx.frame("SELECT id, url, tier, state, size, created_at FROM packs WHERE state = 'sealed'", PACKS)
-    blocks = ctx.frame("SELECT id, pack_id, offset_in_pack, stored_size FROM blocks", BLOCKS, table="blocks")
+    packs = ctx.frame(extracts.packs("id", "url", "tier", "state", "size", "created_at"), PACKS)
+    blocks = ctx.frame(extracts.blocks("id", "pack_id", "offset_in_pack", "stored_size"), BLOCKS, table="blocks")
     return packs, blocks
 
 
@@ -64,7 +67,7 @@ def plan_packs(usage: DataFrame, *, target: int, fill: float, dead_ratio: float,
     list its driver holds, stay bounded however much is due. Written as windows over one
     ordered partition rather than joins and group-bys, so Spark plans it with a single
     shuffle: this runs on every compaction."""
-    sealed = F.col("state") == "sealed"
+    sealed = F.col("state") == PackState.SEALED
     cand = (sealed & F.col("url").startswith(hot_prefix) & (F.col("live_bytes") > 0)
             & ((F.col("size") < F.lit(int(fill * target))) | (F.col("dead_ratio") >= F.lit(dead_ratio))))
     before = F.coalesce(F.sum(F.when(cand, F.col("live_bytes"))).over(
@@ -160,7 +163,7 @@ def rewrite(ctx, bins: dict[int, list[tuple]], at, after_write: str | None = Non
     if results:  # Spark's share of the copy phase: before the first task started and after the last ended
         stats["write_launch_seconds"] = round(min(r[6]["start"] for r in results) - submitted, 3)
         stats["write_collect_seconds"] = round(submitted + stats["write_seconds"] - max(r[6]["end"] for r in results), 3)
-    ctx.say(f"wrote {len(results)} packs ({stats['bytes_written']} bytes)")
+    ctx.say(f"wrote {len(results)} packs ({humanize.size(stats['bytes_written'])})")
     if after_write:
         step(after_write)
     t0 = time.perf_counter()
@@ -190,8 +193,8 @@ def run(ctx) -> dict:
     stats = summarize(planned)
     retire = stats.pop("retire")
     ctx.say(f"plan: retire {stats['packs_to_retire']} packs, rewrite {stats['packs_to_rewrite']} into "
-            f"{stats['new_packs']} ({stats['bytes_to_copy']} bytes to copy, {stats['bytes_to_free']} to free)"
-            + (f"; {stats['packs_deferred']} packs ({stats['bytes_deferred']} live bytes) left to the next run,"
+            f"{stats['new_packs']} ({humanize.size(stats['bytes_to_copy'])} to copy, {humanize.size(stats['bytes_to_free'])} to free)"
+            + (f"; {stats['packs_deferred']} packs ({humanize.size(stats['bytes_deferred'])} live) left to the next run,"
                " past compact_max_bytes" if stats["packs_deferred"] else ""))
     try:
         if ctx.dry_run:

@@ -9,12 +9,14 @@ Metadata extraction has two paths, chosen by config:
   ``jobs.jdbc_partitions`` partitions by id range, which is what a cluster should do with
   billions of rows. It needs the MariaDB JDBC driver (``jobs.jdbc_packages``, fetched from
   Maven Central at session start).
+
+What a job reads is a select from :mod:`storage.extracts`, never SQL text: the first path runs
+it through the engine, the second compiles it with the engine's dialect (:func:`storage.extracts.to_sql`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 from dataclasses import dataclass, field
 from typing import Callable
@@ -23,6 +25,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import sqlalchemy as sa
 
+from storage import extracts
 from storage.clock import now
 from storage.maintenance import SAFE, Safety
 
@@ -36,12 +39,12 @@ def parse_schema(ddl: str) -> list[tuple[str, str]]:
     return [tuple(part.split()) for part in (p.strip() for p in ddl.split(",")) if part]
 
 
-def arrow_table(conn, sql: str, ddl: str, params: dict | None = None) -> pa.Table:
-    """Run ``sql`` and collect its rows as an Arrow table of schema ``ddl`` ("name type, ...")."""
+def arrow_table(conn, select: sa.Select, ddl: str) -> pa.Table:
+    """Run ``select`` and collect its rows as an Arrow table of schema ``ddl`` ("name type, ...")."""
     cols = parse_schema(ddl)
     schema = pa.schema([(n, _ARROW[t]) for n, t in cols])
     batches = []
-    result = conn.execute(sa.text(sql), params or {})
+    result = conn.execute(select)
     while True:
         rows = result.fetchmany(FETCH)
         if not rows:
@@ -82,14 +85,15 @@ class Context:
     def grace(self) -> int:
         return self.cfg["gc"]["grace_seconds"]
 
-    def frame(self, sql: str, ddl: str, params: dict | None = None, table: str | None = None,
+    def frame(self, select: sa.Select, ddl: str, table: str | None = None,
               partition_column: str | None = None):
-        """A DataFrame of ``sql``'s rows with schema ``ddl``. With JDBC on MySQL and a
-        ``table`` named, the executors read it partitioned by ``partition_column``."""
+        """A DataFrame of ``select``'s rows (a :mod:`storage.extracts` select) with schema ``ddl``.
+        With JDBC on MySQL and a ``table`` named, the executors read it partitioned by
+        ``partition_column``."""
         if self.cfg["jobs"]["jdbc"] and self.engine.dialect.name == "mysql" and table:
-            return self._jdbc(sql, ddl, table, partition_column)
+            return self._jdbc(extracts.to_sql(select, self.engine.dialect), ddl, table, partition_column)
         with self.engine.connect() as conn:
-            t = arrow_table(conn, sql, ddl, params)
+            t = arrow_table(conn, select, ddl)
         return self.spark.createDataFrame(t)
 
     def _jdbc(self, sql: str, ddl: str, table: str, partition_column: str | None):
@@ -103,7 +107,7 @@ class Context:
         n = self.cfg["jobs"]["jdbc_partitions"]
         if partition_column:
             with self.engine.connect() as conn:
-                lo, hi = conn.execute(sa.text(f"SELECT MIN({partition_column}), MAX({partition_column}) FROM {table}")).one()
+                lo, hi = conn.execute(extracts.partition_bounds(table, partition_column)).one()
             if lo is not None:
                 df = self.spark.read.jdbc(jdbc_url, query, column=partition_column, lowerBound=int(lo),
                                           upperBound=int(hi) + 1, numPartitions=n, properties=props)
@@ -124,10 +128,6 @@ class Context:
 def _cast(df, ddl: str):
     from pyspark.sql import functions as F
     return df.select([F.col(n).cast(t).alias(n) for n, t in parse_schema(ddl)])
-
-
-def dumps(stats: dict) -> str:
-    return json.dumps(stats, default=str, sort_keys=True)
 
 
 def stderr_progress(job: str) -> Callable[[str], None]:

@@ -21,14 +21,19 @@ A dry run prints the plan and the bytes it would save; nothing is written.
 from __future__ import annotations
 
 import hashlib
+import logging
 
 from pyspark.sql import DataFrame, Window, functions as F
 from pyspark.sql import types as T
 
+from storage import extracts
 from storage import maintenance as m
 from storage import pack as packfmt
 
+from . import humanize
 from .executor import read_records, store_for
+
+log = logging.getLogger(__name__)
 
 RECORD = T.StructType([T.StructField("pack_id", T.StringType()), T.StructField("block_id", T.BinaryType()),
                        T.StructField("offset", T.LongType()), T.StructField("stored_size", T.LongType()),
@@ -37,16 +42,16 @@ RH = packfmt.RECORD_HEADER
 
 
 def extract(ctx):
-    versions = ctx.frame("SELECT id, size, sha256 FROM file_versions", "id bigint, size bigint, sha256 binary",
+    versions = ctx.frame(extracts.versions("id", "size", "sha256"), "id bigint, size bigint, sha256 binary",
                          table="file_versions", partition_column="id")
-    refs = ctx.frame("SELECT version_id, seq, block_id FROM version_blocks",
+    refs = ctx.frame(extracts.refs("version_id", "seq", "block_id"),
                      "version_id bigint, seq bigint, block_id binary", table="version_blocks",
                      partition_column="version_id")
-    blocks = ctx.frame("SELECT id, refcount, stored_size, pack_id, offset_in_pack FROM blocks",
+    blocks = ctx.frame(extracts.blocks("id", "refcount", "stored_size", "pack_id", "offset_in_pack"),
                        "id binary, refcount bigint, stored_size bigint, pack_id string, offset_in_pack bigint",
                        table="blocks")
     # Only sealed packs: a retiring pack's file is going away whatever it holds.
-    packs = ctx.frame("SELECT id, url, size FROM packs WHERE state = 'sealed'", "id string, url string, size bigint")
+    packs = ctx.frame(extracts.packs("id", "url", "size"), "id string, url string, size bigint")
     return versions, refs, blocks, packs
 
 
@@ -124,7 +129,8 @@ def _footers(cfg):
     def read(row):
         try:
             recs, _, _ = read_records(store_for(cfg), row.url)
-        except Exception:  # noqa: BLE001 - scrub reports unreadable packs
+        except Exception as exc:  # noqa: BLE001 - scrub reports unreadable packs
+            log.warning("pack %s unreadable, its blocks not scanned: %s", row.url, exc)
             return []
         return [(row.id, r["block_id"], r["offset"], r["stored_size"], r["codec"]) for r in recs]
     return read
@@ -166,10 +172,10 @@ def run(ctx) -> dict:
              "extra_copy_bytes": int(extra["b"]), "blocks_to_repoint": repoints.count(),
              "packs_emptied_by_repoint": int(emptied["n"]), "bytes_saved_by_repoint": int(emptied["b"])}
     stats["bytes_saved"] = stats["bytes_saved_by_merge"] + stats["bytes_saved_by_repoint"]
-    ctx.say(f"plan: merge {stats['duplicate_versions']} duplicate files (saves {stats['bytes_saved_by_merge']} bytes "
-            f"after gc); {stats['extra_block_copies']} extra block copies ({stats['extra_copy_bytes']} bytes): "
+    ctx.say(f"plan: merge {stats['duplicate_versions']} duplicate files (saves {humanize.size(stats['bytes_saved_by_merge'])} "
+            f"after gc); {stats['extra_block_copies']} extra block copies ({humanize.size(stats['extra_copy_bytes'])}): "
             f"point {stats['blocks_to_repoint']} blocks at their copy in a fuller pack, which empties "
-            f"{stats['packs_emptied_by_repoint']} packs ({stats['bytes_saved_by_repoint']} bytes, freed after the "
+            f"{stats['packs_emptied_by_repoint']} packs ({humanize.size(stats['bytes_saved_by_repoint'])}, freed after the "
             "grace period); the rest are dead bytes left to compact")
     try:
         if ctx.dry_run:

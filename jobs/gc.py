@@ -17,9 +17,11 @@ import datetime as dt
 
 from pyspark.sql import DataFrame, functions as F
 
+from storage import extracts
 from storage import maintenance as m
 from storage.quota import Retention
 
+from . import humanize
 from .hooks import step
 
 BLOCKS = "id binary, refcount bigint, gc_marked_at timestamp_ntz, pack_id string, stored_size bigint"
@@ -32,11 +34,10 @@ class LiveSetError(RuntimeError):
 # ---- extract ---------------------------------------------------------------------------------
 
 def extract(ctx):
-    blocks = ctx.frame("SELECT id, refcount, gc_marked_at, pack_id, stored_size FROM blocks", BLOCKS,
+    blocks = ctx.frame(extracts.blocks("id", "refcount", "gc_marked_at", "pack_id", "stored_size"), BLOCKS,
                        table="blocks")
-    refs = ctx.frame("SELECT block_id FROM version_blocks", "block_id binary", table="version_blocks")
-    pins = ctx.frame("SELECT p.block_id FROM upload_pins p JOIN upload_sessions s ON s.id = p.session_id "
-                     "WHERE s.state = 'active'", "block_id binary")
+    refs = ctx.frame(extracts.refs("block_id"), "block_id binary", table="version_blocks")
+    pins = ctx.frame(extracts.pinned_blocks(), "block_id binary")
     return blocks, refs, pins
 
 
@@ -96,7 +97,7 @@ def run(ctx) -> dict:
         stats.update(m.apply_retention(ctx.sm, policy, t, cfg["quota"]["block_floor_bytes"],
                                        cfg["retention"]["batch_nodes"]))
         ctx.say(f"thinned {stats['versions_thinned']} old versions of {stats['retention_files_checked']} files "
-                f"({stats['version_bytes_freed']} bytes of quota freed)")
+                f"({humanize.size(stats['version_bytes_freed'])} of quota freed)")
         stats.update(m.expire_upload_sessions(ctx.sm, t))
         stats["tails_removed"] = m.remove_stale_tails(ctx.sm, ctx.drive.blocks)
         step("gc:after_expire")
@@ -120,8 +121,8 @@ def run(ctx) -> dict:
     to_sweep = plan_sweep(blocks, live, cutoff)
     stats["plan_mark"], stats["plan_sweep"] = summarize(to_mark), summarize(to_sweep)
     stats["sweep_cutoff"] = cutoff.isoformat()
-    ctx.say(f"plan: mark {stats['plan_mark']['blocks']} blocks ({stats['plan_mark']['bytes']} bytes), "
-            f"sweep {stats['plan_sweep']['blocks']} blocks ({stats['plan_sweep']['bytes']} bytes)")
+    ctx.say(f"plan: mark {stats['plan_mark']['blocks']} blocks ({humanize.size(stats['plan_mark']['bytes'])}), "
+            f"sweep {stats['plan_sweep']['blocks']} blocks ({humanize.size(stats['plan_sweep']['bytes'])})")
     if ctx.dry_run:
         blocks.unpersist()
         live.unpersist()
@@ -130,8 +131,8 @@ def run(ctx) -> dict:
     stats["marked"] = m.mark_blocks(ctx.sm, _ids(to_mark), t, ctx.safety)
     step("gc:after_mark")
     swept = m.sweep_blocks(ctx.sm, _ids(to_sweep), cutoff, ctx.safety)
-    stats.update(swept=swept.blocks, swept_bytes=swept.bytes, packs_with_freed_space=len(swept.packs))
-    ctx.say(f"marked {stats['marked']}, swept {swept.blocks} blocks ({swept.bytes} bytes) in {len(swept.packs)} packs")
+    stats.update(swept=swept.blocks, bytes_freed=swept.bytes, packs_with_freed_space=len(swept.packs))
+    ctx.say(f"marked {stats['marked']}, swept {swept.blocks} blocks ({humanize.size(swept.bytes)}) in {len(swept.packs)} packs")
     step("gc:after_sweep")
     if ctx.safety.honour_inflight:
         abandoned = m.abandon_open_packs(ctx.sm, ctx.drive.blocks, t - dt.timedelta(seconds=open_grace))

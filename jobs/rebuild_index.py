@@ -14,17 +14,22 @@ the chosen copies. The run reports rows/s for the metadata copy and for the inde
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 
 import sqlalchemy as sa
 from pyspark.sql import DataFrame, Window, functions as F
 from pyspark.sql import types as T
 
+from storage import extracts
 from storage.blockstore import tier_of
 from storage.clock import now
 from storage.models import Base
+from storage.states import PackState
 
 from .executor import read_records, store_for
+
+log = logging.getLogger(__name__)
 
 SKIP = {"blocks", "packs", "locks", "job_runs"}
 CHUNK = 5000  # rows per INSERT (executemany) and per transaction
@@ -48,7 +53,8 @@ def _footers(cfg):
         pack_id, url, size = item
         try:
             recs, _err, _ = read_records(store_for(cfg), url)
-        except Exception:  # noqa: BLE001 - an unreadable pack contributes nothing; fsck says what is missing
+        except Exception as exc:  # noqa: BLE001 - an unreadable pack contributes nothing; fsck says what is missing
+            log.warning("pack %s unreadable, left out of the index: %s", url, exc)
             return []
         return [(pack_id, url, size, r["block_id"], r["codec"], r["raw_size"], r["stored_size"], r["offset"])
                 for r in recs]
@@ -97,11 +103,11 @@ def run(ctx) -> dict:
         t0 = time.perf_counter()
         t = now()
         sm = make_sessionmaker(target)
-        pack_rows = [dict(id=pid, url=url, tier=tier_of(url), state="sealed", size=size, live_bytes=0,
+        pack_rows = [dict(id=pid, url=url, tier=tier_of(url), state=PackState.SEALED, size=size, live_bytes=0,
                           created_at=t, sealed_at=t) for pid, url, size in packs]
         for part in _chunks(pack_rows):
             _insert(sm, "packs", part)
-        refs = ctx.frame("SELECT version_id, block_id FROM version_blocks", "version_id bigint, block_id binary",
+        refs = ctx.frame(extracts.refs("version_id", "block_id"), "version_id bigint, block_id binary",
                          table="version_blocks", partition_column="version_id")
         blocks = chosen.join(refcounts(refs), "block_id", "left").fillna(0, ["refcount"])
         batch, n = [], 0
@@ -181,6 +187,7 @@ def _verify(cfg, target) -> dict:
                 h.update(chunk)
             ok += h.digest() == sha
             bad += h.digest() != sha
-        except Exception:  # noqa: BLE001 - counted as a file that does not read back
+        except Exception as exc:  # noqa: BLE001 - counted as a file that does not read back
+            log.warning("version %s does not read back: %s", vid, exc)
             bad += 1
     return {"fsck_ok": rep.ok, "fsck_problems": [str(p) for p in rep.problems[:20]], "files_ok": ok, "files_bad": bad}

@@ -13,19 +13,20 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, functions as F
 
+from storage import extracts
 from storage import maintenance as m
 from storage.quota import BLOCK_FLOOR
 
 
 def extract(ctx):
-    blocks = ctx.frame("SELECT id, refcount FROM blocks", "id binary, refcount bigint", table="blocks")
-    refs = ctx.frame("SELECT version_id, block_id FROM version_blocks", "version_id bigint, block_id binary",
+    blocks = ctx.frame(extracts.blocks("id", "refcount"), "id binary, refcount bigint", table="blocks")
+    refs = ctx.frame(extracts.refs("version_id", "block_id"), "version_id bigint, block_id binary",
                      table="version_blocks", partition_column="version_id")
-    users = ctx.frame("SELECT id, used_bytes, pending_bytes FROM users",
+    users = ctx.frame(extracts.users("id", "used_bytes", "pending_bytes"),
                       "id bigint, used_bytes bigint, pending_bytes bigint", table="users", partition_column="id")
-    versions = ctx.frame("SELECT n.owner_id, v.size, v.nblocks FROM nodes n JOIN file_versions v ON v.node_id = n.id",
+    versions = ctx.frame(extracts.version_owners("size", "nblocks"),
                          "owner_id bigint, size bigint, nblocks bigint")
-    sessions = ctx.frame("SELECT user_id, reserved_bytes FROM upload_sessions WHERE state = 'active'",
+    sessions = ctx.frame(extracts.active_reservations(),
                          "user_id bigint, reserved_bytes bigint")
     return blocks, refs, users, versions, sessions
 

@@ -31,8 +31,12 @@ import uuid
 
 from pyspark.sql import DataFrame, functions as F
 
+from storage import extracts, jobruns
 from storage import pack as packfmt
 from storage import reports as rep
+from storage.states import JobStatus, PackState
+
+from . import humanize
 
 USERS = "id bigint, email string, used_bytes bigint, quota_bytes bigint"
 FILES = "owner_id bigint, size bigint, trashed bigint"
@@ -47,10 +51,9 @@ TRAFFIC = "day string, user_id bigint, uploads bigint, downloads bigint, bytes_i
 PER_BLOCK = packfmt.RECORD_HEADER + packfmt.INDEX_ENTRY
 PER_PACK = packfmt.HEADER_SIZE + packfmt.TRAILER_SIZE
 
-# Keys the jobs use in their stats for what they freed and how many rows they handled, in order
-# of preference: the history shows the first present.
-FREED_KEYS = ("bytes_freed", "swept_bytes", "bytes_deleted", "freed_bytes")
-ROWS_KEYS = ("rows", "blocks", "refcount_drift", "packs_verified", "packs_checked", "scanned")
+# Where a run's stats hold what it freed, in order of preference: today's one name, then the
+# spellings of runs recorded before it (storage.jobruns).
+FREED_KEYS = (jobruns.BYTES_FREED, *jobruns.OLD_BYTES_FREED)
 
 
 # ---- extract ---------------------------------------------------------------------------------
@@ -58,19 +61,15 @@ ROWS_KEYS = ("rows", "blocks", "refcount_drift", "packs_verified", "packs_checke
 def extract(ctx, since: dt.datetime) -> dict[str, DataFrame]:
     f = ctx.frame
     return {
-        "users": f("SELECT id, email, used_bytes, quota_bytes FROM users", USERS, table="users", partition_column="id"),
-        "files": f("SELECT n.owner_id, v.size, CASE WHEN n.deleted_at IS NULL THEN 0 ELSE 1 END AS trashed "
-                   "FROM nodes n JOIN file_versions v ON v.id = n.current_version_id WHERE n.kind = 'file'", FILES),
-        "versions": f("SELECT n.owner_id, v.size FROM file_versions v JOIN nodes n ON n.id = v.node_id", VERSIONS),
-        "blocks": f("SELECT id, size, stored_size, pack_id FROM blocks", BLOCKS, table="blocks"),
-        "refs": f("SELECT DISTINCT block_id FROM version_blocks", "block_id binary", table="version_blocks"),
-        "pins": f("SELECT DISTINCT p.block_id FROM upload_pins p JOIN upload_sessions s ON s.id = p.session_id "
-                  "WHERE s.state = 'active'", "block_id binary"),
-        "packs": f("SELECT id, tier, state, size FROM packs WHERE state <> 'deleted'", PACKS),
-        "runs": f("SELECT id, job, status, started_at, finished_at, stats FROM job_runs WHERE started_at >= :since",
-                  RUNS, {"since": since}),
-        "traffic": f("SELECT CAST(day AS CHAR) AS day, user_id, uploads, downloads, bytes_in, bytes_out "
-                     "FROM traffic_daily WHERE day >= :since", TRAFFIC, {"since": since.date()}),
+        "users": f(extracts.users("id", "email", "used_bytes", "quota_bytes"), USERS, table="users", partition_column="id"),
+        "files": f(extracts.current_files(), FILES),
+        "versions": f(extracts.version_owners("size"), VERSIONS),
+        "blocks": f(extracts.blocks("id", "size", "stored_size", "pack_id"), BLOCKS, table="blocks"),
+        "refs": f(extracts.referenced_blocks(), "block_id binary", table="version_blocks"),
+        "pins": f(extracts.pinned_blocks(distinct=True), "block_id binary"),
+        "packs": f(extracts.packs_not_deleted("id", "tier", "state", "size"), PACKS),
+        "runs": f(extracts.job_runs_since(since), RUNS),
+        "traffic": f(extracts.traffic_since(since.date()), TRAFFIC),
     }
 
 
@@ -116,7 +115,7 @@ def pack_usage(packs: DataFrame, states: DataFrame) -> DataFrame:
         F.sum(F.when(F.col("state") == "dead", F.col("stored_size") + PER_BLOCK).otherwise(F.lit(0))).alias("dead_records"),
         F.sum(F.col("stored_size") + PER_BLOCK).alias("indexed"))
     j = packs.join(per, packs.id == per.b_pack, "left").fillna(0, ["live_stored", "dead_records", "indexed"])
-    unindexed = F.when(F.col("state") == "sealed",
+    unindexed = F.when(F.col("state") == PackState.SEALED,
                        F.greatest(F.col("size") - F.lit(PER_PACK) - F.col("indexed"), F.lit(0))).otherwise(F.lit(0))
     return j.select("id", "tier", "state", "size", "live_stored", "dead_records", unindexed.alias("unindexed"))
 
@@ -124,7 +123,7 @@ def pack_usage(packs: DataFrame, states: DataFrame) -> DataFrame:
 def tier_usage(usage: DataFrame) -> DataFrame:
     """(tier, packs, pack_bytes, stored_bytes, retiring_packs, retiring_bytes): sealed packs and
     the live stored bytes in them; retiring packs apart. Open packs (uploads in flight) are left out."""
-    sealed, retiring = F.col("state") == "sealed", F.col("state") == "retiring"
+    sealed, retiring = F.col("state") == PackState.SEALED, F.col("state") == PackState.RETIRING
     zero = F.lit(0).cast("bigint")
     return (usage.where(sealed | retiring).groupBy("tier").agg(
         F.sum(F.when(sealed, 1).otherwise(0)).cast("bigint").alias("packs"),
@@ -138,7 +137,7 @@ def tier_usage(usage: DataFrame) -> DataFrame:
 def garbage(usage: DataFrame, *, dead_ratio: float, small_below: int) -> DataFrame:
     """One row: dead records and unindexed bytes in sealed packs, retiring bytes, the dead
     bytes of packs past ``dead_ratio``, and how many sealed packs are under ``small_below``."""
-    sealed = usage.where(F.col("state") == "sealed")
+    sealed = usage.where(F.col("state") == PackState.SEALED)
     dead = F.col("dead_records") + F.col("unindexed")
     ready = F.when((F.col("size") > 0) & (dead >= F.col("size") * F.lit(dead_ratio)), dead).otherwise(F.lit(0))
     g = sealed.agg(F.coalesce(F.sum("dead_records"), F.lit(0)).cast("bigint").alias("dead_records"),
@@ -146,7 +145,7 @@ def garbage(usage: DataFrame, *, dead_ratio: float, small_below: int) -> DataFra
                    F.coalesce(F.sum(ready), F.lit(0)).cast("bigint").alias("rewrite_ready"),
                    F.coalesce(F.sum(F.when(F.col("size") < small_below, 1).otherwise(0)), F.lit(0))
                    .cast("bigint").alias("small_packs"))
-    r = usage.where(F.col("state") == "retiring").agg(
+    r = usage.where(F.col("state") == PackState.RETIRING).agg(
         F.coalesce(F.sum("size"), F.lit(0)).cast("bigint").alias("retiring"))
     return g.crossJoin(r)
 
@@ -168,14 +167,14 @@ def job_history(runs: DataFrame) -> DataFrame:
     return runs.select(
         "id", "job", "status", "started_at", "finished_at",
         F.coalesce(F.get_json_object("stats", "$.seconds").cast("double"), by_clock).alias("seconds"),
-        _first_key(ROWS_KEYS).alias("rows"), _first_key(FREED_KEYS).alias("bytes_freed"),
+        _first_key(jobruns.ROWS_KEYS).alias("rows"), _first_key(FREED_KEYS).alias("bytes_freed"),
         F.coalesce(F.get_json_object("stats", "$.dry_run").cast("boolean"), F.lit(False)).alias("dry_run"))
 
 
 def job_summary(history: DataFrame) -> DataFrame:
     return (history.groupBy("job").agg(
-        F.count(F.lit(1)).alias("runs"), F.sum(F.when(F.col("status") == "ok", 1).otherwise(0)).alias("ok"),
-        F.sum(F.when(F.col("status") != "ok", 1).otherwise(0)).alias("not_ok"),
+        F.count(F.lit(1)).alias("runs"), F.sum(F.when(F.col("status") == JobStatus.OK, 1).otherwise(0)).alias("ok"),
+        F.sum(F.when(F.col("status") != JobStatus.OK, 1).otherwise(0)).alias("not_ok"),
         F.avg("seconds").alias("avg_seconds"), F.max("started_at").alias("last_started_at"),
         F.coalesce(F.sum(F.when(~F.col("dry_run"), F.col("bytes_freed"))), F.lit(0)).cast("bigint").alias("bytes_freed"))
         .orderBy("job"))
@@ -316,8 +315,8 @@ def run(ctx) -> dict:
     head = headline(u.asDict(), blocks, tier_rows, g.asDict(), traffic, runs)
     head["taken_at"] = t.isoformat() + "Z"
     top = _rows(users.orderBy(F.col("logical_bytes").desc(), F.col("user_id")).limit(j["report_top_users"]))
-    ctx.say(f"logical {head['logical_bytes']} B, unique {head['unique_raw_bytes']} B, stored {head['stored_bytes']} B, "
-            f"dedup {head['dedup_ratio']}, compression {head['compression_ratio']}, garbage {head['garbage_bytes']} B")
+    ctx.say(f"logical {humanize.size(head['logical_bytes'])}, unique {humanize.size(head['unique_raw_bytes'])}, stored {humanize.size(head['stored_bytes'])}, "
+            f"dedup {humanize.figure('ratio', head['dedup_ratio'])}, compression {humanize.figure('ratio', head['compression_ratio'])}, garbage {humanize.size(head['garbage_bytes'])}")
 
     stats = {k: head[k] for k in ("logical_bytes", "unique_raw_bytes", "stored_bytes", "garbage_bytes", "users")}
     if ctx.dry_run:

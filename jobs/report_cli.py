@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import sys
 
+from .humanize import size
+
 # (key, label, kind) of the headline rows, in the order the table shows them.
 ROWS = [
     ("logical_bytes", "logical bytes (current versions)", "bytes"),
@@ -38,14 +40,6 @@ ROWS = [
 ]
 
 
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 def render(snap: dict) -> str:
     h = snap["headline"]
     out = [f"report snapshot {snap['id']} taken {snap['taken_at']}", ""]
@@ -54,7 +48,7 @@ def render(snap: dict) -> str:
         if v is None:
             shown = "-"
         elif kind == "bytes":
-            shown = f"{human(v):>12}  {v:>18,d} B"
+            shown = f"{size(v, digits=2):>12}  {v:>18,d} B"
         elif kind == "ratio":
             shown = f"{v:>12.4f}"
         else:
@@ -79,6 +73,7 @@ def render(snap: dict) -> str:
 
 def cmd_report(args) -> int:
     from storage import reports
+    from storage.states import JobStatus
     from .cli import _drive
     drive = _drive(args)
     if args.run:
@@ -92,7 +87,7 @@ def cmd_report(args) -> int:
             return 1
         finally:
             stop_spark()
-        if res.status != "ok":
+        if res.status != JobStatus.OK:
             return 1
     snap = reports.latest(drive.sm)
     if snap is None:

@@ -9,22 +9,22 @@ as ``crashed``; elsewhere a dead holder's lease simply expires.
 from __future__ import annotations
 
 import importlib
-import json
+import logging
 import os
 import socket
 import time
 import uuid
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-
+from storage import jobruns
 from storage import maintenance as m
-from storage.clock import now
-from storage.models import JobRun
 from storage.procs import pid_alive
+from storage.states import JobStatus
 
 from .catalog import JOBS  # noqa: F401  (the runner's table of jobs, imported from here too)
-from .context import Context, dumps
+from .context import Context
+
+log = logging.getLogger(__name__)
 
 
 class JobBusy(RuntimeError):
@@ -35,8 +35,8 @@ class JobBusy(RuntimeError):
 class JobResult:
     run_id: int
     job: str
-    status: str
-    stats: dict
+    status: JobStatus
+    stats: dict  # RunStats.to_json(): the common figures under their one name, then the job's own
     seconds: float
 
 
@@ -72,38 +72,21 @@ def run_job(name: str, drive, spark, cfg=None, *, dry_run: bool = False, progres
         say(msg)
 
     t0 = time.monotonic()
-    with sm() as s, s.begin():
-        # We hold the lease: a run still "running" is one whose process died.
-        s.execute(sa.update(JobRun).where(JobRun.job == name, JobRun.status == "running")
-                  .values(status="crashed", finished_at=now()))
-        jr = JobRun(job=name, started_at=now(), status="running", stats=dumps({"dry_run": dry_run}))
-        s.add(jr)
-        s.flush()
-        run_id = jr.id
+    run_id = jobruns.start(sm, name, dry_run=dry_run)
     ctx = Context(drive=drive, spark=spark, cfg=cfg, dry_run=dry_run, safety=safety,
                   progress=progress_and_renew, options=options or {})
-    status, stats = "ok", {}
+    status, figures = JobStatus.OK, {}
     try:
         mod = importlib.import_module(f"jobs.{name}")
-        stats = mod.run(ctx) or {}
+        figures = mod.run(ctx) or {}
     except BaseException as exc:
-        status = "failed"
-        stats = {"error": f"{type(exc).__name__}: {exc}"}
+        status = JobStatus.FAILED
+        figures = {"error": f"{type(exc).__name__}: {exc}"}
+        log.error("job %s run %s failed: %s", name, run_id, figures["error"])
         raise
     finally:
-        stats = {"dry_run": dry_run, **stats, "seconds": round(time.monotonic() - t0, 3)}
-        with sm() as s, s.begin():
-            s.execute(sa.update(JobRun).where(JobRun.id == run_id)
-                      .values(status=status, finished_at=now(), stats=dumps(stats)))
+        stats = jobruns.RunStats.from_json({**figures, "dry_run": dry_run,
+                                            "seconds": round(time.monotonic() - t0, 3)})
+        jobruns.finish(sm, run_id, status, stats)
         m.release_lease(sm, lease, me)
-    return JobResult(run_id, name, status, stats, time.monotonic() - t0)
-
-
-def history(sm, limit: int = 20, job: str | None = None) -> list[dict]:
-    with sm() as s:
-        q = sa.select(JobRun).order_by(JobRun.id.desc()).limit(limit)
-        if job:
-            q = q.where(JobRun.job == job)
-        return [{"id": r.id, "job": r.job, "status": r.status, "started_at": r.started_at.isoformat(),
-                 "finished_at": r.finished_at.isoformat() if r.finished_at else None,
-                 "stats": json.loads(r.stats or "{}")} for r in s.execute(q).scalars()]
+    return JobResult(run_id, name, status, stats.to_json(), time.monotonic() - t0)

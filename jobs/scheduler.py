@@ -14,6 +14,7 @@ import threading
 
 from storage import maintenance as m
 
+from .catalog import TIMEZONE
 from .runner import JOBS, JobBusy, holder_id, run_job
 
 log = logging.getLogger("blockdrive.scheduler")
@@ -69,7 +70,8 @@ class Scheduler:
             return "failed"
         try:
             run_job(name, self.drive, spark, self.cfg, progress=lambda msg: log.info("%s: %s", name, msg))
-        except JobBusy:
+        except JobBusy as exc:
+            log.info("job %s not started: %s", name, exc)
             return "busy"
         except Exception:  # noqa: BLE001 - recorded in job_runs; the scheduler keeps going
             log.exception("job %s failed", name)
@@ -98,9 +100,9 @@ class Scheduler:
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.schedulers.blocking import BlockingScheduler
         from apscheduler.triggers.cron import CronTrigger
-        sched = (BlockingScheduler if self._blocking else BackgroundScheduler)(timezone="UTC")
+        sched = (BlockingScheduler if self._blocking else BackgroundScheduler)(timezone=TIMEZONE)
         for name, cron in self.schedule().items():
-            sched.add_job(self.fire, CronTrigger.from_crontab(cron, timezone="UTC"), args=[name], id=name,
+            sched.add_job(self.fire, CronTrigger.from_crontab(cron, timezone=TIMEZONE), args=[name], id=name,
                           name=name, max_instances=1, coalesce=True, misfire_grace_time=3600)
         sched.add_job(self.lead, "interval", seconds=max(1, self.ttl // 3), id="_lease",
                       max_instances=1, coalesce=True)
@@ -127,7 +129,7 @@ def validate_schedule(cfg) -> None:
             raise ConfigError(f"schedule.{name}: no such job")
         if cron:
             try:
-                CronTrigger.from_crontab(cron, timezone="UTC")
+                CronTrigger.from_crontab(cron, timezone=TIMEZONE)
             except ValueError as exc:
                 raise ConfigError(f"schedule.{name}: bad cron string {cron!r}: {exc}") from None
 

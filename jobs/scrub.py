@@ -8,12 +8,18 @@ and switches the blocks to it like compaction does; the damaged pack then retire
 
 from __future__ import annotations
 
+import logging
+
 from pyspark.sql import DataFrame, functions as F
 from pyspark.sql import types as T
 
+from storage import extracts
 from storage import maintenance as m
+from storage.states import JobStatus, PackState
 
 from .executor import read_records, store_for
+
+log = logging.getLogger(__name__)
 
 PACKS = "id string, url string, state string, size bigint"
 BLOCKS = "id binary, pack_id string, offset_in_pack bigint, stored_size bigint"
@@ -24,8 +30,8 @@ RECORD = T.StructType([T.StructField("pack_id", T.StringType()), T.StructField("
 
 
 def extract(ctx):
-    packs = ctx.frame("SELECT id, url, state, size FROM packs WHERE state IN ('sealed', 'retiring')", PACKS)
-    blocks = ctx.frame("SELECT id, pack_id, offset_in_pack, stored_size FROM blocks", BLOCKS, table="blocks")
+    packs = ctx.frame(extracts.packs("id", "url", "state", "size", states=(PackState.SEALED, PackState.RETIRING)), PACKS)
+    blocks = ctx.frame(extracts.blocks("id", "pack_id", "offset_in_pack", "stored_size"), BLOCKS, table="blocks")
     return packs, blocks
 
 
@@ -62,8 +68,8 @@ def _verify(cfg):
 def run(ctx) -> dict:
     j = ctx.cfg["jobs"]
     spark, store = ctx.spark, ctx.drive.blocks
-    from .runner import history
-    run_no = sum(1 for r in history(ctx.sm, 10_000, "scrub") if r["status"] == "ok")
+    from storage.jobruns import history
+    run_no = sum(1 for r in history(ctx.sm, 10_000, "scrub") if r["status"] == JobStatus.OK)
     packs, blocks = extract(ctx)
     chosen = select_packs(packs, j["scrub_fraction"], run_no).cache()
     records = spark.createDataFrame(chosen.rdd.flatMap(_verify(cfg=ctx.cfg)), RECORD).cache()
@@ -93,7 +99,8 @@ def _repair(ctx, store, damage, packs, blocks) -> dict:
     for p in others:  # footers only: a few KiB per pack
         try:
             recs, _, _ = read_records(store, p.url)
-        except Exception:  # noqa: BLE001 - an unreadable other copy is simply not a source
+        except Exception as exc:  # noqa: BLE001 - an unreadable other copy is simply not a source
+            log.warning("pack %s unreadable, not a source for repair: %s", p.url, exc)
             continue
         for r in recs:
             if r["block_id"] in bad_ids and r["block_id"] not in copies:
@@ -103,7 +110,8 @@ def _repair(ctx, store, damage, packs, blocks) -> dict:
                     from storage import pack as packfmt
                     packfmt.decode_block(backend.read_range(key, src.offset, 48 + src.stored_size),
                                          src.block_id, key)
-                except Exception:  # noqa: BLE001 - that copy is bad too
+                except Exception as exc:  # noqa: BLE001 - that copy is bad too
+                    log.warning("copy of block %s in pack %s is bad too: %s", src.block_id.hex(), p.id, exc)
                     continue
                 copies[r["block_id"]] = src
     pack_urls = {r.id: r.url for r in packs.collect()}

@@ -2,19 +2,48 @@
 
 Jobs take ``spark`` as a parameter; only the runner (and tests, once per session) call
 :func:`get_spark`. The master is whatever the config says: ``local[2]`` on one machine,
-``spark://...``, ``yarn`` or ``k8s://...`` in production.
+``spark://...``, ``yarn`` or ``k8s://...`` in production. The commands keep Spark's and the
+JVM's chatter in a log file (:func:`keep_output_in`), not on the terminal.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+from storage.logs import FORMAT
+
 _lock = threading.Lock()
 _session = None
+_jvm_output: Path | None = None  # where a JVM started from here writes; None: this process's terminal
+
+#: The Python loggers through which Spark's own warnings reach us (``warnings`` included).
+SPARK_LOGGERS = ("py.warnings", "py4j", "pyspark")
+
+
+def keep_output_in(path: Path | None) -> None:
+    """Send Spark's and the JVM's own output (log4j warnings, Ivy's dependency resolution,
+    Python warnings from pyspark) to the file ``path``, appended to, instead of the terminal.
+    ``None`` puts it back on stderr. Takes effect for a JVM started after the call."""
+    global _jvm_output
+    _jvm_output = path
+    logging.captureWarnings(True)
+    for name in SPARK_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if getattr(h, "_blockdrive_spark", False)]:
+            logger.removeHandler(old)
+            old.close()
+        logger.propagate = path is None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(path)
+            handler.setFormatter(logging.Formatter(FORMAT))
+            handler._blockdrive_spark = True  # type: ignore[attr-defined]
+            logger.addHandler(handler)
 
 
 def _fork_safe_gateway() -> None:
@@ -30,7 +59,11 @@ def _fork_safe_gateway() -> None:
     def popen(*args, **kwargs):
         if kwargs.pop("preexec_fn", None) is not None:
             kwargs["start_new_session"] = True
-        return original(*args, **kwargs)
+        if _jvm_output is None or "stdout" in kwargs or "stderr" in kwargs:
+            return original(*args, **kwargs)
+        _jvm_output.parent.mkdir(parents=True, exist_ok=True)
+        with open(_jvm_output, "ab") as out:  # the child keeps its own copy of the descriptor
+            return original(*args, stdout=out, stderr=subprocess.STDOUT, **kwargs)
     popen.blockdrive_fork_safe = True
     gateway.Popen = popen
 

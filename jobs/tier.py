@@ -14,8 +14,11 @@ import datetime as dt
 
 from pyspark.sql import DataFrame, functions as F
 
+from storage import extracts
 from storage import maintenance as m
+from storage.states import PackState
 
+from . import humanize
 from .executor import store_for
 from .hooks import step
 
@@ -24,14 +27,14 @@ PACKS = ("id string, url string, state string, size bigint, checksum string, cre
 
 
 def extract(ctx):
-    return ctx.frame("SELECT id, url, state, size, checksum, created_at, sealed_at, last_read_at FROM packs "
-                     "WHERE state = 'sealed'", PACKS)
+    return ctx.frame(extracts.packs("id", "url", "state", "size", "checksum", "created_at", "sealed_at", "last_read_at"),
+                     PACKS)
 
 
 def plan_tier(packs: DataFrame, hot_prefix: str, before: dt.datetime) -> DataFrame:
     """Sealed packs on the hot tier last read (or, never read, sealed) before ``before``."""
     last = F.coalesce("last_read_at", "sealed_at", "created_at")
-    return packs.where((F.col("state") == "sealed") & F.col("url").startswith(hot_prefix) & (last < F.lit(before)))
+    return packs.where((F.col("state") == PackState.SEALED) & F.col("url").startswith(hot_prefix) & (last < F.lit(before)))
 
 
 def _copy(cfg, targets):
@@ -57,7 +60,7 @@ def run(ctx) -> dict:
     plan = plan_tier(extract(ctx), hot_prefix, before).cache()
     row = plan.agg(F.count(F.lit(1)).alias("n"), F.coalesce(F.sum("size"), F.lit(0)).alias("b")).first()
     stats = {"packs_to_tier": int(row["n"]), "bytes_to_tier": int(row["b"])}
-    ctx.say(f"plan: move {stats['packs_to_tier']} packs ({stats['bytes_to_tier']} bytes) to the cold tier")
+    ctx.say(f"plan: move {stats['packs_to_tier']} packs ({humanize.size(stats['bytes_to_tier'])}) to the cold tier")
     if ctx.dry_run:
         return stats
     stats.update(m.delete_retired_packs(ctx.sm, store, t - dt.timedelta(seconds=ctx.grace)))
@@ -79,7 +82,7 @@ def run(ctx) -> dict:
         moved += m.switch_pack_location(ctx.sm, old_id, new_id, size, checksum, t)
     stats.update(packs_tiered=len(copied) - len(errors), blocks_moved=moved, errors=errors,
                  bytes_copied=sum(c[2] for c in copied))
-    ctx.say(f"tiered {stats['packs_tiered']} packs ({stats['bytes_copied']} bytes)")
+    ctx.say(f"tiered {stats['packs_tiered']} packs ({humanize.size(stats['bytes_copied'])})")
     step("tier:after_switch")
     plan.unpersist()
     return stats

@@ -5,6 +5,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, ForeignKey, Integer, SmallInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..states import PackState
 from .base import Base, BlockId, Timestamp, utcnow
 
 
@@ -17,8 +18,8 @@ class Pack(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid hex
     url: Mapped[str] = mapped_column(String(1024))
-    tier: Mapped[str] = mapped_column(String(8))  # local | hdfs | s3
-    state: Mapped[str] = mapped_column(String(10), default="open", index=True)
+    tier: Mapped[str] = mapped_column(String(8))  # a Tier
+    state: Mapped[str] = mapped_column(String(10), default=PackState.OPEN, index=True)
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     live_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)

@@ -30,7 +30,7 @@ class Node(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id"), nullable=True)
-    kind: Mapped[str] = mapped_column(String(8))  # file | folder
+    kind: Mapped[str] = mapped_column(String(8))  # a NodeKind
     name: Mapped[str] = mapped_column(String(255))
     live_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     current_version_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -7,6 +7,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..states import JobStatus, UploadKind, UploadState
 from .base import Base, BigId, BlockId, Timestamp, utcnow
 
 
@@ -20,9 +21,9 @@ class UploadSession(Base):
     node_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     offset: Mapped[int] = mapped_column(BigInteger, default=0)
     length: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    state: Mapped[str] = mapped_column(String(10), default="active")  # active|done|expired|aborted
+    state: Mapped[str] = mapped_column(String(10), default=UploadState.ACTIVE)  # an UploadState
     # tus: a resumable upload of one file; blocks: a client's delta-sync block uploads
-    kind: Mapped[str] = mapped_column(String(8), default="tus", server_default="tus")
+    kind: Mapped[str] = mapped_column(String(8), default=UploadKind.TUS, server_default=UploadKind.TUS.value)
     meta: Mapped[str] = mapped_column(Text, default="{}")  # JSON: chunker tail, hash state, ...
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(Timestamp, index=True)
@@ -74,7 +75,7 @@ class JobRun(Base):
     job: Mapped[str] = mapped_column(String(40), index=True)
     started_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
-    status: Mapped[str] = mapped_column(String(10), default="running")  # running|ok|failed
+    status: Mapped[str] = mapped_column(String(10), default=JobStatus.RUNNING)  # a JobStatus
     stats: Mapped[str] = mapped_column(Text, default="{}")
 
 

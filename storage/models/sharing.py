@@ -5,6 +5,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint, types
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..states import Role
 from .base import Base, BigId, Timestamp, utcnow
 
 
@@ -17,7 +18,7 @@ class Share(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"), index=True)
     grantee_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    role: Mapped[str] = mapped_column(String(8))  # viewer | editor
+    role: Mapped[str] = mapped_column(String(8))  # a Role of SHARE_ROLES
     granted_by: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
 
@@ -46,7 +47,7 @@ class Link(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     token_hash: Mapped[bytes] = mapped_column(types.BINARY(32), unique=True)
     node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"), index=True)
-    role: Mapped[str] = mapped_column(String(8), default="viewer")
+    role: Mapped[str] = mapped_column(String(8), default=Role.VIEWER)
     created_by: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     expires_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)

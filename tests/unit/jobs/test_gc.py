@@ -71,7 +71,7 @@ def test_gc_fails_closed_when_the_live_set_cannot_be_built(drive, make_user, run
     with pytest.raises(gc.LiveSetError):
         run("gc", grace=0)
     assert all(b.gc_marked_at is None for b in blocks_of(drive).values())
-    from jobs.runner import history
+    from storage.jobruns import history
     assert history(drive.sm, 1)[0]["status"] == "failed"
 
 

@@ -14,8 +14,9 @@ import pytest
 import sqlalchemy as sa
 
 from jobs.hooks import KILL_ENV, STEPS
-from jobs.runner import history, run_job
+from jobs.runner import run_job
 from storage.fsck import fsck
+from storage.jobruns import history
 from storage.models import Pack
 from tests.conftest import put_bytes, rand, read_all
 

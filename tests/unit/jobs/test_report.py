@@ -141,7 +141,7 @@ def test_gc_moves_garbage_from_blocks_to_retiring_packs(drive, known, run):
     snap = reports.latest(drive.sm)
     assert snap["tiers"][0]["retiring_packs"] == 1 and snap["tiers"][0]["retiring_bytes"] == p["tmp"]
     gc_runs = [j for j in snap["jobs"] if j["job"] == "gc"]
-    assert len(gc_runs) == 2 and max(j["bytes_freed"] for j in gc_runs) == swept.stats["swept_bytes"] > 0
+    assert len(gc_runs) == 2 and max(j["bytes_freed"] for j in gc_runs) == swept.stats["bytes_freed"] > 0
     # Two snapshots: the trend series has both, oldest first.
     series = reports.history(drive.sm)
     assert [s["headline"]["garbage_retiring_bytes"] for s in series] == [0, p["tmp"]]

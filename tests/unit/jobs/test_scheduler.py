@@ -9,11 +9,12 @@ import threading
 
 import pytest
 
-from jobs.runner import JobBusy, history, run_job
+from jobs.runner import JobBusy, run_job
 from jobs.scheduler import Scheduler, validate_schedule
 from storage import clock
 from storage import maintenance as m
 from storage.errors import ConfigError
+from storage.jobruns import history
 
 
 def test_one_scheduler_leads_and_a_dead_leaders_lease_expires(drive, spark):
