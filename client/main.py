@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        logs.setup(args.log_level)
+        logs.setup(getattr(args, "log_level", None))
     except ValueError as exc:
         parser.error(str(exc))
     try:

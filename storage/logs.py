@@ -8,6 +8,7 @@ Dependency-free, so the client can use it without the server's packages.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -27,8 +28,9 @@ def level_of(name: str | None) -> int:
 
 
 def add_argument(parser) -> None:
-    """``--log-level`` on an argparse parser; :func:`setup` reads it."""
-    parser.add_argument("--log-level", choices=LEVELS, default=None,
+    """``--log-level`` on an argparse parser; :func:`setup` reads it. Unset, it leaves the
+    attribute alone, so the flag can be given before or after a subcommand that also takes it."""
+    parser.add_argument("--log-level", choices=LEVELS, default=argparse.SUPPRESS,
                         help=f"how much to log to stderr (default: $BLOCKDRIVE_LOG_LEVEL or {DEFAULT})")
 
 
