@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g, jsonify, request
 
 from .auth import login_required
-from .util import body, iso, node_json, sharing
+from .schemas import Grant, LinkRequest, parse
+from .util import iso, node_json, sharing
 
 bp = Blueprint("shares", __name__, url_prefix="/api/v1")
 
@@ -35,8 +36,8 @@ def list_shares(node_id):
 @bp.post("/nodes/<id:node_id>/shares")
 @login_required
 def grant(node_id):
-    data = body({"email": str, "role": str}, required=("email", "role"))
-    sh, created = sharing().grant(g.user.id, node_id, data["email"], data["role"])
+    data = parse(Grant)
+    sh, created = sharing().grant(g.user.id, node_id, data.email, data.role)
     return jsonify(grant_json(sh)), 201 if created else 200
 
 
@@ -74,9 +75,8 @@ def list_links(node_id):
 @bp.post("/nodes/<id:node_id>/links")
 @login_required
 def create_link(node_id):
-    data = body({"role": str, "expires_in": int, "password": str}) if request.content_length else {}
-    li, token = sharing().create_link(g.user.id, node_id, data.get("role", "viewer"), data.get("expires_in"),
-                                      data.get("password"))
+    data = parse(LinkRequest) if request.content_length else LinkRequest()
+    li, token = sharing().create_link(g.user.id, node_id, "viewer" if data.role is None else data.role, data.expires_in, data.password)
     resp = jsonify({**link_json(li), "token": token, "url": f"{public_base()}/s/{token}"})
     resp.status_code = 201
     resp.headers["Cache-Control"] = "no-store"

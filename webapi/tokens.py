@@ -7,7 +7,8 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify
 
 from .auth import accounts, client_address, login_required
-from .util import body, iso
+from .schemas import Credentials, PasswordChange, parse
+from .util import iso
 
 bp = Blueprint("tokens", __name__, url_prefix="/api/v1")
 
@@ -25,8 +26,8 @@ def token_json(t) -> dict:
 
 @bp.post("/auth/tokens")
 def create_token():
-    data = body({"email": str, "password": str, "name": str}, required=("email", "password"))
-    token = accounts().login(data["email"], data["password"], client_address(), (data.get("name") or "login")[:100])
+    data = parse(Credentials)
+    token = accounts().login(data.email, data.password, client_address(), (data.name or "login")[:100])
     return _no_store(jsonify(token=token, token_type="Bearer"), 201)
 
 
@@ -54,7 +55,7 @@ def logout():
 @bp.post("/account/password")
 @login_required
 def change_password():
-    data = body({"old_password": str, "new_password": str}, required=("old_password", "new_password"))
-    n = accounts().change_password(g.user.id, data["old_password"], data["new_password"], client_address(),
+    data = parse(PasswordChange)
+    n = accounts().change_password(g.user.id, data.old_password, data.new_password, client_address(),
                                    g.token_id)
     return _no_store(jsonify(revoked=n))

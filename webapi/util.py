@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import unquote_etag
 from werkzeug.routing import BaseConverter, IntegerConverter
 
 from storage.errors import InvalidInput
@@ -127,9 +128,9 @@ def _too_deep(data) -> bool:
     return any(isinstance(v, (dict, list)) for v in level)
 
 
-def body(allowed: dict[str, type | tuple], required: tuple[str, ...] = ()) -> dict:
-    """The request's JSON object with only ``allowed`` fields of the given types: anything
-    else (an unknown field, a read-only one such as owner or size) is a 400."""
+def json_body():
+    """The request's body as decoded JSON (a 400 unless it is JSON, nested at most
+    MAX_JSON_DEPTH levels). :func:`webapi.schemas.parse` reads it into a typed object."""
     if not request.is_json:
         raise InvalidInput("send a JSON object with Content-Type: application/json")
     raw = read_body()
@@ -141,19 +142,6 @@ def body(allowed: dict[str, type | tuple], required: tuple[str, ...] = ()) -> di
         data = None  # nested past the interpreter's limit: refused below as too deep
     if data is None or _too_deep(data):
         raise InvalidInput(f"the body must be a JSON object nested at most {MAX_JSON_DEPTH} levels deep")
-    if not isinstance(data, dict):
-        raise InvalidInput("the body must be a JSON object")
-    for key, value in data.items():
-        if key not in allowed:
-            raise InvalidInput(f"unknown or read-only field {key!r}", field=key)
-        types = allowed[key] if isinstance(allowed[key], tuple) else (allowed[key],)
-        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-            raise InvalidInput(f"field {key!r} has the wrong type", field=key)
-        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= MAX_ID:
-            raise InvalidInput(f"field {key!r} is out of range", field=key)
-    for key in required:
-        if data.get(key) is None:
-            raise InvalidInput(f"field {key!r} is required", field=key)
     return data
 
 
@@ -193,9 +181,4 @@ def version_json(v) -> dict:
 
 def etag_value(raw: str | None) -> str | None:
     """An If-Match value as the domain expects it: a sha256 or version id, quotes and W/ off."""
-    if raw is None:
-        return None
-    raw = raw.strip()
-    if raw.startswith("W/"):
-        raw = raw[2:]
-    return raw.strip('"')
+    return None if raw is None else unquote_etag(raw.strip())[0] or ""
