@@ -11,7 +11,7 @@ CORE = [
     "PyMySQL>=1.1",
     "tqdm>=4.66",
 ]
-WEB = ["Flask>=3.0,<4", "gunicorn>=22", "prometheus_client>=0.20"]
+WEB = ["Flask>=3.0,<4", "gunicorn>=22", "prometheus_client>=0.20", "pydantic>=2.7,<3"]
 # The client commands (push/pull/sync, webapi/client) talk HTTP with requests.
 CLIENT = ["requests>=2.31"]
 HDFS = ["hdfs>=2.7", "hdfs-native>=0.10"]

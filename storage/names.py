@@ -62,8 +62,10 @@ def _ranges(points) -> tuple[tuple[int, int], ...]:
 @functools.cache
 def whitespace_ranges() -> tuple[tuple[int, int], ...]:
     """The code points a name may not start or end with (those ``str.strip`` removes), as
-    sorted ``(first, last)`` ranges for a schema."""
-    return _ranges(cp for cp in range(0x110000) if chr(cp).isspace())
+    sorted ``(first, last)`` ranges for a schema. Every one is in the Basic Multilingual
+    Plane, so only that is scanned (the whole range of code points costs a quarter second
+    at every start)."""
+    return _ranges(cp for cp in range(0x10000) if chr(cp).isspace())
 
 
 def validate_name(name: str) -> str:

@@ -8,7 +8,7 @@ from storage.errors import InvalidInput
 
 from . import traffic
 from .auth import login_required
-from .nodes import _created
+from .nodes import created_response
 from .schemas import Commit, HashList, parse
 from .util import etag_value, read_body, uploads
 
@@ -43,4 +43,4 @@ def commit(node_id, name):
     res = uploads().commit_blocks(g.user.id, node_id, name, data.blocks, data.size, data.sha256,
                                   if_match=etag_value(request.headers.get("If-Match")))
     traffic.uploaded(g.user.id, 0)
-    return _created(res.node, 201 if res.created else 200)
+    return created_response(res.node, 201 if res.created else 200)

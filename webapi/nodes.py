@@ -11,13 +11,15 @@ from storage.errors import InvalidInput
 from . import download, traffic
 from .auth import login_required
 from .schemas import Copy, NewFolder, NodePatch, parse
-from .util import BoundedStream, drive, etag_value, int_arg, node_json, version_json
+from .responses import node_json, version_json
+from .util import BoundedStream, drive, etag_value, int_arg
 
 bp = Blueprint("nodes", __name__, url_prefix="/api/v1")
 
 
-def _created(node, status=201, **extra):
-    resp = jsonify({**node_json(node), **extra})
+def created_response(node, status=201, new_bytes: int | None = None):
+    """A node just created or given a new version: its JSON, Location and ETag."""
+    resp = jsonify(node_json(node, new_bytes))
     resp.status_code = status
     resp.headers["Location"] = f"/api/v1/nodes/{node.id}"
     if node.etag:
@@ -49,7 +51,7 @@ def create_folder(node_id):
     data = parse(NewFolder)
     if data.kind not in (None, "folder"):
         raise InvalidInput("only folders are created here; upload files with PUT .../children/{name}")
-    return _created(drive().mkdir(g.user.id, node_id, data.name))
+    return created_response(drive().mkdir(g.user.id, node_id, data.name))
 
 
 def upload_limit() -> int:
@@ -67,7 +69,7 @@ def upload(node_id, name):
     traffic.uploaded(g.user.id, res.node.size or 0)
     # Counted against the caller's own blocks only: whether the server already had the
     # bytes from someone else is never told (no dedup oracle).
-    return _created(res.node, 201 if res.created else 200, new_bytes=res.new_to_caller)
+    return created_response(res.node, 201 if res.created else 200, new_bytes=res.new_to_caller)
 
 
 @bp.route("/nodes/<id:node_id>/content", methods=["GET", "HEAD"])
@@ -90,7 +92,7 @@ def patch_node(node_id):
 @login_required
 def copy_node(node_id):
     data = parse(Copy)
-    return _created(drive().copy(g.user.id, node_id, data.parent_id, data.name))
+    return created_response(drive().copy(g.user.id, node_id, data.parent_id, data.name))
 
 
 @bp.delete("/nodes/<id:node_id>")

@@ -1,11 +1,13 @@
-"""The OpenAPI 3.1 document of the HTTP API, built from a compact table below, and a docs
-page that renders it. Keep the two in step with the blueprints: a test checks that every
+"""The OpenAPI 3.1 document of the HTTP API, built from a compact table of operations below
+with the body schemas of the models in :mod:`webapi.schemas` and :mod:`webapi.responses`,
+and a docs page that renders it. Keep the two in step with the blueprints: a test checks that every
 Flask route appears here."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from .responses import response_schemas
 from .schemas import NAME_SCHEMA, PATH_PATTERN, SHA256, request_schemas
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
@@ -403,18 +405,8 @@ SCHEMAS = {
     "Purged": {"type": "object", "properties": {"purged": INT, "versions": INT, "more": {"type": "boolean"}},
                "required": ["purged", "versions"]},
     "VersionPurged": {"type": "object", "properties": {"version_id": INT, "freed_bytes": INT}},
-    "Node": {"type": "object", "required": ["id", "kind", "name", "permissions"], "properties": {
-        "id": INT, "kind": {"enum": ["file", "folder"]}, "name": STR, "parent_id": NULL_INT, "size": NULL_INT,
-        "etag": NULL_STR, "version_id": NULL_INT, "created_at": STR, "updated_at": STR, "deleted_at": STR,
-        "new_bytes": INT,
-        "permissions": {"type": "object", "properties": {"role": {"enum": ["owner", "editor", "viewer"]},
-                                                         "read": {"type": "boolean"}, "write": {"type": "boolean"},
-                                                         "share": {"type": "boolean"}}}}},
     "Page": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
                                               "next_cursor": NULL_STR}},
-    "Version": {"type": "object", "properties": {"id": INT, "node_id": INT, "size": INT, "etag": STR, "sha256": STR,
-                                                 "created_at": STR, "created_by": NULL_INT,
-                                                 "current": {"type": "boolean"}}},
     "Granted": {"type": "object", "properties": {"node_id": INT, "email": STR, "role": STR, "granted_by": INT,
                                                  "created_at": STR}},
     "Share": {"type": "object", "properties": {"node_id": INT, "user_id": NULL_INT, "email": STR, "role": STR,
@@ -449,7 +441,8 @@ def document() -> dict:
                  "description": "A self-hostable file drive on a deduplicating block store. Every error is "
                                 "RFC 9457 problem+json with a stable type https://blockdrive.dev/problems/<code>."},
         "paths": _annotate(paths()),
-        "components": {"schemas": {**SCHEMAS, **request_schemas()}, "responses": {"Problem": {"description": "A problem", **PROBLEM_CONTENT}},
+        "components": {"schemas": {**SCHEMAS, **request_schemas(), **response_schemas()},
+                       "responses": {"Problem": {"description": "A problem", **PROBLEM_CONTENT}},
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
     }

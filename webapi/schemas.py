@@ -149,17 +149,21 @@ class FolderEntry(Body):
     name: Name
 
 
-def _schema(model: type[BaseModel]) -> dict:
-    """``model``'s JSON Schema, without pydantic's titles and ``null`` defaults."""
-    out = model.model_json_schema()
-    out.pop("title", None)
-    out.pop("description", None)  # the model's docstring is written for Python readers
-    for prop in out["properties"].values():
+def clean_schema(schema: dict) -> dict:
+    """A model's JSON Schema as the document shows it: without pydantic's titles, the
+    model's docstring (written for Python readers) and ``null`` defaults (a field left out
+    is not a null sent)."""
+    schema.pop("title", None)
+    schema.pop("description", None)
+    for prop in schema.get("properties", {}).values():
         prop.pop("title", None)
         if prop.get("default", 0) is None:
             del prop["default"]
-    out["required"] = out.get("required", [])
-    return out
+    return schema
+
+
+def _schema(model: type[BaseModel]) -> dict:
+    return clean_schema({"required": [], **model.model_json_schema()})
 
 
 class BatchCommit(Body):

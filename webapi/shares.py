@@ -6,7 +6,8 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from .auth import login_required
 from .schemas import Grant, LinkRequest, parse
-from .util import iso, node_json, sharing
+from .responses import node_json
+from .util import iso, sharing
 
 bp = Blueprint("shares", __name__, url_prefix="/api/v1")
 

@@ -61,7 +61,8 @@ def uploads():
     return current_app.extensions["uploads"]
 
 
-def iso(t):
+def iso(t) -> str | None:
+    """A UTC datetime as ISO 8601 with a Z; None stays None."""
     return t.isoformat() + "Z" if t is not None else None
 
 
@@ -155,28 +156,6 @@ def int_arg(name: str, default: int | None = None, lo: int = 0, hi: int = 2**53)
     if not lo <= value <= hi:
         raise InvalidInput(f"query parameter {name!r} must be between {lo} and {hi}")
     return value
-
-
-ROLE_RIGHTS = {
-    "owner": {"read": True, "write": True, "share": True},
-    "editor": {"read": True, "write": True, "share": False},
-    "viewer": {"read": True, "write": False, "share": False},
-}
-
-
-def node_json(n) -> dict:
-    out = {"id": n.id, "kind": n.kind, "name": n.name, "parent_id": n.parent_id, "size": n.size,
-           "etag": n.etag, "version_id": n.version_id, "created_at": iso(n.created_at),
-           "updated_at": iso(n.updated_at),
-           "permissions": {"role": n.role, **ROLE_RIGHTS.get(n.role, ROLE_RIGHTS["viewer"])}}
-    if n.deleted_at is not None:
-        out["deleted_at"] = iso(n.deleted_at)
-    return out
-
-
-def version_json(v) -> dict:
-    return {"id": v.id, "node_id": v.node_id, "size": v.size, "etag": v.sha256, "sha256": v.sha256,
-            "created_at": iso(v.created_at), "created_by": v.created_by, "current": v.current}
 
 
 def etag_value(raw: str | None) -> str | None:
