@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document of the HTTP API, built from a compact table of operations below
 with the body schemas of the models in :mod:`webapi.schemas` and :mod:`webapi.responses`,
-and a docs page that renders it. Keep the two in step with the blueprints: a test checks that every
-Flask route appears here."""
+and a docs page that renders it. Keep the table in step with the blueprints: a test checks
+that every Flask route appears here."""
 
 from __future__ import annotations
 
@@ -392,31 +392,13 @@ NULL_INT, NULL_STR = {"type": ["integer", "null"]}, {"type": ["string", "null"]}
 SCHEMAS = {
     "Problem": {"type": "object", "required": ["type", "title", "status"], "properties": {
         "type": {"type": "string", "format": "uri"}, "title": STR, "status": INT, "detail": STR}},
-    "TokenInfo": {"type": "object", "properties": {"id": INT, "name": STR, "kind": {"enum": ["api", "session"]},
-                                                   "created_at": STR, "last_used_at": NULL_STR,
-                                                   "expires_at": NULL_STR, "current": {"type": "boolean"}}},
     "PasswordChanged": {"type": "object", "properties": {"revoked": INT}},
     "Token": {"type": "object", "properties": {"token": STR, "token_type": STR}, "required": ["token"]},
-    "Account": {"type": "object", "properties": {
-        "id": INT, "email": STR, "plan": STR, "quota_bytes": INT, "used_bytes": INT, "pending_bytes": INT,
-        "root_id": INT, "is_admin": {"type": "boolean"},
-        "usage": {"type": "object", "properties": {"current_bytes": INT, "old_versions_bytes": INT,
-                                                   "trash_bytes": INT, "pending_bytes": INT}}}},
     "Purged": {"type": "object", "properties": {"purged": INT, "versions": INT, "more": {"type": "boolean"}},
                "required": ["purged", "versions"]},
     "VersionPurged": {"type": "object", "properties": {"version_id": INT, "freed_bytes": INT}},
     "Page": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
                                               "next_cursor": NULL_STR}},
-    "Granted": {"type": "object", "properties": {"node_id": INT, "email": STR, "role": STR, "granted_by": INT,
-                                                 "created_at": STR}},
-    "Share": {"type": "object", "properties": {"node_id": INT, "user_id": NULL_INT, "email": STR, "role": STR,
-                                               "granted_by": INT, "created_at": STR, "pending": {"type": "boolean"},
-                                               "invitation_id": NULL_INT}},
-    "Link": {"type": "object", "properties": {"id": INT, "node_id": INT, "role": STR, "created_at": STR,
-                                              "expires_at": NULL_STR, "has_password": {"type": "boolean"},
-                                              "revoked_at": NULL_STR, "downloads": INT}},
-    "NewLink": {"allOf": [{"$ref": "#/components/schemas/Link"},
-                          {"type": "object", "properties": {"token": STR, "url": STR}, "required": ["token", "url"]}]},
     "LinkView": {"type": "object", "properties": {"node": {"$ref": "#/components/schemas/Node"}, "link": {
         "type": "object"}, "items": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
         "next_cursor": NULL_STR}},

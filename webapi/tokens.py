@@ -8,7 +8,7 @@ from flask import Blueprint, g, jsonify
 
 from .auth import accounts, client_address, login_required
 from .schemas import Credentials, PasswordChange, parse
-from .util import iso
+from .responses import TokenInfo
 
 bp = Blueprint("tokens", __name__, url_prefix="/api/v1")
 
@@ -17,11 +17,6 @@ def _no_store(resp, status: int = 200):
     resp.status_code = status
     resp.headers["Cache-Control"] = "no-store"
     return resp
-
-
-def token_json(t) -> dict:
-    return {"id": t.id, "name": t.name, "kind": t.kind, "created_at": iso(t.created_at),
-            "last_used_at": iso(t.last_used_at), "expires_at": iso(t.expires_at), "current": t.current}
 
 
 @bp.post("/auth/tokens")
@@ -34,7 +29,7 @@ def create_token():
 @bp.get("/auth/tokens")
 @login_required
 def list_tokens():
-    return _no_store(jsonify(items=[token_json(t) for t in accounts().tokens(g.user.id, g.token_id)]))
+    return _no_store(jsonify(items=[TokenInfo.of(t).dump() for t in accounts().tokens(g.user.id, g.token_id)]))
 
 
 @bp.delete("/auth/tokens/<id:token_id>")
