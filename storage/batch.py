@@ -41,13 +41,37 @@ from .wire import FRAME, MAX_BATCH_BLOCKS, MAX_BATCH_FILES, MAX_BATCH_FOLDERS
 
 MAX_BATCH_BYTES = 32 * 1024 * 1024  # per request (a single larger block may still come alone)
 EMPTY_SHA = hashlib.sha256(b"").digest()
-MAX_ID = 2**63 - 1  # ids and sizes are signed 64-bit in the database
 
 
-def _node_id(value) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ID:
-        raise InvalidInput("parent_id must be a node id")
-    return value
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a batch commit: its folder and name, its blocks in order, its size and
+    content SHA-256, and the preconditions (``if_match``: a version id or content hash the
+    current version must have; ``if_none_match``: only if no file has that name)."""
+
+    parent_id: int
+    name: str
+    blocks: list[bytes]
+    size: int
+    sha256: bytes
+    if_match: str | None = None
+    if_none_match: bool = False
+
+
+@dataclass(frozen=True)
+class FolderEntry:
+    """One folder of a batch of folders: created in ``parent_id`` unless there already."""
+
+    parent_id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Folder:
+    id: int
+    name: str
+    parent_id: int
+    created: bool  # False: the folder was there already (or came earlier in the batch)
 
 
 @dataclass(frozen=True)
@@ -138,38 +162,6 @@ def put_blocks(up: Uploads, user_id: int, data) -> BlocksResult:
     return BlocksResult(len(frames), sum(len(r) for _, r in frames))
 
 
-def _parse_entry(e) -> tuple[int, str, list[bytes], int, bytes, str | None, bool]:
-    if not isinstance(e, dict):
-        raise InvalidInput("each file must be an object")
-    allowed = {"parent_id", "name", "blocks", "size", "sha256", "if_match", "if_none_match"}
-    extra = set(e) - allowed
-    if extra:
-        raise InvalidInput(f"unknown field {sorted(extra)[0]!r}")
-    parent_id, size, sha = e.get("parent_id"), e.get("size"), e.get("sha256")
-    parent_id = _node_id(parent_id)
-    name = validate_name(e.get("name") if isinstance(e.get("name"), str) else "")
-    ids = Uploads._parse_hashes(e.get("blocks"))
-    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_ID:
-        raise InvalidInput("size must be a whole number of bytes")
-    try:
-        digest = bytes.fromhex(sha) if isinstance(sha, str) and len(sha) == 64 else None
-    except ValueError:
-        digest = None
-    if digest is None:
-        raise InvalidInput("sha256 must be the file's SHA-256 as 64 hex digits")
-    if_match = e.get("if_match")
-    if if_match is not None and (not isinstance(if_match, (str, int)) or isinstance(if_match, bool)
-                                 or len(str(if_match)) > 100):
-        raise InvalidInput("if_match must be an ETag or a version id")
-    return parent_id, name, ids, size, digest, (str(if_match).strip('"') if if_match is not None else None), \
-        bool(e.get("if_none_match"))
-
-
-def _problem(exc: BlockdriveError) -> dict:
-    return {"code": exc.code, "title": type(exc).__name__, "detail": exc.message,
-            **{k: v for k, v in exc.details.items() if isinstance(v, (int, str, float, type(None)))}}
-
-
 def _live_children(s, keys: set[tuple[int, str]]) -> dict[tuple[int, str], Node]:
     """The live nodes named by ``(folder id, name)`` keys, a query per 500 folders and 500
     names (a superset, filtered here) rather than one per key."""
@@ -220,20 +212,20 @@ def _insert(s, model, rows: list[dict], key: tuple[str, ...]) -> list[int]:
     return [o.id for o in objs]
 
 
-def commit_many(up: Uploads, user_id: int, files) -> list[dict]:
-    """Commit each of ``files`` (``parent_id, name, blocks, size, sha256`` and optionally
-    ``if_match`` / ``if_none_match``) as a new file or version, in one transaction. Returns
-    one result per file, in order: ``{"ok": Committed}`` or ``{"error": problem}``."""
-    if not isinstance(files, list) or len(files) > MAX_BATCH_FILES:
+def commit_many(up: Uploads, user_id: int, files: list[FileEntry]) -> list[Committed | BlockdriveError]:
+    """Commit each of ``files`` as a new file or version, in one transaction. Returns one
+    result per file, in order: what was committed, or the domain error that kept it out."""
+    if len(files) > MAX_BATCH_FILES:
         raise InvalidInput(f"files must be a list of at most {MAX_BATCH_FILES} objects")
     d = up.drive
-    results: list[dict | None] = [None] * len(files)
+    results: list[Committed | BlockdriveError | None] = [None] * len(files)
     parsed = {}
     for i, e in enumerate(files):
         try:
-            parsed[i] = _parse_entry(e)
+            parsed[i] = (e.parent_id, validate_name(e.name), e.blocks, e.size, e.sha256, e.if_match,
+                         e.if_none_match)
         except BlockdriveError as exc:
-            results[i] = {"error": _problem(exc)}
+            results[i] = exc
     # What the caller may build on, and the blocks' sizes, in a few queries for the batch.
     every = [b for p in parsed.values() for b in p[2]]
     with d.sm() as s:
@@ -255,10 +247,10 @@ def commit_many(up: Uploads, user_id: int, files) -> list[dict]:
                 raise ContentMismatch("the blocks' content does not hash to the given sha256")
             checked[i] = (parent_id, name, ids, size, sha, if_match, inm)
         except BlockdriveError as exc:
-            results[i] = {"error": _problem(exc)}
+            results[i] = exc
 
     def run(s):
-        out: dict[int, dict] = {}
+        out: dict[int, Committed | BlockdriveError] = {}
         parents: dict[int, Node] = {}
         # The existing files of every (folder, name) in the batch, and their current versions,
         # in a few queries rather than two per file.
@@ -300,7 +292,7 @@ def commit_many(up: Uploads, user_id: int, files) -> list[dict]:
                 refs.update(ids)
                 todo.append((i, parent, node, name, ids, size, sha))
             except BlockdriveError as exc:
-                out[i] = {"error": _problem(exc)}
+                out[i] = exc
         if not todo:
             return out
         # The session's pins have done their job for what is committed: refs keep it now. Its
@@ -350,7 +342,7 @@ def commit_many(up: Uploads, user_id: int, files) -> list[dict]:
                 if conn.execute(stmt, g).rowcount != len(g):
                     raise PreconditionFailed("a file changed while this batch was written; retry")
         for i, parent, node, name, ids, size, sha in todo:
-            out[i] = {"ok": Committed(node_id[i], name, parent.id, version_id[i], size, sha.hex(), node is None)}
+            out[i] = Committed(node_id[i], name, parent.id, version_id[i], size, sha.hex(), node is None)
         return out
 
     if checked:
@@ -363,24 +355,22 @@ def commit_many(up: Uploads, user_id: int, files) -> list[dict]:
     return results  # type: ignore[return-value]
 
 
-def make_folders(drive, user_id: int, folders) -> list[dict]:
-    """Create each ``{parent_id, name}`` folder unless a folder of that name is there already
-    (``mkdir -p`` for one level), in one transaction. Returns ``{"ok": {id, created}}`` or
-    ``{"error": problem}`` per entry. The existing names are looked up and the new folders
-    inserted a batch at a time, not one statement per folder."""
-    if not isinstance(folders, list) or len(folders) > MAX_BATCH_FOLDERS:
+def make_folders(drive, user_id: int, folders: list[FolderEntry]) -> list[Folder | BlockdriveError]:
+    """Create each folder unless a folder of that name is there already (``mkdir -p`` for
+    one level), in one transaction. Returns, per entry, the folder or the domain error that
+    kept it out. The existing names are looked up and the new folders inserted a batch at a
+    time, not one statement per folder."""
+    if len(folders) > MAX_BATCH_FOLDERS:
         raise InvalidInput(f"folders must be a list of at most {MAX_BATCH_FOLDERS} objects")
 
     def run(s):
-        out: list[dict | None] = [None] * len(folders)
+        out: list[Folder | BlockdriveError | None] = [None] * len(folders)
         parents: dict[int, Node] = {}
         want: dict[int, tuple[Node, str]] = {}
         for i, e in enumerate(folders):
             try:
-                if not isinstance(e, dict) or set(e) - {"parent_id", "name"}:
-                    raise InvalidInput("each folder is {parent_id, name}")
-                pid = _node_id(e.get("parent_id"))
-                name = validate_name(e.get("name") if isinstance(e.get("name"), str) else "")
+                pid = e.parent_id
+                name = validate_name(e.name)
                 if pid not in parents:
                     parents[pid] = drive._get(s, user_id, pid, need="editor")[0]
                 parent = parents[pid]
@@ -388,7 +378,7 @@ def make_folders(drive, user_id: int, folders) -> list[dict]:
                     raise InvalidInput(f"node {pid} is not a folder")
                 want[i] = (parent, name)
             except BlockdriveError as exc:
-                out[i] = {"error": _problem(exc)}
+                out[i] = exc
         existing = {k: (n.id, n.kind) for k, n in _live_children(
             s, {(p.id, name) for p, name in want.values()}).items()}
         new = {(p.id, name): p for p, name in want.values() if (p.id, name) not in existing}
@@ -403,11 +393,10 @@ def make_folders(drive, user_id: int, folders) -> list[dict]:
             key = (parent.id, name)
             nid, kind = existing[key]
             if kind != "folder":
-                out[i] = {"error": _problem(Conflict(f"{name!r} is a file"))}
+                out[i] = Conflict(f"{name!r} is a file")
                 continue
             # created: the first entry naming a new folder (a repeat in the batch finds it)
-            out[i] = {"ok": {"id": nid, "name": name, "parent_id": parent.id,
-                             "created": key in new and key not in reported}}
+            out[i] = Folder(nid, name, parent.id, key in new and key not in reported)
             reported.add(key)
         return out
     try:

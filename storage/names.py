@@ -8,6 +8,8 @@ import unicodedata
 from .errors import InvalidName
 
 MAX_NAME_BYTES = 255
+RESERVED_NAMES = (".", "..")  # this folder and its parent, in every path syntax
+SEPARATORS = "/\\"  # path separators (POSIX, Windows): never inside a name
 # Bidirectional overrides and isolates let "gpj.exe" display as "exe.jpg".
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
 # Characters that draw nothing, so two names that look the same can differ, or a name can look
@@ -43,6 +45,11 @@ def invisible_ranges() -> tuple[tuple[int, int], ...]:
     # CJK ideographs, unassigned, or private use (scanning them would triple the time).
     for lo, hi in ((0, 0x1FFFF), (0xE0000, 0xEFFFF)):
         points.update(cp for cp in range(lo, hi + 1) if unicodedata.category(chr(cp)) in _INVISIBLE_CATEGORIES)
+    return _ranges(points)
+
+
+def _ranges(points) -> tuple[tuple[int, int], ...]:
+    """Code points as sorted ``(first, last)`` ranges of consecutive ones."""
     out: list[list[int]] = []
     for cp in sorted(points):
         if out and out[-1][1] == cp - 1:
@@ -52,14 +59,23 @@ def invisible_ranges() -> tuple[tuple[int, int], ...]:
     return tuple((lo, hi) for lo, hi in out)
 
 
+@functools.cache
+def whitespace_ranges() -> tuple[tuple[int, int], ...]:
+    """The code points a name may not start or end with (those ``str.strip`` removes), as
+    sorted ``(first, last)`` ranges for a schema. Every one is in the Basic Multilingual
+    Plane, so only that is scanned (the whole range of code points costs a quarter second
+    at every start)."""
+    return _ranges(cp for cp in range(0x10000) if chr(cp).isspace())
+
+
 def validate_name(name: str) -> str:
     """Return the NFC form of a valid node name, or raise InvalidName saying why."""
     if not isinstance(name, str) or name == "":
         raise InvalidName("a name must not be empty")
     name = unicodedata.normalize("NFC", name)
-    if name in (".", ".."):
+    if name in RESERVED_NAMES:
         raise InvalidName(f"{name!r} is not a valid name")
-    if "/" in name or "\\" in name:
+    if any(c in SEPARATORS for c in name):
         raise InvalidName(f"a name must not contain a slash: {name!r}")
     if any(unicodedata.category(c) == "Cc" for c in name):
         raise InvalidName("a name must not contain control characters (NUL, newline, ...)")

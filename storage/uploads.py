@@ -502,7 +502,8 @@ class Uploads:
         us.reserved_bytes = (us.reserved_bytes or 0) + held
 
     @staticmethod
-    def _parse_hashes(hashes) -> list[bytes]:
+    def parse_hashes(hashes) -> list[bytes]:
+        """SHA-256 hex digests as block ids; InvalidInput for anything else."""
         if not isinstance(hashes, list) or len(hashes) > MAX_HASHES:
             raise InvalidInput(f"hashes must be a list of at most {MAX_HASHES} SHA-256 hex digests")
         out = []
@@ -535,7 +536,7 @@ class Uploads:
         return have
 
     def missing(self, user_id: int, hashes) -> list[str]:
-        ids = self._parse_hashes(hashes)
+        ids = self.parse_hashes(hashes)
         with self.drive.sm() as s:
             have = self._usable(s, user_id, ids)
         out, seen = [], set()
@@ -551,7 +552,7 @@ class Uploads:
         :meth:`missing` counts as theirs). Whether the server already had the bytes from
         someone else is never told: that answer would let anyone confirm that some user
         stores a given content."""
-        (bid,) = self._parse_hashes([hex_id])
+        (bid,) = self.parse_hashes([hex_id])
         if len(data) > self.store.chunker.max_size:
             raise InvalidInput(f"a block is at most {self.store.chunker.max_size} bytes")
         if hashlib.sha256(data).digest() != bid:
@@ -601,7 +602,7 @@ class Uploads:
                       if_match=None) -> PutResult:
         """A new file or version of ``name`` made of the listed blocks, in order."""
         name = validate_name(name)
-        ids = self._parse_hashes(hashes)
+        ids = self.parse_hashes(hashes)
         if not isinstance(size, int) or size < 0:
             raise InvalidInput("size must be a whole number of bytes")
         try:

@@ -10,10 +10,14 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from prometheus_client import Counter
 
 from storage import batch
-from storage.errors import InvalidInput
+from storage.errors import BlockdriveError, InvalidInput
+from storage.names import validate_name
+from storage.uploads import Uploads
 
 from .auth import login_required
-from .util import body, drive, int_arg, read_body, uploads
+from .errors import problem_details
+from .schemas import BatchCommit, BatchFolders, FileEntry, FolderEntry, parse
+from .util import MAX_ID, drive, int_arg, read_body, uploads
 
 bp = Blueprint("batch", __name__, url_prefix="/api/v1")
 
@@ -60,23 +64,83 @@ def _read_whole() -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _results(items):
-    return [{"ok": asdict(r["ok"]) if not isinstance(r["ok"], dict) else r["ok"]} if "ok" in r else r
-            for r in items]
+def _node_id(value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ID:
+        raise InvalidInput("parent_id must be a node id")
+    return value
+
+
+def file_entry(e) -> batch.FileEntry:
+    """One entry of a batch commit as a typed entry; InvalidInput (or InvalidName) for the
+    first thing wrong with it, checked in the order its fields are listed."""
+    if not isinstance(e, dict):
+        raise InvalidInput("each file must be an object")
+    extra = set(e) - set(FileEntry.model_fields)
+    if extra:
+        raise InvalidInput(f"unknown field {sorted(extra)[0]!r}")
+    parent_id, size, sha = _node_id(e.get("parent_id")), e.get("size"), e.get("sha256")
+    name = validate_name(e.get("name") if isinstance(e.get("name"), str) else "")
+    ids = Uploads.parse_hashes(e.get("blocks"))
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_ID:
+        raise InvalidInput("size must be a whole number of bytes")
+    try:
+        digest = bytes.fromhex(sha) if isinstance(sha, str) and len(sha) == 64 else None
+    except ValueError:
+        digest = None
+    if digest is None:
+        raise InvalidInput("sha256 must be the file's SHA-256 as 64 hex digits")
+    if_match = e.get("if_match")
+    if if_match is not None and (not isinstance(if_match, (str, int)) or isinstance(if_match, bool)
+                                 or len(str(if_match)) > 100):
+        raise InvalidInput("if_match must be an ETag or a version id")
+    return batch.FileEntry(parent_id, name, ids, size, digest,
+                           str(if_match).strip('"') if if_match is not None else None, bool(e.get("if_none_match")))
+
+
+def folder_entry(e) -> batch.FolderEntry:
+    """One entry of a batch of folders as a typed entry (its name is checked by storage)."""
+    if not isinstance(e, dict) or set(e) - set(FolderEntry.model_fields):
+        raise InvalidInput("each folder is {parent_id, name}")
+    return batch.FolderEntry(_node_id(e.get("parent_id")), e.get("name") if isinstance(e.get("name"), str) else "")
+
+
+def entry_problem(exc: BlockdriveError) -> dict:
+    """A refused entry's result: the problem fields of :func:`webapi.errors.problem` (code
+    for type, no status: the request as a whole succeeded)."""
+    return {"code": exc.code, "title": type(exc).__name__, "detail": exc.message, **problem_details(exc)}
+
+
+def _run_batch(entries: list, parse, run) -> list[dict]:
+    """Parse each entry, run the batch on those that parsed, and merge the results in order:
+    ``{"ok": ...}`` or ``{"error": problem}`` each."""
+    results: list[dict | None] = [None] * len(entries)
+    good = []
+    for i, e in enumerate(entries):
+        try:
+            good.append((i, parse(e)))
+        except BlockdriveError as exc:
+            results[i] = {"error": entry_problem(exc)}
+    for (i, _), r in zip(good, run([entry for _, entry in good])):
+        results[i] = {"error": entry_problem(r)} if isinstance(r, BlockdriveError) else {"ok": asdict(r)}
+    return results  # type: ignore[return-value]
 
 
 @bp.post("/batch/commit")
 @login_required
 def commit():
-    data = body({"files": list}, required=("files",))
-    return jsonify(results=_results(batch.commit_many(uploads(), g.user.id, data["files"])))
+    files = parse(BatchCommit).files
+    if len(files) > batch.MAX_BATCH_FILES:
+        raise InvalidInput(f"files must be a list of at most {batch.MAX_BATCH_FILES} objects")
+    return jsonify(results=_run_batch(files, file_entry, lambda ok: batch.commit_many(uploads(), g.user.id, ok)))
 
 
 @bp.post("/batch/folders")
 @login_required
 def folders():
-    data = body({"folders": list}, required=("folders",))
-    return jsonify(results=_results(batch.make_folders(drive(), g.user.id, data["folders"])))
+    entries = parse(BatchFolders).folders
+    if len(entries) > batch.MAX_BATCH_FOLDERS:
+        raise InvalidInput(f"folders must be a list of at most {batch.MAX_BATCH_FOLDERS} objects")
+    return jsonify(results=_run_batch(entries, folder_entry, lambda ok: batch.make_folders(drive(), g.user.id, ok)))
 
 
 @bp.get("/nodes/<id:node_id>/blocks")

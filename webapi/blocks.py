@@ -8,8 +8,9 @@ from storage.errors import InvalidInput
 
 from . import traffic
 from .auth import login_required
-from .nodes import _created
-from .util import body, etag_value, read_body, uploads
+from .nodes import created_response
+from .schemas import Commit, HashList, parse
+from .util import etag_value, read_body, uploads
 
 bp = Blueprint("blocks", __name__, url_prefix="/api/v1")
 
@@ -17,9 +18,9 @@ bp = Blueprint("blocks", __name__, url_prefix="/api/v1")
 @bp.post("/blocks/missing")
 @login_required
 def missing():
-    data = body({"hashes": list}, required=("hashes",))
+    data = parse(HashList)
     up = uploads()
-    return jsonify(missing=up.missing(g.user.id, data["hashes"]), chunking=up.chunking())
+    return jsonify(missing=up.missing(g.user.id, data.hashes), chunking=up.chunking())
 
 
 @bp.put("/blocks/<hash:sha256>")
@@ -38,8 +39,8 @@ def put_block(sha256):
 @bp.post("/nodes/<id:node_id>/children/<name>/commit")
 @login_required
 def commit(node_id, name):
-    data = body({"blocks": list, "size": int, "sha256": str}, required=("blocks", "size", "sha256"))
-    res = uploads().commit_blocks(g.user.id, node_id, name, data["blocks"], data["size"], data["sha256"],
+    data = parse(Commit)
+    res = uploads().commit_blocks(g.user.id, node_id, name, data.blocks, data.size, data.sha256,
                                   if_match=etag_value(request.headers.get("If-Match")))
     traffic.uploaded(g.user.id, 0)
-    return _created(res.node, 201 if res.created else 200)
+    return created_response(res.node, 201 if res.created else 200)

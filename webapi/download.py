@@ -6,47 +6,53 @@ import re
 from urllib.parse import quote
 
 from flask import Response, request, stream_with_context
+from werkzeug.http import parse_etags, parse_range_header, unquote_etag
 
 from storage.errors import BlockdriveError
 
 from .errors import problem
 
-_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$", re.ASCII)
-_HUGE = 2**63  # past any file's size: the number is only ever compared with one
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+_SUFFIX_ZERO = re.compile(r"[ \t]*bytes[ \t]*=[ \t]*-0+[ \t]*", re.ASCII | re.IGNORECASE)
+_HUGE = str(2**63)  # past any file's size: the number is only ever compared with one
 
 
-def _number(digits: str) -> int:
-    """A Range position; one too long for ``int()`` (Python limits a conversion to 4,300
-    digits) or past 2^63 is a position past the end of any file, which is what it means."""
-    digits = digits.lstrip("0") or "0"
-    return int(digits) if len(digits) <= 19 else _HUGE
-
-
-def _etag_matches(header: str, etag: str) -> bool:
-    tags = [t.strip() for t in header.split(",")]
-    return "*" in tags or any(t.removeprefix("W/").strip('"') == etag for t in tags)
+def _bounded(header: str) -> str:
+    """``header`` with every position past 19 digits written as 2^63. Such a number is a
+    position past the end of any file, which is what it means; Werkzeug would refuse to read
+    it (Python converts at most 4,300 digits) and so ignore the whole header."""
+    return _DIGITS.sub(lambda m: _HUGE if len(m[0].lstrip("0")) > 19 else m[0], header)
 
 
 def parse_range(header: str | None, size: int):
-    """``(start, end)`` (end exclusive) of a single satisfiable range; None to send it all
-    (no header, a malformed one, or several ranges); "unsatisfiable" for a 416."""
+    """``(start, end)`` (end exclusive) of a single satisfiable byte range of a ``size``-byte
+    file; None to send it all (no header, a malformed one, or several ranges); "unsatisfiable"
+    for a 416. Werkzeug parses the header; what is satisfiable follows RFC 9110 14.1.1: a
+    suffix longer than the file is the whole file, a first position at or past the end (or
+    any suffix of an empty file, or a suffix of zero bytes) is unsatisfiable."""
     if not header:
         return None
-    m = _RANGE.match(header.strip())
-    if not m or (m[1] == "" and m[2] == ""):
+    rng = parse_range_header(_bounded(header))
+    if rng is None:
+        # Werkzeug ignores "bytes=-0"; it asks for no bytes at all, which no file can give
+        return "unsatisfiable" if _SUFFIX_ZERO.fullmatch(header) else None
+    if rng.units != "bytes" or len(rng.ranges) != 1:
         return None
-    if m[1] == "":
-        n = _number(m[2])
-        if n == 0 or size == 0:
-            return "unsatisfiable"
-        return max(size - n, 0), size
-    start = _number(m[1])
-    end = _number(m[2]) + 1 if m[2] else size
-    if m[2] and end <= start:
-        return None  # last < first: syntactically invalid, so ignored (RFC 9110 14.1.1)
+    start, end = rng.ranges[0]
+    if start < 0:  # a suffix: the last -start bytes
+        return (max(size + start, 0), size) if size else "unsatisfiable"
     if start >= size:
         return "unsatisfiable"
-    return start, min(end, size)
+    return start, size if end is None else min(end, size)
+
+
+def if_range_matches(header: str | None, etag: str) -> bool:
+    """Whether a Range may be honoured under ``If-Range``: no header, or the strong ETag of
+    this content (a weak one or a date never matches: the bytes could differ)."""
+    if header is None:
+        return True
+    tag, weak = unquote_etag(header.strip())
+    return not weak and tag == etag
 
 
 def disposition(name: str) -> str:
@@ -63,14 +69,11 @@ def send(info, version, stream_range, head: bool = False) -> Response:
         "Content-Disposition": disposition(info.name), "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "sandbox", "X-Blockdrive-Version": str(version.id),
     }
-    inm = request.headers.get("If-None-Match")
-    if inm is not None and _etag_matches(inm, etag):
+    if parse_etags(request.headers.get("If-None-Match")).contains_weak(etag):
         return Response(status=304, headers=headers)
     rng = parse_range(request.headers.get("Range"), version.size)
-    if rng is not None:
-        if_range = request.headers.get("If-Range")
-        if if_range is not None and if_range.strip().strip('"') != etag:
-            rng = None  # the client's copy is stale: send the whole current content
+    if rng is not None and not if_range_matches(request.headers.get("If-Range"), etag):
+        rng = None  # the client's copy is stale: send the whole current content
     if rng == "unsatisfiable":
         resp = problem(416, "range-not-satisfiable", "Range Not Satisfiable",
                        f"the file has {version.size} bytes", size=version.size)

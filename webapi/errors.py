@@ -76,14 +76,18 @@ def _any_method_matches(methods) -> bool:
     return False
 
 
+def problem_details(exc: e.BlockdriveError) -> dict:
+    """The details of a domain error that go into its problem body: plain values only."""
+    return {k: v for k, v in exc.details.items() if isinstance(v, (int, str, float, type(None)))}
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(e.BlockdriveError)
     def _domain(exc: e.BlockdriveError):
         status = status_for(exc)
         if status >= 500:
             log.error("%s: %s", type(exc).__name__, exc)
-        details = {k: v for k, v in exc.details.items() if isinstance(v, (int, str, float, type(None)))}
-        return problem(status, exc.code, type(exc).__name__, exc.message, **details)
+        return problem(status, exc.code, type(exc).__name__, exc.message, **problem_details(exc))
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

@@ -4,18 +4,22 @@ trash, versions, path lookup."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify, request
+from werkzeug.http import parse_etags
 
 from storage.errors import InvalidInput
 
 from . import download, traffic
 from .auth import login_required
-from .util import BoundedStream, body, drive, etag_value, int_arg, node_json, version_json
+from .schemas import Copy, NewFolder, NodePatch, parse
+from .responses import node_json, version_json
+from .util import BoundedStream, drive, etag_value, int_arg
 
 bp = Blueprint("nodes", __name__, url_prefix="/api/v1")
 
 
-def _created(node, status=201, **extra):
-    resp = jsonify({**node_json(node), **extra})
+def created_response(node, status=201, new_bytes: int | None = None):
+    """A node just created or given a new version: its JSON, Location and ETag."""
+    resp = jsonify(node_json(node, new_bytes))
     resp.status_code = status
     resp.headers["Location"] = f"/api/v1/nodes/{node.id}"
     if node.etag:
@@ -44,10 +48,10 @@ def list_children(node_id):
 @bp.post("/nodes/<id:node_id>/children")
 @login_required
 def create_folder(node_id):
-    data = body({"name": str, "kind": str}, required=("name",))
-    if data.get("kind", "folder") != "folder":
+    data = parse(NewFolder)
+    if data.kind not in (None, "folder"):
         raise InvalidInput("only folders are created here; upload files with PUT .../children/{name}")
-    return _created(drive().mkdir(g.user.id, node_id, data["name"]))
+    return created_response(drive().mkdir(g.user.id, node_id, data.name))
 
 
 def upload_limit() -> int:
@@ -58,15 +62,14 @@ def upload_limit() -> int:
 @login_required
 def upload(node_id, name):
     request.max_content_length = upload_limit()
-    inm = request.headers.get("If-None-Match")
     res = drive().put(g.user.id, node_id, name, BoundedStream(),
                       if_match=etag_value(request.headers.get("If-Match")),
-                      if_none_match=inm is not None and inm.strip() == "*",
+                      if_none_match=parse_etags((request.headers.get("If-None-Match") or "").strip()).star_tag,
                       size_hint=request.content_length)
     traffic.uploaded(g.user.id, res.node.size or 0)
     # Counted against the caller's own blocks only: whether the server already had the
     # bytes from someone else is never told (no dedup oracle).
-    return _created(res.node, 201 if res.created else 200, new_bytes=res.new_to_caller)
+    return created_response(res.node, 201 if res.created else 200, new_bytes=res.new_to_caller)
 
 
 @bp.route("/nodes/<id:node_id>/content", methods=["GET", "HEAD"])
@@ -81,16 +84,15 @@ def content(node_id):
 @bp.patch("/nodes/<id:node_id>")
 @login_required
 def patch_node(node_id):
-    data = body({"name": str, "parent_id": int})
-    return jsonify(node_json(drive().move(g.user.id, node_id, name=data.get("name"),
-                                          parent_id=data.get("parent_id"))))
+    data = parse(NodePatch)
+    return jsonify(node_json(drive().move(g.user.id, node_id, name=data.name, parent_id=data.parent_id)))
 
 
 @bp.post("/nodes/<id:node_id>/copy")
 @login_required
 def copy_node(node_id):
-    data = body({"parent_id": int, "name": str}, required=("parent_id",))
-    return _created(drive().copy(g.user.id, node_id, data["parent_id"], data.get("name")))
+    data = parse(Copy)
+    return created_response(drive().copy(g.user.id, node_id, data.parent_id, data.name))
 
 
 @bp.delete("/nodes/<id:node_id>")

@@ -1,14 +1,14 @@
-"""The OpenAPI 3.1 document of the HTTP API, built from a compact table below, and a docs
-page that renders it. Keep the two in step with the blueprints: a test checks that every
-Flask route appears here."""
+"""The OpenAPI 3.1 document of the HTTP API, built from a compact table of operations below
+with the body schemas of the models in :mod:`webapi.schemas` and :mod:`webapi.responses`,
+and a docs page that renders it. Keep the table in step with the blueprints: a test checks
+that every Flask route appears here."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from storage.names import invisible_ranges
-from storage.sharing import MAX_LINK_SECONDS
-from storage.wire import MAX_HASHES
+from .responses import response_schemas
+from .schemas import NAME_SCHEMA, PATH_PATTERN, SHA256, request_schemas
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
 
@@ -57,32 +57,6 @@ def _path(name, desc, schema=None, where="path", required=True):
 
 NODE_ID = _path("id", "node id")
 QUERY_ID = {"type": "integer", "minimum": 1, "maximum": 2**53}  # util.int_arg's bound for ids in a query
-# storage/names.py's rules: not "." or "..", no slash, backslash, control or bidirectional
-# control character, no leading or trailing whitespace, at most 255 UTF-8 bytes (maxLength
-# counts characters, so it is only an upper bound). Whitespace is spelled out as the characters
-# Python's str.strip removes: regex engines disagree on what \s means.
-_WS = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-
-
-def _escape(cp: int) -> str:
-    # JSON Schema's regex dialect (ECMA-262) has no \\U escape: a code point past the BMP
-    # goes in as itself
-    return f"\\u{cp:04x}" if cp <= 0xFFFF else chr(cp)
-
-
-# A slash, a backslash, and what storage.names refuses as invisible (controls, format
-# characters, surrogates, separators, default-ignorable code points, bidi controls among them).
-# Surrogates are left out: no regex engine of JSON Schema's takes them in a class, and UTF-8
-# cannot carry them (the server refuses them all the same).
-_CHAR = r"/\\" + "".join(_escape(lo) if lo == hi else f"{_escape(lo)}-{_escape(hi)}"
-                          for lo, hi in invisible_ranges() if not 0xD800 <= lo <= 0xDFFF)
-_SEGMENT = rf"(?!\.\.?(?:/|$))[^{_WS}{_CHAR}](?:[^{_CHAR}]*[^{_WS}{_CHAR}])?"
-NAME_PATTERN = rf"^{_SEGMENT}$"
-PATH_PATTERN = rf"^/+(?:{_SEGMENT}(?:/+{_SEGMENT})*/*)?$"  # storage.names.split_path
-# storage.accounts.normalize_email: whitespace around is trimmed, none inside, a domain with a dot
-EMAIL_PATTERN = rf"^[{_WS}]*[^{_WS}]+@[^{_WS}@]*\.[^{_WS}@]*[{_WS}]*$"
-NAME_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NAME_PATTERN}
-SHA256 = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}
 CHECKSUM = {"type": "string", "pattern": r"^(sha1|sha256) (?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"}
 NAME = _path("name", "file name", NAME_SCHEMA)
 TOKEN = _path("token", "link token", {"type": "string"})
@@ -414,80 +388,23 @@ def _obj(props: dict, required=()):
 
 
 STR, INT = {"type": "string"}, {"type": "integer"}
-ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
-SIZE = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
 NULL_INT, NULL_STR = {"type": ["integer", "null"]}, {"type": ["string", "null"]}
 SCHEMAS = {
     "Problem": {"type": "object", "required": ["type", "title", "status"], "properties": {
         "type": {"type": "string", "format": "uri"}, "title": STR, "status": INT, "detail": STR}},
-    "Credentials": _obj({"email": STR, "password": STR, "name": {"type": "string", "maxLength": 100}},
-                        ["email", "password"]),
-    "TokenInfo": {"type": "object", "properties": {"id": INT, "name": STR, "kind": {"enum": ["api", "session"]},
-                                                   "created_at": STR, "last_used_at": NULL_STR,
-                                                   "expires_at": NULL_STR, "current": {"type": "boolean"}}},
-    "PasswordChange": _obj({"old_password": STR, "new_password": {"type": "string", "minLength": 8}},
-                           ["old_password", "new_password"]),
     "PasswordChanged": {"type": "object", "properties": {"revoked": INT}},
     "Token": {"type": "object", "properties": {"token": STR, "token_type": STR}, "required": ["token"]},
-    "Account": {"type": "object", "properties": {
-        "id": INT, "email": STR, "plan": STR, "quota_bytes": INT, "used_bytes": INT, "pending_bytes": INT,
-        "root_id": INT, "is_admin": {"type": "boolean"},
-        "usage": {"type": "object", "properties": {"current_bytes": INT, "old_versions_bytes": INT,
-                                                   "trash_bytes": INT, "pending_bytes": INT}}}},
     "Purged": {"type": "object", "properties": {"purged": INT, "versions": INT, "more": {"type": "boolean"}},
                "required": ["purged", "versions"]},
     "VersionPurged": {"type": "object", "properties": {"version_id": INT, "freed_bytes": INT}},
-    "Node": {"type": "object", "required": ["id", "kind", "name", "permissions"], "properties": {
-        "id": INT, "kind": {"enum": ["file", "folder"]}, "name": STR, "parent_id": NULL_INT, "size": NULL_INT,
-        "etag": NULL_STR, "version_id": NULL_INT, "created_at": STR, "updated_at": STR, "deleted_at": STR,
-        "new_bytes": INT,
-        "permissions": {"type": "object", "properties": {"role": {"enum": ["owner", "editor", "viewer"]},
-                                                         "read": {"type": "boolean"}, "write": {"type": "boolean"},
-                                                         "share": {"type": "boolean"}}}}},
     "Page": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
                                               "next_cursor": NULL_STR}},
-    "NewFolder": _obj({"name": NAME_SCHEMA,
-                       "kind": {"enum": ["folder"]}}, ["name"]),
-    "NodePatch": _obj({"name": NAME_SCHEMA, "parent_id": ID}),
-    "Copy": _obj({"parent_id": ID, "name": NAME_SCHEMA}, ["parent_id"]),
-    "Version": {"type": "object", "properties": {"id": INT, "node_id": INT, "size": INT, "etag": STR, "sha256": STR,
-                                                 "created_at": STR, "created_by": NULL_INT,
-                                                 "current": {"type": "boolean"}}},
-    "Grant": _obj({"email": {"type": "string", "maxLength": 320, "pattern": EMAIL_PATTERN},
-                   "role": {"enum": ["viewer", "editor"]}}, ["email", "role"]),
-    "Granted": {"type": "object", "properties": {"node_id": INT, "email": STR, "role": STR, "granted_by": INT,
-                                                 "created_at": STR}},
-    "Share": {"type": "object", "properties": {"node_id": INT, "user_id": NULL_INT, "email": STR, "role": STR,
-                                               "granted_by": INT, "created_at": STR, "pending": {"type": "boolean"},
-                                               "invitation_id": NULL_INT}},
-    "LinkRequest": _obj({"role": {"enum": ["viewer"]},
-                         "expires_in": {"type": "integer", "minimum": 1, "maximum": MAX_LINK_SECONDS},
-                         "password": {"type": "string", "minLength": 1, "maxLength": 1024}}),
-    "Link": {"type": "object", "properties": {"id": INT, "node_id": INT, "role": STR, "created_at": STR,
-                                              "expires_at": NULL_STR, "has_password": {"type": "boolean"},
-                                              "revoked_at": NULL_STR, "downloads": INT}},
-    "NewLink": {"allOf": [{"$ref": "#/components/schemas/Link"},
-                          {"type": "object", "properties": {"token": STR, "url": STR}, "required": ["token", "url"]}]},
     "LinkView": {"type": "object", "properties": {"node": {"$ref": "#/components/schemas/Node"}, "link": {
         "type": "object"}, "items": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
         "next_cursor": NULL_STR}},
-    "Hashes": _obj({"hashes": {"type": "array", "maxItems": MAX_HASHES, "items": SHA256}},
-                   ["hashes"]),
     "Missing": {"type": "object", "properties": {"missing": {"type": "array", "items": STR},
                                                  "chunking": {"type": "object"}}},
-    "Commit": _obj({"blocks": {"type": "array", "maxItems": MAX_HASHES, "items": SHA256},
-                    "size": SIZE, "sha256": SHA256},
-                   ["blocks", "size", "sha256"]),
     "BlocksReceived": {"type": "object", "properties": {"received": INT, "received_bytes": INT}},
-    "BatchCommit": _obj({"files": {"type": "array", "maxItems": 1000, "items": _obj({
-        "parent_id": ID, "name": NAME_SCHEMA,
-        "blocks": {"type": "array", "maxItems": MAX_HASHES, "items": SHA256},
-        "size": SIZE, "sha256": SHA256,
-        "if_match": {"type": ["string", "integer"]}, "if_none_match": {"type": "boolean"}},
-        ["parent_id", "name", "blocks", "size", "sha256"])}}, ["files"]),
-    "BatchFolders": _obj({"folders": {"type": "array", "maxItems": 1000, "items": _obj({
-        "parent_id": ID, "name": NAME_SCHEMA}, ["parent_id", "name"])}},
-        ["folders"]),
     "BatchResults": {"type": "object", "properties": {"results": {"type": "array", "items": {
         "type": "object", "properties": {"ok": {"type": "object"}, "error": {"type": "object"}}}}}},
     "Tree": {"type": "object", "properties": {"node_id": INT, "truncated": {"type": "boolean"}, "items": {
@@ -506,7 +423,8 @@ def document() -> dict:
                  "description": "A self-hostable file drive on a deduplicating block store. Every error is "
                                 "RFC 9457 problem+json with a stable type https://blockdrive.dev/problems/<code>."},
         "paths": _annotate(paths()),
-        "components": {"schemas": SCHEMAS, "responses": {"Problem": {"description": "A problem", **PROBLEM_CONTENT}},
+        "components": {"schemas": {**SCHEMAS, **request_schemas(), **response_schemas()},
+                       "responses": {"Problem": {"description": "A problem", **PROBLEM_CONTENT}},
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
     }

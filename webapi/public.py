@@ -10,7 +10,8 @@ from storage.drive import SORTS
 from storage.errors import InvalidInput
 
 from . import download, traffic
-from .util import drive, int_arg, iso, node_json, sharing
+from .responses import node_json
+from .util import drive, int_arg, iso, sharing
 
 bp = Blueprint("public", __name__)
 

@@ -5,39 +5,25 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g, jsonify, request
 
 from .auth import login_required
-from .util import body, iso, node_json, sharing
+from .schemas import Grant, LinkRequest, parse
+from .responses import Granted, Link, NewLink, Share, node_json
+from .util import sharing
 
 bp = Blueprint("shares", __name__, url_prefix="/api/v1")
-
-
-def grant_json(sh) -> dict:
-    """The answer to a grant: the same fields whether the address has an account or not."""
-    return {"node_id": sh.node_id, "email": sh.email, "role": sh.role, "granted_by": sh.granted_by,
-            "created_at": iso(sh.created_at)}
-
-
-def share_json(sh) -> dict:
-    return {**grant_json(sh), "user_id": sh.user_id, "pending": sh.pending, "invitation_id": sh.invitation_id}
-
-
-def link_json(li) -> dict:
-    return {"id": li.id, "node_id": li.node_id, "role": li.role, "created_at": iso(li.created_at),
-            "expires_at": iso(li.expires_at), "has_password": li.has_password,
-            "revoked_at": iso(li.revoked_at), "downloads": li.downloads}
 
 
 @bp.get("/nodes/<id:node_id>/shares")
 @login_required
 def list_shares(node_id):
-    return jsonify(items=[share_json(s) for s in sharing().list_shares(g.user.id, node_id)])
+    return jsonify(items=[Share.of(s).dump() for s in sharing().list_shares(g.user.id, node_id)])
 
 
 @bp.post("/nodes/<id:node_id>/shares")
 @login_required
 def grant(node_id):
-    data = body({"email": str, "role": str}, required=("email", "role"))
-    sh, created = sharing().grant(g.user.id, node_id, data["email"], data["role"])
-    return jsonify(grant_json(sh)), 201 if created else 200
+    data = parse(Grant)
+    sh, created = sharing().grant(g.user.id, node_id, data.email, data.role)
+    return jsonify(Granted.of(sh).dump()), 201 if created else 200
 
 
 @bp.delete("/nodes/<id:node_id>/shares/<id:user_id>")
@@ -68,16 +54,15 @@ def public_base() -> str:
 @bp.get("/nodes/<id:node_id>/links")
 @login_required
 def list_links(node_id):
-    return jsonify(items=[link_json(li) for li in sharing().list_links(g.user.id, node_id)])
+    return jsonify(items=[Link.of(li).dump() for li in sharing().list_links(g.user.id, node_id)])
 
 
 @bp.post("/nodes/<id:node_id>/links")
 @login_required
 def create_link(node_id):
-    data = body({"role": str, "expires_in": int, "password": str}) if request.content_length else {}
-    li, token = sharing().create_link(g.user.id, node_id, data.get("role", "viewer"), data.get("expires_in"),
-                                      data.get("password"))
-    resp = jsonify({**link_json(li), "token": token, "url": f"{public_base()}/s/{token}"})
+    data = parse(LinkRequest) if request.content_length else LinkRequest()
+    li, token = sharing().create_link(g.user.id, node_id, "viewer" if data.role is None else data.role, data.expires_in, data.password)
+    resp = jsonify(NewLink.of_new(li, token, f"{public_base()}/s/{token}").dump())
     resp.status_code = 201
     resp.headers["Cache-Control"] = "no-store"
     return resp

@@ -7,7 +7,8 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify
 
 from .auth import accounts, client_address, login_required
-from .util import body, iso
+from .schemas import Credentials, PasswordChange, parse
+from .responses import TokenInfo
 
 bp = Blueprint("tokens", __name__, url_prefix="/api/v1")
 
@@ -18,22 +19,17 @@ def _no_store(resp, status: int = 200):
     return resp
 
 
-def token_json(t) -> dict:
-    return {"id": t.id, "name": t.name, "kind": t.kind, "created_at": iso(t.created_at),
-            "last_used_at": iso(t.last_used_at), "expires_at": iso(t.expires_at), "current": t.current}
-
-
 @bp.post("/auth/tokens")
 def create_token():
-    data = body({"email": str, "password": str, "name": str}, required=("email", "password"))
-    token = accounts().login(data["email"], data["password"], client_address(), (data.get("name") or "login")[:100])
+    data = parse(Credentials)
+    token = accounts().login(data.email, data.password, client_address(), (data.name or "login")[:100])
     return _no_store(jsonify(token=token, token_type="Bearer"), 201)
 
 
 @bp.get("/auth/tokens")
 @login_required
 def list_tokens():
-    return _no_store(jsonify(items=[token_json(t) for t in accounts().tokens(g.user.id, g.token_id)]))
+    return _no_store(jsonify(items=[TokenInfo.of(t).dump() for t in accounts().tokens(g.user.id, g.token_id)]))
 
 
 @bp.delete("/auth/tokens/<id:token_id>")
@@ -54,7 +50,7 @@ def logout():
 @bp.post("/account/password")
 @login_required
 def change_password():
-    data = body({"old_password": str, "new_password": str}, required=("old_password", "new_password"))
-    n = accounts().change_password(g.user.id, data["old_password"], data["new_password"], client_address(),
+    data = parse(PasswordChange)
+    n = accounts().change_password(g.user.id, data.old_password, data.new_password, client_address(),
                                    g.token_id)
     return _no_store(jsonify(revoked=n))

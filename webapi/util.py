@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import unquote_etag
 from werkzeug.routing import BaseConverter, IntegerConverter
 
 from storage.errors import InvalidInput
@@ -60,7 +61,8 @@ def uploads():
     return current_app.extensions["uploads"]
 
 
-def iso(t):
+def iso(t) -> str | None:
+    """A UTC datetime as ISO 8601 with a Z; None stays None."""
     return t.isoformat() + "Z" if t is not None else None
 
 
@@ -127,9 +129,9 @@ def _too_deep(data) -> bool:
     return any(isinstance(v, (dict, list)) for v in level)
 
 
-def body(allowed: dict[str, type | tuple], required: tuple[str, ...] = ()) -> dict:
-    """The request's JSON object with only ``allowed`` fields of the given types: anything
-    else (an unknown field, a read-only one such as owner or size) is a 400."""
+def json_body():
+    """The request's body as decoded JSON (a 400 unless it is JSON, nested at most
+    MAX_JSON_DEPTH levels). :func:`webapi.schemas.parse` reads it into a typed object."""
     if not request.is_json:
         raise InvalidInput("send a JSON object with Content-Type: application/json")
     raw = read_body()
@@ -141,19 +143,6 @@ def body(allowed: dict[str, type | tuple], required: tuple[str, ...] = ()) -> di
         data = None  # nested past the interpreter's limit: refused below as too deep
     if data is None or _too_deep(data):
         raise InvalidInput(f"the body must be a JSON object nested at most {MAX_JSON_DEPTH} levels deep")
-    if not isinstance(data, dict):
-        raise InvalidInput("the body must be a JSON object")
-    for key, value in data.items():
-        if key not in allowed:
-            raise InvalidInput(f"unknown or read-only field {key!r}", field=key)
-        types = allowed[key] if isinstance(allowed[key], tuple) else (allowed[key],)
-        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-            raise InvalidInput(f"field {key!r} has the wrong type", field=key)
-        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= MAX_ID:
-            raise InvalidInput(f"field {key!r} is out of range", field=key)
-    for key in required:
-        if data.get(key) is None:
-            raise InvalidInput(f"field {key!r} is required", field=key)
     return data
 
 
@@ -169,33 +158,6 @@ def int_arg(name: str, default: int | None = None, lo: int = 0, hi: int = 2**53)
     return value
 
 
-ROLE_RIGHTS = {
-    "owner": {"read": True, "write": True, "share": True},
-    "editor": {"read": True, "write": True, "share": False},
-    "viewer": {"read": True, "write": False, "share": False},
-}
-
-
-def node_json(n) -> dict:
-    out = {"id": n.id, "kind": n.kind, "name": n.name, "parent_id": n.parent_id, "size": n.size,
-           "etag": n.etag, "version_id": n.version_id, "created_at": iso(n.created_at),
-           "updated_at": iso(n.updated_at),
-           "permissions": {"role": n.role, **ROLE_RIGHTS.get(n.role, ROLE_RIGHTS["viewer"])}}
-    if n.deleted_at is not None:
-        out["deleted_at"] = iso(n.deleted_at)
-    return out
-
-
-def version_json(v) -> dict:
-    return {"id": v.id, "node_id": v.node_id, "size": v.size, "etag": v.sha256, "sha256": v.sha256,
-            "created_at": iso(v.created_at), "created_by": v.created_by, "current": v.current}
-
-
 def etag_value(raw: str | None) -> str | None:
     """An If-Match value as the domain expects it: a sha256 or version id, quotes and W/ off."""
-    if raw is None:
-        return None
-    raw = raw.strip()
-    if raw.startswith("W/"):
-        raw = raw[2:]
-    return raw.strip('"')
+    return None if raw is None else unquote_etag(raw.strip())[0] or ""

@@ -122,7 +122,7 @@ def test_nodes_per_user_limit_on_every_door(drive, make_user):
         lambda: drive.mkdir(u.id, u.root_id, "b"),
         lambda: put_bytes(drive, u, "g", b"3", parent=sub),
         lambda: drive.copy(u.id, sub, u.root_id, "sub2"),
-        lambda: batch.make_folders(drive, u.id, [{"parent_id": u.root_id, "name": "c"}]),
+        lambda: batch.make_folders(drive, u.id, [batch.FolderEntry(u.root_id, "c")]),
     ]
     drive.mkdir(u.id, u.root_id, "b0")  # the 4th node
     for door in doors:
@@ -176,8 +176,8 @@ def test_batch_folders_refused_past_max_depth(drive, make_user):
     u = make_user()
     a = chain(drive, u, u.root_id, 2)
     with pytest.raises(LimitExceeded):
-        batch.make_folders(drive, u.id, [{"parent_id": a[-1], "name": "deep"}])
-    assert batch.make_folders(drive, u.id, [{"parent_id": a[0], "name": "ok"}])[0]["ok"]["created"]
+        batch.make_folders(drive, u.id, [batch.FolderEntry(a[-1], "deep")])
+    assert batch.make_folders(drive, u.id, [batch.FolderEntry(a[0], "ok")])[0].created
 
 
 def test_fsck_recounts_node_counts_and_paths_and_reconcile_repairs_the_count(drive, make_user):
