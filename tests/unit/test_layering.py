@@ -48,7 +48,6 @@ ALLOWLIST = {
     "storage/batch.py:_file_version",
     "storage/batch.py:_get",
     "storage/batch.py:_hash_blocks",
-    "storage/batch.py:_parse_hashes",
     "storage/batch.py:_tx",
     "storage/batch.py:_unpin",
     "storage/batch.py:_usable",
@@ -67,7 +66,6 @@ ALLOWLIST = {
     "storage/uploads.py:_refuse",
     "storage/uploads.py:_role",
     "storage/uploads.py:_tx",
-    "webapi/blocks.py:_created",
 }
 
 
