@@ -61,7 +61,7 @@ def _verify(cfg):
 
 def run(ctx) -> dict:
     j = ctx.cfg["jobs"]
-    spark, store = ctx.spark, ctx.drive.blocks
+    spark, store = ctx.spark, ctx.drive.blocks.packs
     from .runner import history
     run_no = sum(1 for r in history(ctx.sm, 10_000, "scrub") if r["status"] == "ok")
     packs, blocks = extract(ctx)
