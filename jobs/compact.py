@@ -146,7 +146,7 @@ def rewrite(ctx, bins: dict[int, list[tuple]], at, after_write: str | None = Non
     """Write each bin's records (``(block_id, pack_id, url, offset, stored_size)``) into a new
     pack on the executors, then switch the blocks to it and retire the source packs left
     empty, one transaction per new pack. Used by ``compact`` and ``dedup_scan``."""
-    store = ctx.drive.blocks
+    store = ctx.drive.blocks.packs
     items = []
     for b in sorted(bins):
         pid = m.new_pack_id()
@@ -183,7 +183,7 @@ def rewrite(ctx, bins: dict[int, list[tuple]], at, after_write: str | None = Non
 def run(ctx) -> dict:
     cfg, t = ctx.cfg, ctx.started
     j = cfg["jobs"]
-    store = ctx.drive.blocks
+    store = ctx.drive.blocks.packs
     t0 = time.perf_counter()
     packs, blocks = extract(ctx)
     planned = plan_packs(pack_usage(packs, blocks), target=j["target_pack_bytes"], fill=j["fill_threshold"],

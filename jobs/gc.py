@@ -99,7 +99,7 @@ def run(ctx) -> dict:
         ctx.say(f"thinned {stats['versions_thinned']} old versions of {stats['retention_files_checked']} files "
                 f"({humanize.size(stats['version_bytes_freed'])} of quota freed)")
         stats.update(m.expire_upload_sessions(ctx.sm, t))
-        stats["tails_removed"] = m.remove_stale_tails(ctx.sm, ctx.drive.blocks)
+        stats["tails_removed"] = m.remove_stale_tails(ctx.sm, ctx.drive.blocks.packs)
         step("gc:after_expire")
 
     try:
@@ -135,9 +135,9 @@ def run(ctx) -> dict:
     ctx.say(f"marked {stats['marked']}, swept {swept.blocks} blocks ({humanize.size(swept.bytes)}) in {len(swept.packs)} packs")
     step("gc:after_sweep")
     if ctx.safety.honour_inflight:
-        abandoned = m.abandon_open_packs(ctx.sm, ctx.drive.blocks, t - dt.timedelta(seconds=open_grace))
+        abandoned = m.abandon_open_packs(ctx.sm, ctx.drive.blocks.packs, t - dt.timedelta(seconds=open_grace))
     else:  # negative control: treat every open pack as abandoned
-        abandoned = m.abandon_open_packs(ctx.sm, ctx.drive.blocks, t + dt.timedelta(seconds=1))
+        abandoned = m.abandon_open_packs(ctx.sm, ctx.drive.blocks.packs, t + dt.timedelta(seconds=1))
     stats["open_packs_abandoned"] = len(abandoned)
     step("gc:after_abandon")
     blocks.unpersist()

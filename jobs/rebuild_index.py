@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame, Window, functions as F
 from pyspark.sql import types as T
 
 from storage import extracts
-from storage.blockstore import tier_of
+from storage.packstore import tier_of
 from storage.clock import now
 from storage.models import Base
 from storage.states import PackState
@@ -75,7 +75,7 @@ def refcounts(refs: DataFrame) -> DataFrame:
 
 def run(ctx) -> dict:
     from storage.db import make_engine, make_sessionmaker, migrate
-    store = ctx.drive.blocks
+    store = ctx.drive.blocks.packs
     t0 = time.perf_counter()
     packs = list_packs(store)
     records = ctx.spark.createDataFrame(

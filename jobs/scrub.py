@@ -67,7 +67,7 @@ def _verify(cfg):
 
 def run(ctx) -> dict:
     j = ctx.cfg["jobs"]
-    spark, store = ctx.spark, ctx.drive.blocks
+    spark, store = ctx.spark, ctx.drive.blocks.packs
     from storage.jobruns import history
     run_no = sum(1 for r in history(ctx.sm, 10_000, "scrub") if r["status"] == JobStatus.OK)
     packs, blocks = extract(ctx)

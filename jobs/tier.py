@@ -5,7 +5,7 @@ Order: (1) delete hot copies retired a grace period ago; (2) register the cold c
 the checksum recorded at seal); (3) switch in one transaction: the blocks point to the cold
 copy (same offsets) and the hot copy starts retiring; readers holding the old location keep
 reading it for the grace period. Reads of tiered blocks are ranged GETs, unchanged.
-Last-read times come from the read path's batched tracker (storage/maintenance.py).
+Last-read times come from the read path's batched tracker (storage/reads.py).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def run(ctx) -> dict:
     ctx.say(f"plan: move {stats['packs_to_tier']} packs ({humanize.size(stats['bytes_to_tier'])}) to the cold tier")
     if ctx.dry_run:
         return stats
-    stats.update(m.delete_retired_packs(ctx.sm, store, t - dt.timedelta(seconds=ctx.grace)))
+    stats.update(m.delete_retired_packs(ctx.sm, store.packs, t - dt.timedelta(seconds=ctx.grace)))
     step("tier:after_delete")
     rows = plan.collect()
     targets = {}

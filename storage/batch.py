@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from . import quota
-from .blockstore import Ingested, _PackSink
+from .blockindex import Ingested
 from .clock import now
 from .errors import (BlockdriveError, Conflict, ContentMismatch, InvalidInput,
                      PreconditionFailed)
@@ -133,20 +133,17 @@ def put_blocks(up: Uploads, user_id: int, data) -> BlocksResult:
     sizes = {bid: len(raw) for bid, raw in frames}
     up.room_check(user_id, sum(quota.block_charge(n, up.floor) for n in sizes.values()))
     ing = Ingested()
-    sink = _PackSink(store, ing)
+    sink = store.writer(ing)
+
+    def usable(block_ids: list[bytes]) -> set[bytes]:
+        with up.drive.sm() as s:
+            return up._usable(s, user_id, block_ids)
     try:
         # Only blocks the caller already has may skip the write (see Uploads.put_block: any
         # other is written, so the time taken tells nothing of other users' content). No
         # pack row is reserved before the lookup: a block skipped here is the caller's own
         # (refs or pins), and if it vanished anyway the pin in the commit fails and is retried.
-        with up.drive.sm() as s:
-            owned = up._usable(s, user_id, [b for b, _ in frames])
-        known = store.known_blocks(owned)
-        for bid, raw in frames:
-            if bid in known or bid in ing.new_blocks:
-                continue
-            codec, payload = store._encode(raw)
-            ing.new_blocks[bid] = sink.add(bid, raw, codec, payload)
+        sink.add_chunks(frames, usable)
         sink.close()
     except BaseException:
         sink.abandon()

@@ -29,7 +29,7 @@ from sqlalchemy.orm import aliased
 
 from . import quota
 from . import pack as packfmt
-from .blockstore import BlockLocation
+from .packstore import BlockLocation
 from .errors import BlockdriveError
 from .models import Block, FileVersion, Node, Pack, UploadSession, User, VersionBlock
 from .tree import ROOT_PATH, child_path

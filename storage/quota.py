@@ -30,7 +30,7 @@ from typing import Iterable, Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .blockstore import BlockStore
+from .blockindex import drop_refs
 from .errors import QuotaExceeded
 from .models import FileVersion, Node, UploadSession, User, VersionBlock
 
@@ -174,7 +174,7 @@ def drop_versions(s: Session, owner_id: int, versions: Sequence[tuple[int, int, 
                                 .where(VersionBlock.version_id.in_(part)).group_by(VersionBlock.block_id)):
             counts[bid] += n
         s.execute(sa.delete(VersionBlock).where(VersionBlock.version_id.in_(part)))
-    BlockStore.drop_refs(s, counts)
+    drop_refs(s, counts)
     for i in range(0, len(vids), 500):
         s.execute(sa.delete(FileVersion).where(FileVersion.id.in_(vids[i:i + 500]))
                   .execution_options(synchronize_session=False))

@@ -19,7 +19,7 @@ The rules that keep it as safe as a pack per request:
   below ``jobs.open_pack_grace_seconds``, after which GC takes an open pack for a crashed
   one), and at process exit;
 - a process killed with a shared pack open leaves a file with records and no footer, some of
-  them committed. :func:`storage.maintenance.abandon_open_packs` recovers it once it is past
+  them committed. :func:`storage.packlife.abandon_open_packs` recovers it once it is past
   the open-pack grace: the records blocks point to are copied into a new sealed pack with a
   footer, the blocks switched to it, and the old file retired like any superseded pack.
   Until then readers, fsck and rebuild_index read it record by record.
@@ -38,12 +38,13 @@ import time
 import uuid
 import weakref
 
-import crc32c as _crc32c
 import sqlalchemy as sa
 
 from . import pack as packfmt
+from .blockindex import BlockIndex, pack_live_bytes
 from .clock import now
-from .models import Block, Pack
+from .models import Pack
+from .packstore import ChecksummedWriter, PackStore
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +60,10 @@ def _seal_all_at_exit() -> None:
             log.exception("could not seal the shared pack at exit")
 
 
-class _Out:
-    """The backend stream of one shared pack, with the running CRC32C of its bytes."""
-
-    def __init__(self, stream):
-        self.stream, self.crc = stream, 0
-
-    def write(self, data) -> int:
-        self.crc = _crc32c.crc32c(data, self.crc)
-        return self.stream.write(data)
-
-
 class _Open:
-    def __init__(self, pack_id: str, url: str, stream):
+    def __init__(self, pack_id: str, url: str, stream: ChecksummedWriter):
         self.id, self.url = pack_id, url
-        self.out = _Out(stream)
+        self.out = stream
         self.writer = packfmt.PackWriter(self.out, uuid.UUID(pack_id).bytes)
         self.opened = self.last = time.monotonic()
         self.synced = 0  # bytes known durable
@@ -84,9 +74,9 @@ class _Open:
 class SharedPacks:
     """The process's shared open pack (one at a time). ``append`` is thread-safe."""
 
-    def __init__(self, store, *, max_request_bytes: int, target_bytes: int, idle_seconds: float,
+    def __init__(self, packs: PackStore, index: BlockIndex, *, max_request_bytes: int, target_bytes: int, idle_seconds: float,
                  max_age_seconds: float):
-        self.store = store
+        self.packs, self.index = packs, index
         self.max_request_bytes = max_request_bytes
         self.target_bytes, self.idle, self.max_age = target_bytes, idle_seconds, max_age_seconds
         self._reset()
@@ -163,10 +153,10 @@ class SharedPacks:
 
     def _open_locked(self) -> None:
         pack_id = uuid.uuid4().hex
-        key = self.store.pack_key(pack_id)
-        url = self.store.hot.url_for(key)
-        self.store.register_open_pack(pack_id, url)  # the row first: a crash leaves a pack GC finds
-        self._cur = _Open(pack_id, url, self.store.hot.create(key))
+        url = self.packs.hot.url_for(self.packs.pack_key(pack_id))
+        self.index.register_open_pack(pack_id, url)  # the row first: a crash leaves a pack GC finds
+        _, stream = self.packs.create(pack_id)
+        self._cur = _Open(pack_id, url, stream)
         if self._watcher is None:
             self._watcher = threading.Thread(target=self._watch, args=(weakref.ref(self),),
                                              name="bd-shared-pack", daemon=True)
@@ -210,11 +200,10 @@ class SharedPacks:
             cur.out.stream.close()  # durable, footer included
             cur.closed = True
             cur.synced = cur.writer.size
-        live = (sa.select(sa.func.coalesce(sa.func.sum(Block.stored_size + packfmt.RECORD_HEADER), 0))
-                .where(Block.pack_id == Pack.id).scalar_subquery())
-        with self.store.sm() as s, s.begin():
+        live = pack_live_bytes()
+        with self.index.sm() as s, s.begin():
             done = s.execute(sa.update(Pack).where(Pack.id == cur.id, Pack.state == "open").values(
-                state="sealed", size=cur.writer.size, checksum=f"{cur.out.crc:08x}", live_bytes=live,
+                state="sealed", size=cur.writer.size, checksum=cur.out.checksum, live_bytes=live,
                 sealed_at=now()).execution_options(synchronize_session=False)).rowcount
         if done != 1:
             log.warning("shared pack %s was no longer open when sealed", cur.id)

@@ -42,7 +42,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from . import crashpoints, quota
-from .blockstore import BlockLocation, Ingested, _PackSink
+from .blockindex import Ingested
+from .packstore import BlockLocation
 from .clock import now
 from .drive import Drive, PutResult
 from .errors import (ChecksumMismatch, Conflict, ContentMismatch, Gone, InvalidInput, NotFound,
@@ -192,34 +193,27 @@ class Uploads:
         tail = self.store.hot.read(meta["tail"]) if meta["tail"] else b""
         src = _Concat(tail, body, length - offset, algo)
         ing = Ingested()
-        sink = _PackSink(self.store, ing)
+        sink = self.store.writer(ing)
         whole = hashlib.sha256() if offset == 0 else None
         chunks: list[tuple[bytes, int]] = []
         pending: list[tuple[bytes, bytes]] = []
-        seen: set[bytes] = set()
 
-        def flush():
+        def usable(block_ids: list[bytes]) -> set[bytes]:
             # Only blocks the caller already has (their files', their block session's, or
             # pinned by this upload) skip the write: see put_block.
-            ask = list({b for b, _ in pending if b not in seen})
-            if ask:
-                with self.drive.sm() as s:
-                    ask = self._usable(s, user_id, ask) | {r[0] for r in s.execute(
-                        sa.select(UploadPin.block_id).where(UploadPin.session_id == sid,
-                                                            UploadPin.block_id.in_(ask)))}
-            known = self.store.known_blocks(ask)
-            for bid, raw in pending:
-                if bid not in seen:
-                    seen.add(bid)
-                    if bid not in known:
-                        codec, payload = self.store._encode(raw)
-                        ing.new_blocks[bid] = sink.add(bid, raw, codec, payload)
+            with self.drive.sm() as s:
+                return self._usable(s, user_id, block_ids) | {r[0] for r in s.execute(
+                    sa.select(UploadPin.block_id).where(UploadPin.session_id == sid,
+                                                        UploadPin.block_id.in_(block_ids)))}
+
+        def flush():
+            sink.add_chunks(pending, usable)
             pending.clear()
 
         def take(raw: bytes):
-            bid = hashlib.sha256(raw).digest()
-            chunks.append((bid, len(raw)))
-            pending.append((bid, raw))
+            block_id = hashlib.sha256(raw).digest()
+            chunks.append((block_id, len(raw)))
+            pending.append((block_id, raw))
             if whole is not None:
                 whole.update(raw)
             if len(pending) >= LOOKUP_BATCH:
@@ -578,15 +572,14 @@ class Uploads:
         # copy loses to the existing row at commit and is dead bytes that compact reclaims.
         with self.drive.sm() as s:
             owned = bool(self._usable(s, user_id, [bid]))
-        if not (owned and self.store.known_blocks([bid])):
-            sink = _PackSink(self.store, ing)
-            try:
-                codec, payload = self.store._encode(data)
-                ing.new_blocks[bid] = sink.add(bid, data, codec, payload)
-                sink.close()
-            except BaseException:
-                sink.abandon()
-                raise
+        sink = self.store.writer(ing)
+        try:
+            sink.add_chunks([(bid, data)], lambda block_ids: set(block_ids) if owned else set())
+            sink.close()
+        except BaseException:
+            sink.abandon()
+            raise
+        if ing.new_blocks:
             crashpoints.reach("block:stored")
 
         def run(s):

@@ -182,7 +182,7 @@ def test_dedup_hit_racing_a_sweep(drive, make_user, run, grace, monkeypatch):
     # Pause the copy right after its known-block lookup found every block.
     store = drive.blocks
     found, go_on = threading.Event(), threading.Event()
-    real = store.known_blocks
+    real = store.index.known_blocks
 
     def known(ids):
         got = real(ids)
@@ -190,7 +190,7 @@ def test_dedup_hit_racing_a_sweep(drive, make_user, run, grace, monkeypatch):
             found.set()
             assert go_on.wait(60)
         return got
-    monkeypatch.setattr(store, "known_blocks", known)
+    monkeypatch.setattr(store.index, "known_blocks", known)
     out = {}
 
     def upload():
@@ -227,7 +227,7 @@ def test_dedup_hit_protected_by_inflight_upload_even_with_zero_grace(drive, make
     f = put_bytes(drive, u, "a.bin", data)
     store = drive.blocks
     found, go_on = threading.Event(), threading.Event()
-    real = store.known_blocks
+    real = store.index.known_blocks
 
     def known(ids):
         got = real(ids)
@@ -235,7 +235,7 @@ def test_dedup_hit_protected_by_inflight_upload_even_with_zero_grace(drive, make
             found.set()
             assert go_on.wait(60)
         return got
-    monkeypatch.setattr(store, "known_blocks", known)
+    monkeypatch.setattr(store.index, "known_blocks", known)
     out = {}
     th = threading.Thread(target=lambda: out.setdefault("r", put_bytes(drive, u, "b.bin", data)))
     clock.advance(2)

@@ -8,7 +8,7 @@ import random
 import zstandard
 
 from storage import codec
-from storage.blockstore import PROBE_SLICE, PROBE_WHOLE
+from storage.blockwriter import PROBE_SLICE, PROBE_WHOLE, encode
 
 
 def saves(raw: bytes) -> bool:
@@ -26,10 +26,10 @@ def test_each_size_class_is_compressed_exactly_when_it_pays(drive):
     # compressible only past the head: the slices probe the middle and the tail as well
     cases.append(rng.randbytes(PROBE_SLICE) + text[:150_000])
     for raw in cases:
-        c, payload = store._encode(raw)
+        c, payload = encode(raw, store.level, store.min_saving)
         assert c == (codec.ZSTD if saves(raw) else codec.RAW), len(raw)
         assert codec.decode(c, payload, len(raw)) == raw
-    assert [store._encode(x)[0] for x in cases[:2]] == [codec.RAW, codec.ZSTD]  # the premise holds
+    assert [encode(x, store.level, store.min_saving)[0] for x in cases[:2]] == [codec.RAW, codec.ZSTD]  # the premise holds
 
 
 def test_a_block_the_probe_calls_incompressible_is_stored_raw_without_compressing_it(drive, monkeypatch):
@@ -42,5 +42,5 @@ def test_a_block_the_probe_calls_incompressible_is_stored_raw_without_compressin
         seen.append(len(data))
         return real(data, *a, **kw)
     monkeypatch.setattr(codec, "encode", spy)
-    assert store._encode(raw)[0] == codec.RAW
+    assert encode(raw, store.level, store.min_saving)[0] == codec.RAW
     assert seen == [3 * PROBE_SLICE]  # the probe only, not the 200 KB block

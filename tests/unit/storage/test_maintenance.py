@@ -73,7 +73,7 @@ def test_sweep_cutoff_stops_at_the_oldest_upload_in_flight(drive):
     assert m.sweep_cutoff(drive.sm, t, 60, 3600) == started
     assert m.sweep_cutoff(drive.sm, t, 60, 3600, m.Safety(honour_inflight=False)) == t - dt.timedelta(seconds=60)
     assert m.sweep_cutoff(drive.sm, t, 60, 300) == t - dt.timedelta(seconds=60)  # that upload is taken for dead
-    assert m.abandon_open_packs(drive.sm, drive.blocks, t - dt.timedelta(seconds=300)) == ["a" * 32]
+    assert m.abandon_open_packs(drive.sm, drive.blocks.packs, t - dt.timedelta(seconds=300)) == ["a" * 32]
     with drive.sm() as s:
         assert s.get(Pack, "a" * 32).state == "deleted"  # no file was ever written
 
@@ -90,10 +90,10 @@ def test_a_pack_is_deleted_only_after_it_left_the_index_and_the_grace_period(dri
     clock.advance(10)
     assert m.sweep_blocks(drive.sm, dead, clock.now()).blocks == len(dead)
     assert m.retire_packs(drive.sm, [p.id]) == 1
-    assert m.delete_retired_packs(drive.sm, drive.blocks, clock.now() - dt.timedelta(seconds=60))["packs_deleted"] == 0
+    assert m.delete_retired_packs(drive.sm, drive.blocks.packs, clock.now() - dt.timedelta(seconds=60))["packs_deleted"] == 0
     assert backend.exists(key)
     clock.advance(61)
-    assert m.delete_retired_packs(drive.sm, drive.blocks, clock.now() - dt.timedelta(seconds=60))["packs_deleted"] == 1
+    assert m.delete_retired_packs(drive.sm, drive.blocks.packs, clock.now() - dt.timedelta(seconds=60))["packs_deleted"] == 1
     assert not backend.exists(key)
     with drive.sm() as s:
         assert s.get(Pack, p.id).state == "deleted"
@@ -108,7 +108,7 @@ def test_commit_refuses_a_pack_gc_gave_up_on(drive, make_user):
 
     def give_up():
         clock.advance(10)
-        m.abandon_open_packs(drive.sm, drive.blocks, clock.now())
+        m.abandon_open_packs(drive.sm, drive.blocks.packs, clock.now())
     drive.hooks["put:before_commit"] = give_up
     with pytest.raises(RetryLater):
         put_bytes(drive, u, "slow.bin", rand(100_000, 9))

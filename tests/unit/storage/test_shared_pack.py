@@ -170,9 +170,9 @@ def test_a_pack_left_open_by_a_dead_process_is_recovered_not_retired(shared_driv
     after = shared_drive()
     assert fsck(after, deep=True).ok
     # younger than the grace: left alone
-    assert m.abandon_open_packs(after.sm, after.blocks, clock.now() - dt.timedelta(seconds=3600)) == []
+    assert m.abandon_open_packs(after.sm, after.blocks.packs, clock.now() - dt.timedelta(seconds=3600)) == []
     clock.advance(7200)
-    assert m.abandon_open_packs(after.sm, after.blocks, clock.now() - dt.timedelta(seconds=3600)) == [crashed]
+    assert m.abandon_open_packs(after.sm, after.blocks.packs, clock.now() - dt.timedelta(seconds=3600)) == [crashed]
     with after.sm() as s:
         assert s.get(Pack, crashed).state == "retiring"
         (new,) = s.execute(sa.select(Block.pack_id).distinct()).scalars().all()
@@ -182,7 +182,7 @@ def test_a_pack_left_open_by_a_dead_process_is_recovered_not_retired(shared_driv
         assert after.blocks.read_block(hashlib.sha256(b).digest()) == b
     assert read_all(after, u, f.node.id) == b"kept in the shared pack"
     clock.advance(7200)
-    assert m.delete_retired_packs(after.sm, after.blocks, clock.now())["packs_deleted"] == 1
+    assert m.delete_retired_packs(after.sm, after.blocks.packs, clock.now())["packs_deleted"] == 1
     assert not after.blocks.hot.exists(old_key)
 
 
