@@ -32,7 +32,6 @@ PUBLIC_UNDERSCORE = {"_replace", "_asdict", "_fields", "_field_defaults", "_make
 # Import cycles among storage's modules, each a sorted strongly connected component.
 KNOWN_CYCLES = [
     ["storage.accounts", "storage.drive"],
-    ["storage.blockstore", "storage.maintenance", "storage.quota"],
 ]
 # Uses of another module's private names, as "file:name": each goes when the name becomes public
 # (named, documented) or its use moves into the module that owns it.
