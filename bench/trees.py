@@ -70,7 +70,7 @@ def count_vs_counter(d: Drive, sizes: list[int]) -> list[dict]:
 
         def counter():
             with d.sm() as s, s.begin():
-                d.reserve_nodes(s, u.id, 1)
+                d.limits.reserve_nodes(s, u.id, 1)
                 s.rollback()
         t_count, got = timed(count, 5)
         t_counter, _ = timed(counter, 5)

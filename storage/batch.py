@@ -279,7 +279,7 @@ def commit_many(up: Uploads, user_id: int, files) -> list[dict]:
         for owner_id, delta in charge.items():
             quota.charge(s, owner_id, delta, floor=d.floor)  # QuotaExceeded: the whole batch rolls back
         # LimitExceeded or PreconditionFailed: the whole batch rolls back
-        written = write_versions(s, d, user_id, [v for _, v in todo])
+        written = write_versions(s, d.limits, user_id, [v for _, v in todo])
         for (i, v), (node_id, version_id) in zip(todo, written):
             out[i] = {"ok": Committed(node_id, v.name, v.parent.id, version_id, v.size, v.sha256.hex(),
                                       v.node is None)}
@@ -324,7 +324,7 @@ def make_folders(drive, user_id: int, folders) -> list[dict]:
         existing = {k: (n.id, n.kind) for k, n in _live_children(
             s, {(p.id, name) for p, name in want.values()}).items()}
         new = {(p.id, name): p for p, name in want.values() if (p.id, name) not in existing}
-        paths = new_node_paths(drive, s, list(new.values()))  # LimitExceeded: the whole batch rolls back
+        paths = new_node_paths(drive.limits, s, list(new.values()))  # LimitExceeded: the whole batch rolls back
         t = now()
         ids = insert_rows(s, Node, [dict(owner_id=p.owner_id, parent_id=pid, kind="folder", name=name, live_name=name,
                                      path=paths[pid], created_at=t, updated_at=t) for (pid, name), p in new.items()],

@@ -29,7 +29,6 @@ from .config import Config
 from .db import make_engine, make_sessionmaker, run_tx
 from .errors import Conflict, Forbidden, IntegrityError, InvalidInput, LimitExceeded, NotFound, QuotaExceeded
 from .models import Block, FileVersion, Link, Node, Pack, Share, User, VersionBlock
-from .models.nodes import PATH_MAX
 from .names import split_path, validate_name
 from .tree import ROLES, NodeInfo, get_node, node_info
 from .versions import NewVersion, Ref, check_preconditions, commit_version, version_refs
@@ -88,6 +87,7 @@ class Drive:
                                               sec["scrypt_concurrency"], sec["scrypt_wait_seconds"])
         self.hooks: dict[str, Callable[[], None]] = self.blocks.hooks
         self.floor = config["quota"]["block_floor_bytes"]
+        self.limits = tree.TreeLimits(config)
 
     def close(self) -> None:
         self.blocks.close()
@@ -105,91 +105,6 @@ class Drive:
         fn = self.hooks.get(name)
         if fn is not None:
             fn()
-
-    def new_node(self, s: Session, parent: Node, kind: str, name: str, *, reserved: bool = False) -> Node:
-        """A live node named ``name`` in folder ``parent``, owned by the folder's owner. It
-        counts against the owner's node limit (unless the caller ``reserved`` it already,
-        with :meth:`reserve_nodes`) and may not lie deeper than ``limits.max_depth``."""
-        if not reserved:
-            self.reserve_nodes(s, parent.owner_id, 1)
-        node = self._node_row(parent, kind, name, self.child_path(s, parent))
-        s.add(node)
-        s.flush()
-        return node
-
-    def _node_row(self, parent: Node, kind: str, name: str, path: str) -> Node:
-        self.check_depth(tree.depth(path), len(path))
-        t = now()
-        return Node(owner_id=parent.owner_id, parent_id=parent.id, kind=kind, name=name,
-                    live_name=name, path=path, created_at=t, updated_at=t)
-
-    # ---- tree shape and limits -------------------------------------------------------------
-
-    def _limit(self, key: str) -> int:
-        return int(self.config["limits"][key])
-
-    def check_depth(self, depth: int, longest_path: int = 0) -> None:
-        """Refuse a tree that would reach ``depth`` levels below a root, or store a path
-        longer than the column holds."""
-        most = self._limit("max_depth")
-        if depth > most:
-            raise LimitExceeded(f"folders may nest at most {most} levels deep (limits.max_depth); "
-                                f"this would make {depth}", limit="max_depth", max=most)
-        if longest_path > PATH_MAX:
-            raise LimitExceeded(f"this would nest folders deeper than their ids can be stored ({PATH_MAX} "
-                                f"characters of path; limits.max_depth is {most})", limit="max_depth", max=most)
-
-    def child_path(self, s: Session, parent: Node) -> str:
-        """The path of a new node in folder ``parent``, checked against the depth limit. The
-        parent's path is read afresh: a move committed since ``parent`` was loaded may have
-        changed it (node creation holds the owner's row, see :meth:`reserve_nodes`, so no
-        move runs between this read and the commit)."""
-        ppath = s.execute(sa.select(Node.path).where(Node.id == parent.id)).scalar_one()
-        if ppath is None:
-            ppath = tree.path_of(tree.ancestor_ids(s, parent))
-        path = tree.child_path(ppath, parent.id)
-        self.check_depth(tree.depth(path), len(path))
-        return path
-
-    def reserve_nodes(self, s: Session, owner_id: int, n: int) -> None:
-        """Count ``n`` more nodes (fewer if negative) against ``owner_id``'s node limit, in
-        one guarded UPDATE of their row. That row is also the lock every change to the
-        shape of the owner's tree takes first (see :meth:`_lock_owner`)."""
-        stmt = sa.update(User).where(User.id == owner_id).values(node_count=User.node_count + n)
-        most = self._limit("max_nodes_per_user")
-        if n > 0:
-            stmt = stmt.where(User.node_count + n <= most)
-        if s.execute(stmt.execution_options(synchronize_session=False)).rowcount == 0 and n > 0:
-            raise LimitExceeded(f"a user may own at most {most} files and folders, trash included "
-                                f"(limits.max_nodes_per_user); this needs {n} more", limit="max_nodes_per_user",
-                                max=most)
-
-    @staticmethod
-    def _lock_owner(s: Session, owner_id: int) -> None:
-        """Serialise changes to the shape of one owner's tree: moves, restores and node
-        creation all hold the owner's row until they commit, so a path read after this is
-        the committed one and stays so (READ COMMITTED reads the latest commit per statement;
-        SQLite's BEGIN IMMEDIATE serialises all writers anyway)."""
-        s.execute(sa.select(User.id).where(User.id == owner_id).with_for_update()).scalar_one()
-
-    def _reparent(self, s: Session, node: Node, parent: Node) -> None:
-        """Put ``node`` (and its subtree, live and trashed) under ``parent``: the depth is
-        checked for the deepest node that moves, and every path below is rewritten in one
-        UPDATE over the subtree's index range. The caller holds the owner's lock."""
-        old = tree.node_path(s, node)
-        new = self.child_path(s, parent)
-        old_prefix, new_prefix = tree.child_path(old, node.id), tree.child_path(new, node.id)
-        deepest, longest = s.execute(sa.select(sa.func.max(tree.depth_sql(Node.path)),
-                                               sa.func.max(sa.func.length(Node.path)))
-                                     .where(tree.under(Node.path, old_prefix))).one()
-        if deepest is not None:
-            self.check_depth(int(deepest) - tree.depth(old) + tree.depth(new),
-                             int(longest) - len(old_prefix) + len(new_prefix))
-        if old != new:
-            s.execute(sa.update(Node).where(tree.under(Node.path, old_prefix))
-                      .values(path=sa.literal(new_prefix) + sa.func.substr(Node.path, len(old_prefix) + 1))
-                      .execution_options(synchronize_session=False))
-        node.parent_id, node.path = parent.id, new
 
     def charge_of(self, size: int, nblocks: int) -> int:
         return quota.version_charge(size, nblocks, self.floor)
@@ -316,7 +231,7 @@ class Drive:
                 raise InvalidInput(f"node {parent_id} is not a folder")
             if tree.child(s, parent.id, name) is not None:
                 raise Conflict(f"{name!r} already exists in this folder")
-            node = self.new_node(s, parent, "folder", name)
+            node = self.limits.new_node(s, parent, "folder", name)
             return node_info(s, node, tree.role_of(s, user_id, node))
         return self._name_tx(run, name)
 
@@ -414,9 +329,9 @@ class Drive:
         if existing is None:
             # Refused before a byte is read or a resumable upload is opened; the commit checks
             # again under the owner's lock (reserve_nodes, child_path).
-            self.check_depth(tree.depth(tree.child_path(tree.node_path(s, parent), parent.id)))
-            if owner.node_count + 1 > self._limit("max_nodes_per_user"):
-                most = self._limit("max_nodes_per_user")
+            self.limits.check_depth(tree.depth(tree.child_path(tree.node_path(s, parent), parent.id)))
+            if owner.node_count + 1 > self.limits.limit("max_nodes_per_user"):
+                most = self.limits.limit("max_nodes_per_user")
                 raise LimitExceeded(f"a user may own at most {most} files and folders, trash included "
                                     "(limits.max_nodes_per_user)", limit="max_nodes_per_user", max=most)
         return parent, existing, owner
@@ -442,7 +357,7 @@ class Drive:
                 # Two moves that each pass the cycle check on what they read (A into B, B into
                 # A) must not both commit: the second waits here for the first, then checks
                 # the committed tree.
-                self._lock_owner(s, node.owner_id)
+                tree.lock_owner(s, node.owner_id)
                 s.refresh(node)
                 s.refresh(dest)
                 if node.deleted_at is not None or dest.deleted_at is not None:
@@ -454,7 +369,7 @@ class Drive:
             if clash is not None and clash.id != node.id:
                 raise Conflict(f"{new_name!r} already exists in the destination folder")
             if dest is not None:
-                self._reparent(s, node, dest)
+                self.limits.reparent(s, node, dest)
             node.name, node.live_name, node.updated_at = new_name, new_name, now()
             s.flush()
             return node_info(s, node, tree.role_of(s, user_id, node))
@@ -484,26 +399,26 @@ class Drive:
         """Copy ``src`` and its live subtree into ``dest`` as ``name``, in this transaction:
         all of it or, past ``limits.max_nodes_per_copy``, nothing (LimitExceeded before any
         row is written). Parents are copied before their children, in a loop."""
-        most = self._limit("max_nodes_per_copy")
+        most = self.limits.limit("max_nodes_per_copy")
         nodes = self._subtree(s, src, limit=most + 1)
         if len(nodes) > most:
             raise LimitExceeded(f"a copy may create at most {most} files and folders (limits.max_nodes_per_copy); "
                                 f"node {src.id} holds more", limit="max_nodes_per_copy", max=most)
         base = tree.node_path(s, src)
-        self.check_depth(tree.depth(tree.node_path(s, dest)) + 1 + max(tree.depth(n.path or base) for n in nodes)
+        self.limits.check_depth(tree.depth(tree.node_path(s, dest)) + 1 + max(tree.depth(n.path or base) for n in nodes)
                          - tree.depth(base))
-        self.reserve_nodes(s, dest.owner_id, len(nodes))
+        self.limits.reserve_nodes(s, dest.owner_id, len(nodes))
         levels: dict[int, list[Node]] = {}
         for n in nodes:
             levels.setdefault(tree.depth(n.path or base), []).append(n)
-        made = {src.id: self.new_node(s, dest, src.kind, name, reserved=True)}
+        made = {src.id: self.limits.new_node(s, dest, src.kind, name, reserved=True)}
         # One level at a time, each one flush: the ORM sends a level's rows as multi-row
         # INSERTs, where a flush per node made a 10,000-node copy hold the write lock for seconds.
         for depth in sorted(levels):
             level = [n for n in levels[depth] if n.id != src.id]
             for n in level:
                 parent = made[n.parent_id]
-                made[n.id] = self._node_row(parent, n.kind, n.name, tree.child_path(parent.path, parent.id))
+                made[n.id] = self.limits.node_row(parent, n.kind, n.name, tree.child_path(parent.path, parent.id))
             s.add_all([made[n.id] for n in level])
             s.flush()
             for n in levels[depth]:
@@ -534,7 +449,7 @@ class Drive:
             if node.parent_id is None:
                 raise InvalidInput("the root folder cannot be deleted")
             # a folder created or moved into this subtree meanwhile is trashed with it, not left live
-            self._lock_owner(s, node.owner_id)
+            tree.lock_owner(s, node.owner_id)
             t = now()
             ids = [n.id for n in self._subtree(s, node)]
             for i in range(0, len(ids), 500):
@@ -561,7 +476,7 @@ class Drive:
                 raise InvalidInput(f"node {node_id} was deleted with its folder; restore that folder")
             # its folder may have moved (deeper) or gone since it was deleted: the paths below
             # follow, within the depth limit, against the committed tree
-            self._lock_owner(s, node.owner_id)
+            tree.lock_owner(s, node.owner_id)
             s.refresh(node)
             if node.deleted_at is None:
                 raise NotFound(f"node {node_id} not found")
@@ -575,7 +490,7 @@ class Drive:
                 name = f"{stem}{suffix}.{ext}" if dot and stem else f"{node.name}{suffix}"
                 n += 1
             validate_name(name)
-            self._reparent(s, node, parent)
+            self.limits.reparent(s, node, parent)
             members = s.execute(sa.select(Node).where(Node.trashed_with == node.id)).scalars().all()
             for m in members:
                 m.deleted_at, m.trashed_with, m.live_name = None, None, m.name
@@ -613,7 +528,7 @@ class Drive:
         quota.drop_versions(s, node.owner_id, versions, self.floor)
         for i in range(0, len(ids), 500):
             s.execute(sa.delete(Node).where(Node.id.in_(ids[i:i + 500])).execution_options(synchronize_session=False))
-        self.reserve_nodes(s, node.owner_id, -len(ids))
+        self.limits.reserve_nodes(s, node.owner_id, -len(ids))
         return len(versions)
 
     def empty_trash(self, user_id: int, limit: int = 1000) -> tuple[int, int]:

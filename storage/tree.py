@@ -1,5 +1,6 @@
-"""The tree of nodes: materialised paths, node lookup with the caller's role, and the plain
-record a node is handed out as.
+"""The tree of nodes: materialised paths, node lookup with the caller's role, the plain record
+a node is handed out as, and the limits on a tree's shape (:class:`TreeLimits`: new nodes,
+moves, the per-owner lock).
 
 Every module that acts on a node finds it with :func:`get_node`, which is also the one
 permission check: a node is visible to its owner and to whoever holds a share on it or on a
@@ -23,12 +24,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .errors import Forbidden, NotFound
-from .models import FileVersion, Node, Share
+from .clock import now
+from .errors import Forbidden, LimitExceeded, NotFound
+from .models import FileVersion, Node, Share, User
+from .models.nodes import PATH_MAX
 
 ROOT_PATH = "/"
 ROLES = {"viewer": 1, "editor": 2, "owner": 3}
@@ -150,3 +154,97 @@ def info_of(node: Node, v: FileVersion | None, role: str) -> NodeInfo:
                     v.size if v else (None if node.kind == "folder" else 0),
                     v.sha256.hex() if v else None, v.id if v else None,
                     node.created_at, node.updated_at, node.deleted_at, role)
+
+
+# ---- the shape of an owner's tree -----------------------------------------------------------
+
+def lock_owner(s: Session, owner_id: int) -> None:
+    """Serialise changes to the shape of one owner's tree: moves, restores and node creation
+    all hold the owner's row until they commit, so a path read after this is the committed
+    one and stays so (READ COMMITTED reads the latest commit per statement; SQLite's BEGIN
+    IMMEDIATE serialises all writers anyway)."""
+    s.execute(sa.select(User.id).where(User.id == owner_id).with_for_update()).scalar_one()
+
+
+class TreeLimits:
+    """New nodes and moves within the configured limits (``limits.max_depth``,
+    ``limits.max_nodes_per_user``, ``limits.max_nodes_per_copy``), read from the
+    configuration at each check."""
+
+    def __init__(self, config: Mapping):
+        self.config = config
+
+    def new_node(self, s: Session, parent: Node, kind: str, name: str, *, reserved: bool = False) -> Node:
+        """A live node named ``name`` in folder ``parent``, owned by the folder's owner. It
+        counts against the owner's node limit (unless the caller ``reserved`` it already,
+        with :meth:`reserve_nodes`) and may not lie deeper than ``limits.max_depth``."""
+        if not reserved:
+            self.reserve_nodes(s, parent.owner_id, 1)
+        node = self.node_row(parent, kind, name, self.child_path(s, parent))
+        s.add(node)
+        s.flush()
+        return node
+
+    def node_row(self, parent: Node, kind: str, name: str, path: str) -> Node:
+        self.check_depth(depth(path), len(path))
+        t = now()
+        return Node(owner_id=parent.owner_id, parent_id=parent.id, kind=kind, name=name,
+                    live_name=name, path=path, created_at=t, updated_at=t)
+
+    def limit(self, key: str) -> int:
+        return int(self.config["limits"][key])
+
+    def check_depth(self, depth: int, longest_path: int = 0) -> None:
+        """Refuse a tree that would reach ``depth`` levels below a root, or store a path
+        longer than the column holds."""
+        most = self.limit("max_depth")
+        if depth > most:
+            raise LimitExceeded(f"folders may nest at most {most} levels deep (limits.max_depth); "
+                                f"this would make {depth}", limit="max_depth", max=most)
+        if longest_path > PATH_MAX:
+            raise LimitExceeded(f"this would nest folders deeper than their ids can be stored ({PATH_MAX} "
+                                f"characters of path; limits.max_depth is {most})", limit="max_depth", max=most)
+
+    def child_path(self, s: Session, parent: Node) -> str:
+        """The path of a new node in folder ``parent``, checked against the depth limit. The
+        parent's path is read afresh: a move committed since ``parent`` was loaded may have
+        changed it (node creation holds the owner's row, see :meth:`reserve_nodes`, so no
+        move runs between this read and the commit)."""
+        ppath = s.execute(sa.select(Node.path).where(Node.id == parent.id)).scalar_one()
+        if ppath is None:
+            ppath = path_of(ancestor_ids(s, parent))
+        path = child_path(ppath, parent.id)
+        self.check_depth(depth(path), len(path))
+        return path
+
+    def reserve_nodes(self, s: Session, owner_id: int, n: int) -> None:
+        """Count ``n`` more nodes (fewer if negative) against ``owner_id``'s node limit, in
+        one guarded UPDATE of their row. That row is also the lock every change to the
+        shape of the owner's tree takes first (see :func:`lock_owner`)."""
+        stmt = sa.update(User).where(User.id == owner_id).values(node_count=User.node_count + n)
+        most = self.limit("max_nodes_per_user")
+        if n > 0:
+            stmt = stmt.where(User.node_count + n <= most)
+        if s.execute(stmt.execution_options(synchronize_session=False)).rowcount == 0 and n > 0:
+            raise LimitExceeded(f"a user may own at most {most} files and folders, trash included "
+                                f"(limits.max_nodes_per_user); this needs {n} more", limit="max_nodes_per_user",
+                                max=most)
+
+    def reparent(self, s: Session, node: Node, parent: Node) -> None:
+        """Put ``node`` (and its subtree, live and trashed) under ``parent``: the depth is
+        checked for the deepest node that moves, and every path below is rewritten in one
+        UPDATE over the subtree's index range. The caller holds the owner's lock."""
+        old = node_path(s, node)
+        new = self.child_path(s, parent)
+        old_prefix, new_prefix = child_path(old, node.id), child_path(new, node.id)
+        deepest, longest = s.execute(sa.select(sa.func.max(depth_sql(Node.path)),
+                                               sa.func.max(sa.func.length(Node.path)))
+                                     .where(under(Node.path, old_prefix))).one()
+        if deepest is not None:
+            self.check_depth(int(deepest) - depth(old) + depth(new),
+                             int(longest) - len(old_prefix) + len(new_prefix))
+        if old != new:
+            s.execute(sa.update(Node).where(under(Node.path, old_prefix))
+                      .values(path=sa.literal(new_prefix) + sa.func.substr(Node.path, len(old_prefix) + 1))
+                      .execution_options(synchronize_session=False))
+        node.parent_id, node.path = parent.id, new

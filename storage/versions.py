@@ -32,6 +32,7 @@ from .blockstore import BlockStore
 from .clock import now
 from .errors import PreconditionFailed
 from .models import FileVersion, Node, VersionBlock
+from .tree import TreeLimits
 
 if TYPE_CHECKING:
     from .drive import Drive
@@ -100,11 +101,12 @@ def commit_version(s: Session, drive: Drive, user_id: int, new: NewVersion, held
     node (made for a new file) and the version's id."""
     quota.settle(s, new.owner_id, quota.version_charge(new.size, len(new.refs), drive.floor),
                  user_id, held, drive.floor)
-    ((node_id, version_id),) = write_versions(s, drive, user_id, [new])
+    ((node_id, version_id),) = write_versions(s, drive.limits, user_id, [new])
     return (new.node if new.node is not None else s.get(Node, node_id)), version_id
 
 
-def write_versions(s: Session, drive: Drive, user_id: int, versions: Sequence[NewVersion]) -> list[tuple[int, int]]:
+def write_versions(s: Session, limits: TreeLimits, user_id: int,
+                   versions: Sequence[NewVersion]) -> list[tuple[int, int]]:
     """Write ``versions`` (already charged) made by ``user_id``: refs, new nodes, versions,
     their block lists, and each node moved to its new version. Returns ``(node id, version
     id)`` of each, in order. Raises PreconditionFailed when a node changed since it was read
@@ -115,7 +117,7 @@ def write_versions(s: Session, drive: Drive, user_id: int, versions: Sequence[Ne
     t = now()
     node_id = {i: v.node.id for i, v in enumerate(versions) if v.node is not None}
     new = [(i, v) for i, v in enumerate(versions) if v.node is None]
-    paths = new_node_paths(drive, s, [v.parent for _, v in new])
+    paths = new_node_paths(limits, s, [v.parent for _, v in new])
     node_id.update(zip((i for i, _ in new), insert_rows(s, Node, [
         dict(owner_id=v.parent.owner_id, parent_id=v.parent.id, kind="file", name=v.name, live_name=v.name,
              path=paths[v.parent.id], created_at=t, updated_at=t) for _, v in new], ("parent_id", "live_name"))))
@@ -153,13 +155,13 @@ def write_versions(s: Session, drive: Drive, user_id: int, versions: Sequence[Ne
     return [(node_id[i], version_id[i]) for i in range(len(versions))]
 
 
-def new_node_paths(drive: Drive, s: Session, parents: Sequence[Node]) -> dict[int, str]:
+def new_node_paths(limits: TreeLimits, s: Session, parents: Sequence[Node]) -> dict[int, str]:
     """Count one new node per entry of ``parents`` against its owner's node limit, then the
-    path of a new node in each parent (the checks :meth:`storage.drive.Drive.new_node`
+    path of a new node in each parent (the checks :meth:`storage.tree.TreeLimits.new_node`
     makes, once per owner and per folder rather than per node)."""
     for owner_id, n in Counter(p.owner_id for p in parents).items():
-        drive.reserve_nodes(s, owner_id, n)
-    return {p.id: drive.child_path(s, p) for p in {p.id: p for p in parents}.values()}
+        limits.reserve_nodes(s, owner_id, n)
+    return {p.id: limits.child_path(s, p) for p in {p.id: p for p in parents}.values()}
 
 
 def insert_rows(s: Session, model, rows: list[dict], key: tuple[str, ...]) -> list[int]:

@@ -83,7 +83,7 @@ def test_a_node_moved_on_meanwhile_fails_the_commit(drive, make_user):
         stale = versions.NewVersion(None, node, node.name, [], 0, hashlib.sha256(b"").digest())
         s.execute(sa.update(Node).where(Node.id == node.id).values(current_version_id=None)
                   .execution_options(synchronize_session=False))
-        versions.write_versions(s, drive, u.id, [stale])
+        versions.write_versions(s, drive.limits, u.id, [stale])
     with pytest.raises(PreconditionFailed):
         drive.tx(run, attempts=1)
 
