@@ -33,6 +33,7 @@ from storage.db import make_engine, migrate  # noqa: E402
 from storage.drive import Drive  # noqa: E402
 from storage.models import Node, User  # noqa: E402
 from storage.sharing import Sharing  # noqa: E402
+from storage.tree import role_of  # noqa: E402
 
 
 def _drive(home: Path, db: str | None) -> Drive:
@@ -69,7 +70,7 @@ def count_vs_counter(d: Drive, sizes: list[int]) -> list[dict]:
 
         def counter():
             with d.sm() as s, s.begin():
-                d.reserve_nodes(s, u.id, 1)
+                d.limits.reserve_nodes(s, u.id, 1)
                 s.rollback()
         t_count, got = timed(count, 5)
         t_counter, _ = timed(counter, 5)
@@ -102,8 +103,8 @@ def role_by_depth(d: Drive, depths=(2, 250)) -> list[dict]:
             node = s.get(Node, ids[depth - 1])
             seen: list[int] = []
             with _queries(d.engine, seen):
-                d._role(s, guest.id, node)
-            t, _ = timed(lambda: d._role(s, guest.id, node), 20)
+                role_of(s, guest.id, node)
+            t, _ = timed(lambda: role_of(s, guest.id, node), 20)
         out.append({"depth": depth, "queries": len(seen), "ms": round(t * 1000, 3)})
     return out
 

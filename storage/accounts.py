@@ -323,7 +323,7 @@ class Accounts:
 
         def run(s):
             return change_password(s, self.drive.hasher, user_id, old, new, keep_token_id)
-        n = self.drive._tx(run, attempts=1)
+        n = self.drive.tx(run, attempts=1)
         acct_keys = [k for k in keys if not k.startswith("login-address:")]
         self.throttle.reset(acct_keys)
         self.throttle.refund({k: v for k, v in keys.items() if k not in acct_keys})

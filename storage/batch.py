@@ -32,12 +32,13 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from . import quota
 from .blockindex import Ingested
 from .clock import now
-from .errors import (BlockdriveError, Conflict, ContentMismatch, InvalidInput,
-                     PreconditionFailed)
+from .errors import BlockdriveError, Conflict, ContentMismatch, InvalidInput
 from .models import Block, FileVersion, Node, VersionBlock
 from .names import validate_name
+from .tree import get_node
 from .uploads import Uploads
 from .wire import FRAME, MAX_BATCH_BLOCKS, MAX_BATCH_FILES, MAX_BATCH_FOLDERS
+from .versions import NewVersion, Ref, check_preconditions, insert_rows, new_node_paths, write_versions
 
 MAX_BATCH_BYTES = 32 * 1024 * 1024  # per request (a single larger block may still come alone)
 EMPTY_SHA = hashlib.sha256(b"").digest()
@@ -137,7 +138,7 @@ def put_blocks(up: Uploads, user_id: int, data) -> BlocksResult:
 
     def usable(block_ids: list[bytes]) -> set[bytes]:
         with up.drive.sm() as s:
-            return up._usable(s, user_id, block_ids)
+            return up.usable(s, user_id, block_ids)
     try:
         # Only blocks the caller already has may skip the write (see Uploads.put_block: any
         # other is written, so the time taken tells nothing of other users' content). No
@@ -151,11 +152,11 @@ def put_blocks(up: Uploads, user_id: int, data) -> BlocksResult:
     ids = {b for b, _ in frames}
 
     def run(s):
-        us = up._block_session(s, user_id)
-        us.expires_at = up._block_expiry(us.created_at, now())
+        us = up.block_session(s, user_id)
+        us.expires_at = up.block_expiry(us.created_at, now())
         store.commit(s, ing)
         up.hold_blocks(s, us, ids, sizes)
-    up.drive._tx(run)
+    up.drive.tx(run)
     return BlocksResult(len(frames), sum(len(r) for _, r in frames))
 
 
@@ -174,15 +175,6 @@ def _live_children(s, keys: set[tuple[int, str]]) -> dict[tuple[int, str], Node]
     return out
 
 
-def _new_node_paths(drive, s, parents: list[Node]) -> dict[int, str]:
-    """Count one new node per entry of ``parents`` against its owner's node limit, then the
-    path of a new node in each parent (the checks Drive._new_node makes, once per owner and
-    per folder rather than per node)."""
-    for owner_id, n in Counter(p.owner_id for p in parents).items():
-        drive.reserve_nodes(s, owner_id, n)
-    return {p.id: drive.child_path(s, p) for p in {p.id: p for p in parents}.values()}
-
-
 def _sizes(s, ids: list[bytes]) -> dict[bytes, int]:
     """The raw size of each stored block of ``ids``, 500 to a query."""
     out: dict[bytes, int] = {}
@@ -190,23 +182,6 @@ def _sizes(s, ids: list[bytes]) -> dict[bytes, int]:
         out.update((bid, n) for bid, n in s.execute(sa.select(Block.id, Block.size).where(
             Block.id.in_(ids[i:i + 500]))))
     return out
-
-
-def _insert(s, model, rows: list[dict], key: tuple[str, ...]) -> list[int]:
-    """Insert ``rows`` and return their ids in order: one multi-row INSERT ... RETURNING where
-    the database has it (SQLite, MariaDB >= 10.5), ORM objects elsewhere. The returned ids
-    are matched to the rows by ``key``, columns unique within ``rows``, rather than by
-    position: asking the database for the order would cost one INSERT per row."""
-    if not rows:
-        return []
-    if s.connection().dialect.insert_executemany_returning:
-        got = {tuple(r[1:]): r[0] for r in s.execute(
-            sa.insert(model.__table__).returning(model.id, *(getattr(model, k) for k in key)), rows)}
-        return [got[tuple(r[k] for k in key)] for r in rows]
-    objs = [model(**r) for r in rows]
-    s.add_all(objs)
-    s.flush()
-    return [o.id for o in objs]
 
 
 def commit_many(up: Uploads, user_id: int, files: list[FileEntry]) -> list[Committed | BlockdriveError]:
@@ -226,7 +201,7 @@ def commit_many(up: Uploads, user_id: int, files: list[FileEntry]) -> list[Commi
     # What the caller may build on, and the blocks' sizes, in a few queries for the batch.
     every = [b for p in parsed.values() for b in p[2]]
     with d.sm() as s:
-        usable = up._usable(s, user_id, every)
+        usable = up.usable(s, user_id, every)
         sizes = _sizes(s, [b for b in set(every) if b in usable])
     checked = {}
     for i, (parent_id, name, ids, size, sha, if_match, inm) in parsed.items():
@@ -239,7 +214,7 @@ def commit_many(up: Uploads, user_id: int, files: list[FileEntry]) -> list[Commi
             # One block: its id is the SHA-256 of the whole content. No blocks: the empty file.
             same = (ids == [sha]) if len(ids) == 1 else (sha == EMPTY_SHA if not ids else None)
             if same is None:
-                same = up._hash_blocks(ids) == sha
+                same = up.hash_blocks(ids) == sha
             if not same:
                 raise ContentMismatch("the blocks' content does not hash to the given sha256")
             checked[i] = (parent_id, name, ids, size, sha, if_match, inm)
@@ -259,14 +234,13 @@ def commit_many(up: Uploads, user_id: int, files: list[FileEntry]) -> list[Commi
                 FileVersion.id.in_(vids[j:j + 500]))).scalars())
         taken: set[tuple[int, str]] = set()
         charge: Counter = Counter()
-        refs: Counter = Counter()
-        todo = []
+        todo: list[tuple[int, NewVersion]] = []
         for i, (parent_id, name, ids, size, sha, if_match, inm) in checked.items():
             try:
                 if (parent_id, name) in taken:
                     raise Conflict(f"{name!r} appears twice in this batch")
                 if parent_id not in parents:
-                    parents[parent_id] = d._get(s, user_id, parent_id, need="editor")[0]
+                    parents[parent_id] = get_node(s, user_id, parent_id, need="editor")[0]
                 parent = parents[parent_id]
                 if parent.kind != "folder":
                     raise InvalidInput(f"node {parent_id} is not a folder")
@@ -274,77 +248,30 @@ def commit_many(up: Uploads, user_id: int, files: list[FileEntry]) -> list[Commi
                 if node is not None and node.kind != "file":
                     raise Conflict(f"{name!r} is a folder")
                 cur = current.get(node.current_version_id) if node is not None else None
-                if inm and node is not None:
-                    raise PreconditionFailed(f"{name!r} already exists (version {cur.id if cur else 'none'}, "
-                                             f"sha256 {cur.sha256.hex() if cur else 'none'})",
-                                             current=cur.id if cur else None,
-                                             current_sha256=cur.sha256.hex() if cur else None)
-                if if_match is not None and (cur is None or if_match not in (str(cur.id), cur.sha256.hex())):
-                    raise PreconditionFailed(f"{name!r} has changed (now version {cur.id if cur else 'none'}, "
-                                             f"expected {if_match})", current=cur.id if cur else None,
-                                             current_sha256=cur.sha256.hex() if cur else None, expected=if_match)
+                check_preconditions(name, node, cur, if_match, inm)
                 taken.add((parent_id, name))
                 # The version this one replaces stays (as an old version): it frees nothing.
                 charge[parent.owner_id] += d.charge_of(size, len(ids))
-                refs.update(ids)
-                todo.append((i, parent, node, name, ids, size, sha))
+                todo.append((i, NewVersion(parent, node, name, [Ref(b, sizes[b]) for b in ids], size, sha)))
             except BlockdriveError as exc:
                 out[i] = exc
         if not todo:
             return out
         # The session's pins have done their job for what is committed: refs keep it now. Its
         # pending bytes go back before the versions are charged, in this transaction.
-        held = up._unpin(s, f"blocks-{user_id}", {b for _, _, _, _, ids, _, _ in todo for b in ids})
+        held = up.unpin(s, f"blocks-{user_id}", {r.block_id for _, v in todo for r in v.refs})
         quota.release(s, user_id, held)
         for owner_id, delta in charge.items():
-            d._charge(s, owner_id, delta)  # QuotaExceeded: the whole batch rolls back
-        up.store.add_refs(s, refs)
-        t = now()
-        # New nodes, then every version, each as one multi-row INSERT, then the refs in one
-        # executemany: the rows Drive._add_version writes, without a round trip per file.
-        node_id = {i: node.id for i, _, node, *_ in todo if node is not None}
-        new = [(i, parent, name) for i, parent, node, name, *_ in todo if node is None]
-        paths = _new_node_paths(d, s, [p for _, p, _ in new])  # LimitExceeded: the whole batch rolls back
-        node_id.update(zip((i for i, _, _ in new), _insert(s, Node, [
-            dict(owner_id=p.owner_id, parent_id=p.id, kind="file", name=n, live_name=n, path=paths[p.id],
-                 created_at=t, updated_at=t)
-            for _, p, n in new], ("parent_id", "live_name"))))
-        version_id = dict(zip((i for i, *_ in todo), _insert(s, FileVersion, [
-            dict(node_id=node_id[i], size=size, sha256=sha, created_at=t, created_by=user_id, nblocks=len(ids))
-            for i, _, _, _, ids, size, sha in todo], ("node_id",))))
-        rows = []
-        for i, parent, node, name, ids, size, sha in todo:
-            off = 0
-            for seq, b in enumerate(ids):
-                rows.append(dict(version_id=version_id[i], seq=seq, block_id=b, offset=off))
-                off += sizes[b]
-        if rows:
-            s.execute(sa.insert(VersionBlock.__table__), rows)
-        # Each node moves to its new version only if it is still at the version we read (as in
-        # Drive._add_version): a concurrent writer fails the batch loudly instead of losing an
-        # update. One executemany per kind of guard where the driver counts rows per statement.
-        conn = s.connection()
-        sane = conn.dialect.supports_sane_multi_rowcount
-        fresh = [{"nid": node_id[i], "vid": version_id[i]} for i, _, node, *_ in todo if node is None]
-        kept = [{"nid": node_id[i], "vid": version_id[i], "old": node.current_version_id}
-                for i, _, node, *_ in todo if node is not None]
-        for params, guard in ((fresh, Node.current_version_id.is_(None)),
-                              (kept, Node.current_version_id == sa.bindparam("old"))):
-            if not params:
-                continue
-            stmt = (sa.update(Node).where(Node.id == sa.bindparam("nid"), guard)
-                    .values(current_version_id=sa.bindparam("vid"), updated_at=t))
-            groups = [params] if sane else [[p] for p in params]
-            for g in groups:
-                if conn.execute(stmt, g).rowcount != len(g):
-                    raise PreconditionFailed("a file changed while this batch was written; retry")
-        for i, parent, node, name, ids, size, sha in todo:
-            out[i] = Committed(node_id[i], name, parent.id, version_id[i], size, sha.hex(), node is None)
+            quota.charge(s, owner_id, delta, floor=d.floor)  # QuotaExceeded: the whole batch rolls back
+        # LimitExceeded or PreconditionFailed: the whole batch rolls back
+        written = write_versions(s, d.limits, user_id, [v for _, v in todo])
+        for (i, v), (node_id, version_id) in zip(todo, written):
+            out[i] = Committed(node_id, v.name, v.parent.id, version_id, v.size, v.sha256.hex(), v.node is None)
         return out
 
     if checked:
         try:
-            done = d._tx(run)
+            done = d.tx(run)
         except DBIntegrityError:
             raise Conflict("a name in this batch was taken concurrently; retry the batch") from None
         for i, r in done.items():
@@ -369,7 +296,7 @@ def make_folders(drive, user_id: int, folders: list[FolderEntry]) -> list[Folder
                 pid = e.parent_id
                 name = validate_name(e.name)
                 if pid not in parents:
-                    parents[pid] = drive._get(s, user_id, pid, need="editor")[0]
+                    parents[pid] = get_node(s, user_id, pid, need="editor")[0]
                 parent = parents[pid]
                 if parent.kind != "folder":
                     raise InvalidInput(f"node {pid} is not a folder")
@@ -379,9 +306,9 @@ def make_folders(drive, user_id: int, folders: list[FolderEntry]) -> list[Folder
         existing = {k: (n.id, n.kind) for k, n in _live_children(
             s, {(p.id, name) for p, name in want.values()}).items()}
         new = {(p.id, name): p for p, name in want.values() if (p.id, name) not in existing}
-        paths = _new_node_paths(drive, s, list(new.values()))  # LimitExceeded: the whole batch rolls back
+        paths = new_node_paths(drive.limits, s, list(new.values()))  # LimitExceeded: the whole batch rolls back
         t = now()
-        ids = _insert(s, Node, [dict(owner_id=p.owner_id, parent_id=pid, kind="folder", name=name, live_name=name,
+        ids = insert_rows(s, Node, [dict(owner_id=p.owner_id, parent_id=pid, kind="folder", name=name, live_name=name,
                                      path=paths[pid], created_at=t, updated_at=t) for (pid, name), p in new.items()],
                       ("parent_id", "live_name"))
         existing.update((k, (nid, "folder")) for k, nid in zip(new, ids))
@@ -397,7 +324,7 @@ def make_folders(drive, user_id: int, folders: list[FolderEntry]) -> list[Folder
             reported.add(key)
         return out
     try:
-        return drive._tx(run, attempts=1)
+        return drive.tx(run, attempts=1)
     except DBIntegrityError:
         raise Conflict("a folder name in this batch was taken concurrently; retry the batch") from None
 
@@ -406,7 +333,7 @@ def block_map(drive, user_id: int, node_id: int, version_id: int | None = None) 
     """A file version's blocks in order: ``[sha256 hex, offset, size]`` each, with the
     version's id, size and content hash."""
     with drive.sm() as s:
-        node, _, v = drive._file_version(s, user_id, node_id, version_id)
+        node, _, v = drive.file_version(s, user_id, node_id, version_id)
         rows = s.execute(sa.select(VersionBlock.block_id, VersionBlock.offset, Block.size)
                          .join(Block, Block.id == VersionBlock.block_id)
                          .where(VersionBlock.version_id == v.id).order_by(VersionBlock.seq)).all()
@@ -423,7 +350,7 @@ def tree(drive, user_id: int, node_id: int, limit: int = MAX_TREE) -> dict:
     with, in one request instead of one per folder. Past ``limit`` nodes the answer is cut
     short and says so (``truncated``); the client then lists folder by folder."""
     with drive.sm() as s:
-        root, _ = drive._get(s, user_id, node_id)
+        root, _ = get_node(s, user_id, node_id)
         if root.kind != "folder":
             raise InvalidInput(f"node {node_id} is not a folder")
         items, frontier = [], [root.id]

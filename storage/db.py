@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import mask_url
-from .errors import ConfigError
+from .errors import ConfigError, RetryLater
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# MySQL/MariaDB error numbers of a transaction that lost a race and may simply run again.
+RETRYABLE_MYSQL_ERRORS = (1213, 1205)  # deadlock victim, lock wait timeout
+
+T = TypeVar("T")
 
 
 def make_engine(url: str, connect_timeout: int = 10) -> Engine:
@@ -119,3 +123,21 @@ def transaction(sm: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
     with sm() as session, session.begin():
         yield session
+
+
+def run_tx(sm: sessionmaker[Session], fn: Callable[[Session], T], attempts: int = 4) -> T:
+    """Run ``fn`` in one transaction, retrying on the races a retry resolves: a concurrent
+    insert of the same row (a unique-key clash), a deadlock victim, a lock wait timeout.
+    The last attempt's error is raised as is; ``attempts=1`` runs ``fn`` once."""
+    for attempt in range(attempts):
+        try:
+            with sm() as s, s.begin():
+                return fn(s)
+        except IntegrityError:
+            if attempt == attempts - 1:
+                raise
+        except OperationalError as exc:
+            code = getattr(exc.orig, "args", [None])[0]
+            if code not in RETRYABLE_MYSQL_ERRORS or attempt == attempts - 1:
+                raise
+    raise RetryLater("too much contention; retry")

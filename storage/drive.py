@@ -10,15 +10,14 @@ version of a file therefore costs its whole size: the version it replaces is sti
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import json
-from collections import Counter
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterator, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from . import accounts, crashpoints, quota, tree
@@ -27,36 +26,17 @@ from .blockstore import BlockLocation, BlockStore
 from .chunking import make_chunker
 from .clock import now
 from .config import Config
-from .db import make_engine, make_sessionmaker
-from .errors import (Conflict, Forbidden, IntegrityError, InvalidInput, LimitExceeded, NotFound,
-                     PreconditionFailed, QuotaExceeded, RetryLater)
+from .db import make_engine, make_sessionmaker, run_tx
+from .errors import Conflict, Forbidden, IntegrityError, InvalidInput, LimitExceeded, NotFound, QuotaExceeded
 from .models import Block, FileVersion, Link, Node, Pack, Share, User, VersionBlock
-from .models.nodes import PATH_MAX
 from .names import split_path, validate_name
+from .tree import ROLES, NodeInfo, get_node, node_info
+from .versions import NewVersion, Ref, check_preconditions, commit_version, version_refs
 
-ROLES = {"viewer": 1, "editor": 2, "owner": 3}
+__all__ = ["ROLES", "SORTS", "Drive", "NodeInfo", "PutResult", "VersionInfo"]
 SORTS = ("name", "updated", "size")
 READ_PAGE = 256  # version_blocks rows fetched per query while streaming a download
-
-
-@dataclass(frozen=True)
-class NodeInfo:
-    id: int
-    kind: str
-    name: str
-    parent_id: int | None
-    owner_id: int
-    size: int | None
-    sha256: str | None
-    version_id: int | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    deleted_at: dt.datetime | None
-    role: str
-
-    @property
-    def etag(self) -> str | None:
-        return self.sha256
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -107,6 +87,7 @@ class Drive:
                                               sec["scrypt_concurrency"], sec["scrypt_wait_seconds"])
         self.hooks: dict[str, Callable[[], None]] = self.blocks.hooks
         self.floor = config["quota"]["block_floor_bytes"]
+        self.limits = tree.TreeLimits(config)
 
     def close(self) -> None:
         self.blocks.close()
@@ -114,21 +95,10 @@ class Drive:
 
     # ---- plumbing ----------------------------------------------------------------------
 
-    def _tx(self, fn: Callable[[Session], object], attempts: int = 4):
-        """Run ``fn`` in one transaction, retrying on the races a retry resolves (a
-        concurrent insert of the same block, a deadlock victim)."""
-        for attempt in range(attempts):
-            try:
-                with self.sm() as s, s.begin():
-                    return fn(s)
-            except DBIntegrityError:
-                if attempt == attempts - 1:
-                    raise
-            except OperationalError as exc:
-                code = getattr(exc.orig, "args", [None])[0]
-                if code not in (1213, 1205) or attempt == attempts - 1:  # deadlock, lock wait
-                    raise
-        raise RetryLater("too much contention; retry")
+    def tx(self, fn: Callable[[Session], T], attempts: int = 4) -> T:
+        """Run ``fn`` in one transaction, retried on the races a retry resolves
+        (:func:`storage.db.run_tx`)."""
+        return run_tx(self.sm, fn, attempts)
 
     def _hook(self, name: str) -> None:
         crashpoints.reach(name)
@@ -136,186 +106,13 @@ class Drive:
         if fn is not None:
             fn()
 
-    def _role(self, s: Session, user_id: int, node: Node) -> str | None:
-        """The caller's role on ``node``: owner, or the best share on the node or any folder
-        above it, found in one query (the ancestors are read from the node's path)."""
-        if node.owner_id == user_id:
-            return "owner"
-        chain = self._ancestor_ids(s, node) + [node.id]
-        best = None
-        for (role,) in s.execute(sa.select(Share.role).where(Share.node_id.in_(chain),
-                                                            Share.grantee_id == user_id)):
-            if best is None or ROLES[role] > ROLES[best]:
-                best = role
-        return best
-
-    def _get(self, s: Session, user_id: int, node_id: int, need: str = "viewer",
-             trashed: bool = False) -> tuple[Node, str]:
-        """The node and the caller's role on it. What the caller may not see is NotFound
-        (no existence oracle); what they see but may not change is Forbidden."""
-        node = s.get(Node, node_id) if isinstance(node_id, int) else None
-        if node is None or (node.deleted_at is not None) != trashed:
-            raise NotFound(f"node {node_id} not found")
-        role = self._role(s, user_id, node)
-        if role is None or (trashed and role != "owner"):
-            raise NotFound(f"node {node_id} not found")
-        if ROLES[role] < ROLES[need]:
-            raise Forbidden(f"{role} may not do this on node {node_id}")
-        return node, role
-
-    def _new_node(self, s: Session, parent: Node, kind: str, name: str, *, reserved: bool = False) -> Node:
-        """A live node named ``name`` in folder ``parent``, owned by the folder's owner. It
-        counts against the owner's node limit (unless the caller ``reserved`` it already,
-        with :meth:`reserve_nodes`) and may not lie deeper than ``limits.max_depth``."""
-        if not reserved:
-            self.reserve_nodes(s, parent.owner_id, 1)
-        node = self._node_row(parent, kind, name, self.child_path(s, parent))
-        s.add(node)
-        s.flush()
-        return node
-
-    def _node_row(self, parent: Node, kind: str, name: str, path: str) -> Node:
-        self.check_depth(tree.depth(path), len(path))
-        t = now()
-        return Node(owner_id=parent.owner_id, parent_id=parent.id, kind=kind, name=name,
-                    live_name=name, path=path, created_at=t, updated_at=t)
-
-    # ---- tree shape and limits -------------------------------------------------------------
-
-    def _limit(self, key: str) -> int:
-        return int(self.config["limits"][key])
-
-    @staticmethod
-    def _ancestor_ids(s: Session, node: Node) -> list[int]:
-        """Ids of the folders above ``node``, root first. From its path; a row written
-        without one (older code) is walked parent by parent, in a loop that stops at a cycle."""
-        if node.path is not None:
-            return tree.ancestors(node.path)
-        chain: list[int] = []
-        cur = node
-        while cur is not None and cur.parent_id is not None and cur.parent_id not in chain:
-            chain.append(cur.parent_id)
-            cur = s.get(Node, cur.parent_id)
-        return chain[::-1]
-
-    def _path(self, s: Session, node: Node) -> str:
-        return node.path if node.path is not None else tree.path_of(self._ancestor_ids(s, node))
-
-    def check_depth(self, depth: int, longest_path: int = 0) -> None:
-        """Refuse a tree that would reach ``depth`` levels below a root, or store a path
-        longer than the column holds."""
-        most = self._limit("max_depth")
-        if depth > most:
-            raise LimitExceeded(f"folders may nest at most {most} levels deep (limits.max_depth); "
-                                f"this would make {depth}", limit="max_depth", max=most)
-        if longest_path > PATH_MAX:
-            raise LimitExceeded(f"this would nest folders deeper than their ids can be stored ({PATH_MAX} "
-                                f"characters of path; limits.max_depth is {most})", limit="max_depth", max=most)
-
-    def child_path(self, s: Session, parent: Node) -> str:
-        """The path of a new node in folder ``parent``, checked against the depth limit. The
-        parent's path is read afresh: a move committed since ``parent`` was loaded may have
-        changed it (node creation holds the owner's row, see :meth:`reserve_nodes`, so no
-        move runs between this read and the commit)."""
-        ppath = s.execute(sa.select(Node.path).where(Node.id == parent.id)).scalar_one()
-        if ppath is None:
-            ppath = tree.path_of(self._ancestor_ids(s, parent))
-        path = tree.child_path(ppath, parent.id)
-        self.check_depth(tree.depth(path), len(path))
-        return path
-
-    def reserve_nodes(self, s: Session, owner_id: int, n: int) -> None:
-        """Count ``n`` more nodes (fewer if negative) against ``owner_id``'s node limit, in
-        one guarded UPDATE of their row. That row is also the lock every change to the
-        shape of the owner's tree takes first (see :meth:`_lock_owner`)."""
-        stmt = sa.update(User).where(User.id == owner_id).values(node_count=User.node_count + n)
-        most = self._limit("max_nodes_per_user")
-        if n > 0:
-            stmt = stmt.where(User.node_count + n <= most)
-        if s.execute(stmt.execution_options(synchronize_session=False)).rowcount == 0 and n > 0:
-            raise LimitExceeded(f"a user may own at most {most} files and folders, trash included "
-                                f"(limits.max_nodes_per_user); this needs {n} more", limit="max_nodes_per_user",
-                                max=most)
-
-    @staticmethod
-    def _lock_owner(s: Session, owner_id: int) -> None:
-        """Serialise changes to the shape of one owner's tree: moves, restores and node
-        creation all hold the owner's row until they commit, so a path read after this is
-        the committed one and stays so (READ COMMITTED reads the latest commit per statement;
-        SQLite's BEGIN IMMEDIATE serialises all writers anyway)."""
-        s.execute(sa.select(User.id).where(User.id == owner_id).with_for_update()).scalar_one()
-
-    def _reparent(self, s: Session, node: Node, parent: Node) -> None:
-        """Put ``node`` (and its subtree, live and trashed) under ``parent``: the depth is
-        checked for the deepest node that moves, and every path below is rewritten in one
-        UPDATE over the subtree's index range. The caller holds the owner's lock."""
-        old = self._path(s, node)
-        new = self.child_path(s, parent)
-        old_prefix, new_prefix = tree.child_path(old, node.id), tree.child_path(new, node.id)
-        deepest, longest = s.execute(sa.select(sa.func.max(tree.depth_sql(Node.path)),
-                                               sa.func.max(sa.func.length(Node.path)))
-                                     .where(tree.under(Node.path, old_prefix))).one()
-        if deepest is not None:
-            self.check_depth(int(deepest) - tree.depth(old) + tree.depth(new),
-                             int(longest) - len(old_prefix) + len(new_prefix))
-        if old != new:
-            s.execute(sa.update(Node).where(tree.under(Node.path, old_prefix))
-                      .values(path=sa.literal(new_prefix) + sa.func.substr(Node.path, len(old_prefix) + 1))
-                      .execution_options(synchronize_session=False))
-        node.parent_id, node.path = parent.id, new
-
-    def _child(self, s: Session, parent_id: int, name: str) -> Node | None:
-        return s.execute(sa.select(Node).where(Node.parent_id == parent_id, Node.live_name == name)).scalar_one_or_none()
-
-    def _info(self, s: Session, node: Node, role: str) -> NodeInfo:
-        v = s.get(FileVersion, node.current_version_id) if node.current_version_id else None
-        return NodeInfo(node.id, node.kind, node.name, node.parent_id, node.owner_id,
-                        v.size if v else (None if node.kind == "folder" else 0),
-                        v.sha256.hex() if v else None, v.id if v else None,
-                        node.created_at, node.updated_at, node.deleted_at, role)
-
-    def _charge(self, s: Session, owner_id: int, delta: int, release: int = 0) -> None:
-        """Charge ``delta`` bytes to a user's quota (:func:`storage.quota.charge`)."""
-        quota.charge(s, owner_id, delta, release, self.floor)
-
     def charge_of(self, size: int, nblocks: int) -> int:
         return quota.version_charge(size, nblocks, self.floor)
 
-    def _refuse(self, owner_id: int, needed: int):
+    def refuse(self, owner_id: int, needed: int):
         """Raise the QuotaExceeded a charge of ``needed`` bytes would, with the user's split."""
         with self.sm() as s:
-            quota._refuse(s, owner_id, needed, self.floor)
-
-    @staticmethod
-    def _refs(s: Session, version_id: int) -> list[tuple[bytes, int]]:
-        return [(r.block_id, r.offset) for r in s.execute(
-            sa.select(VersionBlock.block_id, VersionBlock.offset)
-            .where(VersionBlock.version_id == version_id).order_by(VersionBlock.seq))]
-
-    @staticmethod
-    def _add_version(s: Session, node: Node, size: int, sha256: bytes, user_id: int,
-                     refs: list[tuple[bytes, int]]) -> FileVersion:
-        """A new version with the given refs (block id, offset), made current. The caller
-        has already taken the refcounts."""
-        t = now()
-        v = FileVersion(node_id=node.id, size=size, sha256=sha256, created_at=t, created_by=user_id,
-                        nblocks=len(refs))
-        s.add(v)
-        s.flush()
-        if refs:
-            s.execute(sa.insert(VersionBlock), [dict(version_id=v.id, seq=i, block_id=b, offset=o)
-                                                for i, (b, o) in enumerate(refs)])
-        # Conditional on the version we read: a concurrent writer makes this fail loudly
-        # rather than lose an update.
-        res = s.execute(sa.update(Node).where(Node.id == node.id,
-                                              Node.current_version_id.is_(None) if node.current_version_id is None
-                                              else Node.current_version_id == node.current_version_id)
-                        .values(current_version_id=v.id, updated_at=t)
-                        .execution_options(synchronize_session=False))
-        if res.rowcount != 1:
-            raise PreconditionFailed(f"node {node.id} changed while this version was written")
-        node.current_version_id, node.updated_at = v.id, t
-        return v
+            quota.refuse(s, owner_id, needed, self.floor)
 
     # ---- users -------------------------------------------------------------------------
 
@@ -327,7 +124,7 @@ class Drive:
             user = accounts.create_user(s, self.hasher, email, password, quota,
                                         "premium" if premium else "free", admin)
             return user, accounts.issue_token(s, user.id, "cli", self.config["security"]["cli_token_ttl_days"])
-        return self._tx(run, attempts=1)
+        return self.tx(run, attempts=1)
 
     def login(self, email: str, password: str, name: str = "login") -> str:
         """A new token for the right email and password (unthrottled: sign-in doors go
@@ -335,7 +132,7 @@ class Drive:
         def run(s):
             user = accounts.authenticate(s, self.hasher, email, password)
             return accounts.issue_token(s, user.id, name, self.config["security"]["token_ttl_days"])
-        return self._tx(run, attempts=1)
+        return self.tx(run, attempts=1)
 
     def user_for_token(self, token: str) -> User:
         with self.sm() as s, s.begin():
@@ -375,8 +172,8 @@ class Drive:
 
     def get(self, user_id: int, node_id: int) -> NodeInfo:
         with self.sm() as s:
-            node, role = self._get(s, user_id, node_id)
-            return self._info(s, node, role)
+            node, role = get_node(s, user_id, node_id)
+            return node_info(s, node, role)
 
     def resolve(self, user_id: int, path: str) -> NodeInfo:
         parts = split_path(path)
@@ -384,10 +181,10 @@ class Drive:
             user = s.get(User, user_id)
             node = s.get(Node, user.root_id)
             for i, name in enumerate(parts):
-                node = self._child(s, node.id, name) if node.kind == "folder" else None
+                node = tree.child(s, node.id, name) if node.kind == "folder" else None
                 if node is None:
                     raise NotFound(f"{'/' + '/'.join(parts[:i + 1])} not found")
-            return self._info(s, node, "owner")
+            return node_info(s, node, "owner")
 
     def list_children(self, user_id: int, folder_id: int, sort: str = "name", desc: bool = False,
                       limit: int = 100, cursor: str | None = None) -> tuple[list[NodeInfo], str | None]:
@@ -402,7 +199,7 @@ class Drive:
         key = {"name": Node.live_name, "updated": Node.updated_at, "size": size}[sort]
         by_id = [] if sort == "name" else [Node.id.desc() if desc else Node.id]
         with self.sm() as s:
-            folder, role = self._get(s, user_id, folder_id)
+            folder, role = get_node(s, user_id, folder_id)
             if folder.kind != "folder":
                 raise InvalidInput(f"node {folder_id} is not a folder")
             q = (sa.select(Node, FileVersion).outerjoin(FileVersion, FileVersion.id == Node.current_version_id)
@@ -414,10 +211,7 @@ class Drive:
                             sa.or_(after, sa.and_(key == value, (Node.id < last_id) if desc else (Node.id > last_id))))
             q = q.order_by(key.desc() if desc else key, *by_id).limit(limit + 1)
             rows = s.execute(q).all()
-            items = [NodeInfo(n.id, n.kind, n.name, n.parent_id, n.owner_id,
-                              v.size if v else (None if n.kind == "folder" else 0),
-                              v.sha256.hex() if v else None, v.id if v else None,
-                              n.created_at, n.updated_at, n.deleted_at, role) for n, v in rows[:limit]]
+            items = [tree.info_of(n, v, role) for n, v in rows[:limit]]
         nxt = None
         if len(rows) > limit:
             last = items[-1]
@@ -432,20 +226,20 @@ class Drive:
         name = validate_name(name)
 
         def run(s):
-            parent, _ = self._get(s, user_id, parent_id, need="editor")
+            parent, _ = get_node(s, user_id, parent_id, need="editor")
             if parent.kind != "folder":
                 raise InvalidInput(f"node {parent_id} is not a folder")
-            if self._child(s, parent.id, name) is not None:
+            if tree.child(s, parent.id, name) is not None:
                 raise Conflict(f"{name!r} already exists in this folder")
-            node = self._new_node(s, parent, "folder", name)
-            return self._info(s, node, self._role(s, user_id, node))
+            node = self.limits.new_node(s, parent, "folder", name)
+            return node_info(s, node, tree.role_of(s, user_id, node))
         return self._name_tx(run, name)
 
     def _name_tx(self, run, name: str):
         """A transaction that adds a name to a folder: a unique-key clash that slipped past
         the check (a concurrent request) is a Conflict, not a retry."""
         try:
-            return self._tx(run, attempts=1)
+            return self.tx(run, attempts=1)
         except DBIntegrityError:
             raise Conflict(f"{name!r} already exists in this folder") from None
 
@@ -454,8 +248,8 @@ class Drive:
         node = self.get(user_id, self.account(user_id).root_id)
         for name in split_path(path):
             with self.sm() as s:
-                child = self._child(s, node.id, name)
-                info = self._info(s, child, "owner") if child is not None else None
+                child = tree.child(s, node.id, name)
+                info = node_info(s, child, "owner") if child is not None else None
             if info is None:
                 info = self.mkdir(user_id, node.id, name)
             elif info.kind != "folder":
@@ -471,12 +265,12 @@ class Drive:
         last saw) and ``if_none_match`` (the file must not exist) guard against lost updates."""
         name = validate_name(name)
         with self.sm() as s:
-            _parent, _existing, owner = self._put_target(s, user_id, parent_id, name, if_match, if_none_match)
+            _parent, _existing, owner = self.put_target(s, user_id, parent_id, name, if_match, if_none_match)
             # The version this one replaces stays (as an old version): it frees nothing.
             limit = max(owner.quota_bytes - owner.used_bytes - owner.pending_bytes, 0)
             owner_id = owner.id
         if size_hint is not None and size_hint > limit:
-            self._refuse(owner_id, size_hint)
+            self.refuse(owner_id, size_hint)
 
         def owned(ids: list[bytes]) -> set[bytes]:
             # Only the uploader's own blocks may skip the write: skipping one that someone
@@ -486,26 +280,21 @@ class Drive:
         try:
             ing = self.blocks.ingest(stream, limit=limit, on_progress=on_progress, owned=owned)
         except QuotaExceeded as exc:
-            self._refuse(owner_id, exc.details["needed"])
+            self.refuse(owner_id, exc.details["needed"])
         self._hook("put:before_commit")
 
         def run(s):
-            parent, node, _owner = self._put_target(s, user_id, parent_id, name, if_match, if_none_match)
+            parent, node, _owner = self.put_target(s, user_id, parent_id, name, if_match, if_none_match)
             created = node is None
-            self._charge(s, parent.owner_id, self.charge_of(ing.size, len(ing.refs)))
             sizes = dict(ing.refs)
             owned = self._owned_blocks(s, user_id, list(sizes))  # before this version adds its refs
-            self.blocks.commit(s, ing)
-            if created:
-                node = self._new_node(s, parent, "file", name)
-            refs, off = [], 0
-            for bid, size in ing.refs:
-                refs.append((bid, off))
-                off += size
-            v = self._add_version(s, node, ing.size, ing.sha256, user_id, refs)
-            return PutResult(self._info(s, node, self._role(s, user_id, node)), v.id, created, ing.new_bytes,
+            # The new blocks' rows; the refs are the version's, taken by commit_version.
+            self.blocks.commit(s, dataclasses.replace(ing, refs=[]))
+            node, vid = commit_version(s, self, user_id, NewVersion(
+                parent, node, name, [Ref(*r) for r in ing.refs], ing.size, ing.sha256))
+            return PutResult(node_info(s, node, tree.role_of(s, user_id, node)), vid, created, ing.new_bytes,
                              sum(n for bid, n in sizes.items() if bid not in owned))
-        result = self._tx(run)
+        result = self.tx(run)
         self._hook("put:after_commit")
         return result
 
@@ -521,28 +310,28 @@ class Drive:
                 .where(Node.owner_id == user_id, VersionBlock.block_id.in_(ids[i:i + 500]))))
         return have
 
-    def _put_target(self, s, user_id, parent_id, name, if_match, if_none_match):
-        parent, _ = self._get(s, user_id, parent_id, need="editor")
+    def put_target(self, s: Session, user_id: int, parent_id: int, name: str, if_match: int | str | None,
+                   if_none_match: bool) -> tuple[Node, Node | None, User]:
+        """Where a new version of ``name`` in folder ``parent_id`` goes: the folder (the
+        caller must be an editor), the file already there (or None) and the folder's owner.
+        Checks the preconditions and, for a new file, the owner's tree limits."""
+        parent, _ = get_node(s, user_id, parent_id, need="editor")
         if parent.kind != "folder":
             raise InvalidInput(f"node {parent_id} is not a folder")
-        existing = self._child(s, parent.id, name)
+        existing = tree.child(s, parent.id, name)
         if existing is not None and existing.kind != "file":
             raise Conflict(f"{name!r} is a folder")
-        if if_none_match and existing is not None:
-            raise PreconditionFailed(f"{name!r} already exists")
-        if if_match is not None:
-            current = s.get(FileVersion, existing.current_version_id) if existing is not None else None
-            if current is None or str(if_match) not in (str(current.id), current.sha256.hex()):
-                raise PreconditionFailed(f"{name!r} has changed (now version "
-                                         f"{current.id if current else 'none'}, expected {if_match})",
-                                         current=current.id if current else None, expected=if_match)
+        if if_match is not None or if_none_match:
+            current = s.get(FileVersion, existing.current_version_id) \
+                if existing is not None and existing.current_version_id else None
+            check_preconditions(name, existing, current, if_match, if_none_match)
         owner = s.get(User, parent.owner_id)
         if existing is None:
             # Refused before a byte is read or a resumable upload is opened; the commit checks
             # again under the owner's lock (reserve_nodes, child_path).
-            self.check_depth(tree.depth(tree.child_path(self._path(s, parent), parent.id)))
-            if owner.node_count + 1 > self._limit("max_nodes_per_user"):
-                most = self._limit("max_nodes_per_user")
+            self.limits.check_depth(tree.depth(tree.child_path(tree.node_path(s, parent), parent.id)))
+            if owner.node_count + 1 > self.limits.limit("max_nodes_per_user"):
+                most = self.limits.limit("max_nodes_per_user")
                 raise LimitExceeded(f"a user may own at most {most} files and folders, trash included "
                                     "(limits.max_nodes_per_user)", limit="max_nodes_per_user", max=most)
         return parent, existing, owner
@@ -553,13 +342,13 @@ class Drive:
             name = validate_name(name)
 
         def run(s):
-            node, _ = self._get(s, user_id, node_id, need="editor")
+            node, _ = get_node(s, user_id, node_id, need="editor")
             if node.parent_id is None:
                 raise InvalidInput("the root folder cannot be renamed or moved")
             new_parent = node.parent_id if parent_id is None else parent_id
             dest = None
             if new_parent != node.parent_id:
-                dest, _ = self._get(s, user_id, new_parent, need="editor")
+                dest, _ = get_node(s, user_id, new_parent, need="editor")
                 if dest.kind != "folder":
                     raise InvalidInput(f"node {new_parent} is not a folder")
                 if dest.owner_id != node.owner_id:
@@ -568,22 +357,22 @@ class Drive:
                 # Two moves that each pass the cycle check on what they read (A into B, B into
                 # A) must not both commit: the second waits here for the first, then checks
                 # the committed tree.
-                self._lock_owner(s, node.owner_id)
+                tree.lock_owner(s, node.owner_id)
                 s.refresh(node)
                 s.refresh(dest)
                 if node.deleted_at is not None or dest.deleted_at is not None:
                     raise NotFound(f"node {node_id if node.deleted_at is not None else new_parent} not found")
-                if node.id == dest.id or node.id in self._ancestor_ids(s, dest):
+                if node.id == dest.id or node.id in tree.ancestor_ids(s, dest):
                     raise Conflict("cannot move a folder into itself or below itself")
             new_name = name if name is not None else node.name
-            clash = self._child(s, new_parent, new_name)
+            clash = tree.child(s, new_parent, new_name)
             if clash is not None and clash.id != node.id:
                 raise Conflict(f"{new_name!r} already exists in the destination folder")
             if dest is not None:
-                self._reparent(s, node, dest)
+                self.limits.reparent(s, node, dest)
             node.name, node.live_name, node.updated_at = new_name, new_name, now()
             s.flush()
-            return self._info(s, node, self._role(s, user_id, node))
+            return node_info(s, node, tree.role_of(s, user_id, node))
         return self._name_tx(run, name or "the name")
 
     def copy(self, user_id: int, node_id: int, parent_id: int, name: str | None = None) -> NodeInfo:
@@ -593,60 +382,58 @@ class Drive:
             name = validate_name(name)
 
         def run(s):
-            src, _ = self._get(s, user_id, node_id)
-            dest, _ = self._get(s, user_id, parent_id, need="editor")
+            src, _ = get_node(s, user_id, node_id)
+            dest, _ = get_node(s, user_id, parent_id, need="editor")
             if dest.kind != "folder":
                 raise InvalidInput(f"node {parent_id} is not a folder")
-            if src.id == dest.id or src.id in self._ancestor_ids(s, dest):
+            if src.id == dest.id or src.id in tree.ancestor_ids(s, dest):
                 raise Conflict("cannot copy a folder into itself")
             new_name = name or src.name
-            if self._child(s, dest.id, new_name) is not None:
+            if tree.child(s, dest.id, new_name) is not None:
                 raise Conflict(f"{new_name!r} already exists in the destination folder")
             node = self._copy_into(s, user_id, src, dest, new_name)
-            return self._info(s, node, self._role(s, user_id, node))
+            return node_info(s, node, tree.role_of(s, user_id, node))
         return self._name_tx(run, name or "the name")
 
     def _copy_into(self, s: Session, user_id: int, src: Node, dest: Node, name: str) -> Node:
         """Copy ``src`` and its live subtree into ``dest`` as ``name``, in this transaction:
         all of it or, past ``limits.max_nodes_per_copy``, nothing (LimitExceeded before any
         row is written). Parents are copied before their children, in a loop."""
-        most = self._limit("max_nodes_per_copy")
+        most = self.limits.limit("max_nodes_per_copy")
         nodes = self._subtree(s, src, limit=most + 1)
         if len(nodes) > most:
             raise LimitExceeded(f"a copy may create at most {most} files and folders (limits.max_nodes_per_copy); "
                                 f"node {src.id} holds more", limit="max_nodes_per_copy", max=most)
-        base = self._path(s, src)
-        self.check_depth(tree.depth(self._path(s, dest)) + 1 + max(tree.depth(n.path or base) for n in nodes)
+        base = tree.node_path(s, src)
+        self.limits.check_depth(tree.depth(tree.node_path(s, dest)) + 1 + max(tree.depth(n.path or base) for n in nodes)
                          - tree.depth(base))
-        self.reserve_nodes(s, dest.owner_id, len(nodes))
+        self.limits.reserve_nodes(s, dest.owner_id, len(nodes))
         levels: dict[int, list[Node]] = {}
         for n in nodes:
             levels.setdefault(tree.depth(n.path or base), []).append(n)
-        made = {src.id: self._new_node(s, dest, src.kind, name, reserved=True)}
+        made = {src.id: self.limits.new_node(s, dest, src.kind, name, reserved=True)}
         # One level at a time, each one flush: the ORM sends a level's rows as multi-row
         # INSERTs, where a flush per node made a 10,000-node copy hold the write lock for seconds.
         for depth in sorted(levels):
             level = [n for n in levels[depth] if n.id != src.id]
             for n in level:
                 parent = made[n.parent_id]
-                made[n.id] = self._node_row(parent, n.kind, n.name, tree.child_path(parent.path, parent.id))
+                made[n.id] = self.limits.node_row(parent, n.kind, n.name, tree.child_path(parent.path, parent.id))
             s.add_all([made[n.id] for n in level])
             s.flush()
             for n in levels[depth]:
                 node = made[n.id]
                 if n.kind == "file" and n.current_version_id:
                     v = s.get(FileVersion, n.current_version_id)
-                    refs = self._refs(s, v.id)
-                    self._charge(s, dest.owner_id, self.charge_of(v.size, len(refs)))
-                    BlockStore.add_refs(s, Counter(b for b, _ in refs))
-                    self._add_version(s, node, v.size, v.sha256, user_id, refs)
+                    commit_version(s, self, user_id, NewVersion(None, node, node.name, version_refs(s, v),
+                                                                v.size, v.sha256))
         return made[src.id]
 
     def _subtree(self, s: Session, root: Node, live: bool = True, limit: int | None = None) -> list[Node]:
         """``root`` and everything below it (live nodes, or those trashed with ``root``), in
         one query over the path index (at most ``limit`` nodes when given)."""
         if live:
-            cond = sa.and_(tree.under(Node.path, tree.child_path(self._path(s, root), root.id)),
+            cond = sa.and_(tree.under(Node.path, tree.child_path(tree.node_path(s, root), root.id)),
                            Node.live_name.is_not(None))
         else:
             cond = sa.and_(Node.trashed_with == root.id, Node.id != root.id)
@@ -658,11 +445,11 @@ class Drive:
     def delete(self, user_id: int, node_id: int) -> NodeInfo:
         """Move a node (and everything below it) to its owner's trash."""
         def run(s):
-            node, role = self._get(s, user_id, node_id, need="editor")
+            node, role = get_node(s, user_id, node_id, need="editor")
             if node.parent_id is None:
                 raise InvalidInput("the root folder cannot be deleted")
             # a folder created or moved into this subtree meanwhile is trashed with it, not left live
-            self._lock_owner(s, node.owner_id)
+            tree.lock_owner(s, node.owner_id)
             t = now()
             ids = [n.id for n in self._subtree(s, node)]
             for i in range(0, len(ids), 500):
@@ -670,26 +457,26 @@ class Drive:
                           .values(deleted_at=t, live_name=None, trashed_with=node.id)
                           .execution_options(synchronize_session=False))
             s.refresh(node)
-            return self._info(s, node, role)
-        return self._tx(run)
+            return node_info(s, node, role)
+        return self.tx(run)
 
     def list_trash(self, user_id: int, limit: int | None = None) -> list[NodeInfo]:
         with self.sm() as s:
             nodes = s.execute(sa.select(Node).where(Node.owner_id == user_id, Node.deleted_at.is_not(None),
                                                     Node.trashed_with == Node.id)
                               .order_by(Node.deleted_at.desc(), Node.id).limit(limit)).scalars().all()
-            return [self._info(s, n, "owner") for n in nodes]
+            return [node_info(s, n, "owner") for n in nodes]
 
     def restore(self, user_id: int, node_id: int) -> NodeInfo:
         """Bring a node back from the trash with everything deleted along with it. If its
         folder is gone it lands in the root; a name now taken gets a " (restored)" suffix."""
         def run(s):
-            node, _ = self._get(s, user_id, node_id, need="owner", trashed=True)
+            node, _ = get_node(s, user_id, node_id, need="owner", trashed=True)
             if node.trashed_with != node.id:
                 raise InvalidInput(f"node {node_id} was deleted with its folder; restore that folder")
             # its folder may have moved (deeper) or gone since it was deleted: the paths below
             # follow, within the depth limit, against the committed tree
-            self._lock_owner(s, node.owner_id)
+            tree.lock_owner(s, node.owner_id)
             s.refresh(node)
             if node.deleted_at is None:
                 raise NotFound(f"node {node_id} not found")
@@ -697,31 +484,31 @@ class Drive:
             if parent is None or parent.deleted_at is not None:
                 parent = s.get(Node, s.get(User, node.owner_id).root_id)
             name, n = node.name, 1
-            while self._child(s, parent.id, name) is not None:
+            while tree.child(s, parent.id, name) is not None:
                 stem, dot, ext = node.name.rpartition(".")
                 suffix = " (restored)" if n == 1 else f" (restored {n})"
                 name = f"{stem}{suffix}.{ext}" if dot and stem else f"{node.name}{suffix}"
                 n += 1
             validate_name(name)
-            self._reparent(s, node, parent)
+            self.limits.reparent(s, node, parent)
             members = s.execute(sa.select(Node).where(Node.trashed_with == node.id)).scalars().all()
             for m in members:
                 m.deleted_at, m.trashed_with, m.live_name = None, None, m.name
             node.name, node.live_name = name, name
             s.flush()
-            return self._info(s, node, "owner")
-        return self._tx(run)
+            return node_info(s, node, "owner")
+        return self.tx(run)
 
     def purge(self, user_id: int, node_id: int) -> int:
         """Delete a trashed node and everything deleted with it for good. Returns the number
         of versions removed. Refcounts drop in the same transaction; the blocks themselves
         are left to GC."""
         def run(s):
-            node, _ = self._get(s, user_id, node_id, need="owner", trashed=True)
+            node, _ = get_node(s, user_id, node_id, need="owner", trashed=True)
             if node.trashed_with != node.id:
                 raise InvalidInput(f"node {node_id} was deleted with its folder; purge that folder")
             return self._purge(s, node)
-        return self._tx(run)
+        return self.tx(run)
 
     def _purge(self, s: Session, node: Node) -> int:
         members = s.execute(sa.select(Node).where(Node.trashed_with == node.id)).scalars().all()
@@ -741,7 +528,7 @@ class Drive:
         quota.drop_versions(s, node.owner_id, versions, self.floor)
         for i in range(0, len(ids), 500):
             s.execute(sa.delete(Node).where(Node.id.in_(ids[i:i + 500])).execution_options(synchronize_session=False))
-        self.reserve_nodes(s, node.owner_id, -len(ids))
+        self.limits.reserve_nodes(s, node.owner_id, -len(ids))
         return len(versions)
 
     def empty_trash(self, user_id: int, limit: int = 1000) -> tuple[int, int]:
@@ -758,7 +545,7 @@ class Drive:
                 if node is None or node.trashed_with != nid or node.owner_id != user_id:
                     return None  # purged or restored meanwhile
                 return self._purge(s, node)
-            n = self._tx(run)
+            n = self.tx(run)
             if n is not None:
                 entries, versions = entries + 1, versions + n
         return entries, versions
@@ -772,14 +559,14 @@ class Drive:
             def run(s, nid=nid):
                 node = s.get(Node, nid)
                 return self._purge(s, node) if node is not None and node.trashed_with == nid else 0
-            self._tx(run)
+            self.tx(run)
         return len(ids)
 
     # ---- versions and content ------------------------------------------------------------
 
     def versions(self, user_id: int, node_id: int) -> list[VersionInfo]:
         with self.sm() as s:
-            node, _ = self._get(s, user_id, node_id)
+            node, _ = get_node(s, user_id, node_id)
             rows = s.execute(sa.select(FileVersion).where(FileVersion.node_id == node.id)
                              .order_by(FileVersion.id.desc())).scalars().all()
             return [VersionInfo(v.id, v.node_id, v.size, v.sha256.hex(), v.created_at, v.created_by,
@@ -788,37 +575,35 @@ class Drive:
     def restore_version(self, user_id: int, node_id: int, version_id: int) -> PutResult:
         """Make an old version current again, as a new version with the same blocks."""
         def run(s):
-            node, role = self._get(s, user_id, node_id, need="editor")
+            node, role = get_node(s, user_id, node_id, need="editor")
             old = s.get(FileVersion, version_id)
             if old is None or old.node_id != node.id:
                 raise NotFound(f"version {version_id} not found")
-            refs = self._refs(s, old.id)
             # A new version: the one it replaces and the one it copies both stay.
-            self._charge(s, node.owner_id, self.charge_of(old.size, len(refs)))
-            BlockStore.add_refs(s, Counter(b for b, _ in refs))
-            v = self._add_version(s, node, old.size, old.sha256, user_id, refs)
-            return PutResult(self._info(s, node, role), v.id, False, 0)
-        return self._tx(run)
+            _, vid = commit_version(s, self, user_id, NewVersion(None, node, node.name, version_refs(s, old),
+                                                                 old.size, old.sha256))
+            return PutResult(node_info(s, node, role), vid, False, 0)
+        return self.tx(run)
 
     def purge_version(self, user_id: int, node_id: int, version_id: int) -> int:
         """Delete one old version of a file for good (the owner frees its quota at once
         instead of waiting for the retention policy). The current version cannot be purged:
         delete the file instead. Returns the bytes freed."""
         def run(s):
-            node, _ = self._get(s, user_id, node_id, need="owner")
+            node, _ = get_node(s, user_id, node_id, need="owner")
             v = s.get(FileVersion, version_id) if isinstance(version_id, int) else None
             if v is None or v.node_id != node.id:
                 raise NotFound(f"version {version_id} not found")
             if v.id == node.current_version_id:
                 raise Conflict("the current version cannot be purged; delete the file or restore another version")
             return quota.drop_versions(s, node.owner_id, [(v.id, v.size, v.nblocks)], self.floor)
-        return self._tx(run)
+        return self.tx(run)
 
-    def _file_version(self, s: Session, user_id: int, node_id: int,
+    def file_version(self, s: Session, user_id: int, node_id: int,
                       version_id: int | None) -> tuple[Node, str, FileVersion]:
         """A file node the caller may read, their role, and its version ``version_id`` (the
         current one if None)."""
-        node, role = self._get(s, user_id, node_id)
+        node, role = get_node(s, user_id, node_id)
         if node.kind != "file":
             raise InvalidInput(f"node {node_id} is a folder")
         vid = version_id or node.current_version_id
@@ -831,8 +616,8 @@ class Drive:
              start: int = 0, end: int | None = None) -> tuple[NodeInfo, VersionInfo, Iterator[bytes]]:
         """The node, the version and an iterator over bytes ``[start, end)`` of it."""
         with self.sm() as s:
-            node, role, v = self._file_version(s, user_id, node_id, version_id)
-            info = self._info(s, node, role)
+            node, role, v = self.file_version(s, user_id, node_id, version_id)
+            info = node_info(s, node, role)
             vinfo = VersionInfo(v.id, v.node_id, v.size, v.sha256.hex(), v.created_at, v.created_by,
                                 v.id == node.current_version_id)
         end = v.size if end is None else min(end, v.size)

@@ -92,7 +92,8 @@ def counted_usage(s: Session, user_id: int, floor: int = BLOCK_FLOOR) -> tuple[i
     return int(used), int(pending)
 
 
-def _refuse(s: Session, user_id: int, needed: int, floor: int):
+def refuse(s: Session, user_id: int, needed: int, floor: int = BLOCK_FLOOR):
+    """Raise the QuotaExceeded a charge of ``needed`` bytes to ``user_id`` meets, with their split."""
     u = usage(s, user_id, floor)
     raise QuotaExceeded(used=u.used, quota=u.quota, needed=needed, pending=u.pending,
                         old_versions=u.old_versions, trash=u.trash)
@@ -113,7 +114,7 @@ def charge(s: Session, user_id: int, delta: int, release: int = 0, floor: int = 
     if delta - release > 0:
         stmt = stmt.where(User.used_bytes + User.pending_bytes + (delta - release) <= User.quota_bytes)
     if s.execute(stmt.execution_options(synchronize_session=False)).rowcount == 0:
-        _refuse(s, user_id, delta - release, floor)
+        refuse(s, user_id, delta - release, floor)
 
 
 def settle(s: Session, owner_id: int, delta: int, holder_id: int, reserved: int,
@@ -135,7 +136,7 @@ def reserve(s: Session, user_id: int, n: int, floor: int = BLOCK_FLOOR) -> None:
                                   User.used_bytes + User.pending_bytes + n <= User.quota_bytes)
             .values(pending_bytes=User.pending_bytes + n).execution_options(synchronize_session=False))
     if s.execute(stmt).rowcount == 0:
-        _refuse(s, user_id, n, floor)
+        refuse(s, user_id, n, floor)
 
 
 def release(s: Session, user_id: int, n: int) -> None:

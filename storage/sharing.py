@@ -4,7 +4,7 @@ Only a node's owner manages its shares and links. A share to an address with no 
 kept as an invitation and becomes a share when that account is created (see
 :func:`storage.accounts.accept_invitations`); granting answers the same either way, so
 sharing cannot be used to find out who has an account. Shares are inherited down the tree (the
-permission check lives in :meth:`storage.drive.Drive._get`). A link token carries at least 256
+permission check lives in :func:`storage.tree.get_node`). A link token carries at least 256
 random bits and only its SHA-256 is stored; a link password is hashed like an account's.
 Reading through a link acts as the node's owner on the linked subtree only, with the role
 reported as the link's.
@@ -22,11 +22,12 @@ import sqlalchemy as sa
 
 from .accounts import normalize_email, token_hash
 from .clock import now
-from .drive import Drive, NodeInfo, VersionInfo
+from .drive import Drive, VersionInfo
 from .errors import Gone, InvalidInput, NotFound, Unauthorized
 from .models import Link, Node, Share, User
 from .models.sharing import Invitation
 from .ratelimit import Limiter
+from .tree import NodeInfo, ancestor_ids, get_node, node_info, role_of
 
 LINK_TOKEN_BYTES = 32
 LINK_ROLES = ("viewer",)
@@ -74,7 +75,7 @@ class Sharing:
     def list_shares(self, user_id: int, node_id: int) -> list[ShareInfo]:
         """The node's shares, then its pending invitations."""
         with self.drive.sm() as s:
-            node, _ = self.drive._get(s, user_id, node_id, need="owner")
+            node, _ = get_node(s, user_id, node_id, need="owner")
             rows = s.execute(sa.select(Share, User.email).join(User, User.id == Share.grantee_id)
                              .where(Share.node_id == node.id).order_by(Share.id)).all()
             out = [ShareInfo(sh.node_id, sh.grantee_id, email, sh.role, sh.granted_by, sh.created_at)
@@ -94,7 +95,7 @@ class Sharing:
         email = normalize_email(email)
 
         def run(s):
-            node, _ = self.drive._get(s, user_id, node_id, need="owner")
+            node, _ = get_node(s, user_id, node_id, need="owner")
             owner_email = s.execute(sa.select(User.email).where(User.id == node.owner_id)).scalar_one()
             if email == owner_email:
                 raise InvalidInput("the owner already has every right on their own files")
@@ -115,24 +116,24 @@ class Sharing:
                 row.role = role
             s.flush()
             return ShareInfo(node.id, None, email, role, row.granted_by, row.created_at), created
-        return self.drive._tx(run)
+        return self.drive.tx(run)
 
     def revoke(self, user_id: int, node_id: int, grantee_id: int) -> None:
         def run(s):
-            node, _ = self.drive._get(s, user_id, node_id, need="owner")
+            node, _ = get_node(s, user_id, node_id, need="owner")
             n = s.execute(sa.delete(Share).where(Share.node_id == node.id, Share.grantee_id == grantee_id)).rowcount
             if n == 0:
                 raise NotFound(f"node {node_id} is not shared with user {grantee_id}")
-        self.drive._tx(run)
+        self.drive.tx(run)
 
     def revoke_invitation(self, user_id: int, node_id: int, invitation_id: int) -> None:
         def run(s):
-            node, _ = self.drive._get(s, user_id, node_id, need="owner")
+            node, _ = get_node(s, user_id, node_id, need="owner")
             n = s.execute(sa.delete(Invitation).where(Invitation.node_id == node.id,
                                                       Invitation.id == invitation_id)).rowcount
             if n == 0:
                 raise NotFound(f"no pending invitation {invitation_id} on node {node_id}")
-        self.drive._tx(run)
+        self.drive.tx(run)
 
     def shared_with_me(self, user_id: int) -> list[NodeInfo]:
         """Live nodes other users shared with the caller directly (not those below them)."""
@@ -140,7 +141,7 @@ class Sharing:
             nodes = s.execute(sa.select(Node, Share.role).join(Share, Share.node_id == Node.id)
                               .where(Share.grantee_id == user_id, Node.deleted_at.is_(None))
                               .order_by(Node.name, Node.id)).all()
-            return [self.drive._info(s, n, self.drive._role(s, user_id, n)) for n, _role in nodes]
+            return [node_info(s, n, role_of(s, user_id, n)) for n, _role in nodes]
 
     # ---- links -----------------------------------------------------------------------
 
@@ -156,7 +157,7 @@ class Sharing:
         pw_hash = self.drive.hasher.hash(password) if password else None
 
         def run(s):
-            node, _ = self.drive._get(s, user_id, node_id, need="owner")
+            node, _ = get_node(s, user_id, node_id, need="owner")
             t = now()
             link = Link(token_hash=token_hash(token), node_id=node.id, role=role, created_by=user_id,
                         created_at=t, expires_at=t + dt.timedelta(seconds=expires_in) if expires_in else None,
@@ -164,22 +165,22 @@ class Sharing:
             s.add(link)
             s.flush()
             return _link_info(link)
-        return self.drive._tx(run, attempts=1), token
+        return self.drive.tx(run, attempts=1), token
 
     def list_links(self, user_id: int, node_id: int) -> list[LinkInfo]:
         with self.drive.sm() as s:
-            node, _ = self.drive._get(s, user_id, node_id, need="owner")
+            node, _ = get_node(s, user_id, node_id, need="owner")
             links = s.execute(sa.select(Link).where(Link.node_id == node.id).order_by(Link.id)).scalars().all()
             return [_link_info(x) for x in links]
 
     def revoke_link(self, user_id: int, node_id: int, link_id: int) -> None:
         def run(s):
-            node, _ = self.drive._get(s, user_id, node_id, need="owner")
+            node, _ = get_node(s, user_id, node_id, need="owner")
             link = s.get(Link, link_id)
             if link is None or link.node_id != node.id or link.revoked_at is not None:
                 raise NotFound(f"link {link_id} not found")
             link.revoked_at = now()
-        self.drive._tx(run)
+        self.drive.tx(run)
 
     def _resolve(self, token: str, password: str | None, node_id: int | None = None) -> tuple[Link, Node]:
         """The link and the node asked for (the linked node, or one below it). Unknown -> 404,
@@ -213,7 +214,7 @@ class Sharing:
                 node = s.get(Node, node_id) if isinstance(node_id, int) else None
                 # below the link's node: read from the node's path, not walked up a query a level
                 if node is None or node.deleted_at is not None or \
-                        root.id not in self.drive._ancestor_ids(s, node):
+                        root.id not in ancestor_ids(s, node):
                     raise NotFound(f"node {node_id} not found")
             return link, node
 

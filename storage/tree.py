@@ -1,4 +1,12 @@
-"""Materialised paths: how a node's ancestors are written in ``nodes.path``.
+"""The tree of nodes: materialised paths, node lookup with the caller's role, the plain record
+a node is handed out as, and the limits on a tree's shape (:class:`TreeLimits`: new nodes,
+moves, the per-owner lock).
+
+Every module that acts on a node finds it with :func:`get_node`, which is also the one
+permission check: a node is visible to its owner and to whoever holds a share on it or on a
+folder above it (the best such share counts).
+
+Materialised paths: how a node's ancestors are written in ``nodes.path``.
 
 A path lists the ids of a node's ancestors, root first, each followed by "/": "/" for a
 root, "/1/5/" for a node whose parent is 5 whose parent is the root 1. So
@@ -14,9 +22,43 @@ root, "/1/5/" for a node whose parent is 5 whose parent is the root 1. So
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+from typing import Mapping
+
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from .clock import now
+from .errors import Forbidden, LimitExceeded, NotFound
+from .models import FileVersion, Node, Share, User
+from .models.nodes import PATH_MAX
 
 ROOT_PATH = "/"
+ROLES = {"viewer": 1, "editor": 2, "owner": 3}
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A node as handed out of storage: its current version's size and hash, and the role
+    of whoever asked."""
+
+    id: int
+    kind: str
+    name: str
+    parent_id: int | None
+    owner_id: int
+    size: int | None
+    sha256: str | None
+    version_id: int | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    deleted_at: dt.datetime | None
+    role: str
+
+    @property
+    def etag(self) -> str | None:
+        return self.sha256
 
 
 def ancestors(path: str) -> list[int]:
@@ -45,3 +87,164 @@ def under(column, prefix: str):
 def depth_sql(column):
     """SQL: the depth of the node whose path is ``column`` (ids = slashes - 1)."""
     return sa.func.length(column) - sa.func.length(sa.func.replace(column, "/", "")) - 1
+
+
+# ---- nodes and roles ------------------------------------------------------------------------
+
+def ancestor_ids(s: Session, node: Node) -> list[int]:
+    """Ids of the folders above ``node``, root first. From its path; a row written without
+    one (older code) is walked parent by parent, in a loop that stops at a cycle."""
+    if node.path is not None:
+        return ancestors(node.path)
+    chain: list[int] = []
+    cur = node
+    while cur is not None and cur.parent_id is not None and cur.parent_id not in chain:
+        chain.append(cur.parent_id)
+        cur = s.get(Node, cur.parent_id)
+    return chain[::-1]
+
+
+def node_path(s: Session, node: Node) -> str:
+    """``node``'s path, from its row or, for a row written without one, its ancestors."""
+    return node.path if node.path is not None else path_of(ancestor_ids(s, node))
+
+
+def role_of(s: Session, user_id: int, node: Node) -> str | None:
+    """The caller's role on ``node``: owner, or the best share on the node or any folder
+    above it, found in one query (the ancestors are read from the node's path)."""
+    if node.owner_id == user_id:
+        return "owner"
+    chain = ancestor_ids(s, node) + [node.id]
+    best = None
+    for (r,) in s.execute(sa.select(Share.role).where(Share.node_id.in_(chain), Share.grantee_id == user_id)):
+        if best is None or ROLES[r] > ROLES[best]:
+            best = r
+    return best
+
+
+def get_node(s: Session, user_id: int, node_id: int, need: str = "viewer",
+             trashed: bool = False) -> tuple[Node, str]:
+    """The node and the caller's role on it. What the caller may not see is NotFound (no
+    existence oracle); what they see but may not change is Forbidden."""
+    node = s.get(Node, node_id) if isinstance(node_id, int) else None
+    if node is None or (node.deleted_at is not None) != trashed:
+        raise NotFound(f"node {node_id} not found")
+    r = role_of(s, user_id, node)
+    if r is None or (trashed and r != "owner"):
+        raise NotFound(f"node {node_id} not found")
+    if ROLES[r] < ROLES[need]:
+        raise Forbidden(f"{r} may not do this on node {node_id}")
+    return node, r
+
+
+def child(s: Session, parent_id: int, name: str) -> Node | None:
+    """The live node named ``name`` in folder ``parent_id``, if any."""
+    return s.execute(sa.select(Node).where(Node.parent_id == parent_id, Node.live_name == name)).scalar_one_or_none()
+
+
+def node_info(s: Session, node: Node, role: str) -> NodeInfo:
+    """``node`` as a :class:`NodeInfo` seen with ``role``."""
+    v = s.get(FileVersion, node.current_version_id) if node.current_version_id else None
+    return info_of(node, v, role)
+
+
+def info_of(node: Node, v: FileVersion | None, role: str) -> NodeInfo:
+    """``node`` with its current version ``v`` (already read) as a :class:`NodeInfo`."""
+    return NodeInfo(node.id, node.kind, node.name, node.parent_id, node.owner_id,
+                    v.size if v else (None if node.kind == "folder" else 0),
+                    v.sha256.hex() if v else None, v.id if v else None,
+                    node.created_at, node.updated_at, node.deleted_at, role)
+
+
+# ---- the shape of an owner's tree -----------------------------------------------------------
+
+def lock_owner(s: Session, owner_id: int) -> None:
+    """Serialise changes to the shape of one owner's tree: moves, restores and node creation
+    all hold the owner's row until they commit, so a path read after this is the committed
+    one and stays so (READ COMMITTED reads the latest commit per statement; SQLite's BEGIN
+    IMMEDIATE serialises all writers anyway)."""
+    s.execute(sa.select(User.id).where(User.id == owner_id).with_for_update()).scalar_one()
+
+
+class TreeLimits:
+    """New nodes and moves within the configured limits (``limits.max_depth``,
+    ``limits.max_nodes_per_user``, ``limits.max_nodes_per_copy``), read from the
+    configuration at each check."""
+
+    def __init__(self, config: Mapping):
+        self.config = config
+
+    def new_node(self, s: Session, parent: Node, kind: str, name: str, *, reserved: bool = False) -> Node:
+        """A live node named ``name`` in folder ``parent``, owned by the folder's owner. It
+        counts against the owner's node limit (unless the caller ``reserved`` it already,
+        with :meth:`reserve_nodes`) and may not lie deeper than ``limits.max_depth``."""
+        if not reserved:
+            self.reserve_nodes(s, parent.owner_id, 1)
+        node = self.node_row(parent, kind, name, self.child_path(s, parent))
+        s.add(node)
+        s.flush()
+        return node
+
+    def node_row(self, parent: Node, kind: str, name: str, path: str) -> Node:
+        self.check_depth(depth(path), len(path))
+        t = now()
+        return Node(owner_id=parent.owner_id, parent_id=parent.id, kind=kind, name=name,
+                    live_name=name, path=path, created_at=t, updated_at=t)
+
+    def limit(self, key: str) -> int:
+        return int(self.config["limits"][key])
+
+    def check_depth(self, depth: int, longest_path: int = 0) -> None:
+        """Refuse a tree that would reach ``depth`` levels below a root, or store a path
+        longer than the column holds."""
+        most = self.limit("max_depth")
+        if depth > most:
+            raise LimitExceeded(f"folders may nest at most {most} levels deep (limits.max_depth); "
+                                f"this would make {depth}", limit="max_depth", max=most)
+        if longest_path > PATH_MAX:
+            raise LimitExceeded(f"this would nest folders deeper than their ids can be stored ({PATH_MAX} "
+                                f"characters of path; limits.max_depth is {most})", limit="max_depth", max=most)
+
+    def child_path(self, s: Session, parent: Node) -> str:
+        """The path of a new node in folder ``parent``, checked against the depth limit. The
+        parent's path is read afresh: a move committed since ``parent`` was loaded may have
+        changed it (node creation holds the owner's row, see :meth:`reserve_nodes`, so no
+        move runs between this read and the commit)."""
+        ppath = s.execute(sa.select(Node.path).where(Node.id == parent.id)).scalar_one()
+        if ppath is None:
+            ppath = path_of(ancestor_ids(s, parent))
+        path = child_path(ppath, parent.id)
+        self.check_depth(depth(path), len(path))
+        return path
+
+    def reserve_nodes(self, s: Session, owner_id: int, n: int) -> None:
+        """Count ``n`` more nodes (fewer if negative) against ``owner_id``'s node limit, in
+        one guarded UPDATE of their row. That row is also the lock every change to the
+        shape of the owner's tree takes first (see :func:`lock_owner`)."""
+        stmt = sa.update(User).where(User.id == owner_id).values(node_count=User.node_count + n)
+        most = self.limit("max_nodes_per_user")
+        if n > 0:
+            stmt = stmt.where(User.node_count + n <= most)
+        if s.execute(stmt.execution_options(synchronize_session=False)).rowcount == 0 and n > 0:
+            raise LimitExceeded(f"a user may own at most {most} files and folders, trash included "
+                                f"(limits.max_nodes_per_user); this needs {n} more", limit="max_nodes_per_user",
+                                max=most)
+
+    def reparent(self, s: Session, node: Node, parent: Node) -> None:
+        """Put ``node`` (and its subtree, live and trashed) under ``parent``: the depth is
+        checked for the deepest node that moves, and every path below is rewritten in one
+        UPDATE over the subtree's index range. The caller holds the owner's lock."""
+        old = node_path(s, node)
+        new = self.child_path(s, parent)
+        old_prefix, new_prefix = child_path(old, node.id), child_path(new, node.id)
+        deepest, longest = s.execute(sa.select(sa.func.max(depth_sql(Node.path)),
+                                               sa.func.max(sa.func.length(Node.path)))
+                                     .where(under(Node.path, old_prefix))).one()
+        if deepest is not None:
+            self.check_depth(int(deepest) - depth(old) + depth(new),
+                             int(longest) - len(old_prefix) + len(new_prefix))
+        if old != new:
+            s.execute(sa.update(Node).where(under(Node.path, old_prefix))
+                      .values(path=sa.literal(new_prefix) + sa.func.substr(Node.path, len(old_prefix) + 1))
+                      .execution_options(synchronize_session=False))
+        node.parent_id, node.path = parent.id, new

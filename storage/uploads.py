@@ -34,7 +34,6 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator
 
@@ -46,6 +45,8 @@ from .blockindex import Ingested
 from .packstore import BlockLocation
 from .clock import now
 from .drive import Drive, PutResult
+from .tree import node_info, role_of
+from .versions import NewVersion, Ref, commit_version
 from .errors import (ChecksumMismatch, Conflict, ContentMismatch, Gone, InvalidInput, NotFound,
                      OffsetMismatch, QuotaExceeded, RetryLater, SessionLimit)
 from .models import Block, FileVersion, Node, Pack, UploadChunk, UploadPin, UploadSession, User, VersionBlock
@@ -144,11 +145,11 @@ class Uploads:
         """Fail early (editor rights on the folder, the owner's quota) before any byte is
         sent. The version this upload replaces stays as an old version: it frees nothing."""
         with self.drive.sm() as s:
-            _parent, _existing, owner = self.drive._put_target(s, user_id, parent_id, name, None, False)
+            _parent, _existing, owner = self.drive.put_target(s, user_id, parent_id, name, None, False)
             room = owner.quota_bytes - owner.used_bytes - owner.pending_bytes
             owner_id = owner.id
         if length > room:
-            self.drive._refuse(owner_id, length)
+            self.drive.refuse(owner_id, length)
 
     def _load(self, s: Session, user_id: int, sid: str, kind: str = "tus") -> UploadSession:
         us = s.get(UploadSession, sid) if isinstance(sid, str) and len(sid) <= 32 else None
@@ -202,7 +203,7 @@ class Uploads:
             # Only blocks the caller already has (their files', their block session's, or
             # pinned by this upload) skip the write: see put_block.
             with self.drive.sm() as s:
-                return self._usable(s, user_id, block_ids) | {r[0] for r in s.execute(
+                return self.usable(s, user_id, block_ids) | {r[0] for r in s.execute(
                     sa.select(UploadPin.block_id).where(UploadPin.session_id == sid,
                                                         UploadPin.block_id.in_(block_ids)))}
 
@@ -266,7 +267,7 @@ class Uploads:
                 off += n
             if rows:
                 s.execute(sa.insert(UploadChunk), rows)
-        self.drive._tx(run, attempts=1)
+        self.drive.tx(run, attempts=1)
         crashpoints.reach("tus:chunk_committed")
         if old_tail and old_tail != new_tail:
             self._forget(old_tail)
@@ -309,37 +310,35 @@ class Uploads:
             if us.offset != us.length:
                 raise InvalidInput(f"upload {sid} has {us.offset} of {us.length} bytes")
             meta = json.loads(us.meta)
-            refs = [(r.block_id, r.offset, r.size) for r in s.execute(
+            refs = [Ref(r.block_id, r.size) for r in s.execute(
                 sa.select(UploadChunk).where(UploadChunk.session_id == sid).order_by(UploadChunk.seq)).scalars()]
             parent_id, name, length = us.parent_id, us.name, us.length
-        sha = bytes.fromhex(meta["whole"]) if meta.get("whole") else self._hash_blocks([r[0] for r in refs])
+        sha = bytes.fromhex(meta["whole"]) if meta.get("whole") else self.hash_blocks([r.block_id for r in refs])
         try:
-            res = self._commit_version(user_id, parent_id, name, [(b, o) for b, o, _ in refs], length, sha, sid=sid)
+            res = self._commit_version(user_id, parent_id, name, refs, length, sha, sid=sid)
         except QuotaExceeded:
             self.abort(sid)
             raise
         crashpoints.reach("tus:after_finish")
         return res
 
-    def _commit_version(self, user_id: int, parent_id: int, name: str, refs: list[tuple[bytes, int]],
-                        size: int, sha: bytes, sid: str | None = None, if_match=None,
-                        release: Iterable[bytes] = (), block_sid: str | None = None) -> PutResult:
+    def _commit_version(self, user_id: int, parent_id: int, name: str, refs: list[Ref], size: int, sha: bytes,
+                        sid: str | None = None, if_match=None, release: Iterable[bytes] = (),
+                        block_sid: str | None = None) -> PutResult:
+        """Commit the version an upload session (``sid``, a tus upload) or the block session
+        ``block_sid`` (pins on ``release``) promised, giving back what the session held."""
         d = self.drive
 
         def run(s):
-            parent, node, _owner = d._put_target(s, user_id, parent_id, name, if_match, False)
+            parent, node, _owner = d.put_target(s, user_id, parent_id, name, if_match, False)
             created = node is None
             held = 0
             if sid is not None:
                 held = s.execute(sa.select(UploadSession.reserved_bytes).where(UploadSession.id == sid)).scalar() or 0
             elif block_sid is not None:
-                held = self._unpin(s, block_sid, release)
+                held = self.unpin(s, block_sid, release)
             # The reservation turns into the version it promised, in this transaction.
-            quota.settle(s, parent.owner_id, d.charge_of(size, len(refs)), user_id, held, self.floor)
-            self.store.add_refs(s, Counter(b for b, _ in refs))
-            if created:
-                node = d._new_node(s, parent, "file", name)
-            v = d._add_version(s, node, size, sha, user_id, refs)
+            node, vid = commit_version(s, d, user_id, NewVersion(parent, node, name, refs, size, sha), held=held)
             if sid is not None:
                 s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid))
                 s.execute(sa.delete(UploadChunk).where(UploadChunk.session_id == sid))
@@ -348,13 +347,10 @@ class Uploads:
                              .values(state="done", node_id=node.id, reserved_bytes=0)
                              .execution_options(synchronize_session=False)).rowcount != 1:
                     raise Conflict(f"upload {sid} is already complete")
-            return PutResult(d._info(s, node, d._role(s, user_id, node)), v.id, created, 0)
-        try:
-            return d._tx(run)
-        except Exception:
-            raise
+            return PutResult(node_info(s, node, role_of(s, user_id, node)), vid, created, 0)
+        return d.tx(run)
 
-    def _unpin(self, s: Session, block_sid: str, ids: Iterable[bytes]) -> int:
+    def unpin(self, s: Session, block_sid: str, ids: Iterable[bytes]) -> int:
         """Release the block session's pins on ``ids`` (now kept by refs) and its hold on
         their pending bytes; returns those bytes, which the caller gives back to the user in
         the transaction that charges the version."""
@@ -392,7 +388,7 @@ class Uploads:
                 raise InvalidInput(f"unknown block {missing[0]}", block=missing[0])
             yield from self.store.read_blocks([locs[b] for b in part])
 
-    def _hash_blocks(self, ids: list[bytes]) -> bytes:
+    def hash_blocks(self, ids: list[bytes]) -> bytes:
         h = hashlib.sha256()
         for raw in self.stream_blocks(ids):
             h.update(raw)
@@ -434,7 +430,7 @@ class Uploads:
 
     # ---- the block API ---------------------------------------------------------------
 
-    def _block_session(self, s: Session, user_id: int) -> UploadSession:
+    def block_session(self, s: Session, user_id: int) -> UploadSession:
         sid = f"blocks-{user_id}"
         us = s.get(UploadSession, sid, with_for_update=True)
         t = now()
@@ -446,7 +442,7 @@ class Uploads:
             # session alone.
             quota.release_session(s, sid)
             s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid))
-            us.created_at, us.expires_at, us.reserved_bytes = t, self._block_expiry(t, t), 0
+            us.created_at, us.expires_at, us.reserved_bytes = t, self.block_expiry(t, t), 0
             s.flush()
         if us is None or us.state != "active":
             if us is not None:
@@ -456,12 +452,12 @@ class Uploads:
                 s.flush()
             us = UploadSession(id=sid, user_id=user_id, parent_id=0, name="", offset=0, length=None,
                                state="active", kind="blocks", meta="{}", created_at=t,
-                               expires_at=self._block_expiry(t, t), reserved_bytes=0)
+                               expires_at=self.block_expiry(t, t), reserved_bytes=0)
             s.add(us)
             s.flush()
         return us
 
-    def _block_expiry(self, created: dt.datetime, t: dt.datetime) -> dt.datetime:
+    def block_expiry(self, created: dt.datetime, t: dt.datetime) -> dt.datetime:
         """A block session lives while blocks keep coming, but never past its absolute
         lifetime: a client sending one block an hour cannot hold pins (and pending bytes) for
         ever."""
@@ -479,7 +475,7 @@ class Uploads:
             u = s.execute(sa.select(User.used_bytes, User.pending_bytes, User.quota_bytes)
                           .where(User.id == user_id)).one()
         if u.used_bytes + u.pending_bytes + nbytes > u.quota_bytes:
-            self.drive._refuse(user_id, nbytes)
+            self.drive.refuse(user_id, nbytes)
 
     def hold_blocks(self, s: Session, us: UploadSession, ids: set[bytes], sizes: dict[bytes, int]) -> None:
         """Pin ``ids`` in the block session ``us``, within its cap, and hold the pending
@@ -510,7 +506,7 @@ class Uploads:
                 raise InvalidInput(f"not a SHA-256 hex digest: {h[:80]!r}") from None
         return out
 
-    def _usable(self, s: Session, user_id: int, ids: list[bytes]) -> set[bytes]:
+    def usable(self, s: Session, user_id: int, ids: list[bytes]) -> set[bytes]:
         """Of ``ids``, those the caller may build on: refs of their own files' versions, or
         pinned in their live block session."""
         have: set[bytes] = set()
@@ -532,7 +528,7 @@ class Uploads:
     def missing(self, user_id: int, hashes) -> list[str]:
         ids = self.parse_hashes(hashes)
         with self.drive.sm() as s:
-            have = self._usable(s, user_id, ids)
+            have = self.usable(s, user_id, ids)
         out, seen = [], set()
         for b in ids:
             if b not in have and b not in seen:
@@ -571,7 +567,7 @@ class Uploads:
         # shortcut there would answer faster and tell that someone stores this content. The
         # copy loses to the existing row at commit and is dead bytes that compact reclaims.
         with self.drive.sm() as s:
-            owned = bool(self._usable(s, user_id, [bid]))
+            owned = bool(self.usable(s, user_id, [bid]))
         sink = self.store.writer(ing)
         try:
             sink.add_chunks([(bid, data)], lambda block_ids: set(block_ids) if owned else set())
@@ -583,13 +579,13 @@ class Uploads:
             crashpoints.reach("block:stored")
 
         def run(s):
-            us = self._block_session(s, user_id)
-            had = bid in self._usable(s, user_id, [bid])
-            us.expires_at = self._block_expiry(us.created_at, now())
+            us = self.block_session(s, user_id)
+            had = bid in self.usable(s, user_id, [bid])
+            us.expires_at = self.block_expiry(us.created_at, now())
             self.store.commit(s, ing)
             self.hold_blocks(s, us, {bid}, {bid: len(data)})
             return not had
-        return self.drive._tx(run)
+        return self.drive.tx(run)
 
     def commit_blocks(self, user_id: int, parent_id: int, name: str, hashes, size, sha256,
                       if_match=None) -> PutResult:
@@ -605,19 +601,17 @@ class Uploads:
         if sha is None:
             raise InvalidInput("sha256 must be the file's SHA-256 as 64 hex digits")
         with self.drive.sm() as s:
-            self.drive._put_target(s, user_id, parent_id, name, if_match, False)
-            have = self._usable(s, user_id, ids)
+            self.drive.put_target(s, user_id, parent_id, name, if_match, False)
+            have = self.usable(s, user_id, ids)
         lacking = [b.hex() for b in ids if b not in have]
         if lacking:
             raise InvalidInput(f"{len(lacking)} block(s) not sent yet", missing=len(lacking), first=lacking[0])
         locs = self._locations(ids)
-        refs, off = [], 0
-        for b in ids:
-            refs.append((b, off))
-            off += locs[b].size
-        if off != size:
-            raise ContentMismatch(f"the blocks hold {off} bytes, not {size}")
-        if self._hash_blocks(ids) != sha:
+        refs = [Ref(b, locs[b].size) for b in ids]
+        total = sum(r.size for r in refs)
+        if total != size:
+            raise ContentMismatch(f"the blocks hold {total} bytes, not {size}")
+        if self.hash_blocks(ids) != sha:
             raise ContentMismatch("the blocks' content does not hash to the given sha256")
         res = self._commit_version(user_id, parent_id, name, refs, size, sha, if_match=if_match,
                                    release=ids, block_sid=f"blocks-{user_id}")

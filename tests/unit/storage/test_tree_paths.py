@@ -70,7 +70,7 @@ def test_role_checks_every_ancestor_in_one_query(drive, make_user):
         with drive.sm() as s:
             node = s.get(Node, ids[depth - 1])
             with count_queries(drive.engine) as seen:
-                role = drive._role(s, guest.id, node)
+                role = tree.role_of(s, guest.id, node)
             assert role == "editor"
             costs[depth] = len(seen)
     assert costs[2] == costs[150] == 1
@@ -78,7 +78,7 @@ def test_role_checks_every_ancestor_in_one_query(drive, make_user):
     with drive.sm() as s:
         node = s.get(Node, ids[-1])
         with count_queries(drive.engine) as seen:
-            assert drive._role(s, stranger.id, node) is None
+            assert tree.role_of(s, stranger.id, node) is None
     assert len(seen) == 1
 
 

@@ -176,14 +176,14 @@ def test_resume_after_a_crash_between_appends(drive, up, make_user, config, db_e
     info = up.create(a.id, a.root_id, "f.bin", len(data))
     info, _ = _send(up, a, info.id, data, 0, 333_333)
 
-    real_tx = drive._tx
+    real_tx = drive.tx
 
     def crash(fn, attempts=4):
         raise _Crash()
-    drive._tx = crash
+    drive.tx = crash
     with pytest.raises(_Crash):
         _send(up, a, info.id, data, 333_333, 800_000)
-    drive._tx = real_tx
+    drive.tx = real_tx
 
     class Broken(io.BytesIO):  # a body whose socket dies mid-read: the append fails, nothing moves
         def read(self, n=-1):
