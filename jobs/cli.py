@@ -36,7 +36,7 @@ def _setup_logging(args, cfg=None) -> None:
         keep_output_in(None if level <= logging.DEBUG else spark_log(cfg))
 
 
-def _drive(args):
+def open_drive(args):
     from storage.config import load_config
     from storage.db import check_ready, make_engine
     from storage.drive import Drive
@@ -66,7 +66,7 @@ def cmd_run(args) -> int:
     from .context import stderr_progress
     from .runner import JobBusy, run_job
     from .spark import get_spark, stop_spark
-    drive = _drive(args)
+    drive = open_drive(args)
     _setup_logging(args, drive.config)
     options = {}
     if getattr(args, "into", None):
@@ -94,7 +94,7 @@ def cmd_run(args) -> int:
 def cmd_history(args) -> int:
     from storage.jobruns import RunStats, history
     _setup_logging(args)
-    rows = history(_drive(args).sm, args.limit, args.job)
+    rows = history(open_drive(args).sm, args.limit, args.job)
     if args.json:
         print(json.dumps(rows))
     else:
@@ -113,7 +113,7 @@ def cmd_history(args) -> int:
 def cmd_scheduler(args) -> int:
     from .catalog import TIMEZONE
     from .scheduler import Scheduler, validate_schedule
-    drive = _drive(args)
+    drive = open_drive(args)
     _setup_logging(args, drive.config)
     validate_schedule(drive.config)
     sched = Scheduler(drive, blocking=True)

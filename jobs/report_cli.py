@@ -74,8 +74,8 @@ def render(snap: dict) -> str:
 def cmd_report(args) -> int:
     from storage import reports
     from storage.states import JobStatus
-    from .cli import _drive
-    drive = _drive(args)
+    from .cli import open_drive
+    drive = open_drive(args)
     if args.run:
         from .context import stderr_progress
         from .runner import JobBusy, run_job
