@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "architecture.md"
 KIND = "graph"
 PACKAGES = ("storage", "webapi", "client", "jobs", "bench")
-COLLAPSE = ("storage.models", "storage.backends", "webapi.client")
+COLLAPSE = ("storage.models", "storage.backends", "webapi.admin", "client.sync")
 SKIP = ("storage.migrations",)
 # a module imported by at least this share of a package's modules is "used everywhere"
 COMMON_SHARE = 0.3

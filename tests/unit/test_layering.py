@@ -295,8 +295,8 @@ def test_the_checker_sees_private_names(tmp_path):
 # ---- the client, bench, and the way into storage ---------------------------------------------
 
 def client_package(root: Path) -> Path:
-    """The user's client: top-level client/ once it exists, webapi/client/ until then."""
-    return root / "client" if (root / "client").is_dir() else root / "webapi" / "client"
+    """The user's client, the top-level client/ package."""
+    return root / "client"
 
 
 def client_violations(root: Path) -> list[str]:
