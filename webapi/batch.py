@@ -125,21 +125,23 @@ def _run_batch(entries: list, parse, run) -> list[dict]:
     return results  # type: ignore[return-value]
 
 
+def _at_most(entries: list, most: int, what: str) -> list:
+    if len(entries) > most:
+        raise InvalidInput(f"{what} must be a list of at most {most} objects")
+    return entries
+
+
 @bp.post("/batch/commit")
 @login_required
 def commit():
-    files = parse(BatchCommit).files
-    if len(files) > batch.MAX_BATCH_FILES:
-        raise InvalidInput(f"files must be a list of at most {batch.MAX_BATCH_FILES} objects")
+    files = _at_most(parse(BatchCommit).files, batch.MAX_BATCH_FILES, "files")
     return jsonify(results=_run_batch(files, file_entry, lambda ok: batch.commit_many(uploads(), g.user.id, ok)))
 
 
 @bp.post("/batch/folders")
 @login_required
 def folders():
-    entries = parse(BatchFolders).folders
-    if len(entries) > batch.MAX_BATCH_FOLDERS:
-        raise InvalidInput(f"folders must be a list of at most {batch.MAX_BATCH_FOLDERS} objects")
+    entries = _at_most(parse(BatchFolders).folders, batch.MAX_BATCH_FOLDERS, "folders")
     return jsonify(results=_run_batch(entries, folder_entry, lambda ok: batch.make_folders(drive(), g.user.id, ok)))
 
 

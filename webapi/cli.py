@@ -106,6 +106,12 @@ def cmd_user_revoke_tokens(args) -> int:
     return EXIT_OK
 
 
+def _drive_and_user(args):
+    """The drive, and the user named by ``--user``, for the commands that act as one."""
+    drive = _drive(args)
+    return drive, drive.user_by_email(args.user)
+
+
 def _parent_and_name(drive, user_id: int, remote: str):
     from storage.names import split_path
     parts = split_path(remote)
@@ -116,8 +122,7 @@ def _parent_and_name(drive, user_id: int, remote: str):
 
 
 def cmd_put(args) -> int:
-    drive = _drive(args)
-    user = drive.user_by_email(args.user)
+    drive, user = _drive_and_user(args)
     local = Path(args.local)
     if not local.is_file():
         raise ConfigError(f"{local}: not a readable file")
@@ -138,8 +143,7 @@ def cmd_put(args) -> int:
 
 def cmd_get(args) -> int:
     import hashlib
-    drive = _drive(args)
-    user = drive.user_by_email(args.user)
+    drive, user = _drive_and_user(args)
     node = drive.resolve(user.id, args.remote)
     info, version, chunks = drive.open(user.id, node.id)
     dest = Path(args.local)
@@ -165,8 +169,7 @@ def cmd_get(args) -> int:
 
 
 def cmd_ls(args) -> int:
-    drive = _drive(args)
-    user = drive.user_by_email(args.user)
+    drive, user = _drive_and_user(args)
     node = drive.resolve(user.id, args.remote)
     items, cursor = ([node], None) if node.kind == "file" else drive.list_children(user.id, node.id, limit=1000)
     rows = []
@@ -186,8 +189,7 @@ def cmd_ls(args) -> int:
 
 
 def cmd_mkdir(args) -> int:
-    drive = _drive(args)
-    user = drive.user_by_email(args.user)
+    drive, user = _drive_and_user(args)
     node = drive.mkdirs(user.id, args.remote)
     print(f"{args.remote}: folder {node.id}")
     return EXIT_OK
