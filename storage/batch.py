@@ -39,6 +39,7 @@ from .tree import get_node
 from .uploads import Uploads
 from .wire import FRAME, MAX_BATCH_BLOCKS, MAX_BATCH_FILES, MAX_BATCH_FOLDERS
 from .versions import NewVersion, Ref, check_preconditions, insert_rows, new_node_paths, write_versions
+from .states import Role
 
 MAX_BATCH_BYTES = 32 * 1024 * 1024  # per request (a single larger block may still come alone)
 EMPTY_SHA = hashlib.sha256(b"").digest()
@@ -240,7 +241,7 @@ def commit_many(up: Uploads, user_id: int, files: list[FileEntry]) -> list[Commi
                 if (parent_id, name) in taken:
                     raise Conflict(f"{name!r} appears twice in this batch")
                 if parent_id not in parents:
-                    parents[parent_id] = get_node(s, user_id, parent_id, need="editor")[0]
+                    parents[parent_id] = get_node(s, user_id, parent_id, need=Role.EDITOR)[0]
                 parent = parents[parent_id]
                 if parent.kind != "folder":
                     raise InvalidInput(f"node {parent_id} is not a folder")
@@ -296,7 +297,7 @@ def make_folders(drive, user_id: int, folders: list[FolderEntry]) -> list[Folder
                 pid = e.parent_id
                 name = validate_name(e.name)
                 if pid not in parents:
-                    parents[pid] = get_node(s, user_id, pid, need="editor")[0]
+                    parents[pid] = get_node(s, user_id, pid, need=Role.EDITOR)[0]
                 parent = parents[pid]
                 if parent.kind != "folder":
                     raise InvalidInput(f"node {pid} is not a folder")

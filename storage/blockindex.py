@@ -23,6 +23,7 @@ from .clock import now
 from .errors import NotFound, RetryLater
 from .models import Block, Pack
 from .packstore import BlockLocation, tier_of
+from .states import PackState
 
 LOOKUP_CHUNK = 500  # block ids per IN (...) list
 
@@ -117,7 +118,7 @@ class BlockIndex:
     def register_open_pack(self, pack_id: str, url: str) -> None:
         """An ``open`` row before any byte is written: a crash leaves a pack GC can find."""
         with self.sm() as s, s.begin():
-            s.add(Pack(id=pack_id, url=url, tier=tier_of(url), state="open", created_at=now()))
+            s.add(Pack(id=pack_id, url=url, tier=tier_of(url), state=PackState.OPEN, created_at=now()))
 
     def known_blocks(self, block_ids: Iterable[bytes]) -> set[bytes]:
         """The subset of ``block_ids`` already stored and not marked for GC. A marked block may
@@ -168,8 +169,8 @@ class BlockIndex:
         for p in ing.packs:
             # Only a pack still open: GC retires open packs of uploads it takes for dead, and
             # sealing one of those would point blocks at a file about to be deleted.
-            res = s.execute(sa.update(Pack).where(Pack.id == p.id, Pack.state == "open").values(
-                state="sealed", size=p.size, live_bytes=live[p.id], checksum=p.checksum, sealed_at=t))
+            res = s.execute(sa.update(Pack).where(Pack.id == p.id, Pack.state == PackState.OPEN).values(
+                state=PackState.SEALED, size=p.size, live_bytes=live[p.id], checksum=p.checksum, sealed_at=t))
             if res.rowcount != 1:
                 raise RetryLater(f"pack {p.id} was reclaimed before this upload committed; retry")
         for pack_id in sorted(ing.shared_packs):
@@ -184,12 +185,12 @@ class BlockIndex:
                             .with_for_update(read=True)).first()
             end = max(b.offset + packfmt.RECORD_HEADER + b.stored_size
                       for b in ing.new_blocks.values() if b.pack_id == pack_id)
-            if row is None or not (row.state == "open" or (row.state == "sealed" and (row.size or 0) >= end)):
+            if row is None or not (row.state == PackState.OPEN or (row.state == PackState.SEALED and (row.size or 0) >= end)):
                 if on_lost_shared is not None:
                     on_lost_shared(pack_id)  # so the retry appends to a new pack
                 raise RetryLater(f"pack {pack_id} was reclaimed before this upload committed; retry")
         for pack_id in ing.unused_packs:
-            s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state == "open").values(state="deleted"))
+            s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state == PackState.OPEN).values(state=PackState.DELETED))
         if rows:
             # Core, not the ORM's bulk insert: the same statement without its per-row work.
             s.execute(sa.insert(Block.__table__), rows)

@@ -32,6 +32,7 @@ from .models import Block, FileVersion, Link, Node, Pack, Share, User, VersionBl
 from .names import split_path, validate_name
 from .tree import ROLES, NodeInfo, get_node, node_info
 from .versions import NewVersion, Ref, check_preconditions, commit_version, version_refs
+from .states import Role
 
 __all__ = ["ROLES", "SORTS", "Drive", "NodeInfo", "PutResult", "VersionInfo"]
 SORTS = ("name", "updated", "size")
@@ -184,7 +185,7 @@ class Drive:
                 node = tree.child(s, node.id, name) if node.kind == "folder" else None
                 if node is None:
                     raise NotFound(f"{'/' + '/'.join(parts[:i + 1])} not found")
-            return node_info(s, node, "owner")
+            return node_info(s, node, Role.OWNER)
 
     def list_children(self, user_id: int, folder_id: int, sort: str = "name", desc: bool = False,
                       limit: int = 100, cursor: str | None = None) -> tuple[list[NodeInfo], str | None]:
@@ -226,7 +227,7 @@ class Drive:
         name = validate_name(name)
 
         def run(s):
-            parent, _ = get_node(s, user_id, parent_id, need="editor")
+            parent, _ = get_node(s, user_id, parent_id, need=Role.EDITOR)
             if parent.kind != "folder":
                 raise InvalidInput(f"node {parent_id} is not a folder")
             if tree.child(s, parent.id, name) is not None:
@@ -249,7 +250,7 @@ class Drive:
         for name in split_path(path):
             with self.sm() as s:
                 child = tree.child(s, node.id, name)
-                info = node_info(s, child, "owner") if child is not None else None
+                info = node_info(s, child, Role.OWNER) if child is not None else None
             if info is None:
                 info = self.mkdir(user_id, node.id, name)
             elif info.kind != "folder":
@@ -315,7 +316,7 @@ class Drive:
         """Where a new version of ``name`` in folder ``parent_id`` goes: the folder (the
         caller must be an editor), the file already there (or None) and the folder's owner.
         Checks the preconditions and, for a new file, the owner's tree limits."""
-        parent, _ = get_node(s, user_id, parent_id, need="editor")
+        parent, _ = get_node(s, user_id, parent_id, need=Role.EDITOR)
         if parent.kind != "folder":
             raise InvalidInput(f"node {parent_id} is not a folder")
         existing = tree.child(s, parent.id, name)
@@ -342,13 +343,13 @@ class Drive:
             name = validate_name(name)
 
         def run(s):
-            node, _ = get_node(s, user_id, node_id, need="editor")
+            node, _ = get_node(s, user_id, node_id, need=Role.EDITOR)
             if node.parent_id is None:
                 raise InvalidInput("the root folder cannot be renamed or moved")
             new_parent = node.parent_id if parent_id is None else parent_id
             dest = None
             if new_parent != node.parent_id:
-                dest, _ = get_node(s, user_id, new_parent, need="editor")
+                dest, _ = get_node(s, user_id, new_parent, need=Role.EDITOR)
                 if dest.kind != "folder":
                     raise InvalidInput(f"node {new_parent} is not a folder")
                 if dest.owner_id != node.owner_id:
@@ -383,7 +384,7 @@ class Drive:
 
         def run(s):
             src, _ = get_node(s, user_id, node_id)
-            dest, _ = get_node(s, user_id, parent_id, need="editor")
+            dest, _ = get_node(s, user_id, parent_id, need=Role.EDITOR)
             if dest.kind != "folder":
                 raise InvalidInput(f"node {parent_id} is not a folder")
             if src.id == dest.id or src.id in tree.ancestor_ids(s, dest):
@@ -445,7 +446,7 @@ class Drive:
     def delete(self, user_id: int, node_id: int) -> NodeInfo:
         """Move a node (and everything below it) to its owner's trash."""
         def run(s):
-            node, role = get_node(s, user_id, node_id, need="editor")
+            node, role = get_node(s, user_id, node_id, need=Role.EDITOR)
             if node.parent_id is None:
                 raise InvalidInput("the root folder cannot be deleted")
             # a folder created or moved into this subtree meanwhile is trashed with it, not left live
@@ -465,13 +466,13 @@ class Drive:
             nodes = s.execute(sa.select(Node).where(Node.owner_id == user_id, Node.deleted_at.is_not(None),
                                                     Node.trashed_with == Node.id)
                               .order_by(Node.deleted_at.desc(), Node.id).limit(limit)).scalars().all()
-            return [node_info(s, n, "owner") for n in nodes]
+            return [node_info(s, n, Role.OWNER) for n in nodes]
 
     def restore(self, user_id: int, node_id: int) -> NodeInfo:
         """Bring a node back from the trash with everything deleted along with it. If its
         folder is gone it lands in the root; a name now taken gets a " (restored)" suffix."""
         def run(s):
-            node, _ = get_node(s, user_id, node_id, need="owner", trashed=True)
+            node, _ = get_node(s, user_id, node_id, need=Role.OWNER, trashed=True)
             if node.trashed_with != node.id:
                 raise InvalidInput(f"node {node_id} was deleted with its folder; restore that folder")
             # its folder may have moved (deeper) or gone since it was deleted: the paths below
@@ -496,7 +497,7 @@ class Drive:
                 m.deleted_at, m.trashed_with, m.live_name = None, None, m.name
             node.name, node.live_name = name, name
             s.flush()
-            return node_info(s, node, "owner")
+            return node_info(s, node, Role.OWNER)
         return self.tx(run)
 
     def purge(self, user_id: int, node_id: int) -> int:
@@ -504,7 +505,7 @@ class Drive:
         of versions removed. Refcounts drop in the same transaction; the blocks themselves
         are left to GC."""
         def run(s):
-            node, _ = get_node(s, user_id, node_id, need="owner", trashed=True)
+            node, _ = get_node(s, user_id, node_id, need=Role.OWNER, trashed=True)
             if node.trashed_with != node.id:
                 raise InvalidInput(f"node {node_id} was deleted with its folder; purge that folder")
             return self._purge(s, node)
@@ -575,7 +576,7 @@ class Drive:
     def restore_version(self, user_id: int, node_id: int, version_id: int) -> PutResult:
         """Make an old version current again, as a new version with the same blocks."""
         def run(s):
-            node, role = get_node(s, user_id, node_id, need="editor")
+            node, role = get_node(s, user_id, node_id, need=Role.EDITOR)
             old = s.get(FileVersion, version_id)
             if old is None or old.node_id != node.id:
                 raise NotFound(f"version {version_id} not found")
@@ -590,7 +591,7 @@ class Drive:
         instead of waiting for the retention policy). The current version cannot be purged:
         delete the file instead. Returns the bytes freed."""
         def run(s):
-            node, _ = get_node(s, user_id, node_id, need="owner")
+            node, _ = get_node(s, user_id, node_id, need=Role.OWNER)
             v = s.get(FileVersion, version_id) if isinstance(version_id, int) else None
             if v is None or v.node_id != node.id:
                 raise NotFound(f"version {version_id} not found")

@@ -33,6 +33,7 @@ from .packstore import BlockLocation
 from .errors import BlockdriveError
 from .models import Block, FileVersion, Node, Pack, UploadSession, User, VersionBlock
 from .tree import ROOT_PATH, child_path
+from .states import PackState, UploadState
 
 BATCH = 5000
 
@@ -68,12 +69,12 @@ def fsck(drive, deep: bool = False, progress: Callable[[int, int], None] | None 
         _check_usage(s, rep, drive.floor)
         _check_tree(s, rep)
         pointed = sa.exists().where(Block.pack_id == Pack.id)
-        packs = s.execute(sa.select(Pack).where(sa.or_(Pack.state.in_(("sealed", "retiring")),
-                                                       sa.and_(Pack.state == "open", pointed)))).scalars().all()
+        packs = s.execute(sa.select(Pack).where(sa.or_(Pack.state.in_((PackState.SEALED, PackState.RETIRING)),
+                                                       sa.and_(Pack.state == PackState.OPEN, pointed)))).scalars().all()
         rep.stats["packs"] = len(packs)
         for (pack_id, state) in s.execute(sa.select(Block.pack_id, Pack.state).outerjoin(
                 Pack, Pack.id == Block.pack_id).where(sa.or_(Pack.id.is_(None),
-                                                             Pack.state.not_in(("sealed", "retiring", "open"))))
+                                                             Pack.state.not_in((PackState.SEALED, PackState.RETIRING, PackState.OPEN))))
                                           .distinct()):
             rep.add("block-in-bad-pack", f"blocks point to pack {pack_id} which is {state or 'missing'}")
     total = sum(p.size or 0 for p in packs)
@@ -131,7 +132,7 @@ def _check_usage(s, rep: FsckReport, floor: int) -> None:
                           .join(FileVersion, FileVersion.node_id == Node.id)
                           .group_by(Node.owner_id)).all())
     pending = dict(s.execute(sa.select(UploadSession.user_id, sa.func.sum(UploadSession.reserved_bytes))
-                             .where(UploadSession.state == "active").group_by(UploadSession.user_id)).all())
+                             .where(UploadSession.state == UploadState.ACTIVE).group_by(UploadSession.user_id)).all())
     for uid, email, recorded, held in s.execute(sa.select(User.id, User.email, User.used_bytes, User.pending_bytes)):
         actual = int(used.get(uid) or 0)
         if recorded != actual:

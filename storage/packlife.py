@@ -26,6 +26,7 @@ from .clock import now
 from .errors import IntegrityError, NotFound
 from .models import Block, Pack
 from .packstore import Move, PackStore, Source
+from .states import PackState
 
 
 def refresh_live_bytes(s: Session, pack_ids: Iterable[str]) -> None:
@@ -52,8 +53,8 @@ def switch_blocks(sm: sessionmaker[Session], new_pack: str, size: int, checksum:
     and retire every source pack no block points to any more."""
     at = at or now()
     with sm() as s, s.begin():
-        sealed = s.execute(sa.update(Pack).where(Pack.id == new_pack, Pack.state == "open")
-                           .values(state="sealed", size=size, checksum=checksum, sealed_at=at)
+        sealed = s.execute(sa.update(Pack).where(Pack.id == new_pack, Pack.state == PackState.OPEN)
+                           .values(state=PackState.SEALED, size=size, checksum=checksum, sealed_at=at)
                            .execution_options(synchronize_session=False)).rowcount
         if sealed != 1:
             raise IntegrityError(f"pack {new_pack} is no longer open; not switching to it", pack=new_pack)
@@ -73,8 +74,8 @@ def retire_empty_packs(s: Session, pack_ids: Iterable[str], at: dt.datetime) -> 
     no_blocks = sa.not_(sa.exists().where(Block.pack_id == Pack.id))
     n = 0
     for part in batches(sorted(pack_ids)):
-        n += s.execute(sa.update(Pack).where(Pack.id.in_(part), Pack.state == "sealed", no_blocks)
-                       .values(state="retiring", retired_at=at)
+        n += s.execute(sa.update(Pack).where(Pack.id.in_(part), Pack.state == PackState.SEALED, no_blocks)
+                       .values(state=PackState.RETIRING, retired_at=at)
                        .execution_options(synchronize_session=False)).rowcount
     return n
 
@@ -94,7 +95,7 @@ def abandon_open_packs(sm: sessionmaker[Session], store: PackStore, before: dt.d
     An open pack that blocks point to is a shared pack whose process died (storage/sharedpack.py):
     it is never retired but recovered (:func:`recover_open_pack`)."""
     with sm() as s:
-        rows = s.execute(sa.select(Pack.id, Pack.url).where(Pack.state == "open", Pack.created_at < before)).all()
+        rows = s.execute(sa.select(Pack.id, Pack.url).where(Pack.state == PackState.OPEN, Pack.created_at < before)).all()
     no_blocks = sa.not_(sa.exists().where(Block.pack_id == Pack.id))
     out = []
     for pack_id, url in rows:
@@ -106,7 +107,7 @@ def abandon_open_packs(sm: sessionmaker[Session], store: PackStore, before: dt.d
             continue
         backend, key = store.backend_for(url)
         try:
-            size, values = backend.size(key), {"state": "retiring", "retired_at": now()}
+            size, values = backend.size(key), {"state": PackState.RETIRING, "retired_at": now()}
         except NotFound:
             size, values = 0, {"state": "deleted"}
         if size == 0:
@@ -115,7 +116,7 @@ def abandon_open_packs(sm: sessionmaker[Session], store: PackStore, before: dt.d
             # so remove the file here, after the row has left the open state.
             values = {"state": "deleted"}
         with sm() as s, s.begin():
-            done = s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state == "open", no_blocks)
+            done = s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state == PackState.OPEN, no_blocks)
                              .values(size=size, live_bytes=0, **values)
                              .execution_options(synchronize_session=False)).rowcount
         if done:
@@ -137,8 +138,8 @@ def recover_open_pack(sm: sessionmaker[Session], store: PackStore, pack_id: str,
     data = backend.read(key)  # bounded: a shared pack is sealed at its target size
     live = pack_live_bytes()
     with sm() as s, s.begin():
-        done = s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state == "open").values(
-            state="sealed", size=len(data), checksum=f"{packfmt.crc32c(data):08x}", live_bytes=live,
+        done = s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state == PackState.OPEN).values(
+            state=PackState.SEALED, size=len(data), checksum=f"{packfmt.crc32c(data):08x}", live_bytes=live,
             sealed_at=now()).execution_options(synchronize_session=False)).rowcount
     if not done:
         return False
@@ -164,15 +165,15 @@ def delete_retired_packs(sm: sessionmaker[Session], store: PackStore, before: dt
     file whose delete did not finish (a crash), retried here."""
     no_blocks = sa.not_(sa.exists().where(Block.pack_id == Pack.id))
     with sm() as s, s.begin():
-        pack_ids = s.execute(sa.select(Pack.id).where(Pack.state == "retiring", Pack.retired_at < before,
+        pack_ids = s.execute(sa.select(Pack.id).where(Pack.state == PackState.RETIRING, Pack.retired_at < before,
                                                       no_blocks)).scalars().all()
         for part in batches(pack_ids):
-            s.execute(sa.update(Pack).where(Pack.id.in_(part), Pack.state == "retiring", no_blocks)
-                      .values(state="deleted").execution_options(synchronize_session=False))
+            s.execute(sa.update(Pack).where(Pack.id.in_(part), Pack.state == PackState.RETIRING, no_blocks)
+                      .values(state=PackState.DELETED).execution_options(synchronize_session=False))
     if pack_ids:
         crashpoints.reach("pack:row_deleted")
     with sm() as s:
-        todo = s.execute(sa.select(Pack.id, Pack.url, Pack.size).where(Pack.state == "deleted", Pack.size > 0)).all()
+        todo = s.execute(sa.select(Pack.id, Pack.url, Pack.size).where(Pack.state == PackState.DELETED, Pack.size > 0)).all()
     n = nbytes = 0
     for pack_id, url, size in todo:
         backend, key = store.backend_for(url)
@@ -181,7 +182,7 @@ def delete_retired_packs(sm: sessionmaker[Session], store: PackStore, before: dt
         if on_deleted:
             on_deleted(pack_id)
         with sm() as s, s.begin():
-            s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state == "deleted").values(size=0, live_bytes=0))
+            s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state == PackState.DELETED).values(size=0, live_bytes=0))
         n += 1
         nbytes += size
     return {"packs_deleted": n, "bytes_deleted": nbytes}
@@ -194,10 +195,10 @@ def switch_pack_location(sm: sessionmaker[Session], old_pack: str, new_pack: str
     at = at or now()
     with sm() as s, s.begin():
         old = s.execute(sa.select(Pack.state).where(Pack.id == old_pack)).scalar()
-        if old != "sealed":
+        if old != PackState.SEALED:
             raise IntegrityError(f"pack {old_pack} is {old}; not switching it", pack=old_pack)
-        if s.execute(sa.update(Pack).where(Pack.id == new_pack, Pack.state == "open")
-                     .values(state="sealed", size=size, checksum=checksum, sealed_at=at)
+        if s.execute(sa.update(Pack).where(Pack.id == new_pack, Pack.state == PackState.OPEN)
+                     .values(state=PackState.SEALED, size=size, checksum=checksum, sealed_at=at)
                      .execution_options(synchronize_session=False)).rowcount != 1:
             raise IntegrityError(f"pack {new_pack} is no longer open", pack=new_pack)
         n = s.execute(sa.update(Block).where(Block.pack_id == old_pack).values(pack_id=new_pack)

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from .blockindex import drop_refs
 from .errors import QuotaExceeded
 from .models import FileVersion, Node, UploadSession, User, VersionBlock
+from .states import UploadState
 
 BLOCK_FLOOR = 4096  # the default of quota.block_floor_bytes
 
@@ -88,7 +89,7 @@ def counted_usage(s: Session, user_id: int, floor: int = BLOCK_FLOOR) -> tuple[i
     used = s.execute(sa.select(sa.func.coalesce(sa.func.sum(charge_sql(floor)), 0))
                      .join(Node, Node.id == FileVersion.node_id).where(Node.owner_id == user_id)).scalar_one()
     pending = s.execute(sa.select(sa.func.coalesce(sa.func.sum(UploadSession.reserved_bytes), 0))
-                        .where(UploadSession.user_id == user_id, UploadSession.state == "active")).scalar_one()
+                        .where(UploadSession.user_id == user_id, UploadSession.state == UploadState.ACTIVE)).scalar_one()
     return int(used), int(pending)
 
 

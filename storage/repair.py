@@ -19,6 +19,7 @@ from .blockindex import add_refs, drop_refs
 from .clock import now
 from .models import Block, FileVersion, Node, Pack, User, VersionBlock
 from .packlife import refresh_live_bytes, retire_empty_packs
+from .states import PackState
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def repoint_blocks(sm: sessionmaker[Session], repoints: Sequence[Repoint], at: d
     at = at or now()
     stmt = (sa.update(Block).where(Block.id == sa.bindparam("block_id"), Block.pack_id == sa.bindparam("old"),
                                    Block.offset_in_pack == sa.bindparam("old_off"),
-                                   sa.exists().where(Pack.id == sa.bindparam("new"), Pack.state == "sealed"))
+                                   sa.exists().where(Pack.id == sa.bindparam("new"), Pack.state == PackState.SEALED))
             .values(pack_id=sa.bindparam("new"), offset_in_pack=sa.bindparam("off"),
                     codec=sa.bindparam("codec"), stored_size=sa.bindparam("stored"))
             .execution_options(synchronize_session=False))

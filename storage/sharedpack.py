@@ -45,6 +45,7 @@ from .blockindex import BlockIndex, pack_live_bytes
 from .clock import now
 from .models import Pack
 from .packstore import ChecksummedWriter, PackStore
+from .states import PackState
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +203,8 @@ class SharedPacks:
             cur.synced = cur.writer.size
         live = pack_live_bytes()
         with self.index.sm() as s, s.begin():
-            done = s.execute(sa.update(Pack).where(Pack.id == cur.id, Pack.state == "open").values(
-                state="sealed", size=cur.writer.size, checksum=cur.out.checksum, live_bytes=live,
+            done = s.execute(sa.update(Pack).where(Pack.id == cur.id, Pack.state == PackState.OPEN).values(
+                state=PackState.SEALED, size=cur.writer.size, checksum=cur.out.checksum, live_bytes=live,
                 sealed_at=now()).execution_options(synchronize_session=False)).rowcount
         if done != 1:
             log.warning("shared pack %s was no longer open when sealed", cur.id)

@@ -28,10 +28,9 @@ from .models import Link, Node, Share, User
 from .models.sharing import Invitation
 from .ratelimit import Limiter
 from .tree import NodeInfo, ancestor_ids, get_node, node_info, role_of
+from .states import LINK_ROLES, SHARE_ROLES, Role
 
 LINK_TOKEN_BYTES = 32
-LINK_ROLES = ("viewer",)
-SHARE_ROLES = ("viewer", "editor")
 MAX_LINK_SECONDS = 10 * 365 * 86400
 
 
@@ -75,7 +74,7 @@ class Sharing:
     def list_shares(self, user_id: int, node_id: int) -> list[ShareInfo]:
         """The node's shares, then its pending invitations."""
         with self.drive.sm() as s:
-            node, _ = get_node(s, user_id, node_id, need="owner")
+            node, _ = get_node(s, user_id, node_id, need=Role.OWNER)
             rows = s.execute(sa.select(Share, User.email).join(User, User.id == Share.grantee_id)
                              .where(Share.node_id == node.id).order_by(Share.id)).all()
             out = [ShareInfo(sh.node_id, sh.grantee_id, email, sh.role, sh.granted_by, sh.created_at)
@@ -95,7 +94,7 @@ class Sharing:
         email = normalize_email(email)
 
         def run(s):
-            node, _ = get_node(s, user_id, node_id, need="owner")
+            node, _ = get_node(s, user_id, node_id, need=Role.OWNER)
             owner_email = s.execute(sa.select(User.email).where(User.id == node.owner_id)).scalar_one()
             if email == owner_email:
                 raise InvalidInput("the owner already has every right on their own files")
@@ -120,7 +119,7 @@ class Sharing:
 
     def revoke(self, user_id: int, node_id: int, grantee_id: int) -> None:
         def run(s):
-            node, _ = get_node(s, user_id, node_id, need="owner")
+            node, _ = get_node(s, user_id, node_id, need=Role.OWNER)
             n = s.execute(sa.delete(Share).where(Share.node_id == node.id, Share.grantee_id == grantee_id)).rowcount
             if n == 0:
                 raise NotFound(f"node {node_id} is not shared with user {grantee_id}")
@@ -128,7 +127,7 @@ class Sharing:
 
     def revoke_invitation(self, user_id: int, node_id: int, invitation_id: int) -> None:
         def run(s):
-            node, _ = get_node(s, user_id, node_id, need="owner")
+            node, _ = get_node(s, user_id, node_id, need=Role.OWNER)
             n = s.execute(sa.delete(Invitation).where(Invitation.node_id == node.id,
                                                       Invitation.id == invitation_id)).rowcount
             if n == 0:
@@ -157,7 +156,7 @@ class Sharing:
         pw_hash = self.drive.hasher.hash(password) if password else None
 
         def run(s):
-            node, _ = get_node(s, user_id, node_id, need="owner")
+            node, _ = get_node(s, user_id, node_id, need=Role.OWNER)
             t = now()
             link = Link(token_hash=token_hash(token), node_id=node.id, role=role, created_by=user_id,
                         created_at=t, expires_at=t + dt.timedelta(seconds=expires_in) if expires_in else None,
@@ -169,13 +168,13 @@ class Sharing:
 
     def list_links(self, user_id: int, node_id: int) -> list[LinkInfo]:
         with self.drive.sm() as s:
-            node, _ = get_node(s, user_id, node_id, need="owner")
+            node, _ = get_node(s, user_id, node_id, need=Role.OWNER)
             links = s.execute(sa.select(Link).where(Link.node_id == node.id).order_by(Link.id)).scalars().all()
             return [_link_info(x) for x in links]
 
     def revoke_link(self, user_id: int, node_id: int, link_id: int) -> None:
         def run(s):
-            node, _ = get_node(s, user_id, node_id, need="owner")
+            node, _ = get_node(s, user_id, node_id, need=Role.OWNER)
             link = s.get(Link, link_id)
             if link is None or link.node_id != node.id or link.revoked_at is not None:
                 raise NotFound(f"link {link_id} not found")

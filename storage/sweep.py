@@ -29,6 +29,7 @@ from .errors import BlockdriveError
 from .models import Block, Pack, UploadChunk, UploadPin, UploadSession, VersionBlock
 from .packlife import refresh_live_bytes
 from .packstore import PackStore
+from .states import PackState, UploadState
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def _pinned(safety: Safety):
     if not safety.honour_pins:
         return sa.false()
     return sa.exists().where(UploadPin.block_id == Block.id, UploadPin.session_id == UploadSession.id,
-                             UploadSession.state == "active")
+                             UploadSession.state == UploadState.ACTIVE)
 
 
 def _referenced():
@@ -69,14 +70,14 @@ def expire_upload_sessions(sm: sessionmaker[Session], at: dt.datetime) -> dict:
     while True:
         with sm() as s, s.begin():
             rows = s.execute(sa.select(UploadSession.id, UploadSession.user_id, UploadSession.reserved_bytes)
-                             .where(UploadSession.state == "active", UploadSession.expires_at < at)
+                             .where(UploadSession.state == UploadState.ACTIVE, UploadSession.expires_at < at)
                              .limit(BATCH).with_for_update()).all()
             if not rows:
                 break
             # Guarded again on the state: a session finished meanwhile keeps its own accounting.
             s.execute(sa.update(UploadSession).where(UploadSession.id.in_([r.id for r in rows]),
-                                                     UploadSession.state == "active")
-                      .values(state="expired", reserved_bytes=0).execution_options(synchronize_session=False))
+                                                     UploadSession.state == UploadState.ACTIVE)
+                      .values(state=UploadState.EXPIRED, reserved_bytes=0).execution_options(synchronize_session=False))
             held: Counter = Counter()
             for r in rows:
                 held[r.user_id] += r.reserved_bytes or 0
@@ -88,7 +89,7 @@ def expire_upload_sessions(sm: sessionmaker[Session], at: dt.datetime) -> dict:
         with sm() as s, s.begin():
             rows = s.execute(sa.select(UploadPin.session_id, UploadPin.block_id)
                              .join(UploadSession, UploadSession.id == UploadPin.session_id)
-                             .where(UploadSession.state != "active").limit(BATCH)).all()
+                             .where(UploadSession.state != UploadState.ACTIVE).limit(BATCH)).all()
             if not rows:
                 break
             for sid, block_id in rows:
@@ -96,7 +97,7 @@ def expire_upload_sessions(sm: sessionmaker[Session], at: dt.datetime) -> dict:
             released += len(rows)
     with sm() as s, s.begin():
         # The block list of an ended session is read by nothing (finish deletes its own).
-        ended = sa.select(UploadSession.id).where(UploadSession.state != "active")
+        ended = sa.select(UploadSession.id).where(UploadSession.state != UploadState.ACTIVE)
         dropped = s.execute(sa.delete(UploadChunk).where(UploadChunk.session_id.in_(ended))
                             .execution_options(synchronize_session=False)).rowcount
     return {"sessions_expired": expired, "pins_released": released, "chunk_rows_dropped": dropped}
@@ -125,7 +126,7 @@ def remove_stale_tails(sm: sessionmaker[Session], store: PackStore) -> int:
             end = int(parts[2].removesuffix(".tail"))
         except ValueError:
             continue
-        if us is None or us.state != "active" or (
+        if us is None or us.state != UploadState.ACTIVE or (
                 end <= us.offset and key != json.loads(us.meta or "{}").get("tail")):
             try:
                 store.hot.delete(key)
@@ -156,7 +157,7 @@ def sweep_cutoff(sm: sessionmaker[Session], at: dt.datetime, grace_seconds: floa
     if safety.honour_inflight:
         with sm() as s:
             oldest = s.execute(sa.select(sa.func.min(Pack.created_at)).where(
-                Pack.state == "open", Pack.created_at >= at - dt.timedelta(seconds=open_grace_seconds))).scalar()
+                Pack.state == PackState.OPEN, Pack.created_at >= at - dt.timedelta(seconds=open_grace_seconds))).scalar()
         if oldest is not None and oldest < cutoff:
             cutoff = oldest
     return cutoff

@@ -33,9 +33,10 @@ from .clock import now
 from .errors import Forbidden, LimitExceeded, NotFound
 from .models import FileVersion, Node, Share, User
 from .models.nodes import PATH_MAX
+from .states import Role
 
 ROOT_PATH = "/"
-ROLES = {"viewer": 1, "editor": 2, "owner": 3}
+ROLES = {role: role.rank for role in Role}  # a role's rank, by its name
 
 
 @dataclass(frozen=True)

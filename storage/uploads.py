@@ -52,6 +52,7 @@ from .errors import (ChecksumMismatch, Conflict, ContentMismatch, Gone, InvalidI
 from .models import Block, FileVersion, Node, Pack, UploadChunk, UploadPin, UploadSession, User, VersionBlock
 from .names import validate_name
 from .wire import MAX_HASHES, chunking_params
+from .states import UploadKind, UploadState
 
 CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 LOOKUP_BATCH = 64
@@ -131,7 +132,7 @@ class Uploads:
         self._check_room(user_id, parent_id, name, length)
         t = now()
         us = UploadSession(id=uuid.uuid4().hex, user_id=user_id, parent_id=parent_id, name=name, offset=0,
-                           length=length, state="active", kind="tus", reserved_bytes=length,
+                           length=length, state=UploadState.ACTIVE, kind=UploadKind.TUS, reserved_bytes=length,
                            meta=json.dumps({"metadata": metadata or {}, "tail": None, "seq": 0, "whole": None}),
                            created_at=t, expires_at=t + dt.timedelta(seconds=self.expire_seconds))
         with self.drive.sm() as s, s.begin():
@@ -155,14 +156,14 @@ class Uploads:
         us = s.get(UploadSession, sid) if isinstance(sid, str) and len(sid) <= 32 else None
         if us is None or us.user_id != user_id or us.kind != kind:
             raise NotFound(f"upload {sid} not found")
-        if us.state in ("expired", "aborted") or (us.state == "active" and us.expires_at <= now()):
+        if us.state in ("expired", "aborted") or (us.state == UploadState.ACTIVE and us.expires_at <= now()):
             raise Gone(f"upload {sid} has expired or was terminated")
         return us
 
     def get(self, user_id: int, sid: str) -> SessionInfo:
         with self.drive.sm() as s:
             info = _info(self._load(s, user_id, sid))
-        if info.state == "active" and info.offset == info.length:
+        if info.state == UploadState.ACTIVE and info.offset == info.length:
             # Every byte arrived, but the process died between the last append's commit and
             # the version's: make the version now. A client told by the offset that the
             # upload is complete must find its file.
@@ -185,7 +186,7 @@ class Uploads:
             raise InvalidInput(f"unsupported checksum algorithm {algo!r} (sha1, sha256)")
         with self.drive.sm() as s:
             us = self._load(s, user_id, sid)
-            if us.state != "active":
+            if us.state != UploadState.ACTIVE:
                 raise OffsetMismatch(f"upload {sid} is complete", offset=us.offset)
             if offset != us.offset:
                 raise OffsetMismatch(f"upload {sid} is at offset {us.offset}, not {offset}", offset=us.offset)
@@ -255,7 +256,7 @@ class Uploads:
 
         def run(s):
             res = s.execute(sa.update(UploadSession).where(UploadSession.id == sid, UploadSession.offset == offset,
-                                                           UploadSession.state == "active")
+                                                           UploadSession.state == UploadState.ACTIVE)
                             .values(offset=end, meta=json.dumps(meta)).execution_options(synchronize_session=False))
             if res.rowcount != 1:
                 raise OffsetMismatch(f"upload {sid} moved on while this chunk arrived")
@@ -305,7 +306,7 @@ class Uploads:
         """Turn a fully received session into the file's new version."""
         with self.drive.sm() as s:
             us = self._load(s, user_id, sid)
-            if us.state == "done":
+            if us.state == UploadState.DONE:
                 raise Conflict(f"upload {sid} is already complete")
             if us.offset != us.length:
                 raise InvalidInput(f"upload {sid} has {us.offset} of {us.length} bytes")
@@ -343,8 +344,8 @@ class Uploads:
                 s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid))
                 s.execute(sa.delete(UploadChunk).where(UploadChunk.session_id == sid))
                 # Only an active session: two requests finishing it at once make one version.
-                if s.execute(sa.update(UploadSession).where(UploadSession.id == sid, UploadSession.state == "active")
-                             .values(state="done", node_id=node.id, reserved_bytes=0)
+                if s.execute(sa.update(UploadSession).where(UploadSession.id == sid, UploadSession.state == UploadState.ACTIVE)
+                             .values(state=UploadState.DONE, node_id=node.id, reserved_bytes=0)
                              .execution_options(synchronize_session=False)).rowcount != 1:
                     raise Conflict(f"upload {sid} is already complete")
             return PutResult(node_info(s, node, role_of(s, user_id, node)), vid, created, 0)
@@ -401,7 +402,7 @@ class Uploads:
         (its pins already belong to a version) or been renewed (a block session)."""
         with self.drive.sm() as s, s.begin():
             us = s.get(UploadSession, sid, with_for_update=True)
-            if us is None or us.state != "active":
+            if us is None or us.state != UploadState.ACTIVE:
                 return
             if state == "expired" and us.expires_at > (at or now()):
                 return
@@ -422,10 +423,10 @@ class Uploads:
         """Expire unfinished sessions (tus and block sessions) past their ``expires_at``."""
         at = at or now()
         with self.drive.sm() as s:
-            ids = s.execute(sa.select(UploadSession.id).where(UploadSession.state == "active",
+            ids = s.execute(sa.select(UploadSession.id).where(UploadSession.state == UploadState.ACTIVE,
                                                               UploadSession.expires_at <= at).limit(limit)).scalars().all()
         for sid in ids:
-            self.abort(sid, state="expired", at=at)
+            self.abort(sid, state=UploadState.EXPIRED, at=at)
         return len(ids)
 
     # ---- the block API ---------------------------------------------------------------
@@ -434,7 +435,7 @@ class Uploads:
         sid = f"blocks-{user_id}"
         us = s.get(UploadSession, sid, with_for_update=True)
         t = now()
-        if us is not None and us.state == "active" and us.expires_at <= t:
+        if us is not None and us.state == UploadState.ACTIVE and us.expires_at <= t:
             # Past its expiry (idle, or its absolute lifetime over): what it pinned is no
             # longer promised to the client (the "missing" answer already stopped counting
             # it), so start over here rather than refuse every block until the gc job comes
@@ -444,14 +445,14 @@ class Uploads:
             s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid))
             us.created_at, us.expires_at, us.reserved_bytes = t, self.block_expiry(t, t), 0
             s.flush()
-        if us is None or us.state != "active":
+        if us is None or us.state != UploadState.ACTIVE:
             if us is not None:
                 quota.release_session(s, sid)
                 s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid))
                 s.delete(us)
                 s.flush()
             us = UploadSession(id=sid, user_id=user_id, parent_id=0, name="", offset=0, length=None,
-                               state="active", kind="blocks", meta="{}", created_at=t,
+                               state=UploadState.ACTIVE, kind=UploadKind.BLOCKS, meta="{}", created_at=t,
                                expires_at=self.block_expiry(t, t), reserved_bytes=0)
             s.add(us)
             s.flush()
@@ -521,7 +522,7 @@ class Uploads:
                 .where(Node.owner_id == user_id, VersionBlock.block_id.in_(part))))
             have.update(r[0] for r in s.execute(
                 sa.select(UploadPin.block_id).join(UploadSession, UploadSession.id == UploadPin.session_id)
-                .where(UploadPin.session_id == sid, UploadSession.state == "active",
+                .where(UploadPin.session_id == sid, UploadSession.state == UploadState.ACTIVE,
                        UploadSession.expires_at > now(), UploadPin.block_id.in_(part))))
         return have
 
@@ -553,7 +554,7 @@ class Uploads:
                                                                    UploadPin.block_id == bid)).first() is not None
             live = s.execute(sa.select(sa.func.count()).select_from(UploadPin)
                              .join(UploadSession, UploadSession.id == UploadPin.session_id)
-                             .where(UploadPin.session_id == sid, UploadSession.state == "active",
+                             .where(UploadPin.session_id == sid, UploadSession.state == UploadState.ACTIVE,
                                     UploadSession.expires_at > now())).scalar_one()
         if not resent:  # a block sent again (an answer lost) holds nothing more
             # Both bounds are checked again when the block is pinned; checking them here
