@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import secrets
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 TOKEN_BYTES = 32  # 256 random bits
 TOUCH_SECONDS = 60  # last_used_at is written at most this often per token
 KIND_API, KIND_SESSION = "api", "session"
+BASIC_CACHE_MAX = 10_000  # remembered Basic passwords per process; the cache starts over past it
 
 
 class PasswordHasher:
@@ -93,6 +95,13 @@ def normalize_email(email: str) -> str:
         raise InvalidInput(f"not an email address: {email!r}")
     # Case-insensitive in practice everywhere people type them: one account per address.
     return email.lower()
+
+
+def normalize_email_or_none(email: str) -> str | None:
+    try:
+        return normalize_email(email)
+    except InvalidInput:
+        return None
 
 
 def create_user(s: Session, hasher: PasswordHasher, email: str, password: str, quota: int,
@@ -273,6 +282,8 @@ class Accounts:
         self.drive = drive
         self.sec = sec = drive.config["security"]
         self.throttle = throttle or Throttle(drive.sm, sec["login_max_delay_seconds"], sec["login_forget_seconds"])
+        self._basic_key = secrets.token_bytes(32)  # this process's key for remembered passwords
+        self._basic_cache: dict[bytes, tuple[int, str, float]] = {}
 
     def _login_keys(self, email: str, address: str) -> tuple[dict[str, int], dict[str, str]]:
         who = (email or "").strip().lower()[:150]
@@ -298,6 +309,45 @@ class Accounts:
             user, token_id = user_for_token(s, token)
             s.expunge(user)
             return user, token_id
+
+    def basic(self, email: str, secret: str, address: str) -> User:
+        """The user of HTTP Basic credentials (WebDAV, the Nextcloud clients): ``email`` with
+        an API token used as an app password, or with the account's password, checked and
+        throttled exactly as :meth:`login`.
+
+        Basic credentials come with every request, and a password costs one scrypt
+        derivation (~128 MiB, a core for a tenth of a second), so a password that was right
+        is remembered in this process for ``security.basic_cache_seconds`` under a keyed hash
+        of the credentials, together with the password hash it matched: changing the
+        password ends it at once. App passwords cost one indexed lookup and are not cached."""
+        if secret.startswith("bd_"):
+            user, _ = self.authenticate(secret)
+            if user.email != normalize_email_or_none(email):
+                raise Unauthorized("this app password belongs to another account")
+            return user
+        key = hmac.new(self._basic_key, f"{email}\0{secret}".encode(), hashlib.sha256).digest()
+        hit = self._basic_cache.get(key)
+        if hit is not None and hit[2] > time.monotonic():
+            with self.drive.sm() as s:
+                user = s.get(User, hit[0])
+                if user is not None and user.password_hash == hit[1]:
+                    s.expunge(user)
+                    return user
+            self._basic_cache.pop(key, None)
+        keys, gated = self._login_keys(email, address)
+        self.throttle.attempt(keys, gated)
+        with self.drive.sm() as s:
+            user = authenticate(s, self.drive.hasher, email, secret)
+            s.expunge(user)
+        acct_keys = [k for k in keys if not k.startswith("login-address:")]
+        self.throttle.reset(acct_keys)
+        self.throttle.refund({k: v for k, v in keys.items() if k not in acct_keys})
+        ttl = self.sec["basic_cache_seconds"]
+        if ttl > 0:
+            if len(self._basic_cache) >= BASIC_CACHE_MAX:
+                self._basic_cache.clear()
+            self._basic_cache[key] = (user.id, user.password_hash, time.monotonic() + ttl)
+        return user
 
     def tokens(self, user_id: int, current_id: int | None = None) -> list[TokenInfo]:
         with self.drive.sm() as s:

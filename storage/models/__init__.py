@@ -2,6 +2,7 @@
 
 from .base import Base
 from .blocks import Block, Pack
+from .dav import DavLock, DavProp
 from .nodes import FileVersion, Node, VersionBlock
 from .ops import JobRun, Lock, RateLimit, UploadChunk, UploadPin, UploadSession
 from .reports import ReportSnapshot, ReportTier, ReportUser, TrafficDaily
@@ -10,4 +11,4 @@ from .users import ApiToken, User
 
 __all__ = ["Base", "User", "ApiToken", "Node", "FileVersion", "VersionBlock", "Block", "Pack",
            "Share", "Link", "UploadSession", "UploadPin", "UploadChunk", "RateLimit", "JobRun", "Lock",
-           "TrafficDaily", "ReportSnapshot", "ReportUser", "ReportTier"]
+           "TrafficDaily", "ReportSnapshot", "ReportUser", "ReportTier", "DavProp", "DavLock"]

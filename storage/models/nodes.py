@@ -42,6 +42,9 @@ class Node(Base):
     trashed_with: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
     # NULL only on rows written by code that predates paths; fsck reports them
     path: Mapped[str | None] = mapped_column(NodePath, nullable=True)
+    # When this node or anything below it last changed (a folder's WebDAV etag); NULL on rows
+    # nothing has touched since it was added, where updated_at says the same
+    changed_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
 
 
 class FileVersion(Base):
@@ -57,6 +60,9 @@ class FileVersion(Base):
     # no join; dedup_scan may later point its refs at an identical file's blocks without
     # changing what its owner is charged.
     nblocks: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The file's modification time as the uploading client gave it (X-OC-Mtime); NULL when it
+    # gave none, and the version's created_at stands for it
+    mtime: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
 
 
 class VersionBlock(Base):
