@@ -56,7 +56,9 @@ def problem(status: int, code: str, title: str, detail: str = "", **extra):
     if status in (503, 429):
         resp.headers["Retry-After"] = str(extra.get("retry_after") or 5)
     if status == 401:
-        resp.headers["WWW-Authenticate"] = 'Bearer realm="blockdrive"'
+        from .dav.auth import BASIC_PREFIXES, CHALLENGE
+        basic = request.path == "/dav" or request.path.startswith(BASIC_PREFIXES)
+        resp.headers["WWW-Authenticate"] = CHALLENGE if basic else 'Bearer realm="blockdrive"'
     return resp
 
 
