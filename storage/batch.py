@@ -312,7 +312,7 @@ def make_folders(drive, user_id: int, folders: list[FolderEntry]) -> list[Folder
         ids = insert_rows(s, Node, [dict(owner_id=p.owner_id, parent_id=pid, kind="folder", name=name, live_name=name,
                                      path=paths[pid], created_at=t, updated_at=t) for (pid, name), p in new.items()],
                       ("parent_id", "live_name"))
-        touch(s, [(paths[pid], nid) for (pid, _name), nid in zip(new, ids)], t)
+        touch(s, [(paths[pid], nid) for (pid, _name), nid in zip(new, ids)])
         existing.update((k, (nid, "folder")) for k, nid in zip(new, ids))
         reported: set[tuple[int, str]] = set()
         for i, (parent, name) in want.items():

@@ -58,8 +58,9 @@ class NodeInfo:
     role: str
     # a file's modification time as its uploader gave it (else when its version was made)
     mtime: dt.datetime | None = None
-    # when this node or anything below it last changed
-    changed_at: dt.datetime | None = None
+    # how many times this node or anything below it has changed (see Node.changes)
+    changes: int = 0
+    path: str | None = None  # the ids of its ancestors (see the module's docstring)
 
     @property
     def etag(self) -> str | None:
@@ -159,21 +160,20 @@ def info_of(node: Node, v: FileVersion | None, role: str) -> NodeInfo:
                     v.size if v else (None if node.kind == "folder" else 0),
                     v.sha256.hex() if v else None, v.id if v else None,
                     node.created_at, node.updated_at, node.deleted_at, role,
-                    (v.mtime or v.created_at) if v else node.updated_at,
-                    max(node.changed_at or node.updated_at, node.updated_at))
+                    (v.mtime or v.created_at) if v else node.updated_at, node.changes or 0, node.path)
 
 
-def touch(s: Session, nodes: Iterable[tuple[str | None, int]], t: dt.datetime) -> None:
-    """Mark each ``(path, id)`` node and every folder above it changed at ``t``: a folder's
-    ``changed_at`` (its WebDAV etag) moves whenever anything below it changes, so a sync
-    client finds what changed by walking down only the folders whose etag moved."""
+def touch(s: Session, nodes: Iterable[tuple[str | None, int]]) -> None:
+    """Count a change of each ``(path, id)`` node on it and on every folder above it: a
+    folder's ``changes`` (its WebDAV etag) moves whenever anything below it changes, so a
+    sync client finds what changed by walking down only the folders whose etag moved."""
     ids: set[int] = set()
     for path, nid in nodes:
         ids.update(ancestors(path or ROOT_PATH))
         ids.add(nid)
     ordered = sorted(ids)  # one lock order for every writer: ancestors of a tree, root first
     for i in range(0, len(ordered), 500):
-        s.execute(sa.update(Node).where(Node.id.in_(ordered[i:i + 500])).values(changed_at=t)
+        s.execute(sa.update(Node).where(Node.id.in_(ordered[i:i + 500])).values(changes=Node.changes + 1)
                   .execution_options(synchronize_session=False))
 
 
@@ -204,7 +204,7 @@ class TreeLimits:
         node = self.node_row(parent, kind, name, self.child_path(s, parent))
         s.add(node)
         s.flush()
-        touch(s, [(node.path, node.id)], node.created_at)
+        touch(s, [(node.path, node.id)])
         return node
 
     def node_row(self, parent: Node, kind: str, name: str, path: str) -> Node:

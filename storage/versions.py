@@ -151,7 +151,7 @@ def write_versions(s: Session, limits: TreeLimits, user_id: int,
                     raise PreconditionFailed(f"node {node_id[0]} changed while this version was written")
                 raise PreconditionFailed("a file changed while this batch was written; retry")
     touch(s, [(v.node.path if v.node is not None else paths[v.parent.id], node_id[i])
-              for i, v in enumerate(versions)], t)
+              for i, v in enumerate(versions)])
     for i, v in enumerate(versions):
         if v.node is not None:  # what the guarded UPDATE wrote, without marking the row dirty
             set_committed_value(v.node, "current_version_id", version_id[i])
