@@ -35,7 +35,7 @@ from .clock import now
 from .errors import BlockdriveError, Conflict, ContentMismatch, InvalidInput
 from .models import Block, FileVersion, Node, VersionBlock
 from .names import validate_name
-from .tree import get_node
+from .tree import get_node, touch
 from .uploads import Uploads
 from .wire import FRAME, MAX_BATCH_BLOCKS, MAX_BATCH_FILES, MAX_BATCH_FOLDERS
 from .versions import NewVersion, Ref, check_preconditions, insert_rows, new_node_paths, write_versions
@@ -312,6 +312,7 @@ def make_folders(drive, user_id: int, folders: list[FolderEntry]) -> list[Folder
         ids = insert_rows(s, Node, [dict(owner_id=p.owner_id, parent_id=pid, kind="folder", name=name, live_name=name,
                                      path=paths[pid], created_at=t, updated_at=t) for (pid, name), p in new.items()],
                       ("parent_id", "live_name"))
+        touch(s, [(paths[pid], nid) for (pid, _name), nid in zip(new, ids)])
         existing.update((k, (nid, "folder")) for k, nid in zip(new, ids))
         reported: set[tuple[int, str]] = set()
         for i, (parent, name) in want.items():

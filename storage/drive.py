@@ -187,6 +187,17 @@ class Drive:
                     raise NotFound(f"{'/' + '/'.join(parts[:i + 1])} not found")
             return node_info(s, node, Role.OWNER)
 
+    def lookup(self, user_id: int, node_id: int, names: list[str]) -> NodeInfo | None:
+        """The node at ``names`` below ``node_id`` (which the caller must be able to see), or
+        None when a name is missing or passes through a file. The role is the caller's."""
+        with self.sm() as s:
+            node, role = get_node(s, user_id, node_id)
+            for name in names:
+                node = tree.child(s, node.id, name) if node.kind == "folder" else None
+                if node is None:
+                    return None
+            return node_info(s, node, tree.role_of(s, user_id, node) if names else role)
+
     def list_children(self, user_id: int, folder_id: int, sort: str = "name", desc: bool = False,
                       limit: int = 100, cursor: str | None = None) -> tuple[list[NodeInfo], str | None]:
         """One page of a folder's live children, and the cursor of the next page (or None)."""
@@ -260,10 +271,12 @@ class Drive:
 
     def put(self, user_id: int, parent_id: int, name: str, stream: BinaryIO, *,
             if_match: int | str | None = None, if_none_match: bool = False,
-            size_hint: int | None = None, on_progress: Callable[[int], None] | None = None) -> PutResult:
+            size_hint: int | None = None, on_progress: Callable[[int], None] | None = None,
+            mtime: dt.datetime | None = None) -> PutResult:
         """Store ``stream`` as ``name`` in folder ``parent_id``: a new file, or a new version
         of the existing one. ``if_match`` (a version id or the content sha256 the caller
-        last saw) and ``if_none_match`` (the file must not exist) guard against lost updates."""
+        last saw) and ``if_none_match`` (the file must not exist) guard against lost updates;
+        ``mtime`` is the file's modification time as the client knows it."""
         name = validate_name(name)
         with self.sm() as s:
             _parent, _existing, owner = self.put_target(s, user_id, parent_id, name, if_match, if_none_match)
@@ -292,7 +305,7 @@ class Drive:
             # The new blocks' rows; the refs are the version's, taken by commit_version.
             self.blocks.commit(s, dataclasses.replace(ing, refs=[]))
             node, vid = commit_version(s, self, user_id, NewVersion(
-                parent, node, name, [Ref(*r) for r in ing.refs], ing.size, ing.sha256))
+                parent, node, name, [Ref(*r) for r in ing.refs], ing.size, ing.sha256, mtime))
             return PutResult(node_info(s, node, tree.role_of(s, user_id, node)), vid, created, ing.new_bytes,
                              sum(n for bid, n in sizes.items() if bid not in owned))
         result = self.tx(run)
@@ -369,10 +382,13 @@ class Drive:
             clash = tree.child(s, new_parent, new_name)
             if clash is not None and clash.id != node.id:
                 raise Conflict(f"{new_name!r} already exists in the destination folder")
+            t = now()
+            tree.touch(s, [(node.path, node.id)])  # where it was
             if dest is not None:
                 self.limits.reparent(s, node, dest)
-            node.name, node.live_name, node.updated_at = new_name, new_name, now()
+            node.name, node.live_name, node.updated_at = new_name, new_name, t
             s.flush()
+            tree.touch(s, [(node.path, node.id)])  # where it is
             return node_info(s, node, tree.role_of(s, user_id, node))
         return self._name_tx(run, name or "the name")
 
@@ -457,6 +473,7 @@ class Drive:
                 s.execute(sa.update(Node).where(Node.id.in_(ids[i:i + 500]))
                           .values(deleted_at=t, live_name=None, trashed_with=node.id)
                           .execution_options(synchronize_session=False))
+            tree.touch(s, [(node.path, node.id)])
             s.refresh(node)
             return node_info(s, node, role)
         return self.tx(run)
@@ -497,6 +514,7 @@ class Drive:
                 m.deleted_at, m.trashed_with, m.live_name = None, None, m.name
             node.name, node.live_name = name, name
             s.flush()
+            tree.touch(s, [(node.path, node.id)])
             return node_info(s, node, Role.OWNER)
         return self.tx(run)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -56,6 +56,11 @@ class NodeInfo:
     updated_at: dt.datetime
     deleted_at: dt.datetime | None
     role: str
+    # a file's modification time as its uploader gave it (else when its version was made)
+    mtime: dt.datetime | None = None
+    # how many times this node or anything below it has changed (see Node.changes)
+    changes: int = 0
+    path: str | None = None  # the ids of its ancestors (see the module's docstring)
 
     @property
     def etag(self) -> str | None:
@@ -154,7 +159,22 @@ def info_of(node: Node, v: FileVersion | None, role: str) -> NodeInfo:
     return NodeInfo(node.id, node.kind, node.name, node.parent_id, node.owner_id,
                     v.size if v else (None if node.kind == "folder" else 0),
                     v.sha256.hex() if v else None, v.id if v else None,
-                    node.created_at, node.updated_at, node.deleted_at, role)
+                    node.created_at, node.updated_at, node.deleted_at, role,
+                    (v.mtime or v.created_at) if v else node.updated_at, node.changes or 0, node.path)
+
+
+def touch(s: Session, nodes: Iterable[tuple[str | None, int]]) -> None:
+    """Count a change of each ``(path, id)`` node on it and on every folder above it: a
+    folder's ``changes`` (its WebDAV etag) moves whenever anything below it changes, so a
+    sync client finds what changed by walking down only the folders whose etag moved."""
+    ids: set[int] = set()
+    for path, nid in nodes:
+        ids.update(ancestors(path or ROOT_PATH))
+        ids.add(nid)
+    ordered = sorted(ids)  # one lock order for every writer: ancestors of a tree, root first
+    for i in range(0, len(ordered), 500):
+        s.execute(sa.update(Node).where(Node.id.in_(ordered[i:i + 500])).values(changes=Node.changes + 1)
+                  .execution_options(synchronize_session=False))
 
 
 # ---- the shape of an owner's tree -----------------------------------------------------------
@@ -184,6 +204,7 @@ class TreeLimits:
         node = self.node_row(parent, kind, name, self.child_path(s, parent))
         s.add(node)
         s.flush()
+        touch(s, [(node.path, node.id)])
         return node
 
     def node_row(self, parent: Node, kind: str, name: str, path: str) -> Node:

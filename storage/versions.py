@@ -19,6 +19,7 @@ per file.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, NamedTuple, Sequence
@@ -32,7 +33,7 @@ from .blockstore import BlockStore
 from .clock import now
 from .errors import PreconditionFailed
 from .models import FileVersion, Node, VersionBlock
-from .tree import TreeLimits
+from .tree import TreeLimits, touch
 
 if TYPE_CHECKING:
     from .drive import Drive
@@ -89,6 +90,7 @@ class NewVersion:
     refs: Sequence[Ref]
     size: int
     sha256: bytes
+    mtime: dt.datetime | None = None  # the file's modification time, as the client gave it
 
     @property
     def owner_id(self) -> int:
@@ -123,7 +125,7 @@ def write_versions(s: Session, limits: TreeLimits, user_id: int,
              path=paths[v.parent.id], created_at=t, updated_at=t) for _, v in new], ("parent_id", "live_name"))))
     version_id = dict(enumerate(insert_rows(s, FileVersion, [
         dict(node_id=node_id[i], size=v.size, sha256=v.sha256, created_at=t, created_by=user_id,
-             nblocks=len(v.refs)) for i, v in enumerate(versions)], ("node_id",))))
+             nblocks=len(v.refs), mtime=v.mtime) for i, v in enumerate(versions)], ("node_id",))))
     rows = [dict(version_id=version_id[i], seq=seq, block_id=ref.block_id, offset=off)
             for i, v in enumerate(versions) for seq, ref, off in placed(v.refs)]
     if rows:
@@ -148,6 +150,8 @@ def write_versions(s: Session, limits: TreeLimits, user_id: int,
                 if len(versions) == 1:
                     raise PreconditionFailed(f"node {node_id[0]} changed while this version was written")
                 raise PreconditionFailed("a file changed while this batch was written; retry")
+    touch(s, [(v.node.path if v.node is not None else paths[v.parent.id], node_id[i])
+              for i, v in enumerate(versions)])
     for i, v in enumerate(versions):
         if v.node is not None:  # what the guarded UPDATE wrote, without marking the row dirty
             set_committed_value(v.node, "current_version_id", version_id[i])

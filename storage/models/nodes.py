@@ -42,9 +42,9 @@ class Node(Base):
     trashed_with: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
     # NULL only on rows written by code that predates paths; fsck reports them
     path: Mapped[str | None] = mapped_column(NodePath, nullable=True)
-    # When this node or anything below it last changed (a folder's WebDAV etag); NULL on rows
-    # nothing has touched since it was added, where updated_at says the same
-    changed_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+    # How many times this node or anything below it has changed: a folder's WebDAV etag is
+    # its id and this count (a count, not a time: two changes within a clock tick differ)
+    changes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class FileVersion(Base):

@@ -1,4 +1,4 @@
-"""WebDAV: dead properties and locks in the database, nodes.changed_at (a folder's etag moves
+"""WebDAV: dead properties and locks in the database, nodes.changes (a folder's etag moves
 when anything below it changes) and file_versions.mtime (the client's modification time)
 
 Revision ID: 0009
@@ -20,7 +20,7 @@ NodePath = sa.String(PATH_MAX).with_variant(mysql.VARCHAR(PATH_MAX, charset='asc
 
 def upgrade() -> None:
     with op.batch_alter_table('nodes', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('changed_at', sa.DateTime(), nullable=True))
+        batch_op.add_column(sa.Column('changes', sa.BigInteger(), server_default='0', nullable=False))
     with op.batch_alter_table('file_versions', schema=None) as batch_op:
         batch_op.add_column(sa.Column('mtime', sa.DateTime(), nullable=True))
     op.create_table(
@@ -56,4 +56,4 @@ def downgrade() -> None:
     with op.batch_alter_table('file_versions', schema=None) as batch_op:
         batch_op.drop_column('mtime')
     with op.batch_alter_table('nodes', schema=None) as batch_op:
-        batch_op.drop_column('changed_at')
+        batch_op.drop_column('changes')
