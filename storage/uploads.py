@@ -344,12 +344,13 @@ class Uploads:
             pass
 
     def finish(self, user_id: int, sid: str, kind: UploadKind = UploadKind.TUS, parent_id: int | None = None,
-               name: str | None = None, if_match: int | str | None = None,
-               sha256: bytes | None = None) -> PutResult:
+               name: str | None = None, if_match: int | str | None = None, sha256: bytes | None = None,
+               mtime: dt.datetime | None = None) -> PutResult:
         """Turn a fully received session into the file's new version: of ``name`` in folder
         ``parent_id`` when given (a destination chosen at the end), else where the session
         was opened for. ``if_match`` is checked against the file there; with ``sha256`` the
-        content must hash to it (ContentMismatch, and the session stays open)."""
+        content must hash to it (ContentMismatch, and the session stays open); ``mtime`` is
+        the file's modification time as the client knows it."""
         if name is not None:
             name = validate_name(name)
         with self.drive.sm() as s:
@@ -368,7 +369,8 @@ class Uploads:
         if sha256 is not None and sha != sha256:
             raise ContentMismatch("the upload's content does not match its SHA-256 checksum")
         try:
-            res = self._commit_version(user_id, parent_id, name, refs, length, sha, sid=sid, if_match=if_match)
+            res = self._commit_version(user_id, parent_id, name, refs, length, sha, sid=sid, if_match=if_match,
+                                       mtime=mtime)
         except QuotaExceeded:
             self.abort(sid)
             raise
@@ -377,7 +379,7 @@ class Uploads:
 
     def _commit_version(self, user_id: int, parent_id: int, name: str, refs: list[Ref], size: int, sha: bytes,
                         sid: str | None = None, if_match=None, release: Iterable[bytes] = (),
-                        block_sid: str | None = None) -> PutResult:
+                        block_sid: str | None = None, mtime: dt.datetime | None = None) -> PutResult:
         """Commit the version an upload session (``sid``, a tus upload) or the block session
         ``block_sid`` (pins on ``release``) promised, giving back what the session held."""
         d = self.drive
@@ -391,7 +393,7 @@ class Uploads:
             elif block_sid is not None:
                 held = self.unpin(s, block_sid, release)
             # The reservation turns into the version it promised, in this transaction.
-            node, vid = commit_version(s, d, user_id, NewVersion(parent, node, name, refs, size, sha), held=held)
+            node, vid = commit_version(s, d, user_id, NewVersion(parent, node, name, refs, size, sha, mtime), held=held)
             if sid is not None:
                 s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid))
                 s.execute(sa.delete(UploadChunk).where(UploadChunk.session_id == sid))
