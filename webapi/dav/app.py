@@ -18,6 +18,7 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 
 from ..errors import problem, problem_details, status_for
 from .auth import basic_user
+from . import listing
 from .provider import DavRequest, Provider
 
 log = logging.getLogger("blockdrive.dav")
@@ -29,7 +30,7 @@ MOUNT = re.compile(r"^(/dav|/remote\.php/webdav|/remote\.php/dav/files/([^/]+))(
 
 def dav_config(lock_storage, prop_manager) -> dict:
     return {
-        "provider_mapping": {"/": Provider()},
+        "provider_mapping": {"/": Provider(handlers=[listing.handler])},
         "lock_storage": lock_storage,
         "property_manager": prop_manager,
         "middleware_stack": [ErrorPrinter, RequestResolver],  # signing in happens before
@@ -85,7 +86,9 @@ class DavMount:
             if status.startswith("204") and environ.get("blockdrive.dav.created"):
                 status = "201 Created"  # a COPY or MOVE that made its destination
             headers = [(k, XML if k.lower() == "content-type" and v == "application; charset=utf-8" else v)
-                       for k, v in headers]  # WsgiDAV 4.3's answer to a new LOCK
+                       for k, v in headers  # WsgiDAV 4.3's answer to a new LOCK
+                       # a streamed listing has no length, and needs no new connection for it
+                       if not (environ.get(listing.STREAMED) and k.lower() == "connection")]
             return start_response(status, headers + oc_headers(environ, status), exc_info)
         return self.dav(environ, respond)
 

@@ -35,6 +35,7 @@ IDS = "/.ids"
 OC = "{http://owncloud.org/ns}"
 NC = "{http://nextcloud.org/ns}"
 LIST_PAGE = 1000  # children read per query while listing a folder
+LOCKED = "blockdrive.dav.locked"  # environ key: the lock roots at or below a folder being listed
 
 # storage's errors as WebDAV statuses; anything else is WsgiDAV's 500
 STATUS: list[tuple[type[Exception], int]] = [
@@ -144,7 +145,8 @@ class _Node:
         return ref_url(self.info)
 
     def get_href(self) -> str:
-        return quote(self.req.mount + self.path)
+        href = quote(self.req.mount + self.path)
+        return href + "/" if self.is_collection and not href.endswith("/") else href  # type: ignore[attr-defined]
 
     def get_display_name(self) -> str:
         return self.info.name if parts_of(self.path) else ""
@@ -190,6 +192,8 @@ class _Node:
             return el
         if name in self.OC_PROPS:
             raise DAVError(HTTP_NOT_FOUND)
+        if name == "{DAV:}lockdiscovery" and self.get_ref_url() not in self.environ.get(LOCKED, (self.get_ref_url(),)):
+            return etree.Element(name)  # a listing found no lock at or below its folder: no query
         if name == "{DAV:}getetag":
             return f'"{self.get_etag()}"'  # type: ignore[attr-defined]
         return super().get_property_value(name)  # type: ignore[misc]
@@ -294,9 +298,15 @@ class FolderResource(_Node, DAVCollection):
     def get_member(self, name):
         return self.provider.get_resource_inst(util.join_uri(self.path, name), self.environ)
 
+    def iter_members(self) -> Iterator:
+        """The members as resources, a page of the folder at a time."""
+        for name in self.extra_members():
+            yield self.get_member(name)
+        for c in self.children():
+            yield member_of(self, c)
+
     def get_member_list(self):
-        members = [self.get_member(name) for name in self.extra_members()]
-        return members + [member_of(self, c) for c in self.children()]
+        return list(self.iter_members())
 
     def get_used_bytes(self):
         return None
@@ -532,7 +542,13 @@ class VersionReader(io.RawIOBase):
 
 class Provider(DAVProvider):
     """Resources for the signed-in user (``environ["blockdrive.dav"]``, a
-    :class:`DavRequest`, set by :mod:`webapi.dav.app`)."""
+    :class:`DavRequest`, set by :mod:`webapi.dav.app`). ``handlers`` may answer a request
+    before WsgiDAV does: each is called as ``handler(environ, start_response, provider)`` and
+    returns a response, or None to pass."""
+
+    def __init__(self, handlers=()):
+        super().__init__()
+        self.handlers = list(handlers)
 
     def is_readonly(self) -> bool:
         return False
@@ -568,6 +584,10 @@ class Provider(DAVProvider):
         return None
 
     def custom_request_handler(self, environ, start_response, default_handler):
+        for handler in self.handlers:
+            answer = handler(environ, start_response, self)
+            if answer is not None:
+                return answer
         return default_handler(environ, start_response)
 
 
