@@ -40,8 +40,9 @@ def create_app(config: Config | Mapping | None = None, drive=None) -> Flask:
     limiter = Limiter(d.sm, srv["auth_max_failures"], srv["auth_window_seconds"])
     app.extensions.update(drive=d, limiter=limiter, sharing=Sharing(d, limiter), uploads=Uploads(d))
     errors.register(app)
+    from .dav.app import DavMount
     from .edge import BodyGuard
-    app.wsgi_app = BodyGuard(app.wsgi_app)
+    app.wsgi_app = BodyGuard(DavMount(app, app.wsgi_app))
     metrics.instrument(app)
     for mod in (health, metrics, account, tokens, nodes, shares, public, tus, blocks, batch, openapi, nextcloud):
         app.register_blueprint(mod.bp)

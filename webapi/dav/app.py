@@ -1,0 +1,131 @@
+"""Where WebDAV is mounted in the app, and what happens before WsgiDAV sees a request.
+
+The same WSGI app (same gunicorn, same workers) serves the JSON API and WebDAV: requests for
+``/dav/`` and for Nextcloud's spellings of it (``/remote.php/dav/files/{user}/`` and the older
+``/remote.php/webdav/``) are signed in with HTTP Basic here and handed to WsgiDAV over
+:class:`webapi.dav.provider.Provider`; everything else goes on to Flask."""
+
+from __future__ import annotations
+
+import logging
+import re
+from urllib.parse import unquote, urlparse
+
+from storage import errors as e
+from wsgidav.error_printer import ErrorPrinter
+from wsgidav.request_resolver import RequestResolver
+from wsgidav.wsgidav_app import WsgiDAVApp
+
+from ..errors import problem, problem_details, status_for
+from .auth import basic_user
+from . import listing
+from .provider import DavRequest, Provider
+
+log = logging.getLogger("blockdrive.dav")
+XML = "application/xml; charset=utf-8"
+
+# /dav, /remote.php/webdav, /remote.php/dav/files/<user>: the mount, then the path inside
+MOUNT = re.compile(r"^(/dav|/remote\.php/webdav|/remote\.php/dav/files/([^/]+))(/.*)?$")
+
+
+def dav_config(lock_storage, prop_manager) -> dict:
+    return {
+        "provider_mapping": {"/": Provider(handlers=[listing.handler])},
+        "lock_storage": lock_storage,
+        "property_manager": prop_manager,
+        "middleware_stack": [ErrorPrinter, RequestResolver],  # signing in happens before
+        "block_size": 1 << 20,  # bytes read from a PUT's body at a time
+        "verbose": 1,
+        "logging": {"enable": False},
+        "suppress_version_info": True,
+        "add_header_MS_Author_Via": True,
+        "hotfixes": {"re_encode_path_info": True, "emulate_win32_lastmod": False},
+        "dir_browser": {"enable": False},
+        "http_authenticator": {"domain_controller": None, "accept_basic": True, "accept_digest": False},
+    }
+
+
+class DavMount:
+    """WSGI middleware: WebDAV requests to WsgiDAV, the rest to ``next_app`` (Flask)."""
+
+    def __init__(self, flask_app, next_app, lock_storage=True, prop_manager=True):
+        self.flask, self.next_app = flask_app, next_app
+        self.dav = WsgiDAVApp(dav_config(lock_storage, prop_manager))
+
+    def __call__(self, environ, start_response):
+        m = MOUNT.match(environ.get("PATH_INFO", ""))
+        if m is None:
+            return self.next_app(environ, start_response)
+        mount, url_user, rest = m.group(1), m.group(2), m.group(3) or "/"
+        ext = self.flask.extensions
+        with self.flask.request_context(environ):
+            try:
+                user = basic_user()
+                if url_user is not None and unquote(url_user).lower() != user.email.lower():
+                    raise e.NotFound("no such user folder")
+            except e.BlockdriveError as exc:
+                resp = problem(status_for(exc), exc.code, type(exc).__name__, exc.message,
+                               **problem_details(exc))
+                return resp(environ, start_response)
+        refused = refusal(environ)
+        if refused is not None:
+            return refused(environ, start_response)
+        environ["blockdrive.dav"] = DavRequest(ext["drive"], ext["sharing"], user, mount)
+        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "").rstrip("/") + mount
+        environ["PATH_INFO"] = rest
+        environ["wsgidav.auth.user_name"] = user.email
+        dest = environ.get("HTTP_DESTINATION")
+        if dest is not None:
+            inner = destination_path(dest, user.email)
+            if inner is None:
+                start_response("502 Bad Gateway", [("Content-Type", "text/plain"), ("Content-Length", "41")])
+                return [b"Destination must be on this WebDAV mount"]
+            environ["HTTP_DESTINATION"] = inner
+
+        def respond(status, headers, exc_info=None):
+            if status.startswith("204") and environ.get("blockdrive.dav.created"):
+                status = "201 Created"  # a COPY or MOVE that made its destination
+            headers = [(k, XML if k.lower() == "content-type" and v == "application; charset=utf-8" else v)
+                       for k, v in headers  # WsgiDAV 4.3's answer to a new LOCK
+                       # a streamed listing has no length, and needs no new connection for it
+                       if not (environ.get(listing.STREAMED) and k.lower() == "connection")]
+            return start_response(status, headers + oc_headers(environ, status), exc_info)
+        return self.dav(environ, respond)
+
+
+def refusal(environ):
+    """A plain-text answer for what we refuse before WsgiDAV sees it, or None:
+    PROPFIND with Depth infinity (RFC 4918, 9.1: a whole drive in one answer), and a
+    Request-URI with a fragment (a client bug that would act on the URI without it)."""
+    from werkzeug.wrappers import Response
+    if environ["REQUEST_METHOD"] == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity").lower() == "infinity":
+        return Response('<?xml version="1.0" encoding="utf-8"?>\n<d:error xmlns:d="DAV:">'
+                        "<d:propfind-finite-depth/></d:error>", 403, content_type=XML)
+    if "#" in environ.get("RAW_URI", ""):
+        return Response("the request URI has a fragment (#...)\n", 400, content_type="text/plain")
+    return None
+
+
+def destination_path(dest: str, email: str) -> str | None:
+    """A Destination header's path inside our mount (any spelling of it, for this user),
+    still quoted as the client sent it (WsgiDAV unquotes it), or None when it points
+    elsewhere."""
+    path = urlparse(dest).path
+    m = MOUNT.match(unquote(path)) if path else None
+    if m is None or (m.group(2) is not None and unquote(m.group(2)).lower() != email.lower()):
+        return None
+    segments = path.split("/")[m.group(1).count("/") + 1:]
+    return "/" + "/".join(segments)
+
+
+def oc_headers(environ, status: str) -> list[tuple[str, str]]:
+    """Nextcloud's response headers after a PUT: the file's id and etag, and that its mtime
+    was taken."""
+    result = environ.get("blockdrive.dav.result")
+    if result is None or not status.startswith("2"):
+        return []
+    node = result.node
+    headers = [("OC-FileId", f"{node.id:08d}blockdrive"), ("OC-ETag", f'"{node.sha256}"')]
+    if environ.get("blockdrive.dav.mtime_accepted"):
+        headers.append(("X-OC-MTime", "accepted"))
+    return headers
