@@ -27,7 +27,6 @@ a write past the quota is 507 Insufficient Storage, as WebDAV has it.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 import re
@@ -40,10 +39,13 @@ from storage import errors as e
 from storage.states import UploadKind, UploadState
 
 from ..dav.auth import basic_required
+# DAVError through the provider: importing wsgidav.dav_error first breaks an import cycle
+# inside wsgidav (its util module must load first)
+from ..dav.provider import DAVError, client_mtime
 from ..errors import problem, status_for
 from ..nodes import upload_limit
 from ..util import etag_value, parse_uint, uploads
-from .paths import check_user, destination_path, etag, oc_id, resolve_parent
+from .paths import check_user, destination, etag, oc_id
 
 log = logging.getLogger("blockdrive.api")
 
@@ -94,7 +96,7 @@ def _target(header: str | None) -> tuple[int, str]:
     """(folder id, name) of the file a Destination header names. A folder that does not
     exist is a 409, as for any WebDAV write below a missing collection."""
     try:
-        parent, name = resolve_parent(g.user.id, destination_path(header, g.user.email))
+        parent, name = destination(header, g.user)
     except e.NotFound as exc:
         raise e.Conflict(f"the destination's folder does not exist: {exc.message}") from None
     return parent.id, name
@@ -154,7 +156,7 @@ def finish(transfer):
     total = _length("OC-Total-Length", required=False)
     if total is not None and total != info.length:
         raise e.InvalidInput(f"the upload was opened for {info.length} bytes, not {total}")
-    mtime = oc_mtime(request.headers.get("X-OC-Mtime"))
+    mtime = client_mtime(request.environ)
     res = uploads().finish(g.user.id, sid, CHUNKED, parent_id=parent_id, name=name, if_match=_if_match(),
                            sha256=_sha256(), mtime=mtime)
     tag = etag(res.node)
@@ -163,17 +165,6 @@ def finish(transfer):
         headers["X-OC-MTime"] = "accepted"
     return Response(status=201 if res.created else 204, headers=headers)
 
-
-def oc_mtime(raw: str | None) -> dt.datetime | None:
-    """An ``X-OC-Mtime`` header (seconds since the epoch, maybe with a fraction) as a naive
-    UTC datetime, or None without one."""
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw.strip())
-        return dt.datetime.fromtimestamp(int(seconds), dt.UTC).replace(tzinfo=None)
-    except (ValueError, OverflowError, OSError):
-        raise e.InvalidInput("X-OC-Mtime must be a time in seconds since 1970") from None
 
 
 def _if_match() -> str | None:
@@ -241,6 +232,12 @@ def sabre_error(status: int, exception: str, message: str) -> Response:
     body = ('<?xml version="1.0" encoding="utf-8"?>\n<d:error xmlns:d="DAV:" xmlns:s="http://sabredav.org/ns">'
             f"<s:exception>{escape(exception)}</s:exception><s:message>{escape(message)}</s:message></d:error>")
     return Response(body, status=status, mimetype="application/xml")
+
+
+@bp.errorhandler(DAVError)
+def _provider_error(exc: DAVError):
+    # what the provider's helpers raise (a bad X-OC-Mtime, a path it cannot resolve)
+    return sabre_error(exc.value, "DAVError", exc.context_info or exc.get_user_info())
 
 
 @bp.errorhandler(e.BlockdriveError)
