@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import random
+import shutil
 import socket
+import subprocess
+from pathlib import Path
 from urllib.parse import quote, urlparse
 from xml.etree import ElementTree as ET
 
@@ -304,3 +308,107 @@ def test_uploads_into_a_folder_shared_with_me_follow_the_share_role(server, nc):
                                                         "OC-Total-Length": "10"})
     assert r.status_code == 409, r.text
     assert nc.account()["pending_bytes"] == 0
+
+
+# ---- Nextcloud's own desktop client -----------------------------------------------------
+
+def nextcloudcmd_binary() -> str:
+    path = shutil.which("nextcloudcmd")
+    if path is None:
+        msg = "nextcloudcmd is not installed (Debian: apt-get install -y nextcloud-desktop-cmd)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+class Desktop:
+    """One local folder synced with the user's ``/sub`` by ``nextcloudcmd``, a run at a time."""
+
+    def __init__(self, binary: str, server, nc: Nc, local: Path):
+        self.binary, self.server, self.nc, self.local = binary, server, nc, local
+        local.mkdir()
+        self.home = local.parent / f"{local.name}-home"  # the client's own settings and logs
+        self.home.mkdir()
+        self.runs = 0
+
+    def sync(self) -> str:
+        self.runs += 1
+        out = subprocess.run([self.binary, "--non-interactive", "-u", self.nc.email, "-p", self.nc.api.token,
+                              "--path", "/sub", "--max-sync-retries", "1", str(self.local), self.server.url],
+                             env={**os.environ, "HOME": str(self.home)}, capture_output=True, text=True,
+                             timeout=600)
+        log = out.stdout + out.stderr
+        (self.home / f"run{self.runs}.log").write_text(log)
+        assert out.returncode == 0, log[-4000:]
+        return log
+
+    def write(self, rel: str, content: bytes, mtime: int) -> None:
+        path = self.local / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        os.utime(path, (mtime, mtime))  # a distinct mtime, so the edit is seen whatever the clock says
+
+    def tree(self) -> dict[str, bytes]:
+        return {str(p.relative_to(self.local)): p.read_bytes() for p in sorted(self.local.rglob("*"))
+                if p.is_file() and not p.name.startswith((".sync_", "._sync_", ".nextcloudsync"))}
+
+
+def server_tree(nc: Nc, folder: int, prefix: str = "") -> dict[str, bytes]:
+    out = {}
+    for item in nc.api.get(f"/api/v1/nodes/{folder}/children", params={"limit": 1000}).json()["items"]:
+        if item["kind"] == "folder":
+            out.update(server_tree(nc, item["id"], f"{prefix}{item['name']}/"))
+        else:
+            out[prefix + item["name"]] = nc.api.get(f"/api/v1/nodes/{item['id']}/content").content
+    return out
+
+
+def test_nextcloudcmd_syncs_two_folders_through_one_account(server, nc, tmp_path):
+    binary = nextcloudcmd_binary()
+    sub = nc.api.mkdir(nc.api.root, "sub")
+    a, b = Desktop(binary, server, nc, tmp_path / "A"), Desktop(binary, server, nc, tmp_path / "B")
+    big = data(12_500_000, 8)  # past the client's 10 MB chunk size: chunked upload
+    a.write("a.txt", b"hello", 1_600_000_000)
+    a.write("d/x.txt", b"x" * 1000, 1_600_000_000)
+    a.write("big.bin", big, 1_600_000_000)
+    log = a.sync()
+    assert "/remote.php/dav/uploads/" in log and "PropagateUploadFileNG" in log
+    assert server_tree(nc, sub["id"]) == a.tree()
+    node = nc.node("/sub/big.bin")
+    assert node["size"] == len(big) and node["etag"] == hashlib.sha256(big).hexdigest()
+    assert stored_mtime(server, nc, node["id"]) == dt.datetime(2020, 9, 13, 12, 26, 40)
+    b.sync()
+    assert b.tree() == a.tree()
+    assert (b.local / "big.bin").stat().st_mtime == 1_600_000_000
+
+    # create, edit, rename, move and delete on both sides
+    a.write("a.txt", b"hello, edited on A", 1_600_000_100)
+    (a.local / "d" / "x.txt").rename(a.local / "d" / "y.txt")
+    a.write("e.txt", b"new on A", 1_600_000_100)
+    b.write("f/g.txt", b"new on B", 1_600_000_200)
+    (b.local / "big.bin").unlink()
+    # a rename is a MOVE on the server, not a new upload: the file's id and etag held
+    assert '"d/y.txt" by OCC::PropagateRemoteMove' in a.sync()
+    b.sync()
+    (b.local / "e.txt").rename(b.local / "f" / "e.txt")
+    b.write("f/g.txt", b"new on B, edited", 1_600_000_300)
+    assert '"f/e.txt" by OCC::PropagateRemoteMove' in b.sync()
+    assert '"f/e.txt" by OCC::PropagateLocalRename' in a.sync()
+    want = {"a.txt": b"hello, edited on A", "d/y.txt": b"x" * 1000, "f/e.txt": b"new on A",
+            "f/g.txt": b"new on B, edited"}
+    assert a.tree() == b.tree() == server_tree(nc, sub["id"]) == want
+    assert [t["name"] for t in nc.api.get("/api/v1/trash").json()["items"]].count("big.bin") == 1
+
+    # both edit one file: the second to sync keeps its edit as a conflict copy, which the
+    # server and then the other side get too
+    a.write("a.txt", b"A's concurrent edit", 1_600_000_400)
+    b.write("a.txt", b"B's concurrent edit, longer", 1_600_000_500)
+    a.sync()
+    b.sync()
+    a.sync()
+    final = server_tree(nc, sub["id"])
+    assert a.tree() == b.tree() == final
+    assert final["a.txt"] == b"A's concurrent edit"
+    conflicts = [k for k in final if k.startswith("a (conflicted copy") and k.endswith(".txt")]
+    assert len(conflicts) == 1 and final[conflicts[0]] == b"B's concurrent edit, longer"

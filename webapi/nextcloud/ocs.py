@@ -36,6 +36,8 @@ def capabilities() -> dict:
             "files": {"bigfilechunking": True, "versioning": True, "undelete": True,
                       "blacklisted_files": [".htaccess"]},
             "theming": {"name": PRODUCT, "url": "", "slogan": ""},
+            # a conflict's losing copy goes to the server too, so every client keeps it
+            "uploadConflictFiles": True,
         },
     }
 
