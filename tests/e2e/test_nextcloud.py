@@ -21,13 +21,13 @@ import requests
 from storage.config import load_config
 from storage.drive import Drive
 
-from .conftest import served
+from .conftest import ENGINES, served
 
 QUOTA = 20_000_000
 DAV = "{DAV:}"
 
 
-@pytest.fixture(scope="module", params=["sqlite"])
+@pytest.fixture(scope="module", params=ENGINES)
 def server(request, tmp_path_factory):
     with served(request, tmp_path_factory, "nextcloud", {"BLOCKDRIVE_QUOTA_FREE_BYTES": str(QUOTA)}) as srv:
         yield srv
