@@ -8,7 +8,6 @@ import datetime as dt
 import hashlib
 import os
 import random
-import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -21,7 +20,7 @@ import requests
 from storage.config import load_config
 from storage.drive import Drive
 
-from .conftest import ENGINES, served
+from .conftest import ENGINES, require_tool, served
 
 QUOTA = 20_000_000
 DAV = "{DAV:}"
@@ -312,16 +311,6 @@ def test_uploads_into_a_folder_shared_with_me_follow_the_share_role(server, nc):
 
 # ---- Nextcloud's own desktop client -----------------------------------------------------
 
-def nextcloudcmd_binary() -> str:
-    path = shutil.which("nextcloudcmd")
-    if path is None:
-        msg = "nextcloudcmd is not installed (Debian: apt-get install -y nextcloud-desktop-cmd)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
-
-
 class Desktop:
     """One local folder synced with the user's ``/sub`` by ``nextcloudcmd``, a run at a time."""
 
@@ -365,7 +354,7 @@ def server_tree(nc: Nc, folder: int, prefix: str = "") -> dict[str, bytes]:
 
 
 def test_nextcloudcmd_syncs_two_folders_through_one_account(server, nc, tmp_path):
-    binary = nextcloudcmd_binary()
+    binary = require_tool(("nextcloudcmd",), "Debian: apt-get install -y nextcloud-desktop-cmd")
     sub = nc.api.mkdir(nc.api.root, "sub")
     a, b = Desktop(binary, server, nc, tmp_path / "A"), Desktop(binary, server, nc, tmp_path / "B")
     big = data(12_500_000, 8)  # past the client's 10 MB chunk size: chunked upload
