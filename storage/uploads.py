@@ -55,6 +55,9 @@ from .wire import MAX_HASHES, chunking_params
 from .states import UploadKind, UploadState
 
 CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
+# A session's list of parts lives in its meta column (64 KiB of text on MySQL): at most this
+# many runs of equal-sized parts
+MAX_PART_RUNS = 2000
 LOOKUP_BATCH = 64
 
 
@@ -70,16 +73,25 @@ class SessionInfo:
     expires_at: dt.datetime
     node_id: int | None
     metadata: dict
-    # the named parts appended so far, in order, each (name, bytes received); only appends
-    # given a ``part`` name are listed
-    parts: tuple[tuple[str, int], ...] = ()
+    # the numbered parts appended so far, in order, each (number, bytes received); only
+    # appends given a ``part`` number are listed
+    parts: tuple[tuple[int, int], ...] = ()
 
 
 def _info(us: UploadSession) -> SessionInfo:
     meta = json.loads(us.meta or "{}")
     return SessionInfo(us.id, us.user_id, us.parent_id, us.name, us.offset, us.length or 0, us.state,
                        us.expires_at, us.node_id, meta.get("metadata", {}),
-                       tuple((name, size) for name, size in meta.get("parts", ())))
+                       tuple((first + i, size) for first, count, size in meta.get("parts", ()) for i in range(count)))
+
+
+def _add_part(runs: list[list[int]], number: int, size: int) -> None:
+    """Record part ``number`` of ``size`` bytes in ``runs``: [first number, count, size] of
+    consecutive parts of one size, so a client sending equal parts costs one run."""
+    if runs and runs[-1][0] + runs[-1][1] == number and runs[-1][2] == size:
+        runs[-1][1] += 1
+    else:
+        runs.append([number, 1, size])
 
 
 class _Concat:
@@ -214,12 +226,13 @@ class Uploads:
 
     def append(self, user_id: int, sid: str, offset: int, body: BinaryIO, declared: int | None = None,
                checksum: tuple[str, bytes] | None = None, kind: UploadKind = UploadKind.TUS,
-               part: str | None = None) -> tuple[SessionInfo, PutResult | None]:
+               part: int | None = None) -> tuple[SessionInfo, PutResult | None]:
         """Add ``body`` at ``offset``. ``declared`` is how many bytes the client said it would
         send: fewer arriving (a dropped connection) keeps what came, unless a checksum was
-        declared, which then cannot be verified and the chunk is refused. ``part`` names the
-        append in the session's list of parts (with the bytes that arrived). Returns the
-        session and, when this append completed a tus upload, the file's new version."""
+        declared, which then cannot be verified and the chunk is refused. ``part`` numbers the
+        append in the session's list of parts (with the bytes that arrived); parts come in
+        increasing order, once (Conflict otherwise). Returns the session and, when this
+        append completed a tus upload, the file's new version."""
         algo, want = checksum if checksum else (None, None)
         if algo is not None and algo not in CHECKSUMS:
             raise InvalidInput(f"unsupported checksum algorithm {algo!r} (sha1, sha256)")
@@ -231,6 +244,8 @@ class Uploads:
                 raise OffsetMismatch(f"upload {sid} is at offset {us.offset}, not {offset}", offset=us.offset)
             meta = json.loads(us.meta)
             length = us.length or 0
+        if part is not None:
+            self._check_part(sid, meta.get("parts", []), part)
         tail = self.store.hot.read(meta["tail"]) if meta["tail"] else b""
         src = _Concat(tail, body, length - offset, algo)
         ing = Ingested()
@@ -292,7 +307,7 @@ class Uploads:
         seq0 = meta["seq"]
         meta["seq"] = seq0 + len(chunks)
         if part is not None:
-            meta["parts"] = meta.get("parts", []) + [[part, src.received]]
+            _add_part(meta.setdefault("parts", []), part, src.received)
         chunk_off = end - (len(held) if held else 0) - sum(n for _, n in chunks)
 
         def run(s):
@@ -315,6 +330,16 @@ class Uploads:
             self._forget(old_tail)
         result = self.finish(user_id, sid) if final and kind == UploadKind.TUS else None
         return self.get(user_id, sid, kind), result
+
+    @staticmethod
+    def _check_part(sid: str, runs: list[list[int]], number: int) -> None:
+        last = runs[-1][0] + runs[-1][1] - 1 if runs else None
+        if last is not None and number <= last:
+            raise Conflict(f"part {number} of upload {sid} comes after part {last}: parts are taken in "
+                           "increasing order, once", last=last)
+        if len(runs) >= MAX_PART_RUNS:
+            raise InvalidInput(f"upload {sid} holds {MAX_PART_RUNS} runs of differently sized parts, its most; "
+                               "send the rest in parts of one size")
 
     def _pin(self, s: Session, sid: str, ids: set[bytes]) -> list[bytes]:
         """Pin ``ids`` for the session; each must still exist. Pinning clears a GC mark in

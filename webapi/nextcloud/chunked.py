@@ -13,7 +13,7 @@ until the client moves ``.file`` to its destination.
   sent again) is a 409, and the client resumes from the listing. A chunk whose body ends
   before its ``Content-Length`` keeps nothing.
 - ``PROPFIND`` (Depth 0 or 1) lists the chunks received with their sizes, which is how
-  clients resume.
+  clients resume (named by their numbers in five digits: clients read the number).
 - ``MOVE .../.file`` with ``Destination`` commits the file there (a new file, 201, or a new
   version, 204), honouring ``If-Match`` and the ``If`` header Nextcloud clients send in its
   place, an ``OC-Checksum`` of type SHA256, and ``X-OC-Mtime`` (the file's modification time,
@@ -129,13 +129,10 @@ def put_chunk(transfer, chunk):
     if not _CHUNK.fullmatch(chunk) or int(chunk) > MAX_CHUNK:
         raise e.InvalidInput(f"chunks are numbered 0 to {MAX_CHUNK}, not {chunk!r}")
     info = _live(sid, transfer)
-    if info.parts and int(chunk) <= int(info.parts[-1][0]):
-        raise e.Conflict(f"chunk {chunk} comes after chunk {info.parts[-1][0]}: chunks are taken in "
-                         "increasing order, once; list the upload to resume it")
     request.max_content_length = upload_limit()
     # A body that ends early raises (webapi.edge) and the append keeps nothing of it
     uploads().append(g.user.id, sid, info.offset, request.stream, declared=request.content_length, kind=CHUNKED,
-              part=chunk)
+                       part=int(chunk))
     return Response(status=201)
 
 
@@ -205,8 +202,9 @@ def list_chunks(transfer):
     base = request.path.rstrip("/")
     rows = [_response(base + "/", "<d:resourcetype><d:collection/></d:resourcetype>")]
     if depth == "1":
-        rows += [_response(f"{base}/{name}", f"<d:resourcetype/><d:getcontentlength>{size}</d:getcontentlength>")
-                 for name, size in info.parts]
+        rows += [_response(f"{base}/{number:05d}",
+                           f"<d:resourcetype/><d:getcontentlength>{size}</d:getcontentlength>")
+                 for number, size in info.parts]
     body = ('<?xml version="1.0" encoding="utf-8"?>\n<d:multistatus xmlns:d="DAV:">'
             + "".join(rows) + "</d:multistatus>")
     return Response(body, status=207, mimetype="application/xml", headers={"Cache-Control": "no-store"})
