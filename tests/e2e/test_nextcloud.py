@@ -276,10 +276,14 @@ def test_other_users_uploads_are_out_of_reach(server, nc):
     assert nc.req("PROPFIND", f"{other.uploads}/mine").status_code == 403
     assert other.req("PROPFIND", f"{other.uploads}/mine").status_code == 404
     assert other.req("PUT", f"{other.uploads}/mine/00001", data=b"x").status_code == 404
-    # a destination in another user's tree
+    # a destination in another user's tree, or on another server, is not this mount's (RFC 4918: 502)
     assert nc.req("MKCOL", f"{nc.uploads}/theirs", headers={"OC-Total-Length": "1",
-                                                           "Destination": other.dest("/x")}).status_code == 403
+                                                           "Destination": other.dest("/x")}).status_code == 502
+    elsewhere = "http://elsewhere.example" + urlparse(nc.dest("/x")).path
+    assert nc.req("MKCOL", f"{nc.uploads}/theirs", headers={"OC-Total-Length": "1",
+                                                           "Destination": elsewhere}).status_code == 502
     assert nc.req("DELETE", f"{nc.uploads}/mine").status_code == 204
+    assert nc.account()["pending_bytes"] == 0
 
 
 def test_uploads_into_a_folder_shared_with_me_follow_the_share_role(server, nc):

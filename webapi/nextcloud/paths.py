@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-from flask import current_app
+from flask import current_app, request
+from werkzeug.exceptions import BadGateway
 
 from storage.errors import Forbidden, InvalidInput, NotFound
 from storage.tree import NodeInfo
@@ -40,14 +41,17 @@ def etag(node: NodeInfo) -> str:
 
 
 def destination(header: str | None, user) -> tuple[NodeInfo, str]:
-    """The folder and the name of the file a ``Destination`` header names (an absolute URL or
-    a path, on any spelling of the WebDAV mount). The folder must exist (NotFound); whether
-    the user may write there is the write's own check."""
+    """The folder and the name of the file a ``Destination`` header names (an absolute URL on
+    this server or a path, on any spelling of the WebDAV mount, for this user; 502 otherwise,
+    as RFC 4918 has it). The folder must exist (NotFound); whether the user may write there
+    is the write's own check."""
     if not header:
         raise InvalidInput("the Destination header is required")
-    inner = destination_path(header, user.email)
+    hosts = tuple(h.strip().lower() for h in (request.host, *request.headers.get("X-Forwarded-Host", "").split(","))
+                  if h.strip())
+    inner = destination_path(header, user.email, hosts)
     if inner is None:
-        raise Forbidden(f"the Destination must be a file under {FILES.format(email=user.email)}/")
+        raise BadGateway(f"the Destination must be a file under {FILES.format(email=user.email)}/ on this server")
     parts = parts_of(unquote(inner))
     if not parts:
         raise InvalidInput("the destination is the root folder, not a file")
