@@ -28,6 +28,7 @@ from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy.orm import Session
 from wsgidav import util
+from wsgidav.dav_error import HTTP_FORBIDDEN, DAVError
 from wsgidav.lock_man.lock_manager import LockManager, generate_lock_token, normalize_lock_root, validate_lock
 from wsgidav.lock_man.lock_storage import LockStorageDict
 
@@ -192,7 +193,13 @@ class DbLockManager(LockManager):
 
     def acquire(self, *, url, lock_type, lock_scope, lock_depth, lock_owner, timeout, principal, token_list):
         """LockManager.acquire (check for conflicts, then create), as one transaction that
-        holds the tree's lock-taking (see the module's docstring)."""
+        holds the tree's lock-taking (see the module's docstring). A URL outside the id
+        namespace (a virtual folder) cannot be locked: 403, as WsgiDAV answers a resource
+        that prevents locking."""
+        try:
+            davstate.root_ids(normalize_lock_root(url))
+        except ValueError:
+            raise DAVError(HTTP_FORBIDDEN, "this resource cannot be locked") from None
         # The process's own lock first, then the database: the order every other path of
         # LockManager takes them in (on SQLite a read opens a write transaction too, so the
         # other order could wait on itself).

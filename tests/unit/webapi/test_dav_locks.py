@@ -138,6 +138,14 @@ def test_a_depth_infinity_lock_on_a_folder_covers_what_is_below_it(workers, urls
     assert [x["token"] for x in w2.get_indirect_url_lock_list(urls["f"])] == [held["token"]]
 
 
+def test_a_url_outside_the_id_namespace_cannot_be_locked(workers, urls):
+    w1, _ = workers
+    for url in ("/.ids/shared/7", "/.ids", "/"):
+        assert refused(lambda: lock(w1, url), HTTP_FORBIDDEN)
+    assert w1.get_url_lock_list("/", recursive=True) == []
+    w1.check_write_permission(url="/.ids/shared/7", depth="infinity", token_list=[], principal="alice")
+
+
 def test_refresh_through_the_other_worker(workers, urls):
     w1, w2 = workers
     held = lock(w1, urls["f"], timeout=100)
