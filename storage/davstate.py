@@ -245,6 +245,13 @@ def prop_names(s: Session, node_id: int) -> list[str]:
                           .order_by(DavProp.name)).scalars())
 
 
+def nodes_with_props(s: Session, folder_id: int) -> set[int]:
+    """Which of folder ``folder_id`` and its children have dead properties: one query for a
+    whole listing, which then asks only about those (usually none)."""
+    return set(s.execute(sa.select(DavProp.node_id).distinct().join(Node, Node.id == DavProp.node_id)
+                         .where(sa.or_(Node.parent_id == folder_id, Node.id == folder_id))).scalars())
+
+
 def get_prop(s: Session, node_id: int, name: str) -> str | None:
     """The value of property ``name`` of node ``node_id``; None if it has none."""
     return s.execute(sa.select(DavProp.value).where(DavProp.node_id == node_id, DavProp.name == name)).scalar()

@@ -17,6 +17,10 @@ from storage import davstate
 from storage.errors import LimitExceeded
 
 
+# environ key: (folder id, the ids among it and its children that have dead properties)
+PREFETCHED = "blockdrive.dav.props"
+
+
 def text(value) -> str:
     """A property value as WsgiDAV hands it in (XML as bytes or str) as text."""
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
@@ -36,14 +40,14 @@ class DbPropertyManager:
     def get_properties(self, norm_url, environ=None):
         """The names of the resource's dead properties."""
         node_id = self.node_or_none(norm_url)
-        if node_id is None:
+        if node_id is None or self.known_without(norm_url, environ):
             return []
         return self.drive.tx(lambda s: davstate.prop_names(s, node_id))
 
     def get_property(self, norm_url, name, environ=None):
         """The value (XML text) of property ``name``; None if the resource has none."""
         node_id = self.node_or_none(norm_url)
-        if node_id is None:
+        if node_id is None or self.known_without(norm_url, environ):
             return None
         return self.drive.tx(lambda s: davstate.get_prop(s, node_id, name))
 
@@ -61,6 +65,8 @@ class DbPropertyManager:
                 davstate.check_prop(name, value)
             else:
                 self.drive.tx(lambda s: davstate.set_prop(s, node_id, name, value))
+                if environ is not None:
+                    environ.pop(PREFETCHED, None)  # what it says may no longer hold
         except LimitExceeded as exc:
             raise DAVError(HTTP_INSUFFICIENT_STORAGE, str(exc)) from None
 
@@ -84,6 +90,25 @@ class DbPropertyManager:
 
     def move_properties(self, src_url, dest_url, with_children, environ=None):
         """Nothing to do: properties belong to the node, which keeps its id when it moves."""
+
+    # ---- listings ----------------------------------------------------------------------
+
+    def prefetch_children(self, environ: dict, folder_id: int) -> None:
+        """Before listing folder ``folder_id``: find in one query which of it and its
+        children have dead properties, so that for the others (usually all) this request
+        asks the database nothing more."""
+        environ[PREFETCHED] = (folder_id, self.drive.tx(lambda s: davstate.nodes_with_props(s, folder_id)))
+
+    @staticmethod
+    def known_without(norm_url: str, environ: dict | None) -> bool:
+        """Whether this request's :meth:`prefetch_children` says the resource has no dead
+        properties (it covers the listed folder and the nodes whose parent it is)."""
+        seen = (environ or {}).get(PREFETCHED)
+        if seen is None:
+            return False
+        folder_id, with_props = seen
+        ids = davstate.root_ids(norm_url)
+        return (ids[-1] == folder_id or (len(ids) > 1 and ids[-2] == folder_id)) and ids[-1] not in with_props
 
     # ---- the id namespace -------------------------------------------------------------
 

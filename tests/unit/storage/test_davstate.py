@@ -233,3 +233,14 @@ def test_property_bounds(drive, nodes, monkeypatch):
     drive.tx(lambda s: davstate.set_prop(s, f, "{urn:x}a", "a" * 90))  # replacing its own value is not adding
     with drive.sm() as s:
         assert s.execute(sa.select(DavProp.name).where(DavProp.node_id == f)).scalars().all() == ["{urn:x}a"]
+
+
+def test_nodes_with_props_of_a_folder_and_its_children(drive, nodes):
+    ids = nodes["ids"]
+    for nid in (ids["a"], ids["b2"], ids["f"], ids["c"]):
+        drive.tx(lambda s: davstate.set_prop(s, nid, "{urn:x}a", "A"))
+    drive.tx(lambda s: davstate.set_prop(s, ids["a"], "{urn:x}b", "B"))
+    # a's children are b and b2; f is a grandchild, c is beside a
+    assert drive.tx(lambda s: davstate.nodes_with_props(s, ids["a"])) == {ids["a"], ids["b2"]}
+    assert drive.tx(lambda s: davstate.nodes_with_props(s, ids["b"])) == {ids["f"]}
+    assert drive.tx(lambda s: davstate.nodes_with_props(s, nodes["ids"]["root"])) == {ids["a"], ids["c"]}

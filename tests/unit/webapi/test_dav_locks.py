@@ -19,7 +19,7 @@ from storage.drive import Drive
 from storage.models import DavLock
 from tests.conftest import put_bytes
 from webapi.dav.locks import DbLockManager, DbLockStorage
-from webapi.dav.props import DbPropertyManager
+from webapi.dav.props import PREFETCHED, DbPropertyManager
 
 OWNER = b"<?xml version='1.0' encoding='UTF-8'?>\n<owner xmlns=\"DAV:\">litmus</owner>"
 
@@ -304,3 +304,29 @@ def test_dry_runs_bounds_and_urls_outside_the_namespace(drive, urls):
     pm.remove_properties("/.shared/x")
     pm.copy_properties("/.shared/x", urls["f"])
     assert pm.get_properties(urls["f"]) == []
+
+
+def test_a_listing_asks_only_about_the_nodes_that_have_properties(drive, urls):
+    pm = DbPropertyManager(drive)
+    ids = urls["ids"]
+    pm.write_property(urls["a"], "{urn:x}on-a", b"<x/>")
+    pm.write_property(urls["g"], "{urn:x}on-g", b"<g/>")
+    pm.write_property(urls["f"], "{urn:x}on-f", b"<f/>")  # below b: not a child of a
+    environ: dict = {}
+    pm.prefetch_children(environ, ids["a"])
+    statements = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+    sa.event.listen(drive.engine, "before_cursor_execute", seen)
+    try:
+        assert pm.get_properties(urls["b"], environ) == [] and pm.get_property(urls["b"], "{urn:x}on-a", environ) is None
+        assert statements == []  # b has none, and the prefetch said so
+        assert pm.get_properties(urls["a"], environ) == ["{urn:x}on-a"]
+        assert pm.get_property(urls["g"], "{urn:x}on-g", environ) == "<g/>"
+        assert pm.get_properties(urls["f"], environ) == ["{urn:x}on-f"]  # not covered: asked
+        assert len([q for q in statements if q.lstrip().upper().startswith("SELECT")]) == 3
+        pm.write_property(urls["b"], "{urn:x}new", b"<n/>", environ=environ)
+        assert PREFETCHED not in environ and pm.get_properties(urls["b"], environ) == ["{urn:x}new"]
+    finally:
+        sa.event.remove(drive.engine, "before_cursor_execute", seen)
