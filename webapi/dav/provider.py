@@ -129,7 +129,7 @@ def parts_of(path: str) -> list[str]:
     return [p for p in path.split("/") if p]
 
 
-class _Node:
+class DavNode:
     """What files and folders have in common (mixed into WsgiDAV's resource classes)."""
 
     info: NodeInfo
@@ -270,7 +270,7 @@ class _Node:
         return True
 
 
-class FolderResource(_Node, DAVCollection):
+class FolderResource(DavNode, DAVCollection):
     def __init__(self, path: str, environ: dict, req: DavRequest, info: NodeInfo):
         DAVCollection.__init__(self, path, environ)
         self.req, self.info = req, info
@@ -330,7 +330,7 @@ class FolderResource(_Node, DAVCollection):
         return True
 
 
-class FileResource(_Node, DAVNonCollection):
+class FileResource(DavNode, DAVNonCollection):
     def __init__(self, path: str, environ: dict, req: DavRequest, info: NodeInfo):
         DAVNonCollection.__init__(self, path, environ)
         self.req, self.info = req, info
