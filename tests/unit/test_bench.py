@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from bench import datasets
+from bench.dav import groups
 from bench.suite import Results
 
 
@@ -49,6 +50,15 @@ def test_edited_pair_differs_in_a_few_places(tmp_path):
     da, db = a.read_bytes(), b.read_bytes()
     assert da != db and len(db) >= len(da)
     assert da[:1000] == db[:1000] or da[-1000:] == db[-1000:]
+
+
+def test_rclone_processes_share_the_tree_without_overlap(tmp_path):
+    datasets.small_files(tmp_path / "t", 300, seed=1, folders=10)
+    (tmp_path / "t" / "loose.bin").write_bytes(b"x")  # a file at the top is no folder to share
+    parts = groups(tmp_path / "t", 4)
+    assert [len(p) for p in parts] == [3, 3, 2, 2]
+    assert sorted(top for p in parts for top in p) == [f"d{i:03d}" for i in range(10)]
+    assert groups(tmp_path / "t", 16) == [[f"d{i:03d}"] for i in range(10)]
 
 
 def test_results_judge_goals_in_the_right_direction():
