@@ -1,7 +1,9 @@
-"""WebDAV beside its peers, on the same disk: ``rclone copy`` of many small files and of one large
-file to blockdrive's ``/dav/``, to ``rclone serve webdav`` over a plain folder, and to WsgiDAV's
-own filesystem provider (the engine under Seafile's seafdav; ``bench/wsgidav_fs.py``) served by
-gunicorn with blockdrive's workers and threads; and blockdrive's own HTTP PUT of the large file.
+"""blockdrive's WebDAV beside rclone serve webdav and WsgiDAV, through rclone copy, on one disk.
+
+``rclone copy`` of many small files and of one large file to blockdrive's ``/dav/``, to ``rclone
+serve webdav`` over a plain folder, and to WsgiDAV's own filesystem provider (the engine under
+Seafile's seafdav; ``bench/wsgidav_fs.py``) served by gunicorn with blockdrive's workers and
+threads; and blockdrive's own HTTP PUT of the large file.
 
     python -m bench.dav [--quick] [--repeat N] [--tmp DIR]
     python -m bench [--quick]                  # the suite runs it as its ``dav`` section
@@ -22,7 +24,6 @@ given every PROCESSES-th top folder of the tree; the large file by one process.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -36,7 +37,7 @@ import requests
 
 from bench import datasets
 from bench.common import MiB, machine, save
-from bench.suite import PROFILES, Http, Results
+from bench.suite import Http, Results, parser, profile_of
 from harness.server import free_port, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -297,15 +298,9 @@ def save_results(command: str, profile: str, p: dict, rows: list[dict], seconds:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.dav", description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="1,000 files and 128 MiB instead of 10,000 and 1 GiB")
-    ap.add_argument("--repeat", type=int, help="runs per measurement (default 3 quick, 5 full)")
-    ap.add_argument("--tmp", help="scratch folder on the disk to measure (default: the system's temp dir)")
-    args = ap.parse_args(argv)
-    profile = "quick" if args.quick else "full"
-    p = dict(PROFILES[profile])
-    if args.repeat:
-        p["repeat"] = args.repeat
+    args = parser("python -m bench.dav", __doc__.splitlines()[0],
+                  "1,000 files and 128 MiB instead of 10,000 and 1 GiB").parse_args(argv)
+    profile, p = profile_of(args)
     tmp = Path(tempfile.mkdtemp(prefix="bd-bench-dav-", dir=args.tmp))
     print(f"blockdrive WebDAV bench ({profile}) on {machine()}; scratch {tmp}\n{how()}", flush=True)
     res, t0 = Results(), time.perf_counter()

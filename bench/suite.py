@@ -590,17 +590,30 @@ def chart(res: Results, path: Path, title: str) -> Path | None:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smaller data, 3 runs (under 5 minutes)")
+def parser(prog: str, description: str, quick: str) -> argparse.ArgumentParser:
+    """The options of a bench that runs a profile: ``--quick`` (described by ``quick``),
+    ``--repeat`` and ``--tmp``; read them back with :func:`profile_of`."""
+    ap = argparse.ArgumentParser(prog=prog, description=description)
+    ap.add_argument("--quick", action="store_true", help=quick)
     ap.add_argument("--repeat", type=int, help="runs per measurement (default 3 quick, 5 full)")
-    ap.add_argument("--only", action="append", choices=SECTIONS, help="run only this section (repeatable)")
     ap.add_argument("--tmp", help="scratch folder on the disk to measure (default: the system's temp dir)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def profile_of(args: argparse.Namespace) -> tuple[str, dict]:
+    """The profile's name and its parameters, ``--repeat`` applied."""
     profile = "quick" if args.quick else "full"
     p = dict(PROFILES[profile])
     if args.repeat:
         p["repeat"] = args.repeat
+    return profile, p
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser("python -m bench", __doc__.splitlines()[0], "smaller data, 3 runs (under 5 minutes)")
+    ap.add_argument("--only", action="append", choices=SECTIONS, help="run only this section (repeatable)")
+    args = ap.parse_args(argv)
+    profile, p = profile_of(args)
     sections = [s for s in SECTIONS if not args.only or s in args.only]
     tmp = Path(tempfile.mkdtemp(prefix="bd-bench-", dir=args.tmp))
     res, state = Results(), {"profile": profile}
