@@ -226,13 +226,13 @@ def measure(p: dict, tmp: Path, res: Results, http: Http) -> list[dict]:
     datasets.random_file(big, size, seed=BIG_SEED)
     from storage.config import load_config
     threads = load_config(env=http.srv.env)["server"]["threads"]
-    targets = [Blockdrive(http)]
+    targets: list[Blockdrive | Peer] = [Blockdrive(http)]
     try:
         targets.append(WsgidavFs(tmp / "wsgidav", http.workers, threads))
         targets.append(RcloneServe(tmp / "rclone", conf))
         parts = groups(tree, PROCESSES)
-        small = {t.key: [] for t in targets}
-        bulk = {t.key: [] for t in targets} | {"put": [], "dav_put": []}
+        small: dict[str, list[float]] = {t.key: [] for t in targets}
+        bulk: dict[str, list[float]] = {t.key: [] for t in targets} | {"put": [], "dav_put": []}
         for r in range(p["repeat"]):
             for t in targets:
                 os.sync()
