@@ -232,7 +232,7 @@ def measure(p: dict, tmp: Path, res: Results, http: Http) -> list[dict]:
         targets.append(RcloneServe(tmp / "rclone", conf))
         parts = groups(tree, PROCESSES)
         small: dict[str, list[float]] = {t.key: [] for t in targets}
-        bulk: dict[str, list[float]] = {t.key: [] for t in targets} | {"put": [], "dav_put": []}
+        bulk: dict[str, list[float]] = {k: [] for k in [*small, "put", "dav_put"]}
         for r in range(p["repeat"]):
             for t in targets:
                 os.sync()
