@@ -11,6 +11,8 @@ import logging
 import re
 from urllib.parse import unquote, urlparse
 
+from werkzeug.wrappers import Response
+
 from storage import errors as e
 from wsgidav.error_printer import ErrorPrinter
 from wsgidav.request_resolver import RequestResolver
@@ -76,10 +78,12 @@ class DavMount:
         environ["wsgidav.auth.user_name"] = user.email
         dest = environ.get("HTTP_DESTINATION")
         if dest is not None:
-            inner = destination_path(dest, user.email)
+            hosts = tuple(h.strip().lower() for h in (environ.get("HTTP_HOST", ""),
+                                                      *environ.get("HTTP_X_FORWARDED_HOST", "").split(",")) if h)
+            inner = destination_path(dest, user.email, hosts)
             if inner is None:
-                start_response("502 Bad Gateway", [("Content-Type", "text/plain"), ("Content-Length", "41")])
-                return [b"Destination must be on this WebDAV mount"]
+                return Response("the Destination must be on this server's WebDAV mount, of this user\n", 502,
+                                content_type="text/plain")(environ, start_response)
             environ["HTTP_DESTINATION"] = inner
 
         def respond(status, headers, exc_info=None):
@@ -97,7 +101,6 @@ def refusal(environ):
     """A plain-text answer for what we refuse before WsgiDAV sees it, or None:
     PROPFIND with Depth infinity (RFC 4918, 9.1: a whole drive in one answer), and a
     Request-URI with a fragment (a client bug that would act on the URI without it)."""
-    from werkzeug.wrappers import Response
     if environ["REQUEST_METHOD"] == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity").lower() == "infinity":
         return Response('<?xml version="1.0" encoding="utf-8"?>\n<d:error xmlns:d="DAV:">'
                         "<d:propfind-finite-depth/></d:error>", 403, content_type=XML)
@@ -106,11 +109,14 @@ def refusal(environ):
     return None
 
 
-def destination_path(dest: str, email: str) -> str | None:
-    """A Destination header's path inside our mount (any spelling of it, for this user),
-    still quoted as the client sent it (WsgiDAV unquotes it), or None when it points
-    elsewhere."""
-    path = urlparse(dest).path
+def destination_path(dest: str, email: str, hosts: tuple[str, ...]) -> str | None:
+    """A Destination header's path inside our mount (any spelling of it, for this user, on
+    one of ``hosts``), still quoted as the client sent it (WsgiDAV unquotes it), or None
+    when it points elsewhere."""
+    url = urlparse(dest)
+    if url.netloc and url.netloc.lower() not in hosts:
+        return None
+    path = url.path
     m = MOUNT.match(unquote(path)) if path else None
     if m is None or (m.group(2) is not None and unquote(m.group(2)).lower() != email.lower()):
         return None
