@@ -610,7 +610,7 @@ def profile_of(args: argparse.Namespace) -> tuple[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser("python -m bench", __doc__.splitlines()[0], "smaller data, 3 runs (under 5 minutes)")
+    ap = parser("python -m bench", __doc__.splitlines()[0], "smaller data, 3 runs (about 8 minutes)")
     ap.add_argument("--only", action="append", choices=SECTIONS, help="run only this section (repeatable)")
     args = ap.parse_args(argv)
     profile, p = profile_of(args)
