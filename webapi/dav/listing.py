@@ -27,7 +27,8 @@ def request_mode(environ) -> tuple[str, list[str]]:
         return "allprop", []
     if body.tag != "{DAV:}propfind":
         raise DAVError(HTTP_BAD_REQUEST, "the body must be a DAV:propfind")
-    mode, names = None, []
+    mode: str | None = None
+    names: list[str] = []
     for el in body:
         kind = {"{DAV:}allprop": "allprop", "{DAV:}propname": "name", "{DAV:}prop": "named"}.get(el.tag)
         if kind is None:

@@ -15,7 +15,7 @@ import contextlib
 import datetime as dt
 import io
 import mimetypes
-from typing import Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator, cast
 from urllib.parse import quote
 
 from werkzeug.exceptions import ClientDisconnected, RequestTimeout
@@ -449,7 +449,7 @@ class Upload:
         req, env = self.res.req, self.res.environ
         size = env.get("CONTENT_LENGTH")
         with dav_errors():
-            result = req.drive.put(req.user.id, self.parent.id, self.name, ChunkStream(chunks),
+            result = req.drive.put(req.user.id, self.parent.id, self.name, cast(BinaryIO, ChunkStream(chunks)),
                                    if_match=self.if_match,
                                    size_hint=int(size) if size and size.isdigit() else None,
                                    mtime=client_mtime(env))
