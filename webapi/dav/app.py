@@ -20,6 +20,8 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 
 from ..errors import problem, problem_details, status_for
 from .auth import basic_user
+from .locks import DbLockManager, DbLockStorage
+from .props import DbPropertyManager
 from . import listing
 from .provider import DavRequest, Provider
 
@@ -50,9 +52,15 @@ def dav_config(lock_storage, prop_manager) -> dict:
 class DavMount:
     """WSGI middleware: WebDAV requests to WsgiDAV, the rest to ``next_app`` (Flask)."""
 
-    def __init__(self, flask_app, next_app, lock_storage=True, prop_manager=True):
+    def __init__(self, flask_app, next_app):
         self.flask, self.next_app = flask_app, next_app
-        self.dav = WsgiDAVApp(dav_config(lock_storage, prop_manager))
+        drive = flask_app.extensions["drive"]
+        # Locks and dead properties in the database, shared by every worker and server. The
+        # lock manager is set on the provider after WsgiDAV is built: WsgiDAV would wrap a
+        # lock storage in its own manager, which is not atomic across processes.
+        self.dav = WsgiDAVApp(dav_config(False, DbPropertyManager(drive)))
+        for provider in self.dav.provider_map.values():
+            provider.set_lock_manager(DbLockManager(DbLockStorage(drive)))
 
     def __call__(self, environ, start_response):
         m = MOUNT.match(environ.get("PATH_INFO", ""))

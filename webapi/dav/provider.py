@@ -15,7 +15,7 @@ import contextlib
 import datetime as dt
 import io
 import mimetypes
-from typing import Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator, cast
 from urllib.parse import quote
 
 from werkzeug.exceptions import ClientDisconnected, RequestTimeout
@@ -129,7 +129,7 @@ def parts_of(path: str) -> list[str]:
     return [p for p in path.split("/") if p]
 
 
-class _Node:
+class DavNode:
     """What files and folders have in common (mixed into WsgiDAV's resource classes)."""
 
     info: NodeInfo
@@ -270,7 +270,7 @@ class _Node:
         return True
 
 
-class FolderResource(_Node, DAVCollection):
+class FolderResource(DavNode, DAVCollection):
     def __init__(self, path: str, environ: dict, req: DavRequest, info: NodeInfo):
         DAVCollection.__init__(self, path, environ)
         self.req, self.info = req, info
@@ -330,7 +330,7 @@ class FolderResource(_Node, DAVCollection):
         return True
 
 
-class FileResource(_Node, DAVNonCollection):
+class FileResource(DavNode, DAVNonCollection):
     def __init__(self, path: str, environ: dict, req: DavRequest, info: NodeInfo):
         DAVNonCollection.__init__(self, path, environ)
         self.req, self.info = req, info
@@ -449,7 +449,7 @@ class Upload:
         req, env = self.res.req, self.res.environ
         size = env.get("CONTENT_LENGTH")
         with dav_errors():
-            result = req.drive.put(req.user.id, self.parent.id, self.name, ChunkStream(chunks),
+            result = req.drive.put(req.user.id, self.parent.id, self.name, cast(BinaryIO, ChunkStream(chunks)),
                                    if_match=self.if_match,
                                    size_hint=int(size) if size and size.isdigit() else None,
                                    mtime=client_mtime(env))
