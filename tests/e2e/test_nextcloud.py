@@ -282,6 +282,10 @@ def test_other_users_uploads_are_out_of_reach(server, nc):
     elsewhere = "http://elsewhere.example" + urlparse(nc.dest("/x")).path
     assert nc.req("MKCOL", f"{nc.uploads}/theirs", headers={"OC-Total-Length": "1",
                                                            "Destination": elsewhere}).status_code == 502
+    # a destination that is a folder
+    nc.api.mkdir(nc.api.root, "folder")
+    assert nc.req("MKCOL", f"{nc.uploads}/theirs", headers={"OC-Total-Length": "1",
+                                                           "Destination": nc.dest("/folder")}).status_code == 409
     assert nc.req("DELETE", f"{nc.uploads}/mine").status_code == 204
     assert nc.account()["pending_bytes"] == 0
 

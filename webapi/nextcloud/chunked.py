@@ -113,12 +113,15 @@ def open_upload(transfer):
         parent_id, name = _target(request.headers["Destination"])
     else:
         parent_id, name = g.user.root_id, f"upload-{sid}"
+    try:
+        _live(sid, transfer)
+    except (e.NotFound, e.Gone):
+        pass  # a new upload, or one that ended: its id is free again
+    else:
+        raise MethodNotAllowed(description=f"upload {transfer} exists")
     up = uploads()
     up.expire(limit=10)  # opportunistic housekeeping; the gc job does the rest
-    try:
-        up.create(g.user.id, parent_id, name, length, {"transfer": transfer}, kind=CHUNKED, sid=sid)
-    except e.Conflict:
-        raise MethodNotAllowed(description=f"upload {transfer} exists") from None
+    up.create(g.user.id, parent_id, name, length, {"transfer": transfer}, kind=CHUNKED, sid=sid)
     return Response(status=201)
 
 
