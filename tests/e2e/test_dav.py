@@ -310,3 +310,11 @@ def test_webdav_traffic_is_in_the_reports(server):
     finally:
         drive.close()
     assert (row.uploads, row.downloads, row.bytes_in, row.bytes_out) == (1, 1, 50_000, 50_000)
+
+
+def test_webdav_requests_are_in_the_metrics(server):
+    a = server.user()
+    Dav(server, a)("PROPFIND", "/", headers={"Depth": "0"})
+    text = requests.get(server.url + "/metrics", timeout=60).text
+    assert re.search(r'blockdrive_http_requests_total\{endpoint="/dav/<path>",method="PROPFIND",status="207"\} [1-9]',
+                     text), [line for line in text.splitlines() if "/dav" in line]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from urllib.parse import unquote, urlparse
 
 from werkzeug.wrappers import Response
@@ -19,6 +20,7 @@ from wsgidav.error_printer import ErrorPrinter
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
+from .. import metrics
 from ..errors import problem, problem_details, status_for
 from .auth import basic_user
 from .locks import DbLockManager, DbLockStorage
@@ -28,6 +30,9 @@ from .provider import DavRequest, Provider, if_tags_to_ref_urls
 
 log = logging.getLogger("blockdrive.dav")
 XML = "application/xml; charset=utf-8"
+# the metrics' endpoint label of each mount: its rule, as the API's routes are labelled
+ENDPOINT = {"/dav": "/dav/<path>", "/remote.php/webdav": "/remote.php/webdav/<path>",
+            "/remote.php/dav/files": "/remote.php/dav/files/<user>/<path>"}
 
 # /dav, /remote.php/webdav, /remote.php/dav/files/<user>: the mount, then the path inside
 MOUNT = re.compile(r"^(/dav|/remote\.php/webdav|/remote\.php/dav/files/([^/]+))(/.*)?$")
@@ -67,6 +72,7 @@ class DavMount:
         m = MOUNT.match(environ.get("PATH_INFO", ""))
         if m is None:
             return self.next_app(environ, start_response)
+        t0 = time.perf_counter()
         mount, url_user, rest = m.group(1), m.group(2), m.group(3) or "/"
         ext = self.flask.extensions
         with self.flask.request_context(environ):
@@ -97,6 +103,9 @@ class DavMount:
 
         def respond(status, headers, exc_info=None):
             count_traffic(ext["drive"], user.id, environ, status, headers)
+            endpoint = ENDPOINT[mount if url_user is None else "/remote.php/dav/files"]
+            metrics.REQUESTS.labels(metrics.method_label(environ["REQUEST_METHOD"]), endpoint, status[:3]).inc()
+            metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - t0)
             if status.startswith("204") and environ.get("blockdrive.dav.created"):
                 status = "201 Created"  # a COPY or MOVE that made its destination
             headers = [(k, XML if k.lower() == "content-type" and v == "application; charset=utf-8" else v)
