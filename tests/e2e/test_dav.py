@@ -14,6 +14,11 @@ from urllib.parse import quote
 
 import pytest
 import requests
+import sqlalchemy as sa
+
+from storage.config import load_config
+from storage.drive import Drive
+from storage.models import TrafficDaily
 
 from .conftest import served
 from .test_edge_cutoff import send_cut
@@ -279,3 +284,37 @@ def test_locks_hold_across_workers_and_tokens_open_them(server):
     for _ in range(4):
         r = dav("PROPFIND", "/moved.txt", data=find, headers={"Depth": "0"})
         assert b"blue" in r.content
+
+
+def test_if_headers_with_resource_tags_are_checked(server):
+    a = server.user()
+    dav = Dav(server, a)
+    assert dav("PUT", "/t.txt", data=b"one").status_code == 201
+    etag = dav("HEAD", "/t.txt").headers["ETag"]
+    url = dav.base + "/t.txt"
+    assert dav("PUT", "/t.txt", data=b"two", headers={"If": f'<{url}> (["wrong"])'}).status_code == 412
+    assert dav("GET", "/t.txt").content == b"one"
+    assert dav("PUT", "/t.txt", data=b"two", headers={"If": f"<{url}> ([{etag}])"}).status_code == 204
+    assert dav("GET", "/t.txt").content == b"two"
+
+
+def test_webdav_traffic_is_in_the_reports(server):
+    a = server.user()
+    dav = Dav(server, a)
+    assert dav("PUT", "/traffic.bin", data=os.urandom(50_000)).status_code == 201
+    assert dav("GET", "/traffic.bin").status_code == 200
+    drive = Drive(load_config(env=server.env))
+    try:
+        with drive.engine.connect() as conn:
+            row = conn.execute(sa.select(TrafficDaily.__table__).where(TrafficDaily.user_id == a.id)).one()
+    finally:
+        drive.close()
+    assert (row.uploads, row.downloads, row.bytes_in, row.bytes_out) == (1, 1, 50_000, 50_000)
+
+
+def test_webdav_requests_are_in_the_metrics(server):
+    a = server.user()
+    Dav(server, a)("PROPFIND", "/", headers={"Depth": "0"})
+    text = requests.get(server.url + "/metrics", timeout=60).text
+    assert re.search(r'blockdrive_http_requests_total\{endpoint="/dav/<path>",method="PROPFIND",status="207"\} [1-9]',
+                     text), [line for line in text.splitlines() if "/dav" in line]
