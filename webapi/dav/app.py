@@ -26,7 +26,7 @@ from .auth import basic_user
 from .locks import DbLockManager, DbLockStorage
 from .props import DbPropertyManager
 from . import listing
-from .provider import DavRequest, Provider, if_tags_to_ref_urls
+from .provider import DavRequest, Provider, if_tags_to_ref_urls, oc_id
 
 log = logging.getLogger("blockdrive.dav")
 XML = "application/xml; charset=utf-8"
@@ -93,9 +93,7 @@ class DavMount:
         environ["wsgidav.auth.user_name"] = user.email
         dest = environ.get("HTTP_DESTINATION")
         if dest is not None:
-            hosts = tuple(h.strip().lower() for h in (environ.get("HTTP_HOST", ""),
-                                                      *environ.get("HTTP_X_FORWARDED_HOST", "").split(",")) if h)
-            inner = destination_path(dest, user.email, hosts)
+            inner = destination_path(dest, user.email, request_hosts(environ))
             if inner is None:
                 return Response("the Destination must be on this server's WebDAV mount, of this user\n", 502,
                                 content_type="text/plain")(environ, start_response)
@@ -126,6 +124,13 @@ def refusal(environ):
     if "#" in environ.get("RAW_URI", ""):
         return Response("the request URI has a fragment (#...)\n", 400, content_type="text/plain")
     return None
+
+
+def request_hosts(environ) -> tuple[str, ...]:
+    """The host names this request reached us by (``Host`` and a proxy's ``X-Forwarded-Host``):
+    a ``Destination`` on another host is not ours."""
+    raw = (environ.get("HTTP_HOST", ""), *environ.get("HTTP_X_FORWARDED_HOST", "").split(","))
+    return tuple(h.strip().lower() for h in raw if h.strip())
 
 
 def destination_path(dest: str, email: str, hosts: tuple[str, ...]) -> str | None:
@@ -162,7 +167,7 @@ def oc_headers(environ, status: str) -> list[tuple[str, str]]:
     if result is None or not status.startswith("2"):
         return []
     node = result.node
-    headers = [("OC-FileId", f"{node.id:08d}blockdrive"), ("OC-ETag", f'"{node.sha256}"')]
+    headers = [("OC-FileId", oc_id(node.id)), ("OC-ETag", f'"{node.sha256}"')]
     if environ.get("blockdrive.dav.mtime_accepted"):
         headers.append(("X-OC-MTime", "accepted"))
     return headers

@@ -74,6 +74,12 @@ def ref_url(info: NodeInfo) -> str:
     return f"{IDS}{info.path or '/'}{info.id}"
 
 
+def oc_id(node_id: int) -> str:
+    """The file id Nextcloud clients keep (``OC-FileId``, ``oc:id``): the node id, 8 digits or
+    more, then the instance's name. Clients take the leading digits as the numeric id."""
+    return f"{node_id:08d}blockdrive"
+
+
 def oc_permissions(info: NodeInfo, shared: bool) -> str:
     """Nextcloud's permission letters for ``info`` as its caller sees it."""
     write = info.role in ("owner", "editor")
@@ -178,7 +184,7 @@ class DavNode:
         if name == OC + "fileid":
             return str(info.id)
         if name == OC + "id":
-            return f"{info.id:08d}blockdrive"
+            return oc_id(info.id)
         if name == OC + "permissions":
             return oc_permissions(info, self.shared)
         if name == OC + "owner-id":

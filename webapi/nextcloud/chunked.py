@@ -41,11 +41,11 @@ from storage.states import UploadKind, UploadState
 from ..dav.auth import basic_required
 # DAVError through the provider: importing wsgidav.dav_error first breaks an import cycle
 # inside wsgidav (its util module must load first)
-from ..dav.provider import DAVError, client_mtime
+from ..dav.provider import DAVError, client_mtime, oc_id
 from ..errors import problem, status_for
 from ..nodes import upload_limit
 from ..util import etag_value, parse_uint, uploads
-from .paths import check_user, destination, etag, oc_id
+from .paths import check_user, destination, etag
 
 log = logging.getLogger("blockdrive.api")
 

@@ -17,7 +17,7 @@ from werkzeug.exceptions import BadGateway
 from storage.errors import Forbidden, InvalidInput, NotFound
 from storage.tree import NodeInfo
 
-from ..dav.app import destination_path
+from ..dav.app import destination_path, request_hosts
 from ..dav.provider import SHARED, DavRequest, parts_of
 
 FILES = "/remote.php/dav/files/{email}"
@@ -27,12 +27,6 @@ def check_user(url_user: str, email: str) -> None:
     """A URL names the signed-in account, or it is refused."""
     if url_user.strip().lower() != email.lower():
         raise Forbidden("this URL belongs to another account")
-
-
-def oc_id(node_id: int) -> str:
-    """The file id Nextcloud clients keep (``OC-FileId``, ``oc:id``): the node id, 8 digits or
-    more, then the instance's name. Clients take the leading digits as the numeric id."""
-    return f"{node_id:08d}blockdrive"
 
 
 def etag(node: NodeInfo) -> str:
@@ -47,9 +41,7 @@ def destination(header: str | None, user) -> tuple[NodeInfo, str]:
     is the write's own check."""
     if not header:
         raise InvalidInput("the Destination header is required")
-    hosts = tuple(h.strip().lower() for h in (request.host, *request.headers.get("X-Forwarded-Host", "").split(","))
-                  if h.strip())
-    inner = destination_path(header, user.email, hosts)
+    inner = destination_path(header, user.email, request_hosts(request.environ))
     if inner is None:
         raise BadGateway(f"the Destination must be a file under {FILES.format(email=user.email)}/ on this server")
     parts = parts_of(unquote(inner))
