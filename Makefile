@@ -42,7 +42,7 @@ services-up:
 services-down:
 	bash scripts/services.sh down
 
-# blockdrive vs restic and the hardware on the same data (bench/suite.py); installs restic if missing
+# blockdrive vs restic and the hardware on the same data (bench/suite.py); installs restic and rclone if missing
 bench: install
 	VENV=$(VENV) bash scripts/bench.sh
 

@@ -13,7 +13,9 @@ HTTP PUT, ``restic backup`` with compression off and on), restore (cold: ``drive
 restic's chunk sizes and at blockdrive's; stored bytes vs ``restic stats --mode raw-data``),
 incremental (version N+1 after N, and a large file edited in place), small files (10,000 files of
 1-64 KiB: ``put`` per file, ``blockdrive sync`` over HTTP, ``restic backup``), scaling (1, 2, 4
-concurrent HTTP uploads; latency of a folder listing with 10, 1,000 and 100,000 entries).
+concurrent HTTP uploads; latency of a folder listing with 10, 1,000 and 100,000 entries), dav
+(``rclone copy`` to blockdrive's WebDAV beside ``rclone serve webdav`` and WsgiDAV's filesystem
+provider, and blockdrive's own PUT: ``bench/dav.py``).
 """
 
 from __future__ import annotations
@@ -39,11 +41,13 @@ DEFAULT_CHUNKING = {"chunk_min": 256 * 1024, "chunk_avg": MiB, "chunk_max": 4 * 
 
 PROFILES = {
     "quick": dict(random_mib=192, corpus_files=250, corpus_mib=12, versions=20, big_mib=64, small=10_000, small_put=1_000,
-                  scale_mib=32, listings=(10, 1_000, 100_000), latency_requests=60, repeat=3),
+                  scale_mib=32, listings=(10, 1_000, 100_000), latency_requests=60, dav_files=1_000, dav_mib=128,
+                  repeat=3),
     "full": dict(random_mib=1024, corpus_files=1_500, corpus_mib=64, versions=20, big_mib=512, small=10_000, small_put=10_000,
-                 scale_mib=128, listings=(10, 1_000, 100_000), latency_requests=300, repeat=5),
+                 scale_mib=128, listings=(10, 1_000, 100_000), latency_requests=300, dav_files=10_000, dav_mib=1024,
+                 repeat=5),
 }
-SECTIONS = ("ingest", "restore", "dedup", "incremental", "small", "scaling")
+SECTIONS = ("ingest", "restore", "dedup", "incremental", "small", "scaling", "dav")
 
 
 class Results:
@@ -213,7 +217,8 @@ class Http:
     def __init__(self, tmp: Path):
         from harness.server import start_server
         env = {f"BLOCKDRIVE_STORAGE_{k.upper()}": str(v) for k, v in DEFAULT_CHUNKING.items()}
-        self.proc, self.srv = start_server(tmp, None, workers=2, extra_env=env)
+        self.workers = 2
+        self.proc, self.srv = start_server(tmp, None, workers=self.workers, extra_env=env)
         self.url, self.n = self.srv.url, 0
 
     def user(self):
@@ -539,6 +544,14 @@ def scaling(p, tmp, res, state) -> None:
     engine.dispose()
 
 
+def dav(p, tmp, res, state) -> None:
+    """WebDAV beside its peers (bench/dav.py); its rows also go to ``dav-<profile>.json``."""
+    from bench import dav as webdav
+    t = time.perf_counter()
+    rows = webdav.measure(p, tmp, res, state["http"])
+    webdav.save_results("python -m bench", state["profile"], p, rows, time.perf_counter() - t)
+
+
 # ---- output ----------------------------------------------------------------------------------
 
 def chart(res: Results, path: Path, title: str) -> Path | None:
@@ -577,20 +590,33 @@ def chart(res: Results, path: Path, title: str) -> Path | None:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smaller data, 3 runs (under 5 minutes)")
+def parser(prog: str, description: str, quick: str) -> argparse.ArgumentParser:
+    """The options of a bench that runs a profile: ``--quick`` (described by ``quick``),
+    ``--repeat`` and ``--tmp``; read them back with :func:`profile_of`."""
+    ap = argparse.ArgumentParser(prog=prog, description=description)
+    ap.add_argument("--quick", action="store_true", help=quick)
     ap.add_argument("--repeat", type=int, help="runs per measurement (default 3 quick, 5 full)")
-    ap.add_argument("--only", action="append", choices=SECTIONS, help="run only this section (repeatable)")
     ap.add_argument("--tmp", help="scratch folder on the disk to measure (default: the system's temp dir)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def profile_of(args: argparse.Namespace) -> tuple[str, dict]:
+    """The profile's name and its parameters, ``--repeat`` applied."""
     profile = "quick" if args.quick else "full"
     p = dict(PROFILES[profile])
     if args.repeat:
         p["repeat"] = args.repeat
+    return profile, p
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser("python -m bench", __doc__.splitlines()[0], "smaller data, 3 runs (about 8 minutes)")
+    ap.add_argument("--only", action="append", choices=SECTIONS, help="run only this section (repeatable)")
+    args = ap.parse_args(argv)
+    profile, p = profile_of(args)
     sections = [s for s in SECTIONS if not args.only or s in args.only]
     tmp = Path(tempfile.mkdtemp(prefix="bd-bench-", dir=args.tmp))
-    res, state = Results(), {}
+    res, state = Results(), {"profile": profile}
     t0 = time.perf_counter()
     print(f"blockdrive bench ({profile}) on {machine()}; scratch {tmp}", flush=True)
     try:

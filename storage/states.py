@@ -41,9 +41,13 @@ class UploadState(StrEnum):
 
 
 class UploadKind(StrEnum):
-    """``tus``: a resumable upload of one file; ``blocks``: a client's delta-sync block uploads."""
+    """``tus``: a resumable upload of one file, committed when its last byte arrives;
+    ``chunked``: a resumable upload of one file sent in numbered parts (Nextcloud's chunked
+    upload), committed only when the client asks; ``blocks``: a client's delta-sync block
+    uploads."""
 
     TUS = "tus"
+    CHUNKED = "chunked"
     BLOCKS = "blocks"
 
 

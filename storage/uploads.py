@@ -55,6 +55,9 @@ from .wire import MAX_HASHES, chunking_params
 from .states import UploadKind, UploadState
 
 CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
+# A session's list of parts lives in its meta column (64 KiB of text on MySQL): at most this
+# many runs of equal-sized parts
+MAX_PART_RUNS = 2000
 LOOKUP_BATCH = 64
 
 
@@ -70,12 +73,25 @@ class SessionInfo:
     expires_at: dt.datetime
     node_id: int | None
     metadata: dict
+    # the numbered parts appended so far, in order, each (number, bytes received); only
+    # appends given a ``part`` number are listed
+    parts: tuple[tuple[int, int], ...] = ()
 
 
 def _info(us: UploadSession) -> SessionInfo:
     meta = json.loads(us.meta or "{}")
     return SessionInfo(us.id, us.user_id, us.parent_id, us.name, us.offset, us.length or 0, us.state,
-                       us.expires_at, us.node_id, meta.get("metadata", {}))
+                       us.expires_at, us.node_id, meta.get("metadata", {}),
+                       tuple((first + i, size) for first, count, size in meta.get("parts", ()) for i in range(count)))
+
+
+def _add_part(runs: list[list[int]], number: int, size: int) -> None:
+    """Record part ``number`` of ``size`` bytes in ``runs``: [first number, count, size] of
+    consecutive parts of one size, so a client sending equal parts costs one run."""
+    if runs and runs[-1][0] + runs[-1][1] == number and runs[-1][2] == size:
+        runs[-1][1] += 1
+    else:
+        runs.append([number, 1, size])
 
 
 class _Concat:
@@ -122,25 +138,58 @@ class Uploads:
 
     # ---- resumable uploads -----------------------------------------------------------
 
-    def create(self, user_id: int, parent_id: int, name: str, length: int,
-               metadata: dict | None = None) -> SessionInfo:
+    def create(self, user_id: int, parent_id: int, name: str, length: int, metadata: dict | None = None,
+               kind: UploadKind = UploadKind.TUS, sid: str | None = None) -> SessionInfo:
+        """Open a resumable upload of ``length`` bytes to ``name`` in folder ``parent_id``,
+        reserving them in the uploader's quota. A ``tus`` session becomes the file when its
+        last byte arrives; a ``chunked`` one only on :meth:`finish`. ``sid`` names the session
+        (at most 32 characters) where the protocol lets the client name it: Conflict while a
+        live session holds that name, and an ended one (finished, aborted, expired) gives it
+        up."""
         name = validate_name(name)
         if not isinstance(length, int) or length < 0:
             raise InvalidInput("the upload's length must be a whole number of bytes")
         if self.max_upload is not None and length > self.max_upload:
             raise InvalidInput(f"uploads are limited to {self.max_upload} bytes")
+        if sid is not None and not (isinstance(sid, str) and 0 < len(sid) <= 32):
+            raise InvalidInput("an upload session's name is 1 to 32 characters")
         self._check_room(user_id, parent_id, name, length)
+        if sid is not None:
+            self._free_name(user_id, sid)
         t = now()
-        us = UploadSession(id=uuid.uuid4().hex, user_id=user_id, parent_id=parent_id, name=name, offset=0,
-                           length=length, state=UploadState.ACTIVE, kind=UploadKind.TUS, reserved_bytes=length,
+        us = UploadSession(id=sid or uuid.uuid4().hex, user_id=user_id, parent_id=parent_id, name=name, offset=0,
+                           length=length, state=UploadState.ACTIVE, kind=kind, reserved_bytes=length,
                            meta=json.dumps({"metadata": metadata or {}, "tail": None, "seq": 0, "whole": None}),
                            created_at=t, expires_at=t + dt.timedelta(seconds=self.expire_seconds))
-        with self.drive.sm() as s, s.begin():
-            # The uploader holds the reservation (an editor's unfinished uploads never hold
-            # the folder owner's quota); the finished version is charged to the owner.
-            quota.reserve(s, user_id, length, self.floor)
-            s.add(us)
+        try:
+            with self.drive.sm() as s, s.begin():
+                # The uploader holds the reservation (an editor's unfinished uploads never hold
+                # the folder owner's quota); the finished version is charged to the owner.
+                quota.reserve(s, user_id, length, self.floor)
+                s.add(us)
+        except sa.exc.IntegrityError:
+            if sid is None:
+                raise
+            raise Conflict(f"upload {sid} was opened by another request meanwhile") from None
         return _info(us)
+
+    def _free_name(self, user_id: int, sid: str) -> None:
+        """Make ``sid`` free for a new session of ``user_id``: an ended session of theirs
+        holds nothing (its pins, block list and reservation went when it ended), so its row
+        goes; a live one keeps the name."""
+        with self.drive.sm() as s:
+            us = s.get(UploadSession, sid)
+            if us is None:
+                return
+            if us.user_id != user_id or us.kind == UploadKind.BLOCKS:
+                raise Conflict(f"upload {sid} exists")
+            live = us.state == UploadState.ACTIVE
+            if live and us.expires_at > now():
+                raise Conflict(f"upload {sid} exists")
+        if live:
+            self.abort(sid, state=UploadState.EXPIRED)
+        with self.drive.sm() as s, s.begin():
+            s.execute(sa.delete(UploadSession).where(UploadSession.id == sid, UploadSession.state != UploadState.ACTIVE))
 
     def _check_room(self, user_id: int, parent_id: int, name: str, length: int) -> None:
         """Fail early (editor rights on the folder, the owner's quota) before any byte is
@@ -152,7 +201,7 @@ class Uploads:
         if length > room:
             self.drive.refuse(owner_id, length)
 
-    def _load(self, s: Session, user_id: int, sid: str, kind: str = "tus") -> UploadSession:
+    def _load(self, s: Session, user_id: int, sid: str, kind: str = UploadKind.TUS) -> UploadSession:
         us = s.get(UploadSession, sid) if isinstance(sid, str) and len(sid) <= 32 else None
         if us is None or us.user_id != user_id or us.kind != kind:
             raise NotFound(f"upload {sid} not found")
@@ -160,10 +209,10 @@ class Uploads:
             raise Gone(f"upload {sid} has expired or was terminated")
         return us
 
-    def get(self, user_id: int, sid: str) -> SessionInfo:
+    def get(self, user_id: int, sid: str, kind: UploadKind = UploadKind.TUS) -> SessionInfo:
         with self.drive.sm() as s:
-            info = _info(self._load(s, user_id, sid))
-        if info.state == UploadState.ACTIVE and info.offset == info.length:
+            info = _info(self._load(s, user_id, sid, kind))
+        if kind == UploadKind.TUS and info.state == UploadState.ACTIVE and info.offset == info.length:
             # Every byte arrived, but the process died between the last append's commit and
             # the version's: make the version now. A client told by the offset that the
             # upload is complete must find its file.
@@ -176,22 +225,27 @@ class Uploads:
         return info
 
     def append(self, user_id: int, sid: str, offset: int, body: BinaryIO, declared: int | None = None,
-               checksum: tuple[str, bytes] | None = None) -> tuple[SessionInfo, PutResult | None]:
+               checksum: tuple[str, bytes] | None = None, kind: UploadKind = UploadKind.TUS,
+               part: int | None = None) -> tuple[SessionInfo, PutResult | None]:
         """Add ``body`` at ``offset``. ``declared`` is how many bytes the client said it would
         send: fewer arriving (a dropped connection) keeps what came, unless a checksum was
-        declared, which then cannot be verified and the chunk is refused. Returns the session
-        and, when this append completed the upload, the file's new version."""
+        declared, which then cannot be verified and the chunk is refused. ``part`` numbers the
+        append in the session's list of parts (with the bytes that arrived); parts come in
+        increasing order, once (Conflict otherwise). Returns the session and, when this
+        append completed a tus upload, the file's new version."""
         algo, want = checksum if checksum else (None, None)
         if algo is not None and algo not in CHECKSUMS:
             raise InvalidInput(f"unsupported checksum algorithm {algo!r} (sha1, sha256)")
         with self.drive.sm() as s:
-            us = self._load(s, user_id, sid)
+            us = self._load(s, user_id, sid, kind)
             if us.state != UploadState.ACTIVE:
                 raise OffsetMismatch(f"upload {sid} is complete", offset=us.offset)
             if offset != us.offset:
                 raise OffsetMismatch(f"upload {sid} is at offset {us.offset}, not {offset}", offset=us.offset)
             meta = json.loads(us.meta)
             length = us.length or 0
+        if part is not None:
+            self._check_part(sid, meta.get("parts", []), part)
         tail = self.store.hot.read(meta["tail"]) if meta["tail"] else b""
         src = _Concat(tail, body, length - offset, algo)
         ing = Ingested()
@@ -252,6 +306,8 @@ class Uploads:
         old_tail, meta["tail"] = meta["tail"], new_tail
         seq0 = meta["seq"]
         meta["seq"] = seq0 + len(chunks)
+        if part is not None:
+            _add_part(meta.setdefault("parts", []), part, src.received)
         chunk_off = end - (len(held) if held else 0) - sum(n for _, n in chunks)
 
         def run(s):
@@ -272,8 +328,18 @@ class Uploads:
         crashpoints.reach("tus:chunk_committed")
         if old_tail and old_tail != new_tail:
             self._forget(old_tail)
-        result = self.finish(user_id, sid) if final else None
-        return self.get(user_id, sid), result
+        result = self.finish(user_id, sid) if final and kind == UploadKind.TUS else None
+        return self.get(user_id, sid, kind), result
+
+    @staticmethod
+    def _check_part(sid: str, runs: list[list[int]], number: int) -> None:
+        last = runs[-1][0] + runs[-1][1] - 1 if runs else None
+        if last is not None and number <= last:
+            raise Conflict(f"part {number} of upload {sid} comes after part {last}: parts are taken in "
+                           "increasing order, once", last=last)
+        if len(runs) >= MAX_PART_RUNS:
+            raise InvalidInput(f"upload {sid} holds {MAX_PART_RUNS} runs of differently sized parts, its most; "
+                               "send the rest in parts of one size")
 
     def _pin(self, s: Session, sid: str, ids: set[bytes]) -> list[bytes]:
         """Pin ``ids`` for the session; each must still exist. Pinning clears a GC mark in
@@ -302,10 +368,18 @@ class Uploads:
         except Exception:  # noqa: BLE001 - a leftover tail is harmless: expire() lists and removes them
             pass
 
-    def finish(self, user_id: int, sid: str) -> PutResult:
-        """Turn a fully received session into the file's new version."""
+    def finish(self, user_id: int, sid: str, kind: UploadKind = UploadKind.TUS, parent_id: int | None = None,
+               name: str | None = None, if_match: int | str | None = None, sha256: bytes | None = None,
+               mtime: dt.datetime | None = None) -> PutResult:
+        """Turn a fully received session into the file's new version: of ``name`` in folder
+        ``parent_id`` when given (a destination chosen at the end), else where the session
+        was opened for. ``if_match`` is checked against the file there; with ``sha256`` the
+        content must hash to it (ContentMismatch, and the session stays open); ``mtime`` is
+        the file's modification time as the client knows it."""
+        if name is not None:
+            name = validate_name(name)
         with self.drive.sm() as s:
-            us = self._load(s, user_id, sid)
+            us = self._load(s, user_id, sid, kind)
             if us.state == UploadState.DONE:
                 raise Conflict(f"upload {sid} is already complete")
             if us.offset != us.length:
@@ -313,10 +387,15 @@ class Uploads:
             meta = json.loads(us.meta)
             refs = [Ref(r.block_id, r.size) for r in s.execute(
                 sa.select(UploadChunk).where(UploadChunk.session_id == sid).order_by(UploadChunk.seq)).scalars()]
-            parent_id, name, length = us.parent_id, us.name, us.length
+            parent_id = us.parent_id if parent_id is None else parent_id
+            name = us.name if name is None else name
+            length = us.length
         sha = bytes.fromhex(meta["whole"]) if meta.get("whole") else self.hash_blocks([r.block_id for r in refs])
+        if sha256 is not None and sha != sha256:
+            raise ContentMismatch("the upload's content does not match its SHA-256 checksum")
         try:
-            res = self._commit_version(user_id, parent_id, name, refs, length, sha, sid=sid)
+            res = self._commit_version(user_id, parent_id, name, refs, length, sha, sid=sid, if_match=if_match,
+                                       mtime=mtime)
         except QuotaExceeded:
             self.abort(sid)
             raise
@@ -325,7 +404,7 @@ class Uploads:
 
     def _commit_version(self, user_id: int, parent_id: int, name: str, refs: list[Ref], size: int, sha: bytes,
                         sid: str | None = None, if_match=None, release: Iterable[bytes] = (),
-                        block_sid: str | None = None) -> PutResult:
+                        block_sid: str | None = None, mtime: dt.datetime | None = None) -> PutResult:
         """Commit the version an upload session (``sid``, a tus upload) or the block session
         ``block_sid`` (pins on ``release``) promised, giving back what the session held."""
         d = self.drive
@@ -339,7 +418,7 @@ class Uploads:
             elif block_sid is not None:
                 held = self.unpin(s, block_sid, release)
             # The reservation turns into the version it promised, in this transaction.
-            node, vid = commit_version(s, d, user_id, NewVersion(parent, node, name, refs, size, sha), held=held)
+            node, vid = commit_version(s, d, user_id, NewVersion(parent, node, name, refs, size, sha, mtime), held=held)
             if sid is not None:
                 s.execute(sa.delete(UploadPin).where(UploadPin.session_id == sid))
                 s.execute(sa.delete(UploadChunk).where(UploadChunk.session_id == sid))
@@ -414,9 +493,9 @@ class Uploads:
         if tail:
             self._forget(tail)
 
-    def terminate(self, user_id: int, sid: str) -> None:
+    def terminate(self, user_id: int, sid: str, kind: UploadKind = UploadKind.TUS) -> None:
         with self.drive.sm() as s:
-            self._load(s, user_id, sid)
+            self._load(s, user_id, sid, kind)
         self.abort(sid)
 
     def expire(self, at: dt.datetime | None = None, limit: int = 100) -> int:

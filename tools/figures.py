@@ -9,13 +9,15 @@ and ``bench/results/`` are not committed):
 ``docs/results/suite-<profile>.json``  ``python -m bench [--quick]`` (``make bench[-quick]``)
 ``docs/results/reliability-<mode>.json``  the reliability suite's summary (``make test`` /
                                        ``make soak``), ``var/reliability/<mode>-latest.json``
+``docs/results/dav-<profile>.json``    ``python -m bench.dav [--quick]``, or the suite's ``dav``
+                                       section
 =================================  ==========================================================
 
 ``--collect`` first copies the latest of those files (and the bench chart) from where the runs
 write them into ``docs/results/``. Each table goes between ``<!-- figures:NAME -->`` and
 ``<!-- /figures -->`` in the page that explains it: ``bench-<profile>`` in docs/performance.md,
-``reliability-<mode>`` in docs/reliability.md. A page without a region for an input is left
-alone; a region whose input is missing is an error.
+``reliability-<mode>`` in docs/reliability.md, ``dav-<profile>`` in docs/webdav.md. A page
+without a region for an input is left alone; a region whose input is missing is an error.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from tools import markers
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 KIND = "figures"
-PAGES = {"bench": ROOT / "docs" / "performance.md", "reliability": ROOT / "docs" / "reliability.md"}
+PAGES = {"bench": ROOT / "docs" / "performance.md", "reliability": ROOT / "docs" / "reliability.md",
+         "dav": ROOT / "docs" / "webdav.md"}
 HEADERS = {"runs": "runs", "kills": "kills", "faults": "faults injected", "detected": "detected",
            "lost": "lost"}
 
@@ -47,18 +50,29 @@ def number(x) -> str:
     return f"{x:,.1f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
-def bench_table(data: dict) -> str:
-    """The side-by-side table of a ``python -m bench`` run, with a line naming the run."""
+def _rows_table(data: dict, command: str, tools: str) -> str:
+    """A bench run's rows as a Markdown table, under a line naming the run: ``command``, when,
+    how many runs, the machine, the ``tools`` it measured against and the goals met."""
     res = Results()
     res.rows = data["rows"]
     res.by_key = {r["key"]: r for r in res.rows}
     met = sum(1 for r in res.rows for q in r.get("ratios", []) if q["met"])
     missed = sum(1 for r in res.rows for q in r.get("ratios", []) if q["met"] is False)
     params = data.get("params", {})
-    head = (f"`python -m bench{' --quick' if data['profile'] == 'quick' else ''}` of {data['at']}, "
+    head = (f"`{command}{' --quick' if data['profile'] == 'quick' else ''}` of {data['at']}, "
             f"medians of {params.get('repeat', '?')} runs, {data['seconds']} s in all; "
-            f"{data['machine']}; {data['restic']}; {met} goals met, {missed} missed:")
+            f"{data['machine']}; {tools}; {met} goals met, {missed} missed:")
     return "\n".join([head, ""] + res.markdown())
+
+
+def bench_table(data: dict) -> str:
+    """The side-by-side table of a ``python -m bench`` run, with a line naming the run."""
+    return _rows_table(data, "python -m bench", data["restic"])
+
+
+def dav_table(data: dict) -> str:
+    """The WebDAV table (``bench/dav.py``), with a line naming the run and how rclone copied."""
+    return _rows_table(data, data["command"], f"WsgiDAV {data['wsgidav']}; {data['how']}")
 
 
 def reliability_table(data: dict) -> str:
@@ -79,7 +93,7 @@ def collect(bench_dir: Path = ROOT / "bench" / "results",
     """Copy the runs' latest JSON (and the quick bench chart) into ``docs/results/``."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     copied = []
-    for src in sorted(bench_dir.glob("suite-*.json")):
+    for src in sorted([*bench_dir.glob("suite-*.json"), *bench_dir.glob("dav-*.json")]):
         copied.append(Path(shutil.copyfile(src, RESULTS / src.name)))
     for src in sorted(reliability_dir.glob("*-latest.json")):
         mode = src.name.removesuffix("-latest.json")
@@ -92,13 +106,16 @@ def collect(bench_dir: Path = ROOT / "bench" / "results",
 
 def tables(results: Path = RESULTS) -> dict[str, dict[str, str]]:
     """Region bodies by page key, from every JSON input in ``results``."""
-    out: dict[str, dict[str, str]] = {"bench": {}, "reliability": {}}
+    out: dict[str, dict[str, str]] = {"bench": {}, "reliability": {}, "dav": {}}
     for path in sorted(results.glob("suite-*.json")):
         data = json.loads(path.read_text())
         out["bench"][f"bench-{data['profile']}"] = bench_table(data)
     for path in sorted(results.glob("reliability-*.json")):
         data = json.loads(path.read_text())
         out["reliability"][f"reliability-{data['mode']}"] = reliability_table(data)
+    for path in sorted(results.glob("dav-*.json")):
+        data = json.loads(path.read_text())
+        out["dav"][f"dav-{data['profile']}"] = dav_table(data)
     return out
 
 

@@ -22,7 +22,7 @@ class UploadSession(Base):
     offset: Mapped[int] = mapped_column(BigInteger, default=0)
     length: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     state: Mapped[str] = mapped_column(String(10), default=UploadState.ACTIVE)  # an UploadState
-    # tus: a resumable upload of one file; blocks: a client's delta-sync block uploads
+    # an UploadKind: tus or chunked, a resumable upload of one file; blocks, delta-sync block uploads
     kind: Mapped[str] = mapped_column(String(8), default=UploadKind.TUS, server_default=UploadKind.TUS.value)
     meta: Mapped[str] = mapped_column(Text, default="{}")  # JSON: chunker tail, hash state, ...
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)

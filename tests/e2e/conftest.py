@@ -7,13 +7,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
 import subprocess
 
 import pytest
 
 from harness.server import BIN, Client, start_server, stop_server
 
-__all__ = ["BIN", "Client", "start_server", "stop_server", "ENGINES", "served", "own_mysql_database"]
+__all__ = ["BIN", "Client", "start_server", "stop_server", "ENGINES", "served", "own_mysql_database",
+           "require_tool"]
 
 _db_seq = itertools.count()
 
@@ -36,6 +38,19 @@ def own_mysql_database(url: str):
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{own.database}`")
         admin.dispose()
+
+
+def require_tool(names: tuple[str, ...], install: str) -> str:
+    """The path of the first of ``names`` installed; without one the test is skipped, and in
+    CI (CI=true) it fails, saying how to install it."""
+    for name in names:
+        path = shutil.which(name)
+        if path is not None:
+            return path
+    msg = f"{names[0]} is not installed ({install})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(msg)
+    pytest.skip(msg)
 
 
 ENGINES = ["sqlite", pytest.param("mariadb", marks=pytest.mark.integration)]

@@ -18,9 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
 
-from tests.e2e.conftest import BIN, start_server, stop_server
+from tests.e2e.conftest import BIN, require_tool, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = ROOT / "var" / "artifacts" / "admin.png"
@@ -31,13 +30,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 def chromium_binary() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if path is None:
-        msg = "chromium is not installed (Debian: apt-get install -y chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
+    return require_tool(("chromium", "chromium-browser", "google-chrome"), "Debian: apt-get install -y chromium")
 
 
 class Browser:

@@ -14,6 +14,11 @@ from urllib.parse import quote
 
 import pytest
 import requests
+import sqlalchemy as sa
+
+from storage.config import load_config
+from storage.drive import Drive
+from storage.models import TrafficDaily
 
 from .conftest import served
 from .test_edge_cutoff import send_cut
@@ -249,3 +254,67 @@ def test_put_over_quota_is_507_and_charges_nothing(request, tmp_path_factory):
         # without a Content-Length the bytes are counted as they come, with the same answer
         r = dav("PUT", "/chunked.bin", data=iter([os.urandom(500_000) for _ in range(4)]))
         assert r.status_code == 507 and node_at(a, "/chunked.bin") is None
+
+
+def test_locks_hold_across_workers_and_tokens_open_them(server):
+    a = server.user()
+    dav = Dav(server, a)
+    assert dav("PUT", "/locked.txt", data=b"v1").status_code == 201
+    body = ('<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope>'
+            "<d:locktype><d:write/></d:locktype><d:owner>test</d:owner></d:lockinfo>")
+    r = dav("LOCK", "/locked.txt", data=body, headers={"Timeout": "Second-600"})
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/xml")
+    token = r.headers["Lock-Token"].strip("<>")
+    # each request may land on either worker: the lock is in the database, so all are refused
+    for _ in range(8):
+        assert dav("PUT", "/locked.txt", data=b"no").status_code == 423
+        assert dav("DELETE", "/locked.txt").status_code == 423
+        assert dav("LOCK", "/locked.txt", data=body).status_code == 423
+    assert dav("PUT", "/locked.txt", data=b"v2", headers={"If": f"(<{token}>)"}).status_code == 204
+    assert dav("UNLOCK", "/locked.txt", headers={"Lock-Token": f"<{token}>"}).status_code == 204
+    assert dav("PUT", "/locked.txt", data=b"v3").status_code == 204
+    assert dav("GET", "/locked.txt").content == b"v3"
+    # dead properties are in the database too, and follow the file when it moves
+    patch = ('<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:x="urn:example"><d:set><d:prop>'
+             "<x:colour>blue</x:colour></d:prop></d:set></d:propertyupdate>")
+    assert dav("PROPPATCH", "/locked.txt", data=patch).status_code == 207
+    assert dav("MOVE", "/locked.txt", headers={"Destination": dav.base + "/moved.txt"}).status_code == 201
+    find = ('<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:x="urn:example"><d:prop><x:colour/></d:prop>'
+            "</d:propfind>")
+    for _ in range(4):
+        r = dav("PROPFIND", "/moved.txt", data=find, headers={"Depth": "0"})
+        assert b"blue" in r.content
+
+
+def test_if_headers_with_resource_tags_are_checked(server):
+    a = server.user()
+    dav = Dav(server, a)
+    assert dav("PUT", "/t.txt", data=b"one").status_code == 201
+    etag = dav("HEAD", "/t.txt").headers["ETag"]
+    url = dav.base + "/t.txt"
+    assert dav("PUT", "/t.txt", data=b"two", headers={"If": f'<{url}> (["wrong"])'}).status_code == 412
+    assert dav("GET", "/t.txt").content == b"one"
+    assert dav("PUT", "/t.txt", data=b"two", headers={"If": f"<{url}> ([{etag}])"}).status_code == 204
+    assert dav("GET", "/t.txt").content == b"two"
+
+
+def test_webdav_traffic_is_in_the_reports(server):
+    a = server.user()
+    dav = Dav(server, a)
+    assert dav("PUT", "/traffic.bin", data=os.urandom(50_000)).status_code == 201
+    assert dav("GET", "/traffic.bin").status_code == 200
+    drive = Drive(load_config(env=server.env))
+    try:
+        with drive.engine.connect() as conn:
+            row = conn.execute(sa.select(TrafficDaily.__table__).where(TrafficDaily.user_id == a.id)).one()
+    finally:
+        drive.close()
+    assert (row.uploads, row.downloads, row.bytes_in, row.bytes_out) == (1, 1, 50_000, 50_000)
+
+
+def test_webdav_requests_are_in_the_metrics(server):
+    a = server.user()
+    Dav(server, a)("PROPFIND", "/", headers={"Depth": "0"})
+    text = requests.get(server.url + "/metrics", timeout=60).text
+    assert re.search(r'blockdrive_http_requests_total\{endpoint="/dav/<path>",method="PROPFIND",status="207"\} [1-9]',
+                     text), [line for line in text.splitlines() if "/dav" in line]

@@ -3,9 +3,12 @@ reports exactly what changed; ratios against goals are judged the right way roun
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 from bench import datasets
+from bench import wsgidav_fs
+from bench.dav import groups
 from bench.suite import Results
 
 
@@ -49,6 +52,28 @@ def test_edited_pair_differs_in_a_few_places(tmp_path):
     da, db = a.read_bytes(), b.read_bytes()
     assert da != db and len(db) >= len(da)
     assert da[:1000] == db[:1000] or da[-1000:] == db[-1000:]
+
+
+def test_rclone_processes_share_the_tree_without_overlap(tmp_path):
+    datasets.small_files(tmp_path / "t", 300, seed=1, folders=10)
+    (tmp_path / "t" / "loose.bin").write_bytes(b"x")  # a file at the top is no folder to share
+    parts = groups(tmp_path / "t", 4)
+    assert [len(p) for p in parts] == [3, 3, 2, 2]
+    assert sorted(top for p in parts for top in p) == [f"d{i:03d}" for i in range(10)]
+    assert groups(tmp_path / "t", 16) == [[f"d{i:03d}"] for i in range(10)]
+
+
+def test_the_wsgidav_peer_serves_its_folder_to_its_one_user_only(tmp_path):
+    from werkzeug.test import Client
+    client = Client(wsgidav_fs.app(str(tmp_path), "me@example.com", "secret"))
+    auth = {"Authorization": "Basic " + base64.b64encode(b"me@example.com:secret").decode()}
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"me@example.com:nope").decode()}
+    assert client.put("/dav/a.bin", data=b"x" * 1000, headers=wrong).status_code == 401
+    assert client.put("/dav/a.bin", data=b"x" * 1000).status_code == 401
+    assert client.put("/dav/a.bin", data=b"x" * 1000, headers=auth).status_code == 201
+    assert (tmp_path / "a.bin").read_bytes() == b"x" * 1000
+    r = client.open("/dav/", method="PROPFIND", headers={**auth, "Depth": "1"})
+    assert r.status_code == 207 and b"a.bin" in r.data
 
 
 def test_results_judge_goals_in_the_right_direction():

@@ -25,6 +25,18 @@ SUITE = {
 RELIABILITY = {"mode": "quick", "at": "2030-01-02 03:04:05", "machine": "x86_64, 2 cores, Linux",
                "rows": [{"suite": "corruption local", "faults": 4321, "detected": 4321, "lost": 0,
                          "repaired": 17, "wrong_bytes_served": 0}]}
+DAV = {
+    "command": "python -m bench.dav", "profile": "quick", "machine": "2 cores (Test CPU)", "at": "2030-01-02 03:04:05",
+    "seconds": 77, "how": "rclone v9.9: `rclone copy SRC :webdav:DEST --transfers 4`", "wsgidav": "9.8.7",
+    "params": {"dav_files": 1000, "dav_mib": 128, "repeat": 3},
+    "rows": [
+        {"key": "dav_small_bd", "section": "webdav", "label": "1,000 files to blockdrive /dav/",
+         "short": "blockdrive /dav/", "unit": "f/s", "runs": [250.0], "median": 250.0, "higher_is_better": True,
+         "ratios": [{"ref": "dav_small_wsgidav", "ratio": 1.25, "goal": 1.0, "what": "", "met": True}]},
+        {"key": "dav_small_wsgidav", "section": "webdav", "label": "1,000 files to WsgiDAV fs",
+         "short": "WsgiDAV fs", "unit": "f/s", "runs": [200.0], "median": 200.0, "higher_is_better": True},
+    ],
+}
 PAGE = """# figures
 
 Prose before.
@@ -62,6 +74,15 @@ def test_tables_hold_the_numbers_of_their_input(tmp_path):
     assert "restic 9.9.9" in text and "2030-01-02 03:04:05" in text and "0 goals met, 1 missed" in text
     assert "| corruption local |  |  | 4,321 | 4,321 | 0 | repaired 17, wrong bytes served 0 |" in text
     assert "old table" not in text
+
+
+def test_the_webdav_table_names_its_run_and_holds_its_numbers(tmp_path):
+    (tmp_path / "dav-quick.json").write_text(json.dumps(DAV))
+    body = figures.tables(tmp_path)["dav"]["dav-quick"]
+    head, _, table = body.partition("\n\n")
+    assert head.startswith("`python -m bench.dav --quick` of 2030-01-02 03:04:05, medians of 3 runs, 77 s in all;")
+    assert "WsgiDAV 9.8.7" in head and "--transfers 4" in head and "1 goals met, 0 missed" in head
+    assert "| webdav | 1,000 files to blockdrive /dav/ | 250 f/s | 1.25× WsgiDAV fs (goal ≥ 1: met) |" in table
 
 
 def test_markers_and_prose_are_kept_and_a_second_run_changes_nothing(tmp_path):

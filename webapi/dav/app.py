@@ -9,22 +9,30 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from urllib.parse import unquote, urlparse
 
 from werkzeug.wrappers import Response
 
 from storage import errors as e
+from storage import traffic
 from wsgidav.error_printer import ErrorPrinter
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
+from .. import metrics
 from ..errors import problem, problem_details, status_for
 from .auth import basic_user
+from .locks import DbLockManager, DbLockStorage
+from .props import DbPropertyManager
 from . import listing
-from .provider import DavRequest, Provider
+from .provider import DavRequest, Provider, if_tags_to_ref_urls
 
 log = logging.getLogger("blockdrive.dav")
 XML = "application/xml; charset=utf-8"
+# the metrics' endpoint label of each mount: its rule, as the API's routes are labelled
+ENDPOINT = {"/dav": "/dav/<path>", "/remote.php/webdav": "/remote.php/webdav/<path>",
+            "/remote.php/dav/files": "/remote.php/dav/files/<user>/<path>"}
 
 # /dav, /remote.php/webdav, /remote.php/dav/files/<user>: the mount, then the path inside
 MOUNT = re.compile(r"^(/dav|/remote\.php/webdav|/remote\.php/dav/files/([^/]+))(/.*)?$")
@@ -32,7 +40,7 @@ MOUNT = re.compile(r"^(/dav|/remote\.php/webdav|/remote\.php/dav/files/([^/]+))(
 
 def dav_config(lock_storage, prop_manager) -> dict:
     return {
-        "provider_mapping": {"/": Provider(handlers=[listing.handler])},
+        "provider_mapping": {"/": Provider(handlers=[if_tags_to_ref_urls, listing.handler])},
         "lock_storage": lock_storage,
         "property_manager": prop_manager,
         "middleware_stack": [ErrorPrinter, RequestResolver],  # signing in happens before
@@ -50,14 +58,21 @@ def dav_config(lock_storage, prop_manager) -> dict:
 class DavMount:
     """WSGI middleware: WebDAV requests to WsgiDAV, the rest to ``next_app`` (Flask)."""
 
-    def __init__(self, flask_app, next_app, lock_storage=True, prop_manager=True):
+    def __init__(self, flask_app, next_app):
         self.flask, self.next_app = flask_app, next_app
-        self.dav = WsgiDAVApp(dav_config(lock_storage, prop_manager))
+        drive = flask_app.extensions["drive"]
+        # Locks and dead properties in the database, shared by every worker and server. The
+        # lock manager is set on the provider after WsgiDAV is built: WsgiDAV would wrap a
+        # lock storage in its own manager, which is not atomic across processes.
+        self.dav = WsgiDAVApp(dav_config(False, DbPropertyManager(drive)))
+        for provider in self.dav.provider_map.values():
+            provider.set_lock_manager(DbLockManager(DbLockStorage(drive)))
 
     def __call__(self, environ, start_response):
         m = MOUNT.match(environ.get("PATH_INFO", ""))
         if m is None:
             return self.next_app(environ, start_response)
+        t0 = time.perf_counter()
         mount, url_user, rest = m.group(1), m.group(2), m.group(3) or "/"
         ext = self.flask.extensions
         with self.flask.request_context(environ):
@@ -87,6 +102,10 @@ class DavMount:
             environ["HTTP_DESTINATION"] = inner
 
         def respond(status, headers, exc_info=None):
+            count_traffic(ext["drive"], user.id, environ, status, headers)
+            endpoint = ENDPOINT[mount if url_user is None else "/remote.php/dav/files"]
+            metrics.REQUESTS.labels(metrics.method_label(environ["REQUEST_METHOD"]), endpoint, status[:3]).inc()
+            metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - t0)
             if status.startswith("204") and environ.get("blockdrive.dav.created"):
                 status = "201 Created"  # a COPY or MOVE that made its destination
             headers = [(k, XML if k.lower() == "content-type" and v == "application; charset=utf-8" else v)
@@ -122,6 +141,18 @@ def destination_path(dest: str, email: str, hosts: tuple[str, ...]) -> str | Non
         return None
     segments = path.split("/")[m.group(1).count("/") + 1:]
     return "/" + "/".join(segments)
+
+
+def count_traffic(drive, user_id: int, environ, status: str, headers) -> None:
+    """Record a PUT that made a version and a GET that sends content, as the API's doors do
+    (:mod:`storage.traffic`: the reports' uploads and downloads)."""
+    method = environ["REQUEST_METHOD"]
+    result = environ.get("blockdrive.dav.result")
+    if method == "PUT" and result is not None and status.startswith("2"):
+        traffic.record(drive.engine, user_id, uploads=1, bytes_in=result.node.size or 0)
+    elif method == "GET" and status[:3] in ("200", "206"):
+        size = next((v for k, v in headers if k.lower() == "content-length"), "0")
+        traffic.record(drive.engine, user_id, downloads=1, bytes_out=int(size) if size.isdigit() else 0)
 
 
 def oc_headers(environ, status: str) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ from wsgidav import util
 from wsgidav.dav_error import HTTP_BAD_REQUEST, DAVError
 from wsgidav.xml_tools import etree, make_multistatus_el
 
-from .provider import LOCKED, FolderResource, _Node
+from .provider import LOCKED, FolderResource, DavNode
 
 XML = "application/xml; charset=utf-8"
 STREAMED = "blockdrive.dav.streamed"  # environ key: this answer has no Content-Length on purpose
@@ -27,7 +27,8 @@ def request_mode(environ) -> tuple[str, list[str]]:
         return "allprop", []
     if body.tag != "{DAV:}propfind":
         raise DAVError(HTTP_BAD_REQUEST, "the body must be a DAV:propfind")
-    mode, names = None, []
+    mode: str | None = None
+    names: list[str] = []
     for el in body:
         kind = {"{DAV:}allprop": "allprop", "{DAV:}propname": "name", "{DAV:}prop": "named"}.get(el.tag)
         if kind is None:
@@ -54,8 +55,11 @@ def propfind_depth1(environ, start_response, folder: FolderResource):
     lm = folder.provider.lock_manager
     if lm is not None:  # one query for the locks of the whole listing (usually none)
         environ[LOCKED] = {lock["root"] for lock in lm.get_url_lock_list(folder.get_ref_url(), recursive=True)}
+    pm = folder.provider.prop_manager
+    if pm is not None and hasattr(pm, "prefetch_children"):  # and one for their dead properties
+        pm.prefetch_children(environ, folder.info.id)
 
-    def response_of(res: _Node) -> bytes:
+    def response_of(res: DavNode) -> bytes:
         props = res.get_properties(mode, name_list=names if mode == "named" else None)  # type: ignore[attr-defined]
         doc = make_multistatus_el()
         util.add_property_response(doc, res.get_href(), props)

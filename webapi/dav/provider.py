@@ -15,8 +15,9 @@ import contextlib
 import datetime as dt
 import io
 import mimetypes
-from typing import Iterable, Iterator
-from urllib.parse import quote
+import re
+from typing import BinaryIO, Iterable, Iterator, cast
+from urllib.parse import quote, unquote, urlparse
 
 from werkzeug.exceptions import ClientDisconnected, RequestTimeout
 from wsgidav import util
@@ -129,7 +130,7 @@ def parts_of(path: str) -> list[str]:
     return [p for p in path.split("/") if p]
 
 
-class _Node:
+class DavNode:
     """What files and folders have in common (mixed into WsgiDAV's resource classes)."""
 
     info: NodeInfo
@@ -270,7 +271,7 @@ class _Node:
         return True
 
 
-class FolderResource(_Node, DAVCollection):
+class FolderResource(DavNode, DAVCollection):
     def __init__(self, path: str, environ: dict, req: DavRequest, info: NodeInfo):
         DAVCollection.__init__(self, path, environ)
         self.req, self.info = req, info
@@ -330,7 +331,7 @@ class FolderResource(_Node, DAVCollection):
         return True
 
 
-class FileResource(_Node, DAVNonCollection):
+class FileResource(DavNode, DAVNonCollection):
     def __init__(self, path: str, environ: dict, req: DavRequest, info: NodeInfo):
         DAVNonCollection.__init__(self, path, environ)
         self.req, self.info = req, info
@@ -449,7 +450,7 @@ class Upload:
         req, env = self.res.req, self.res.environ
         size = env.get("CONTENT_LENGTH")
         with dav_errors():
-            result = req.drive.put(req.user.id, self.parent.id, self.name, ChunkStream(chunks),
+            result = req.drive.put(req.user.id, self.parent.id, self.name, cast(BinaryIO, ChunkStream(chunks)),
                                    if_match=self.if_match,
                                    size_hint=int(size) if size and size.isdigit() else None,
                                    mtime=client_mtime(env))
@@ -589,6 +590,37 @@ class Provider(DAVProvider):
             if answer is not None:
                 return answer
         return default_handler(environ, start_response)
+
+
+TAG = re.compile(r"<([^>]*)>")
+
+
+def if_tags_to_ref_urls(environ, start_response, provider) -> None:
+    """A request handler that answers nothing: it rewrites the resource tags of an ``If``
+    header (``<http://host/dav/a> (...)``) to the resources' reference URLs, which is what
+    WsgiDAV matches them against. Lock tokens inside the parentheses stay as they are."""
+    header = environ.get("HTTP_IF")
+    if not header or "<" not in header:
+        return None
+    out, depth, pos = [], 0, 0
+    for m in TAG.finditer(header):
+        depth += header.count("(", pos, m.start()) - header.count(")", pos, m.start())
+        out.append(header[pos:m.start()])
+        pos = m.end()
+        if depth > 0:  # a lock token
+            out.append(m.group(0))
+            continue
+        res = provider.get_resource_inst(tag_path(m.group(1), environ), environ)
+        out.append(f"<{res.get_ref_url()}>" if res is not None else m.group(0))
+    environ["HTTP_IF"] = "".join(out) + header[pos:]
+    return None
+
+
+def tag_path(url: str, environ) -> str:
+    """The path inside the mount of an ``If`` header's resource tag."""
+    path = unquote(urlparse(url).path)
+    mount = environ["blockdrive.dav"].mount
+    return path[len(mount):] if path.startswith(mount) else path
 
 
 def visible_parts(req: DavRequest, info: NodeInfo) -> list[str]:
