@@ -14,10 +14,16 @@ stage() {  # stage NAME -- prints the time since the previous stage
 mkdir -p var && : > var/stages.txt
 
 # Tools some tests drive, from Debian's packages: a compose-file validator (Debian's
-# docker-compose; no engine needed) and Chromium for the dashboard's browser test.
+# docker-compose; no engine needed), Chromium for the dashboard's browser test, and the
+# WebDAV clients of tests/e2e/test_dav_*.py (litmus, rclone, nextcloudcmd, cadaver, davfs2).
 need=()
 docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v chromium >/dev/null || need+=(chromium)
+command -v litmus >/dev/null || need+=(litmus)
+command -v rclone >/dev/null || need+=(rclone)
+command -v nextcloudcmd >/dev/null || need+=(nextcloud-desktop-cmd)
+command -v cadaver >/dev/null || need+=(cadaver)
+[ -x /usr/sbin/mount.davfs ] || need+=(davfs2)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} from Debian's packages"
   (apt-get -o DPkg::Lock::Timeout=300 update -qq &&
