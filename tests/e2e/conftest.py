@@ -44,7 +44,7 @@ def require_tool(names: tuple[str, ...], install: str) -> str:
     """The path of the first of ``names`` installed; without one the test is skipped, and in
     CI (CI=true) it fails, saying how to install it."""
     for name in names:
-        path = shutil.which(name)
+        path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
         if path is not None:
             return path
     msg = f"{names[0]} is not installed ({install})"

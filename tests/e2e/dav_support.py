@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,26 +21,17 @@ import requests
 from harness.server import Client, Server
 
 from .conftest import ENGINES, served
+from .conftest import require_tool as conftest_require_tool
 
 # Debian's package for each client program the tests drive (scripts/test.sh installs them)
 PACKAGES = {"litmus": "litmus", "rclone": "rclone", "cadaver": "cadaver", "mount.davfs": "davfs2",
             "nextcloudcmd": "nextcloud-desktop-cmd"}
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
 def require_tool(command: str) -> str:
-    """The path of a client program; without it the test fails under CI=true (the CI
-    installs it) and is skipped elsewhere, naming the package to install."""
-    path = shutil.which(command) or shutil.which(command, path="/usr/sbin:/sbin")
-    if path is None:
-        msg = f"{command} is not installed (Debian: apt-get install -y {PACKAGES.get(command, command)})"
-        if in_ci():
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
-    return path
+    """The path of a client program (:func:`tests.e2e.conftest.require_tool`: it fails under
+    CI=true, where scripts/test.sh installs it, and is skipped elsewhere)."""
+    return conftest_require_tool((command,), f"Debian: apt-get install -y {PACKAGES.get(command, command)}")
 
 
 def local_tree(root: Path) -> dict[str, str | None]:

@@ -110,6 +110,8 @@ class DavMount:
                        for k, v in headers  # WsgiDAV 4.3's answer to a new LOCK
                        # a streamed listing has no length, and needs no new connection for it
                        if not (environ.get(listing.STREAMED) and k.lower() == "connection")]
+            headers = [(k, f"<{v}>" if k.lower() == "lock-token" and not v.startswith("<") else v)
+                       for k, v in headers]  # RFC 4918, 10.5: a Coded-URL, in angle brackets
             return start_response(status, headers + oc_headers(environ, status), exc_info)
         return self.dav(environ, respond)
 
