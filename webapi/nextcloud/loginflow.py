@@ -30,6 +30,7 @@ from storage.errors import Forbidden, RateLimited, Unauthorized
 
 from ..admin.pages import html_page
 from ..auth import accounts, client_address, from_trusted_proxy, served_over_https
+from ..tokens import no_store
 from ..util import drive
 
 bp = Blueprint("nextcloud_loginflow", __name__)
@@ -54,19 +55,13 @@ def server_base() -> str:
     return f"{scheme}://{host}{request.script_root}"
 
 
-def _no_store(resp: Response, status: int = 200) -> Response:
-    resp.status_code = status
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
-
-
 @bp.post("/index.php/login/v2")
 def start():
     ttl = current_app.config["BLOCKDRIVE"]["security"]["login_flow_seconds"]
     agent = request.headers.get("User-Agent", "")
     flow = drive().tx(lambda s: loginflows.start(s, agent, ttl))
     base = server_base()
-    return _no_store(jsonify(poll={"token": flow.poll_token, "endpoint": f"{base}/index.php/login/v2/poll"},
+    return no_store(jsonify(poll={"token": flow.poll_token, "endpoint": f"{base}/index.php/login/v2/poll"},
                              login=f"{base}{FLOW_PATH}{flow.login_id}"))
 
 
@@ -74,8 +69,8 @@ def start():
 def poll():
     granted = drive().tx(lambda s: loginflows.take(s, request.form.get("token", "")))
     if granted is None:  # Nextcloud's answer while the user has not signed in yet
-        return _no_store(jsonify([]), 404)
-    return _no_store(jsonify(server=server_base(), loginName=granted.login_name, appPassword=granted.app_password))
+        return no_store(jsonify([]), 404)
+    return no_store(jsonify(server=server_base(), loginName=granted.login_name, appPassword=granted.app_password))
 
 
 # ---- the browser's page ----------------------------------------------------------------------
