@@ -6,7 +6,8 @@ flow and gets two secrets, a *login id* for the URL it opens in the user's brows
 Both secrets are 256 random bits kept only as SHA-256 digests, so the table alone lets no
 one open the sign-in page or poll. A flow expires ``ttl_seconds`` after its start (Nextcloud
 uses 20 minutes); an expired flow is invisible to every read here and is deleted by the next
-:func:`start` or :func:`take`.
+:func:`start` or :func:`take`. Starting needs no account, so one client address may hold at
+most ``max_per_address`` live flows: no one fills the table faster than flows expire.
 
 The app password waits in its row between the grant and the first poll, and that poll deletes
 the row in the transaction that reads it, so it is handed out once. It is kept as it is rather
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import secrets
 from dataclasses import dataclass
 
@@ -29,11 +31,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .clock import now
+from .errors import RateLimited
 from .models import LoginFlow
 
 SECRET_BYTES = 32  # 256 random bits, as API tokens
 TTL_SECONDS = 20 * 60
 USER_AGENT_MAX = 255
+ADDRESS_MAX = 45  # an IPv6 address in text
+MAX_PER_ADDRESS = 20
 
 
 @dataclass(frozen=True)
@@ -66,14 +71,24 @@ def purge_expired(s: Session) -> int:
     return s.execute(sa.delete(LoginFlow).where(LoginFlow.expires_at <= now())).rowcount
 
 
-def start(s: Session, user_agent: str, ttl_seconds: float = TTL_SECONDS) -> Started:
-    """A new flow for the app that says it is ``user_agent``, live for ``ttl_seconds``."""
+def start(s: Session, user_agent: str, address: str, ttl_seconds: float = TTL_SECONDS,
+          max_per_address: int = MAX_PER_ADDRESS) -> Started:
+    """A new flow for the app that says it is ``user_agent``, started from client ``address``,
+    live for ``ttl_seconds``; RateLimited (until its oldest expires) when that address holds
+    ``max_per_address`` live flows already."""
     purge_expired(s)
+    address = (address or "")[:ADDRESS_MAX]
+    held = s.execute(sa.select(sa.func.count(), sa.func.min(LoginFlow.expires_at)).where(
+        LoginFlow.address == address, _live())).one()
+    if held[0] >= max_per_address:
+        wait = math.ceil((held[1] - now()).total_seconds())
+        raise RateLimited(f"too many sign-ins started from this address; retry in {wait} s", retry_after=max(wait, 1))
     login_id, poll_token = secrets.token_urlsafe(SECRET_BYTES), secrets.token_urlsafe(SECRET_BYTES)
     created = now()
     expires = created + dt.timedelta(seconds=ttl_seconds)
     s.add(LoginFlow(login_hash=digest(login_id), poll_hash=digest(poll_token),
-                    user_agent=(user_agent or "")[:USER_AGENT_MAX], created_at=created, expires_at=expires))
+                    user_agent=(user_agent or "")[:USER_AGENT_MAX], address=address,
+                    created_at=created, expires_at=expires))
     return Started(login_id, poll_token, expires)
 
 

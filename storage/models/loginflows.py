@@ -24,6 +24,8 @@ class LoginFlow(Base):
     login_hash: Mapped[bytes] = mapped_column(types.BINARY(32), unique=True)
     poll_hash: Mapped[bytes] = mapped_column(types.BINARY(32), unique=True)
     user_agent: Mapped[str] = mapped_column(String(255), default="")
+    # The starting client's address: how many flows one address may hold open is bounded.
+    address: Mapped[str] = mapped_column(String(45), default="", index=True)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
     expires_at: Mapped[dt.datetime] = mapped_column(Timestamp, index=True)
     login_name: Mapped[str | None] = mapped_column(String(320), nullable=True)

@@ -25,8 +25,9 @@ def server(request, tmp_path_factory):
 
 @pytest.fixture(scope="module", params=ENGINES[:1])
 def short_server(request, tmp_path_factory):
-    """A server whose flows expire after one second."""
-    with served(request, tmp_path_factory, "loginflow-ttl", {"BLOCKDRIVE_SECURITY_LOGIN_FLOW_SECONDS": "1"}) as srv:
+    """A server whose flows expire after one second, two at most open per client address."""
+    env = {"BLOCKDRIVE_SECURITY_LOGIN_FLOW_SECONDS": "1", "BLOCKDRIVE_SECURITY_LOGIN_FLOWS_PER_ADDRESS": "2"}
+    with served(request, tmp_path_factory, "loginflow-ttl", env) as srv:
         yield srv
 
 
@@ -134,11 +135,14 @@ def test_unknown_tokens_and_flows_are_404(server):
     assert requests.get(server.url + "/index.php/login/v2/flow/nope", timeout=60).status_code == 404
 
 
-def test_an_expired_flow_is_404_on_the_page_and_the_poll(short_server):
+def test_an_expired_flow_is_404_and_no_longer_counts_against_its_address(short_server):
     user = short_server.user()
-    flow = start(short_server)
+    flow, _ = start(short_server), start(short_server)
+    third = requests.post(short_server.url + "/index.php/login/v2", timeout=60)
+    assert third.status_code == 429 and int(third.headers["Retry-After"]) >= 1
     browser, csrf = open_page(flow)
     time.sleep(2.5)  # past the one-second lifetime
     assert browser.get(flow["login"], timeout=60).status_code == 404
     assert sign_in(browser, flow, csrf, user.email, "password123").status_code == 404
     assert poll(flow).status_code == 404
+    start(short_server)

@@ -1,7 +1,8 @@
 """Nextcloud's Login Flow v2, the only way its GUI apps (desktop 3.x, Android, iOS) sign in:
 
 1. ``POST /index.php/login/v2``: the app starts a flow and gets a ``login`` URL, which it opens
-   in the user's browser, and a ``poll`` endpoint and token, which it keeps.
+   in the user's browser, and a ``poll`` endpoint and token, which it keeps (429 past
+   ``security.login_flows_per_address`` flows open from one client address).
 2. ``GET``/``POST`` of that ``login`` URL: a page of ours asks for the account's email and
    password (saying which app asks) and, once they are right, issues a new API token, the
    app password, signing in exactly as the API's ``POST /api/v1/auth/tokens`` does (the same
@@ -57,9 +58,10 @@ def server_base() -> str:
 
 @bp.post("/index.php/login/v2")
 def start():
-    ttl = current_app.config["BLOCKDRIVE"]["security"]["login_flow_seconds"]
-    agent = request.headers.get("User-Agent", "")
-    flow = drive().tx(lambda s: loginflows.start(s, agent, ttl))
+    sec = current_app.config["BLOCKDRIVE"]["security"]
+    agent, address = request.headers.get("User-Agent", ""), client_address()
+    flow = drive().tx(lambda s: loginflows.start(s, agent, address, sec["login_flow_seconds"],
+                                                 sec["login_flows_per_address"]))
     base = server_base()
     return no_store(jsonify(poll={"token": flow.poll_token, "endpoint": f"{base}/index.php/login/v2/poll"},
                              login=f"{base}{FLOW_PATH}{flow.login_id}"))

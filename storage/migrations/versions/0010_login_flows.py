@@ -20,6 +20,7 @@ def upgrade() -> None:
         sa.Column('login_hash', sa.BINARY(length=32), nullable=False),
         sa.Column('poll_hash', sa.BINARY(length=32), nullable=False),
         sa.Column('user_agent', sa.String(length=255), nullable=False),
+        sa.Column('address', sa.String(length=45), nullable=False),
         sa.Column('created_at', sa.DateTime(), nullable=False),
         sa.Column('expires_at', sa.DateTime(), nullable=False),
         sa.Column('login_name', sa.String(length=320), nullable=True),
@@ -29,6 +30,7 @@ def upgrade() -> None:
         sa.UniqueConstraint('poll_hash', name=op.f('uq_login_flows_poll_hash')),
     )
     with op.batch_alter_table('login_flows', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_login_flows_address'), ['address'], unique=False)
         batch_op.create_index(batch_op.f('ix_login_flows_expires_at'), ['expires_at'], unique=False)
 
 

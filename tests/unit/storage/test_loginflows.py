@@ -4,14 +4,16 @@ expiry by the clock."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from storage import clock, loginflows
+from storage.errors import RateLimited
 from storage.models import LoginFlow
 
 
-def start(drive, agent="Nextcloud-android/3.30", ttl=60):
-    return drive.tx(lambda s: loginflows.start(s, agent, ttl))
+def start(drive, agent="Nextcloud-android/3.30", ttl=60, address="192.0.2.1", most=loginflows.MAX_PER_ADDRESS):
+    return drive.tx(lambda s: loginflows.start(s, agent, address, ttl, most))
 
 
 def pending(drive, login_id):
@@ -75,3 +77,14 @@ def test_expired_flows_are_gone_and_purged(drive):
 def test_user_agent_is_cut_to_its_column(drive):
     flow = start(drive, "x" * 1000)
     assert pending(drive, flow.login_id) == "x" * loginflows.USER_AGENT_MAX
+
+
+def test_one_address_holds_a_bounded_number_of_live_flows(drive):
+    for _ in range(3):
+        start(drive, ttl=60, most=3)
+    with pytest.raises(RateLimited) as err:
+        start(drive, ttl=60, most=3)
+    assert 1 <= err.value.details["retry_after"] <= 60
+    start(drive, ttl=60, most=3, address="192.0.2.2")  # another address is not held back
+    clock.advance(61)
+    start(drive, ttl=60, most=3)  # the expired ones no longer count
