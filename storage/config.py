@@ -51,7 +51,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "security": {"scrypt_n": 2**17, "scrypt_r": 8, "scrypt_p": 1, "scrypt_concurrency": 2,
                  "scrypt_wait_seconds": 10.0, "login_free_failures": 5, "login_free_per_address": 20,
                  "login_free_per_account": 50, "login_max_delay_seconds": 900, "login_forget_seconds": 86400,
-                 "basic_cache_seconds": 300,
+                 "basic_cache_seconds": 300, "login_flow_seconds": 1200,
+                 "login_flows_per_address": 20,
                  "token_ttl_days": 90.0, "cli_token_ttl_days": 365.0, "trusted_proxies": "", "https": False},
     "jobs": {
         "spark_master": "local[2]",

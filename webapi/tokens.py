@@ -13,7 +13,8 @@ from .responses import TokenInfo
 bp = Blueprint("tokens", __name__, url_prefix="/api/v1")
 
 
-def _no_store(resp, status: int = 200):
+def no_store(resp, status: int = 200):
+    """``resp`` with ``status``, never cached: it carries a secret (a token)."""
     resp.status_code = status
     resp.headers["Cache-Control"] = "no-store"
     return resp
@@ -23,13 +24,13 @@ def _no_store(resp, status: int = 200):
 def create_token():
     data = parse(Credentials)
     token = accounts().login(data.email, data.password, client_address(), (data.name or "login")[:100])
-    return _no_store(jsonify(token=token, token_type="Bearer"), 201)
+    return no_store(jsonify(token=token, token_type="Bearer"), 201)
 
 
 @bp.get("/auth/tokens")
 @login_required
 def list_tokens():
-    return _no_store(jsonify(items=[TokenInfo.of(t).dump() for t in accounts().tokens(g.user.id, g.token_id)]))
+    return no_store(jsonify(items=[TokenInfo.of(t).dump() for t in accounts().tokens(g.user.id, g.token_id)]))
 
 
 @bp.delete("/auth/tokens/<id:token_id>")
@@ -53,4 +54,4 @@ def change_password():
     data = parse(PasswordChange)
     n = accounts().change_password(g.user.id, data.old_password, data.new_password, client_address(),
                                    g.token_id)
-    return _no_store(jsonify(revoked=n))
+    return no_store(jsonify(revoked=n))

@@ -3,6 +3,7 @@
 from .base import Base
 from .blocks import Block, Pack
 from .dav import DavLock, DavProp
+from .loginflows import LoginFlow
 from .nodes import FileVersion, Node, VersionBlock
 from .ops import JobRun, Lock, RateLimit, UploadChunk, UploadPin, UploadSession
 from .reports import ReportSnapshot, ReportTier, ReportUser, TrafficDaily
@@ -11,4 +12,5 @@ from .users import ApiToken, User
 
 __all__ = ["Base", "User", "ApiToken", "Node", "FileVersion", "VersionBlock", "Block", "Pack",
            "Share", "Link", "UploadSession", "UploadPin", "UploadChunk", "RateLimit", "JobRun", "Lock",
-           "TrafficDaily", "ReportSnapshot", "ReportUser", "ReportTier", "DavProp", "DavLock"]
+           "TrafficDaily", "ReportSnapshot", "ReportUser", "ReportTier", "DavProp", "DavLock",
+           "LoginFlow"]

@@ -23,7 +23,8 @@ CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-actio
        "frame-ancestors 'none'; base-uri 'none'")
 
 
-def _html(body: str, status: int = 200) -> Response:
+def html_page(body: str, status: int = 200) -> Response:
+    """An HTML page of ours, with the headers above (no script, no cache, no framing)."""
     resp = Response(body, status=status, mimetype="text/html")
     resp.headers["Content-Security-Policy"] = CSP
     resp.headers["Cache-Control"] = "no-store"
@@ -32,7 +33,7 @@ def _html(body: str, status: int = 200) -> Response:
 
 
 def _login_page(error: str | None = None, note: str | None = None) -> Response:
-    return _html(render_template("admin_login.html", csrf=csrf_token(), error=error, note=note))
+    return html_page(render_template("admin_login.html", csrf=csrf_token(), error=error, note=note))
 
 
 @bp.get("/admin/login")
@@ -68,4 +69,4 @@ def dashboard():
     snap = reports.latest(sm)
     days = current_app.config["BLOCKDRIVE"]["jobs"]["report_days"]
     series = reports.history(sm, now() - dt.timedelta(days=days)) if snap else []
-    return _html(render_template("admin.html", user=user, csrf=csrf_token(), **page_context(snap, series)))
+    return html_page(render_template("admin.html", user=user, csrf=csrf_token(), **page_context(snap, series)))
