@@ -15,8 +15,9 @@ CORE = [
     "PyMySQL>=1.1",
     "tqdm>=4.66",
 ]
-# WebDAV (webapi/dav): WsgiDAV, the engine under Seafile's seafdav, with our provider over storage.
-WEB = ["Flask>=3.0,<4", "gunicorn>=22", "prometheus_client>=0.20", "pydantic>=2.7,<3", "WsgiDAV>=4.3,<5"]
+# WebDAV (webapi/dav): WsgiDAV, the engine under Seafile's seafdav, with our provider over storage;
+# pinned to the minor version the provider and its answers' fixes (webapi/dav/app.py) are tested with.
+WEB = ["Flask>=3.0,<4", "gunicorn>=22", "prometheus_client>=0.20", "pydantic>=2.7,<3", "WsgiDAV>=4.3.3,<4.4"]
 SERVER = CORE + WEB
 HDFS = ["hdfs>=2.7", "hdfs-native>=0.10"]
 S3 = ["boto3>=1.34"]

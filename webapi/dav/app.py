@@ -26,7 +26,7 @@ from .auth import basic_user
 from .locks import DbLockManager, DbLockStorage
 from .props import DbPropertyManager
 from . import listing
-from .provider import DavRequest, Provider, if_tags_to_ref_urls, oc_id
+from .provider import DavRequest, Provider, if_tags_to_ref_urls, lock_unmapped, oc_id
 
 log = logging.getLogger("blockdrive.dav")
 XML = "application/xml; charset=utf-8"
@@ -40,7 +40,7 @@ MOUNT = re.compile(r"^(/dav|/remote\.php/webdav|/remote\.php/dav/files/([^/]+))(
 
 def dav_config(lock_storage, prop_manager) -> dict:
     return {
-        "provider_mapping": {"/": Provider(handlers=[if_tags_to_ref_urls, listing.handler])},
+        "provider_mapping": {"/": Provider(handlers=[if_tags_to_ref_urls, lock_unmapped, listing.handler])},
         "lock_storage": lock_storage,
         "property_manager": prop_manager,
         "middleware_stack": [ErrorPrinter, RequestResolver],  # signing in happens before
@@ -104,8 +104,8 @@ class DavMount:
             endpoint = ENDPOINT[mount if url_user is None else "/remote.php/dav/files"]
             metrics.REQUESTS.labels(metrics.method_label(environ["REQUEST_METHOD"]), endpoint, status[:3]).inc()
             metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - t0)
-            if status.startswith("204") and environ.get("blockdrive.dav.created"):
-                status = "201 Created"  # a COPY or MOVE that made its destination
+            if status[:3] in ("200", "204") and environ.get("blockdrive.dav.created"):
+                status = "201 Created"  # a COPY, MOVE or LOCK that made its resource
             headers = [(k, XML if k.lower() == "content-type" and v == "application; charset=utf-8" else v)
                        for k, v in headers  # WsgiDAV 4.3's answer to a new LOCK
                        # a streamed listing has no length, and needs no new connection for it

@@ -376,11 +376,9 @@ class NewFile(FileResource):
         self.info = None  # type: ignore[assignment]
 
     def get_ref_url(self) -> str:
-        # Asked before any byte is written only by a LOCK of this unmapped URL, which makes
-        # an empty file (RFC 4918, 7.3); a PUT asks after its write.
-        if self.info is None:
-            Upload(self, self.parent, self.name, if_match=None).writelines([])
-        return ref_url(self.info)
+        # Until it exists, a name in its folder's id namespace: a lock on the folder (depth
+        # infinity) covers it, and no lock can be on it.
+        return ref_url(self.info) if self.info is not None else f"{ref_url(self.parent)}/+{quote(self.name)}"
 
     def get_etag(self):
         return self.info.sha256 if self.info else None
@@ -596,6 +594,20 @@ class Provider(DAVProvider):
             if answer is not None:
                 return answer
         return default_handler(environ, start_response)
+
+
+def lock_unmapped(environ, start_response, provider) -> None:
+    """A request handler that answers nothing: a LOCK of an unmapped URL in a folder the
+    user may write first makes an empty file there (RFC 4918, 7.3), which WsgiDAV then locks
+    as an existing resource; the answer is still 201 (see :mod:`webapi.dav.app`)."""
+    if environ["REQUEST_METHOD"] != "LOCK" or provider.get_resource_inst(environ["PATH_INFO"], environ) is not None:
+        return None
+    parts = parts_of(environ["PATH_INFO"])
+    parent = provider.get_resource_inst("/" + "/".join(parts[:-1]), environ) if parts else None
+    if isinstance(parent, FolderResource) and parent.writable():
+        Upload(parent.create_empty_resource(parts[-1]), parent.info, parts[-1], if_match=None).writelines([])
+        environ["blockdrive.dav.created"] = True
+    return None
 
 
 TAG = re.compile(r"<([^>]*)>")
