@@ -293,14 +293,19 @@ class Accounts:
                 acct_addr: self.sec["login_free_failures"], acct: self.sec["login_free_per_account"]}
         return keys, {acct: acct_addr}
 
+    def _signed_in(self, keys: dict[str, int]) -> None:
+        """A right password: the account's failure counts start over, and the address gets
+        back the attempt it spent (only failures count against an address)."""
+        acct_keys = [k for k in keys if not k.startswith("login-address:")]
+        self.throttle.reset(acct_keys)
+        self.throttle.refund({k: v for k, v in keys.items() if k not in acct_keys})
+
     def login(self, email: str, password: str, address: str, name: str = "login") -> str:
         """A new API token for the right email and password, from client ``address``."""
         keys, gated = self._login_keys(email, address)
         self.throttle.attempt(keys, gated)  # counted first; a wrong password keeps it counted
         token = self.drive.login(email, password, name=name)
-        acct_keys = [k for k in keys if not k.startswith("login-address:")]
-        self.throttle.reset(acct_keys)
-        self.throttle.refund({k: v for k, v in keys.items() if k not in acct_keys})
+        self._signed_in(keys)
         return token
 
     def authenticate(self, token: str) -> tuple[User, int]:
@@ -339,9 +344,7 @@ class Accounts:
         with self.drive.sm() as s:
             user = authenticate(s, self.drive.hasher, email, secret)
             s.expunge(user)
-        acct_keys = [k for k in keys if not k.startswith("login-address:")]
-        self.throttle.reset(acct_keys)
-        self.throttle.refund({k: v for k, v in keys.items() if k not in acct_keys})
+        self._signed_in(keys)
         ttl = self.sec["basic_cache_seconds"]
         if ttl > 0:
             if len(self._basic_cache) >= BASIC_CACHE_MAX:
@@ -374,9 +377,7 @@ class Accounts:
         def run(s):
             return change_password(s, self.drive.hasher, user_id, old, new, keep_token_id)
         n = self.drive.tx(run, attempts=1)
-        acct_keys = [k for k in keys if not k.startswith("login-address:")]
-        self.throttle.reset(acct_keys)
-        self.throttle.refund({k: v for k, v in keys.items() if k not in acct_keys})
+        self._signed_in(keys)
         return n
 
     def open_session(self, user_id: int, parent_id: int | None, hours: float) -> bytes:
