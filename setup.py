@@ -17,7 +17,9 @@ CORE = [
 ]
 # WebDAV (webapi/dav): WsgiDAV, the engine under Seafile's seafdav, with our provider over storage;
 # pinned to the minor version the provider and its answers' fixes (webapi/dav/app.py) are tested with.
-WEB = ["Flask>=3.0,<4", "gunicorn>=22", "prometheus_client>=0.20", "pydantic>=2.7,<3", "WsgiDAV>=4.3.3,<4.4"]
+# Pillow: the web app's image thumbnails, made in a separate process with size and pixel limits.
+WEB = ["Flask>=3.0,<4", "gunicorn>=22", "prometheus_client>=0.20", "pydantic>=2.7,<3", "WsgiDAV>=4.3.3,<4.4",
+       "Pillow>=10.3"]
 SERVER = CORE + WEB
 HDFS = ["hdfs>=2.7", "hdfs-native>=0.10"]
 S3 = ["boto3>=1.34"]
@@ -34,6 +36,7 @@ TEST = [
     "tuspy>=1.0",
     "schemathesis>=3.30",
     "websocket-client>=1.7",  # drives headless Chromium over DevTools in the dashboard's e2e test
+    "selenium>=4.20",  # drives Chromium (chromium-driver) through the web app in tests/e2e/test_web_*.py
     "hypothesis>=6.100",  # the model-based test of the drive (tests/reliability)
     "locust>=2.20",  # load and soak against the real server (tests/reliability)
 ]

@@ -14,11 +14,12 @@ stage() {  # stage NAME -- prints the time since the previous stage
 mkdir -p var && : > var/stages.txt
 
 # Tools some tests drive, from Debian's packages: a compose-file validator (Debian's
-# docker-compose; no engine needed), Chromium for the dashboard's browser test, and the
+# docker-compose; no engine needed), Chromium and its driver for the browser tests (dashboard, web app), and the
 # WebDAV clients of tests/e2e/test_dav_*.py (litmus, rclone, nextcloudcmd, cadaver, davfs2).
 need=()
 docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v litmus >/dev/null || need+=(litmus)
 command -v rclone >/dev/null || need+=(rclone)
 command -v nextcloudcmd >/dev/null || need+=(nextcloud-desktop-cmd)

@@ -216,10 +216,10 @@ def revoke_others(s: Session, user_id: int, keep_id: int | None) -> int:
 
 
 def open_session(s: Session, user_id: int, parent_id: int | None, hours: float) -> bytes:
-    """A server-side admin session; returns the digest the cookie carries. The secret it is
+    """A server-side browser session; returns the digest the cookie carries. The secret it is
     the hash of is dropped at once: the row can be named, never used as a bearer token."""
     digest = token_hash("bs_" + secrets.token_urlsafe(TOKEN_BYTES))
-    s.add(ApiToken(user_id=user_id, token_hash=digest, name="admin dashboard", created_at=now(),
+    s.add(ApiToken(user_id=user_id, token_hash=digest, name="browser session", created_at=now(),
                    expires_at=now() + dt.timedelta(hours=hours), kind=KIND_SESSION, parent_id=parent_id))
     return digest
 
@@ -379,6 +379,19 @@ class Accounts:
         n = self.drive.tx(run, attempts=1)
         self._signed_in(keys)
         return n
+
+    def sign_in(self, email: str, password: str, address: str, hours: float) -> tuple[User, bytes]:
+        """A browser's sign-in: the right email and password (throttled exactly as
+        :meth:`login`) open a server-side session of ``hours``; returns the user and the
+        session's digest, which the cookie carries."""
+        keys, gated = self._login_keys(email, address)
+        self.throttle.attempt(keys, gated)
+        with self.drive.sm() as s, s.begin():
+            user = authenticate(s, self.drive.hasher, email, password)
+            digest = open_session(s, user.id, None, hours)
+            s.expunge(user)
+        self._signed_in(keys)
+        return user, digest
 
     def open_session(self, user_id: int, parent_id: int | None, hours: float) -> bytes:
         with self.drive.sm() as s, s.begin():

@@ -48,6 +48,10 @@ def create_app(config: Config | Mapping | None = None, drive=None) -> Flask:
         app.register_blueprint(mod.bp)
     from . import admin  # admin reports and dashboard (its session needs the app's secret key)
     admin.init_app(app)
+    from . import web  # the web app's pages, on the same session as the dashboard
+    from .web.pages import init_app as init_pages
+    app.register_blueprint(web.bp)
+    init_pages(app)
 
     @app.after_request
     def _security_headers(resp):

@@ -8,7 +8,9 @@ import ipaddress
 from flask import current_app, g, request
 
 from storage.accounts import Accounts
-from storage.errors import Unauthorized
+from storage.errors import Forbidden, Unauthorized
+
+from . import session as browser
 
 
 def accounts() -> Accounts:
@@ -19,12 +21,22 @@ def accounts() -> Accounts:
 
 
 def current_user():
-    """The caller's user; also sets ``g.token_id`` (the token the request came with)."""
+    """The caller's user; also sets ``g.token_id`` (the token the request came with, None for
+    a browser session). A bearer token, or else the web app's session cookie; with the
+    cookie, a request that changes anything must carry the session's CSRF token in
+    ``X-CSRF-Token`` (another site's page can send the cookie, never that header)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if scheme.lower() == "bearer" and token.strip():
+        user, g.token_id = accounts().authenticate(token.strip())
+        return user
+    digest = None if header else browser.session_digest()
+    user = accounts().session_user(digest) if digest else None
+    if user is None:
         raise Unauthorized("send an API token: Authorization: Bearer <token>")
-    user, g.token_id = accounts().authenticate(token.strip())
+    if request.method not in browser.SAFE_METHODS and not browser.csrf_ok(request.headers.get(browser.CSRF_HEADER)):
+        raise Forbidden(f"a browser session's request must carry its CSRF token in {browser.CSRF_HEADER}")
+    g.token_id = None
     return user
 
 

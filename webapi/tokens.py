@@ -43,8 +43,13 @@ def revoke_token(token_id):
 @bp.post("/auth/logout")
 @login_required
 def logout():
-    """Revoke the calling token (and any admin session opened with it)."""
-    accounts().revoke(g.user.id, g.token_id)
+    """Revoke the calling token (and any admin session opened with it), or close the
+    calling browser session."""
+    if g.token_id is None:
+        from .admin.signin import sign_out
+        sign_out()
+    else:
+        accounts().revoke(g.user.id, g.token_id)
     return "", 204
 
 

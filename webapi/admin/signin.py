@@ -2,32 +2,33 @@
 
 Dashboard sign-in: the admin pastes an API token into ``/admin/login``; the POST carries a
 CSRF token bound to the session and opens a server-side session (a row in ``api_tokens`` of
-kind ``session``, expiring after ``SESSION_HOURS``). The signed cookie (HttpOnly,
-SameSite=Strict, Secure behind HTTPS) names that row only; every request re-checks it and
+kind ``session``, expiring after ``SESSION_HOURS``). The signed cookie (``webapi.session``:
+HttpOnly, SameSite=Lax, Secure behind HTTPS) names that row only; every request re-checks it and
 ``users.is_admin``. Signing out deletes the row, so a copied cookie dies with it; so does
-revoking the pasted token, logging it out, or changing the password. Non-admins get 403.
+revoking the pasted token, logging it out, or changing the password. Non-admins get 403. An admin
+who signed in to the web app at ``/`` with a password uses the same session here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import secrets
 import time
 from pathlib import Path
 
-from flask import Flask, g, request, session
+from flask import Flask, g, session
 from flask.sessions import SecureCookieSessionInterface
 
 from storage import reports
 from storage.errors import Forbidden
 
 from ..auth import accounts, current_user, served_over_https
+from ..session import COOKIE_NAME, SESSION_HOURS, check_csrf, csrf_token, session_digest, start
 from ..util import drive
 
-SESSION_HOURS = 12
-COOKIE_NAME = "blockdrive_admin"
+__all__ = ["COOKIE_NAME", "SESSION_HOURS", "check_csrf", "csrf_token", "init_app", "require_admin_api",
+           "secret_key", "session_admin", "sign_in", "sign_out"]
 
 
 def secret_key(cfg) -> str:
@@ -63,10 +64,12 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 
 def init_app(app: Flask) -> None:
-    """The app's secret key and its session cookie, which only the dashboard uses."""
+    """The app's secret key and its session cookie (the web app's and the dashboard's).
+    SameSite=Lax, not Strict: a link to the drive followed from a mail must arrive signed in;
+    every form and every script's change carries the CSRF token besides."""
     app.secret_key = secret_key(app.config["BLOCKDRIVE"])
-    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
-                      SESSION_COOKIE_NAME=COOKIE_NAME, SESSION_COOKIE_PATH="/admin")
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_NAME=COOKIE_NAME, SESSION_COOKIE_PATH="/")
     app.session_interface = _SessionInterface()
 
 
@@ -82,17 +85,10 @@ def require_admin_api():
     return user
 
 
-def _session_digest() -> bytes | None:
-    try:
-        return bytes.fromhex(session.get("sid") or "") or None
-    except (TypeError, ValueError):
-        return None
-
-
 def session_admin():
     """The admin whose live session the cookie names, or None (no cookie, an expired or
     closed session, or a user who is no longer an admin)."""
-    digest = _session_digest()
+    digest = session_digest()
     user = accounts().session_user(digest) if digest else None
     return user if user is not None and user.is_admin else None
 
@@ -107,30 +103,13 @@ def sign_in(token: str):
         return None
     _, token_id = accounts().authenticate(token)
     sid = accounts().open_session(user.id, token_id, SESSION_HOURS)
-    session.clear()  # a fresh CSRF token too: one seen before signing in is worth nothing after
-    session.update(sid=sid.hex(), csrf=secrets.token_urlsafe(32))
+    start(sid)
     return user
 
 
 def sign_out() -> None:
     """Close the cookie's session on the server, so a copy of the cookie dies with it."""
-    digest = _session_digest()
+    digest = session_digest()
     if digest:
         accounts().close_session(digest)
     session.clear()
-
-
-# ---- CSRF ------------------------------------------------------------------------------------
-
-def csrf_token() -> str:
-    """The session's CSRF token, made on first use; every form posts it back."""
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(32)
-    return session["csrf"]
-
-
-def check_csrf() -> None:
-    """Raise Forbidden unless the posted form carries the session's CSRF token."""
-    sent, want = request.form.get("csrf", ""), session.get("csrf", "")
-    if not want or not hmac.compare_digest(sent, want):
-        raise Forbidden("missing or wrong CSRF token; reload the form")

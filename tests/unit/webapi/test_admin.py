@@ -109,7 +109,7 @@ def test_dashboard_login_with_csrf_and_admin_token(env):
     r = c.post("/admin/login", data={"token": admin, "csrf": token})
     assert r.status_code == 303 and r.headers["Location"].endswith("/admin")
     cookie = r.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and admin not in cookie
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and admin not in cookie
     page = c.get("/admin")
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
