@@ -37,11 +37,12 @@ class Server:
         assert out.returncode == 0, out.stderr
         return out.stdout
 
-    def user(self, email: str | None = None, premium: bool = False) -> "Client":
+    def user(self, email: str | None = None, premium: bool = False, admin: bool = False) -> "Client":
         """A new user (``blockdrive user create``) and a client holding its token."""
         email = email or f"u{secrets.token_hex(4)}@example.com"
         token = self.cli("user", "create", email, "--password", "password123",
-                         *(["--premium"] if premium else [])).strip().splitlines()[-1]
+                         *(["--premium"] if premium else []), *(["--admin"] if admin else [])
+                         ).strip().splitlines()[-1]
         c = Client(self.url, token)
         c.email = email
         c.account = c.get("/api/v1/account").json()
