@@ -200,13 +200,13 @@ def admin_sign_in(srv, token: str, headers: dict | None = None) -> tuple[request
 
 def _replay(srv, cookie: str) -> int:
     """GET /admin with nothing but a copied cookie value."""
-    return requests.get(srv.url + "/admin", cookies={"blockdrive_admin": cookie}, allow_redirects=False).status_code
+    return requests.get(srv.url + "/admin", cookies={"blockdrive_session": cookie}, allow_redirects=False).status_code
 
 
 def test_auth_admin_cookie_dies_on_sign_out_and_on_token_logout(proxied):
     token = proxied.cli("user", "create", "boss@example.com", "--password", PW, "--admin").strip().splitlines()[-1]
     s, _ = admin_sign_in(proxied, token)
-    copied = s.cookies["blockdrive_admin"]
+    copied = s.cookies["blockdrive_session"]
     assert token not in copied
     page = s.get(proxied.url + "/admin", allow_redirects=False)
     assert page.status_code == 200 and _replay(proxied, copied) == 200
@@ -216,7 +216,7 @@ def test_auth_admin_cookie_dies_on_sign_out_and_on_token_logout(proxied):
     assert _replay(proxied, copied) == 303  # the copy is dead too, not just the signed-out browser
     # a session also ends when the API token it was opened with logs out
     s2, _ = admin_sign_in(proxied, token)
-    copied2 = s2.cookies["blockdrive_admin"]
+    copied2 = s2.cookies["blockdrive_session"]
     assert _replay(proxied, copied2) == 200
     assert via(proxied, "192.0.2.1", token).post("/api/v1/auth/logout").status_code == 204
     assert _replay(proxied, copied2) == 303
@@ -227,9 +227,9 @@ def https_sign_in(srv, token: str) -> list[str]:
     (The cookie is sent back by hand: a client keeps a Secure cookie for https only.)"""
     proto = {"X-Forwarded-Proto": "https"}
     form = requests.get(srv.url + "/admin/login", headers=proto)
-    cookie = form.cookies["blockdrive_admin"]
+    cookie = form.cookies["blockdrive_session"]
     r = requests.post(srv.url + "/admin/login", data={"token": token, "csrf": _csrf(form.text)},
-                      headers={**proto, "Cookie": f"blockdrive_admin={cookie}"}, allow_redirects=False)
+                      headers={**proto, "Cookie": f"blockdrive_session={cookie}"}, allow_redirects=False)
     assert r.status_code == 303, r.text
     return [form.headers["Set-Cookie"], r.headers["Set-Cookie"]]
 
