@@ -60,6 +60,11 @@ def parse_size(text: str | int) -> int:
     return int(float(m.group(1)) * SIZE_UNITS[(m.group(2) or "").lower()])
 
 
+def new_password() -> str:
+    """A password for an admin to hand over once: 16 random URL-safe characters."""
+    return secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
+
+
 @dataclasses.dataclass(frozen=True)
 class UserSummary:
     id: int
@@ -221,7 +226,7 @@ class UserAdmin:
         session of the user is revoked, as a password change does."""
         generated = None
         if not password:
-            password = generated = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
+            password = generated = new_password()
         if len(password) < 8:
             raise InvalidInput("password must be at least 8 characters", field="password")
         digest = self.drive.hasher.hash(password)  # outside the transaction: it takes a while
