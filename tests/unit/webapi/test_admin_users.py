@@ -5,7 +5,6 @@ then the real run) and ``blockdrive user ...``."""
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import pytest
@@ -14,6 +13,7 @@ from client.main import main
 from storage.config import load_config
 from storage.drive import Drive
 from storage.errors import Unauthorized
+from tests.unit.test_auth_cli import home  # noqa: F401  (fixture: a temp home, initialised)
 from tests.unit.webapi.web_support import page_csrf, sign_in
 from webapi.admin import runs
 
@@ -184,18 +184,7 @@ def test_run_now_command_and_config_handover(web):
 
 # ---- CLI --------------------------------------------------------------------------------------
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    for k in list(os.environ):
-        if k.startswith("BLOCKDRIVE_") and not k.startswith("BLOCKDRIVE_TEST_"):
-            monkeypatch.delenv(k)
-    monkeypatch.setenv("BLOCKDRIVE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("BLOCKDRIVE_SECURITY_SCRYPT_N", "1024")
-    assert main(["init"]) == 0
-    return tmp_path
-
-
-def test_cli_user_list_show_set_disable_enable_delete(home, capsys):
+def test_cli_user_list_show_set_disable_enable_delete(home, capsys):  # noqa: F811
     main(["user", "create", "boss@example.com", "--password", "longenough", "--admin"])
     main(["user", "create", "worker@example.com", "--password", "longenough"])
     capsys.readouterr()
