@@ -83,6 +83,7 @@ def run(ctx) -> dict:
     policy = Retention.from_config(cfg)
     if ctx.dry_run:
         ctx.say("planning (dry run): nothing will be changed")
+        stats["deleted_users_waiting"] = UserAdmin(ctx.drive).count_deleted()
         stats.update(m.apply_retention(ctx.sm, policy, t, cfg["quota"]["block_floor_bytes"],
                                        cfg["retention"]["batch_nodes"], dry_run=True))
     else:

@@ -267,6 +267,12 @@ class UserAdmin:
                   else "deleted_users_waiting"] += 1
         return stats
 
+    def count_deleted(self) -> int:
+        """Deleted accounts not yet removed (what a gc dry run reports)."""
+        with self.drive.sm() as s:
+            return s.execute(sa.select(sa.func.count()).select_from(User)
+                             .where(User.deleted_at.is_not(None))).scalar_one()
+
     # ---- inside ----------------------------------------------------------------------------
 
     def _trash_all(self, user_id: int) -> int:

@@ -183,12 +183,14 @@ def test_delete_trashes_everything_and_gc_removes_the_account_after_retention(ua
     # before the trash retention passes, gc keeps the account and its trash
     assert ua.remove_deleted() == {"deleted_users_waiting": 1, "deleted_users_removed": 0}
     assert len(drive.list_trash(owner.id)) == 2
+    assert ua.count_deleted() == 1
 
     retention = dt.timedelta(days=drive.config["trash"]["retention_days"])
     clock.advance((retention + dt.timedelta(hours=1)).total_seconds())
     while drive.purge_expired_trash(clock.now() - retention):
         pass
     assert ua.remove_deleted() == {"deleted_users_waiting": 0, "deleted_users_removed": 1}
+    assert ua.count_deleted() == 0
     with pytest.raises(NotFound):
         ua.find(owner.email)
     assert drive.get(friend.id, kept.node.id).size == 300  # nobody else's files touched
