@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, functions as F
 from storage import extracts
 from storage import maintenance as m
 from storage.quota import Retention
+from storage.useradmin import UserAdmin
 
 from . import humanize
 from .hooks import step
@@ -82,6 +83,7 @@ def run(ctx) -> dict:
     policy = Retention.from_config(cfg)
     if ctx.dry_run:
         ctx.say("planning (dry run): nothing will be changed")
+        stats["deleted_users_waiting"] = UserAdmin(ctx.drive).count_deleted()
         stats.update(m.apply_retention(ctx.sm, policy, t, cfg["quota"]["block_floor_bytes"],
                                        cfg["retention"]["batch_nodes"], dry_run=True))
     else:
@@ -93,6 +95,8 @@ def run(ctx) -> dict:
                 break
         stats["trash_purged"] = purged
         ctx.say(f"purged {purged} trash entries older than {cfg['trash']['retention_days']} days")
+        # Deleted accounts go once their trash is purged; their blocks are swept below, as any.
+        stats.update(UserAdmin(ctx.drive).remove_deleted())
         step("gc:after_purge")
         stats.update(m.apply_retention(ctx.sm, policy, t, cfg["quota"]["block_floor_bytes"],
                                        cfg["retention"]["batch_nodes"]))

@@ -180,7 +180,7 @@ def user_for_token(s: Session, token: str) -> tuple[User, int]:
     when it is older than :data:`TOUCH_SECONDS` (the caller commits)."""
     row = token_row(s, token)
     user = s.get(User, row.user_id)
-    if user is None:
+    if user is None or user.disabled_at is not None:
         raise Unauthorized("invalid or expired token")
     t = now()
     if row.last_used_at is None or (t - row.last_used_at).total_seconds() >= TOUCH_SECONDS:
@@ -225,11 +225,12 @@ def open_session(s: Session, user_id: int, parent_id: int | None, hours: float) 
 
 
 def session_user(s: Session, digest: bytes) -> User | None:
-    """The user of the live admin session ``digest``, else None."""
+    """The user of the live session ``digest`` (None if there is none, or the account is disabled)."""
     row = s.execute(sa.select(ApiToken).where(ApiToken.token_hash == digest)).scalar_one_or_none()
     if row is None or not _live(row, KIND_SESSION):
         return None
-    return s.get(User, row.user_id)
+    user = s.get(User, row.user_id)
+    return user if user is not None and user.disabled_at is None else None
 
 
 def close_session(s: Session, digest: bytes) -> None:
@@ -248,6 +249,9 @@ def authenticate(s: Session, hasher: PasswordHasher, email: str, password: str) 
         raise Unauthorized("wrong email or password")
     if not hasher.verify(password or "", user.password_hash):
         raise Unauthorized("wrong email or password")
+    if user.disabled_at is not None:
+        # Said only to whoever knows the password: the owner learns why, a guesser learns nothing.
+        raise Unauthorized("this account is disabled")
     return user
 
 
@@ -335,7 +339,7 @@ class Accounts:
         if hit is not None and hit[2] > time.monotonic():
             with self.drive.sm() as s:
                 user = s.get(User, hit[0])
-                if user is not None and user.password_hash == hit[1]:
+                if user is not None and user.password_hash == hit[1] and user.disabled_at is None:
                     s.expunge(user)
                     return user
             self._basic_cache.pop(key, None)

@@ -6,6 +6,7 @@ They plug into the ``blockdrive`` command (:mod:`client.main`) through the entry
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -103,6 +104,85 @@ def cmd_user_revoke_tokens(args) -> int:
     user = drive.user_by_email(args.email)
     n = Accounts(drive).revoke_all(user.id)
     print(f"revoked {n} token(s) and session(s) of {user.email}")
+    return EXIT_OK
+
+
+def _user_admin(args):
+    """The account operations, and the id of the user ``args.user_ref`` names (email or id)."""
+    from storage.useradmin import UserAdmin
+    ua = UserAdmin(_drive(args))
+    return ua, ua.find(args.user_ref)
+
+
+def _user_line(u) -> str:
+    from .admin.dashboard import fmt_bytes
+    return (f"{u.id:>6}  {u.email:<40} {u.plan:<8} {fmt_bytes(u.used_bytes):>11} of {fmt_bytes(u.quota_bytes):<11} "
+            f"{u.status}{', admin' if u.is_admin else ''}")
+
+
+def cmd_user_list(args) -> int:
+    from storage.useradmin import UserAdmin
+    ua = UserAdmin(_drive(args))
+    rows, cursor = ua.list(args.query or "", limit=500)
+    while cursor:
+        more, cursor = ua.list(args.query or "", cursor=cursor, limit=500)
+        rows += more
+    if args.json:
+        print(json.dumps([u.as_dict() for u in rows]))
+    else:
+        for u in rows:
+            print(_user_line(u))
+    return EXIT_OK
+
+
+def cmd_user_show(args) -> int:
+    from .admin.dashboard import fmt_bytes
+    ua, uid = _user_admin(args)
+    d = ua.show(uid)
+    if args.json:
+        print(json.dumps(d.as_dict()))
+        return EXIT_OK
+    u, use = d.user, d.usage
+    print(_user_line(u))
+    print(f"  created {u.created_at:%Y-%m-%d %H:%M} UTC; {d.nodes} files and folders; {d.tokens} tokens and sessions")
+    print(f"  used {fmt_bytes(use.used)}: current {fmt_bytes(use.current)}, old versions {fmt_bytes(use.old_versions)}, "
+          f"trash {fmt_bytes(use.trash)}; pending {fmt_bytes(use.pending)}")
+    return EXIT_OK
+
+
+def cmd_user_set(args) -> int:
+    if args.plan is None and args.quota is None and args.admin is None:
+        raise ConfigError("nothing to set: give --plan, --quota or --admin/--no-admin")
+    ua, uid = _user_admin(args)
+    print(_user_line(ua.update(uid, plan=args.plan, quota_bytes=args.quota, is_admin=args.admin)))
+    return EXIT_OK
+
+
+def cmd_user_disable(args) -> int:
+    ua, uid = _user_admin(args)
+    n = ua.disable(uid)
+    print(f"disabled {args.user_ref}; revoked {n} token(s) and session(s)")
+    return EXIT_OK
+
+
+def cmd_user_enable(args) -> int:
+    ua, uid = _user_admin(args)
+    ua.enable(uid)
+    print(f"enabled {args.user_ref}")
+    return EXIT_OK
+
+
+def cmd_user_delete(args) -> int:
+    ua, uid = _user_admin(args)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ConfigError("deleting an account needs --yes (or a terminal to confirm on)")
+        if input(f"delete {args.user_ref} (files to its trash, purged by gc)? type yes: ").strip() != "yes":
+            print("not deleted")
+            return EXIT_ERROR
+    n = ua.delete(uid)
+    print(f"deleted {args.user_ref}: disabled, {n} item(s) moved to its trash; gc removes the account "
+          "after the trash retention")
     return EXIT_OK
 
 
@@ -264,6 +344,31 @@ def register_cli(sub) -> None:
                                                 "admin sessions (a stolen laptop, a leaked token)")
     up.set_defaults(fn=cmd_user_revoke_tokens)
     up.add_argument("email")
+    up = usub.add_parser("list", help="list users (by email), or those whose email contains --query")
+    up.set_defaults(fn=cmd_user_list)
+    up.add_argument("--query", "-q")
+    up.add_argument("--json", action="store_true")
+    up = usub.add_parser("show", help="one user: plan, quota and its split, files, tokens, status")
+    up.set_defaults(fn=cmd_user_show)
+    up.add_argument("user_ref", metavar="EMAIL|ID")
+    up.add_argument("--json", action="store_true")
+    up = usub.add_parser("set", help="change a user's plan (and that plan's quota), quota or admin flag")
+    up.set_defaults(fn=cmd_user_set)
+    up.add_argument("user_ref", metavar="EMAIL|ID")
+    up.add_argument("--plan", choices=["free", "premium"])
+    up.add_argument("--quota", help="bytes, or e.g. 20G, 500M (decimal), 1Ti (binary)")
+    up.add_argument("--admin", action=argparse.BooleanOptionalAction, default=None)
+    for name, fn, help_ in [
+        ("disable", cmd_user_disable, "stop a user signing in by any door; revokes their tokens and sessions"),
+        ("enable", cmd_user_enable, "let a disabled user sign in again"),
+        ("delete", cmd_user_delete, "delete a user: disabled at once, files to their trash, removed by gc "
+                                    "after the trash retention"),
+    ]:
+        up = usub.add_parser(name, help=help_)
+        up.set_defaults(fn=fn)
+        up.add_argument("user_ref", metavar="EMAIL|ID")
+        if name == "delete":
+            up.add_argument("--yes", action="store_true", help="do not ask")
 
     for name, fn, help_, a, b in [
         ("put", cmd_put, "upload a local file to /remote/path", "local", "remote"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from .responses import response_schemas
-from .schemas import NAME_SCHEMA, PATH_PATTERN, SHA256, request_schemas
+from .schemas import NAME_SCHEMA, PATH_PATTERN, SHA256, clean_schema, request_schemas
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
 
@@ -273,6 +273,7 @@ def paths() -> dict:
                                       {200: {"description": "Signed out: the sign-in form (HTML)"}}, (403,), auth=False,
                                       body={"type": "object", "properties": {"csrf": {"type": "string"}}},
                                       body_type="application/x-www-form-urlencoded")},
+        **admin_user_paths(),
         "/api/v1/openapi.json": {"get": _op("This document", {200: {"description": "OpenAPI 3.1",
                                                                     **_json({"type": "object"})}}, auth=False)},
         "/api/v1/docs": {"get": _op("API documentation page", {200: {"description": "HTML"}}, auth=False)},
@@ -281,6 +282,58 @@ def paths() -> dict:
                                                                     503: {"description": "Not ready"}}, auth=False)},
         "/metrics": {"get": _op("Prometheus metrics", {200: {"description": "text exposition format"}}, auth=False)},
     }
+
+
+# Admin user management (webapi/admin/users.py) and the dashboard's "run now" (webapi/admin/runs.py).
+ADMIN_USER_OPS = {
+    "/api/v1/admin/users": {"get": "adminListUsers", "post": "adminCreateUser"},
+    "/api/v1/admin/users/{user_id}": {"get": "adminGetUser", "patch": "adminPatchUser", "delete": "adminDeleteUser"},
+    "/api/v1/admin/users/{user_id}/password": {"post": "adminResetPassword"},
+    "/admin/users": {"get": "adminUsersPage", "post": "adminCreateUserForm"},
+    "/admin/users/{user_id}": {"get": "adminUserPage", "post": "adminUpdateUserForm"},
+    **{f"/admin/users/{{user_id}}/{a}": {"post": f"admin{a.title()}UserForm"}
+       for a in ("disable", "enable", "password", "delete")},
+    "/admin/jobs/{name}/plan": {"post": "adminJobPlanForm"}, "/admin/jobs/{name}/run": {"post": "adminJobRunForm"},
+}
+
+
+def admin_user_paths() -> dict:
+    from .admin.users import NewUser, PasswordReset, UserPatch
+    user = {"description": "The user (status active, disabled or deleted; with usage, node_count and token_count "
+                           "when one user is asked for)", **_json({"type": "object"})}
+    uid = {"parameters": [_path("user_id", "user id")]}
+    form = {"body": {"type": "object", "properties": {"csrf": STR}}, "body_type": "application/x-www-form-urlencoded"}
+    html = {200: {"description": "HTML: a page of its own (a generated password, a job's plan); else a 303"}}
+    back = {303: {"description": "Done or refused (a message): back to the page"}}
+    page = {200: {"description": "HTML"}, 303: {"description": "Not signed in: to the sign-in form"}}
+    ops = {
+        "/api/v1/admin/users": {
+            "get": _op("Admin: users by email, those containing q; a page and the next page's cursor",
+                       {200: {"description": "Users", **_json({"type": "object"})}}, (400, 403),
+                       params=[_path("q", "part of an email", where="query", required=False),
+                               _path("cursor", "next_cursor of the page before", where="query", required=False)]),
+            "post": _op("Admin: create a user (without password, one is generated and returned once)",
+                        {201: user}, (400, 403, 409), body=clean_schema(NewUser.model_json_schema()))},
+        "/api/v1/admin/users/{user_id}": {**uid, "get": _op("Admin: one user", {200: user}, (403, 404)),
+            "patch": _op("Admin: set plan, quota, admin flag; disable or enable", {200: user}, (400, 403, 404, 409),
+                         body=clean_schema(UserPatch.model_json_schema())),
+            "delete": _op("Admin: delete a user (disabled, files to its trash; gc removes it after the retention)",
+                          {200: user}, (403, 404, 409))},
+        "/api/v1/admin/users/{user_id}/password": {**uid, "post": _op(
+            "Admin: set a user's password, or generate one (returned once); revokes their tokens and sessions",
+            {200: {"description": "The generated password, if one was", **_json({"type": "object"})}},
+            (400, 403, 404, 409), body=clean_schema(PasswordReset.model_json_schema()))},
+        "/admin/users": {"get": _op("Admin: users page (HTML)", page, (403,)),
+                         "post": _op("Admin: create a user (form)", {**html, **back}, (403,), **form)},
+        "/admin/users/{user_id}": {**uid, "get": _op("Admin: one user's page (HTML)", page, (403, 404)),
+                                   "post": _op("Admin: set plan, quota, admin flag (form)", {**html, **back}, (403,), **form)},
+        **{f"/admin/users/{{user_id}}/{a}": {**uid, "post": _op(f"Admin: {a} (form)", {**html, **back}, (403,), **form)}
+           for a in ("disable", "enable", "password", "delete")},
+        **{f"/admin/jobs/{{name}}/{a}": {"parameters": [_path("name", "a job", STR)], "post": _op(
+            f"Admin: {'a dry run of the job, shown (HTML)' if a == 'plan' else 'start the job'} (form)",
+            {**html, **back}, (403,), **form)} for a in ("plan", "run")},
+    }
+    return ops
 
 
 # operationId of every operation, by (path, method): the names the links below use.
@@ -315,6 +368,7 @@ OPERATION_IDS = {
     ("/api/v1/admin/reports", "get"): "adminReports", ("/admin", "get"): "adminDashboard",
     ("/admin/login", "get"): "adminLoginForm", ("/admin/login", "post"): "adminLogin",
     ("/admin/logout", "post"): "adminLogout", ("/api/v1/openapi.json", "get"): "openapiDocument",
+    **{(p, m): op_id for p, ops in ADMIN_USER_OPS.items() for m, op_id in ops.items()},
     ("/api/v1/docs", "get"): "docsPage", ("/healthz", "get"): "healthz", ("/readyz", "get"): "readyz",
     ("/metrics", "get"): "metrics",
 }

@@ -27,6 +27,11 @@ class User(Base):
     # Open tus reservations and uncommitted block-session bytes: promised, not yet kept, but
     # counted against the quota so that no door can take more than the quota at once.
     pending_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Set by an admin: a disabled account signs in by no door (storage.useradmin).
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True, default=None)
+    # Set when an admin deletes the account (disabled at the same moment): its files wait in its
+    # trash for gc, which removes the row once nothing of the account is left.
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True, default=None, index=True)
 
 
 class ApiToken(Base):

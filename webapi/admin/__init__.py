@@ -8,14 +8,16 @@ One module per concern:
 - ``api``: the JSON endpoints;
 - ``pages``: the HTML pages (sign-in form, sign-out, dashboard);
 - ``dashboard``: what the dashboard shows, figures formatted for people and its charts (pure);
-- ``charts``: SVG line, bar and column charts with round axis ticks (pure: data in, SVG out).
+- ``charts``: SVG line, bar and column charts with round axis ticks (pure: data in, SVG out);
+- ``users``: user management, as JSON and as pages (:mod:`storage.useradmin`);
+- ``runs``: the dashboard's "run now": a job's dry-run plan, then the real run.
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
-from . import api, pages, signin
+from . import api, pages, runs, signin, users
 
 
 def init_app(app: Flask) -> None:
@@ -23,3 +25,5 @@ def init_app(app: Flask) -> None:
     signin.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(users.bp)
+    app.register_blueprint(runs.bp)

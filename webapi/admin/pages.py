@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, get_flashed_messages, redirect, render_template, request, url_for
 
-from storage import reports
+from jobs.catalog import JOBS
+
+from storage import jobruns, reports
 from storage.clock import now
 
 from ..util import drive
@@ -69,4 +71,8 @@ def dashboard():
     snap = reports.latest(sm)
     days = current_app.config["BLOCKDRIVE"]["jobs"]["report_days"]
     series = reports.history(sm, now() - dt.timedelta(days=days)) if snap else []
-    return html_page(render_template("admin.html", user=user, csrf=csrf_token(), **page_context(snap, series)))
+    runs = jobruns.history(sm, 200)
+    last_runs = {r["job"]: r for r in reversed(runs)}
+    return html_page(render_template("admin.html", user=user, csrf=csrf_token(), jobs=JOBS, last_runs=last_runs,
+                                     messages=get_flashed_messages(with_categories=True),
+                                     **page_context(snap, series)))

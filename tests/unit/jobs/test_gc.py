@@ -252,3 +252,23 @@ def test_dedup_hit_protected_by_inflight_upload_even_with_zero_grace(drive, make
     go_on.set()
     th.join(60)
     assert read_all(drive, u, out["r"].node.id) == data
+
+
+def test_gc_removes_a_deleted_account_after_its_trash_is_purged(drive, make_user, run):
+    from storage.errors import NotFound
+    from storage.useradmin import UserAdmin
+    ua = UserAdmin(drive)
+    leaving, staying = make_user(), make_user()
+    put_bytes(drive, leaving, "mine.bin", rand(150_000, 5))
+    kept = put_bytes(drive, staying, "kept.bin", rand(150_000, 6))
+    ua.delete(leaving.id)
+    r = run("gc", dry_run=True)
+    assert r.stats["deleted_users_waiting"] == 1 and len(drive.list_trash(leaving.id)) == 1
+    r = run("gc")  # within the trash retention: kept
+    assert r.stats["deleted_users_waiting"] == 1 and r.stats["marked"] == 0
+    clock.advance(31 * 86400)
+    r = run("gc")
+    assert r.stats["trash_purged"] == 1 and r.stats["deleted_users_removed"] == 1 and r.stats["marked"] > 0
+    with pytest.raises(NotFound):
+        drive.user_by_email(leaving.email)
+    assert read_all(drive, staying, kept.node.id) == rand(150_000, 6)
