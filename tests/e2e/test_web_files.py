@@ -8,7 +8,11 @@ import hashlib
 import json
 import os
 
-from tests.e2e.browser import browser, console_errors, shot, signed_in, wait_for, web_server  # noqa: F401
+import pytest
+
+from tests.e2e.browser import (PHONE, browser, console_errors, make_driver, shot, signed_in,  # noqa: F401
+                               wait_for, web_server)
+from tests.e2e.conftest import start_server, stop_server
 
 
 def by():
@@ -189,3 +193,71 @@ def test_version_restore(browser, web_server):  # noqa: F811
     wait_for(browser, lambda d: len(d.find_elements(B.CSS_SELECTOR, "table.versions tr[data-version]")) == 3)
     assert content(u, u.root, "notes.txt") == b"version one"
     assert console_errors(browser) == []
+
+
+@pytest.fixture(scope="module")
+def small_quota_server(tmp_path_factory):
+    """A server whose free plan holds 100 kB."""
+    proc, srv = start_server(tmp_path_factory.mktemp("web-quota"), None, extra_env={"BLOCKDRIVE_QUOTA_FREE_BYTES": "100000"})
+    try:
+        yield srv
+    finally:
+        stop_server(proc)
+
+
+def test_over_quota_upload_shows_the_servers_message_and_charges_nothing(browser, small_quota_server, tmp_path):  # noqa: F811
+    B = by()
+    u = small_quota_server.user()
+    used = u.get("/api/v1/account").json()
+    big = tmp_path / "too big.bin"
+    big.write_bytes(os.urandom(150_000))
+    signed_in(browser, small_quota_server, u.email)
+    browser.find_element(B.ID, "pick-files").send_keys(str(big))
+    row = wait_for(browser, lambda d: d.find_elements(B.CSS_SELECTOR, "#upload-queue li[data-state=failed]"))[0]
+    assert "quota" in row.text.lower()
+    assert all("413" in e for e in console_errors(browser))  # the refused request itself, nothing else
+    assert u.get("/api/v1/account").json() == used and child(u, u.root, "too big.bin") is None
+    assert browser.execute_script("return localStorage.getItem('blockdrive.upload-queue')") == "[]"
+
+
+def test_a_signed_out_upload_says_so_and_keeps_the_queue(browser, web_server, tmp_path):  # noqa: F811
+    B = by()
+    u = web_server.user()
+    f = tmp_path / "later.txt"
+    f.write_bytes(b"later")
+    signed_in(browser, web_server, u.email)
+    browser.delete_all_cookies()  # the session ends while the page is open
+    browser.find_element(B.ID, "pick-files").send_keys(str(f))
+    note = wait_for(browser, lambda d: [e for e in d.find_elements(B.ID, "upload-signed-out") if e.is_displayed()])[0]
+    assert "Signed out" in note.text and "your queue is kept" in note.text
+    link = note.find_element(B.TAG_NAME, "a").get_attribute("href")
+    assert link.startswith(web_server.url + "/?next=")
+    queue = json.loads(browser.execute_script("return localStorage.getItem('blockdrive.upload-queue')"))
+    assert [e["name"] for e in queue] == ["later.txt"]
+    assert all("401" in e for e in console_errors(browser))
+    signed_in(browser, web_server, u.email)
+    row = wait_for(browser, lambda d: d.find_elements(B.CSS_SELECTOR, "#upload-queue li"))[0]
+    assert "later.txt" in row.text and "add the file again" in row.text
+    browser.find_element(B.ID, "pick-files").send_keys(str(f))
+    wait_for(browser, lambda d: "later.txt" in listed(d))
+    assert content(u, u.root, "later.txt") == b"later"
+
+
+def test_the_folder_page_fits_a_phone(web_server):  # noqa: F811
+    B = by()
+    u = web_server.user()
+    u.mkdir(u.root, "a folder with a rather long name that has to wrap somewhere")
+    u.upload(u.root, "photo-2026-12-06-holiday.jpg", b"not really a jpeg")
+    phone = make_driver(*PHONE)
+    try:
+        # a headless window is never narrower than 500 px: the phone's viewport is emulated
+        phone.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                              {"width": PHONE[0], "height": PHONE[1], "deviceScaleFactor": 1, "mobile": True})
+        signed_in(phone, web_server, u.email)
+        wait_for(phone, lambda d: d.find_elements(B.CSS_SELECTOR, "table.listing tr[data-id]"))
+        shot(phone, "files-phone")
+        assert phone.execute_script("return window.innerWidth") == PHONE[0]
+        assert phone.execute_script("return document.documentElement.scrollWidth") <= PHONE[0]
+        assert console_errors(phone) == []
+    finally:
+        phone.quit()

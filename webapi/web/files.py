@@ -22,6 +22,7 @@ from . import bp
 from .pages import form_action, login_page, page
 
 PAGE_SIZE = 100
+PICKER_PAGES = 5
 SORTS = {"name": "Name", "size": "Size", "updated": "Modified"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 
@@ -161,8 +162,9 @@ def move_page():
     if at.kind != "folder":
         raise InvalidInput(f"node {at.id} is not a folder")
     folders, next_cursor = [], request.args.get("cursor") or None
-    # the picker shows folders only: page through the listing until a screenful is found
-    while True:
+    # the picker shows folders only: read listing pages until a screenful is found, at most
+    # PICKER_PAGES of them (a folder of files alone costs no more than that per page)
+    for _ in range(PICKER_PAGES):
         items, next_cursor = d.list_children(g.user.id, at.id, limit=1000, cursor=next_cursor)
         folders += [n for n in items if n.kind == "folder" and n.id not in ids]
         if next_cursor is None or len(folders) >= PAGE_SIZE:

@@ -254,3 +254,17 @@ def test_zip_of_a_file_is_refused_and_the_api_still_answers(web):
     assert c.get(f"/download/{f.id}.zip").status_code == 400
     assert c.get(f"/api/v1/nodes/{f.id}/content").data == b"x"
     assert c.get(f"/download/{10**9}").status_code == 404
+
+
+def test_the_folder_page_and_its_own_files_weigh_under_200_kb(web):
+    app, d, u = web
+    bob = u["bob"]
+    for i in range(3):
+        put(d, bob, bob.root_id, f"file {i}.txt")
+    c = signed_in(app)
+    r = c.get(f"/f/{bob.root_id}")
+    body = r.get_data(as_text=True)
+    linked = re.findall(r'(?:src|href)="(/static/[^"]+)"', body)
+    assert "/static/vendor/tus-js-client/tus.min.js" in linked and "/static/web/upload.js" in linked
+    total = len(r.data) + sum(len(c.get(path).data) for path in linked)
+    assert total < 200_000, total
