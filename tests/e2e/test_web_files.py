@@ -5,10 +5,13 @@ version restore; each checked through the API afterwards, and no console error o
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import zipfile
 
 import pytest
+import requests
 
 from tests.e2e.browser import (PHONE, browser, console_errors, make_driver, shot, signed_in,  # noqa: F401
                                wait_for, web_server)
@@ -166,6 +169,15 @@ def test_folder_navigation_rename_move_delete_and_restore(browser, web_server): 
     browser.find_element(B.ID, "move-here").click()
     wait_for(browser, lambda d: "final.txt" in listed(d))
     assert content(u, archive["id"], "final.txt") == b"draft" and content(u, docs["id"], "final.txt") is None
+    # the folder's zip, streamed by the real server to the browser's session
+    zip_link = browser.find_element(B.LINK_TEXT, "Download as zip").get_attribute("href")
+    session = requests.Session()
+    for cookie in browser.get_cookies():
+        session.cookies.set(cookie["name"], cookie["value"])
+    r = session.get(zip_link, timeout=60)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        assert zf.namelist() == ["final.txt"] and zf.read("final.txt") == b"draft"
     # delete, then restore from the trash
     browser.find_element(B.CSS_SELECTOR, "tr[data-kind=file] .actions button.danger").click()
     wait_for(browser, lambda d: "final.txt" not in listed(d))

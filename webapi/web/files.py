@@ -74,6 +74,7 @@ def is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES)
 
 
+@shows_errors
 def folder_page(user, node_id: int):
     """The listing of folder ``node_id`` as ``user`` sees it (a file: its download)."""
     d = drive()
@@ -91,7 +92,6 @@ def folder_page(user, node_id: int):
 
 @bp.get("/f/<id:node_id>")
 @login_page
-@shows_errors
 def folder(node_id):
     return folder_page(g.user, node_id)
 

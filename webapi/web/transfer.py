@@ -40,9 +40,12 @@ class _Pipe:
     def flush(self) -> None:
         pass
 
-    def take(self) -> bytes:
-        out, self.chunks = b"".join(self.chunks), []
-        return out
+    def take(self) -> Iterator[bytes]:
+        """What was written since the last call, as one piece (none if nothing was: an
+        empty piece would end a chunked response early on some servers)."""
+        if self.chunks:
+            out, self.chunks = b"".join(self.chunks), []
+            yield out
 
 
 def walk(user_id: int, folder_id: int, prefix: str = "") -> Iterator[tuple[str, object]]:
@@ -68,7 +71,7 @@ def zip_stream(user_id: int, folder_id: int) -> Iterator[bytes]:
     pipe = _Pipe()
     with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for path, node in walk(user_id, folder_id):
-            when = max(node.updated_at, ZIP_EPOCH).timetuple()[:6]
+            when = max(node.mtime or node.updated_at, ZIP_EPOCH).timetuple()[:6]
             info = zipfile.ZipInfo(path, date_time=when)
             if node.kind == "folder":
                 info.external_attr = 0o40755 << 16 | 0x10
@@ -81,9 +84,9 @@ def zip_stream(user_id: int, folder_id: int) -> Iterator[bytes]:
                 with zf.open(info, "w") as out:
                     for chunk in chunks:
                         out.write(chunk)
-                        yield pipe.take()
-            yield pipe.take()
-    yield pipe.take()
+                        yield from pipe.take()
+            yield from pipe.take()
+    yield from pipe.take()
 
 
 @bp.get("/download/<id:node_id>")
@@ -112,8 +115,3 @@ def download_zip(node_id):
     return Response(stream_with_context(zip_stream(g.user.id, node.id)), mimetype="application/zip",
                     headers=headers, direct_passthrough=True)
 
-
-def download_url(node) -> str:
-    """Where the web app downloads ``node``: its content, or a folder's zip."""
-    endpoint = "web.download_zip" if node.kind == "folder" else "web.download_file"
-    return url_for(endpoint, node_id=node.id)

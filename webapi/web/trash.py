@@ -3,7 +3,7 @@ the trash. Emptying asks for a ticked confirmation box, so one click never loses
 
 from __future__ import annotations
 
-from flask import g, request, url_for
+from flask import flash, g, request, url_for
 
 from storage.errors import InvalidInput
 
@@ -40,5 +40,8 @@ def purge(node_id):
 def empty_trash():
     if request.form.get("confirm") != "yes":
         raise InvalidInput("tick the box to confirm that everything in the trash is deleted for good")
-    drive().empty_trash(g.user.id)
+    d = drive()
+    entries, _versions = d.empty_trash(g.user.id)
+    if d.list_trash(g.user.id, limit=1):  # a call empties at most a batch: say what is left
+        flash(f"{entries} entries deleted for good; empty the trash again for the rest.", "ok")
     return url_for("web.trash")

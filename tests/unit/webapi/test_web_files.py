@@ -21,8 +21,13 @@ def put(d, user, parent, name, data=b"x"):
     return d.put(user.id, parent, name, io.BytesIO(data)).node
 
 
-def names(d, user, folder_id):
-    return [n.name for n in d.list_children(user.id, folder_id, limit=1000)[0]]
+def names(c, folder_id):
+    """The names in a folder as the JSON API shows them to ``c``'s session."""
+    return [n["name"] for n in c.get(f"/api/v1/nodes/{folder_id}/children?limit=1000").get_json()["items"]]
+
+
+def trash_ids(c):
+    return [n["id"] for n in c.get("/api/v1/trash").get_json()["items"]]
 
 
 def rows(body: str) -> list[str]:
@@ -78,7 +83,9 @@ def test_paging_follows_the_cursor_100_at_a_time(web):
     second = c.get(nxt).get_data(as_text=True)
     assert len(rows(second)) == 50 and "d100/" in second and "d149/" in second and "d099/" not in second
     assert 'rel="next"' not in second and "First page" in second
-    assert c.get(f"/f/{folder.id}?cursor=bogus").status_code == 400
+    for bad in (f"/f/{folder.id}?cursor=bogus", "/?cursor=bogus"):
+        r = c.get(bad)
+        assert r.status_code == 400 and r.mimetype == "text/html" and "invalid cursor" in r.get_data(as_text=True)
 
 
 def test_new_folder_rename_and_delete_forms(web):
@@ -93,10 +100,10 @@ def test_new_folder_rename_and_delete_forms(web):
     here = f"/f/{bob.root_id}"
     r = c.post(f"/n/{rep.id}/rename", data={"csrf": token, "name": "Reports 2026", "next": here})
     assert r.status_code == 303 and r.headers["Location"] == here
-    assert d.get(bob.id, rep.id).name == "Reports 2026"
+    assert c.get(f"/api/v1/nodes/{rep.id}").get_json()["name"] == "Reports 2026"
     r = c.post(f"/n/{rep.id}/delete", data={"csrf": token, "next": here})
-    assert r.status_code == 303 and names(d, bob, bob.root_id) == []
-    assert [n.id for n in d.list_trash(bob.id)] == [rep.id]
+    assert r.status_code == 303 and names(c, bob.root_id) == []
+    assert trash_ids(c) == [rep.id]
 
 
 def test_a_refused_form_shows_the_storage_message(web):
@@ -118,7 +125,7 @@ def test_forms_without_csrf_are_refused_and_change_nothing(web):
     assert c.post(f"/n/{f.id}/delete", data={}).status_code == 403
     assert c.post(f"/f/{bob.root_id}/folders", data={"name": "x", "csrf": "wrong"}).status_code == 403
     assert c.post("/trash/empty", data={"confirm": "yes"}).status_code == 403
-    assert names(d, bob, bob.root_id) == ["keep.txt"]
+    assert names(c, bob.root_id) == ["keep.txt"]
 
 
 def test_another_users_folder_is_a_404_page(web):
@@ -132,7 +139,7 @@ def test_another_users_folder_is_a_404_page(web):
         assert "not found" in r.get_data(as_text=True)
     token = page_csrf(c)
     r = c.post(f"/n/{secret.id}/delete", data={"csrf": token, "next": "/"})
-    assert r.status_code == 303 and names(d, ann, ann.root_id) == ["secret"]
+    assert r.status_code == 303 and [n.name for n in d.list_children(ann.id, ann.root_id)[0]] == ["secret"]
 
 
 def test_signed_out_pages_go_to_the_signin_form(web):
@@ -157,10 +164,10 @@ def test_selection_moves_through_the_folder_picker_and_copies(web):
     assert f'name="dest" value="{dest.id}"' in inside
     r = c.post("/move", data={"csrf": token, "op": "move", "dest": dest.id, "ids": [a.id, b.id]})
     assert r.status_code == 303 and r.headers["Location"] == f"/f/{dest.id}"
-    assert names(d, bob, dest.id) == ["a.txt", "b.txt"] and names(d, bob, bob.root_id) == ["dest"]
+    assert names(c, dest.id) == ["a.txt", "b.txt"] and names(c, bob.root_id) == ["dest"]
     r = c.post("/move", data={"csrf": token, "op": "copy", "dest": bob.root_id, "ids": [a.id]})
-    assert r.status_code == 303 and names(d, bob, bob.root_id) == ["a.txt", "dest"]
-    assert names(d, bob, dest.id) == ["a.txt", "b.txt"]
+    assert r.status_code == 303 and names(c, bob.root_id) == ["a.txt", "dest"]
+    assert names(c, dest.id) == ["a.txt", "b.txt"]
 
 
 def test_selection_deletes_every_selected_item(web):
@@ -170,8 +177,8 @@ def test_selection_deletes_every_selected_item(web):
     c = signed_in(app)
     r = c.post("/selection", data={"csrf": page_csrf(c), "action": "delete", "ids": ids[:2],
                                    "next": f"/f/{bob.root_id}"})
-    assert r.status_code == 303 and names(d, bob, bob.root_id) == ["z"]
-    assert sorted(n.id for n in d.list_trash(bob.id)) == sorted(ids[:2])
+    assert r.status_code == 303 and names(c, bob.root_id) == ["z"]
+    assert sorted(trash_ids(c)) == sorted(ids[:2])
 
 
 def test_trash_restore_purge_and_empty_with_confirmation(web):
@@ -185,14 +192,14 @@ def test_trash_restore_purge_and_empty_with_confirmation(web):
     body = c.get("/trash").get_data(as_text=True)
     assert all(n in body for n in ids)
     r = c.post(f"/trash/{ids['one']}/restore", data={"csrf": token})
-    assert r.status_code == 303 and names(d, bob, bob.root_id) == ["one"]
+    assert r.status_code == 303 and names(c, bob.root_id) == ["one"]
     c.post(f"/trash/{ids['two']}/purge", data={"csrf": token})
-    assert [n.name for n in d.list_trash(bob.id)] == ["three"]
+    assert trash_ids(c) == [ids["three"]]
     r = c.post("/trash/empty", data={"csrf": token, "next": "/trash"})
-    assert r.status_code == 303 and [n.name for n in d.list_trash(bob.id)] == ["three"]  # not confirmed
+    assert r.status_code == 303 and trash_ids(c) == [ids["three"]]  # not confirmed
     assert "tick the box" in c.get("/trash").get_data(as_text=True)
     c.post("/trash/empty", data={"csrf": token, "confirm": "yes"})
-    assert d.list_trash(bob.id) == []
+    assert trash_ids(c) == []
     assert "The trash is empty." in c.get("/trash").get_data(as_text=True)
 
 
@@ -209,8 +216,8 @@ def test_versions_page_lists_downloads_and_restores(web):
     assert c.get(f"/download/{f.id}?version={old}").data == b"first"
     r = c.post(f"/versions/{f.id}/{old}/restore", data={"csrf": page_csrf(c)})
     assert r.status_code == 303 and r.headers["Location"] == f"/versions/{f.id}"
-    _info, _v, chunks = d.open(bob.id, f.id)
-    assert b"".join(chunks) == b"first" and len(d.versions(bob.id, f.id)) == 3
+    assert c.get(f"/api/v1/nodes/{f.id}/content").data == b"first"
+    assert len(c.get(f"/api/v1/nodes/{f.id}/versions").get_json()["items"]) == 3
 
 
 def test_download_sends_the_file_as_an_attachment(web):
@@ -268,3 +275,16 @@ def test_the_folder_page_and_its_own_files_weigh_under_200_kb(web):
     assert "/static/vendor/tus-js-client/tus.min.js" in linked and "/static/web/upload.js" in linked
     total = len(r.data) + sum(len(c.get(path).data) for path in linked)
     assert total < 200_000, total
+
+
+def test_preview_thumbnail_and_share_links_appear_once_their_pages_exist(web):
+    app, d, u = web
+    bob = u["bob"]
+    for endpoint, rule in [("web.preview", "/p/<int:node_id>"), ("web.thumbnail", "/t/<int:node_id>"),
+                           ("web.share", "/s/<int:node_id>")]:
+        app.add_url_rule(rule, endpoint=endpoint, view_func=lambda node_id: "")
+    img, txt = put(d, bob, bob.root_id, "cat.JPG"), put(d, bob, bob.root_id, "cat.txt")
+    body = signed_in(app).get(f"/f/{bob.root_id}").get_data(as_text=True)
+    assert f'href="/p/{img.id}"' in body and f'href="/p/{txt.id}"' in body
+    assert f'src="/t/{img.id}"' in body and f'src="/t/{txt.id}"' not in body
+    assert 'loading="lazy"' in body and f'href="/s/{txt.id}"' in body
