@@ -19,7 +19,7 @@ from storage.errors import BlockdriveError, InvalidInput
 from ..errors import status_for
 from ..util import drive, parse_uint
 from . import bp
-from .pages import form_action, login_page, page
+from .pages import form_action, login_page, page, safe_next
 
 PAGE_SIZE = 100
 PICKER_PAGES = 5
@@ -170,7 +170,8 @@ def move_page():
         if next_cursor is None or len(folders) >= PAGE_SIZE:
             break
     return page("move.html", op=op, picked=picked, at=at, folders=folders, next_cursor=next_cursor,
-                crumbs=breadcrumbs(g.user, at), back=request.args.get("next") or url_for("web.folder", node_id=at.id))
+                crumbs=breadcrumbs(g.user, at),
+                back=safe_next(request.args.get("next"), url_for("web.folder", node_id=at.id)))
 
 
 @bp.post("/move")

@@ -162,6 +162,8 @@ def test_selection_moves_through_the_folder_picker_and_copies(web):
     assert "a.txt" in picker and "b.txt" in picker and f"at={dest.id}" in picker
     inside = c.get(f"/move?op=move&ids={a.id}&ids={b.id}&at={dest.id}").get_data(as_text=True)
     assert f'name="dest" value="{dest.id}"' in inside
+    hostile = c.get(f"/move?op=move&ids={a.id}&next=javascript:alert(1)").get_data(as_text=True)
+    assert "javascript:" not in hostile and f'href="/f/{bob.root_id}">Cancel' in hostile
     r = c.post("/move", data={"csrf": token, "op": "move", "dest": dest.id, "ids": [a.id, b.id]})
     assert r.status_code == 303 and r.headers["Location"] == f"/f/{dest.id}"
     assert names(c, dest.id) == ["a.txt", "b.txt"] and names(c, bob.root_id) == ["dest"]

@@ -188,14 +188,14 @@ async function folderIn(parentId, name) {
   throw new Error(`${name} is a file here, not a folder`);
 }
 
-/** Upload ``items`` ({file, path}; path with "/" below this folder), folders first. */
+/** Upload ``items`` ({file, path}; path with "/" below this folder): every folder they need
+ * is made first, then the files go one after another. */
 async function enqueue(items) {
   const parentId = Number(section.dataset.parentId);
   const rows = items.map(({ file, path }) => makeRow(path, file.size, ['up', parentId, path, file.size, file.lastModified].join('|')));
   const folders = new Map();
-  let ok = true;
-  for (const [i, { file, path }] of items.entries()) {
-    const row = rows[i];
+  const targets = [];
+  for (const [i, { path }] of items.entries()) {
     let target = parentId;
     try {
       const dirs = path.split('/').slice(0, -1);
@@ -206,11 +206,14 @@ async function enqueue(items) {
       }
     } catch (err) {
       if (err.status === 401) signedOut();
-      say(row, err.message, 'bad');
-      ok = false;
-      continue;
+      say(rows[i], err.message, 'bad');
+      target = null;
     }
-    ok = (await sendFile(file, target, path, row)) && ok;
+    targets.push(target);
+  }
+  let ok = targets.every((t) => t !== null);
+  for (const [i, { file, path }] of items.entries()) {
+    if (targets[i] !== null) ok = (await sendFile(file, targets[i], path, rows[i])) && ok;
   }
   if (ok) location.reload();
 }
