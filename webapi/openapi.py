@@ -241,13 +241,19 @@ def paths() -> dict:
         "/s/{token}": {"parameters": [TOKEN], "get": _op(
             "A public link: metadata (and listing, for a folder)", {200: {"description": "Linked node",
                                                                           **_json(_schema("LinkView"))}},
-            (400, 401, 404, 410, 429), auth=False,
+            (400, 401, 403, 404, 410, 429), auth=False,
             params=[LINK_PW, _path("node_id", "a node below a linked folder", QUERY_ID,
                                    "query", False), *sort])},
         "/s/{token}/content": {"parameters": [TOKEN], "get": _op(
-            "A public link: download", DOWNLOAD_OK, (400, 401, 404, 410, 416, 429), auth=False,
+            "A public link: download", DOWNLOAD_OK, (400, 401, 403, 404, 410, 416, 429), auth=False,
             params=[LINK_PW, *DOWNLOAD_PARAMS, _path("node_id", "a file below a linked folder",
                                                      QUERY_ID, "query", False)])},
+        "/s/{token}/files/{name}": {"parameters": [TOKEN, NAME], "put": _op(
+            "A file-drop link: add a file (a taken name gets a free one; the stored name is not told)",
+            {201: {"description": "Received", **_json({"type": "object", "required": ["received", "size"], "properties": {
+                "received": {"type": "string"}, "size": {"type": "integer"}, "sha256": {"type": "string"}}})}},
+            (400, 401, 403, 404, 410, 412, 413, 429), {"type": "string", "format": "binary"}, params=[LINK_PW],
+            auth=False, body_type="application/octet-stream", body_required=False)},
         # Admin reports (webapi/admin.py): JSON for admins' bearer tokens, and the dashboard.
         "/api/v1/admin/reports/latest": {"get": _op(
             "Admin: the latest report snapshot (headline figures, tiers, top users, traffic, job runs)",
@@ -311,7 +317,8 @@ OPERATION_IDS = {
     ("/api/v1/batch/blocks", "post"): "putBlocks", ("/api/v1/batch/commit", "post"): "commitMany",
     ("/api/v1/batch/folders", "post"): "createFolders", ("/api/v1/nodes/{id}/tree", "get"): "getTree",
     ("/api/v1/nodes/{id}/blocks", "get"): "getBlockMap", ("/s/{token}", "get"): "viewLink",
-    ("/s/{token}/content", "get"): "downloadLink", ("/api/v1/admin/reports/latest", "get"): "adminLatestReport",
+    ("/s/{token}/content", "get"): "downloadLink",
+    ("/s/{token}/files/{name}", "put"): "dropFile", ("/api/v1/admin/reports/latest", "get"): "adminLatestReport",
     ("/api/v1/admin/reports", "get"): "adminReports", ("/admin", "get"): "adminDashboard",
     ("/admin/login", "get"): "adminLoginForm", ("/admin/login", "post"): "adminLogin",
     ("/admin/logout", "post"): "adminLogout", ("/api/v1/openapi.json", "get"): "openapiDocument",
