@@ -12,10 +12,11 @@ only what this browser sent through it, under the names it sent, never the folde
 from __future__ import annotations
 
 import hashlib
+import re
 
 from flask import g, redirect, request, session, url_for
 
-from storage.errors import BlockdriveError, Gone, NotFound, QuotaExceeded, RateLimited, Unauthorized
+from storage.errors import BlockdriveError, Gone, InvalidInput, NotFound, QuotaExceeded, RateLimited, Unauthorized
 from storage.states import LINK_ROLES, SHARE_ROLES, LinkRole
 
 from .. import traffic
@@ -26,6 +27,7 @@ from . import bp
 from .pages import form_action, login_page, page
 
 DAY = 86400
+MAX_DAYS = 3650
 MAX_REMEMBERED = 20  # links a browser session keeps unlocked (the cookie stays small)
 MAX_RECEIVED = 50  # names a file-drop page lists as received
 
@@ -70,10 +72,20 @@ def share_revoke_invitation(node_id, invitation_id):
     return _share_url(node_id)
 
 
+def _days(raw: str | None) -> int | None:
+    """The form's "expires in (days)": empty for never, else 1 to 3650."""
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= MAX_DAYS:
+        raise InvalidInput(f"a link expires after 1 to {MAX_DAYS} days (or leave it empty for never)")
+    return int(raw)
+
+
 @bp.post("/share/<id:node_id>/links")
 @form_action
 def share_link_create(node_id):
-    days = int_arg("expires_days", None, 1, 3650) if request.form.get("expires_days") else None
+    days = _days(request.form.get("expires_days"))
     link, token = sharing().create_link(g.user.id, node_id, request.form.get("role", LinkRole.VIEWER),
                                         days * DAY if days else None, request.form.get("password") or None)
     # The token exists only in this answer: the next page shows it once, then it is gone.

@@ -171,13 +171,17 @@ def test_share_page_grants_links_once_and_shared_with_me(web):
     page = c.get(f"/share/{pub.id}").get_data(as_text=True)
     url = re.search(r'id="new-link-url" type="text" readonly value="([^"]+)"', page).group(1)
     token = url.rsplit("/s/", 1)[1]
-    assert Sharing(d).link_info(token, None).role == "uploader"
+    made = Sharing(d).link_info(token, None)
+    assert made.role == "uploader" and (made.expires_at - made.created_at).days == 7
     assert token not in c.get(f"/share/{pub.id}").get_data(as_text=True)  # shown once only
     link = Sharing(d).list_links(u["ann"].id, pub.id)[0]
     r = c.post(f"/share/{pub.id}/links/{link.id}/revoke", data={"csrf": csrf, "next": f"/share/{pub.id}"})
     assert r.status_code == 303 and Sharing(d).list_links(u["ann"].id, pub.id)[0].revoked_at is not None
     r = c.post(f"/share/{pub.id}/links", data={"csrf": csrf, "role": "editor", "next": f"/share/{pub.id}"})
     assert r.status_code == 303 and "role must be one of" in c.get(f"/share/{pub.id}").get_data(as_text=True)
+    r = c.post(f"/share/{pub.id}/links", data={"csrf": csrf, "expires_days": "٣", "next": f"/share/{pub.id}"})
+    assert r.status_code == 303 and "1 to 3650 days" in c.get(f"/share/{pub.id}").get_data(as_text=True)
+    assert len(Sharing(d).list_links(u["ann"].id, pub.id)) == 1
 
     b = app.test_client()
     sign_in(b, "bob@example.com", "password-bob")
