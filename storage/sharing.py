@@ -8,30 +8,41 @@ permission check lives in :func:`storage.tree.get_node`). A link token carries a
 random bits and only its SHA-256 is stored; a link password is hashed like an account's.
 Reading through a link acts as the node's owner on the linked subtree only, with the role
 reported as the link's.
+
+A file-drop link (role ``uploader``, to a folder only) is the other way round: its holder may
+only add files to the folder (:meth:`Sharing.link_put`), as its owner would (the owner's quota
+is charged), and never list or read anything through it. A name already taken gets a free one
+("name (2).ext"): a drop never overwrites. A browser that gave a link's right password keeps
+an *unlock key* (:meth:`Sharing.link_unlock`) instead of the password: it opens that link only,
+and stops working if the link's password hash changes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import sqlalchemy as sa
 
 from .accounts import normalize_email, token_hash
 from .clock import now
-from .drive import Drive, VersionInfo
-from .errors import Gone, InvalidInput, NotFound, Unauthorized
+from .drive import Drive, PutResult, VersionInfo
+from .errors import Forbidden, Gone, InvalidInput, NotFound, Unauthorized
 from .models import Link, Node, Share, User
 from .models.sharing import Invitation
 from .ratelimit import Limiter
-from .tree import NodeInfo, ancestor_ids, get_node, node_info, role_of
-from .states import LINK_ROLES, SHARE_ROLES, Role
+from .names import validate_name
+from .tree import NodeInfo, ancestor_ids, child, get_node, node_info, role_of
+from .states import LINK_ROLES, SHARE_ROLES, LinkRole, NodeKind, Role
 
 LINK_TOKEN_BYTES = 32
 MAX_LINK_SECONDS = 10 * 365 * 86400
+MAX_FREE_NAME_TRIES = 1000  # "name (2).ext" ... "name (1000).ext", then the drop is refused
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,23 @@ class LinkInfo:
     has_password: bool
     revoked_at: dt.datetime | None
     downloads: int
+
+
+def free_name_candidates(name: str) -> Iterator[str]:
+    """``name``, then "stem (2).ext", "stem (3).ext", ...: the names a dropped file may take
+    (a leading dot, as in ".profile", is part of the stem, not an extension)."""
+    yield name
+    dot = name.rfind(".")
+    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
+    for n in range(2, MAX_FREE_NAME_TRIES + 1):
+        yield f"{stem} ({n}){ext}"
+
+
+def _unlock_key(link: Link) -> str:
+    # Keyed by the stored password hash: only the server can make it, and it dies with the
+    # password; bound to the link's id, so it opens no other link.
+    return hmac.new((link.password_hash or "").encode(), f"link-unlock:{link.id}".encode(),
+                    hashlib.sha256).hexdigest()
 
 
 def _link_info(link: Link) -> LinkInfo:
@@ -157,6 +185,8 @@ class Sharing:
 
         def run(s):
             node, _ = get_node(s, user_id, node_id, need=Role.OWNER)
+            if role == LinkRole.UPLOADER and node.kind != NodeKind.FOLDER:
+                raise InvalidInput("a file-drop link must be to a folder")
             t = now()
             link = Link(token_hash=token_hash(token), node_id=node.id, role=role, created_by=user_id,
                         created_at=t, expires_at=t + dt.timedelta(seconds=expires_in) if expires_in else None,
@@ -181,9 +211,11 @@ class Sharing:
             link.revoked_at = now()
         self.drive.tx(run)
 
-    def _resolve(self, token: str, password: str | None, node_id: int | None = None) -> tuple[Link, Node]:
+    def _resolve(self, token: str, password: str | None, node_id: int | None = None,
+                 unlock: str | None = None) -> tuple[Link, Node]:
         """The link and the node asked for (the linked node, or one below it). Unknown -> 404,
-        expired or revoked -> 410, missing or wrong password -> 401 (rate-limited)."""
+        expired or revoked -> 410, missing or wrong password -> 401 (rate-limited); a right
+        ``unlock`` key (:meth:`link_unlock`) stands for the password."""
         # No session is held across the password check: the limiter writes in its own
         # transaction, and SQLite allows one writer at a time.
         with self.drive.sm() as s:
@@ -194,7 +226,7 @@ class Sharing:
             raise Gone("this link was revoked")
         if link.expires_at is not None and link.expires_at <= now():
             raise Gone("this link has expired")
-        if link.password_hash is not None:
+        if link.password_hash is not None and not (unlock and hmac.compare_digest(unlock, _unlock_key(link))):
             key = f"link:{link.id}"
             if not password:  # asking without one is not a guess, so it is not counted
                 raise Unauthorized("this link needs a password (X-Link-Password header)")
@@ -217,21 +249,61 @@ class Sharing:
                     raise NotFound(f"node {node_id} not found")
             return link, node
 
-    def link_get(self, token: str, password: str | None, node_id: int | None = None) -> tuple[LinkInfo, NodeInfo]:
-        link, node = self._resolve(token, password, node_id)
+    def _resolve_reader(self, token: str, password: str | None, node_id: int | None,
+                        unlock: str | None) -> tuple[Link, Node]:
+        """:meth:`_resolve` for a read: a file-drop link is refused (it never shows what the
+        folder holds)."""
+        link, node = self._resolve(token, password, node_id, unlock)
+        if link.role != LinkRole.VIEWER:
+            raise Forbidden("this is a file-drop link: it only accepts files, nothing can be read through it")
+        return link, node
+
+    def link_info(self, token: str, password: str | None, unlock: str | None = None) -> LinkInfo:
+        """The link itself (its role, expiry), after the same checks as a read or a drop:
+        unknown, expired, revoked or locked links raise as :meth:`link_get` does."""
+        link, _node = self._resolve(token, password, None, unlock)
+        return _link_info(link)
+
+    def link_unlock(self, token: str, password: str | None) -> str:
+        """Check ``password`` (rate-limited, as every link password) and return the key a
+        browser session keeps instead of it, to open this link again without asking."""
+        link, _node = self._resolve(token, password)
+        return _unlock_key(link)
+
+    def link_get(self, token: str, password: str | None, node_id: int | None = None,
+                 unlock: str | None = None) -> tuple[LinkInfo, NodeInfo]:
+        link, node = self._resolve_reader(token, password, node_id, unlock)
         info = self.drive.get(node.owner_id, node.id)
         return _link_info(link), dataclasses.replace(info, role=link.role)
 
     def link_children(self, token: str, password: str | None, node_id: int | None = None,
-                      **page) -> tuple[list[NodeInfo], str | None]:
-        link, node = self._resolve(token, password, node_id)
+                      unlock: str | None = None, **page) -> tuple[list[NodeInfo], str | None]:
+        link, node = self._resolve_reader(token, password, node_id, unlock)
         items, cursor = self.drive.list_children(node.owner_id, node.id, **page)
         return [dataclasses.replace(i, role=link.role) for i in items], cursor
 
     def link_open(self, token: str, password: str | None, node_id: int | None = None, start: int = 0,
-                  end: int | None = None) -> tuple[NodeInfo, VersionInfo, Iterator[bytes]]:
-        link, node = self._resolve(token, password, node_id)
+                  end: int | None = None, unlock: str | None = None) -> tuple[NodeInfo, VersionInfo, Iterator[bytes]]:
+        link, node = self._resolve_reader(token, password, node_id, unlock)
         info, version, chunks = self.drive.open(node.owner_id, node.id, start=start, end=end)
         with self.drive.sm() as s, s.begin():
             s.execute(sa.update(Link).where(Link.id == link.id).values(downloads=Link.downloads + 1))
         return dataclasses.replace(info, role=link.role), version, chunks
+
+    def link_put(self, token: str, password: str | None, name: str, stream: BinaryIO, *,
+                 size_hint: int | None = None, unlock: str | None = None) -> PutResult:
+        """Drop ``stream`` as a new file ``name`` into a file-drop link's folder, as its owner
+        would upload it (their quota, limits and traffic). A taken name becomes the first
+        free "name (n).ext"; nothing already there is ever replaced. The link's password and
+        expiry are checked as for a read; a view link is refused."""
+        name = validate_name(name)
+        link, folder = self._resolve(token, password, None, unlock)
+        if link.role != LinkRole.UPLOADER:
+            raise Forbidden("this link is for viewing: files cannot be added through it")
+        with self.drive.sm() as s:
+            free = next((n for n in free_name_candidates(name) if child(s, folder.id, n) is None), None)
+        if free is None:
+            raise InvalidInput(f"too many files named like {name!r} in this folder")
+        # if_none_match: a file that took the same name meanwhile is refused, not replaced
+        return self.drive.put(folder.owner_id, folder.id, validate_name(free), stream,
+                              if_none_match=True, size_hint=size_hint)

@@ -65,9 +65,18 @@ class Role(StrEnum):
 
 _RANK = {Role.VIEWER: 1, Role.EDITOR: 2, Role.OWNER: 3}
 
+class LinkRole(StrEnum):
+    """What a public link lets its holder do: ``viewer`` reads the linked node (and what is
+    below it); ``uploader`` (a file-drop link, to a folder) only adds files to the folder,
+    never lists or reads it."""
+
+    VIEWER = "viewer"
+    UPLOADER = "uploader"
+
+
 #: The roles a share may grant, and a public link.
 SHARE_ROLES = (Role.VIEWER, Role.EDITOR)
-LINK_ROLES = (Role.VIEWER,)
+LINK_ROLES = tuple(LinkRole)
 
 
 class NodeKind(StrEnum):

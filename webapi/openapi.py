@@ -63,6 +63,23 @@ TOKEN = _path("token", "link token", {"type": "string"})
 SID = _path("sid", "upload id", {"type": "string"})
 LINK_PW = _path("X-Link-Password", "the link's password, if it has one", where="header", required=False)
 TUS = _path("Tus-Resumable", "tus protocol version", {"type": "string", "enum": ["1.0.0"]}, where="header")
+# A browser's answer to a protected link's page (GET /s/{token} with Accept: text/html): a
+# right password unlocks the link for that browser session. Its refusals are pages, except a
+# missing or wrong CSRF token (the form's, from the session that showed it).
+_PAGE = {"content": {"text/html": {"schema": {"type": "string"}}}}
+LINK_PASSWORD_FORM = {
+    "summary": "A browser's password form for a protected link (HTML pages, not the JSON API)",
+    "security": [], "parameters": [],
+    "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "required": ["csrf", "password"],
+        "properties": {"csrf": {"type": "string"}, "password": {"type": "string"}}}}}},
+    "responses": {"303": {"description": "Unlocked: to the link's page"},
+                  "401": {"description": "The form again: wrong or missing password", **_PAGE},
+                  "403": {"description": ERRORS[403] + " (the CSRF token)", **PROBLEM_CONTENT},
+                  "404": {"description": "A page: no such link", **_PAGE},
+                  "410": {"description": "A page: the link was revoked or has expired", **_PAGE},
+                  "429": {"description": "The form again: too many wrong passwords", **_PAGE}},
+}
 NODE_OK = {"description": "The node", **_json(_schema("Node"))}
 BIN = {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
 DOWNLOAD_PARAMS = [_path("Range", "bytes=a-b", where="header", required=False),
@@ -241,13 +258,20 @@ def paths() -> dict:
         "/s/{token}": {"parameters": [TOKEN], "get": _op(
             "A public link: metadata (and listing, for a folder)", {200: {"description": "Linked node",
                                                                           **_json(_schema("LinkView"))}},
-            (400, 401, 404, 410, 429), auth=False,
+            (400, 401, 403, 404, 410, 429), auth=False,
             params=[LINK_PW, _path("node_id", "a node below a linked folder", QUERY_ID,
-                                   "query", False), *sort])},
+                                   "query", False), *sort]),
+            "post": LINK_PASSWORD_FORM},
         "/s/{token}/content": {"parameters": [TOKEN], "get": _op(
-            "A public link: download", DOWNLOAD_OK, (400, 401, 404, 410, 416, 429), auth=False,
+            "A public link: download", DOWNLOAD_OK, (400, 401, 403, 404, 410, 416, 429), auth=False,
             params=[LINK_PW, *DOWNLOAD_PARAMS, _path("node_id", "a file below a linked folder",
                                                      QUERY_ID, "query", False)])},
+        "/s/{token}/files/{name}": {"parameters": [TOKEN, NAME], "put": _op(
+            "A file-drop link: add a file (a taken name gets a free one; the stored name is not told)",
+            {201: {"description": "Received", **_json({"type": "object", "required": ["received", "size"], "properties": {
+                "received": {"type": "string"}, "size": {"type": "integer"}, "sha256": {"type": "string"}}})}},
+            (400, 401, 403, 404, 410, 412, 413, 429), {"type": "string", "format": "binary"}, params=[LINK_PW],
+            auth=False, body_type="application/octet-stream", body_required=False)},
         # Admin reports (webapi/admin.py): JSON for admins' bearer tokens, and the dashboard.
         "/api/v1/admin/reports/latest": {"get": _op(
             "Admin: the latest report snapshot (headline figures, tiers, top users, traffic, job runs)",
@@ -364,7 +388,8 @@ OPERATION_IDS = {
     ("/api/v1/batch/blocks", "post"): "putBlocks", ("/api/v1/batch/commit", "post"): "commitMany",
     ("/api/v1/batch/folders", "post"): "createFolders", ("/api/v1/nodes/{id}/tree", "get"): "getTree",
     ("/api/v1/nodes/{id}/blocks", "get"): "getBlockMap", ("/s/{token}", "get"): "viewLink",
-    ("/s/{token}/content", "get"): "downloadLink", ("/api/v1/admin/reports/latest", "get"): "adminLatestReport",
+    ("/s/{token}/content", "get"): "downloadLink",
+    ("/s/{token}/files/{name}", "put"): "dropFile", ("/s/{token}", "post"): "unlockLinkForm", ("/api/v1/admin/reports/latest", "get"): "adminLatestReport",
     ("/api/v1/admin/reports", "get"): "adminReports", ("/admin", "get"): "adminDashboard",
     ("/admin/login", "get"): "adminLoginForm", ("/admin/login", "post"): "adminLogin",
     ("/admin/logout", "post"): "adminLogout", ("/api/v1/openapi.json", "get"): "openapiDocument",

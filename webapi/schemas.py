@@ -123,7 +123,7 @@ class Grant(Body):
 
 
 class LinkRequest(Body):
-    role: Annotated[str | None, WithJsonSchema({"enum": ["viewer"]})] = None
+    role: Annotated[str | None, WithJsonSchema({"enum": ["viewer", "uploader"]})] = None
     expires_in: Annotated[_Int | None, WithJsonSchema(
         {"type": "integer", "minimum": 1, "maximum": MAX_LINK_SECONDS})] = None
     password: Annotated[str | None, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 1024})] = None

@@ -129,6 +129,11 @@ EXCUSES = [
      STATE + "a commit names blocks the caller sent or already has"),
     (POSITIVE, "*", 400, problem("invalid-input", r"^(no user with email|the owner already has every right)"),
      STATE + "a share goes to another existing user"),
+    (POSITIVE, "POST /api/v1/nodes/{id}/links", 400, problem("invalid-input", r"^a file-drop link must be to a folder$"),
+     STATE + "a file-drop link (role uploader) goes to a folder"),
+    (POSITIVE, "POST /s/{token}", 403, problem("forbidden", r"CSRF"),
+     "a browser's form: its CSRF token is the one of the session that showed the page, which no "
+     "generated request has"),
     (POSITIVE, "POST /api/v1/batch/blocks", 400,
      problem("invalid-input", r"^(truncated block|a block is at most|at most \d+ blocks)"),
      "the body is frames of hash, length and bytes; a schema cannot describe a binary framing"),
