@@ -18,3 +18,4 @@ from flask import Blueprint
 bp = Blueprint("web", __name__)
 
 from . import signin  # noqa: E402,F401  (routes register on bp when imported)
+from . import search  # noqa: E402,F401
