@@ -9,6 +9,9 @@ Revision ID: 0011
 Revises: 0010
 """
 from alembic import op
+from sqlalchemy.exc import OperationalError
+
+from storage.errors import ConfigError
 
 
 revision = '0011'
@@ -46,7 +49,7 @@ MYSQL_WORDS = ("LOWER(REGEXP_REPLACE({row}.live_name, "
 MYSQL_ADD = ("INSERT INTO node_words (node_id, words) VALUES (NEW.id, "
              + MYSQL_WORDS.format(row="NEW") + ")")
 MYSQL = [
-    "CREATE TABLE node_words (node_id BIGINT NOT NULL PRIMARY KEY, words TEXT NOT NULL, "
+    "CREATE TABLE IF NOT EXISTS node_words (node_id BIGINT NOT NULL PRIMARY KEY, words TEXT NOT NULL, "
     "FULLTEXT KEY ft_node_words_words (words)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
     f"CREATE TRIGGER node_words_insert AFTER INSERT ON nodes FOR EACH ROW "
     f"BEGIN IF NEW.live_name IS NOT NULL THEN {MYSQL_ADD}; END IF; END",
@@ -60,10 +63,21 @@ MYSQL = [
 ]
 
 
+NEED_SUPER = 1419  # creating a trigger with binary logging on, without SUPER
+
+
 def upgrade() -> None:
     conn = op.get_bind()
-    for statement in SQLITE if conn.dialect.name == 'sqlite' else MYSQL:
-        conn.exec_driver_sql(statement)
+    try:
+        for statement in SQLITE if conn.dialect.name == 'sqlite' else MYSQL:
+            conn.exec_driver_sql(statement)
+    except OperationalError as exc:
+        if exc.orig.args[0] != NEED_SUPER:
+            raise
+        raise ConfigError("the search index needs triggers, and with binary logging on MySQL/MariaDB lets only "
+                          "SUPER create them: start the server with log_bin_trust_function_creators=ON (safe "
+                          "with binlog_format=ROW) or give the blockdrive user SUPER, then run "
+                          "`blockdrive init` again") from None
 
 
 def downgrade() -> None:

@@ -4,11 +4,13 @@ the index triggers, on SQLite and MariaDB (the ``drive`` fixture)."""
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from storage.errors import InvalidInput
 from storage.search import MAX_QUERY, Search, decode_cursor, encode_cursor, query_words
 from storage.sharing import Sharing
-from tests.conftest import put_bytes
+from tests.conftest import make_config, put_bytes
+from tests.unit.storage.test_tree_paths import empty_db  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -160,3 +162,43 @@ def test_limits_and_cursors_are_checked(search, ann_tree):
         with pytest.raises(InvalidInput, match="cursor"):
             search.find(t["ann"].id, "report", cursor=cursor)
     assert decode_cursor(encode_cursor(40)) == 40
+
+
+def test_case_and_accents_do_not_matter(drive, search, make_user):
+    u = make_user()
+    cv = put_bytes(drive, u, "Résumé Ünïcode.pdf", b"x").node
+    for q in ("resume", "RÉSUMÉ", "unicode", "résu"):
+        assert found(search, u, q) == [cv.id], q
+
+
+def test_the_migration_indexes_what_is_there_and_goes_back_cleanly(empty_db, tmp_path):  # noqa: F811
+    from alembic import command
+
+    from storage.db import _alembic_config, migrate
+    from storage.drive import Drive
+
+    def to(rev, how=command.upgrade):
+        with empty_db.begin() as conn:
+            cfg = _alembic_config(empty_db)
+            cfg.attributes["connection"] = conn
+            how(cfg, rev)
+    to("0010")
+    with empty_db.begin() as conn:
+        conn.execute(sa.text("INSERT INTO users (id, email, password_hash, plan, quota_bytes, used_bytes, is_admin, "
+                             "root_id, created_at) VALUES (1, 'u1@x', 'x', 'free', 1, 0, 0, 100, '2026-01-01')"))
+        for nid, parent, name, live, path in [(100, None, "", None, "/"), (101, 100, "old report.txt", "old report.txt",
+                                                                          "/100/"),
+                                              (102, 100, "trashed report.txt", None, "/100/")]:
+            conn.execute(sa.text("INSERT INTO nodes (id, owner_id, parent_id, kind, name, live_name, path, created_at, "
+                                 "updated_at) VALUES (:id, 1, :parent, 'file', :name, :live, :path, '2026-01-01', "
+                                 "'2026-01-01')"), dict(id=nid, parent=parent, name=name, live=live, path=path))
+    migrate(empty_db)
+    d = Drive(make_config(tmp_path), engine=empty_db)
+    assert [h.node.id for h in Search(d).find(1, "report")[0]] == [101]
+    to("0010", command.downgrade)
+    with empty_db.begin() as conn:  # no trigger is left behind to write into a missing table
+        conn.execute(sa.text("UPDATE nodes SET live_name = 'renamed.txt', name = 'renamed.txt' WHERE id = 101"))
+        assert not {"node_fts", "node_words"} & set(sa.inspect(conn).get_table_names())
+    to("head")
+    assert [h.node.id for h in Search(d).find(1, "renamed")[0]] == [101]
+    d.close()
