@@ -32,8 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sqlalchemy as sa  # noqa: E402
 
 from bench.common import machine, save, table, timed  # noqa: E402
-from storage.config import load_config  # noqa: E402
-from storage.db import make_engine, migrate  # noqa: E402
+from bench.trees import unlimited_drive  # noqa: E402
 from storage.drive import Drive  # noqa: E402
 from storage.models import Node, User  # noqa: E402
 from storage.search import Search  # noqa: E402
@@ -43,14 +42,6 @@ WORDS = ["report", "invoice", "photo", "budget", "notes", "draft", "final", "sca
 EXTS = ["pdf", "txt", "jpg", "docx", "xlsx", "md"]
 FOLDERS = 20
 BATCH = 5000
-
-
-def _drive(home: Path, db: str | None) -> Drive:
-    cfg = load_config(env={}, overrides={"storage": {"home": str(home)}, "security": {"scrypt_n": 1024},
-                                         "limits": {"max_nodes_per_user": 10**9}})
-    engine = make_engine(db or f"sqlite:///{home / 'bench.db'}")
-    migrate(engine)
-    return Drive(cfg, engine=engine)
 
 
 def populate(d: Drive, users: int, nodes: int, seed: int = 7) -> tuple[list, float]:
@@ -118,7 +109,7 @@ def main(argv=None) -> int:
     ap.add_argument("--users", type=int, default=100)
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        d = _drive(Path(tmp), args.db)
+        d = unlimited_drive(Path(tmp), args.db)
         users, spent = populate(d, args.users, args.nodes)
         me, other = users[0], users[1]
         with d.sm() as s:
