@@ -20,10 +20,10 @@ caller types is ever read as full-text syntax (quotes, ``*``, ``-``, ``NEAR``, p
 
 The rule. Whatever the index answers, a node is returned only if it is live, not a root, and
 owned by the caller or at or below a live node shared with them: the same visibility
-:func:`storage.tree.get_node` grants. Results are ranked by the engine's relevance (BM25 on
-SQLite, InnoDB's on MySQL), then shorter names first (InnoDB scores a prefix match the same
-in any name), then by name and id, and paged by offset (a page is at most
-:data:`MAX_LIMIT`; results stop at :data:`MAX_OFFSET`).
+:func:`storage.tree.get_node` grants. Results are ranked: names holding more of the words
+whole first ("invoice" over "invoices"), then shorter names (a closer match), then by name
+and id; they are paged by offset (a page is at most :data:`MAX_LIMIT`; results stop at
+:data:`MAX_OFFSET`).
 """
 
 from __future__ import annotations
@@ -176,21 +176,21 @@ class Search:
 
 
 def _engine_query(dialect: str, words: list[str], scope: _Scope):
-    """``SELECT id, score`` of the indexed nodes whose names hold every word (as a prefix),
-    higher scores better."""
+    """``SELECT id, score`` of the indexed nodes whose names hold every word as a word start;
+    the score counts the words a name holds whole ("invoice" over "invoices"). A count, not
+    the engines' relevance (BM25 costs SQLite a position list per hit: 40 ms for 2,000 hits),
+    and the same on both engines."""
     if dialect == "sqlite":
-        match = " AND ".join(f'"{w}"*' for w in words)
         subtrees = [scope.owner_root, *scope.shares]
-        if len(subtrees) <= MAX_SCOPES:
-            within = " OR ".join(f'"{i}"' for i in subtrees)
-            match = f"name : ({match}) AND anc : ({within})"
-        else:
-            match = f"name : ({match})"
-        # bm25 is lower for a better match; the anc column weighs nothing in the rank
-        return (sa.text("SELECT rowid AS id, -bm25(node_fts, 1.0, 0.0) AS score FROM node_fts "
-                        "WHERE node_fts MATCH :match")
-                .bindparams(match=match).columns(id=sa.BigInteger, score=sa.Float))
+        within = " AND anc : ({})".format(" OR ".join(f'"{i}"' for i in subtrees)) if len(subtrees) <= MAX_SCOPES else ""
+        match = "name : ({})".format(" AND ".join(f'"{w}"*' for w in words)) + within
+        whole = {f"whole{i}": f'name : ("{w}"){within}' for i, w in enumerate(words)}
+        score = " + ".join(f"(rowid IN (SELECT rowid FROM node_fts WHERE node_fts MATCH :{k}))" for k in whole)
+        return (sa.text(f"SELECT rowid AS id, {score} AS score FROM node_fts WHERE node_fts MATCH :match")
+                .bindparams(match=match, **whole).columns(id=sa.BigInteger, score=sa.Float))
     against = " ".join(f"+{MYSQL_MARK}{w}*" for w in words)
-    return (sa.text("SELECT node_id AS id, MATCH(words) AGAINST (:against IN BOOLEAN MODE) AS score "
+    whole = {f"whole{i}": f"{MYSQL_MARK}{w}" for i, w in enumerate(words)}
+    score = " + ".join(f"(MATCH(words) AGAINST (:{k} IN BOOLEAN MODE) > 0)" for k in whole)
+    return (sa.text(f"SELECT node_id AS id, {score} AS score "
                     "FROM node_words WHERE MATCH(words) AGAINST (:against IN BOOLEAN MODE)")
-            .bindparams(against=against).columns(id=sa.BigInteger, score=sa.Float))
+            .bindparams(against=against, **whole).columns(id=sa.BigInteger, score=sa.Float))

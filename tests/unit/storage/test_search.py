@@ -202,3 +202,12 @@ def test_the_migration_indexes_what_is_there_and_goes_back_cleanly(empty_db, tmp
     to("head")
     assert [h.node.id for h in Search(d).find(1, "renamed")[0]] == [101]
     d.close()
+
+
+def test_whole_words_rank_before_word_starts(drive, search, make_user):
+    u = make_user()
+    exact = put_bytes(drive, u, "plan.md", b"x").node
+    starts = put_bytes(drive, u, "plans.md", b"x").node  # only starts with the word
+    both = put_bytes(drive, u, "plan for the plan b.md", b"x").node
+    assert found(search, u, "plan") == [exact.id, both.id, starts.id]
+    assert found(search, u, "plan b") == [both.id]
