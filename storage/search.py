@@ -12,7 +12,8 @@ the trash and comes back on restore):
   so a search costs what the caller's own trees hold, not what everyone's do.
 - MySQL/MariaDB: the InnoDB FULLTEXT table ``node_words``, whose text the triggers build
   the same way (every word lower-cased and prefixed with ``zz``: InnoDB would otherwise keep
-  "_" inside words, drop words under three characters and drop stop words such as "the").
+  "_" inside words, drop words under three characters and drop stop words such as "the"),
+  followed by the ancestor ids as words ``zy_<id>``, which no name can make, to the same end.
 
 The query. Each word of the caller's text is searched as a prefix ("repo" finds "report"),
 and all must match. Only letters and digits reach the engine, each quoted, so nothing the
@@ -53,6 +54,7 @@ MAX_OFFSET = 10_000
 MAX_SCOPES = 500  # subtrees named in the SQLite index clause; past that the SQL filter alone narrows
 WORD = re.compile(r"[^\W_]+")  # a run of letters and digits, as both indexes cut names
 MYSQL_MARK = "zz"  # the prefix migration 0011 puts on every indexed word on MySQL
+MYSQL_SUBTREE = "zy_"  # and on the ids of a node's ancestors and its own
 
 
 @dataclass(frozen=True)
@@ -180,8 +182,8 @@ def _engine_query(dialect: str, words: list[str], scope: _Scope):
     the score counts the words a name holds whole ("invoice" over "invoices"). A count, not
     the engines' relevance (BM25 costs SQLite a position list per hit: 40 ms for 2,000 hits),
     and the same on both engines."""
+    subtrees = [scope.owner_root, *scope.shares]
     if dialect == "sqlite":
-        subtrees = [scope.owner_root, *scope.shares]
         within = " AND anc : ({})".format(" OR ".join(f'"{i}"' for i in subtrees)) if len(subtrees) <= MAX_SCOPES else ""
         match = "name : ({})".format(" AND ".join(f'"{w}"*' for w in words)) + within
         whole = {f"whole{i}": f'name : ("{w}"){within}' for i, w in enumerate(words)}
@@ -189,6 +191,8 @@ def _engine_query(dialect: str, words: list[str], scope: _Scope):
         return (sa.text(f"SELECT rowid AS id, {score} AS score FROM node_fts WHERE node_fts MATCH :match")
                 .bindparams(match=match, **whole).columns(id=sa.BigInteger, score=sa.Float))
     against = " ".join(f"+{MYSQL_MARK}{w}*" for w in words)
+    if len(subtrees) <= MAX_SCOPES:
+        against += " +({})".format(" ".join(f"{MYSQL_SUBTREE}{i}" for i in subtrees))
     whole = {f"whole{i}": f"{MYSQL_MARK}{w}" for i, w in enumerate(words)}
     score = " + ".join(f"(MATCH(words) AGAINST (:{k} IN BOOLEAN MODE) > 0)" for k in whole)
     return (sa.text(f"SELECT node_id AS id, {score} AS score "

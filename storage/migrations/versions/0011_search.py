@@ -44,8 +44,11 @@ SQLITE = [
 # parser. So the indexed text is made here: every run of letters and digits becomes a
 # word of its own, lower-cased and marked with the prefix "zz" ("report-2024_final.pdf" ->
 # "zzreport zz2024 zzfinal zzpdf "), which no stop word matches and no word is too short for.
-MYSQL_WORDS = ("LOWER(REGEXP_REPLACE({row}.live_name, "
-               "'[^\\\\p{{L}}\\\\p{{N}}]*([\\\\p{{L}}\\\\p{{N}}]+)[^\\\\p{{L}}\\\\p{{N}}]*', 'zz\\\\1 '))")
+# Then come the ids of the node's ancestors and its own, as "zy_1 zy_5 zy_9": a name cannot
+# make such a word (its words never hold "_"), and a query narrows to subtrees with them.
+MYSQL_WORDS = ("CONCAT(LOWER(REGEXP_REPLACE({row}.live_name, "
+               "'[^\\\\p{{L}}\\\\p{{N}}]*([\\\\p{{L}}\\\\p{{N}}]+)[^\\\\p{{L}}\\\\p{{N}}]*', 'zz\\\\1 ')), "
+               "REGEXP_REPLACE(CONCAT(COALESCE({row}.path, ''), {row}.id), '([0-9]+)', 'zy_\\\\1 '))")
 MYSQL_ADD = ("INSERT INTO node_words (node_id, words) VALUES (NEW.id, "
              + MYSQL_WORDS.format(row="NEW") + ")")
 MYSQL = [
@@ -54,7 +57,8 @@ MYSQL = [
     f"CREATE TRIGGER node_words_insert AFTER INSERT ON nodes FOR EACH ROW "
     f"BEGIN IF NEW.live_name IS NOT NULL THEN {MYSQL_ADD}; END IF; END",
     f"CREATE TRIGGER node_words_update AFTER UPDATE ON nodes FOR EACH ROW BEGIN "
-    f"IF NOT (OLD.live_name <=> NEW.live_name) THEN DELETE FROM node_words WHERE node_id = OLD.id; "
+    f"IF NOT (OLD.live_name <=> NEW.live_name AND OLD.path <=> NEW.path) THEN "
+    f"DELETE FROM node_words WHERE node_id = OLD.id; "
     f"IF NEW.live_name IS NOT NULL THEN {MYSQL_ADD}; END IF; END IF; END",
     "CREATE TRIGGER node_words_delete AFTER DELETE ON nodes FOR EACH ROW "
     "DELETE FROM node_words WHERE node_id = OLD.id",
