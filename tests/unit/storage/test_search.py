@@ -211,3 +211,14 @@ def test_whole_words_rank_before_word_starts(drive, search, make_user):
     both = put_bytes(drive, u, "plan for the plan b.md", b"x").node
     assert found(search, u, "plan") == [exact.id, both.id, starts.id]
     assert found(search, u, "plan b") == [both.id]
+
+
+def test_without_the_index_narrowing_the_rule_alone_still_holds(search, ann_tree, monkeypatch):
+    """Past MAX_SCOPES shares the query leaves the subtrees out of the index clause; what is
+    returned is then decided by the visibility filter alone, and is the same."""
+    import storage.search
+    t = ann_tree
+    monkeypatch.setattr(storage.search, "MAX_SCOPES", 0)
+    assert found(search, t["ann"], "report") == [t["report"].id]
+    assert found(search, t["bob"], "report") == []
+    assert found(search, t["bob"], "plan") == [t["plan"].id]
