@@ -36,7 +36,8 @@ from storage.sharing import Sharing  # noqa: E402
 from storage.tree import role_of  # noqa: E402
 
 
-def _drive(home: Path, db: str | None) -> Drive:
+def unlimited_drive(home: Path, db: str | None) -> Drive:
+    """A Drive on ``db`` (default: a fresh SQLite file in ``home``) with no practical node limit."""
     cfg = load_config(env={}, overrides={"storage": {"home": str(home)}, "security": {"scrypt_n": 1024},
                                          "limits": {"max_nodes_per_user": 10**9}})
     engine = make_engine(db or f"sqlite:///{home / 'bench.db'}")
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="10000,100000,300000")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        d = _drive(Path(tmp), args.db)
+        d = unlimited_drive(Path(tmp), args.db)
         counts = count_vs_counter(d, [int(x) for x in args.sizes.split(",")])
         roles = role_by_depth(d)
         copy = copy_at_limit(d)

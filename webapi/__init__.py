@@ -24,7 +24,7 @@ def create_app(config: Config | Mapping | None = None, drive=None) -> Flask:
     from storage.uploads import Uploads
 
     from . import (account, batch, blocks, errors, health, metrics, nextcloud, nodes, openapi, public,
-                   shares, tokens, tus)
+                   search, shares, tokens, tus)
 
     if not isinstance(config, Config):
         config = load_config(overrides=config)
@@ -44,7 +44,8 @@ def create_app(config: Config | Mapping | None = None, drive=None) -> Flask:
     from .edge import BodyGuard
     app.wsgi_app = BodyGuard(DavMount(app, app.wsgi_app))
     metrics.instrument(app)
-    for mod in (health, metrics, account, tokens, nodes, shares, public, tus, blocks, batch, openapi, nextcloud):
+    for mod in (health, metrics, account, tokens, nodes, shares, public, tus, blocks, batch, openapi, nextcloud,
+                search):
         app.register_blueprint(mod.bp)
     from . import admin  # admin reports and dashboard (its session needs the app's secret key)
     admin.init_app(app)

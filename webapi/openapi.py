@@ -200,6 +200,13 @@ def paths() -> dict:
                 _schema("Purged"))}}, (400, 404))},
         "/api/v1/shared-with-me": {"get": _op("Nodes shared with the caller",
                                               {200: {"description": "Shared", **_json(_list("Node"))}})},
+        "/api/v1/search": {"get": _op(
+            "Search by name in the caller's files and what is shared with them: every word of q, each as a "
+            "word start; best matches first", {200: {"description": "A page", **_json(_schema("SearchPage"))}},
+            (400,), params=[_path("q", "words to find (1-200 characters)", where="query"),
+                            _path("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 100},
+                                  "query", False),
+                            _path("cursor", "from next_cursor", where="query", required=False)])},
         "/api/v1/resolve": {"get": _op("Path to node, from the caller's root", {200: NODE_OK}, (400, 404),
                                        params=[_path("path", "/a/b/c", {"type": "string", "pattern": PATH_PATTERN}, "query")])},
         "/api/v1/uploads": {
@@ -381,6 +388,7 @@ OPERATION_IDS = {
     ("/api/v1/nodes/{id}/links", "get"): "listLinks", ("/api/v1/nodes/{id}/links", "post"): "createLink",
     ("/api/v1/nodes/{id}/links/{link_id}", "delete"): "revokeLink", ("/api/v1/trash", "get"): "listTrash",
     ("/api/v1/shared-with-me", "get"): "sharedWithMe", ("/api/v1/resolve", "get"): "resolvePath",
+    ("/api/v1/search", "get"): "searchNodes",
     ("/api/v1/uploads", "options"): "tusOptions", ("/api/v1/uploads", "post"): "tusCreate",
     ("/api/v1/uploads/{sid}", "options"): "tusUploadOptions", ("/api/v1/uploads/{sid}", "head"): "tusHead",
     ("/api/v1/uploads/{sid}", "patch"): "tusPatch", ("/api/v1/uploads/{sid}", "delete"): "tusTerminate",
@@ -478,6 +486,10 @@ SCHEMAS = {
     "VersionPurged": {"type": "object", "properties": {"version_id": INT, "freed_bytes": INT}},
     "Page": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
                                               "next_cursor": NULL_STR}},
+    "SearchPage": {"type": "object", "properties": {"items": {"type": "array", "items": {"allOf": [
+        {"$ref": "#/components/schemas/Node"}, {"type": "object", "properties": {
+            "path": STR, "shared": {"type": "boolean"}, "folders": {"type": "array", "items": {
+                "type": "object", "properties": {"id": INT, "name": STR}}}}}]}}, "next_cursor": NULL_STR}},
     "LinkView": {"type": "object", "properties": {"node": {"$ref": "#/components/schemas/Node"}, "link": {
         "type": "object"}, "items": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
         "next_cursor": NULL_STR}},

@@ -20,3 +20,4 @@ bp = Blueprint("web", __name__)
 from . import signin  # noqa: E402,F401  (routes register on bp when imported)
 from . import files, transfer, trash  # noqa: E402,F401
 from . import sharing  # noqa: E402,F401
+from . import search  # noqa: E402,F401
