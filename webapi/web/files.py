@@ -10,33 +10,19 @@ folder of any size costs the same to show.
 
 from __future__ import annotations
 
-import functools
 
 from flask import current_app, g, redirect, request, url_for
 
 from storage.errors import BlockdriveError, InvalidInput
 
-from ..errors import status_for
 from ..util import drive, parse_uint
 from . import bp
-from .pages import form_action, login_page, page, safe_next
+from .pages import form_action, login_page, page, safe_next, shows_errors
 
 PAGE_SIZE = 100
 PICKER_PAGES = 5
 SORTS = {"name": "Name", "size": "Size", "updated": "Modified"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp")
-
-
-def shows_errors(view):
-    """A GET page whose refusal (a node the user may not see, a bad cursor) is an HTML page
-    with the error's message and status, never the API's JSON or a 500."""
-    @functools.wraps(view)
-    def wrapped(*args, **kwargs):
-        try:
-            return view(*args, **kwargs)
-        except BlockdriveError as exc:
-            return page("problem.html", status=status_for(exc), message=str(exc))
-    return wrapped
 
 
 def has_endpoint(name: str) -> bool:
@@ -147,7 +133,6 @@ def selection():
 
 @bp.get("/move")
 @login_page
-@shows_errors
 def move_page():
     """The folder picker: browse the user's folders (``at``) and move or copy ``ids`` there."""
     op = request.args.get("op", "move")
@@ -192,7 +177,6 @@ def move():
 
 @bp.get("/versions/<id:node_id>")
 @login_page
-@shows_errors
 def versions(node_id):
     d = drive()
     node = d.get(g.user.id, node_id)

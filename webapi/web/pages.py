@@ -13,6 +13,7 @@ from flask import Response, flash, g, redirect, render_template, request, url_fo
 from storage.errors import BlockdriveError
 
 from ..auth import accounts
+from ..errors import status_for
 from ..session import check_csrf, csrf_token, session_digest
 
 # Scripts, styles and images from this origin only; no inline script or style; forms post
@@ -44,9 +45,24 @@ def signed_in_user():
     return user
 
 
+def shows_errors(view):
+    """A GET page whose refusal (a node the user may not see, a bad cursor) is an HTML page
+    with the error's message and status, never the API's JSON or a 500."""
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except BlockdriveError as exc:
+            return page("problem.html", status=status_for(exc), message=str(exc))
+    return wrapped
+
+
 def login_page(view):
     """A page for signed-in users only: without a session, back to the sign-in form, with
-    the page asked for kept so the user arrives there after signing in."""
+    the page asked for kept so the user arrives there after signing in. A refusal is shown
+    as a page (``shows_errors``)."""
+    view = shows_errors(view)
+
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         if signed_in_user() is None:

@@ -20,7 +20,6 @@ from storage.errors import InvalidInput
 from .. import download, traffic
 from ..util import drive, int_arg
 from . import bp
-from .files import shows_errors
 from .pages import login_page
 
 LIST_PAGE = 1000
@@ -91,7 +90,6 @@ def zip_stream(user_id: int, folder_id: int) -> Iterator[bytes]:
 
 @bp.get("/download/<id:node_id>")
 @login_page
-@shows_errors
 def download_file(node_id):
     """A file's content (``?version=`` for an old one) as an attachment; a folder: its zip."""
     d = drive()
@@ -104,7 +102,6 @@ def download_file(node_id):
 
 @bp.get("/download/<id:node_id>.zip")
 @login_page
-@shows_errors
 def download_zip(node_id):
     node = drive().get(g.user.id, node_id)
     if node.kind != "folder":
