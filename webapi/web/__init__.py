@@ -21,3 +21,4 @@ from . import signin  # noqa: E402,F401  (routes register on bp when imported)
 from . import files, transfer, trash  # noqa: E402,F401
 from . import sharing  # noqa: E402,F401
 from . import search  # noqa: E402,F401
+from . import account, preview  # noqa: E402,F401

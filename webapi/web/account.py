@@ -1,0 +1,95 @@
+"""The account page (``/account``): what the quota holds, split as ``Drive.usage`` splits it
+(current files, old versions, trash, pending uploads), the plan, the password, and the
+user's API tokens and app passwords.
+
+A password change revokes every token and session of the user, this browser's too; the
+browser is then given a fresh session, so the person who changed it stays signed in here
+and nowhere else. A new token needs the password again (the same throttled check as a
+sign-in: a session left open on a shared computer must not mint long-lived credentials),
+and is shown once, on the page the form returns to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import flash, g, request, session, url_for
+
+from storage.errors import InvalidInput
+
+from ..auth import accounts, client_address
+from ..session import SESSION_HOURS, start
+from ..util import drive
+from . import bp
+from .pages import form_action, login_page, page
+
+NEW_TOKEN_KEY = "new_token"  # the session key a new token waits under until its page shows it once
+BAR_WIDTH = 1000  # the quota bar's SVG width in user units
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One part of the quota bar: its label, bytes, CSS class, and place on the bar."""
+
+    label: str
+    bytes: int
+    css: str
+    x: float = 0.0
+    width: float = 0.0
+
+
+def quota_segments(usage) -> tuple[list[Segment], int]:
+    """The bar's segments laid end to end on :data:`BAR_WIDTH`, and the bytes still free.
+    Over quota (a plan lowered under what is stored), the bar is scaled to what is held."""
+    parts = [("Current files", usage.current, "current"), ("Old versions", usage.old_versions, "old"),
+             ("Trash", usage.trash, "trash"), ("Uploads in progress", usage.pending, "pending")]
+    held = sum(b for _l, b, _c in parts)
+    scale = BAR_WIDTH / max(usage.quota, held, 1)
+    x, out = 0.0, []
+    for label, n, css in parts:
+        width = round(n * scale, 2)
+        out.append(Segment(label, n, css, round(x, 2), width))
+        x += width
+    return out, max(usage.quota - held, 0)
+
+
+@bp.get("/account")
+@login_page
+def account():
+    usage = drive().usage(g.user.id)
+    segments, free = quota_segments(usage)
+    tokens = accounts().tokens(g.user.id)
+    return page("account.html", usage=usage, segments=segments, free=free, bar_width=BAR_WIDTH,
+                api_tokens=[t for t in tokens if t.kind != "session"],
+                sessions=[t for t in tokens if t.kind == "session"],
+                new_token=session.pop(NEW_TOKEN_KEY, None))
+
+
+@bp.post("/account/password")
+@form_action
+def change_password():
+    new = request.form.get("new_password", "")
+    if new != request.form.get("repeat_password", ""):
+        raise InvalidInput("the new password and its repetition differ")
+    n = accounts().change_password(g.user.id, request.form.get("old_password", ""), new, client_address(), None)
+    start(accounts().open_session(g.user.id, None, SESSION_HOURS))
+    flash(f"Password changed. {max(n - 1, 0)} other sessions and tokens were signed out; "
+          "this browser stays signed in with a new session.", "ok")
+    return url_for("web.account")
+
+
+@bp.post("/account/tokens")
+@form_action
+def create_token():
+    name = request.form.get("name", "").strip() or "app password"
+    token = accounts().login(g.user.email, request.form.get("password", ""), client_address(), name[:100])
+    session[NEW_TOKEN_KEY] = {"name": name[:100], "token": token}
+    return url_for("web.account")
+
+
+@bp.post("/account/tokens/<id:token_id>/revoke")
+@form_action
+def revoke_token(token_id):
+    accounts().revoke(g.user.id, token_id)
+    flash("Revoked.", "ok")
+    return url_for("web.account")
