@@ -16,18 +16,21 @@ HTML and SVG are never served inline, whatever their name.
 
 from __future__ import annotations
 
+import logging
 import posixpath
 
 from flask import Response, current_app, g, redirect, request, url_for
 from werkzeug.http import parse_etags
 
-from storage.errors import InvalidInput
+from storage.errors import BlockdriveError, InvalidInput
 
 from .. import thumbs
 from ..download import disposition
 from ..util import drive
 from . import bp
 from .pages import login_page, page
+
+log = logging.getLogger(__name__)
 
 IMAGE_TYPES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
 TEXT_TYPES = frozenset({
@@ -75,7 +78,7 @@ def preview(node_id):
     return page("preview.html", node=node, kind=preview_kind(node.name),
                 download=url_for("nodes.content", node_id=node_id),
                 versions=_link("web.versions", node_id), share=_link("web.share", node_id),
-                parent=url_for("web.folder", node_id=node.parent_id) if node.parent_id else None)
+                parent=url_for("web.folder", node_id=node.parent_id) if node.owner_id == g.user.id else None)
 
 
 @bp.get("/thumb/<id:node_id>")
@@ -99,7 +102,13 @@ def thumbnail(node_id):
     def read() -> bytes:
         _info, _version, chunks = drive().open(g.user.id, node_id)
         return b"".join(chunks)
-    thumb = thumbs.thumbnail(cache, node.sha256, read, limits)
+    try:
+        thumb = thumbs.thumbnail(cache, node.sha256, read, limits)
+    except (BlockdriveError, OSError) as exc:
+        # The page around the image must not break: the icon now, a new try next time
+        # (nothing was cached).
+        log.warning("no thumbnail for node %s: %s", node_id, exc)
+        return icon
     if thumb is None:
         return icon
     return Response(thumb, mimetype=thumbs.MEDIA_TYPE, headers=headers)
