@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 
+from tests.e2e.a11y import serious_violations
 from tests.e2e.browser import (PHONE, browser, console_errors, shot, signed_in, wait_for,  # noqa: F401
                                web_server)
 
@@ -29,6 +30,7 @@ def test_account_page_quota_bar_and_token_creation(browser, web_server):  # noqa
     api = web_server.anon()
     assert api.get("/api/v1/account", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
     shot(browser, "account")
+    assert serious_violations(browser) == []
     row = browser.find_element(By.XPATH, "//tr[td[text()='webdav laptop']]")
     row.find_element(By.CSS_SELECTOR, "button.danger").click()
     wait_for(browser, lambda d: not d.find_elements(By.XPATH, "//tr[td[text()='webdav laptop']]"))
@@ -52,6 +54,7 @@ def test_previews_of_an_image_and_a_text_file(browser, web_server):  # noqa: F81
     assert browser.execute_script("return arguments[0].naturalWidth", thumb) == 256
     assert browser.find_element(By.LINK_TEXT, "Download").get_attribute("href").endswith(f"/nodes/{img}/content")
     shot(browser, "preview-image")
+    assert serious_violations(browser) == []
     browser.get(f"{web_server.url}/preview/{txt}")
     frame = browser.find_element(By.CSS_SELECTOR, "iframe.text-frame")
     assert frame.get_attribute("sandbox") == ""
@@ -65,6 +68,7 @@ def test_previews_of_an_image_and_a_text_file(browser, web_server):  # noqa: F81
     try:
         assert browser.execute_script("return document.documentElement.scrollWidth") <= PHONE[0]
         shot(browser, "preview-text-phone")
+        assert serious_violations(browser) == []
     finally:
         browser.set_window_size(1280, 900)
     assert console_errors(browser) == []
