@@ -55,7 +55,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                  "login_flows_per_address": 20,
                  "token_ttl_days": 90.0, "cli_token_ttl_days": 365.0, "trusted_proxies": "", "https": False},
     "web": {"thumb_max_pixels": 50_000_000, "thumb_max_bytes": 30_000_000, "thumb_size": 256,
-            "thumb_timeout_seconds": 10.0, "thumb_memory_bytes": 1024**3, "preview_text_bytes": 1024 * 1024},
+            "thumb_timeout_seconds": 10.0, "thumb_memory_bytes": 1024**3, "thumb_workers": 2,
+            "preview_text_bytes": 1024 * 1024},
     "jobs": {
         "spark_master": "local[2]",
         "shuffle_partitions": 4,

@@ -20,12 +20,29 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")  # what the child agrees to decode
 WEBP_MAGIC = (b"RIFF", b"WEBP")
 MEDIA_TYPE = "image/webp"
+
+
+class Busy(Exception):
+    """Every worker slot stayed taken for the whole timeout: try again later (nothing is
+    cached, unlike a failed decode)."""
+
+
+_slots: dict[int, threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
+
+
+def worker_slots(workers: int) -> threading.BoundedSemaphore:
+    """The process's semaphore for ``workers`` decoders at once: a folder of a thousand new
+    photos must not start a thousand decoders."""
+    with _slots_lock:
+        return _slots.setdefault(workers, threading.BoundedSemaphore(workers))
 
 
 @dataclass(frozen=True)
@@ -37,20 +54,32 @@ class Limits:
     size: int = 256
     timeout_seconds: float = 10.0
     memory_bytes: int = 1024**3
+    workers: int = 2
 
     @classmethod
     def of(cls, config) -> "Limits":
         w = config["web"]
         return cls(max_pixels=int(w["thumb_max_pixels"]), max_bytes=int(w["thumb_max_bytes"]),
                    size=min(int(w["thumb_size"]), 256), timeout_seconds=float(w["thumb_timeout_seconds"]),
-                   memory_bytes=int(w["thumb_memory_bytes"]))
+                   memory_bytes=int(w["thumb_memory_bytes"]), workers=max(1, int(w["thumb_workers"])))
 
 
 def render(data: bytes, limits: Limits = Limits()) -> bytes | None:
     """A WebP thumbnail (at most ``limits.size`` px a side) of the image in ``data``, or
-    None if it is not a small enough image in an accepted format."""
+    None if it is not a small enough image in an accepted format. Raises :class:`Busy` when
+    ``limits.workers`` decoders stay busy for ``limits.timeout_seconds``."""
     if not data or len(data) > limits.max_bytes:
         return None
+    slot = worker_slots(limits.workers)
+    if not slot.acquire(timeout=limits.timeout_seconds):
+        raise Busy(f"{limits.workers} thumbnail workers busy")
+    try:
+        return _run(data, limits)
+    finally:
+        slot.release()
+
+
+def _run(data: bytes, limits: Limits) -> bytes | None:
     args = [sys.executable, "-I", str(Path(__file__).resolve()), str(limits.max_pixels), str(limits.size),
             str(limits.memory_bytes), str(max(1, int(limits.timeout_seconds)))]
     try:
@@ -95,7 +124,8 @@ class ThumbCache:
 
 def thumbnail(cache: ThumbCache, sha256: str, read, limits: Limits) -> bytes | None:
     """The cached thumbnail of the content ``sha256``, made from ``read()`` (its bytes) on
-    the first call; None if the content is no image we can make one of."""
+    the first call; None if the content is no image we can make one of. :class:`Busy`
+    (and ``read``'s own errors) propagate, and nothing is cached then."""
     found = cache.get(sha256)
     if found is not None:
         return found or None

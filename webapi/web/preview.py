@@ -76,7 +76,7 @@ def preview(node_id):
     if node.kind != "file":
         return redirect(url_for("web.folder", node_id=node_id), 303)
     return page("preview.html", node=node, kind=preview_kind(node.name),
-                download=url_for("nodes.content", node_id=node_id),
+                download=_link("web.download_file", node_id) or url_for("nodes.content", node_id=node_id),
                 versions=_link("web.versions", node_id), share=_link("web.share", node_id),
                 parent=url_for("web.folder", node_id=node.parent_id) if node.owner_id == g.user.id else None)
 
@@ -104,7 +104,7 @@ def thumbnail(node_id):
         return b"".join(chunks)
     try:
         thumb = thumbs.thumbnail(cache, node.sha256, read, limits)
-    except (BlockdriveError, OSError) as exc:
+    except (BlockdriveError, OSError, thumbs.Busy) as exc:
         # The page around the image must not break: the icon now, a new try next time
         # (nothing was cached).
         log.warning("no thumbnail for node %s: %s", node_id, exc)

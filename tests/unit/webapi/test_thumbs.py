@@ -85,3 +85,18 @@ def test_the_cache_keeps_thumbnails_and_failures_by_content(tmp_path):
     assert (tmp_path / sha_good[:2] / f"{sha_good}.webp").exists()
     with pytest.raises(ValueError):
         cache.get("../../etc/passwd")
+
+
+def test_when_every_worker_is_busy_nothing_runs_and_nothing_is_cached(tmp_path, monkeypatch):
+    limits = Limits(workers=1, timeout_seconds=0.01)
+    slot = thumbs.worker_slots(1)
+    monkeypatch.setattr(thumbs.subprocess, "run", lambda *a, **k: pytest.fail("the worker ran"))
+    cache, data = ThumbCache(tmp_path), encoded("PNG")
+    sha = hashlib.sha256(data).hexdigest()
+    assert slot.acquire(timeout=1)
+    try:
+        with pytest.raises(thumbs.Busy):
+            thumbs.thumbnail(cache, sha, lambda: data, limits)
+    finally:
+        slot.release()
+    assert cache.get(sha) is None  # not remembered as a failure: the next view tries again
