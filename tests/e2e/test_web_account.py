@@ -35,6 +35,12 @@ def test_account_page_quota_bar_and_token_creation(browser, web_server):  # noqa
     row.find_element(By.CSS_SELECTOR, "button.danger").click()
     wait_for(browser, lambda d: not d.find_elements(By.XPATH, "//tr[td[text()='webdav laptop']]"))
     assert api.get("/api/v1/account", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+    browser.set_window_size(*PHONE)
+    try:
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= PHONE[0]
+        shot(browser, "account-phone")
+    finally:
+        browser.set_window_size(1280, 900)
     assert console_errors(browser) == []
 
 

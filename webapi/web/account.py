@@ -25,6 +25,7 @@ from .pages import form_action, login_page, page
 
 NEW_TOKEN_KEY = "new_token"  # the session key a new token waits under until its page shows it once
 BAR_WIDTH = 1000  # the quota bar's SVG width in user units
+MIN_WIDTH = 4  # the least width of a part that holds anything
 
 
 @dataclass(frozen=True)
@@ -40,16 +41,18 @@ class Segment:
 
 def quota_segments(usage) -> tuple[list[Segment], int]:
     """The bar's segments laid end to end on :data:`BAR_WIDTH`, and the bytes still free.
-    Over quota (a plan lowered under what is stored), the bar is scaled to what is held."""
+    A part that holds anything is at least :data:`MIN_WIDTH` wide, so that it shows; over
+    quota (a plan lowered under what is stored), the bar is scaled to what is held."""
     parts = [("Current files", usage.current, "current"), ("Old versions", usage.old_versions, "old"),
              ("Trash", usage.trash, "trash"), ("Uploads in progress", usage.pending, "pending")]
     held = sum(b for _l, b, _c in parts)
     scale = BAR_WIDTH / max(usage.quota, held, 1)
+    widths = [max(n * scale, MIN_WIDTH) if n > 0 else 0.0 for _l, n, _c in parts]
+    shrink = min(1.0, BAR_WIDTH / max(sum(widths), 1))
     x, out = 0.0, []
-    for label, n, css in parts:
-        width = round(n * scale, 2)
-        out.append(Segment(label, n, css, round(x, 2), width))
-        x += width
+    for (label, n, css), width in zip(parts, widths):
+        out.append(Segment(label, n, css, round(x, 2), round(width * shrink, 2)))
+        x += width * shrink
     return out, max(usage.quota - held, 0)
 
 
@@ -91,5 +94,5 @@ def create_token():
 @form_action
 def revoke_token(token_id):
     accounts().revoke(g.user.id, token_id)
-    flash("Revoked.", "ok")
+    flash("Revoked: whatever used it is signed out.", "ok")
     return url_for("web.account")

@@ -27,6 +27,8 @@ def test_quota_segments_lie_end_to_end_and_scale_to_the_quota():
     assert free == 300
     over, free = quota_segments(Usage(quota=100, used=400, pending=0, current=400, old_versions=0, trash=0))
     assert over[0].width == BAR_WIDTH and free == 0
+    tiny, _free = quota_segments(Usage(quota=10**12, used=10, pending=0, current=5, old_versions=5, trash=0))
+    assert [(s.x, s.width) for s in tiny] == [(0, 4), (4, 4), (8, 0), (8, 0)]  # visible, yet in order
 
 
 def test_account_page_shows_the_split_and_escapes_the_email(web):
@@ -43,6 +45,7 @@ def test_account_page_shows_the_split_and_escapes_the_email(web):
     legend = dict(re.findall(r'data-part="(\w+)">.*?<strong>([^<]+)</strong>', body))
     assert legend["current"] == "1.0 KB" and legend["old"] == "2.0 KB" and legend["trash"] == "0 B"
     assert re.search(r'<svg class="quota-bar"[^>]*role="img" aria-label="3.0 KB of 15.0 GB used"', body)
+    assert re.search(r'<rect class="seg current" x="0.0" y="0" width="4.0"', body)
 
 
 def test_account_page_needs_a_session(web):
