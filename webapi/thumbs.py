@@ -9,8 +9,10 @@ and accepts only the common raster formats; the parent caps the input's size and
 child after a wall-clock timeout. Any failure (a decompression bomb, a truncated file, a
 text file named ``.png``, a crash) means "no thumbnail": ``None``, never an exception.
 
-Thumbnails are kept under ``<home>/thumbs`` by the content's sha256 (:class:`ThumbCache`),
-so each distinct image is decoded once, whoever owns it; a failure is remembered the same way.
+Thumbnails are kept under ``<home>/thumbs/<owner id>`` by the content's sha256
+(:class:`ThumbCache`), so each of an owner's images is decoded once; a failure is remembered
+the same way. One cache per owner, not one for everybody: how fast a thumbnail comes back
+would otherwise tell whether someone else has viewed the same picture (a dedup oracle).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 one is safe.
 
 - Images: a thumbnail made on the server (``/thumb/<id>``, :mod:`webapi.thumbs`), WebP,
-  cached by content; an image we cannot make one of shows a generic icon instead.
+  cached by owner and content; an image we cannot make one of shows a generic icon instead.
 - Text and code: the first ``web.preview_text_bytes`` of the file in an ``<iframe sandbox>``,
   sent by ``/preview/<id>/content`` as ``text/plain; charset=utf-8`` with
   ``X-Content-Type-Options: nosniff`` and a CSP of ``sandbox; default-src 'none'``: the
@@ -97,7 +97,8 @@ def thumbnail(node_id):
     limits = thumbs.Limits.of(current_app.config["BLOCKDRIVE"])
     if (node.size or 0) > limits.max_bytes:
         return icon
-    cache = thumbs.ThumbCache(drive().config.home / "thumbs")
+    # per owner: a shared cache would tell by its speed whether anyone else has the same image
+    cache = thumbs.ThumbCache(drive().config.home / "thumbs" / str(node.owner_id))
 
     def read() -> bytes:
         _info, _version, chunks = drive().open(g.user.id, node_id)

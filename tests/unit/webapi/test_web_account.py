@@ -133,12 +133,17 @@ def test_preview_of_an_image_shows_its_thumbnail_cached_with_an_etag(web):
     assert r.status_code == 200 and r.mimetype == "image/webp"
     assert "private" in r.headers["Cache-Control"] and r.headers["X-Content-Type-Options"] == "nosniff"
     assert max(Image.open(io.BytesIO(r.data)).size) == 256
-    assert list((d.config.home / "thumbs").rglob("*.webp"))
+    assert list((d.config.home / "thumbs" / str(u["bob"].id)).rglob("*.webp"))  # the owner's cache only
     again = c.get(f"/thumb/{node.id}", headers={"If-None-Match": r.headers["ETag"]})
     assert again.status_code == 304
     # another user's file is not theirs to see
     ann = signed_in(app, "ann@example.com", "password-ann")
     assert ann.get(f"/thumb/{node.id}").status_code == 404
+    # the same picture of another owner is decoded for its owner's cache, never served from bob's
+    hers = d.put(u["ann"].id, u["ann"].root_id, "same.png", io.BytesIO(png())).node
+    assert not (d.config.home / "thumbs" / str(u["ann"].id)).exists()
+    assert ann.get(f"/thumb/{hers.id}").data == r.data
+    assert list((d.config.home / "thumbs" / str(u["ann"].id)).rglob("*.webp"))
 
 
 def test_a_non_image_with_an_image_name_gets_the_generic_icon(web):
