@@ -58,7 +58,7 @@ def test_previews_of_an_image_and_a_text_file(browser, web_server):  # noqa: F81
     thumb = browser.find_element(By.CSS_SELECTOR, "img.thumb")
     wait_for(browser, lambda d: d.execute_script("return arguments[0].complete", thumb))
     assert browser.execute_script("return arguments[0].naturalWidth", thumb) == 256
-    assert browser.find_element(By.LINK_TEXT, "Download").get_attribute("href").endswith(f"/nodes/{img}/content")
+    assert browser.find_element(By.LINK_TEXT, "Download").get_attribute("href").endswith(f"/download/{img}")
     shot(browser, "preview-image")
     assert serious_violations(browser) == []
     browser.get(f"{web_server.url}/preview/{txt}")

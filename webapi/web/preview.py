@@ -28,6 +28,7 @@ from .. import thumbs
 from ..download import disposition
 from ..util import drive
 from . import bp
+from .files import shows_errors
 from .pages import login_page, page
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def _link(endpoint: str, node_id: int) -> str | None:
 
 @bp.get("/preview/<id:node_id>")
 @login_page
+@shows_errors
 def preview(node_id):
     node = drive().get(g.user.id, node_id)
     if node.kind != "file":

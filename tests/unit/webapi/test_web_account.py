@@ -128,7 +128,7 @@ def test_preview_of_an_image_shows_its_thumbnail_cached_with_an_etag(web):
     c = signed_in(app)
     page = c.get(f"/preview/{node.id}").get_data(as_text=True)
     assert f'src="/thumb/{node.id}"' in page and "&lt;pic&gt;.png" in page
-    assert f"/api/v1/nodes/{node.id}/content" in page
+    assert f'href="/download/{node.id}"' in page  # the web app's download route
     r = c.get(f"/thumb/{node.id}")
     assert r.status_code == 200 and r.mimetype == "image/webp"
     assert "private" in r.headers["Cache-Control"] and r.headers["X-Content-Type-Options"] == "nosniff"
@@ -179,6 +179,14 @@ def test_html_svg_and_other_files_are_never_served_inline(web):
         r = c.get(f"/preview/{node.id}/content")
         assert r.status_code >= 400 and "text/html" not in r.headers.get("Content-Type", "")
         assert r.data != b"<html><script>x</script>"
+
+
+def test_preview_of_someone_elses_file_is_an_html_404(web):
+    app, d, u = web
+    node = d.put(u["ann"].id, u["ann"].root_id, "<secret>.txt", io.BytesIO(b"hers")).node
+    r = signed_in(app).get(f"/preview/{node.id}")
+    assert r.status_code == 404 and r.mimetype == "text/html" and "&lt;secret&gt;" not in r.get_data(as_text=True)
+    assert signed_in(app).get(f"/preview/{node.id}/content").status_code == 404
 
 
 def test_preview_of_a_folder_goes_to_the_folder(web):
