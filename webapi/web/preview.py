@@ -28,7 +28,6 @@ from .. import thumbs
 from ..download import disposition
 from ..util import drive
 from . import bp
-from .files import shows_errors
 from .pages import login_page, page
 
 log = logging.getLogger(__name__)
@@ -72,7 +71,6 @@ def _link(endpoint: str, node_id: int) -> str | None:
 
 @bp.get("/preview/<id:node_id>")
 @login_page
-@shows_errors
 def preview(node_id):
     node = drive().get(g.user.id, node_id)
     if node.kind != "file":
@@ -122,11 +120,12 @@ def thumbnail(node_id):
 def preview_content(node_id):
     """The start of a text file for the preview frame: plain text, sandboxed, never sniffed."""
     node = _file(node_id)
+    headers = {"Content-Security-Policy": FRAME_CSP, "X-Content-Type-Options": "nosniff",
+               "Cache-Control": "private, no-cache", "X-Frame-Options": "SAMEORIGIN"}
     if preview_kind(node.name) != "text":
-        raise InvalidInput("this file has no text preview; download it")
+        return Response("This file has no text preview; download it.\n", status=404,
+                        content_type="text/plain; charset=utf-8", headers=headers)
     cap = int(current_app.config["BLOCKDRIVE"]["web"]["preview_text_bytes"])
     _info, _version, chunks = drive().open(g.user.id, node_id, end=cap)
-    headers = {"Content-Security-Policy": FRAME_CSP, "X-Content-Type-Options": "nosniff",
-               "Content-Disposition": disposition(node.name).replace("attachment", "inline", 1),
-               "Cache-Control": "private, no-cache", "X-Frame-Options": "SAMEORIGIN"}
+    headers["Content-Disposition"] = disposition(node.name).replace("attachment", "inline", 1)
     return Response(b"".join(chunks), content_type="text/plain; charset=utf-8", headers=headers)

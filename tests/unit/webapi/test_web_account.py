@@ -11,6 +11,7 @@ from PIL import Image
 
 from tests.unit.webapi.web_support import page_csrf, sign_in
 from webapi.web.account import BAR_WIDTH, quota_segments
+from webapi.web.preview import FRAME_CSP
 from storage.quota import Usage
 
 
@@ -177,8 +178,8 @@ def test_html_svg_and_other_files_are_never_served_inline(web):
         page = c.get(f"/preview/{node.id}").get_data(as_text=True)
         assert "<iframe" not in page and "Download" in page and "No preview" in page
         r = c.get(f"/preview/{node.id}/content")
-        assert r.status_code >= 400 and "text/html" not in r.headers.get("Content-Type", "")
-        assert r.data != b"<html><script>x</script>"
+        assert r.status_code == 404 and r.headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert r.headers["Content-Security-Policy"] == FRAME_CSP and b"<html>" not in r.data
 
 
 def test_preview_of_someone_elses_file_is_an_html_404(web):
