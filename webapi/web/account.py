@@ -6,24 +6,23 @@ A password change revokes every token and session of the user, this browser's to
 browser is then given a fresh session, so the person who changed it stays signed in here
 and nowhere else. A new token needs the password again (the same throttled check as a
 sign-in: a session left open on a shared computer must not mint long-lived credentials),
-and is shown once, on the page the form returns to.
+and is shown once, in the answer to the form's POST.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import flash, g, request, session, url_for
+from flask import flash, g, redirect, request, url_for
 
-from storage.errors import InvalidInput
+from storage.errors import BlockdriveError, InvalidInput
 
 from ..auth import accounts, client_address
-from ..session import SESSION_HOURS, start
+from ..session import SESSION_HOURS, check_csrf, start
 from ..util import drive
 from . import bp
 from .pages import form_action, login_page, page
 
-NEW_TOKEN_KEY = "new_token"  # the session key a new token waits under until its page shows it once
 BAR_WIDTH = 1000  # the quota bar's SVG width in user units
 MIN_WIDTH = 4  # the least width of a part that holds anything
 
@@ -59,13 +58,18 @@ def quota_segments(usage) -> tuple[list[Segment], int]:
 @bp.get("/account")
 @login_page
 def account():
+    return account_page()
+
+
+def account_page(new_token: dict | None = None):
+    """The account page; ``new_token`` (name and secret) is shown once, in this answer only."""
     usage = drive().usage(g.user.id)
     segments, free = quota_segments(usage)
     tokens = accounts().tokens(g.user.id)
     return page("account.html", usage=usage, segments=segments, free=free, bar_width=BAR_WIDTH,
                 api_tokens=[t for t in tokens if t.kind != "session"],
                 sessions=[t for t in tokens if t.kind == "session"],
-                new_token=session.pop(NEW_TOKEN_KEY, None))
+                new_token=new_token)
 
 
 @bp.post("/account/password")
@@ -82,12 +86,18 @@ def change_password():
 
 
 @bp.post("/account/tokens")
-@form_action
+@login_page
 def create_token():
-    name = request.form.get("name", "").strip() or "app password"
-    token = accounts().login(g.user.email, request.form.get("password", ""), client_address(), name[:100])
-    session[NEW_TOKEN_KEY] = {"name": name[:100], "token": token}
-    return url_for("web.account")
+    """A new token, shown in the answer to this POST itself (not after a redirect), so the
+    secret never waits in a cookie or travels in a URL."""
+    check_csrf()
+    name = request.form.get("name", "").strip()[:100] or "app password"
+    try:
+        token = accounts().login(g.user.email, request.form.get("password", ""), client_address(), name)
+    except BlockdriveError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("web.account"), 303)
+    return account_page({"name": name, "token": token})
 
 
 @bp.post("/account/tokens/<id:token_id>/revoke")

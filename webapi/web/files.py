@@ -18,11 +18,11 @@ from storage.errors import BlockdriveError, InvalidInput
 from ..util import drive, parse_uint
 from . import bp
 from .pages import form_action, login_page, page, safe_next, shows_errors
+from .preview import preview_kind
 
 PAGE_SIZE = 100
 PICKER_PAGES = 5
 SORTS = {"name": "Name", "size": "Size", "updated": "Modified"}
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 
 
 def has_endpoint(name: str) -> bool:
@@ -57,7 +57,7 @@ def listing_args() -> tuple[str, bool, str | None]:
 
 
 def is_image(name: str) -> bool:
-    return name.lower().endswith(IMAGE_SUFFIXES)
+    return preview_kind(name) == "image"
 
 
 @shows_errors

@@ -151,7 +151,9 @@ def _refusal(token: str, exc: BlockdriveError):
     if isinstance(exc, Gone):
         return _link_response("link_gone.html", 410, reason=f"Sorry: {exc}.")
     if isinstance(exc, Unauthorized):
-        return _link_response("link_password.html", 401, token=token, error=None)
+        # A form to fill in, answered 200 as the sign-in form is (a 401 needs an HTTP
+        # challenge a browser would act on); a wrong password is the 401.
+        return _link_response("link_password.html", 200, token=token, error=None)
     return None
 
 

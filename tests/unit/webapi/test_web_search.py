@@ -102,7 +102,7 @@ def test_search_page_shows_results_linking_to_their_folder_and_escapes_names(web
     body = r.get_data(as_text=True)
     assert f'data-id="{report.id}"' in body and f'data-id="{hostile.id}"' in body
     assert ">My files/Docs</a>" in body
-    assert f'href="/f/{docs.id}"' in body and f'href="/api/v1/nodes/{report.id}/content"' in body
+    assert f'href="/f/{docs.id}"' in body and f'href="/preview/{report.id}"' in body
     assert "&lt;img src=x onerror=alert(1)&gt; report.txt" in body and "<img src=x" not in body
     assert "report-bob.pdf" not in body
     assert len(r.data) < 200_000
