@@ -93,3 +93,19 @@ def test_an_admin_signed_in_with_a_password_reaches_the_dashboard(web):
     c2 = app.test_client()
     sign_in(c2, "bob@example.com", "password-bob")
     assert c2.get("/admin").status_code == 303  # not an admin: the dashboard's own sign-in
+
+
+def test_a_post_from_another_site_is_refused_even_with_the_token(web):
+    app, _d, u = web
+    c = app.test_client()
+    sign_in(c, "bob@example.com", "password-bob")
+    token = page_csrf(c)
+    root = u["bob"].root_id
+    evil = {"Origin": "https://evil.example"}
+    assert c.post(f"/f/{root}/folders", data={"csrf": token, "name": "x"}, headers=evil).status_code == 403
+    r = c.post(f"/api/v1/nodes/{root}/children", json={"name": "x", "kind": "folder"},
+               headers={"X-CSRF-Token": token, **evil})
+    assert r.status_code == 403
+    r = c.post(f"/f/{root}/folders", data={"csrf": token, "name": "x"}, headers={"Origin": "http://localhost"})
+    assert r.status_code == 303
+    assert [n.name for n in _d.list_children(u["bob"].id, root)[0]] == ["x"]
