@@ -50,11 +50,13 @@ def csrf_token() -> str:
 def same_origin() -> bool:
     """False when the browser says the request comes from a page of another site: its
     ``Origin`` (sent with every cross-origin POST) names another host than this request's.
-    No Origin (an older browser, a same-origin GET) is left to the CSRF token."""
+    No Origin (an older browser, a same-origin GET) and the opaque ``null`` (what a page sent
+    with ``Referrer-Policy: no-referrer`` posts, as the link pages do) are left to the CSRF
+    token."""
     origin = request.headers.get("Origin")
-    if origin is None:
+    if origin is None or origin == "null":
         return True
-    return origin != "null" and urlsplit(origin).netloc.lower() == request.host.lower()
+    return urlsplit(origin).netloc.lower() == request.host.lower()
 
 
 def csrf_ok(sent: str | None) -> bool:
