@@ -28,6 +28,9 @@ def make_driver(width: int = DESKTOP[0], height: int = DESKTOP[1], binary: str |
         opts.add_argument(flag)
     opts.add_experimental_option("prefs", {"download.default_directory": downloads,
                                            "download.prompt_for_download": False})
+    if width < 500:  # a phone: headless windows are never narrower than 500 px, so emulate the screen
+        opts.add_experimental_option("mobileEmulation", {"deviceMetrics": {"width": width, "height": height,
+                                                                           "pixelRatio": 1}})
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(chromedriver), options=opts)
     driver.set_page_load_timeout(60)
