@@ -34,7 +34,7 @@ def make_driver(width: int = DESKTOP[0], height: int = DESKTOP[1], binary: str |
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(chromedriver), options=opts)
     driver.set_page_load_timeout(60)
-    driver.download_dir = downloads
+    driver.download_dir = downloads  # type: ignore[attr-defined]  # where this driver saves downloads
     return driver
 
 
