@@ -272,11 +272,13 @@ class Drive:
     def put(self, user_id: int, parent_id: int, name: str, stream: BinaryIO, *,
             if_match: int | str | None = None, if_none_match: bool = False,
             size_hint: int | None = None, on_progress: Callable[[int], None] | None = None,
-            mtime: dt.datetime | None = None) -> PutResult:
+            mtime: dt.datetime | None = None, anonymous: bool = False) -> PutResult:
         """Store ``stream`` as ``name`` in folder ``parent_id``: a new file, or a new version
         of the existing one. ``if_match`` (a version id or the content sha256 the caller
         last saw) and ``if_none_match`` (the file must not exist) guard against lost updates;
-        ``mtime`` is the file's modification time as the client knows it."""
+        ``mtime`` is the file's modification time as the client knows it. ``anonymous``: the
+        bytes come from someone acting as ``user_id`` without being them (a file-drop
+        link), so no block skips its write."""
         name = validate_name(name)
         with self.sm() as s:
             _parent, _existing, owner = self.put_target(s, user_id, parent_id, name, if_match, if_none_match)
@@ -289,6 +291,8 @@ class Drive:
         def owned(ids: list[bytes]) -> set[bytes]:
             # Only the uploader's own blocks may skip the write: skipping one that someone
             # else stores would answer faster and tell that they store this content.
+            if anonymous:
+                return set()
             with self.sm() as s:
                 return self._owned_blocks(s, user_id, ids)
         try:

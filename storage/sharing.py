@@ -304,6 +304,8 @@ class Sharing:
             free = next((n for n in free_name_candidates(name) if child(s, folder.id, n) is None), None)
         if free is None:
             raise InvalidInput(f"too many files named like {name!r} in this folder")
-        # if_none_match: a file that took the same name meanwhile is refused, not replaced
+        # if_none_match: a file that took the same name meanwhile is refused, not replaced;
+        # anonymous: the sender is not the owner, so skipping the owner's blocks would tell
+        # them by its speed what the owner stores
         return self.drive.put(folder.owner_id, folder.id, validate_name(free), stream,
-                              if_none_match=True, size_hint=size_hint)
+                              if_none_match=True, size_hint=size_hint, anonymous=True)

@@ -151,3 +151,14 @@ def test_an_unlock_key_opens_only_its_own_link(drive, sh, inbox):
         sh.link_get(two, None, unlock=key)
     with pytest.raises(Unauthorized):
         sh.link_unlock(one, "wrong")
+
+
+def test_a_drop_writes_every_block_even_those_the_owner_has(drive, sh, inbox):
+    """The dropper is not the owner: skipping the owner's blocks would answer faster and tell
+    the dropper what the owner stores."""
+    o, box = inbox
+    _li, token = sh.create_link(o.id, box.id, "uploader")
+    again = put_bytes(drive, o, "mine-again.txt", b"not in the inbox")
+    assert again.new_bytes == 0  # the owner's own upload of what they have writes nothing
+    got = sh.link_put(token, None, "guess.txt", io.BytesIO(b"not in the inbox"))
+    assert got.new_bytes > 0
