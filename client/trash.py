@@ -40,7 +40,10 @@ def match(entries: list[dict], path: str) -> list[dict]:
     """Entries whose original path is exactly ``path``, newest first; :class:`NotFoundError`
     when there is none (never an entry of the same name elsewhere)."""
     want = normalized(path)
-    hits = [e for e in entries if e["path"] == want]
+    # deletion times are kept to the second: of two deleted in one second, the node made
+    # later is taken as the newer (only one node holds a path at a time)
+    hits = sorted((e for e in entries if e["path"] == want),
+                  key=lambda e: (e.get("deleted_at") or "", e["id"]), reverse=True)
     if not hits:
         same = [e["path"] or e["name"] for e in entries if e["name"] == want.rpartition("/")[2]]
         hint = f"; entries of that name: {', '.join(same)}" if same else ""

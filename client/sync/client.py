@@ -188,9 +188,9 @@ class Client(Pusher, Puller, Mirror):
 
     def ensure_folder(self, path: str) -> dict:
         """The folder at ``path``, created with its parents if needed (never a share itself,
-        nor ``/Shared with me``: only folders below a share)."""
+        nor ``/Shared with me``: only folders below a share, unless that is a folder of one's own)."""
         rest = shared_parts(path)
-        if rest is not None and len(rest) <= 1:
+        if rest is not None and len(rest) <= 1 and self.lookup_own("/" + SHARED) is None:
             return self.resolve(path)
         node = self.lookup(path)
         if node is not None:
