@@ -108,8 +108,8 @@ def test_links_and_special_files_are_reported_as_skipped(server, bare_env, tmp_p
     assert u.get("/api/v1/resolve", params={"path": "/l.txt"}).status_code == 404
 
 
-def test_a_file_deleted_while_sync_reads_it_is_skipped_and_the_rest_goes_on(server, bare_env, tmp_path,
-                                                                            monkeypatch, capsys):
+def test_a_file_deleted_or_changed_while_sync_reads_it_is_skipped_and_the_rest_goes_on(
+        server, bare_env, tmp_path, monkeypatch, capsys):
     u = server.user()
     for k, v in {**bare_env, "BLOCKDRIVE_URL": server.url, "BLOCKDRIVE_TOKEN": u.token}.items():
         monkeypatch.setenv(k, v)
@@ -117,24 +117,39 @@ def test_a_file_deleted_while_sync_reads_it_is_skipped_and_the_rest_goes_on(serv
     root.mkdir()
     for n in ("keep.txt", "gone.txt"):
         (root / n).write_bytes(n.encode())
+    (root / "grow.bin").write_bytes(b"g" * 300_000)  # more than a block: cut by the chunker
     assert main(["sync", str(root), "/s", "-q"]) == 0
     (root / "keep.txt").write_bytes(b"keep, edited")
     (root / "gone.txt").write_bytes(b"gone, edited")
     (root / "new.txt").write_bytes(b"new")
-    real = sync_client.scan_stat
+    (root / "grow.bin").write_bytes(b"h" * 300_000)
+    real, real_chunker = sync_client.scan_stat, sync_client.make_chunker
 
     def deleting(path, *a):  # the file goes away between the listing and its reading
         if os.path.basename(path) == "gone.txt":
             os.unlink(path)
         return real(path, *a)
+    class Growing:  # the file grows while it is being cut into blocks
+        def __init__(self, conf):
+            self.inner = real_chunker(conf)
+
+        def chunks(self, f):
+            for i, view in enumerate(self.inner.chunks(f)):
+                if i == 0 and f.name.endswith("grow.bin"):
+                    with open(f.name, "ab") as w:
+                        w.write(b"more")
+                yield view
     monkeypatch.setattr(sync_client, "scan_stat", deleting)
+    monkeypatch.setattr(sync_client, "make_chunker", Growing)
     capsys.readouterr()
     assert main(["sync", str(root), "/s", "-q"]) == 1
     err = capsys.readouterr().err
-    assert f"skipped: {root / 'gone.txt'}: deleted while it was read" in err and "1 file(s) skipped" in err
+    assert f"skipped: {root / 'gone.txt'}: deleted while it was read" in err and "2 file(s) skipped" in err
+    assert f"skipped: {root / 'grow.bin'}: changed while it was read" in err
 
     def body(path):
         node = u.get("/api/v1/resolve", params={"path": path}).json()
         return u.get(f"/api/v1/nodes/{node['id']}/content").content
     assert body("/s/keep.txt") == b"keep, edited" and body("/s/new.txt") == b"new"
-    assert body("/s/gone.txt") == b"gone.txt"  # its server copy was left as it was
+    assert body("/s/gone.txt") == b"gone.txt"  # their server copies were left as they were
+    assert body("/s/grow.bin") == b"g" * 300_000
