@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import threading
 import time
 from typing import Iterable, Iterator
@@ -59,7 +60,44 @@ def _raise_for(resp: requests.Response, what: str) -> None:
     cls = {401: AuthError, 404: NotFoundError, 412: ConflictError}.get(resp.status_code, ClientError)
     if resp.status_code == 409 and str(problem.get("type", "")).endswith("/precondition-failed"):
         cls = ConflictError
+    if cls is AuthError:
+        msg += "; sign in again with `blockdrive login`"
     raise cls(msg, resp.status_code, problem)
+
+
+def normalize_url(url: str) -> tuple[str, str | None]:
+    """A server address as the client uses it, and a note for the user when it was changed:
+    a bare host (``drive.example.com``) gets ``https://``; any scheme but http(s) is refused."""
+    url = url.strip()
+    m = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    if m is None:
+        fixed = "https://" + url.lstrip("/")
+        return fixed, f"{url!r} has no scheme: assuming {fixed}"
+    if m[1].lower() not in ("http", "https"):
+        raise ClientError(f"{url!r}: the server's address must start with https:// or http://")
+    return url, None
+
+
+def reason(exc) -> str:
+    """Why a request failed, in a few words, without the HTTP library's internals."""
+    if isinstance(exc, str) or exc is None:
+        return str(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS handshake failed (is the server plain http://?)"
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    seen = exc
+    while seen is not None:  # the OS's own words: "Connection refused", "Name or service not known"
+        for arg in (seen, *getattr(seen, "args", ())):
+            if isinstance(arg, OSError) and arg.strerror:
+                return arg.strerror
+            m = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(arg))
+            if m:
+                return m[1].strip()
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "the connection dropped mid-answer"
+    return "connection failed"
 
 
 class Api:
@@ -109,7 +147,7 @@ class Api:
                 _raise_for(resp, what)
             return resp
         raise Unavailable(f"{what}: the server at {self.base} did not answer after {self.retries + 1} attempts "
-                          f"({_short(last)})")
+                          f"({reason(last)})")
 
     def _sleep(self, attempt: int, retry_after: str | None) -> None:
         if attempt >= self.retries:
@@ -198,6 +236,9 @@ class Api:
     def restore(self, node_id: int) -> dict:
         return self.json("POST", f"/api/v1/nodes/{node_id}/restore")
 
+    def shared_with_me(self) -> list[dict]:
+        return self.json("GET", "/api/v1/shared-with-me", what="list what is shared with you")["items"]
+
     def trash(self) -> list[dict]:
         return self.json("GET", "/api/v1/trash")["items"]
 
@@ -281,13 +322,15 @@ class Api:
         return self.json("GET", f"/api/v1/nodes/{node_id}/blocks",
                          params={"version": version_id} if version_id else None)
 
-    def read_range(self, node_id: int, start: int, end: int, etag: str) -> bytes:
-        """Bytes ``[start, end)`` of the file's version ``etag``. If the file changed since, the
-        server answers 200 with the new content (If-Range): that is a conflict, not data."""
+    def read_range(self, node_id: int, start: int, end: int, etag: str, version_id: int | None = None) -> bytes:
+        """Bytes ``[start, end)`` of the file's version ``etag`` (of ``version_id``, else the
+        current one). If the file changed since, the server answers 200 with the new content
+        (If-Range): that is a conflict, not data."""
         last = None
         for attempt in range(self.retries + 1):
             r = self.request("GET", f"/api/v1/nodes/{node_id}/content", what=f"read bytes {start}-{end}",
-                             headers={"Range": f"bytes={start}-{end - 1}", "If-Range": f'"{etag}"'}, stream=True)
+                             headers={"Range": f"bytes={start}-{end - 1}", "If-Range": f'"{etag}"'}, stream=True,
+                             params={"version": version_id} if version_id else None)
             with r:
                 if r.status_code != 206:
                     now = r.headers.get("ETag", "?").strip('"')
@@ -302,16 +345,11 @@ class Api:
                 return data
             last = f"short read: {len(data)} of {end - start} bytes"
         raise Unavailable(f"read bytes {start}-{end}: the server at {self.base} did not answer after "
-                          f"{self.retries + 1} attempts ({_short(last)})")
+                          f"{self.retries + 1} attempts ({reason(last)})")
 
     def stream(self, node_id: int, version_id: int | None = None) -> requests.Response:
         return self.request("GET", f"/api/v1/nodes/{node_id}/content", stream=True,
                             params={"version": version_id} if version_id else None)
-
-
-def _short(exc) -> str:
-    text = str(exc)
-    return text if len(text) < 200 else text[:200] + "..."
 
 
 def quote_name(name: str) -> str:

@@ -3,11 +3,11 @@
 The server-side admin commands (``put``, ``get``, ``ls``, ``mkdir`` with ``--user``, direct
 database access) keep their names; the client commands sit beside them:
 
-    blockdrive login [--url URL] [--email EMAIL]      store a token (0600) for the commands below
+    blockdrive login [URL] [--email EMAIL]            store a token (0600) for the commands below
     blockdrive logout                                  revoke the stored token and forget it
     blockdrive tokens list | revoke ID                 your tokens and admin sessions; revoke one
     blockdrive push LOCAL /remote/path                upload a file, sending only changed blocks
-    blockdrive pull /remote/path LOCAL                download, fetching only blocks LOCAL lacks
+    blockdrive pull /remote/path LOCAL [--version ID] download, fetching only blocks LOCAL lacks
     blockdrive sync LOCAL_DIR /remote/dir             one-way mirror: new, changed, renamed, deleted
     blockdrive remote ls [/path]                      list a remote folder (``ls`` is the admin one)
     blockdrive remote mkdir /path                     create a remote folder and its parents
@@ -15,18 +15,24 @@ database access) keep their names; the client commands sit beside them:
     blockdrive rm /path                               move to the trash
     blockdrive versions /path                         a file's versions, newest first
     blockdrive restore /path --version ID             make an old version current again
-    blockdrive restore --trash /path                  bring a node back from the trash
-    blockdrive trash list | purge NAME|ID | empty     what the trash holds; delete it for good
+    blockdrive restore --trash /path                  the same as ``trash restore /path``
+    blockdrive trash ls                               what the trash holds, by the path each entry had
+    blockdrive trash restore /path                    bring back what was deleted at exactly that path
+    blockdrive trash purge /path|ID | --all           delete it for good (``list``/``empty`` still work)
+    blockdrive shared                                 folders and files others shared with you
     blockdrive account                                quota and what holds it
     blockdrive share /path EMAIL --role viewer|editor
     blockdrive link /path [--expires 7d] [--password]
+
+Remote paths start at your own root; ``/Shared with me/NAME/…`` reaches what another user
+shared with you as NAME, in every command that takes a remote path.
 
 Server and token: ``BLOCKDRIVE_URL`` and ``BLOCKDRIVE_TOKEN``, else the file ``blockdrive
 login`` wrote (``$XDG_CONFIG_HOME/blockdrive/credentials.json``, default ``~/.config``).
 Every command takes ``--json`` (one JSON document on stdout) and ``-q`` (no progress bar;
 bars are drawn on stderr only when it is a terminal).
 
-Exit codes: 0 done; 1 error (for sync: some file was refused); 2 usage; 4 conflict (the server's copy changed: nothing was
+Exit codes: 0 done; 1 error (for sync: some file was refused or skipped); 2 usage; 4 conflict (the server's copy changed: nothing was
 overwritten); 5 server unreachable after retries; 6 not signed in / token refused; 7 not found.
 """
 
@@ -39,8 +45,11 @@ import re
 import sys
 from pathlib import Path
 
-from .api import Api, ClientError, ConflictError
+from .api import Api, AuthError, ClientError, ConflictError, normalize_url
 from .sync import Client, Index, default_index_path, human_size, split_remote
+from .sync.client import SHARED, shared_parts
+from .sync.mirror import special_kind
+from .trash import match, pick, trash_entries
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CONFLICT = 0, 1, 2, 4
 
@@ -71,9 +80,17 @@ def load_credentials() -> tuple[str, str]:
             saved = {}
         url, token = url or saved.get("url"), token or saved.get("token")
     if not url or not token:
-        from .api import AuthError
-        raise AuthError("not signed in: run `blockdrive login` or set BLOCKDRIVE_URL and BLOCKDRIVE_TOKEN")
-    return url, token
+        raise AuthError("not signed in: run `blockdrive login https://your.server --email you@example.com` "
+                        "or set BLOCKDRIVE_URL and BLOCKDRIVE_TOKEN")
+    return server_url(url), token
+
+
+def server_url(url: str) -> str:
+    """``url`` with a scheme, saying so on stderr when https:// was assumed."""
+    url, note = normalize_url(url)
+    if note:
+        print(f"blockdrive: {note}", file=sys.stderr)
+    return url
 
 
 def _client(args) -> Client:
@@ -105,9 +122,10 @@ def _summary(stats) -> str:
 # ---- commands ------------------------------------------------------------------------
 
 def cmd_login(args) -> int:
-    url = args.url or os.environ.get("BLOCKDRIVE_URL")
+    url = args.url or args.server or os.environ.get("BLOCKDRIVE_URL")
     if not url:
-        raise ClientError("give the server's address: blockdrive login --url https://drive.example.com")
+        raise ClientError("give the server's address: blockdrive login https://drive.example.com")
+    url = server_url(url)
     email = args.email or input("email: ")
     password = os.environ.get("BLOCKDRIVE_PASSWORD") or getpass.getpass("password: ")
     token = Api(url, retries=args.retries).login(email, password)
@@ -152,6 +170,9 @@ def cmd_tokens_revoke(args) -> int:
 
 
 def cmd_push(args) -> int:
+    kind = special_kind(args.local) if os.path.lexists(args.local) else None
+    if kind:
+        raise ClientError(f"skipped {args.local}: {kind}")
     c = _client(args)
     stats = c.push(args.local, args.remote, force=args.force, checksum=args.checksum)
     state = "unchanged" if stats.unchanged else "pushed"
@@ -161,8 +182,10 @@ def cmd_push(args) -> int:
 
 def cmd_pull(args) -> int:
     c = _client(args)
-    stats = c.pull(args.remote, args.local, checksum=args.checksum, force=args.force)
+    stats = c.pull(args.remote, args.local, checksum=args.checksum, force=args.force, version=args.version)
     state = "unchanged" if stats.unchanged else "pulled"
+    if args.version is not None:
+        state += f" version {args.version} of"
     _out(args, {"status": state, **stats.as_dict()},
          f"{state} {args.remote} -> {args.local}: fetched {human_size(stats.bytes_received)}, "
          f"reused {human_size(stats.bytes_skipped)} from the local copy")
@@ -189,18 +212,26 @@ def cmd_sync(args) -> int:
               file=sys.stderr)
     for err in stats.errors:
         print(f"blockdrive: error: {err['path']}: {err['error']}", file=sys.stderr)
+    for sk in stats.skipped:
+        print(f"blockdrive: skipped: {sk['path']}: {sk['reason']}", file=sys.stderr)
+    if stats.skipped:
+        print(f"blockdrive: {len(stats.skipped)} file(s) skipped; their copies on the server were left as they are",
+              file=sys.stderr)
     _out(args, data, text)
-    return EXIT_ERROR if stats.errors else EXIT_CONFLICT if stats.conflicts else EXIT_OK
+    return EXIT_ERROR if stats.errors or stats.skipped else EXIT_CONFLICT if stats.conflicts else EXIT_OK
 
 
 def _node(c: Client, path: str) -> dict:
-    return c.api.resolve("/" + path.strip("/"))
+    return c.resolve("/" + path.strip("/"))
 
 
 def cmd_ls(args) -> int:
     c = _client(args)
-    node = _node(c, args.path)
-    items = list(c.api.children(node["id"])) if node["kind"] == "folder" else [node]
+    if shared_parts(args.path) == [] and c.lookup_own(args.path) is None:
+        items = c.api.shared_with_me()
+    else:
+        node = _node(c, args.path)
+        items = list(c.api.children(node["id"])) if node["kind"] == "folder" else [node]
     lines = [f"{'d' if it['kind'] == 'folder' else '-'} {it['size'] if it['size'] is not None else '-':>12} "
              f"{(it.get('updated_at') or '')[:19]} {it['name']}{'/' if it['kind'] == 'folder' else ''}" for it in items]
     _out(args, {"items": items}, "\n".join(lines))
@@ -246,16 +277,39 @@ def cmd_versions(args) -> int:
     return EXIT_OK
 
 
+def cmd_shared(args) -> int:
+    c = _client(args)
+    items = c.api.shared_with_me()
+    lines = [f"{'d' if n['kind'] == 'folder' else '-'} {n.get('owner') or '-':<28} "
+             f"{_role(n):<7} /{SHARED}/{n['name']}" for n in items]
+    _out(args, {"items": items}, "\n".join(lines) or "nothing is shared with you")
+    return EXIT_OK
+
+
+def _role(n: dict) -> str:
+    p = n.get("permissions") or {}
+    return "owner" if p.get("share") else "editor" if p.get("write") else "viewer"
+
+
+def restore_from_trash(args, c: Client) -> int:
+    """Bring back the trash entry deleted at exactly ``args.path`` (the newest, if several)."""
+    entries = trash_entries(c)
+    hits = [pick(entries, args.path)] if args.path.isdigit() else match(entries, args.path)
+    res = c.api.restore(hits[0]["id"])
+    where = c.path_of(res["id"]) or res["name"]
+    text = f"restored {hits[0]['path']} (node {res['id']})" + (f" as {where}" if where != hits[0]["path"] else "")
+    if len(hits) > 1:
+        text += (f"; it was the newest of {len(hits)} entries deleted at that path (deleted "
+                 f"{(hits[0].get('deleted_at') or '')[:19]}); the others: "
+                 f"{', '.join(str(h['id']) for h in hits[1:])} (`blockdrive trash purge ID`)")
+    _out(args, {**res, "path": where, "candidates": [h["id"] for h in hits]}, text)
+    return EXIT_OK
+
+
 def cmd_restore(args) -> int:
     c = _client(args)
     if args.trash:
-        name = split_remote(args.path)[1]
-        hits = [n for n in c.api.trash() if n["name"] == name]
-        if not hits:
-            raise ClientError(f"nothing named {name!r} in the trash")
-        res = c.api.restore(hits[0]["id"])
-        _out(args, res, f"restored {name} (node {res['id']}) as {res['name']}")
-        return EXIT_OK
+        return restore_from_trash(args, c)
     if args.version is None:
         raise ClientError("give --version ID (see `blockdrive versions PATH`) or --trash")
     node = _node(c, args.path)
@@ -278,28 +332,29 @@ def cmd_account(args) -> int:
 
 def cmd_trash(args) -> int:
     c = _client(args)
-    if args.action == "list":
-        items = c.api.trash()
+    if args.action in ("list", "ls"):
+        items = trash_entries(c)
         lines = [f"{n['id']:>8} {'d' if n['kind'] == 'folder' else '-'} "
-                 f"{n['size'] if n['size'] is not None else '-':>12} {(n.get('deleted_at') or '')[:19]} {n['name']}"
-                 for n in items]
+                 f"{n['size'] if n['size'] is not None else '-':>12} {(n.get('deleted_at') or '')[:19]} "
+                 f"{n['path'] or '(folder gone) ' + n['name']}" for n in items]
         _out(args, {"items": items}, "\n".join(lines) or "the trash is empty")
         return EXIT_OK
-    if args.action == "empty":
+    if args.action == "empty" or (args.action == "purge" and args.all):
+        if args.item:
+            raise ClientError("give a path or --all, not both")
         res = c.api.empty_trash()
         _out(args, res, f"purged {res['purged']} trash entries ({res['versions']} versions)")
         return EXIT_OK
     if not args.item:
-        raise ClientError("give the trash entry to purge: its name or id (see `blockdrive trash list`)")
-    items = c.api.trash()
-    hits = [n for n in items if str(n["id"]) == args.item] or [n for n in items if n["name"] == args.item]
-    if not hits:
-        raise ClientError(f"nothing named {args.item!r} in the trash")
-    if len(hits) > 1:
-        raise ClientError(f"{len(hits)} trash entries are named {args.item!r}; give one's id "
-                          f"({', '.join(str(n['id']) for n in hits)})")
-    res = c.api.purge(hits[0]["id"])
-    _out(args, {**res, "id": hits[0]["id"]}, f"purged {hits[0]['name']} (node {hits[0]['id']}) for good")
+        raise ClientError(f"give the trash entry to {args.action}: the path it had, or its id (see "
+                          f"`blockdrive trash ls`)" + (", or --all" if args.action == "purge" else ""))
+    if args.action == "restore":
+        args.path = args.item
+        return restore_from_trash(args, c)
+    hit = pick(trash_entries(c), args.item)
+    res = c.api.purge(hit["id"])
+    _out(args, {**res, "id": hit["id"], "path": hit["path"]},
+         f"purged {hit['path'] or hit['name']} (node {hit['id']}) for good")
     return EXIT_OK
 
 
@@ -347,7 +402,8 @@ def register_cli(sub) -> None:
         return sp
 
     sp = add("login", cmd_login, "sign in to a blockdrive server and store the token")
-    sp.add_argument("--url", help="the server (default: $BLOCKDRIVE_URL)")
+    sp.add_argument("server", nargs="?", help="the server, e.g. https://drive.example.com (no scheme: https://)")
+    sp.add_argument("--url", help="the same as SERVER (default: $BLOCKDRIVE_URL)")
     sp.add_argument("--email")
     add("logout", cmd_logout, "revoke the stored token on the server and forget it")
     tp = sub.add_parser("tokens", help="list or revoke your API tokens and admin sessions",
@@ -366,6 +422,7 @@ def register_cli(sub) -> None:
     sp.add_argument("local")
     sp.add_argument("--force", action="store_true", help="replace a local copy that has unpushed changes")
     sp.add_argument("--checksum", action="store_true")
+    sp.add_argument("--version", type=int, metavar="ID", help="an older version (its id in `blockdrive versions`)")
     sp = add("sync", cmd_sync, "mirror a local folder to a remote folder, one way")
     sp.add_argument("local")
     sp.add_argument("remote")
@@ -390,9 +447,11 @@ def register_cli(sub) -> None:
     sp.add_argument("path")
     sp.add_argument("--version", type=int)
     sp.add_argument("--trash", action="store_true")
-    sp = add("trash", cmd_trash, "list the trash, purge one entry or empty it for good")
-    sp.add_argument("action", choices=["list", "purge", "empty"])
-    sp.add_argument("item", nargs="?", help="for purge: the entry's name or id")
+    sp = add("trash", cmd_trash, "list the trash, restore an entry by its path, purge one or all for good")
+    sp.add_argument("action", choices=["ls", "list", "restore", "purge", "empty"])
+    sp.add_argument("item", nargs="?", help="restore, purge: the full path the entry had, or its id")
+    sp.add_argument("--all", action="store_true", help="purge: the whole trash")
+    add("shared", cmd_shared, f"what others shared with you (reach it as /{SHARED}/NAME/...)")
     add("account", cmd_account, "your quota and what holds it: files, old versions, trash, pending uploads")
     sp = add("share", cmd_share, "share a remote file or folder with another user")
     sp.add_argument("path")

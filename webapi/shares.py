@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from .auth import login_required
 from .schemas import Grant, LinkRequest, parse
 from .responses import Granted, Link, NewLink, Share, node_json
-from .util import sharing
+from .util import drive, sharing
 
 bp = Blueprint("shares", __name__, url_prefix="/api/v1")
 
@@ -43,7 +43,10 @@ def revoke_invitation(node_id, invitation_id):
 @bp.get("/shared-with-me")
 @login_required
 def shared_with_me():
-    return jsonify(items=[node_json(n) for n in sharing().shared_with_me(g.user.id)])
+    # each item names its owner, so a client can tell two shares of the same name apart
+    nodes = sharing().shared_with_me(g.user.id)
+    owners = {uid: drive().account(uid).email for uid in {n.owner_id for n in nodes}}
+    return jsonify(items=[{**node_json(n), "owner": owners[n.owner_id]} for n in nodes])
 
 
 def public_base() -> str:

@@ -1,5 +1,9 @@
 """The :class:`Client`: one server (an :class:`client.api.Api`), the local index, the chunker the
-server announced; push, pull and sync come from :mod:`.push`, :mod:`.pull` and :mod:`.mirror`."""
+server announced; push, pull and sync come from :mod:`.push`, :mod:`.pull` and :mod:`.mirror`.
+
+Remote paths start at the caller's root, except ``/Shared with me/NAME/…``: the folder or file
+another user shared as ``NAME`` (``GET /api/v1/shared-with-me``), and the path below it. A
+folder of one's own called ``Shared with me`` is still reached when no share has that NAME."""
 
 from __future__ import annotations
 
@@ -16,9 +20,16 @@ from .mirror import Mirror
 from .plan import BATCH_BYTES, split_remote
 from .pull import Puller
 from .push import Pusher
-from .scan import FileScan, scan_file, scan_stat, stat_key
+from .scan import ChangedWhileReading, FileScan, scan_file, scan_stat, stat_key
 
 SCAN_TASK = 64                    # files per task of the hashing threads
+SHARED = "Shared with me"         # the first component of a path into what others shared
+
+
+def shared_parts(path: str) -> list[str] | None:
+    """The components after ``/Shared with me`` in ``path``, or None for a path of one's own."""
+    parts = [p for p in path.split("/") if p]
+    return parts[1:] if parts and parts[0] == SHARED else None
 
 
 class Client(Pusher, Puller, Mirror):
@@ -54,10 +65,13 @@ class Client(Pusher, Puller, Mirror):
                 return st, hit, True
         return st, scan_file(ap, chunker, self.small_size), False
 
-    def scan_many(self, paths: list[str], checksum: bool = False, known: dict | None = None) -> list[FileScan]:
+    def scan_many(self, paths: list[str], checksum: bool = False, known: dict | None = None,
+                  skipped: list | None = None) -> list[FileScan | None]:
         """Scans of many files: the index answers for those whose stat is unchanged (one
         query for all, or ``known``: :meth:`Index.all` read once by a caller scanning in
-        slices), the rest are read and hashed in parallel."""
+        slices), the rest are read and hashed in parallel. With a ``skipped`` list, a file
+        deleted or changed while it is read is recorded there (``{path, reason}``) and its
+        scan is None, instead of stopping every other file."""
         self.chunker()
         if checksum:
             known = {}
@@ -69,33 +83,115 @@ class Client(Pusher, Puller, Mirror):
             ap = os.path.abspath(p)
             row = known.get(ap)
             if row is not None:
-                st = os.stat(ap)
+                try:
+                    st = os.stat(ap)
+                except FileNotFoundError:
+                    if skipped is None:
+                        raise
+                    skipped.append({"path": p, "reason": "deleted while it was read"})
+                    continue
                 if tuple(row[:3]) == stat_key(st):
                     out[i] = FileScan(row[0], row[3], [tuple(b) for b in json.loads(row[4])])
                     continue
             todo.append(i)
 
+        def one(i):
+            try:
+                return scan_stat(os.path.abspath(paths[i]), self._chunker, self.small_size)
+            except (ChangedWhileReading, FileNotFoundError) as exc:
+                if skipped is None:
+                    raise
+                return exc
+
         def some(idx):  # a task per SCAN_TASK files: a future per file costs more than a small file
-            return [scan_stat(os.path.abspath(paths[i]), self._chunker, self.small_size) for i in idx]
+            return [one(i) for i in idx]
 
         with ThreadPoolExecutor(self.jobs) as ex:
             results = [r for part in ex.map(some, [todo[k:k + SCAN_TASK] for k in range(0, len(todo), SCAN_TASK)])
                        for r in part]
-        for i, (_, sc) in zip(todo, results):
-            out[i] = sc
-        self.index.store((os.path.abspath(paths[i]), self.chunking_key, st, sc) for i, (st, sc) in zip(todo, results))
+        done = []
+        for i, res in zip(todo, results):
+            if isinstance(res, Exception):
+                skipped.append({"path": paths[i], "reason": "deleted while it was read"
+                                if isinstance(res, FileNotFoundError) else "changed while it was read"})
+            else:
+                out[i] = res[1]
+                done.append((os.path.abspath(paths[i]), self.chunking_key, *res))
+        self.index.store(done)
         return out  # type: ignore[return-value]
 
     # ---- remote lookups ---------------------------------------------------------------
 
+    def resolve(self, path: str) -> dict:
+        """The node at the remote ``path`` (see the module's docstring for ``/Shared with me``);
+        :class:`NotFoundError` if there is none."""
+        rest = shared_parts(path)
+        if rest is None:
+            return self.api.resolve(path)
+        if not rest:
+            own = self.lookup_own(path)
+            if own is not None:
+                return own
+            raise ClientError(f"/{SHARED} lists what others shared with you (`blockdrive shared`); "
+                              f"name one: /{SHARED}/NAME/...")
+        hits = [n for n in self.api.shared_with_me() if n["name"] == rest[0]]
+        if not hits:
+            own = self.lookup_own(path)
+            if own is None:
+                raise NotFoundError(f"nothing shared with you is named {rest[0]!r} (see `blockdrive shared`)", 404)
+            return own
+        if len(hits) > 1:
+            raise ClientError(f"{len(hits)} shares are named {rest[0]!r} (nodes "
+                              f"{', '.join(str(n['id']) for n in hits)}); ask an owner to rename theirs")
+        node, walked = hits[0], f"/{SHARED}/{rest[0]}"
+        for name in rest[1:]:
+            found = None
+            if node["kind"] == "folder":
+                found = next((c for c in self.api.children(node["id"]) if c["name"] == name), None)
+            walked += "/" + name
+            if found is None:
+                raise NotFoundError(f"look up {walked}: 404 not found", 404)
+            node = found
+        return node
+
     def lookup(self, path: str) -> dict | None:
+        try:
+            return self.resolve(path)
+        except NotFoundError:
+            return None
+
+    def lookup_own(self, path: str) -> dict | None:
+        """The node at ``path`` from the caller's own root, or None."""
         try:
             return self.api.resolve(path)
         except NotFoundError:
             return None
 
+    def path_of(self, node_id: int, known: dict[int, str] | None = None) -> str | None:
+        """The path of the live node ``node_id`` from the caller's root ("" for the root), or
+        None when it is in the trash or gone; ``known`` caches paths by id across calls."""
+        known = {} if known is None else known
+        chain: list[dict] = []
+        nid: int | None = node_id
+        while nid is not None and nid not in known:
+            try:
+                node = self.api.node(nid)
+            except NotFoundError:
+                return None
+            chain.append(node)
+            nid = node["parent_id"]
+        prefix = "" if nid is None else known[nid]
+        for node in reversed(chain):
+            prefix = "" if node["parent_id"] is None else f"{prefix}/{node['name']}"
+            known[node["id"]] = prefix
+        return known[node_id]
+
     def ensure_folder(self, path: str) -> dict:
-        """The folder at ``path``, created with its parents if needed."""
+        """The folder at ``path``, created with its parents if needed (never a share itself,
+        nor ``/Shared with me``: only folders below a share, unless that is a folder of one's own)."""
+        rest = shared_parts(path)
+        if rest is not None and len(rest) <= 1 and self.lookup_own("/" + SHARED) is None:
+            return self.resolve(path)
         node = self.lookup(path)
         if node is not None:
             if node["kind"] != "folder":

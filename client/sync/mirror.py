@@ -13,6 +13,7 @@ first check (the second is the server's and always holds).
 from __future__ import annotations
 
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
 from typing import Callable
@@ -24,6 +25,30 @@ from .push import CommitQueue, Uploader
 from .scan import FileScan
 
 SCAN_SLICE = 1000                 # files hashed before their missing blocks start to be sent
+
+
+def special_kind(path: str) -> str | None:
+    """None for a regular file; why it is left out for a symbolic link or a special file;
+    "" for something that vanished since it was listed (nothing to report: it is gone)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return ""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link (not followed)"
+    return "not a regular file (" + ("socket" if stat.S_ISSOCK(mode) else "named pipe" if stat.S_ISFIFO(mode)
+                                     else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special") + ")"
+
+
+def keep_skipped(plan: SyncPlan, skipped: set[str]) -> None:
+    """Leave the server's copy of each skipped path as it is: a file that could not be read
+    (or a link that is not sent) is neither deleted nor moved away on the server."""
+    plan.deletes = [(rel, nid) for rel, nid in plan.deletes if rel not in skipped]
+    for src, dst, nid in [m for m in plan.moves if m[0] in skipped]:
+        plan.moves.remove((src, dst, nid))
+        plan.uploads.append((dst, None))
 
 
 class Mirror:
@@ -57,20 +82,28 @@ class Mirror:
         return out
 
     @staticmethod
-    def local_tree(root: str) -> tuple[list[str], set[str]]:
+    def local_tree(root: str, skipped: list | None = None) -> tuple[list[str], set[str]]:
+        """Regular files and folders below ``root`` by relative path. Symbolic links and
+        special files (sockets, pipes, devices) are not followed nor sent: each is added to
+        ``skipped`` as ``{path, reason}``."""
         files, dirs = [], set()
+        skipped = [] if skipped is None else skipped
         root = os.path.abspath(root)
         for dirpath, dirnames, filenames in os.walk(root):
             rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
             rel_dir = "" if rel_dir == "." else rel_dir
-            dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
+            links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+            dirnames[:] = sorted(d for d in dirnames if d not in links)
             for d in dirnames:
                 dirs.add(f"{rel_dir}/{d}" if rel_dir else d)
-            for f in filenames:
+            for f in sorted(filenames + links):
                 if ".blockdrive-" in f:
                     continue  # our own temporary files
-                if os.path.isfile(os.path.join(dirpath, f)) and not os.path.islink(os.path.join(dirpath, f)):
+                kind = special_kind(os.path.join(dirpath, f))
+                if kind is None:
                     files.append(f"{rel_dir}/{f}" if rel_dir else f)
+                elif kind:
+                    skipped.append({"path": os.path.join(dirpath, f), "reason": kind})
         return sorted(files), dirs
 
     def _make_folders(self, mkdirs: list[str], ids: dict[str, int], stats: Stats, rp: Callable) -> None:
@@ -97,9 +130,10 @@ class Mirror:
         remote_dir = "/" + remote_dir.strip("/")
         root = self.ensure_folder(remote_dir) if not dry_run else (self.lookup(remote_dir) or {"id": None})
         remote = self.remote_tree(root["id"]) if root["id"] else {}
-        files, dirs = self.local_tree(local_dir)
+        skipped: list[dict] = []
+        files, dirs = self.local_tree(local_dir, skipped)
         paths = [os.path.join(local_dir, *f.split("/")) for f in files]
-        stats = Stats(files=len(files))
+        stats = Stats(files=len(files), skipped=skipped)
         key = self.server_key()
         rp = lambda rel: f"{remote_dir.rstrip('/')}/{rel}"  # noqa: E731
         synced = self.index.synced(key) if remote else {}
@@ -142,24 +176,28 @@ class Mirror:
             self.chunker()
             known = None if checksum else self.index.all(self.chunking_key)
             for i in range(0, len(files), SCAN_SLICE):
-                part = self.scan_many(paths[i:i + SCAN_SLICE], checksum, known)
-                scans.update(zip(files[i:i + SCAN_SLICE], part))
+                part = self.scan_many(paths[i:i + SCAN_SLICE], checksum, known, skipped)
+                kept = [(r, p, sc) for r, p, sc in zip(files[i:i + SCAN_SLICE], paths[i:i + SCAN_SLICE], part)
+                        if sc is not None]
+                scans.update((r, sc) for r, _, sc in kept)
+                part = [sc for _, _, sc in kept]
                 if not dry_run:
                     progress.total(sum(sc.size for sc in part))
                     # a file the server holds as it is here needs no block: not even asked about
                     send, same = [], []
-                    for rel, p, sc in zip(files[i:i + SCAN_SLICE], paths[i:i + SCAN_SLICE], part):
+                    for rel, p, sc in kept:
                         e = pp.remote_files.get(rel)
                         (same if e is not None and e.sha256 == sc.sha256 else send).append((os.path.abspath(p), sc))
                     up.add(send)
                     up.skip(same)
                 if early:
-                    for rel, sc in zip(files[i:i + SCAN_SLICE], part):
+                    for rel, _, sc in kept:
                         sure, etag = pp.sure_upload(rel, sc)
                         if sure:
                             commits.add(rel, sc, etag)
             stats.bytes_total = sum(s.size for s in scans.values())
             plan = plan_sync(scans, dirs, remote, last, force)
+            keep_skipped(plan, {os.path.relpath(k["path"], local_dir).replace(os.sep, "/") for k in skipped})
             stats.conflicts = list(plan.conflicts)
             stats.unchanged = list(plan.unchanged)
             if dry_run:

@@ -23,6 +23,7 @@ class Stats:
     created_folders: list = field(default_factory=list)
     conflicts: list = field(default_factory=list)
     errors: list = field(default_factory=list)   # files the server refused for another reason
+    skipped: list = field(default_factory=list)  # local files left out: {path, reason}
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)

@@ -2,8 +2,11 @@
 
 Read the version's block map; blocks the local copy already has (same hash) are copied from
 it, the rest are fetched with ranged reads guarded by If-Range; the result is assembled in a
-temporary file next to the target, its SHA-256 checked, then renamed over the target.
-Nothing half-written is ever left at the target path.
+temporary file next to the target (a short name of its own, so a target whose name is as long
+as the file system allows still has one), its SHA-256 checked, then renamed over the target.
+Nothing half-written is ever left at the target path. An older version (``version``) is
+pulled the same way; it is not recorded as synced, so the next push of the file is checked
+against the server's current version as before.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from ..api import ClientError, ConflictError
+from ..api import ClientError, ConflictError, NotFoundError
 from .plan import coalesce_ranges
 from .progress import Progress, Stats
 from .scan import FileScan
@@ -23,14 +26,17 @@ class Puller:
     """The pull side of :class:`client.sync.Client` (it provides ``api``, ``index``, ``jobs``,
     ``scan``, ``chunker``, ``server_key`` and ``chunking_key``)."""
 
-    def pull(self, remote: str, local: str, checksum: bool = False, force: bool = False) -> Stats:
-        node = self.api.resolve(remote)
+    def pull(self, remote: str, local: str, checksum: bool = False, force: bool = False,
+             version: int | None = None) -> Stats:
+        node = self.resolve(remote)
         if node["kind"] != "file":
             raise ClientError(f"{remote} is a folder (pull takes a file)")
         if os.path.isdir(local):
             local = os.path.join(local, node["name"])
         remote = "/" + remote.strip("/")
-        bm = self.api.block_map(node["id"])
+        if version is not None and not any(v["id"] == version for v in self.api.versions(node["id"])):
+            raise NotFoundError(f"{remote} has no version {version} (see `blockdrive versions {remote}`)", 404)
+        bm = self.api.block_map(node["id"], version)
         stats = Stats(files=1, bytes_total=bm["size"])
         progress = Progress(self.show_progress, f"pull {node['name']}")
         progress.total(bm["size"])
@@ -42,7 +48,8 @@ class Puller:
                 if scan.sha256 == bm["sha256"]:
                     stats.unchanged.append(local)
                     stats.bytes_skipped = bm["size"]
-                    self.index.set_synced(key, [(remote, bm["sha256"])])
+                    if version is None:
+                        self.index.set_synced(key, [(remote, bm["sha256"])])
                     return stats
                 last = self.index.synced(key, [remote]).get(remote)
                 if last is not None and last != scan.sha256 and not force:
@@ -50,20 +57,22 @@ class Puller:
                                         f"the server has {bm['sha256']}. Nothing was written; push it, or pull "
                                         f"--force to replace it.")
                 have = {h: (off, n) for h, off, n in scan.blocks}
-            self._assemble(node["id"], bm, local, have, stats, progress)
+            self._assemble(node["id"], bm, local, have, stats, progress, version)
             st = os.stat(local)
             scan = FileScan(bm["size"], bm["sha256"], [tuple(b) for b in bm["blocks"]])
             self.chunker()
             self.index.store([(os.path.abspath(local), self.chunking_key, st, scan)])
-            self.index.set_synced(key, [(remote, bm["sha256"])])
+            if version is None:
+                self.index.set_synced(key, [(remote, bm["sha256"])])
             return stats
         finally:
             progress.close()
 
     def _assemble(self, node_id: int, bm: dict, local: str, have: dict[str, tuple[int, int]], stats: Stats,
-                  progress: Progress) -> None:
+                  progress: Progress, version: int | None = None) -> None:
         target = os.path.abspath(local)
-        tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.blockdrive-{uuid.uuid4().hex[:8]}")
+        # not derived from the target's name: that may already be as long as a name can be
+        tmp = os.path.join(os.path.dirname(target), f".blockdrive-{uuid.uuid4().hex[:12]}.part")
         fetch: list[tuple[int, int]] = []
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -86,7 +95,7 @@ class Puller:
 
             def get(rng):
                 a, b = rng
-                data = self.api.read_range(node_id, a, b, bm["sha256"])
+                data = self.api.read_range(node_id, a, b, bm["sha256"], version)
                 os.pwrite(fd, data, a)
                 progress.add(sent=len(data))  # for a pull, "sent" is what the server sent us
                 return len(data)
