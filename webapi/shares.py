@@ -1,4 +1,5 @@
-"""Shares (grants to other users) and public links, managed by a node's owner."""
+"""Shares (grants to other users) and public links, managed by a node's owner; a grantee may
+leave a share."""
 
 from __future__ import annotations
 
@@ -44,6 +45,13 @@ def revoke_invitation(node_id, invitation_id):
 @login_required
 def shared_with_me():
     return jsonify(items=[node_json(n) for n in sharing().shared_with_me(g.user.id)])
+
+
+@bp.delete("/shared-with-me/<id:node_id>")
+@login_required
+def leave(node_id):
+    sharing().leave(g.user.id, node_id)
+    return "", 204
 
 
 def public_base() -> str:
