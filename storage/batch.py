@@ -35,7 +35,7 @@ from . import quota
 from .blockindex import Ingested
 from .clock import now
 from .errors import BlockdriveError, Conflict, ContentMismatch, InvalidInput, QuotaExceeded
-from .models import Block, FileVersion, Node, VersionBlock
+from .models import Block, FileVersion, Node, User, VersionBlock
 from .names import validate_name
 from .tree import get_node, touch
 from .uploads import Uploads
@@ -96,6 +96,40 @@ class Committed:
     size: int
     sha256: str
     created: bool
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """A file a client means to send and commit: its size, its number of blocks, and the
+    folder it goes to (None: the caller's own drive), whose owner its version is charged to."""
+
+    size: int
+    nblocks: int
+    parent_id: int | None = None
+
+
+def check_room(up: Uploads, user_id: int, files: list[PlannedFile], sent: list[bytes] = ()) -> None:
+    """Raise :class:`QuotaExceeded` (with ``available``) when ``files`` cannot fit in the quota
+    of whom they would be charged to, so a client learns it before sending a block. What the
+    caller's block session already holds for the blocks ``sent`` counts as room (it turns
+    into the versions' charge). The commit checks again, exactly: this only saves the sending."""
+    needs: Counter = Counter()
+    with up.drive.sm() as s:
+        for f in files:
+            owner = user_id if f.parent_id is None else \
+                get_node(s, user_id, f.parent_id, need=Role.EDITOR)[0].owner_id
+            needs[owner] += up.drive.charge_of(f.size, f.nblocks)
+        held = up.pinned_charge(s, f"blocks-{user_id}", sent) if sent else 0
+        for owner, need in sorted(needs.items()):
+            u = s.execute(sa.select(User.quota_bytes, User.used_bytes, User.pending_bytes)
+                          .where(User.id == owner)).one()
+            room = u.quota_bytes - u.used_bytes - u.pending_bytes + (held if owner == user_id else 0)
+            if need > room:
+                try:
+                    quota.refuse(s, owner, need, up.floor)
+                except QuotaExceeded as exc:
+                    exc.details["available"] = max(room, 0)
+                    raise
 
 
 def _frames(data, max_block: int) -> list[tuple[bytes, memoryview]]:

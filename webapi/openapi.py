@@ -239,8 +239,9 @@ def paths() -> dict:
                           params=[TUS]),
         },
         "/api/v1/blocks/missing": {"post": _op(
-            "Which of these blocks must the caller send", {200: {"description": "Missing hashes",
-                                                                 **_json(_schema("Missing"))}}, (400,),
+            "Which of these blocks must the caller send; with `files` (the size, block count and folder of "
+            "each file they are for), 413 quota-exceeded (needed, available) first when those cannot fit",
+            {200: {"description": "Missing hashes", **_json(_schema("Missing"))}}, (400, 403, 404, 413),
             _schema("Hashes"))},
         "/api/v1/blocks/{sha256}": {
             "parameters": [_path("sha256", "the block's SHA-256", SHA256)],

@@ -107,8 +107,21 @@ class Copy(Body):
     name: Name = None
 
 
+class PlannedFile(Body):
+    """A file the client means to commit after sending its blocks (see :mod:`webapi.blocks`)."""
+
+    size: Size
+    blocks: Size
+    parent_id: Id = None
+
+
 class HashList(Body):
     hashes: Hashes
+    files: Annotated[list | None, WithJsonSchema(
+        {"type": "array", "maxItems": MAX_HASHES, "items": {"type": "object", "required": ["size", "blocks"],
+                                                            "additionalProperties": False,
+                                                            "properties": {"size": SIZE, "blocks": SIZE,
+                                                                           "parent_id": ID}}})] = None
 
 
 class Commit(Body):
