@@ -26,8 +26,8 @@ def missing():
     up = uploads()
     if data.files is not None:
         # the files these blocks are for: 413 now if they cannot fit, before any is sent
-        if len(data.files) > MAX_HASHES:
-            raise InvalidInput(f"files must be a list of at most {MAX_HASHES} objects")
+        if len(data.files) > MAX_HASHES or not all(isinstance(f, dict) for f in data.files):
+            raise InvalidInput(f"files must be a list of at most {MAX_HASHES} {{size, blocks, parent_id?}} objects")
         planned = [validate(PlannedFile, f) for f in data.files]
         batch.check_room(up, g.user.id, [batch.PlannedFile(f.size, f.blocks, f.parent_id) for f in planned],
                          Uploads.parse_hashes(data.hashes))

@@ -115,15 +115,6 @@ class PlannedFile(Body):
     parent_id: Id = None
 
 
-class HashList(Body):
-    hashes: Hashes
-    files: Annotated[list | None, WithJsonSchema(
-        {"type": "array", "maxItems": MAX_HASHES, "items": {"type": "object", "required": ["size", "blocks"],
-                                                            "additionalProperties": False,
-                                                            "properties": {"size": SIZE, "blocks": SIZE,
-                                                                           "parent_id": ID}}})] = None
-
-
 class Commit(Body):
     blocks: Hashes
     size: Size
@@ -176,6 +167,12 @@ def clean_schema(schema: dict) -> dict:
 
 def _schema(model: type[BaseModel]) -> dict:
     return clean_schema({"required": [], **model.model_json_schema()})
+
+
+class HashList(Body):
+    hashes: Hashes
+    files: Annotated[list | None, WithJsonSchema(
+        {"type": "array", "maxItems": MAX_HASHES, "items": _schema(PlannedFile)})] = None
 
 
 class BatchCommit(Body):
