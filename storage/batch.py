@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
+from typing import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
@@ -108,7 +109,7 @@ class PlannedFile:
     parent_id: int | None = None
 
 
-def check_room(up: Uploads, user_id: int, files: list[PlannedFile], sent: list[bytes] = ()) -> None:
+def check_room(up: Uploads, user_id: int, files: list[PlannedFile], sent: Sequence[bytes] = ()) -> None:
     """Raise :class:`QuotaExceeded` (with ``available``) when ``files`` cannot fit in the quota
     of whom they would be charged to, so a client learns it before sending a block. What the
     caller's block session already holds for the blocks ``sent`` counts as room (it turns

@@ -1,14 +1,15 @@
 """A batch commit over quota (storage/batch.py ``commit_many``): the files that fit land, each
-one that does not is refused with ``QuotaExceeded``, keeping its blocks pinned for a retry.
-SQLite and MariaDB."""
+one that does not is refused with ``QuotaExceeded``, keeping its blocks pinned for a retry; and
+``check_room``, which tells a client before it sends a block. SQLite and MariaDB."""
 
 from __future__ import annotations
 
 import hashlib
 
+import pytest
 import sqlalchemy as sa
 
-from storage.batch import FRAME, FileEntry, commit_many, put_blocks
+from storage.batch import FRAME, FileEntry, PlannedFile, check_room, commit_many, put_blocks
 from storage.errors import QuotaExceeded
 from storage.models import User
 from storage.sharing import Sharing
@@ -72,3 +73,29 @@ def test_an_editor_batch_charges_the_owner_file_by_file(drive, make_user):
     assert [type(r).__name__ for r in res] == ["Committed", "QuotaExceeded"]
     assert drive.account(o.id).used_bytes == 30 * KB
     assert drive.account(bob.id).pending_bytes == 30 * KB  # b's block, kept for a retry
+
+
+def test_check_room_refuses_before_sending_and_counts_what_was_sent(drive, make_user):
+    u = make_user()
+    up = Uploads(drive)
+    _set_quota(drive, u, 100 * KB)
+    sent = _send(up, u, rand(60 * KB, 8))  # pending 60 KB: 40 KB of room left
+    with pytest.raises(QuotaExceeded) as exc:
+        check_room(up, u.id, [PlannedFile(60 * KB, 1), PlannedFile(30 * KB, 1)])
+    assert (exc.value.details["needed"], exc.value.details["available"]) == (90 * KB, 40 * KB)
+    # told which blocks were sent already, their pending bytes are room for the files they make
+    check_room(up, u.id, [PlannedFile(60 * KB, 1), PlannedFile(30 * KB, 1)], sent.blocks)
+    with pytest.raises(QuotaExceeded):
+        check_room(up, u.id, [PlannedFile(60 * KB, 1), PlannedFile(50 * KB, 1)], sent.blocks)
+
+
+def test_check_room_asks_the_quota_of_the_folder_owner(drive, make_user):
+    o, bob = make_user(), make_user()
+    team = drive.mkdir(o.id, o.root_id, "team")
+    Sharing(drive).grant(o.id, team.id, bob.email, "editor")
+    up = Uploads(drive)
+    _set_quota(drive, o, 10 * KB)
+    check_room(up, bob.id, [PlannedFile(50 * KB, 1)])  # bob's own drive: bob's quota
+    with pytest.raises(QuotaExceeded) as exc:
+        check_room(up, bob.id, [PlannedFile(50 * KB, 1, team.id)])
+    assert (exc.value.details["quota"], exc.value.details["available"]) == (10 * KB, 10 * KB)
