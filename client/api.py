@@ -279,6 +279,17 @@ class Api:
             self._chunking = r["chunking"]
         return out
 
+    def missing_if_room(self, hashes: Iterable[str], files: list[dict]) -> set[str]:
+        """:meth:`missing`, the first request also telling the server the files these blocks
+        are for (``{size, blocks, parent_id}`` each, at most ``MISSING_PER_CALL``): if they
+        cannot fit its quota, it answers 413 quota-exceeded (``needed``, ``available``)
+        before a single block is sent."""
+        uniq = list(dict.fromkeys(hashes))
+        r = self.json("POST", "/api/v1/blocks/missing", json={"hashes": uniq[:MISSING_PER_CALL], "files": files},
+                      what="check the room for the files")
+        self._chunking = r["chunking"]
+        return set(r["missing"]) | (self.missing(uniq[MISSING_PER_CALL:]) if len(uniq) > MISSING_PER_CALL else set())
+
     def put_blocks(self, blocks: list[tuple[str, bytes]]) -> dict:
         """Send ``(hex id, bytes)`` blocks in one request (retried whole: storing a block twice
         is harmless, the server deduplicates)."""

@@ -10,7 +10,9 @@ latency. These functions reuse its rules unchanged:
 - a batch of commits is one transaction (one fsync), but every file keeps its own checks
   (editor rights, If-Match / If-None-Match, blocks usable by the caller, size and content
   hash): a file that fails them is reported and left out, the others land. Quota is charged
-  for the batch as a whole, so a batch over quota fails whole.
+  for the batch as a whole; when that does not fit, the batch is charged again file by file
+  in order, and the files that do not fit are refused (``quota-exceeded``) while the others
+  land.
 - a single-block file's content hash *is* its block id, so it is verified without reading
   the block back; larger files are hashed from the stored blocks as ``commit_blocks`` does.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
+from typing import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
@@ -32,8 +35,8 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from . import quota
 from .blockindex import Ingested
 from .clock import now
-from .errors import BlockdriveError, Conflict, ContentMismatch, InvalidInput
-from .models import Block, FileVersion, Node, VersionBlock
+from .errors import BlockdriveError, Conflict, ContentMismatch, InvalidInput, QuotaExceeded
+from .models import Block, FileVersion, Node, User, VersionBlock
 from .names import validate_name
 from .tree import get_node, touch
 from .uploads import Uploads
@@ -94,6 +97,40 @@ class Committed:
     size: int
     sha256: str
     created: bool
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """A file a client means to send and commit: its size, its number of blocks, and the
+    folder it goes to (None: the caller's own drive), whose owner its version is charged to."""
+
+    size: int
+    nblocks: int
+    parent_id: int | None = None
+
+
+def check_room(up: Uploads, user_id: int, files: list[PlannedFile], sent: Sequence[bytes] = ()) -> None:
+    """Raise :class:`QuotaExceeded` (with ``available``) when ``files`` cannot fit in the quota
+    of whom they would be charged to, so a client learns it before sending a block. What the
+    caller's block session already holds for the blocks ``sent`` counts as room (it turns
+    into the versions' charge). The commit checks again, exactly: this only saves the sending."""
+    needs: Counter = Counter()
+    with up.drive.sm() as s:
+        for f in files:
+            owner = user_id if f.parent_id is None else \
+                get_node(s, user_id, f.parent_id, need=Role.EDITOR)[0].owner_id
+            needs[owner] += up.drive.charge_of(f.size, f.nblocks)
+        held = up.pinned_charge(s, f"blocks-{user_id}", sent) if sent else 0
+        for owner, need in sorted(needs.items()):
+            u = s.execute(sa.select(User.quota_bytes, User.used_bytes, User.pending_bytes)
+                          .where(User.id == owner)).one()
+            room = u.quota_bytes - u.used_bytes - u.pending_bytes + (held if owner == user_id else 0)
+            if need > room:
+                try:
+                    quota.refuse(s, owner, need, up.floor)
+                except QuotaExceeded as exc:
+                    exc.details["available"] = max(room, 0)
+                    raise
 
 
 def _frames(data, max_block: int) -> list[tuple[bytes, memoryview]]:
@@ -222,7 +259,7 @@ def commit_many(up: Uploads, user_id: int, files: list[FileEntry]) -> list[Commi
         except BlockdriveError as exc:
             results[i] = exc
 
-    def run(s):
+    def run(s, each: bool = False):
         out: dict[int, Committed | BlockdriveError] = {}
         parents: dict[int, Node] = {}
         # The existing files of every (folder, name) in the batch, and their current versions,
@@ -258,12 +295,17 @@ def commit_many(up: Uploads, user_id: int, files: list[FileEntry]) -> list[Commi
                 out[i] = exc
         if not todo:
             return out
-        # The session's pins have done their job for what is committed: refs keep it now. Its
-        # pending bytes go back before the versions are charged, in this transaction.
-        held = up.unpin(s, f"blocks-{user_id}", {r.block_id for _, v in todo for r in v.refs})
-        quota.release(s, user_id, held)
-        for owner_id, delta in charge.items():
-            quota.charge(s, owner_id, delta, floor=d.floor)  # QuotaExceeded: the whole batch rolls back
+        if each:
+            todo = _charge_each(s, up, user_id, todo, out)
+            if not todo:
+                return out
+        else:
+            # The session's pins have done their job for what is committed: refs keep it now.
+            # Its pending bytes go back before the versions are charged, in this transaction.
+            held = up.unpin(s, f"blocks-{user_id}", {r.block_id for _, v in todo for r in v.refs})
+            quota.release(s, user_id, held)
+            for owner_id, delta in charge.items():
+                quota.charge(s, owner_id, delta, floor=d.floor)  # QuotaExceeded: retried file by file
         # LimitExceeded or PreconditionFailed: the whole batch rolls back
         written = write_versions(s, d.limits, user_id, [v for _, v in todo])
         for (i, v), (node_id, version_id) in zip(todo, written):
@@ -272,12 +314,44 @@ def commit_many(up: Uploads, user_id: int, files: list[FileEntry]) -> list[Commi
 
     if checked:
         try:
-            done = d.tx(run)
+            try:
+                done = d.tx(run)
+            except QuotaExceeded:
+                # Rolled back whole: again, charging file by file, so those that fit land.
+                done = d.tx(lambda s: run(s, each=True))
         except DBIntegrityError:
             raise Conflict("a name in this batch was taken concurrently; retry the batch") from None
         for i, r in done.items():
             results[i] = r
     return results  # type: ignore[return-value]
+
+
+def _charge_each(s, up: Uploads, user_id: int, todo: list[tuple[int, NewVersion]],
+                 out: dict) -> list[tuple[int, NewVersion]]:
+    """Charge the versions of ``todo`` one at a time, in order: a version that does not fit
+    its owner's quota is refused (its :class:`QuotaExceeded` goes in ``out``, its blocks stay
+    pinned for a retry), the others are charged. Returns those that were."""
+    sid = f"blocks-{user_id}"
+    kept = []
+    for i, v in todo:
+        ids = {r.block_id for r in v.refs}
+        held = up.pinned_charge(s, sid, ids)
+        owner = v.parent.owner_id
+        cost = up.drive.charge_of(v.size, len(v.refs))
+        try:
+            # A guarded UPDATE: a refusal changes nothing, so the transaction goes on.
+            if owner == user_id:
+                quota.charge(s, owner, cost, release=held, floor=up.floor)
+            else:
+                quota.charge(s, owner, cost, floor=up.floor)
+        except QuotaExceeded as exc:
+            out[i] = exc
+            continue
+        up.unpin(s, sid, ids)
+        if owner != user_id:
+            quota.release(s, user_id, held)
+        kept.append((i, v))
+    return kept
 
 
 def make_folders(drive, user_id: int, folders: list[FolderEntry]) -> list[Folder | BlockdriveError]:

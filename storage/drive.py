@@ -363,6 +363,7 @@ class Drive:
             node, _ = get_node(s, user_id, node_id, need=Role.EDITOR)
             if node.parent_id is None:
                 raise InvalidInput("the root folder cannot be renamed or moved")
+            tree.check_may_remove(s, user_id, node)
             new_parent = node.parent_id if parent_id is None else parent_id
             dest = None
             if new_parent != node.parent_id:
@@ -469,6 +470,7 @@ class Drive:
             node, role = get_node(s, user_id, node_id, need=Role.EDITOR)
             if node.parent_id is None:
                 raise InvalidInput("the root folder cannot be deleted")
+            tree.check_may_remove(s, user_id, node)
             # a folder created or moved into this subtree meanwhile is trashed with it, not left live
             tree.lock_owner(s, node.owner_id)
             t = now()

@@ -162,6 +162,15 @@ class Sharing:
                 raise NotFound(f"no pending invitation {invitation_id} on node {node_id}")
         self.drive.tx(run)
 
+    def leave(self, user_id: int, node_id: int) -> None:
+        """The grantee gives up their own share of ``node_id`` (the owner's files stay as
+        they are). NotFound when nothing is shared with them on that node itself."""
+        def run(s):
+            n = s.execute(sa.delete(Share).where(Share.node_id == node_id, Share.grantee_id == user_id)).rowcount
+            if n == 0:
+                raise NotFound(f"node {node_id} is not shared with you")
+        self.drive.tx(run)
+
     def shared_with_me(self, user_id: int) -> list[NodeInfo]:
         """Live nodes other users shared with the caller directly (not those below them)."""
         with self.drive.sm() as s:

@@ -7,8 +7,9 @@ purpose: a failed counter write is logged and dropped, never turned into a faile
 download, since the data itself is what the user cares about.
 
 What counts: ``uploads`` = file versions committed through the API (a PUT, a finished tus
-upload, a block-API commit); ``bytes_in`` = request body bytes accepted (PUT bodies, tus
-PATCH bodies, block PUTs); ``downloads`` = GET responses that send content (200 or 206; not
+upload, a block-API commit, each file a batch commit lands); ``bytes_in`` = request body
+bytes accepted (PUT bodies, tus PATCH bodies, block PUTs, the raw block bytes of a batch of
+blocks); ``downloads`` = GET responses that send content (200 or 206; not
 HEAD, not 304); ``bytes_out`` = the bytes those responses carry.
 """
 

@@ -120,12 +120,28 @@ def role_of(s: Session, user_id: int, node: Node) -> str | None:
     above it, found in one query (the ancestors are read from the node's path)."""
     if node.owner_id == user_id:
         return "owner"
-    chain = ancestor_ids(s, node) + [node.id]
+    return _best_share(s, user_id, ancestor_ids(s, node) + [node.id])
+
+
+def _best_share(s: Session, user_id: int, node_ids: list[int]) -> str | None:
+    """The best role the shares of ``node_ids`` give ``user_id``, None without one."""
     best = None
-    for (r,) in s.execute(sa.select(Share.role).where(Share.node_id.in_(chain), Share.grantee_id == user_id)):
+    for (r,) in s.execute(sa.select(Share.role).where(Share.node_id.in_(node_ids), Share.grantee_id == user_id)):
         if best is None or ROLES[r] > ROLES[best]:
             best = r
     return best
+
+
+def check_may_remove(s: Session, user_id: int, node: Node) -> None:
+    """Raise Forbidden unless ``user_id`` may delete, trash, move or rename ``node``: its
+    owner may; an editor may only inside what was shared with them, never the shared node
+    itself (that would take it away from its owner). They leave a share instead."""
+    if node.owner_id == user_id:
+        return
+    above = _best_share(s, user_id, ancestor_ids(s, node))
+    if above is None or ROLES[above] < ROLES[Role.EDITOR]:
+        raise Forbidden(f"{node.name!r} is shared with you: only its owner may delete, move or rename it "
+                        "(you may change what is inside it, or leave the share)")
 
 
 def get_node(s: Session, user_id: int, node_id: int, need: str = "viewer",

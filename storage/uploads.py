@@ -430,18 +430,27 @@ class Uploads:
             return PutResult(node_info(s, node, role_of(s, user_id, node)), vid, created, 0)
         return d.tx(run)
 
+    def pinned_charge(self, s: Session, block_sid: str, ids: Iterable[bytes]) -> int:
+        """The pending bytes the block session's pins on ``ids`` hold (what :meth:`unpin`
+        would give back), read without changing anything."""
+        rel = list(set(ids))
+        held = 0
+        for i in range(0, len(rel), 500):
+            sizes = s.execute(sa.select(Block.size).join(UploadPin, UploadPin.block_id == Block.id)
+                              .where(UploadPin.session_id == block_sid,
+                                     UploadPin.block_id.in_(rel[i:i + 500]))).scalars().all()
+            held += sum(quota.block_charge(n, self.floor) for n in sizes)
+        return held
+
     def unpin(self, s: Session, block_sid: str, ids: Iterable[bytes]) -> int:
         """Release the block session's pins on ``ids`` (now kept by refs) and its hold on
         their pending bytes; returns those bytes, which the caller gives back to the user in
         the transaction that charges the version."""
         rel = list(set(ids))
-        held = 0
+        held = self.pinned_charge(s, block_sid, rel)
         for i in range(0, len(rel), 500):
-            part = rel[i:i + 500]
-            sizes = s.execute(sa.select(Block.size).join(UploadPin, UploadPin.block_id == Block.id)
-                              .where(UploadPin.session_id == block_sid, UploadPin.block_id.in_(part))).scalars().all()
-            held += sum(quota.block_charge(n, self.floor) for n in sizes)
-            s.execute(sa.delete(UploadPin).where(UploadPin.session_id == block_sid, UploadPin.block_id.in_(part)))
+            s.execute(sa.delete(UploadPin).where(UploadPin.session_id == block_sid,
+                                                 UploadPin.block_id.in_(rel[i:i + 500])))
         if held:
             s.execute(sa.update(UploadSession).where(UploadSession.id == block_sid)
                       .values(reserved_bytes=sa.case((UploadSession.reserved_bytes > held,

@@ -14,6 +14,7 @@ from storage.errors import BlockdriveError, InvalidInput
 from storage.names import validate_name
 from storage.uploads import Uploads
 
+from . import traffic
 from .auth import login_required
 from .errors import problem_details
 from .schemas import BatchCommit, BatchFolders, FileEntry, FolderEntry, parse
@@ -41,6 +42,7 @@ def put_blocks():
     res = batch.put_blocks(up, g.user.id, _read_whole() if request.content_length is not None else read_body())
     BLOCKS_IN.inc(res.received)
     BLOCK_BYTES_IN.inc(res.received_bytes)
+    traffic.uploaded(g.user.id, res.received_bytes, versions=0)
     return jsonify(asdict(res))
 
 
@@ -135,7 +137,9 @@ def _at_most(entries: list, most: int, what: str) -> list:
 @login_required
 def commit():
     files = _at_most(parse(BatchCommit).files, batch.MAX_BATCH_FILES, "files")
-    return jsonify(results=_run_batch(files, file_entry, lambda ok: batch.commit_many(uploads(), g.user.id, ok)))
+    results = _run_batch(files, file_entry, lambda ok: batch.commit_many(uploads(), g.user.id, ok))
+    traffic.uploaded(g.user.id, 0, versions=sum("ok" in r for r in results))
+    return jsonify(results=results)
 
 
 @bp.post("/batch/folders")

@@ -1,15 +1,19 @@
-"""The block API of delta sync: which blocks are missing, send a block, commit a version."""
+"""The block API of delta sync: which blocks are missing (and whether the files they are for fit
+the quota), send a block, commit a version."""
 
 from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
 
+from storage import batch
 from storage.errors import InvalidInput
+from storage.uploads import Uploads
+from storage.wire import MAX_HASHES
 
 from . import traffic
 from .auth import login_required
 from .nodes import created_response
-from .schemas import Commit, HashList, parse
+from .schemas import Commit, HashList, PlannedFile, parse, validate
 from .util import etag_value, read_body, uploads
 
 bp = Blueprint("blocks", __name__, url_prefix="/api/v1")
@@ -20,6 +24,13 @@ bp = Blueprint("blocks", __name__, url_prefix="/api/v1")
 def missing():
     data = parse(HashList)
     up = uploads()
+    if data.files is not None:
+        # the files these blocks are for: 413 now if they cannot fit, before any is sent
+        if len(data.files) > MAX_HASHES or not all(isinstance(f, dict) for f in data.files):
+            raise InvalidInput(f"files must be a list of at most {MAX_HASHES} {{size, blocks, parent_id?}} objects")
+        planned = [validate(PlannedFile, f) for f in data.files]
+        batch.check_room(up, g.user.id, [batch.PlannedFile(f.size, f.blocks, f.parent_id) for f in planned],
+                         Uploads.parse_hashes(data.hashes))
     return jsonify(missing=up.missing(g.user.id, data.hashes), chunking=up.chunking())
 
 

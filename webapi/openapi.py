@@ -200,6 +200,9 @@ def paths() -> dict:
                 _schema("Purged"))}}, (400, 404))},
         "/api/v1/shared-with-me": {"get": _op("Nodes shared with the caller",
                                               {200: {"description": "Shared", **_json(_list("Node"))}})},
+        "/api/v1/shared-with-me/{id}": {"parameters": [n], "delete": _op(
+            "Leave a share: remove the caller's own share of this node (the owner's files stay)",
+            {204: {"description": "Left"}}, (404,))},
         "/api/v1/search": {"get": _op(
             "Search by name in the caller's files and what is shared with them: every word of q, each as a "
             "word start; best matches first", {200: {"description": "A page", **_json(_schema("SearchPage"))}},
@@ -236,8 +239,9 @@ def paths() -> dict:
                           params=[TUS]),
         },
         "/api/v1/blocks/missing": {"post": _op(
-            "Which of these blocks must the caller send", {200: {"description": "Missing hashes",
-                                                                 **_json(_schema("Missing"))}}, (400,),
+            "Which of these blocks must the caller send; with `files` (the size, block count and folder of "
+            "each file they are for), 413 quota-exceeded (needed, available) first when those cannot fit",
+            {200: {"description": "Missing hashes", **_json(_schema("Missing"))}}, (400, 403, 404, 413),
             _schema("Hashes"))},
         "/api/v1/blocks/{sha256}": {
             "parameters": [_path("sha256", "the block's SHA-256", SHA256)],
@@ -387,7 +391,7 @@ OPERATION_IDS = {
     ("/api/v1/nodes/{id}/shares/{user_id}", "delete"): "revokeShare",
     ("/api/v1/nodes/{id}/links", "get"): "listLinks", ("/api/v1/nodes/{id}/links", "post"): "createLink",
     ("/api/v1/nodes/{id}/links/{link_id}", "delete"): "revokeLink", ("/api/v1/trash", "get"): "listTrash",
-    ("/api/v1/shared-with-me", "get"): "sharedWithMe", ("/api/v1/resolve", "get"): "resolvePath",
+    ("/api/v1/shared-with-me", "get"): "sharedWithMe", ("/api/v1/shared-with-me/{id}", "delete"): "leaveShare", ("/api/v1/resolve", "get"): "resolvePath",
     ("/api/v1/search", "get"): "searchNodes",
     ("/api/v1/uploads", "options"): "tusOptions", ("/api/v1/uploads", "post"): "tusCreate",
     ("/api/v1/uploads/{sid}", "options"): "tusUploadOptions", ("/api/v1/uploads/{sid}", "head"): "tusHead",

@@ -107,8 +107,12 @@ class Copy(Body):
     name: Name = None
 
 
-class HashList(Body):
-    hashes: Hashes
+class PlannedFile(Body):
+    """A file the client means to commit after sending its blocks (see :mod:`webapi.blocks`)."""
+
+    size: Size
+    blocks: Size
+    parent_id: Id = None
 
 
 class Commit(Body):
@@ -163,6 +167,12 @@ def clean_schema(schema: dict) -> dict:
 
 def _schema(model: type[BaseModel]) -> dict:
     return clean_schema({"required": [], **model.model_json_schema()})
+
+
+class HashList(Body):
+    hashes: Hashes
+    files: Annotated[list | None, WithJsonSchema(
+        {"type": "array", "maxItems": MAX_HASHES, "items": _schema(PlannedFile)})] = None
 
 
 class BatchCommit(Body):

@@ -1,4 +1,5 @@
-"""Shares (grants to other users) and public links, managed by a node's owner."""
+"""Shares (grants to other users) and public links, managed by a node's owner; a grantee may
+leave a share."""
 
 from __future__ import annotations
 
@@ -47,6 +48,13 @@ def shared_with_me():
     nodes = sharing().shared_with_me(g.user.id)
     owners = {uid: drive().account(uid).email for uid in {n.owner_id for n in nodes}}
     return jsonify(items=[{**node_json(n), "owner": owners[n.owner_id]} for n in nodes])
+
+
+@bp.delete("/shared-with-me/<id:node_id>")
+@login_required
+def leave(node_id):
+    sharing().leave(g.user.id, node_id)
+    return "", 204
 
 
 def public_base() -> str:

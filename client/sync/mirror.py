@@ -145,7 +145,7 @@ class Mirror:
         pp = plan_paths(files, dirs, remote, last, force)
         early = not dry_run and not pp.replace and not pp.conflicts
         progress = Progress(self.show_progress and not dry_run, "sync")
-        up = Uploader(self, stats, progress)
+        up = Uploader(self, stats, progress, root["id"])
         done: list[tuple[str, str]] = []
         refused: list[dict] = []  # commits the server refused as conflicts
 

@@ -5,6 +5,8 @@ those (batched, a bounded number of requests in flight), then commit the version
 on the ETag we saw (or "must not exist" for a new file). A push that died half-way resumes by
 simply running again: ``missing`` leaves out every block the server already holds for us,
 including those the dead push sent (they are pinned in our block session on the server).
+The first ``missing`` request also tells the server the files' sizes: files that cannot fit
+the quota stop the push with :class:`QuotaError` before any block is sent.
 
 :class:`Uploader` sends blocks in the background and commits groups of files as soon as their
 blocks are in; :class:`CommitQueue` groups files into batch commits. Both serve sync too.
@@ -20,12 +22,16 @@ from typing import Callable
 
 from storage.wire import MAX_BATCH_FILES
 
-from ..api import ClientError, ConflictError
+from ..api import MISSING_PER_CALL, ClientError, ConflictError
 from .plan import blocks_to_send, group_batches, split_remote
 from .progress import Progress, Stats
 from .scan import ChangedWhileReading, FileScan
 
 COMMIT_FILES = MAX_BATCH_FILES
+
+
+class QuotaError(ClientError):
+    """The files would not fit the quota: the server said so before any block was sent."""
 COMMIT_JSON = 768 * 1024          # stay under the server's max_json_bytes (1 MiB by default)
 
 
@@ -33,15 +39,17 @@ class Pusher:
     """The push side of :class:`client.sync.Client` (it provides ``api``, ``index``, ``scan``,
     ``lookup``, ``ensure_folder``, ``server_key`` and ``chunking_key``)."""
 
-    def send_blocks(self, files: list[tuple[str, FileScan]], stats: Stats, progress: Progress) -> None:
-        """Send the blocks of ``files`` the server lacks."""
-        self.upload_groups([files], None, stats, progress)
+    def send_blocks(self, files: list[tuple[str, FileScan]], stats: Stats, progress: Progress,
+                    parent_id: int | None = None) -> None:
+        """Send the blocks of ``files`` the server lacks (for folder ``parent_id``, whose owner's
+        quota they must fit)."""
+        self.upload_groups([files], None, stats, progress, parent_id)
 
     def upload_groups(self, groups: list[list[tuple[str, FileScan]]], commit: Callable | None, stats: Stats,
-                      progress: Progress) -> None:
+                      progress: Progress, parent_id: int | None = None) -> None:
         """Send the missing blocks of every group, then ``commit(i)`` each group on one thread
         as soon as its blocks are in, so commits overlap the sending of later groups."""
-        with Uploader(self, stats, progress) as up:
+        with Uploader(self, stats, progress, parent_id) as up:
             for g in groups:
                 up.add(g)
             up.commit_groups(groups, commit)
@@ -81,7 +89,7 @@ class Pusher:
                     f"now has version {node.get('version_id')} ({current}); your local copy is {scan.sha256}. "
                     f"Nothing was sent; pull it first, or push --force to make yours the newest version.")
             parent = self.ensure_folder(parent_path)
-            self.send_blocks([(os.path.abspath(local), scan)], stats, progress)
+            self.send_blocks([(os.path.abspath(local), scan)], stats, progress, parent["id"])
             try:
                 res = self.api.commit(parent["id"], name, scan.hashes, scan.size, scan.sha256,
                                       if_match=current, if_none_match=current is None)
@@ -145,8 +153,9 @@ class Uploader:
     the commit thread as soon as the batches holding its blocks are done; ``finish`` waits
     for all of it."""
 
-    def __init__(self, client: "Pusher", stats: Stats, progress: Progress):
+    def __init__(self, client: "Pusher", stats: Stats, progress: Progress, parent_id: int | None = None):
         self.c, self.stats, self.progress = client, stats, progress
+        self.parent_id = parent_id  # the folder the files go to: its owner's quota must hold them
         self.lock = threading.Lock()
         self.future_of: dict[str, object] = {}
         self.futures: list = []
@@ -170,7 +179,7 @@ class Uploader:
     def add(self, files: list[tuple[str, FileScan]]) -> None:
         st = self.stats
         hashes = [h for _, sc in files for h in sc.hashes if h not in self.future_of]
-        missing = self.c.api.missing(hashes) if hashes else set()
+        missing = self._missing(files, hashes) if hashes else set()
         st.requests += 1 if hashes else 0
         todo = blocks_to_send(files, missing - self.future_of.keys())
         wanted = {h for h, *_ in todo}
@@ -194,6 +203,23 @@ class Uploader:
             self.futures.append(fut)
             for h, *_ in batch:
                 self.future_of[h] = fut
+
+    def _missing(self, files: list[tuple[str, FileScan]], hashes: list[str]) -> set[str]:
+        """The blocks of ``hashes`` the server lacks, asked together with whether ``files``
+        fit the quota: a :class:`QuotaError` before any of their blocks is sent if not."""
+        if len(files) > MISSING_PER_CALL:  # more than one request takes: the commit still checks
+            return self.c.api.missing(hashes)
+        planned = [{"size": sc.size, "blocks": len(sc.blocks),
+                    **({"parent_id": self.parent_id} if self.parent_id is not None else {})} for _, sc in files]
+        try:
+            return self.c.api.missing_if_room(hashes, planned)
+        except ClientError as exc:
+            p = exc.problem
+            if exc.status != 413 or p.get("available") is None:
+                raise
+            raise QuotaError(f"not enough room: {len(files)} file(s) need {p.get('needed')} bytes, "
+                             f"{p.get('available')} available (quota {p.get('quota')}); nothing was sent",
+                             exc.status, p) from None
 
     def skip(self, files: list[tuple[str, FileScan]]) -> None:
         """Count ``files`` as skipped: the server has them as they are."""
