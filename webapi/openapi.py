@@ -324,11 +324,6 @@ ADMIN_USER_OPS = {
     "/api/v1/admin/users": {"get": "adminListUsers", "post": "adminCreateUser"},
     "/api/v1/admin/users/{user_id}": {"get": "adminGetUser", "patch": "adminPatchUser", "delete": "adminDeleteUser"},
     "/api/v1/admin/users/{user_id}/password": {"post": "adminResetPassword"},
-    "/admin/users": {"get": "adminUsersPage", "post": "adminCreateUserForm"},
-    "/admin/users/{user_id}": {"get": "adminUserPage", "post": "adminUpdateUserForm"},
-    **{f"/admin/users/{{user_id}}/{a}": {"post": f"admin{a.title()}UserForm"}
-       for a in ("disable", "enable", "password", "delete")},
-    "/admin/jobs/{name}/plan": {"post": "adminJobPlanForm"}, "/admin/jobs/{name}/run": {"post": "adminJobRunForm"},
 }
 
 
@@ -337,10 +332,6 @@ def admin_user_paths() -> dict:
     user = {"description": "The user (status active, disabled or deleted; with usage, node_count and token_count "
                            "when one user is asked for)", **_json({"type": "object"})}
     uid = {"parameters": [_path("user_id", "user id")]}
-    form = {"body": {"type": "object", "properties": {"csrf": STR}}, "body_type": "application/x-www-form-urlencoded"}
-    html = {200: {"description": "HTML: a page of its own (a generated password, a job's plan); else a 303"}}
-    back = {303: {"description": "Done or refused (a message): back to the page"}}
-    page = {200: {"description": "HTML"}, 303: {"description": "Not signed in: to the sign-in form"}}
     ops = {
         "/api/v1/admin/users": {
             "get": _op("Admin: users by email, those containing q; a page and the next page's cursor",
@@ -358,15 +349,6 @@ def admin_user_paths() -> dict:
             "Admin: set a user's password, or generate one (returned once); revokes their tokens and sessions",
             {200: {"description": "The generated password, if one was", **_json({"type": "object"})}},
             (400, 403, 404, 409), body=clean_schema(PasswordReset.model_json_schema()))},
-        "/admin/users": {"get": _op("Admin: users page (HTML)", page, (403,)),
-                         "post": _op("Admin: create a user (form)", {**html, **back}, (403,), **form)},
-        "/admin/users/{user_id}": {**uid, "get": _op("Admin: one user's page (HTML)", page, (403, 404)),
-                                   "post": _op("Admin: set plan, quota, admin flag (form)", {**html, **back}, (403,), **form)},
-        **{f"/admin/users/{{user_id}}/{a}": {**uid, "post": _op(f"Admin: {a} (form)", {**html, **back}, (403,), **form)}
-           for a in ("disable", "enable", "password", "delete")},
-        **{f"/admin/jobs/{{name}}/{a}": {"parameters": [_path("name", "a job", STR)], "post": _op(
-            f"Admin: {'a dry run of the job, shown (HTML)' if a == 'plan' else 'start the job'} (form)",
-            {**html, **back}, (403,), **form)} for a in ("plan", "run")},
     }
     return ops
 

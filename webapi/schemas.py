@@ -69,6 +69,7 @@ Id = Annotated[_Int | None, WithJsonSchema(ID)]
 Size = Annotated[_Int | None, WithJsonSchema(SIZE)]
 Name = Annotated[str | None, WithJsonSchema(NAME_SCHEMA)]
 Text = Annotated[str | None, WithJsonSchema({"type": "string"})]
+Email = Annotated[str | None, WithJsonSchema({"type": "string", "maxLength": 320, "pattern": EMAIL_PATTERN})]
 Hashes = Annotated[list | None, WithJsonSchema(HASH_LIST)]
 Sha256 = Annotated[str | None, WithJsonSchema(SHA256)]
 
@@ -122,7 +123,7 @@ class Commit(Body):
 
 
 class Grant(Body):
-    email: Annotated[str | None, WithJsonSchema({"type": "string", "maxLength": 320, "pattern": EMAIL_PATTERN})]
+    email: Email
     role: Annotated[str | None, WithJsonSchema({"enum": ["viewer", "editor"]})]
 
 

@@ -18,7 +18,7 @@ from pydantic import WithJsonSchema
 from storage.errors import BlockdriveError, InvalidInput
 from storage.useradmin import PLANS, UserAdmin, new_password
 
-from ..schemas import Body, Size, Text, parse
+from ..schemas import Body, Email, Size, parse
 from ..util import drive
 from ..web.pages import safe_next
 from .dashboard import fmt_bytes
@@ -34,7 +34,7 @@ Password = Annotated[str | None, WithJsonSchema({"type": "string", "minLength": 
 
 class NewUser(Body):
     """An account to create; without ``password`` one is generated and returned once."""
-    email: Text
+    email: Email
     password: Password = None
     plan: Plan = None
     quota_bytes: Size = None

@@ -18,8 +18,8 @@ def test_every_flask_route_is_documented(tmp_path):
             # Nextcloud's protocol (status.php, OCS, chunked upload with MKCOL, MOVE and
             # PROPFIND), documented with WebDAV in docs/webdav.md, not the JSON API's
             continue
-        if rule.endpoint.startswith("web."):
-            continue  # the web app's pages and forms, for people: docs/web.md
+        if rule.endpoint.startswith("web.") or rule.rule.startswith(("/admin/users", "/admin/jobs/")):
+            continue  # the web app's and the admin's pages and forms, for people: docs/web.md
         path = re.sub(r"<(?:[a-z]+(?:\([^)]*\))?:)?([a-z0-9_]+)>", r"{\1}", rule.rule).rstrip("/") or "/"
         path = path.replace("{node_id}", "{id}").replace("{version_id}", "{vid}")
         for method in rule.methods - {"HEAD", "OPTIONS"} | ({"HEAD"} if "tus" in rule.endpoint and "HEAD" in rule.methods else set()) | ({"OPTIONS"} if rule.endpoint == "tus.options" else set()):
