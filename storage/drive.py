@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
-from . import accounts, crashpoints, quota, tree
+from . import accounts, changes, crashpoints, quota, tree
 from .backends import open_backend
 from .blockstore import BlockLocation, BlockStore
 from .chunking import make_chunker
@@ -244,6 +244,7 @@ class Drive:
             if tree.child(s, parent.id, name) is not None:
                 raise Conflict(f"{name!r} already exists in this folder")
             node = self.limits.new_node(s, parent, "folder", name)
+            changes.record_node(s, changes.ChangeKind.CREATE, node)
             return node_info(s, node, tree.role_of(s, user_id, node))
         return self._name_tx(run, name)
 
@@ -389,11 +390,13 @@ class Drive:
                 raise Conflict(f"{new_name!r} already exists in the destination folder")
             t = now()
             tree.touch(s, [(node.path, node.id)])  # where it was
+            was = dict(old_parent_id=node.parent_id, old_name=node.name, old_path=node.path)
             if dest is not None:
                 self.limits.reparent(s, node, dest)
             node.name, node.live_name, node.updated_at = new_name, new_name, t
             s.flush()
             tree.touch(s, [(node.path, node.id)])  # where it is
+            changes.record_node(s, changes.ChangeKind.MOVE, node, **was)
             return node_info(s, node, tree.role_of(s, user_id, node))
         return self._name_tx(run, name or "the name")
 
@@ -443,6 +446,7 @@ class Drive:
                 made[n.id] = self.limits.node_row(parent, n.kind, n.name, tree.child_path(parent.path, parent.id))
             s.add_all([made[n.id] for n in level])
             s.flush()
+            changes.record(s, [changes.entry(changes.ChangeKind.CREATE, made[n.id]) for n in levels[depth]])
             for n in levels[depth]:
                 node = made[n.id]
                 if n.kind == "file" and n.current_version_id:
@@ -481,6 +485,7 @@ class Drive:
                           .execution_options(synchronize_session=False))
             tree.touch(s, [(node.path, node.id)])
             s.refresh(node)
+            changes.record_node(s, changes.ChangeKind.DELETE, node)
             return node_info(s, node, role)
         return self.tx(run)
 
@@ -521,6 +526,7 @@ class Drive:
             node.name, node.live_name = name, name
             s.flush()
             tree.touch(s, [(node.path, node.id)])
+            changes.record_node(s, changes.ChangeKind.RESTORE, node)
             return node_info(s, node, Role.OWNER)
         return self.tx(run)
 
@@ -543,6 +549,11 @@ class Drive:
             versions += [tuple(r) for r in s.execute(
                 sa.select(FileVersion.id, FileVersion.size, FileVersion.nblocks)
                 .where(FileVersion.node_id.in_(ids[i:i + 500])))]
+        # The change feed: the purge, and a share lost by each grantee of what goes.
+        changes.record_node(s, changes.ChangeKind.PURGE, node)
+        for i in range(0, len(ids), 500):
+            for sh in s.execute(sa.select(Share).where(Share.node_id.in_(ids[i:i + 500]))).scalars():
+                changes.record_share(s, changes.ChangeKind.SHARE_LOST, s.get(Node, sh.node_id), sh.grantee_id, None)
         # Nothing may point at a version when it goes: the nodes let go of theirs first.
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]

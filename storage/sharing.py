@@ -29,6 +29,7 @@ from typing import BinaryIO, Iterator
 
 import sqlalchemy as sa
 
+from . import changes
 from .accounts import normalize_email, token_hash
 from .clock import now
 from .drive import Drive, PutResult, VersionInfo
@@ -136,12 +137,16 @@ class Sharing:
                                 ).scalar_one_or_none()
                 cls, fields = Share, {"grantee_id": grantee.id}
             created = row is None
+            changed = not created and row.role != role
             if created:
                 row = cls(node_id=node.id, role=role, granted_by=user_id, created_at=now(), **fields)
                 s.add(row)
             else:
                 row.role = role
             s.flush()
+            if grantee is not None and (created or changed):
+                kind = changes.ChangeKind.SHARE_GAINED if created else changes.ChangeKind.SHARE_CHANGED
+                changes.record_share(s, kind, node, grantee.id, role)
             return ShareInfo(node.id, None, email, role, row.granted_by, row.created_at), created
         return self.drive.tx(run)
 
@@ -151,6 +156,7 @@ class Sharing:
             n = s.execute(sa.delete(Share).where(Share.node_id == node.id, Share.grantee_id == grantee_id)).rowcount
             if n == 0:
                 raise NotFound(f"node {node_id} is not shared with user {grantee_id}")
+            changes.record_share(s, changes.ChangeKind.SHARE_LOST, node, grantee_id, None)
         self.drive.tx(run)
 
     def revoke_invitation(self, user_id: int, node_id: int, invitation_id: int) -> None:
@@ -169,6 +175,7 @@ class Sharing:
             n = s.execute(sa.delete(Share).where(Share.node_id == node_id, Share.grantee_id == user_id)).rowcount
             if n == 0:
                 raise NotFound(f"node {node_id} is not shared with you")
+            changes.record_share(s, changes.ChangeKind.SHARE_LOST, s.get(Node, node_id), user_id, None)
         self.drive.tx(run)
 
     def shared_with_me(self, user_id: int) -> list[NodeInfo]:
