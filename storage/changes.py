@@ -341,30 +341,30 @@ class ChangeFeed:
             pos = self.positions(s, view, cursor)
         return Watch(view, pos, ready=self.changed(user_id, cursor))
 
-    def woken(self, watches: Sequence[Watch], last: dict[int, int]) -> tuple[list[Watch], dict[int, int]]:
-        """Of ``watches``, those that something changed for since ``last`` (the heads of the
-        journals when last checked, updated and returned). One query per 500 journals, plus
-        one for the rows of the journals that moved."""
-        journals = sorted({j for w in watches for j in w.view.journals})
+    def woken(self, watches: Sequence[Watch]) -> list[Watch]:
+        """Of ``watches``, those that something changed for since they were last checked
+        (each watch then remembers how far it was checked). One query per 500 journals for
+        their heads, and one for the new rows of each journal that moved."""
+        journals = sorted({j for w in watches for j in w.seen})
         with self.sm() as s, s.begin():
             heads: dict[int, int] = {}
             for i in range(0, len(journals), 500):
                 heads.update(self.heads(s, journals[i:i + 500]))
-            # a journal first seen now: compare with the lowest position any watch holds in it
-            base = {j: last.get(j, min(w.pos.get(j, 0) for w in watches if j in w.pos)) for j in journals
-                    if any(j in w.pos for w in watches)}
-            moved = {j: (base[j], heads[j]) for j in base if heads[j] > base[j]}
             rows = []
-            for j, (lo, hi) in moved.items():
-                rows += s.execute(sa.select(Change).where(Change.user_id == j, Change.seq > lo, Change.seq <= hi)
-                                  ).scalars().all()
+            for j in journals:
+                lo = min(w.seen[j] for w in watches if j in w.seen)
+                if heads[j] > lo:
+                    rows += s.execute(sa.select(Change).where(Change.user_id == j, Change.seq > lo,
+                                                              Change.seq <= heads[j])).scalars().all()
         woken = []
         for w in watches:
-            if w.ready or any(row.seq > w.pos.get(row.user_id, 2**63) and any(w.view.sees(row)[:2])
-                              for row in rows):
-                w.ready = True
+            if not w.ready:
+                w.ready = any(row.seq > w.seen.get(row.user_id, 2**63) and any(w.view.sees(row)[:2])
+                              for row in rows)
+            w.seen = {j: max(seq, heads.get(j, seq)) for j, seq in w.seen.items()}
+            if w.ready:
                 woken.append(w)
-        return woken, {**last, **heads}
+        return woken
 
     # ---- pruning -----------------------------------------------------------------------------
 
@@ -396,8 +396,8 @@ class ChangeFeed:
 
 @dataclass
 class Watch:
-    """One long-poll: the reader's view and positions when it began."""
+    """One long-poll: the reader's view, and how far each journal it follows was checked."""
 
     view: View
-    pos: dict[int, int]
+    seen: dict[int, int]
     ready: bool = False

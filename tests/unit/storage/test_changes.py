@@ -174,10 +174,20 @@ def test_watch_wakes_for_the_users_changes_only(drive, feed, sh, make_user):
     sh.grant(o.id, top.id, bob.email, "viewer")
     watches = [feed.watch(u.id, feed.latest(u.id)) for u in (o, bob, eve)]
     assert not any(w.ready for w in watches)
-    woken, heads = feed.woken(watches, {})
-    assert woken == []
+    assert feed.woken(watches) == []
     drive.put(o.id, top.id, "n.txt", io.BytesIO(b"n"))
-    woken, heads = feed.woken(watches, heads)
-    assert woken == watches[:2]
+    assert feed.woken(watches) == watches[:2]
     drive.put(eve.id, eve.root_id, "e.txt", io.BytesIO(b"e"))
-    assert feed.woken(watches[2:], heads)[0] == watches[2:]
+    assert feed.woken(watches[2:]) == watches[2:]
+
+
+def test_a_watch_is_not_woken_by_changes_it_cannot_see(drive, feed, sh, make_user):
+    o, bob = make_user(), make_user()
+    top = drive.mkdir(o.id, o.root_id, "top")
+    out = drive.mkdir(o.id, o.root_id, "out")
+    sh.grant(o.id, top.id, bob.email, "viewer")
+    w = feed.watch(bob.id, feed.latest(bob.id))
+    drive.put(o.id, out.id, "beside.txt", io.BytesIO(b"x"))
+    assert feed.woken([w]) == [] and not w.ready
+    drive.put(o.id, top.id, "in.txt", io.BytesIO(b"x"))
+    assert feed.woken([w]) == [w]
