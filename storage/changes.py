@@ -345,23 +345,28 @@ class ChangeFeed:
         """Of ``watches``, those that something changed for since they were last checked
         (each watch then remembers how far it was checked). One query per 500 journals for
         their heads, and one for the new rows of each journal that moved."""
-        journals = sorted({j for w in watches for j in w.seen})
+        low: dict[int, int] = {}  # per journal, the least any watch has checked
+        for w in watches:
+            for j, seq in w.seen.items():
+                if seq < low.get(j, 2**63):
+                    low[j] = seq
+        journals = sorted(low)
         with self.sm() as s, s.begin():
             heads: dict[int, int] = {}
             for i in range(0, len(journals), 500):
                 heads.update(self.heads(s, journals[i:i + 500]))
             rows = []
-            for j in journals:
-                lo = min(w.seen[j] for w in watches if j in w.seen)
+            for j, lo in low.items():
                 if heads[j] > lo:
                     rows += s.execute(sa.select(Change).where(Change.user_id == j, Change.seq > lo,
                                                               Change.seq <= heads[j])).scalars().all()
+        moved = {row.user_id for row in rows}
         woken = []
         for w in watches:
-            if not w.ready:
+            if not w.ready and not moved.isdisjoint(w.seen):
                 w.ready = any(row.seq > w.seen.get(row.user_id, 2**63) and any(w.view.sees(row)[:2])
                               for row in rows)
-            w.seen = {j: max(seq, heads.get(j, seq)) for j, seq in w.seen.items()}
+                w.seen = {j: max(seq, heads.get(j, seq)) for j, seq in w.seen.items()}
             if w.ready:
                 woken.append(w)
         return woken
