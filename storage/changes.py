@@ -339,7 +339,10 @@ class ChangeFeed:
         with self.sm() as s, s.begin():
             view = self.view(s, user_id)
             pos = self.positions(s, view, cursor)
-        return Watch(view, pos, ready=self.changed(user_id, cursor))
+            heads = self.heads(s, view.journals)
+        # nothing new in any journal followed: nothing to read, without reading it
+        moved = any(heads[j] > pos[j] for j in view.journals)
+        return Watch(view, pos, ready=moved and self.changed(user_id, cursor))
 
     def woken(self, watches: Sequence[Watch]) -> list[Watch]:
         """Of ``watches``, those that something changed for since they were last checked

@@ -1,5 +1,5 @@
 """webapi/changes.py through Flask's test client: the answers' shapes, the reset problem,
-and the long-poll's in-thread fallback (the handed-over path runs in tests/e2e/test_changes.py)."""
+a browser session's feed, and the long-poll's in-thread fallback (the handed-over path runs in tests/e2e/test_changes.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from storage import clock
 from storage.changes import ChangeFeed
+from tests.unit.webapi.web_support import sign_in
 from webapi import create_app
 
 
@@ -66,3 +67,16 @@ def test_wait_in_thread(app, drive, user):
     drive.mkdir(u.id, u.root_id, "x")
     r = c.get("/api/v1/changes/wait", query_string={"cursor": cur, "timeout": 60}, headers=auth)
     assert r.get_json() == {"changes": True}
+
+
+def test_a_browser_session_reads_its_own_feed(web):
+    app, d, users = web
+    c = app.test_client()
+    sign_in(c, "bob@example.com", "password-bob")
+    cur = c.get("/api/v1/changes/latest").get_json()["cursor"]
+    d.mkdir(users["ann"].id, users["ann"].root_id, "ann's")
+    d.mkdir(users["bob"].id, users["bob"].root_id, "bob's")
+    body = c.get("/api/v1/changes", query_string={"cursor": cur}).get_json()
+    assert [e["node"]["name"] for e in body["entries"]] == ["bob's"]
+    assert c.get("/api/v1/changes/wait", query_string={"cursor": cur, "timeout": 1}).get_json() == {"changes": True}
+    assert app.test_client().get("/api/v1/changes/wait", query_string={"cursor": cur}).status_code == 401
