@@ -384,6 +384,10 @@ class Drive:
                     raise NotFound(f"node {node_id if node.deleted_at is not None else new_parent} not found")
                 if node.id == dest.id or node.id in tree.ancestor_ids(s, dest):
                     raise Conflict("cannot move a folder into itself or below itself")
+            else:
+                # the change feed's lock (changes.record), taken before any node row is
+                # written, in the order every other change to the tree takes it
+                tree.lock_owner(s, node.owner_id)
             new_name = name if name is not None else node.name
             clash = tree.child(s, new_parent, new_name)
             if clash is not None and clash.id != node.id:

@@ -153,10 +153,11 @@ class Sharing:
     def revoke(self, user_id: int, node_id: int, grantee_id: int) -> None:
         def run(s):
             node, _ = get_node(s, user_id, node_id, need=Role.OWNER)
+            # journal first: its locks (owner, then grantee) come before the share row's, as in a purge
+            changes.record_share(s, changes.ChangeKind.SHARE_LOST, node, grantee_id, None)
             n = s.execute(sa.delete(Share).where(Share.node_id == node.id, Share.grantee_id == grantee_id)).rowcount
             if n == 0:
                 raise NotFound(f"node {node_id} is not shared with user {grantee_id}")
-            changes.record_share(s, changes.ChangeKind.SHARE_LOST, node, grantee_id, None)
         self.drive.tx(run)
 
     def revoke_invitation(self, user_id: int, node_id: int, invitation_id: int) -> None:
@@ -172,10 +173,14 @@ class Sharing:
         """The grantee gives up their own share of ``node_id`` (the owner's files stay as
         they are). NotFound when nothing is shared with them on that node itself."""
         def run(s):
+            node = s.get(Node, node_id) if isinstance(node_id, int) else None
+            if node is None:
+                raise NotFound(f"node {node_id} is not shared with you")
+            # journal first: its locks (owner, then grantee) come before the share row's, as in a purge
+            changes.record_share(s, changes.ChangeKind.SHARE_LOST, node, user_id, None)
             n = s.execute(sa.delete(Share).where(Share.node_id == node_id, Share.grantee_id == user_id)).rowcount
             if n == 0:
                 raise NotFound(f"node {node_id} is not shared with you")
-            changes.record_share(s, changes.ChangeKind.SHARE_LOST, s.get(Node, node_id), user_id, None)
         self.drive.tx(run)
 
     def shared_with_me(self, user_id: int) -> list[NodeInfo]:

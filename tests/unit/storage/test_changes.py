@@ -14,6 +14,7 @@ import pytest
 from storage import clock
 from storage.batch import FolderEntry, make_folders
 from storage.changes import ChangeFeed, CursorExpired
+from storage.errors import NotFound
 from storage.sharing import Sharing
 from tests.conftest import put_bytes
 
@@ -86,9 +87,16 @@ def test_a_grantee_sees_changes_inside_the_share_and_nothing_beside(drive, feed,
     drive.move(o.id, f.id, parent_id=out.id)  # out of bob's view: a delete for him
     drive.move(o.id, f.id, parent_id=top.id)  # and back: a create
     mine = put_bytes(drive, bob, "mine.txt", b"bob's own").node
+    g = put_bytes(drive, o, "gone.txt", b"g", parent=top.id).node
+    drive.delete(bob.id, g.id)
+    drive.restore(o.id, g.id)
+    drive.delete(o.id, g.id)
+    drive.purge(o.id, g.id)
     entries, b1 = read_all(feed, bob, b0)
     assert entries == [("share_gained", top.id, "top"), ("create", f.id, "in.txt"), ("version", f.id, "in.txt"),
-                       ("delete", f.id, "in.txt"), ("create", f.id, "in.txt"), ("create", mine.id, "mine.txt")]
+                       ("delete", f.id, "in.txt"), ("create", f.id, "in.txt"), ("create", mine.id, "mine.txt"),
+                       ("create", g.id, "gone.txt"), ("delete", g.id, "gone.txt"), ("restore", g.id, "gone.txt"),
+                       ("delete", g.id, "gone.txt"), ("purge", g.id, "gone.txt")]
     page = feed.read(bob.id, b0)
     assert page.entries[3].node.parent_id == top.id  # shown where it was, not where it went
     assert page.entries[1].node.role == "editor"
@@ -114,6 +122,17 @@ def test_a_grantee_following_along_sees_each_change_once(drive, feed, sh, make_u
         cur = page.cursor
     assert seen == [("share_gained", "top"), ("create", "f0.txt"), ("create", "f1.txt"), ("create", "f2.txt")]
     assert feed.read(bob.id, cur).entries == []
+
+
+def test_leaving_a_share_is_a_share_lost(drive, feed, sh, make_user):
+    o, bob = make_user(), make_user()
+    top = drive.mkdir(o.id, o.root_id, "top")
+    sh.grant(o.id, top.id, bob.email, "viewer")
+    cur = feed.latest(bob.id)
+    sh.leave(bob.id, top.id)
+    with pytest.raises(NotFound):
+        sh.leave(bob.id, top.id)
+    assert read_all(feed, bob, cur)[0] == [("share_lost", top.id, "top")]
 
 
 def test_purging_a_shared_folder_is_a_share_lost(drive, feed, sh, make_user):
