@@ -67,8 +67,8 @@ def wait():
     most = current_app.config["BLOCKDRIVE"]["changes"]["wait_max_seconds"]
     timeout = min(float(int_arg("timeout", 30, 1, 3600)), most)
     watch = feed().watch(g.user.id, cursor_arg())
-    if watch.ready:
-        return jsonify(changes=True)
+    if watch.ready or request.method == "HEAD":  # a HEAD has no answer to wait for
+        return jsonify(changes=watch.ready)
     hand_over = getattr(request.environ.get("gunicorn.socket"), "hand_over", None)
     if hand_over is None:
         return jsonify(changes=waiters().wait_here(watch, timeout))

@@ -11,6 +11,7 @@ from storage import clock
 from storage.changes import ChangeFeed
 from tests.unit.webapi.web_support import sign_in
 from webapi import create_app
+from webapi.longpoll import Waiters
 
 
 @pytest.fixture
@@ -80,3 +81,15 @@ def test_a_browser_session_reads_its_own_feed(web):
     assert [e["node"]["name"] for e in body["entries"]] == ["bob's"]
     assert c.get("/api/v1/changes/wait", query_string={"cursor": cur, "timeout": 1}).get_json() == {"changes": True}
     assert app.test_client().get("/api/v1/changes/wait", query_string={"cursor": cur}).status_code == 401
+
+
+def test_a_head_does_not_wait(app, user, monkeypatch):
+    u, auth = user
+
+    def no_waiting(*_args):
+        raise AssertionError("a HEAD waited")
+    monkeypatch.setattr(Waiters, "wait_here", no_waiting)
+    c = app.test_client()
+    cur = c.get("/api/v1/changes/latest", headers=auth).get_json()["cursor"]
+    r = c.head("/api/v1/changes/wait", query_string={"cursor": cur, "timeout": 3600}, headers=auth)
+    assert r.status_code == 200 and r.data == b""
