@@ -108,7 +108,8 @@ def record_share(s: Session, kind: str, node: Node, grantee_id: int, role: str |
     """Record, in ``grantee_id``'s journal, that they gained, lost or changed a share of
     ``node``. The owner's row is locked before the grantee's (see the module's docstring)."""
     lock_owner(s, node.owner_id)
-    record(s, [entry(kind, node, user_id=grantee_id, role=role)])
+    v = s.get(FileVersion, node.current_version_id) if node.current_version_id else None
+    record(s, [entry(kind, node, v, user_id=grantee_id, role=role)])
 
 
 # ---- cursors ---------------------------------------------------------------------------------
