@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .clock import now
 from .errors import Gone
-from .models import Change, FileVersion, Node, Share
+from .models import Change, FileVersion, Node, Share, User
 from .models.changes import ChangeHorizon
 from .tree import ROLES, NodeInfo, lock_owner
 
@@ -233,8 +233,9 @@ class ChangeFeed:
     def heads(self, s: Session, journals: Iterable[int]) -> dict[int, int]:
         """The last committed sequence number of each journal (0 for an empty one)."""
         ids = list(journals)
-        got = dict(s.execute(sa.select(Change.user_id, sa.func.max(Change.seq)).where(Change.user_id.in_(ids))
-                             .group_by(Change.user_id)).all())
+        # one index seek per journal: MAX ... GROUP BY walked every row of each journal on SQLite
+        last = sa.select(sa.func.max(Change.seq)).where(Change.user_id == User.id).correlate(User).scalar_subquery()
+        got = dict(s.execute(sa.select(User.id, last).where(User.id.in_(ids))).all())
         horizons = self.horizons(s, ids)
         return {j: max(got.get(j) or 0, horizons.get(j, 0)) for j in ids}
 

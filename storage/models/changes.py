@@ -17,7 +17,8 @@ class Change(Base):
     had right after the change, so an entry reads the same whatever happens to the node later."""
 
     __tablename__ = "changes"
-    __table_args__ = (Index("ix_changes_user_seq", "user_id", "seq"),)
+    # (user_id, node_id): a reader's grants are found among their journal's rows of the shared nodes
+    __table_args__ = (Index("ix_changes_user_seq", "user_id", "seq"), Index("ix_changes_user_node", "user_id", "node_id"))
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(BigInteger)

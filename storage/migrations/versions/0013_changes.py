@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('seq', name=op.f('pk_changes')),
     )
     op.create_index('ix_changes_user_seq', 'changes', ['user_id', 'seq'], unique=False)
+    op.create_index('ix_changes_user_node', 'changes', ['user_id', 'node_id'], unique=False)
     op.create_index(op.f('ix_changes_at'), 'changes', ['at'], unique=False)
     op.create_table(
         'change_horizons',
@@ -55,5 +56,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('change_horizons')
     op.drop_index(op.f('ix_changes_at'), table_name='changes')
+    op.drop_index('ix_changes_user_node', table_name='changes')
     op.drop_index('ix_changes_user_seq', table_name='changes')
     op.drop_table('changes')
