@@ -387,8 +387,7 @@ def make_folders(drive, user_id: int, folders: list[FolderEntry]) -> list[Folder
                                      path=paths[pid], created_at=t, updated_at=t) for (pid, name), p in new.items()],
                       ("parent_id", "live_name"))
         touch(s, [(paths[pid], nid) for (pid, _name), nid in zip(new, ids)])
-        changes.record(s, [dict(user_id=p.owner_id, kind=changes.ChangeKind.CREATE, node_id=nid, node_kind="folder",
-                                owner_id=p.owner_id, name=name, parent_id=pid, path=paths[pid], version_id=None)
+        changes.record(s, [changes.created(nid, "folder", p, name, paths[pid])
                            for ((pid, name), p), nid in zip(new.items(), ids)])
         existing.update((k, (nid, "folder")) for k, nid in zip(new, ids))
         reported: set[tuple[int, str]] = set()

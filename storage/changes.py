@@ -85,6 +85,13 @@ def entry(kind: str, node: Node, version: FileVersion | None = None, **fields) -
     return row
 
 
+def created(node_id: int, node_kind: str, parent: Node, name: str, path: str, **fields) -> dict:
+    """The journal row of a node just created in ``parent`` with ``path`` (inserted in bulk,
+    without an ORM object to read it from)."""
+    return dict(user_id=parent.owner_id, kind=str(ChangeKind.CREATE), node_id=node_id, node_kind=node_kind,
+                owner_id=parent.owner_id, name=name, parent_id=parent.id, path=path, **fields)
+
+
 def record(s: Session, rows: Sequence[dict]) -> None:
     """Append ``rows`` (made with :func:`entry`) to their journals, in this transaction. Each
     journal's user row is locked first, in id order (see the module's docstring)."""
@@ -97,19 +104,23 @@ def record(s: Session, rows: Sequence[dict]) -> None:
     s.execute(sa.insert(Change.__table__), [{**blank, "at": t, **r} for r in rows])
 
 
+def node_entry(s: Session, kind: str, node: Node, **fields) -> dict:
+    """:func:`entry` with ``node``'s current version read."""
+    v = s.get(FileVersion, node.current_version_id) if node.current_version_id else None
+    return entry(kind, node, v, **fields)
+
+
 def record_node(s: Session, kind: str, node: Node, **fields) -> None:
     """Record one change to ``node`` (flushed first, so its row is as the change left it)."""
     s.flush()
-    v = s.get(FileVersion, node.current_version_id) if node.current_version_id else None
-    record(s, [entry(kind, node, v, **fields)])
+    record(s, [node_entry(s, kind, node, **fields)])
 
 
 def record_share(s: Session, kind: str, node: Node, grantee_id: int, role: str | None) -> None:
     """Record, in ``grantee_id``'s journal, that they gained, lost or changed a share of
     ``node``. The owner's row is locked before the grantee's (see the module's docstring)."""
     lock_owner(s, node.owner_id)
-    v = s.get(FileVersion, node.current_version_id) if node.current_version_id else None
-    record(s, [entry(kind, node, v, user_id=grantee_id, role=role)])
+    record(s, [node_entry(s, kind, node, user_id=grantee_id, role=role)])
 
 
 # ---- cursors ---------------------------------------------------------------------------------

@@ -553,11 +553,14 @@ class Drive:
             versions += [tuple(r) for r in s.execute(
                 sa.select(FileVersion.id, FileVersion.size, FileVersion.nblocks)
                 .where(FileVersion.node_id.in_(ids[i:i + 500])))]
-        # The change feed: the purge, and a share lost by each grantee of what goes.
+        # The change feed: the purge, then a share lost by each grantee of what goes (one
+        # record: the grantees' rows are locked in id order, after the owner's)
         changes.record_node(s, changes.ChangeKind.PURGE, node)
+        lost = []
         for i in range(0, len(ids), 500):
-            for sh in s.execute(sa.select(Share).where(Share.node_id.in_(ids[i:i + 500]))).scalars():
-                changes.record_share(s, changes.ChangeKind.SHARE_LOST, s.get(Node, sh.node_id), sh.grantee_id, None)
+            lost += s.execute(sa.select(Share.node_id, Share.grantee_id).where(Share.node_id.in_(ids[i:i + 500]))).all()
+        changes.record(s, [changes.node_entry(s, changes.ChangeKind.SHARE_LOST, s.get(Node, nid), user_id=grantee_id)
+                           for nid, grantee_id in lost])
         # Nothing may point at a version when it goes: the nodes let go of theirs first.
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]

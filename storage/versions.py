@@ -160,9 +160,7 @@ def write_versions(s: Session, limits: TreeLimits, user_id: int,
     made = [dict(version_id=version_id[i], size=v.size, sha256=v.sha256, mtime=v.mtime or t)
             for i, v in enumerate(versions)]
     changes.record(s, [changes.entry(changes.ChangeKind.VERSION, v.node, **made[i]) if v.node is not None else
-                       dict(user_id=v.owner_id, kind=changes.ChangeKind.CREATE, node_id=node_id[i], node_kind="file",
-                            owner_id=v.owner_id, name=v.name, parent_id=v.parent.id, path=paths[v.parent.id],
-                            **made[i])
+                       changes.created(node_id[i], "file", v.parent, v.name, paths[v.parent.id], **made[i])
                        for i, v in enumerate(versions)])
     return [(node_id[i], version_id[i]) for i in range(len(versions))]
 
