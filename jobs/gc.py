@@ -1,7 +1,7 @@
-"""``gc``: purge trash past retention, thin old versions by the retention policy (current
-versions are never thinned; the owner's quota is credited in the same transaction), expire
-upload sessions (releasing their pins, block
-lists and tus tails), mark blocks nothing uses, sweep marked blocks past the grace period,
+"""``gc``: purge trash past retention, prune the change feed past ``changes.retention_days``,
+thin old versions by the retention policy (current versions are never thinned; the owner's
+quota is credited in the same transaction), expire upload sessions (releasing their pins,
+block lists and tus tails), mark blocks nothing uses, sweep marked blocks past the grace period,
 give up on uploads that never committed, and leave the freed space to ``compact``.
 
 The live set (every block a ref or an active pin names) is built in Spark from one
@@ -18,6 +18,7 @@ import datetime as dt
 from pyspark.sql import DataFrame, functions as F
 
 from storage import extracts
+from storage.changes import ChangeFeed
 from storage import maintenance as m
 from storage.quota import Retention
 from storage.useradmin import UserAdmin
@@ -102,6 +103,9 @@ def run(ctx) -> dict:
                                        cfg["retention"]["batch_nodes"]))
         ctx.say(f"thinned {stats['versions_thinned']} old versions of {stats['retention_files_checked']} files "
                 f"({humanize.size(stats['version_bytes_freed'])} of quota freed)")
+        stats["changes_pruned"] = ChangeFeed(ctx.sm).prune(t - dt.timedelta(days=cfg["changes"]["retention_days"]))
+        ctx.say(f"pruned {stats['changes_pruned']} change-feed entries older than "
+                f"{cfg['changes']['retention_days']:g} days")
         stats.update(m.expire_upload_sessions(ctx.sm, t))
         stats["tails_removed"] = m.remove_stale_tails(ctx.sm, ctx.drive.blocks.packs)
         step("gc:after_expire")

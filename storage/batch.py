@@ -32,7 +32,7 @@ from typing import Sequence
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
-from . import quota
+from . import changes, quota
 from .blockindex import Ingested
 from .clock import now
 from .errors import BlockdriveError, Conflict, ContentMismatch, InvalidInput, QuotaExceeded
@@ -387,6 +387,8 @@ def make_folders(drive, user_id: int, folders: list[FolderEntry]) -> list[Folder
                                      path=paths[pid], created_at=t, updated_at=t) for (pid, name), p in new.items()],
                       ("parent_id", "live_name"))
         touch(s, [(paths[pid], nid) for (pid, _name), nid in zip(new, ids)])
+        changes.record(s, [changes.created(nid, "folder", p, name, paths[pid])
+                           for ((pid, name), p), nid in zip(new.items(), ids)])
         existing.update((k, (nid, "folder")) for k, nid in zip(new, ids))
         reported: set[tuple[int, str]] = set()
         for i, (parent, name) in want.items():

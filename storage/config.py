@@ -46,6 +46,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "retention": {"keep_all_seconds": 86400, "hourly_seconds": 2 * 86400, "daily_seconds": 30 * 86400,
                   "max_age_days": 0, "batch_nodes": 200},
     "trash": {"retention_days": 30},
+    "changes": {"retention_days": 30.0, "wait_max_seconds": 90.0, "wait_poll_seconds": 0.1,
+                "max_waiters": 20000},
     "limits": {"max_depth": 256, "max_nodes_per_user": 1_000_000, "max_nodes_per_copy": 10_000},
     "gc": {"grace_seconds": 86400},
     "security": {"scrypt_n": 2**17, "scrypt_r": 8, "scrypt_p": 1, "scrypt_concurrency": 2,
@@ -216,6 +218,9 @@ def _validate(cfg: dict) -> None:
         raise ConfigError("storage.min_compression_saving must be in [0, 1)")
     if cfg["gc"]["grace_seconds"] < 0:
         raise ConfigError("gc.grace_seconds must be >= 0")
+    ch = cfg["changes"]
+    if ch["retention_days"] <= 0 or ch["wait_max_seconds"] <= 0 or ch["wait_poll_seconds"] <= 0:
+        raise ConfigError("changes.retention_days, wait_max_seconds and wait_poll_seconds must be > 0")
     import ipaddress
     for part in cfg["security"]["trusted_proxies"].split(","):
         try:

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
-from . import accounts, crashpoints, quota, tree
+from . import accounts, changes, crashpoints, quota, tree
 from .backends import open_backend
 from .blockstore import BlockLocation, BlockStore
 from .chunking import make_chunker
@@ -244,6 +244,7 @@ class Drive:
             if tree.child(s, parent.id, name) is not None:
                 raise Conflict(f"{name!r} already exists in this folder")
             node = self.limits.new_node(s, parent, "folder", name)
+            changes.record_node(s, changes.ChangeKind.CREATE, node)
             return node_info(s, node, tree.role_of(s, user_id, node))
         return self._name_tx(run, name)
 
@@ -383,17 +384,23 @@ class Drive:
                     raise NotFound(f"node {node_id if node.deleted_at is not None else new_parent} not found")
                 if node.id == dest.id or node.id in tree.ancestor_ids(s, dest):
                     raise Conflict("cannot move a folder into itself or below itself")
+            else:
+                # the change feed's lock (changes.record), taken before any node row is
+                # written, in the order every other change to the tree takes it
+                tree.lock_owner(s, node.owner_id)
             new_name = name if name is not None else node.name
             clash = tree.child(s, new_parent, new_name)
             if clash is not None and clash.id != node.id:
                 raise Conflict(f"{new_name!r} already exists in the destination folder")
             t = now()
             tree.touch(s, [(node.path, node.id)])  # where it was
+            was = dict(old_parent_id=node.parent_id, old_name=node.name, old_path=node.path)
             if dest is not None:
                 self.limits.reparent(s, node, dest)
             node.name, node.live_name, node.updated_at = new_name, new_name, t
             s.flush()
             tree.touch(s, [(node.path, node.id)])  # where it is
+            changes.record_node(s, changes.ChangeKind.MOVE, node, **was)
             return node_info(s, node, tree.role_of(s, user_id, node))
         return self._name_tx(run, name or "the name")
 
@@ -443,6 +450,7 @@ class Drive:
                 made[n.id] = self.limits.node_row(parent, n.kind, n.name, tree.child_path(parent.path, parent.id))
             s.add_all([made[n.id] for n in level])
             s.flush()
+            changes.record(s, [changes.entry(changes.ChangeKind.CREATE, made[n.id]) for n in levels[depth]])
             for n in levels[depth]:
                 node = made[n.id]
                 if n.kind == "file" and n.current_version_id:
@@ -481,6 +489,7 @@ class Drive:
                           .execution_options(synchronize_session=False))
             tree.touch(s, [(node.path, node.id)])
             s.refresh(node)
+            changes.record_node(s, changes.ChangeKind.DELETE, node)
             return node_info(s, node, role)
         return self.tx(run)
 
@@ -521,6 +530,7 @@ class Drive:
             node.name, node.live_name = name, name
             s.flush()
             tree.touch(s, [(node.path, node.id)])
+            changes.record_node(s, changes.ChangeKind.RESTORE, node)
             return node_info(s, node, Role.OWNER)
         return self.tx(run)
 
@@ -543,6 +553,14 @@ class Drive:
             versions += [tuple(r) for r in s.execute(
                 sa.select(FileVersion.id, FileVersion.size, FileVersion.nblocks)
                 .where(FileVersion.node_id.in_(ids[i:i + 500])))]
+        # The change feed: the purge, then a share lost by each grantee of what goes (one
+        # record: the grantees' rows are locked in id order, after the owner's)
+        changes.record_node(s, changes.ChangeKind.PURGE, node)
+        lost = []
+        for i in range(0, len(ids), 500):
+            lost += s.execute(sa.select(Share.node_id, Share.grantee_id).where(Share.node_id.in_(ids[i:i + 500]))).all()
+        changes.record(s, [changes.node_entry(s, changes.ChangeKind.SHARE_LOST, s.get(Node, nid), user_id=grantee_id)
+                           for nid, grantee_id in lost])
         # Nothing may point at a version when it goes: the nodes let go of theirs first.
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]

@@ -29,6 +29,7 @@ from typing import BinaryIO, Iterator
 
 import sqlalchemy as sa
 
+from . import changes
 from .accounts import normalize_email, token_hash
 from .clock import now
 from .drive import Drive, PutResult, VersionInfo
@@ -136,18 +137,24 @@ class Sharing:
                                 ).scalar_one_or_none()
                 cls, fields = Share, {"grantee_id": grantee.id}
             created = row is None
+            changed = not created and row.role != role
             if created:
                 row = cls(node_id=node.id, role=role, granted_by=user_id, created_at=now(), **fields)
                 s.add(row)
             else:
                 row.role = role
             s.flush()
+            if grantee is not None and (created or changed):
+                kind = changes.ChangeKind.SHARE_GAINED if created else changes.ChangeKind.SHARE_CHANGED
+                changes.record_share(s, kind, node, grantee.id, role)
             return ShareInfo(node.id, None, email, role, row.granted_by, row.created_at), created
         return self.drive.tx(run)
 
     def revoke(self, user_id: int, node_id: int, grantee_id: int) -> None:
         def run(s):
             node, _ = get_node(s, user_id, node_id, need=Role.OWNER)
+            # journal first: its locks (owner, then grantee) come before the share row's, as in a purge
+            changes.record_share(s, changes.ChangeKind.SHARE_LOST, node, grantee_id, None)
             n = s.execute(sa.delete(Share).where(Share.node_id == node.id, Share.grantee_id == grantee_id)).rowcount
             if n == 0:
                 raise NotFound(f"node {node_id} is not shared with user {grantee_id}")
@@ -166,6 +173,11 @@ class Sharing:
         """The grantee gives up their own share of ``node_id`` (the owner's files stay as
         they are). NotFound when nothing is shared with them on that node itself."""
         def run(s):
+            node = s.get(Node, node_id) if isinstance(node_id, int) else None
+            if node is None:
+                raise NotFound(f"node {node_id} is not shared with you")
+            # journal first: its locks (owner, then grantee) come before the share row's, as in a purge
+            changes.record_share(s, changes.ChangeKind.SHARE_LOST, node, user_id, None)
             n = s.execute(sa.delete(Share).where(Share.node_id == node_id, Share.grantee_id == user_id)).rowcount
             if n == 0:
                 raise NotFound(f"node {node_id} is not shared with you")

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from . import quota
+from . import changes, quota
 from .blockstore import BlockStore
 from .clock import now
 from .errors import PreconditionFailed
@@ -156,6 +156,12 @@ def write_versions(s: Session, limits: TreeLimits, user_id: int,
         if v.node is not None:  # what the guarded UPDATE wrote, without marking the row dirty
             set_committed_value(v.node, "current_version_id", version_id[i])
             set_committed_value(v.node, "updated_at", t)
+    # the change feed: a new file is created with its first version, a file's next is a version
+    made = [dict(version_id=version_id[i], size=v.size, sha256=v.sha256, mtime=v.mtime or t)
+            for i, v in enumerate(versions)]
+    changes.record(s, [changes.entry(changes.ChangeKind.VERSION, v.node, **made[i]) if v.node is not None else
+                       changes.created(node_id[i], "file", v.parent, v.name, paths[v.parent.id], **made[i])
+                       for i, v in enumerate(versions)])
     return [(node_id[i], version_id[i]) for i in range(len(versions))]
 
 

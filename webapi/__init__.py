@@ -23,7 +23,7 @@ def create_app(config: Config | Mapping | None = None, drive=None) -> Flask:
     from storage.sharing import Sharing
     from storage.uploads import Uploads
 
-    from . import (account, batch, blocks, errors, health, metrics, nextcloud, nodes, openapi, public,
+    from . import (account, batch, blocks, changes, errors, health, metrics, nextcloud, nodes, openapi, public,
                    search, shares, tokens, tus)
 
     if not isinstance(config, Config):
@@ -45,7 +45,7 @@ def create_app(config: Config | Mapping | None = None, drive=None) -> Flask:
     app.wsgi_app = BodyGuard(DavMount(app, app.wsgi_app))
     metrics.instrument(app)
     for mod in (health, metrics, account, tokens, nodes, shares, public, tus, blocks, batch, openapi, nextcloud,
-                search):
+                search, changes):
         app.register_blueprint(mod.bp)
     from . import admin  # admin reports and dashboard (its session needs the app's secret key)
     admin.init_app(app)

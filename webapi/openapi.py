@@ -210,6 +210,22 @@ def paths() -> dict:
                             _path("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 100},
                                   "query", False),
                             _path("cursor", "from next_cursor", where="query", required=False)])},
+        "/api/v1/changes/latest": {"get": _op(
+            "A change-feed cursor at the end of everything the caller can see now",
+            {200: {"description": "A cursor", **_json(_schema("ChangeCursor"))}})},
+        "/api/v1/changes": {"get": _op(
+            "What changed in the caller's files and in what is shared with them since the cursor, in commit "
+            "order; 410 with type .../reset when the cursor expired (list the tree again)",
+            {200: {"description": "A page", **_json(_schema("ChangePage"))}}, (400, 410),
+            params=[_path("cursor", "from /changes/latest or a previous page", where="query"),
+                    _path("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000},
+                          "query", False)])},
+        "/api/v1/changes/wait": {"get": _op(
+            "Long-poll: answers as soon as something changes after the cursor, or false after the timeout",
+            {200: {"description": "Whether anything changed", **_json(_schema("ChangeWait"))}}, (400, 410, 503),
+            params=[_path("cursor", "from /changes/latest or a page", where="query"),
+                    _path("timeout", "seconds to wait (capped by changes.wait_max_seconds)",
+                          {"type": "integer", "minimum": 1, "maximum": 3600}, "query", False)])},
         "/api/v1/resolve": {"get": _op("Path to node, from the caller's root", {200: NODE_OK}, (400, 404),
                                        params=[_path("path", "/a/b/c", {"type": "string", "pattern": PATH_PATTERN}, "query")])},
         "/api/v1/uploads": {
@@ -375,6 +391,8 @@ OPERATION_IDS = {
     ("/api/v1/nodes/{id}/links/{link_id}", "delete"): "revokeLink", ("/api/v1/trash", "get"): "listTrash",
     ("/api/v1/shared-with-me", "get"): "sharedWithMe", ("/api/v1/shared-with-me/{id}", "delete"): "leaveShare", ("/api/v1/resolve", "get"): "resolvePath",
     ("/api/v1/search", "get"): "searchNodes",
+    ("/api/v1/changes/latest", "get"): "latestChangeCursor", ("/api/v1/changes", "get"): "listChanges",
+    ("/api/v1/changes/wait", "get"): "waitForChanges",
     ("/api/v1/uploads", "options"): "tusOptions", ("/api/v1/uploads", "post"): "tusCreate",
     ("/api/v1/uploads/{sid}", "options"): "tusUploadOptions", ("/api/v1/uploads/{sid}", "head"): "tusHead",
     ("/api/v1/uploads/{sid}", "patch"): "tusPatch", ("/api/v1/uploads/{sid}", "delete"): "tusTerminate",
@@ -488,6 +506,15 @@ SCHEMAS = {
         "type": "array", "items": {"type": "object", "properties": {
             "id": INT, "parent_id": INT, "kind": {"enum": ["file", "folder"]}, "name": STR, "size": NULL_INT,
             "sha256": NULL_STR}}}}},
+    "ChangeCursor": {"type": "object", "properties": {"cursor": STR}, "required": ["cursor"]},
+    "ChangePage": {"type": "object", "required": ["entries", "cursor", "has_more"], "properties": {
+        "entries": {"type": "array", "items": {"type": "object", "required": ["kind", "node", "at"], "properties": {
+            "kind": {"enum": ["create", "version", "move", "delete", "restore", "purge", "share_gained",
+                              "share_changed", "share_lost"]},
+            "node": {"$ref": "#/components/schemas/Node"}, "old_parent_id": NULL_INT, "old_name": STR,
+            "at": STR}}},
+        "cursor": STR, "has_more": {"type": "boolean"}}},
+    "ChangeWait": {"type": "object", "properties": {"changes": {"type": "boolean"}}, "required": ["changes"]},
     "BlockMap": {"type": "object", "properties": {"node_id": INT, "version_id": INT, "size": INT, "sha256": STR,
                                                   "blocks": {"type": "array", "items": {"type": "array"}}}},
 }

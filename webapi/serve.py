@@ -112,6 +112,14 @@ class DeadlineSocket:
         self.timed_out = True
         return b""
 
+    def hand_over(self):
+        """Give the connection to whoever answers it later (a long-poll, see
+        :mod:`webapi.longpoll`) and return it: from then on this wrapper reads nothing, writes
+        nothing and closes nothing, so the thread and gunicorn let go of it at once (the
+        request's own response must ask for ``Connection: close``)."""
+        sock, self._sock = self._sock, _HandedOver()
+        return sock
+
     def recv(self, n: int, *flags) -> bytes:
         return self._bounded(self._sock.recv, n, *flags)
 
@@ -121,6 +129,34 @@ class DeadlineSocket:
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
+
+
+class _HandedOver:
+    """What a :class:`DeadlineSocket` holds once its connection was handed over: a socket
+    that has ended, swallows writes and closes nothing."""
+
+    def recv(self, *_args) -> bytes:
+        return b""
+
+    def recv_into(self, *_args) -> int:
+        return 0
+
+    def send(self, data, *_args) -> int:
+        return len(data)
+
+    def sendall(self, *_args) -> None:
+        return None
+
+    def gettimeout(self):
+        return None
+
+    def fileno(self) -> int:
+        return -1
+
+    def _nothing(self, *_args) -> None:
+        return None
+
+    settimeout = setblocking = shutdown = close = _nothing
 
 
 class DeadlineThreadWorker(ThreadWorker):

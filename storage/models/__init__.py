@@ -2,6 +2,7 @@
 
 from .base import Base
 from .blocks import Block, Pack
+from .changes import Change, ChangeHorizon
 from .dav import DavLock, DavProp
 from .loginflows import LoginFlow
 from .nodes import FileVersion, Node, VersionBlock
@@ -13,4 +14,4 @@ from .users import ApiToken, User
 __all__ = ["Base", "User", "ApiToken", "Node", "FileVersion", "VersionBlock", "Block", "Pack",
            "Share", "Link", "UploadSession", "UploadPin", "UploadChunk", "RateLimit", "JobRun", "Lock",
            "TrafficDaily", "ReportSnapshot", "ReportUser", "ReportTier", "DavProp", "DavLock",
-           "LoginFlow"]
+           "LoginFlow", "Change", "ChangeHorizon"]
