@@ -1,8 +1,15 @@
-"""Rules for node names and paths."""
+"""Rules for node names and paths.
+
+One form per name: every name is stored, compared and looked up in Unicode NFC
+(:func:`normal`), so the composed and decomposed spellings of ``café`` are one name.
+:func:`fold_key` is what a case-insensitive file system (Windows, macOS) compares: two live
+names in one folder may not share it.
+"""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import unicodedata
 
 from .errors import InvalidName
@@ -68,11 +75,26 @@ def whitespace_ranges() -> tuple[tuple[int, int], ...]:
     return _ranges(cp for cp in range(0x10000) if chr(cp).isspace())
 
 
+def normal(name: str) -> str:
+    """``name`` in the one form names are stored and compared in (NFC)."""
+    return unicodedata.normalize("NFC", name)
+
+
+def fold_key(name: str) -> str:
+    """What two names equal under case folding share (``Report.txt``, ``REPORT.TXT``,
+    ``report.txt``; ``Straße`` and ``STRASSE``): the SHA-256, in hex, of the NFC form of the
+    full Unicode case fold of ``name``'s NFC form. Hashed because a fold may be longer than
+    the name (``ß`` folds to ``ss``), and a fixed 64 ASCII characters index compactly on
+    every engine."""
+    folded = normal(normal(name).casefold())
+    return hashlib.sha256(folded.encode("utf-8")).hexdigest()
+
+
 def validate_name(name: str) -> str:
     """Return the NFC form of a valid node name, or raise InvalidName saying why."""
     if not isinstance(name, str) or name == "":
         raise InvalidName("a name must not be empty")
-    name = unicodedata.normalize("NFC", name)
+    name = normal(name)
     if name in RESERVED_NAMES:
         raise InvalidName(f"{name!r} is not a valid name")
     if any(c in SEPARATORS for c in name):
