@@ -8,6 +8,7 @@ names in one folder may not share it.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import unicodedata
@@ -35,12 +36,16 @@ _DEFAULT_IGNORABLE = (
 )
 
 
+_IGNORABLE_STARTS = tuple(lo for lo, _ in _DEFAULT_IGNORABLE)  # sorted, for a binary search
+
+
 def is_invisible(c: str) -> bool:
     """Whether ``c`` is a control, format or default-ignorable code point."""
     if unicodedata.category(c) in _INVISIBLE_CATEGORIES:
         return True
     cp = ord(c)
-    return any(lo <= cp <= hi for lo, hi in _DEFAULT_IGNORABLE)
+    i = bisect.bisect_right(_IGNORABLE_STARTS, cp) - 1
+    return i >= 0 and cp <= _DEFAULT_IGNORABLE[i][1]
 
 
 @functools.cache
@@ -99,6 +104,18 @@ def validate_name(name: str) -> str:
         raise InvalidName(f"{name!r} is not a valid name")
     if any(c in SEPARATORS for c in name):
         raise InvalidName(f"a name must not contain a slash: {name!r}")
+    # Printable ASCII holds no control, bidirectional, format or invisible character: the
+    # scans below (the costly part, for a client listing a large tree) are skipped for it.
+    if not (name.isascii() and name.isprintable()):
+        _check_characters(name)
+    if name != name.strip():
+        raise InvalidName("a name must not start or end with whitespace")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise InvalidName(f"a name must be at most {MAX_NAME_BYTES} UTF-8 bytes")
+    return name
+
+
+def _check_characters(name: str) -> None:
     if any(unicodedata.category(c) == "Cc" for c in name):
         raise InvalidName("a name must not contain control characters (NUL, newline, ...)")
     if any(c in _BIDI_CONTROLS for c in name):
@@ -107,11 +124,6 @@ def validate_name(name: str) -> str:
     if bad is not None:
         raise InvalidName(f"a name must not contain invisible or format characters (U+{ord(bad):04X})",
                           code_point=f"U+{ord(bad):04X}")
-    if name != name.strip():
-        raise InvalidName("a name must not start or end with whitespace")
-    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        raise InvalidName(f"a name must be at most {MAX_NAME_BYTES} UTF-8 bytes")
-    return name
 
 
 def split_path(path: str) -> list[str]:

@@ -15,6 +15,7 @@ from storage.chunking import make_chunker
 from storage.wire import chunker_conf
 
 from ..api import Api, ClientError, NotFoundError
+from ..names import NameMap
 from .index import Index
 from .mirror import Mirror
 from .plan import BATCH_BYTES, split_remote
@@ -36,8 +37,9 @@ class Client(Pusher, Puller, Mirror):
     """Push, pull and sync against one server, remembering scans and synced ETags in ``index``."""
 
     def __init__(self, api: Api, index: Index | None = None, jobs: int = 4, progress: bool = False,
-                 batch_bytes: int = BATCH_BYTES):
+                 batch_bytes: int = BATCH_BYTES, names: NameMap | None = None):
         self.api, self.jobs, self.show_progress = api, max(1, jobs), progress
+        self.names = names or NameMap()  # server names <-> this file system's
         self.batch_bytes = batch_bytes
         self.index = index or Index(None)
         self._chunker = None

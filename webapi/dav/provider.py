@@ -27,8 +27,8 @@ from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 from wsgidav.util import etree
 
 from storage import errors as e
-from storage.names import normal
 from storage.drive import Drive
+from storage.names import normal
 from storage.sharing import Sharing
 from storage.tree import NodeInfo
 
