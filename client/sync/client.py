@@ -12,6 +12,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 from storage.chunking import make_chunker
+from storage.names import normal
 from storage.wire import chunker_conf
 
 from ..api import Api, ClientError, NotFoundError
@@ -28,8 +29,9 @@ SHARED = "Shared with me"         # the first component of a path into what othe
 
 
 def shared_parts(path: str) -> list[str] | None:
-    """The components after ``/Shared with me`` in ``path``, or None for a path of one's own."""
-    parts = [p for p in path.split("/") if p]
+    """The components after ``/Shared with me`` in ``path`` (in NFC, as the server's names
+    are: they are matched here), or None for a path of one's own."""
+    parts = [normal(p) for p in path.split("/") if p]
     return parts[1:] if parts and parts[0] == SHARED else None
 
 

@@ -12,6 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from client.names import DEVICES, QUOTE, NameMap, from_windows, to_windows, windows_like
+from client.sync.client import shared_parts
 
 # Windows' rules for a name, written out independently of the mapping
 WINDOWS_ILLEGAL = set('<>:"|?*\\/') | {chr(c) for c in range(32)}
@@ -85,3 +86,9 @@ def test_local_names_the_server_would_refuse_or_rename_are_refused():
     assert posix.refusal("a:b?") is None and posix.refusal(unicodedata.normalize("NFD", "\u00e9")) is None
     assert win.refusal("a\uff1ab") is None  # comes from "a:b" and goes back to it
     assert "come back" in win.refusal(f"{QUOTE}{QUOTE}")
+
+
+def test_a_shared_path_is_matched_in_nfc():
+    nfd = unicodedata.normalize("NFD", "R\u00e9pertoire")
+    assert shared_parts(f"/Shared with me/{nfd}/x") == ["R\u00e9pertoire", "x"]
+    assert shared_parts(f"/{nfd}") is None
