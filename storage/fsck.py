@@ -172,13 +172,14 @@ def _check_tree(s, rep: FsckReport) -> None:
 
 
 def _check_name(nid: int, pid: int, live: str, fold: str | None, rep: FsckReport) -> None:
-    """A live name is stored NFC with its case fold; a name without one clashed under case
-    folding with an older sibling before that was refused (both kept: renaming one ends it)."""
+    """A live name is stored NFC with its case fold. A name without one was kept from before
+    names equal under case folding were refused (it clashed with an older one in its folder);
+    a rename gives it its fold once that is free."""
     if live != normal(live):
         rep.add("name-form", f"node {nid}: name {live!r} is not in NFC")
     if fold is None:
-        rep.add("name-case", f"node {nid}: {live!r} in folder {pid} differs only in case from an older name there "
-                             "(kept from before such names were refused; rename one of them)")
+        rep.add("name-case", f"node {nid}: {live!r} in folder {pid} has no case fold: it was kept from before "
+                             "names equal under case folding were refused (rename it, or the older one like it)")
     elif fold != fold_key(live):
         rep.add("name-fold", f"node {nid}: the case fold stored for {live!r} is not its own")
 

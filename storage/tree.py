@@ -190,7 +190,9 @@ def clashes(s: Session, names: set[tuple[int, str]], node_id: int | None = None)
     (other than node ``node_id``) that is ``name`` or equal to it under case folding, when
     there is one: a query per 500 folders and 500 names, not one per name. A name kept from
     before the case rule has no fold (see Node), so names are matched exactly as well."""
-    by_fold = {(pid, fold_key(name)): name for pid, name in names}
+    by_fold: dict[tuple[int, str], list[str]] = {}
+    for pid, name in names:
+        by_fold.setdefault((pid, fold_key(name)), []).append(name)
     pids = sorted({pid for pid, _ in names})
     # (fold, name) pairs: each column is compared with values of its own (on MySQL an ASCII
     # column may not be compared with other characters)
@@ -205,9 +207,9 @@ def clashes(s: Session, names: set[tuple[int, str]], node_id: int | None = None)
             if node_id is not None:
                 q = q.where(Node.id != node_id)
             for pid, fold, other in s.execute(q):
-                mine = (pid, other) if (pid, other) in names else (pid, by_fold.get((pid, fold)))
-                if mine[1] is not None and mine in names:
-                    out[mine] = other
+                for mine in (other, *by_fold.get((pid, fold), ())):
+                    if (pid, mine) in names:
+                        out[(pid, mine)] = other
     return out
 
 

@@ -109,6 +109,10 @@ def test_a_batch_refuses_case_twins_file_by_file(drive, make_user):
     assert "only in case" in str(res[1]) and res[2].details["clashes_with"] == "Kept.txt"
     assert "twice" in str(res[4])
     assert names(drive, u) == ["Kept.txt", NFC, "new.txt"]
+    # two case twins of a name already there: each refused, the batch still lands
+    res = commit_many(up, u.id, [FileEntry(u.root_id, name, [h], n, h) for name in ("KEPT.txt", "kept.txt", "x")])
+    assert [type(r).__name__ for r in res] == ["Conflict", "Conflict", "Committed"]
+    assert {r.details["clashes_with"] for r in res[:2]} == {"Kept.txt"}
 
 
 def test_batch_folders_refuse_case_twins_and_find_the_other_form(drive, make_user):
@@ -120,6 +124,8 @@ def test_batch_folders_refuse_case_twins_and_find_the_other_form(drive, make_use
     assert res[0].details["clashes_with"] == "Photos"
     assert res[3].id == res[4].id and res[3].created and not res[4].created
     assert names(drive, u) == ["Music", "Photos", "R\u00e9"]
+    res = make_folders(drive, u.id, [FolderEntry(u.root_id, n) for n in ("PHOTOS", "pHoToS", "new")])
+    assert [type(r).__name__ for r in res] == ["Conflict", "Conflict", "Folder"]
 
 
 def test_a_resumable_upload_is_refused_before_a_byte_is_sent(drive, make_user):
