@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from storage import tree
 from storage.batch import FRAME, FileEntry, FolderEntry, commit_many, make_folders, put_blocks
-from storage.db import MIGRATIONS, make_engine, migrate
+from storage.db import MIGRATIONS, head_revision, make_engine, migrate
 from storage.errors import Conflict
 from storage.fsck import fsck
 from storage.models import Node
@@ -197,5 +197,11 @@ def test_the_migration_keeps_names_that_clash_and_folds_the_oldest(tmp_path):
     migrate(engine)
     with engine.connect() as c:
         folds = dict(c.exec_driver_sql("SELECT id, live_fold FROM nodes").all())
-    engine.dispose()
     assert folds == {1: None, 2: fold_key("report.txt"), 3: None, 4: fold_key("other"), 5: fold_key("report.txt")}
+    with engine.begin() as c:  # and back: the column goes, the names stay
+        cfg.attributes["connection"] = c
+        command.downgrade(cfg, "0012")
+        columns = [r[1] for r in c.exec_driver_sql("PRAGMA table_info(nodes)")]
+        assert "live_fold" not in columns and len(c.exec_driver_sql("SELECT id FROM nodes").all()) == 5
+    assert migrate(engine) == head_revision()
+    engine.dispose()
