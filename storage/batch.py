@@ -37,8 +37,8 @@ from .blockindex import Ingested
 from .clock import now
 from .errors import BlockdriveError, Conflict, ContentMismatch, InvalidInput, QuotaExceeded
 from .models import Block, FileVersion, Node, User, VersionBlock
-from .names import validate_name
-from .tree import get_node, touch
+from .names import fold_key, validate_name
+from .tree import clashes, get_node, live_columns, name_taken, touch
 from .uploads import Uploads
 from .wire import FRAME, MAX_BATCH_BLOCKS, MAX_BATCH_FILES, MAX_BATCH_FOLDERS
 from .versions import NewVersion, Ref, check_preconditions, insert_rows, new_node_paths, write_versions
@@ -270,13 +270,19 @@ def commit_many(up: Uploads, user_id: int, files: list[FileEntry]) -> list[Commi
         for j in range(0, len(vids), 500):
             current.update((v.id, v) for v in s.execute(sa.select(FileVersion).where(
                 FileVersion.id.in_(vids[j:j + 500]))).scalars())
-        taken: set[tuple[int, str]] = set()
+        # New names that meet a live name of another case (or one kept without a fold)
+        clash = clashes(s, {(parent_id, name) for parent_id, name, *_ in checked.values()
+                            if (parent_id, name) not in existing})
+        taken: dict[tuple[int, str], str] = {}  # (folder, fold key) -> the name this batch puts there
         charge: Counter = Counter()
         todo: list[tuple[int, NewVersion]] = []
         for i, (parent_id, name, ids, size, sha, if_match, inm) in checked.items():
             try:
-                if (parent_id, name) in taken:
-                    raise Conflict(f"{name!r} appears twice in this batch")
+                twin = taken.get((parent_id, fold_key(name)))
+                if twin is not None:
+                    raise Conflict(f"{name!r} appears twice in this batch" if twin == name else
+                                   f"{name!r} and {twin!r} in this batch differ only in case: one folder cannot "
+                                   "hold both (Windows and macOS would see one file)", clashes_with=twin)
                 if parent_id not in parents:
                     parents[parent_id] = get_node(s, user_id, parent_id, need=Role.EDITOR)[0]
                 parent = parents[parent_id]
@@ -285,9 +291,11 @@ def commit_many(up: Uploads, user_id: int, files: list[FileEntry]) -> list[Commi
                 node = existing.get((parent_id, name))
                 if node is not None and node.kind != "file":
                     raise Conflict(f"{name!r} is a folder")
+                if (parent_id, name) in clash:
+                    raise name_taken(name, clash[(parent_id, name)])
                 cur = current.get(node.current_version_id) if node is not None else None
                 check_preconditions(name, node, cur, if_match, inm)
-                taken.add((parent_id, name))
+                taken[(parent_id, fold_key(name))] = name
                 # The version this one replaces stays (as an old version): it frees nothing.
                 charge[parent.owner_id] += d.charge_of(size, len(ids))
                 todo.append((i, NewVersion(parent, node, name, [Ref(b, sizes[b]) for b in ids], size, sha)))
@@ -381,9 +389,19 @@ def make_folders(drive, user_id: int, folders: list[FolderEntry]) -> list[Folder
         existing = {k: (n.id, n.kind) for k, n in _live_children(
             s, {(p.id, name) for p, name in want.values()}).items()}
         new = {(p.id, name): p for p, name in want.values() if (p.id, name) not in existing}
+        # A new name meeting a live one of another case, or another new one of this batch
+        # (the first entry keeps it), is refused alone.
+        refused = {k: name_taken(k[1], other) for k, other in clashes(s, set(new)).items()}
+        firsts: dict[tuple[int, str], str] = {}
+        for pid, name in list(new):
+            first = firsts.setdefault((pid, fold_key(name)), name)
+            if first != name:
+                refused[(pid, name)] = name_taken(name, first, "this batch")
+        for k in refused:
+            del new[k]
         paths = new_node_paths(drive.limits, s, list(new.values()))  # LimitExceeded: the whole batch rolls back
         t = now()
-        ids = insert_rows(s, Node, [dict(owner_id=p.owner_id, parent_id=pid, kind="folder", name=name, live_name=name,
+        ids = insert_rows(s, Node, [dict(owner_id=p.owner_id, parent_id=pid, kind="folder", name=name, **live_columns(name),
                                      path=paths[pid], created_at=t, updated_at=t) for (pid, name), p in new.items()],
                       ("parent_id", "live_name"))
         touch(s, [(paths[pid], nid) for (pid, _name), nid in zip(new, ids)])
@@ -393,6 +411,9 @@ def make_folders(drive, user_id: int, folders: list[FolderEntry]) -> list[Folder
         reported: set[tuple[int, str]] = set()
         for i, (parent, name) in want.items():
             key = (parent.id, name)
+            if key in refused:
+                out[i] = refused[key]
+                continue
             nid, kind = existing[key]
             if kind != "folder":
                 out[i] = Conflict(f"{name!r} is a file")

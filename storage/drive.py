@@ -241,8 +241,7 @@ class Drive:
             parent, _ = get_node(s, user_id, parent_id, need=Role.EDITOR)
             if parent.kind != "folder":
                 raise InvalidInput(f"node {parent_id} is not a folder")
-            if tree.child(s, parent.id, name) is not None:
-                raise Conflict(f"{name!r} already exists in this folder")
+            tree.check_name_free(s, parent.id, name)
             node = self.limits.new_node(s, parent, "folder", name)
             changes.record_node(s, changes.ChangeKind.CREATE, node)
             return node_info(s, node, tree.role_of(s, user_id, node))
@@ -340,6 +339,8 @@ class Drive:
         existing = tree.child(s, parent.id, name)
         if existing is not None and existing.kind != "file":
             raise Conflict(f"{name!r} is a folder")
+        if existing is None:
+            tree.check_name_free(s, parent.id, name)
         if if_match is not None or if_none_match:
             current = s.get(FileVersion, existing.current_version_id) \
                 if existing is not None and existing.current_version_id else None
@@ -389,15 +390,15 @@ class Drive:
                 # written, in the order every other change to the tree takes it
                 tree.lock_owner(s, node.owner_id)
             new_name = name if name is not None else node.name
-            clash = tree.child(s, new_parent, new_name)
-            if clash is not None and clash.id != node.id:
-                raise Conflict(f"{new_name!r} already exists in the destination folder")
+            tree.check_name_free(s, new_parent, new_name, node.id, "the destination folder")
             t = now()
             tree.touch(s, [(node.path, node.id)])  # where it was
             was = dict(old_parent_id=node.parent_id, old_name=node.name, old_path=node.path)
             if dest is not None:
                 self.limits.reparent(s, node, dest)
-            node.name, node.live_name, node.updated_at = new_name, new_name, t
+            node.name, node.updated_at = new_name, t
+            for column, value in tree.live_columns(new_name).items():
+                setattr(node, column, value)
             s.flush()
             tree.touch(s, [(node.path, node.id)])  # where it is
             changes.record_node(s, changes.ChangeKind.MOVE, node, **was)
@@ -418,8 +419,7 @@ class Drive:
             if src.id == dest.id or src.id in tree.ancestor_ids(s, dest):
                 raise Conflict("cannot copy a folder into itself")
             new_name = name or src.name
-            if tree.child(s, dest.id, new_name) is not None:
-                raise Conflict(f"{new_name!r} already exists in the destination folder")
+            tree.check_name_free(s, dest.id, new_name, where="the destination folder")
             node = self._copy_into(s, user_id, src, dest, new_name)
             return node_info(s, node, tree.role_of(s, user_id, node))
         return self._name_tx(run, name or "the name")
@@ -485,7 +485,7 @@ class Drive:
             ids = [n.id for n in self._subtree(s, node)]
             for i in range(0, len(ids), 500):
                 s.execute(sa.update(Node).where(Node.id.in_(ids[i:i + 500]))
-                          .values(deleted_at=t, live_name=None, trashed_with=node.id)
+                          .values(deleted_at=t, live_name=None, live_fold=None, trashed_with=node.id)
                           .execution_options(synchronize_session=False))
             tree.touch(s, [(node.path, node.id)])
             s.refresh(node)
@@ -517,7 +517,7 @@ class Drive:
             if parent is None or parent.deleted_at is not None:
                 parent = s.get(Node, s.get(User, node.owner_id).root_id)
             name, n = node.name, 1
-            while tree.child(s, parent.id, name) is not None:
+            while tree.clashes(s, {(parent.id, name)}):
                 stem, dot, ext = node.name.rpartition(".")
                 suffix = " (restored)" if n == 1 else f" (restored {n})"
                 name = f"{stem}{suffix}.{ext}" if dot and stem else f"{node.name}{suffix}"
@@ -525,9 +525,17 @@ class Drive:
             validate_name(name)
             self.limits.reparent(s, node, parent)
             members = s.execute(sa.select(Node).where(Node.trashed_with == node.id)).scalars().all()
-            for m in members:
-                m.deleted_at, m.trashed_with, m.live_name = None, None, m.name
-            node.name, node.live_name = name, name
+            # The only live names in a restored folder are those restored with it. Names that
+            # clashed under case folding before the rule come back as they were: the first
+            # with its fold, the others without (see Node).
+            folds: set[tuple[int | None, str]] = set()
+            for m in sorted(members, key=lambda m: m.id):
+                live = tree.live_columns(m.name if m.id != node.id else name)
+                if (m.parent_id, live["live_fold"]) in folds:
+                    live["live_fold"] = None
+                folds.add((m.parent_id, live["live_fold"]))
+                m.deleted_at, m.trashed_with, m.live_name, m.live_fold = None, None, live["live_name"], live["live_fold"]
+            node.name = name
             s.flush()
             tree.touch(s, [(node.path, node.id)])
             changes.record_node(s, changes.ChangeKind.RESTORE, node)

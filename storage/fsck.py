@@ -32,6 +32,7 @@ from . import pack as packfmt
 from .packstore import BlockLocation
 from .errors import BlockdriveError
 from .models import Block, FileVersion, Node, Pack, UploadSession, User, VersionBlock
+from .names import fold_key, normal
 from .tree import ROOT_PATH, child_path
 from .states import PackState, UploadState
 
@@ -145,11 +146,13 @@ def _check_tree(s, rep: FsckReport) -> None:
     # Checked one edge at a time: if each node's path is its parent's plus the parent's id,
     # then by induction from the roots every path is exactly its parent chain.
     parent = aliased(Node)
-    q = (sa.select(Node.id, Node.parent_id, Node.path, parent.id, parent.path)
+    q = (sa.select(Node.id, Node.parent_id, Node.path, parent.id, parent.path, Node.live_name, Node.live_fold)
          .outerjoin(parent, parent.id == Node.parent_id).order_by(Node.id))
     bad = 0
-    for nid, pid, path, found, ppath in s.execute(q.execution_options(yield_per=BATCH)):
+    for nid, pid, path, found, ppath, live, fold in s.execute(q.execution_options(yield_per=BATCH)):
         rep.stats["nodes"] += 1
+        if live is not None:
+            _check_name(nid, pid, live, fold, rep)
         if pid is None:
             want = ROOT_PATH
         elif found is None or ppath is None:
@@ -166,6 +169,19 @@ def _check_tree(s, rep: FsckReport) -> None:
         actual = int(owned.get(uid) or 0)
         if recorded != actual:
             rep.add("node-count", f"user {email}: node_count {recorded}, counted {actual}")
+
+
+def _check_name(nid: int, pid: int, live: str, fold: str | None, rep: FsckReport) -> None:
+    """A live name is stored NFC with its case fold. A name without one was kept from before
+    names equal under case folding were refused (it clashed with an older one in its folder);
+    a rename gives it its fold once that is free."""
+    if live != normal(live):
+        rep.add("name-form", f"node {nid}: name {live!r} is not in NFC")
+    if fold is None:
+        rep.add("name-case", f"node {nid}: {live!r} in folder {pid} has no case fold: it was kept from before "
+                             "names equal under case folding were refused (rename it, or the older one like it)")
+    elif fold != fold_key(live):
+        rep.add("name-fold", f"node {nid}: the case fold stored for {live!r} is not its own")
 
 
 def _check_pack(drive, p: Pack, rep: FsckReport, deep: bool) -> None:

@@ -1,8 +1,16 @@
-"""Rules for node names and paths."""
+"""Rules for node names and paths.
+
+One form per name: every name is stored, compared and looked up in Unicode NFC
+(:func:`normal`), so the composed and decomposed spellings of ``café`` are one name.
+:func:`fold_key` is what a case-insensitive file system (Windows, macOS) compares: two live
+names in one folder may not share it.
+"""
 
 from __future__ import annotations
 
+import bisect
 import functools
+import hashlib
 import unicodedata
 
 from .errors import InvalidName
@@ -28,12 +36,16 @@ _DEFAULT_IGNORABLE = (
 )
 
 
+_IGNORABLE_STARTS = tuple(lo for lo, _ in _DEFAULT_IGNORABLE)  # sorted, for a binary search
+
+
 def is_invisible(c: str) -> bool:
     """Whether ``c`` is a control, format or default-ignorable code point."""
     if unicodedata.category(c) in _INVISIBLE_CATEGORIES:
         return True
     cp = ord(c)
-    return any(lo <= cp <= hi for lo, hi in _DEFAULT_IGNORABLE)
+    i = bisect.bisect_right(_IGNORABLE_STARTS, cp) - 1
+    return i >= 0 and cp <= _DEFAULT_IGNORABLE[i][1]
 
 
 @functools.cache
@@ -68,15 +80,42 @@ def whitespace_ranges() -> tuple[tuple[int, int], ...]:
     return _ranges(cp for cp in range(0x10000) if chr(cp).isspace())
 
 
+def normal(name: str) -> str:
+    """``name`` in the one form names are stored and compared in (NFC)."""
+    return unicodedata.normalize("NFC", name)
+
+
+def fold_key(name: str) -> str:
+    """What two names equal under case folding share (``Report.txt``, ``REPORT.TXT``,
+    ``report.txt``; ``Straße`` and ``STRASSE``): the SHA-256, in hex, of the NFC form of the
+    full Unicode case fold of ``name``'s NFC form. Hashed because a fold may be longer than
+    the name (``ß`` folds to ``ss``), and a fixed 64 ASCII characters index compactly on
+    every engine."""
+    folded = normal(normal(name).casefold())
+    return hashlib.sha256(folded.encode("utf-8")).hexdigest()
+
+
 def validate_name(name: str) -> str:
     """Return the NFC form of a valid node name, or raise InvalidName saying why."""
     if not isinstance(name, str) or name == "":
         raise InvalidName("a name must not be empty")
-    name = unicodedata.normalize("NFC", name)
+    name = normal(name)
     if name in RESERVED_NAMES:
         raise InvalidName(f"{name!r} is not a valid name")
     if any(c in SEPARATORS for c in name):
         raise InvalidName(f"a name must not contain a slash: {name!r}")
+    # Printable ASCII holds no control, bidirectional, format or invisible character: the
+    # scans below (the costly part, for a client listing a large tree) are skipped for it.
+    if not (name.isascii() and name.isprintable()):
+        _check_characters(name)
+    if name != name.strip():
+        raise InvalidName("a name must not start or end with whitespace")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise InvalidName(f"a name must be at most {MAX_NAME_BYTES} UTF-8 bytes")
+    return name
+
+
+def _check_characters(name: str) -> None:
     if any(unicodedata.category(c) == "Cc" for c in name):
         raise InvalidName("a name must not contain control characters (NUL, newline, ...)")
     if any(c in _BIDI_CONTROLS for c in name):
@@ -85,11 +124,6 @@ def validate_name(name: str) -> str:
     if bad is not None:
         raise InvalidName(f"a name must not contain invisible or format characters (U+{ord(bad):04X})",
                           code_point=f"U+{ord(bad):04X}")
-    if name != name.strip():
-        raise InvalidName("a name must not start or end with whitespace")
-    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        raise InvalidName(f"a name must be at most {MAX_NAME_BYTES} UTF-8 bytes")
-    return name
 
 
 def split_path(path: str) -> list[str]:

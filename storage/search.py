@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from .drive import Drive
 from .errors import InvalidInput
 from .models import FileVersion, Node, Share, User
+from .names import normal
 from .tree import ROLES, NodeInfo, ancestors, child_path, info_of, under
 from .states import Role
 
@@ -84,7 +85,7 @@ def query_words(q: str) -> list[str]:
         raise InvalidInput("q must not be empty")
     if len(q) > MAX_QUERY:
         raise InvalidInput(f"q must be at most {MAX_QUERY} characters")
-    words = list(dict.fromkeys(w.lower() for w in WORD.findall(q)))
+    words = list(dict.fromkeys(w.lower() for w in WORD.findall(normal(q))))  # names are stored NFC
     if not words:
         raise InvalidInput("q must contain a letter or a digit")
     if len(words) > MAX_WORDS:

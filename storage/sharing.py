@@ -38,7 +38,7 @@ from .models import Link, Node, Share, User
 from .models.sharing import Invitation
 from .ratelimit import Limiter
 from .names import validate_name
-from .tree import NodeInfo, ancestor_ids, child, get_node, node_info, role_of
+from .tree import NodeInfo, ancestor_ids, clashes, get_node, node_info, role_of
 from .states import LINK_ROLES, SHARE_ROLES, LinkRole, NodeKind, Role
 
 LINK_TOKEN_BYTES = 32
@@ -322,7 +322,7 @@ class Sharing:
         if link.role != LinkRole.UPLOADER:
             raise Forbidden("this link is for viewing: files cannot be added through it")
         with self.drive.sm() as s:
-            free = next((n for n in free_name_candidates(name) if child(s, folder.id, n) is None), None)
+            free = next((n for n in free_name_candidates(name) if not clashes(s, {(folder.id, n)})), None)
         if free is None:
             raise InvalidInput(f"too many files named like {name!r} in this folder")
         # if_none_match: a file that took the same name meanwhile is refused, not replaced;

@@ -18,6 +18,12 @@ root, "/1/5/" for a node whose parent is 5 whose parent is the root 1. So
   collation). Paths hold only digits and "/", and "0" is the character right after "/", so
   the strings that start with a prefix ending in "/" are exactly those at or above the prefix
   and below the prefix with its last "/" replaced by "0".
+
+Names in a folder (:func:`child`, :func:`check_name_free`, :func:`live_columns`): a live
+name is looked up in its NFC form, and no two live names in one folder are equal under case
+folding (``Report.txt`` and ``report.txt`` would be one file on Windows and macOS). The
+check reads the ``live_fold`` index; its unique key refuses what a concurrent writer slips
+past the check.
 """
 
 from __future__ import annotations
@@ -30,9 +36,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .clock import now
-from .errors import Forbidden, LimitExceeded, NotFound
+from .errors import Conflict, Forbidden, LimitExceeded, NotFound
 from .models import FileVersion, Node, Share, User
 from .models.nodes import PATH_MAX
+from .names import fold_key, normal
 from .states import Role
 
 ROOT_PATH = "/"
@@ -160,8 +167,60 @@ def get_node(s: Session, user_id: int, node_id: int, need: str = "viewer",
 
 
 def child(s: Session, parent_id: int, name: str) -> Node | None:
-    """The live node named ``name`` in folder ``parent_id``, if any."""
-    return s.execute(sa.select(Node).where(Node.parent_id == parent_id, Node.live_name == name)).scalar_one_or_none()
+    """The live node named ``name`` (in any Unicode normal form) in folder ``parent_id``, if any."""
+    return s.execute(sa.select(Node).where(Node.parent_id == parent_id, Node.live_name == normal(name))
+                     ).scalar_one_or_none()
+
+
+def live_columns(name: str) -> dict[str, str]:
+    """The columns that make a node named ``name`` (NFC, validated) live in its folder."""
+    return {"live_name": name, "live_fold": fold_key(name)}
+
+
+def name_taken(name: str, other: str, where: str = "this folder") -> Conflict:
+    """The Conflict for ``name`` (NFC) meeting the live name ``other`` in a folder."""
+    if other == name:
+        return Conflict(f"{name!r} already exists in {where}", clashes_with=other)
+    return Conflict(f"{name!r} differs from {other!r}, already in {where}, only in case: one folder cannot "
+                    "hold both (Windows and macOS would see one file)", clashes_with=other)
+
+
+def clashes(s: Session, names: set[tuple[int, str]], node_id: int | None = None) -> dict[tuple[int, str], str]:
+    """For each ``(folder id, name)`` (NFC) in ``names``, the live name already in that folder
+    (other than node ``node_id``) that is ``name`` or equal to it under case folding, when
+    there is one: a query per 500 folders and 500 names, not one per name. A name kept from
+    before the case rule has no fold (see Node), so names are matched exactly as well."""
+    by_fold: dict[tuple[int, str], list[str]] = {}
+    for pid, name in names:
+        by_fold.setdefault((pid, fold_key(name)), []).append(name)
+    pids = sorted({pid for pid, _ in names})
+    # (fold, name) pairs: each column is compared with values of its own (on MySQL an ASCII
+    # column may not be compared with other characters)
+    words = sorted({(fold_key(name), name) for _, name in names})
+    out: dict[tuple[int, str], str] = {}
+    for i in range(0, len(pids), 500):
+        for j in range(0, len(words), 500):
+            part = words[j:j + 500]
+            q = sa.select(Node.parent_id, Node.live_fold, Node.name).where(
+                Node.parent_id.in_(pids[i:i + 500]),
+                sa.or_(Node.live_fold.in_([f for f, _ in part]), Node.live_name.in_([n for _, n in part])))
+            if node_id is not None:
+                q = q.where(Node.id != node_id)
+            for pid, fold, other in s.execute(q):
+                for mine in (other, *by_fold.get((pid, fold), ())):
+                    if (pid, mine) in names:
+                        out[(pid, mine)] = other
+    return out
+
+
+def check_name_free(s: Session, parent_id: int, name: str, node_id: int | None = None,
+                    where: str = "this folder") -> None:
+    """Raise Conflict when folder ``parent_id`` holds a live node other than ``node_id``
+    named ``name`` (NFC) or a name equal to it under case folding. Renaming a node to
+    another case of its own name passes (``node_id`` is that node)."""
+    other = clashes(s, {(parent_id, name)}, node_id).get((parent_id, name))
+    if other is not None:
+        raise name_taken(name, other, where)
 
 
 def node_info(s: Session, node: Node, role: str) -> NodeInfo:
@@ -227,7 +286,7 @@ class TreeLimits:
         self.check_depth(depth(path), len(path))
         t = now()
         return Node(owner_id=parent.owner_id, parent_id=parent.id, kind=kind, name=name,
-                    live_name=name, path=path, created_at=t, updated_at=t)
+                    path=path, created_at=t, updated_at=t, **live_columns(name))
 
     def limit(self, key: str) -> int:
         return int(self.config["limits"][key])

@@ -33,7 +33,7 @@ from .blockstore import BlockStore
 from .clock import now
 from .errors import PreconditionFailed
 from .models import FileVersion, Node, VersionBlock
-from .tree import TreeLimits, touch
+from .tree import TreeLimits, live_columns, touch
 
 if TYPE_CHECKING:
     from .drive import Drive
@@ -121,7 +121,7 @@ def write_versions(s: Session, limits: TreeLimits, user_id: int,
     new = [(i, v) for i, v in enumerate(versions) if v.node is None]
     paths = new_node_paths(limits, s, [v.parent for _, v in new])
     node_id.update(zip((i for i, _ in new), insert_rows(s, Node, [
-        dict(owner_id=v.parent.owner_id, parent_id=v.parent.id, kind="file", name=v.name, live_name=v.name,
+        dict(owner_id=v.parent.owner_id, parent_id=v.parent.id, kind="file", name=v.name, **live_columns(v.name),
              path=paths[v.parent.id], created_at=t, updated_at=t) for _, v in new], ("parent_id", "live_name"))))
     version_id = dict(enumerate(insert_rows(s, FileVersion, [
         dict(node_id=node_id[i], size=v.size, sha256=v.sha256, created_at=t, created_by=user_id,

@@ -482,7 +482,9 @@ STR, INT = {"type": "string"}, {"type": "integer"}
 NULL_INT, NULL_STR = {"type": ["integer", "null"]}, {"type": ["string", "null"]}
 SCHEMAS = {
     "Problem": {"type": "object", "required": ["type", "title", "status"], "properties": {
-        "type": {"type": "string", "format": "uri"}, "title": STR, "status": INT, "detail": STR}},
+        "type": {"type": "string", "format": "uri"}, "title": STR, "status": INT, "detail": STR,
+        "clashes_with": {**STR, "description": "409 on a name: the name already in the folder that this one equals "
+                                               "exactly or under case folding"}}},
     "PasswordChanged": {"type": "object", "properties": {"revoked": INT}},
     "Token": {"type": "object", "properties": {"token": STR, "token_type": STR}, "required": ["token"]},
     "Purged": {"type": "object", "properties": {"purged": INT, "versions": INT, "more": {"type": "boolean"}},

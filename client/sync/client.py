@@ -12,9 +12,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 from storage.chunking import make_chunker
+from storage.names import normal
 from storage.wire import chunker_conf
 
 from ..api import Api, ClientError, NotFoundError
+from ..names import NameMap
 from .index import Index
 from .mirror import Mirror
 from .plan import BATCH_BYTES, split_remote
@@ -27,8 +29,9 @@ SHARED = "Shared with me"         # the first component of a path into what othe
 
 
 def shared_parts(path: str) -> list[str] | None:
-    """The components after ``/Shared with me`` in ``path``, or None for a path of one's own."""
-    parts = [p for p in path.split("/") if p]
+    """The components after ``/Shared with me`` in ``path`` (in NFC, as the server's names
+    are: they are matched here), or None for a path of one's own."""
+    parts = [normal(p) for p in path.split("/") if p]
     return parts[1:] if parts and parts[0] == SHARED else None
 
 
@@ -36,8 +39,9 @@ class Client(Pusher, Puller, Mirror):
     """Push, pull and sync against one server, remembering scans and synced ETags in ``index``."""
 
     def __init__(self, api: Api, index: Index | None = None, jobs: int = 4, progress: bool = False,
-                 batch_bytes: int = BATCH_BYTES):
+                 batch_bytes: int = BATCH_BYTES, names: NameMap | None = None):
         self.api, self.jobs, self.show_progress = api, max(1, jobs), progress
+        self.names = names or NameMap()  # server names <-> this file system's
         self.batch_bytes = batch_bytes
         self.index = index or Index(None)
         self._chunker = None

@@ -18,7 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
 from typing import Callable
 
+from storage.names import fold_key
+
 from ..api import ClientError
+from ..names import NameMap
 from .plan import RemoteEntry, SyncPlan, parent_of, plan_paths, plan_sync
 from .progress import Progress, Stats
 from .push import CommitQueue, Uploader
@@ -53,7 +56,8 @@ def keep_skipped(plan: SyncPlan, skipped: set[str]) -> None:
 
 class Mirror:
     """The sync side of :class:`client.sync.Client` (it provides ``api``, ``index``, ``jobs``,
-    ``scan_many``, ``chunker``, ``ensure_folder``, ``lookup``, ``server_key`` and ``chunking_key``)."""
+    ``scan_many``, ``chunker``, ``ensure_folder``, ``lookup``, ``names``, ``server_key`` and
+    ``chunking_key``)."""
 
     def remote_tree(self, root_id: int) -> dict[str, RemoteEntry]:
         """Every live node below ``root_id`` by relative path: one request for the whole tree,
@@ -82,26 +86,56 @@ class Mirror:
         return out
 
     @staticmethod
-    def local_tree(root: str, skipped: list | None = None) -> tuple[list[str], set[str]]:
-        """Regular files and folders below ``root`` by relative path. Symbolic links and
-        special files (sockets, pipes, devices) are not followed nor sent: each is added to
-        ``skipped`` as ``{path, reason}``."""
+    def local_tree(root: str, skipped: list | None = None, names: NameMap | None = None,
+                   where: dict[str, str] | None = None) -> tuple[list[str], set[str]]:
+        """Regular files and folders below ``root`` by relative path, named as on the server
+        (``names`` maps local names; ``where`` learns each file's local path). Symbolic links
+        and special files (sockets, pipes, devices) are not followed nor sent, nor are names
+        the server would refuse or rename, nor a name equal under case folding to one listed
+        before it in its folder (the server keeps one of them): each is added to ``skipped``
+        as ``{path, reason}``."""
         files, dirs = [], set()
         skipped = [] if skipped is None else skipped
+        names = names or NameMap()
+        where = {} if where is None else where
         root = os.path.abspath(root)
+        remote_dir = {root: ""}  # a local folder's path on the server, relative
+
+        def admit(dirpath: str, local: str, seen: dict[str, str]) -> str | None:
+            """``local``'s path on the server, or None when it is skipped. ``seen``: the
+            local names admitted so far in this folder, by the case fold of their server name."""
+            remote, why = names.admit(local)
+            if why is None:
+                twin = seen.setdefault(fold_key(remote), local)
+                if twin != local:
+                    why = (f"on the server its name is the same as {twin!r}'s" if names.to_remote(twin) == remote
+                           else f"its name differs only in case from {twin!r} (one folder on the server cannot "
+                                "hold both)")
+            if why is not None:
+                skipped.append({"path": os.path.join(dirpath, local), "reason": why})
+                return None
+            return f"{remote_dir[dirpath]}/{remote}" if remote_dir[dirpath] else remote
+
         for dirpath, dirnames, filenames in os.walk(root):
-            rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
-            rel_dir = "" if rel_dir == "." else rel_dir
             links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
-            dirnames[:] = sorted(d for d in dirnames if d not in links)
-            for d in dirnames:
-                dirs.add(f"{rel_dir}/{d}" if rel_dir else d)
+            seen: dict[str, str] = {}
+            kept = []
+            for d in sorted(d for d in dirnames if d not in links):
+                rel = admit(dirpath, d, seen)
+                if rel is not None:
+                    kept.append(d)
+                    dirs.add(rel)
+                    remote_dir[os.path.join(dirpath, d)] = rel
+            dirnames[:] = kept
             for f in sorted(filenames + links):
                 if ".blockdrive-" in f:
                     continue  # our own temporary files
                 kind = special_kind(os.path.join(dirpath, f))
                 if kind is None:
-                    files.append(f"{rel_dir}/{f}" if rel_dir else f)
+                    rel = admit(dirpath, f, seen)
+                    if rel is not None:
+                        files.append(rel)
+                        where[rel] = os.path.join(dirpath, f)
                 elif kind:
                     skipped.append({"path": os.path.join(dirpath, f), "reason": kind})
         return sorted(files), dirs
@@ -131,8 +165,9 @@ class Mirror:
         root = self.ensure_folder(remote_dir) if not dry_run else (self.lookup(remote_dir) or {"id": None})
         remote = self.remote_tree(root["id"]) if root["id"] else {}
         skipped: list[dict] = []
-        files, dirs = self.local_tree(local_dir, skipped)
-        paths = [os.path.join(local_dir, *f.split("/")) for f in files]
+        where: dict[str, str] = {}
+        files, dirs = self.local_tree(local_dir, skipped, self.names, where)
+        paths = [where[f] for f in files]
         stats = Stats(files=len(files), skipped=skipped)
         key = self.server_key()
         rp = lambda rel: f"{remote_dir.rstrip('/')}/{rel}"  # noqa: E731
@@ -197,7 +232,8 @@ class Mirror:
                             commits.add(rel, sc, etag)
             stats.bytes_total = sum(s.size for s in scans.values())
             plan = plan_sync(scans, dirs, remote, last, force)
-            keep_skipped(plan, {os.path.relpath(k["path"], local_dir).replace(os.sep, "/") for k in skipped})
+            keep_skipped(plan, {self.names.remote_rel(os.path.relpath(k["path"], local_dir).replace(os.sep, "/"))
+                                for k in skipped})
             stats.conflicts = list(plan.conflicts)
             stats.unchanged = list(plan.unchanged)
             if dry_run:

@@ -24,7 +24,7 @@ from .scan import FileScan
 
 class Puller:
     """The pull side of :class:`client.sync.Client` (it provides ``api``, ``index``, ``jobs``,
-    ``scan``, ``chunker``, ``server_key`` and ``chunking_key``)."""
+    ``scan``, ``chunker``, ``names``, ``server_key`` and ``chunking_key``)."""
 
     def pull(self, remote: str, local: str, checksum: bool = False, force: bool = False,
              version: int | None = None) -> Stats:
@@ -32,7 +32,7 @@ class Puller:
         if node["kind"] != "file":
             raise ClientError(f"{remote} is a folder (pull takes a file)")
         if os.path.isdir(local):
-            local = os.path.join(local, node["name"])
+            local = os.path.join(local, self.names.to_local(node["name"]))
         remote = "/" + remote.strip("/")
         if version is not None and not any(v["id"] == version for v in self.api.versions(node["id"])):
             raise NotFoundError(f"{remote} has no version {version} (see `blockdrive versions {remote}`)", 404)

@@ -37,7 +37,7 @@ COMMIT_JSON = 768 * 1024          # stay under the server's max_json_bytes (1 Mi
 
 class Pusher:
     """The push side of :class:`client.sync.Client` (it provides ``api``, ``index``, ``scan``,
-    ``lookup``, ``ensure_folder``, ``server_key`` and ``chunking_key``)."""
+    ``lookup``, ``ensure_folder``, ``names``, ``server_key`` and ``chunking_key``)."""
 
     def send_blocks(self, files: list[tuple[str, FileScan]], stats: Stats, progress: Progress,
                     parent_id: int | None = None) -> None:
@@ -61,7 +61,7 @@ class Pusher:
             raise ClientError(f"{local}: not a file (use sync for folders)")
         node = self.lookup(remote) if remote.strip("/") else None
         if remote.endswith("/") or not remote.strip("/") or (node is not None and node["kind"] == "folder"):
-            remote = remote.rstrip("/") + "/" + os.path.basename(local)
+            remote = remote.rstrip("/") + "/" + self.names.to_remote(os.path.basename(local))
             node = self.lookup(remote)
         remote = "/" + remote.strip("/")
         parent_path, name = split_remote(remote)

@@ -13,16 +13,29 @@ from .base import Base, BigId, BlockId, Timestamp, utcnow
 PATH_MAX = 3072
 NodePath = String(PATH_MAX).with_variant(mysql.VARCHAR(PATH_MAX, charset="ascii", collation="ascii_bin"),
                                          "mysql", "mariadb")
+#: A node's name. Compared code point by code point on every engine: MySQL's default
+#: collations would make ``Report`` equal ``report`` and ``café`` equal ``cafe`` in the
+#: unique key, where SQLite tells them apart. Case is compared by ``live_fold`` instead.
+NodeName = String(255).with_variant(mysql.VARCHAR(255, charset="utf8mb4", collation="utf8mb4_bin"),
+                                    "mysql", "mariadb")
+#: :func:`storage.names.fold_key` of a name: 64 hex digits.
+FoldKey = String(64).with_variant(mysql.VARCHAR(64, charset="ascii", collation="ascii_bin"), "mysql", "mariadb")
 
 
 class Node(Base):
     """A file or a folder. ``live_name`` equals ``name`` while the node is live and is NULL in
     the trash: the unique key on (parent_id, live_name) keeps live names unique within a
-    folder on every engine (NULLs never collide), with no partial index needed."""
+    folder on every engine (NULLs never collide), with no partial index needed.
+
+    ``live_fold`` is :func:`storage.names.fold_key` of the live name, NULL in the trash: its
+    unique key keeps two live names equal under case folding out of one folder. It is also
+    NULL on a live node whose name clashed that way with an older sibling's before the rule
+    (both stay; fsck reports them), and on a root."""
 
     __tablename__ = "nodes"
     __table_args__ = (
         UniqueConstraint("parent_id", "live_name"),
+        Index("uq_nodes_parent_id_live_fold", "parent_id", "live_fold", unique=True),
         Index("ix_nodes_owner_deleted", "owner_id", "deleted_at"),
         Index("ix_nodes_path", "path"),
     )
@@ -31,8 +44,9 @@ class Node(Base):
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id"), nullable=True)
     kind: Mapped[str] = mapped_column(String(8))  # a NodeKind
-    name: Mapped[str] = mapped_column(String(255))
-    live_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    name: Mapped[str] = mapped_column(NodeName)
+    live_name: Mapped[str | None] = mapped_column(NodeName, nullable=True)
+    live_fold: Mapped[str | None] = mapped_column(FoldKey, nullable=True)
     current_version_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)

@@ -28,6 +28,7 @@ from wsgidav.util import etree
 
 from storage import errors as e
 from storage.drive import Drive
+from storage.names import normal
 from storage.sharing import Sharing
 from storage.tree import NodeInfo
 
@@ -120,6 +121,7 @@ class DavRequest:
         return self._shares
 
     def lookup(self, parts: list[str]) -> NodeInfo | None:
+        parts = [normal(p) for p in parts]  # a share's name is matched here, not in storage
         key = "/".join(parts)
         if key not in self.found:
             with dav_errors():

@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 THIRD_PARTY = {"requests", "tqdm", "pyfastcdc"}
 # storage's modules the client may use, and storage/__init__.py, which every one of them runs
-STORAGE = {"storage", "storage.chunking", "storage.wire", "storage.logs", "storage.errors"}
+STORAGE = {"storage", "storage.chunking", "storage.wire", "storage.logs", "storage.errors", "storage.names"}
 
 
 def imported(path: Path, package: str) -> set[str]:
