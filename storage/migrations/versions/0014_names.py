@@ -5,7 +5,7 @@ Live names that already clash under case folding are kept: the oldest of each gr
 its fold, the others none (fsck reports them), so the unique index can be built.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 """
 import hashlib
 import unicodedata
