@@ -39,8 +39,13 @@ def make_driver(width: int = DESKTOP[0], height: int = DESKTOP[1], binary: str |
 
 
 def wait_for(driver, condition, timeout: float = 20):
+    """Wait until ``condition(driver)`` is truthy. An element read from the page being left
+    (stale) or not there yet counts as "not yet", so a condition may read the next page's
+    elements while a form's answer is still loading."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
-    return WebDriverWait(driver, timeout).until(condition)
+    return WebDriverWait(driver, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                         ).until(condition)
 
 
 def signed_in(driver, base_url: str, email: str, password: str = PASSWORD):
