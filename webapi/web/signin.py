@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import redirect, request, session, url_for
+from flask import redirect, request, url_for
 
 from storage.errors import RateLimited, Unauthorized
 
 from ..auth import accounts, client_address
-from ..session import SESSION_HOURS, check_csrf, session_digest, start
+from ..admin.signin import sign_out
+from ..session import SESSION_HOURS, check_csrf, start
 from . import bp, files
 from .pages import page, safe_next, signed_in_user
 
@@ -44,8 +45,5 @@ def login():
 @bp.post("/logout")
 def logout():
     check_csrf()
-    digest = session_digest()
-    if digest:
-        accounts().close_session(digest)
-    session.clear()
+    sign_out()
     return _form(note="Signed out.")
