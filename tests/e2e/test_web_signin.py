@@ -16,7 +16,8 @@ def test_sign_in_shows_the_root_folder_and_sign_out_ends_it(browser, web_server)
     browser.find_element(By.NAME, "email").send_keys(bob.email)
     browser.find_element(By.NAME, "password").send_keys("wrong-password")
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    assert "Wrong email or password" in browser.find_element(By.ID, "signin-error").text
+    error = wait_for(browser, lambda d: d.find_elements(By.ID, "signin-error"))[0]  # the form's answer
+    assert "Wrong email or password" in error.text
     assert all("401" in e for e in console_errors(browser))  # the refused form post itself, nothing else
     signed_in(browser, web_server, bob.email)
     cells = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "table.listing td")]
