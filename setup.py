@@ -3,7 +3,7 @@ from setuptools import find_packages, setup
 # The user's client (client/, the `blockdrive` command): HTTP with requests, blocks cut with
 # pyfastcdc exactly as the server cuts them, progress bars with tqdm. It is all a plain
 # `pip install blockdrive` needs; the server is the `server` extra.
-CLIENT = ["requests>=2.31", "pyfastcdc>=0.3,<0.4", "tqdm>=4.66"]
+CLIENT = ["requests>=2.31", "pyfastcdc>=0.3,<0.4", "tqdm>=4.66", "watchdog>=4"]
 CORE = [
     "pyfastcdc>=0.3,<0.4",
     "zstandard>=0.22",
