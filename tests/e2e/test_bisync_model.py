@@ -39,8 +39,10 @@ import os
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,8 @@ FOLDER_NAMES = ("d1", "docs", "x y", "sub", "old")
 MAX_FILES = 30
 MAX_DEPTH = 3
 KILL_CHANCE = 0.2
+BIG_CHANCE = 0.06
+BIG = (200_000, 1_200_000)  # bytes of a big content: a few blocks of the e2e server's chunking
 TOGETHER_CHANCE = 0.15
 QUIESCE_ROUNDS = 4
 BISYNC_TIMEOUT = 180
@@ -108,9 +112,16 @@ class Model:
         self.sides: list = []
         self.writes = self.changes = self.runs = self.kills = 0
         self.counts = [0] * 5  # up, down, moved, deleted, conflicts: the summary lines added up
+        self.durations: list[float] = []  # seconds of the bisync runs that ended, for when to kill one
 
     def note(self, line: str) -> None:
         self.log.append(f"r{self.round} {line}")
+
+    def kill_delay(self, rng: random.Random) -> float:
+        """When to kill a run: somewhere within what a run lately took (so most kills land
+        halfway, some before it did anything)."""
+        typical = statistics.median(self.durations[-10:]) if self.durations else 1.5
+        return rng.uniform(0.1, 1.0) * typical
 
     def ran(self, counts: tuple[int, ...] | None) -> None:
         self.runs += 1
@@ -119,10 +130,19 @@ class Model:
         else:
             self.counts = [a + b for a, b in zip(self.counts, counts)]
 
-    def new_content(self, rng: random.Random, who: str) -> bytes:
-        """Bytes nobody wrote before (a counter in them), of a small random size."""
+    def new_content(self, rng: random.Random, who: str, old: bytes | None = None) -> bytes:
+        """Bytes nobody wrote before (a counter in them): mostly small; sometimes big (several
+        blocks); an edit of a big file mostly changes a few KB of it (so only a block or two
+        differ, for the delta transfer to skip the rest)."""
         self.writes += 1
         head = f"{who} write {self.writes} seed {self.seed}\n".encode()
+        if old is not None and len(old) > BIG[0] and rng.random() < 0.7:
+            body = bytearray(old.partition(b"\n")[2])
+            at, n = rng.randrange(len(body)), rng.randint(1, 5000)
+            body[at:at + n] = rng.randbytes(n)
+            return head + bytes(body)
+        if rng.random() < BIG_CHANCE:
+            return head + rng.randbytes(rng.randint(*BIG))
         return head + rng.randbytes(rng.choice((0, 10, 100, 1000, rng.randint(1, 5000))))
 
     def wrote(self, data: bytes, origin: str) -> str:
@@ -248,22 +268,23 @@ class Replica:
         its summary line, or None when it was killed before it ended."""
         return self.finish(model, self.start(model), kill_after)
 
-    def start(self, model: Model) -> tuple[subprocess.Popen, Tree]:
-        """Start bisync; with it, the tree it starts from."""
+    def start(self, model: Model) -> tuple[subprocess.Popen, Tree, float]:
+        """Start bisync; with it, the tree it starts from and when it started."""
         before = self.tree()
         for rel, (kind, digest) in before.items():
             if kind == "file" and digest not in model.known:
                 model.fail(f"{self.name}/{rel} holds bytes nobody wrote ({digest[:10]}) before bisync {self.name}")
         cmd = [str(BIN), "bisync", str(self.root), REMOTE, "--state", str(self.state), "--device", self.name]
-        return subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), before
+        proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return proc, before, time.monotonic()
 
-    def finish(self, model: Model, run: tuple[subprocess.Popen, Tree], kill_after: float | None = None,
+    def finish(self, model: Model, run: tuple[subprocess.Popen, Tree, float], kill_after: float | None = None,
                alone: bool = True) -> tuple[int, ...] | None:
         """Wait for a bisync :meth:`start` began, or kill it after ``kill_after`` seconds. Run
         ``alone`` (nothing else writing), it must end with exit 0; beside the other replica's
         bisync, exit 1 (the trees did not agree at the end: someone else wrote) is allowed too,
         and that run is treated as a killed one."""
-        proc, before = run
+        proc, before, started = run
         killed = False
         try:
             out, err = proc.communicate(timeout=kill_after if kill_after is not None else BISYNC_TIMEOUT)
@@ -279,6 +300,7 @@ class Replica:
             model.note(f"bisync {self.name}: killed -9 after {kill_after:.2f} s: {said}")
             model.ran(None)
             return None
+        model.durations.append(time.monotonic() - started)
         how = "" if alone else " (beside the other)"
         model.note(f"bisync {self.name}{how}{' (kill too late)' if kill_after else ''}: exit {proc.returncode}: {said}")
         if proc.returncode not in ((0,) if alone else (0, 1)):
@@ -358,11 +380,26 @@ class Remote:
     def mkdir(self, rel: str) -> None:
         self.u.mkdir(self.ids[parent(rel)], rel.rpartition("/")[2])
 
+    def trash_here(self) -> list[dict]:
+        """The trash entries whose folder is a live folder of ``REMOTE`` (listed by :meth:`tree`)."""
+        live = set(self.ids.values())
+        return [e for e in self.check(self.u.get("/api/v1/trash"), 200).json()["items"] if e["parent_id"] in live]
+
+    def restore(self, node_id: int) -> dict:
+        return self.check(self.u.post(f"/api/v1/nodes/{node_id}/restore"), 200).json()
+
+    def versions(self, rel: str) -> list[dict]:
+        """The file's versions, newest (the current one) first."""
+        return self.check(self.u.get(f"/api/v1/nodes/{self.ids[rel]}/versions"), 200).json()["items"]
+
+    def restore_version(self, rel: str, version_id: int) -> None:
+        self.check(self.u.post(f"/api/v1/nodes/{self.ids[rel]}/versions/{version_id}/restore"), 200)
+
     def every_version(self) -> set[str]:
         """The sha256 of every version of every file the user has, the trash restored first
         so that what it holds (files inside deleted folders too) can be listed."""
         for entry in self.check(self.u.get("/api/v1/trash"), 200).json()["items"]:
-            self.check(self.u.post(f"/api/v1/nodes/{entry['id']}/restore"), 200)
+            self.restore(entry["id"])
         assert self.check(self.u.get("/api/v1/trash"), 200).json()["items"] == []
         out = set()
         for it in self.listing(self.u.root).values():
@@ -403,7 +440,8 @@ def random_change(rng: random.Random, side, model: Model) -> None:
     weights = {"create": 3 * (len(files) < MAX_FILES), "edit": 3 * bool(files), "touch": 0.5 * bool(files) * local,
                "rename": bool(files), "move": bool(files) * (len(folders) > 1), "delete": 1.5 * bool(files),
                "mkdir": bool(shallow), "rename folder": 0.5 * (len(folders) > 1),
-               "move folder": 0.5 * (len(folders) > 2), "delete folder": 0.4 * (len(folders) > 1)}
+               "move folder": 0.5 * (len(folders) > 2), "delete folder": 0.4 * (len(folders) > 1),
+               "restore": 0.5 * (not local), "restore version": 0.3 * bool(files) * (not local)}
     op = rng.choices(list(weights), list(weights.values()))[0]
     who = side.name
     if op in ("create", "edit"):
@@ -415,7 +453,7 @@ def random_change(rng: random.Random, side, model: Model) -> None:
         if op == "edit" and rng.random() < 0.15:  # bytes another file has or had: the same content twice
             data = model.contents[rng.choice(sorted(model.contents))]
         else:
-            data = model.new_content(rng, who)
+            data = model.new_content(rng, who, model.contents.get(tree[rel][1]) if op == "edit" else None)
         digest = model.wrote(data, f"{who}: {op} {rel}, r{model.round}")
         how = side.create(rel, data, rng) if op == "create" else side.edit(rel, data, rng)
         model.note(f"{who}: {how} {rel} = {digest[:10]} ({len(data)} B)")
@@ -451,10 +489,23 @@ def random_change(rng: random.Random, side, model: Model) -> None:
         rel = join(folder, free_name(tree, folder, FOLDER_NAMES, rng))
         side.mkdir(rel)
         model.note(f"{who}: mkdir {rel}")
-    else:
+    elif op == "delete folder":
         rel = rng.choice(folders[1:])
         side.delete(rel)
         model.note(f"{who}: delete folder {rel} ({sum(p.startswith(rel + '/') for p in tree)} entries below)")
+    elif op == "restore":
+        entries = side.trash_here()
+        if entries:
+            entry = rng.choice(entries)
+            node = side.restore(entry["id"])
+            model.note(f"{who}: restore {entry['kind']} {entry['name']} from the trash -> {node['name']}")
+    else:
+        rel = rng.choice(files)
+        old = side.versions(rel)[1:]
+        if old:
+            v = rng.choice(old)
+            side.restore_version(rel, v["id"])
+            model.note(f"{who}: restore {rel} to its version {v['etag'][:10]}")
 
 
 # ---- invariants ----------------------------------------------------------------------------
@@ -536,7 +587,7 @@ def test_two_replicas_and_the_server_converge(server, tmp_path, seed):
                 for rep, run in runs:
                     rep.finish(model, run, alone=False)
             for rep in rng.choice(([replicas[0]], [replicas[1]], replicas, replicas[::-1], [*replicas, replicas[0]])):
-                counts = rep.bisync(model, kill_after=rng.uniform(0.1, 2.0) if rng.random() < KILL_CHANCE else None)
+                counts = rep.bisync(model, kill_after=model.kill_delay(rng) if rng.random() < KILL_CHANCE else None)
                 if counts is not None:  # not killed
                     check_synced(model, rep, remote)
             check_round(model, replicas, remote)
