@@ -12,6 +12,7 @@ left for the next round too, where it becomes a conflict; nothing is overwritten
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Callable
@@ -25,6 +26,8 @@ from ..sync.scan import stat_key
 from .ostrash import to_trash
 from .plan import FILE, FOLDER, LocalEntry, Plan, under
 from .state import BaseEntry, State
+
+RECORD_BATCH = 64   # downloads recorded in the state database per transaction
 
 
 @dataclass
@@ -131,8 +134,7 @@ class Applier:
             self.report.conflicts.append((rel, copy))
             self.say(f"conflict {rel}: kept both, local copy saved as {PurePosixPath(copy).name}")
         self.upload(ups)
-        for rel, nid, _ in downs:
-            self.download(rel, nid)
+        self.download(downs)
         for rel, nid in p.delete_remote:
             try:
                 self.c.api.delete(nid)
@@ -227,17 +229,37 @@ class Applier:
             q.flush()
             up.finish()
 
-    def download(self, rel: str, nid: int) -> None:
-        if not self.unchanged(rel):
-            self.defer(rel, "changed locally while syncing; next round")
-            return
-        path = self.lpath(rel)
-        try:
+    def download(self, downs: list[tuple[str, int, str]]) -> None:
+        """Fetch the files ``jobs`` at a time, each replaced atomically; recorded
+        ``RECORD_BATCH`` at a time (a kill loses only records: the next round finds those
+        files alike on both sides and records them)."""
+        todo = []
+        for rel, nid, _ in downs:
+            if self.unchanged(rel):
+                todo.append((rel, nid))
+            else:
+                self.defer(rel, "changed locally while syncing; next round")
+
+        def one(item):
+            rel, nid = item
+            path = self.lpath(rel)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            st, sc = self.c.fetch(nid, path)
-        except ClientError as exc:
-            self.defer(rel, f"not downloaded: {exc}")
-            return
-        self.state.update(put=[(rel, BaseEntry(FILE, nid, sc.sha256, sc.size, stat_key(st)))])
-        self.report.down.append(rel)
-        self.say(f"down {rel}")
+            return self.c.fetch(nid, path)
+
+        put = []
+        with ThreadPoolExecutor(self.c.jobs) as ex:
+            futures = {ex.submit(one, item): item for item in todo}
+            for fut in as_completed(futures):
+                rel, nid = futures[fut]
+                try:
+                    st, sc = fut.result()
+                except ClientError as exc:
+                    self.defer(rel, f"not downloaded: {exc}")
+                    continue
+                put.append((rel, BaseEntry(FILE, nid, sc.sha256, sc.size, stat_key(st))))
+                self.report.down.append(rel)
+                self.say(f"down {rel}")
+                if len(put) >= RECORD_BATCH:
+                    self.state.update(put=put)
+                    put = []
+        self.state.update(put=put)
