@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import requests
 
@@ -25,6 +26,7 @@ BIG_CHANCE = 0.06
 BIG = (200_000, 1_200_000)  # bytes of a big content: a few blocks of the e2e server's chunking
 BISYNC_TIMEOUT = 180
 PARTIAL = re.compile(r"^\.blockdrive-[0-9a-f]+\.part$")  # the puller's temporary file (client/sync/pull.py)
+DELETED_LOCAL = re.compile(r"^delete local (.+)$", re.M)
 SUMMARY = re.compile(r"^bisync: (\d+) up, (\d+) down, (\d+) moved, (\d+) deleted, (\d+) conflicts$", re.M)
 
 Tree = dict[str, tuple[str, str | None]]  # relative path -> (kind, sha256 of a file's bytes)
@@ -177,6 +179,15 @@ class Replica:
             return []
         return [e.name for e in files.iterdir() if not (self.trash / "info" / f"{e.name}.trashinfo").is_file()]
 
+    def trashed_paths(self) -> set[str]:
+        """The original paths (``Path=`` of each ``.trashinfo``) of what this device's trash holds."""
+        out = set()
+        for info in (self.trash / "info").glob("*.trashinfo"):
+            if (self.trash / "files" / info.name[:-len(".trashinfo")]).exists():
+                line = next((x for x in info.read_text().splitlines() if x.startswith("Path=")), "Path=")
+                out.add(unquote(line[len("Path="):]))
+        return out
+
     # changes, as a user makes them
     def create(self, rel: str, data: bytes, rng: random.Random) -> str:
         self.path(rel).write_bytes(data)
@@ -260,6 +271,10 @@ class Replica:
         for rel, (kind, digest) in before.items():
             if kind == "file":
                 model.must_survive(digest, f"{self.name}/{rel} on disk when bisync {self.name} started, r{model.round}")
+        # nothing is unlinked for good: what it deleted here is in this device's trash, under its path
+        gone = [m for m in DELETED_LOCAL.findall(out) if str(self.root / m) not in self.trashed_paths()]
+        if gone:
+            model.fail(f"bisync {self.name} deleted {gone} locally but they are not in {self.name}'s trash")
         model.ran(counts)
         return counts
 

@@ -17,7 +17,8 @@ bisync saw it never reached anyone, and neither need one that only a killed bisy
 After every round: every file on either replica, on the server and in a replica's trash holds
 a content the model knows (nothing corrupted or half written), no puller's partial file
 reached the server, and every entry of a replica's trash has its ``.trashinfo``. After every
-bisync that was not killed and ran alone: it exited 0 and printed its summary line, and its
+bisync that was not killed: each file it said it deleted locally is in that device's trash under
+its path (nothing unlinked for good); run alone, it exited 0 and printed its summary line, and its
 replica's tree is the server's (run beside the other replica's, exit 1 is allowed: the trees may
 not agree at its end). At the end, bisync runs A, B, A, B… until a round of both has nothing to do
 (bounded); then A's tree, B's tree and the server's are the same (paths, kinds, bytes), and
