@@ -30,13 +30,17 @@ from .scan import FileScan
 SCAN_SLICE = 1000                 # files hashed before their missing blocks start to be sent
 
 
-def special_kind(path: str) -> str | None:
+def special_kind(path: str, stats: dict[str, os.stat_result] | None = None) -> str | None:
     """None for a regular file; why it is left out for a symbolic link or a special file;
-    "" for something that vanished since it was listed (nothing to report: it is gone)."""
+    "" for something that vanished since it was listed (nothing to report: it is gone).
+    ``stats`` learns the ``lstat`` it took, by path."""
     try:
-        mode = os.lstat(path).st_mode
+        st = os.lstat(path)
     except FileNotFoundError:
         return ""
+    if stats is not None:
+        stats[path] = st
+    mode = st.st_mode
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISLNK(mode):
@@ -87,13 +91,14 @@ class Mirror:
 
     @staticmethod
     def local_tree(root: str, skipped: list | None = None, names: NameMap | None = None,
-                   where: dict[str, str] | None = None) -> tuple[list[str], set[str]]:
+                   where: dict[str, str] | None = None,
+                   stats: dict[str, os.stat_result] | None = None) -> tuple[list[str], set[str]]:
         """Regular files and folders below ``root`` by relative path, named as on the server
         (``names`` maps local names; ``where`` learns each file's local path). Symbolic links
         and special files (sockets, pipes, devices) are not followed nor sent, nor are names
         the server would refuse or rename, nor a name equal under case folding to one listed
         before it in its folder (the server keeps one of them): each is added to ``skipped``
-        as ``{path, reason}``."""
+        as ``{path, reason}``. ``stats`` learns each file's ``lstat`` by its local path."""
         files, dirs = [], set()
         skipped = [] if skipped is None else skipped
         names = names or NameMap()
@@ -130,7 +135,7 @@ class Mirror:
             for f in sorted(filenames + links):
                 if ".blockdrive-" in f:
                     continue  # our own temporary files
-                kind = special_kind(os.path.join(dirpath, f))
+                kind = special_kind(os.path.join(dirpath, f), stats)
                 if kind is None:
                     rel = admit(dirpath, f, seen)
                     if rel is not None:
