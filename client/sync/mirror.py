@@ -8,6 +8,12 @@ Conflicts: a file changed on the server since we last pushed or pulled it (the l
 remembers the ETag per remote path), or between our look and our commit (If-Match), stops
 that file, naming both versions; nothing is overwritten silently. ``force`` overrides the
 first check (the second is the server's and always holds).
+
+Deletions: a server node absent here is removed (deleted, moved away by a rename, replaced by
+the other kind) only when it is ours (:class:`client.sync.plan.Ownership`): a file this device
+pushed or pulled, unchanged on the server since; a folder it made or found in place, holding
+nothing else. Anything else, another device's upload say, is kept and listed (``kept``),
+``force`` or not. The index remembers folders as well as files for this (``plan.FOLDER``).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from storage.names import fold_key
 
 from ..api import ClientError
 from ..names import NameMap
-from .plan import RemoteEntry, SyncPlan, parent_of, plan_paths, plan_sync
+from .plan import FOLDER, RemoteEntry, SyncPlan, parent_of, plan_paths, plan_sync
 from .progress import Progress, Stats
 from .push import CommitQueue, Uploader
 from .scan import FileScan
@@ -236,6 +242,7 @@ class Mirror:
                                 for k in skipped})
             stats.conflicts = list(plan.conflicts)
             stats.unchanged = list(plan.unchanged)
+            stats.kept = [{**k, "remote": rp(k["path"])} for k in plan.kept]
             if dry_run:
                 return plan, stats
             # 1. kind changes (a file became a folder or back): the old node to the trash
@@ -243,6 +250,7 @@ class Mirror:
                 self.api.delete(nid)
                 stats.deleted.append(rel)
                 ids.pop(rel, None)
+            self.index.set_synced(key, [(rp(r), None) for r, _ in plan.replace])
             # 2. folders, a tree level per request (made above already, unless a kind changed)
             self._make_folders([d for d in plan.mkdirs if not early or d not in pp.mkdirs], ids, stats, rp)
             # 3. renames: no data sent
@@ -261,7 +269,8 @@ class Mirror:
             up.finish()
             stats.conflicts += refused
             self.index.set_synced(key, done + [(rp(r), scans[r].sha256) for r in plan.unchanged
-                                               if synced.get(rp(r)) != scans[r].sha256])
+                                               if synced.get(rp(r)) != scans[r].sha256]
+                                  + [(rp(d), FOLDER) for d in pp.need if synced.get(rp(d)) != FOLDER])
             # 5. deletions last: everything they replace is stored by now
             for rel, nid in plan.deletes:
                 self.api.delete(nid)
