@@ -31,6 +31,7 @@ from ..names import NameMap
 from .plan import FOLDER, RemoteEntry, SyncPlan, parent_of, plan_paths, plan_sync
 from .progress import Progress, Stats
 from .push import CommitQueue, Uploader
+from .reading import DELETED, NEXT_RUN
 from .scan import FileScan
 
 SCAN_SLICE = 1000                 # files hashed before their missing blocks start to be sent
@@ -191,6 +192,16 @@ class Mirror:
         refused: list[dict] = []  # commits the server refused as conflicts
 
         def commit(group: list[tuple[str, FileScan, dict]]) -> None:
+            ready = []
+            for item in group:  # a file that changed or went away since its scan waits for the next run
+                why = up.why_not_ready(os.path.abspath(where[item[0]]), item[1])
+                if why is None:
+                    ready.append(item)
+                else:
+                    skipped.append({"path": where[item[0]], "reason": why if why == DELETED else why + NEXT_RUN})
+            if not ready:
+                return
+            group = ready
             res = self.api.commit_many([e for _, _, e in group])
             stats.requests += 1
             for (rel, sc, _), r in zip(group, res):
@@ -267,6 +278,7 @@ class Mirror:
                     commits.add(rel, scans[rel], etag)
             commits.flush()
             up.finish()
+            self.index.forget(os.path.abspath(k["path"]) for k in skipped)  # read afresh next run
             stats.conflicts += refused
             self.index.set_synced(key, done + [(rp(r), scans[r].sha256) for r in plan.unchanged
                                                if synced.get(rp(r)) != scans[r].sha256]
