@@ -310,3 +310,56 @@ def test_pull_leaves_a_local_copy_changed_while_it_runs_and_writes_one_deleted(s
     assert main(["pull", "/p.bin", str(local), "-q", "--force"]) == 0
     assert local.read_bytes() == b"s" * 200_000 + b"t" * 100_000
     assert [p for p in os.listdir(tmp_path) if ".blockdrive-" in p] == []
+
+
+def test_a_url_without_a_scheme_from_the_environment_is_named_and_a_plain_http_server_explained(server, bare_env):
+    u = server.user()
+    bare = server.url.split("://", 1)[1]
+    env = {**bare_env, "BLOCKDRIVE_URL": bare, "BLOCKDRIVE_TOKEN": u.token}
+    out = cli(env, "remote", "ls", "/", "--retries", "0", ok=(5,))
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 2, out.stderr
+    assert f"{bare!r} has no scheme: assuming https://{bare}" in lines[0]
+    assert "TLS handshake failed (is the server plain http://?)" in lines[1]
+    assert not any(s in out.stderr for s in INTERNALS + ("SSLError", "ssl.c"))
+    # with the scheme it works
+    assert cli({**env, "BLOCKDRIVE_URL": server.url}, "remote", "ls", "/").stderr == ""
+
+
+def test_every_client_command_against_a_server_that_is_down_says_one_line(bare_env, tmp_path):
+    port = free_port()
+    env = {**bare_env, "BLOCKDRIVE_URL": f"http://127.0.0.1:{port}", "BLOCKDRIVE_TOKEN": "bd_x"}
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    d = tmp_path / "d"
+    d.mkdir()
+    for args in (("push", str(f), "/f.txt"), ("pull", "/f.txt", str(tmp_path / "g")), ("sync", str(d), "/d"),
+                 ("trash", "ls"), ("shared",), ("account",), ("versions", "/f.txt"), ("rm", "/f.txt")):
+        out = cli(env, *args, "--retries", "1", ok=(5,))
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and "did not answer after 2 attempts" in lines[0], (args, out.stderr)
+        assert "refused" in lines[0].lower() and not any(s in out.stderr for s in INTERNALS), (args, out.stderr)
+
+
+def test_every_client_command_without_a_login_says_how_to_sign_in(bare_env, tmp_path):
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    for args in (("sync", str(tmp_path), "/d"), ("account",), ("versions", "/f"), ("rm", "/f"), ("mv", "/a", "/b"),
+                 ("remote", "mkdir", "/x"), ("restore", "/f", "--version", "1"), ("share", "/f", "e@example.com",
+                 "--role", "viewer"), ("link", "/f"), ("tokens", "list"), ("logout",), ("trash", "restore", "/f")):
+        out = cli(bare_env, *args, ok=(6,))
+        assert "not signed in" in out.stderr and "blockdrive login https://" in out.stderr, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1, (args, out.stderr)
+
+
+def test_push_of_a_named_pipe_or_a_socket_is_refused_by_name(server, bare_env, tmp_path):
+    u = server.user()
+    env = {**bare_env, "BLOCKDRIVE_URL": server.url, "BLOCKDRIVE_TOKEN": u.token}
+    os.mkfifo(tmp_path / "pipe")
+    out = cli(env, "push", str(tmp_path / "pipe"), "/pipe", ok=(1,))
+    assert f"skipped {tmp_path / 'pipe'}: not a regular file (named pipe)" in out.stderr
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(tmp_path / "sock"))
+        out = cli(env, "push", str(tmp_path / "sock"), "/sock", ok=(1,))
+    assert f"skipped {tmp_path / 'sock'}: not a regular file (socket)" in out.stderr
+    assert [n["name"] for n in u.get(f"/api/v1/nodes/{u.root}/children").json()["items"]] == []
