@@ -26,6 +26,20 @@ def device(server, user, tmp_path, name: str) -> dict:
     return env
 
 
+def two_devices(server, tmp_path, files: dict[str, bytes]):
+    """One account, two devices; the first syncs a tree of ``files`` to /m. Returns the
+    user, both devices' environments and the first one's tree."""
+    u = server.user()
+    root = tmp_path / "tree"
+    root.mkdir()
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    first = device(server, u, tmp_path, "one")
+    cli(first, "sync", str(root), "/m")
+    return u, first, device(server, u, tmp_path, "two"), root
+
+
 def body(u, path: str) -> bytes | None:
     r = u.get("/api/v1/resolve", params={"path": path})
     if r.status_code == 404:
@@ -43,13 +57,7 @@ def trash(u) -> set[str]:
 
 
 def test_a_file_pushed_from_another_device_is_kept_not_deleted(server, tmp_path):
-    u = server.user()
-    first, second = device(server, u, tmp_path, "one"), device(server, u, tmp_path, "two")
-    root = tmp_path / "tree"
-    root.mkdir()
-    (root / "mine.txt").write_bytes(b"mine")
-    (root / "gone.txt").write_bytes(b"gone")
-    cli(first, "sync", str(root), "/m")
+    u, first, second, root = two_devices(server, tmp_path, {"mine.txt": b"mine", "gone.txt": b"gone"})
     other = tmp_path / "other.txt"
     other.write_bytes(b"from the second device")
     cli(second, "push", str(other), "/m/other.txt")
@@ -76,12 +84,7 @@ def test_a_file_pushed_from_another_device_is_kept_not_deleted(server, tmp_path)
 
 
 def test_a_folder_holding_anything_not_uploaded_from_here_is_not_deleted(server, tmp_path):
-    u = server.user()
-    first, second = device(server, u, tmp_path, "one"), device(server, u, tmp_path, "two")
-    root = tmp_path / "tree"
-    (root / "d" / "sub").mkdir(parents=True)
-    (root / "d" / "a.txt").write_bytes(b"a")
-    (root / "d" / "sub" / "b.txt").write_bytes(b"b")
+    u, first, second, root = two_devices(server, tmp_path, {"d/a.txt": b"a", "d/sub/b.txt": b"b"})
     (root / "solo").mkdir()
     cli(first, "sync", str(root), "/m")
     # the second device adds a file inside d/sub and a folder of its own
@@ -113,12 +116,7 @@ def test_a_folder_holding_anything_not_uploaded_from_here_is_not_deleted(server,
 
 
 def test_no_move_away_of_a_file_not_uploaded_from_here_nor_of_one_changed_since(server, tmp_path):
-    u = server.user()
-    first, second = device(server, u, tmp_path, "one"), device(server, u, tmp_path, "two")
-    root = tmp_path / "tree"
-    root.mkdir()
-    (root / "base.txt").write_bytes(b"base")
-    cli(first, "sync", str(root), "/m")
+    u, first, second, root = two_devices(server, tmp_path, {"base.txt": b"base"})
     other = tmp_path / "orig.txt"
     other.write_bytes(b"same content")
     cli(second, "push", str(other), "/m/orig.txt")
