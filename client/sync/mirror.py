@@ -54,8 +54,10 @@ def special_kind(path: str) -> str | None:
 
 def keep_skipped(plan: SyncPlan, skipped: set[str]) -> None:
     """Leave the server's copy of each skipped path as it is: a file that could not be read
-    (or a link that is not sent) is neither deleted nor moved away on the server."""
+    (or a link that is not sent) is neither deleted nor moved away on the server, nor named
+    as kept there (it is named as skipped)."""
     plan.deletes = [(rel, nid) for rel, nid in plan.deletes if rel not in skipped]
+    plan.kept = [k for k in plan.kept if k["path"] not in skipped]
     for src, dst, nid in [m for m in plan.moves if m[0] in skipped]:
         plan.moves.remove((src, dst, nid))
         plan.uploads.append((dst, None))

@@ -87,6 +87,8 @@ def parent_of(rel: str) -> str:
 
 def under(rel: str, tops: set[str]) -> bool:
     """Whether ``rel`` is one of ``tops`` or lies below one of them."""
+    if not tops:
+        return False
     while rel:
         if rel in tops:
             return True

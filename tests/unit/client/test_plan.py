@@ -15,6 +15,7 @@ from client.api import ClientError
 from client.cli import parse_duration, save_credentials
 from client.sync import (FileScan, Index, RemoteEntry, blocks_to_send, coalesce_ranges, group_batches, plan_paths,
                          plan_sync, scan_file)
+from client.sync.mirror import keep_skipped
 from client.sync.plan import FOLDER
 from storage.chunking import make_chunker
 
@@ -123,6 +124,14 @@ def test_a_kind_change_over_a_node_that_is_not_ours_is_a_conflict_and_both_stay(
     assert plan.uploads == [("w.txt", None)]  # the rest goes on
     pp = plan_paths(local, {"x"}, remote, {})
     assert pp.blocked == {"x", "y"} and pp.mkdirs == []
+
+
+def test_a_skipped_local_file_is_neither_deleted_nor_named_as_kept():
+    remote = {"link.txt": rf(1, b"l"), "mine.txt": rf(2, b"m"), "theirs.txt": rf(3, b"t")}
+    plan = plan_sync({}, set(), remote, {"link.txt": rf(0, b"l").sha256, "mine.txt": rf(0, b"m").sha256})
+    plan.kept.append({"path": "pipe", "kind": "file", "reason": "not uploaded from here"})
+    keep_skipped(plan, {"link.txt", "pipe"})
+    assert plan.deletes == [("mine.txt", 2)] and [k["path"] for k in plan.kept] == ["theirs.txt"]
 
 
 def _random_trees(rng: random.Random):
