@@ -154,3 +154,20 @@ def test_dry_run_names_what_it_would_keep(server, tmp_path):
     assert "keep 1 on the server" in out.stdout
     cli(first, "sync", str(root), "/")
     assert body(u, "/already.txt") == b"on the server before any sync"
+
+
+def test_a_local_folder_where_another_device_put_a_file_is_a_conflict_that_keeps_both(server, tmp_path):
+    u, first, second, root = two_devices(server, tmp_path, {"a.txt": b"a"})
+    theirs = tmp_path / "x"
+    theirs.write_bytes(b"their file named x")
+    cli(second, "push", str(theirs), "/m/x")
+    (root / "x").mkdir()
+    (root / "x" / "inner.txt").write_bytes(b"inner")
+    (root / "b.txt").write_bytes(b"b")
+    for force in ((), ("--force",)):
+        out = cli(first, "sync", str(root), "/m", "--json", *force, ok=(4,))
+        res = json.loads(out.stdout)
+        assert [c["path"] for c in res["conflicts"]] == ["x"] and res["deleted"] == []
+        assert "conflict: x: a folder here, a file on the server (not uploaded from here); both left" in out.stderr
+        assert body(u, "/m/x") == b"their file named x" and "x" not in trash(u)
+        assert body(u, "/m/b.txt") == b"b"  # the rest went on
