@@ -189,8 +189,8 @@ def plan_paths(local_paths: Iterable[str], local_dirs: set[str], remote: dict[st
                 continue
             here = "folder" if e.kind == "file" else "file"
             why = CHANGED if e.kind == "file" and own.why_not(rel) == CHANGED else NOT_OURS
-            pp.conflicts.append({"path": rel, "local": here, "remote_sha256": e.sha256,
-                                 "last_synced": pp.last_synced.get(rel),
+            pp.conflicts.append({"path": rel, "local": here, "remote": e.sha256, "remote_sha256": e.sha256,
+                                 "remote_version_sha256": e.sha256, "last_synced": pp.last_synced.get(rel),
                                  "error": f"a {here} here, a {e.kind} on the server ({why}); both left as they are"})
             pp.blocked.add(rel)
     replaced = {r for r, _ in pp.replace}
@@ -201,13 +201,13 @@ def plan_paths(local_paths: Iterable[str], local_dirs: set[str], remote: dict[st
                 and own.why_not(rel) is None):
             pp.vanished.setdefault((e.sha256, e.size), []).append(rel)
     # folders a new file, move or local folder needs
-    pp.need = {d for d in local_dirs if not under(d, pp.blocked)}
+    need = set(local_dirs)
     for rel in local_paths:
         p = parent_of(rel)
         while p:
-            pp.need.add(p)
+            need.add(p)
             p = parent_of(p)
-    pp.need = {d for d in pp.need if not under(d, pp.blocked)}
+    pp.need = {d for d in need if not under(d, pp.blocked)}
     pp.mkdirs = sorted((d for d in pp.need if d not in remote_dirs or d in replaced),
                        key=lambda d: (d.count("/"), d))
     return pp

@@ -4,12 +4,13 @@ Read the version's block map; blocks the local copy already has (same hash) are 
 it, the rest are fetched with ranged reads guarded by If-Range; the result is assembled in a
 temporary file next to the target (a short name of its own, so a target whose name is as long
 as the file system allows still has one), its SHA-256 checked, then renamed over the target.
-Nothing half-written is ever left at the target path, and a local copy that changes (or
-appears) while the pull runs is left as it is: the pull is skipped, saying so; a block copied
-from the local copy is checked against its hash, so one that changed under us is fetched
-instead. An older version (``version``) is
+Nothing half-written is ever left at the target path. An older version (``version``) is
 pulled the same way; it is not recorded as synced, so the next push of the file is checked
 against the server's current version as before.
+
+A local copy that changes (or appears) while the pull runs is left as it is: the pull is
+skipped, saying so. A block copied from the local copy is checked against its hash first, so
+one that changed under us is fetched instead.
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@ The first ``missing`` request also tells the server the files' sizes: files that
 the quota stop the push with :class:`QuotaError` before any block is sent.
 
 :class:`Uploader` sends blocks in the background and commits groups of files as soon as their
-blocks are in; :class:`CommitQueue` groups files into batch commits. Both serve sync too. A file that changes or goes away after its scan is not committed: the
-uploader reads blocks back only from files still as scanned (:mod:`.reading`), and says which
-files it could not send as they were (:meth:`Uploader.why_not_ready`).
+blocks are in; :class:`CommitQueue` groups files into batch commits. Both serve sync too.
+
+A file that changes or goes away after its scan is not committed: the uploader reads blocks
+back only from files still as scanned (:mod:`.reading`) and says which files it could not send
+as they were (:meth:`Uploader.why_not_ready`).
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class Pusher:
     def push(self, local: str, remote: str, force: bool = False, checksum: bool = False) -> Stats:
         """Upload one local file to the remote path (a folder path ending in '/' or naming an
         existing folder takes the file's own name)."""
+        if not os.path.lexists(local):
+            raise ClientError(f"{local}: no such file")
         if not os.path.isfile(local):
             raise ClientError(f"{local}: not a file (use sync for folders)")
         node = self.lookup(remote) if remote.strip("/") else None

@@ -258,6 +258,8 @@ def test_push_of_a_file_changed_or_deleted_after_its_scan_commits_nothing(server
     err = capsys.readouterr().err
     assert f"skipped {f}: deleted while reading; nothing was committed" in err and "Traceback" not in err, err
     assert content(u, "/f.bin") == b"1" * 300_000
+    assert main(["push", str(f), "/f.bin", "-q"]) == 1
+    assert f"{f}: no such file" in capsys.readouterr().err
 
 
 def test_pull_leaves_a_local_copy_changed_while_it_runs_and_writes_one_deleted(server, bare_env, tmp_path,
