@@ -80,15 +80,21 @@ class Puller:
         finally:
             progress.close()
 
-    def fetch(self, node_id: int, local: str) -> tuple[os.stat_result, FileScan]:
+    def fetch(self, node_id: int, local: str, seen: tuple[int, int, int] | None = None) -> tuple[os.stat_result,
+                                                                                                 FileScan]:
         """Write node ``node_id``'s current version at ``local`` (replaced atomically), fetching
         only the blocks the file already there lacks; its stat and scan, also put in the index.
-        :class:`ConflictError` if the file changed on the server while it was read."""
+        ``seen``: the stat ``local`` must still have when it is replaced (None: it must not
+        exist), else :class:`ChangedWhileReading` and nothing is written; :class:`ConflictError`
+        if the file changed on the server while it was read."""
         bm = self.api.block_map(node_id)
         have: dict[str, tuple[int, int]] = {}
-        if os.path.isfile(local):
-            have = {h: (off, n) for h, off, n in self.scan(local)[1].blocks}
-        self._assemble(node_id, bm, local, have, Stats(files=1, bytes_total=bm["size"]), Progress(False))
+        if seen is not None:
+            st, scan, _ = self.scan(local)
+            if stat_key(st) != seen:
+                raise ChangedWhileReading(f"skipped {local}: {CHANGED}; nothing was written")
+            have = {h: (off, n) for h, off, n in scan.blocks}
+        self._assemble(node_id, bm, local, have, Stats(files=1, bytes_total=bm["size"]), Progress(False), None, seen)
         st = os.stat(local)
         scan = FileScan(bm["size"], bm["sha256"], [tuple(b) for b in bm["blocks"]])
         self.chunker()
