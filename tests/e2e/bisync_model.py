@@ -165,10 +165,13 @@ class Replica:
         return out
 
     def trashed(self) -> dict[str, str]:
-        """Every file in this device's trash (``files/``, folders walked): path -> sha256."""
+        """Every file in this device's trash (``files/``, folders walked): path -> sha256. A
+        puller's partial file that went with its folder is left out, as in :meth:`tree`."""
         out = {}
         for dirpath, _, files in os.walk(self.trash / "files"):
             for f in files:
+                if PARTIAL.match(f):
+                    continue
                 p = Path(dirpath) / f
                 out[str(p.relative_to(self.trash))] = sha(p.read_bytes())
         return out
