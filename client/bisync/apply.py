@@ -102,6 +102,10 @@ class Applier:
         """Apply ``p``; False when only its moves were applied: the paths of everything else
         were planned before them, so the next round plans it again from the moved trees."""
         self.state.update(drop=p.forget)
+        for src, dst in p.rebase:
+            src = rewrite(src, self.moved)
+            self.state.move(src, dst)
+            self.moved.append((src, dst))
         for rel, why in p.kept:
             self.report.kept.append((rel, why))
             self.say(f"kept {rel}: {why}")
