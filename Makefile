@@ -21,7 +21,7 @@ test: install
 	bash scripts/test.sh
 
 # the reliability suite's long variants (crash matrix x25, 500 kills, 10 min load, fuzzing x100,
-# bisync model 20 seeds x 40 rounds, ...); prints one table of figures and writes
+# bisync model 10 seeds x 40 rounds on each database, ...); prints one table of figures and writes
 # var/reliability/soak-latest.json
 RELIABILITY = tests/reliability tests/e2e/test_schemathesis.py tests/e2e/test_authz_matrix.py \
               tests/e2e/test_dedup_oracle.py tests/e2e/test_hostile.py tests/e2e/test_bisync_model.py

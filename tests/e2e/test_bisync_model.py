@@ -60,7 +60,7 @@ def env_int(name: str, default: int) -> int:
 
 def seeds() -> list[int]:
     first = env_int("BLOCKDRIVE_MODEL_SEED", 1)
-    count = env_int("BLOCKDRIVE_MODEL_SEEDS", 1 if os.environ.get("BLOCKDRIVE_MODEL_SEED") else figures.scale(2, 20))
+    count = env_int("BLOCKDRIVE_MODEL_SEEDS", 1 if os.environ.get("BLOCKDRIVE_MODEL_SEED") else figures.scale(2, 10))
     return list(range(first, first + count))
 
 
