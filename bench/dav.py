@@ -59,7 +59,8 @@ class Target:
     password: str
 
 
-def _rclone() -> str:
+def rclone_exe() -> str:
+    """The path of rclone, or exit saying how to install it."""
     exe = shutil.which("rclone")
     if not exe:
         raise SystemExit("rclone is not installed: run `make bench` (it installs Debian's rclone) "
@@ -68,7 +69,7 @@ def _rclone() -> str:
 
 
 def rclone_version() -> str:
-    out = subprocess.run([_rclone(), "version"], capture_output=True, text=True).stdout
+    out = subprocess.run([rclone_exe(), "version"], capture_output=True, text=True).stdout
     return out.splitlines()[0] if out else "rclone ?"
 
 
@@ -120,7 +121,7 @@ class RcloneServe(Peer):
 
     def __init__(self, root: Path, conf: Path):
         port = free_port()
-        super().__init__(root, [_rclone(), "serve", "webdav", str(root), "--addr", f"127.0.0.1:{port}",
+        super().__init__(root, [rclone_exe(), "serve", "webdav", str(root), "--addr", f"127.0.0.1:{port}",
                                 "--user", PEER_USER, "--pass", PEER_PASSWORD, "--config", str(conf)],
                          f"http://127.0.0.1:{port}/")
 
@@ -190,9 +191,9 @@ def rclone_copy(src: Path, target: Target, conf: Path, tmp: Path, parts: list[li
     and every file was copied."""
     env = {**os.environ, "RCLONE_CONFIG": str(conf), "RCLONE_WEBDAV_URL": target.url,
            "RCLONE_WEBDAV_USER": target.user,
-           "RCLONE_WEBDAV_PASS": subprocess.run([_rclone(), "obscure", target.password], capture_output=True,
+           "RCLONE_WEBDAV_PASS": subprocess.run([rclone_exe(), "obscure", target.password], capture_output=True,
                                                 text=True, check=True).stdout.strip()}
-    argvs = [[_rclone(), "copy", str(src), f":webdav:{target.folder}", *RCLONE_FLAGS]]
+    argvs = [[rclone_exe(), "copy", str(src), f":webdav:{target.folder}", *RCLONE_FLAGS]]
     if parts:
         argvs = [argvs[0] + [a for top in part for a in ("--include", f"/{top}/**")] for part in parts]
     logs = [tmp / f"rclone-{i}.log" for i in range(len(argvs))]
