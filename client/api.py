@@ -262,6 +262,24 @@ class Api:
         data = {k: v for k, v in (("expires_in", expires_in), ("password", password)) if v is not None}
         return self.json("POST", f"/api/v1/nodes/{node_id}/links", json=data)
 
+    # ---- change feed -----------------------------------------------------------------------
+
+    def changes_latest(self) -> str:
+        """A cursor at the end of the change feed, now."""
+        return self.json("GET", "/api/v1/changes/latest", what="read the change feed")["cursor"]
+
+    def changes(self, cursor: str, limit: int = 1000) -> dict:
+        """``{entries, cursor, has_more}`` since ``cursor``; a 410 (``ClientError.status``) when
+        the cursor expired: list the tree again."""
+        return self.json("GET", "/api/v1/changes", params={"cursor": cursor, "limit": limit},
+                         what="read the change feed")
+
+    def changes_wait(self, cursor: str, timeout: int = 30) -> bool:
+        """Whether something changed since ``cursor``, answered as soon as it does or after
+        ``timeout`` seconds (a long-poll)."""
+        return self.json("GET", "/api/v1/changes/wait", params={"cursor": cursor, "timeout": timeout},
+                         timeout=timeout + 30, what="wait for changes")["changes"]
+
     # ---- blocks ----------------------------------------------------------------------------
 
     def chunking(self) -> dict:

@@ -9,6 +9,7 @@ database access) keep their names; the client commands sit beside them:
     blockdrive push LOCAL /remote/path                upload a file, sending only changed blocks
     blockdrive pull /remote/path LOCAL [--version ID] download, fetching only blocks LOCAL lacks
     blockdrive sync LOCAL_DIR /remote/dir             one-way mirror: new, changed, renamed, deleted
+    blockdrive bisync LOCAL_DIR /remote/dir [--watch] two-way sync (conflicts keep both copies)
     blockdrive remote ls [/path]                      list a remote folder (``ls`` is the admin one)
     blockdrive remote mkdir /path                     create a remote folder and its parents
     blockdrive mv /from /to                           rename or move
@@ -42,7 +43,9 @@ import getpass
 import json
 import os
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from .api import Api, AuthError, ClientError, ConflictError, normalize_url
@@ -219,6 +222,30 @@ def cmd_sync(args) -> int:
               file=sys.stderr)
     _out(args, data, text)
     return EXIT_ERROR if stats.errors or stats.skipped else EXIT_CONFLICT if stats.conflicts else EXIT_OK
+
+
+def cmd_bisync(args) -> int:
+    from .bisync import Bisync
+
+    c = _client(args)
+    say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    b = Bisync(c, args.local, args.remote, state=args.state, device=args.device, say=say)
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if args.watch and not stop.is_set():
+            stop.set()  # the round under way ends, then the watch
+        else:
+            raise KeyboardInterrupt
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    if args.watch:
+        b.watch(stop)
+        return EXIT_OK
+    report = b.run(dry_run=args.dry_run)
+    _out(args, {"dry_run": args.dry_run, "agreed": report.agreed, **{k: getattr(report, k) for k in
+                ("up", "down", "moved", "deleted", "conflicts", "kept")}}, report.summary())
+    return EXIT_OK if report.agreed or args.dry_run else EXIT_ERROR
 
 
 def _node(c: Client, path: str) -> dict:
@@ -429,6 +456,13 @@ def register_cli(sub) -> None:
     sp.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
     sp.add_argument("--force", action="store_true", help="overwrite remote files changed since the last sync")
     sp.add_argument("--checksum", action="store_true")
+    sp = add("bisync", cmd_bisync, "two-way sync of a local folder and a remote folder")
+    sp.add_argument("local")
+    sp.add_argument("remote")
+    sp.add_argument("--watch", action="store_true", help="keep syncing: a round on every local or remote change")
+    sp.add_argument("--dry-run", action="store_true", help="print what a run would do; change nothing")
+    sp.add_argument("--state", help="the state database (default: one per pair under $XDG_CACHE_HOME/blockdrive)")
+    sp.add_argument("--device", help="this computer's name in conflicted copies (default: the host name)")
     rp = sub.add_parser("remote", help="list and create remote folders over HTTP",
                         description="list and create remote folders over HTTP")
     rsub = rp.add_subparsers(dest="remote_command", required=True, metavar="ACTION")

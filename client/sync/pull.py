@@ -68,6 +68,21 @@ class Puller:
         finally:
             progress.close()
 
+    def fetch(self, node_id: int, local: str) -> tuple[os.stat_result, FileScan]:
+        """Write node ``node_id``'s current version at ``local`` (replaced atomically), fetching
+        only the blocks the file already there lacks; its stat and scan, also put in the index.
+        :class:`ConflictError` if the file changed on the server while it was read."""
+        bm = self.api.block_map(node_id)
+        have: dict[str, tuple[int, int]] = {}
+        if os.path.isfile(local):
+            have = {h: (off, n) for h, off, n in self.scan(local)[1].blocks}
+        self._assemble(node_id, bm, local, have, Stats(files=1, bytes_total=bm["size"]), Progress(False))
+        st = os.stat(local)
+        scan = FileScan(bm["size"], bm["sha256"], [tuple(b) for b in bm["blocks"]])
+        self.chunker()
+        self.index.store([(os.path.abspath(local), self.chunking_key, st, scan)])
+        return st, scan
+
     def _assemble(self, node_id: int, bm: dict, local: str, have: dict[str, tuple[int, int]], stats: Stats,
                   progress: Progress, version: int | None = None) -> None:
         target = os.path.abspath(local)

@@ -1,0 +1,255 @@
+"""The pure three-way merge of a two-way sync: what to do, from the remote tree now, the local
+tree now and the last synced tree (the base). No I/O: tested without a server or a disk.
+
+Entries are matched by identity, not by path: a base entry is found on the server by its node
+id and locally by its inode (a file saved by replacing it keeps its path; a file whose inode is
+gone is found by its content among the new local files). So a rename or move on one side is a
+move on the other, never a copy and a delete. Then, per entry:
+
+- changed on one side only: copied to the other; changed on both to the same content: recorded;
+  changed on both differently: a conflict (the server's version keeps the path, the local one
+  becomes a conflicted copy);
+- deleted on one side and unchanged on the other: deleted there too (to a trash on both sides);
+  deleted on one side and changed on the other: the change wins and is copied back;
+- a folder is deleted only when nothing is left in it once the plan is applied.
+
+Paths are relative, "/"-separated, with the server's names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from ..sync.plan import RemoteEntry, parent_of
+from .state import BaseEntry
+
+FILE, FOLDER = "file", "folder"
+
+
+@dataclass(frozen=True)
+class LocalEntry:
+    """A local file or folder now: its stat key (size, mtime_ns, inode) and, for a file, its
+    SHA-256 and size."""
+
+    kind: str
+    stat: tuple[int, int, int]
+    sha256: str | None = None
+    size: int | None = None
+
+
+@dataclass
+class Plan:
+    """What a round does, in the order it is applied: moves, folders, files, deletes."""
+
+    moves: list[tuple[str, str, str, int]] = field(default_factory=list)  # (side moved, base path, to, node id)
+    mkdir_local: list[str] = field(default_factory=list)
+    mkdir_remote: list[str] = field(default_factory=list)
+    up: list[tuple[str, str | None]] = field(default_factory=list)         # (path, If-Match sha256 or None: new)
+    down: list[tuple[str, int, str]] = field(default_factory=list)         # (path, node id, sha256)
+    conflicts: list[tuple[str, str, int, str]] = field(default_factory=list)  # (path, copy path, node id, sha256)
+    delete_local: list[str] = field(default_factory=list)
+    delete_remote: list[tuple[str, int]] = field(default_factory=list)
+    record: list[tuple[str, BaseEntry]] = field(default_factory=list)      # alike on both sides already
+    forget: list[str] = field(default_factory=list)                        # gone from both sides
+    kept: list[tuple[str, str]] = field(default_factory=list)              # (path, why nothing was done)
+
+    def empty(self) -> bool:
+        """True when the two trees agree (only bookkeeping is left)."""
+        return not (self.moves or self.mkdir_local or self.mkdir_remote or self.up or self.down or self.conflicts
+                    or self.delete_local or self.delete_remote)
+
+
+def conflict_name(rel: str, device: str, day: str, taken) -> str:
+    """``name (conflicted copy DEVICE DAY).ext`` next to ``rel``, with `` 2``, `` 3``… before
+    the extension while that path is in ``taken``."""
+    p = PurePosixPath(rel)
+    stem, ext = (p.stem, p.suffix) if p.stem else (p.name, "")
+    n = 1
+    while True:
+        name = f"{stem} (conflicted copy {device} {day}{'' if n == 1 else f' {n}'}){ext}"
+        out = f"{parent_of(rel)}/{name}" if parent_of(rel) else name
+        if out not in taken:
+            return out
+        n += 1
+
+
+def under(path: str, folder: str) -> bool:
+    return path.startswith(folder + "/")
+
+
+def match_local(base: dict[str, BaseEntry], local: dict[str, LocalEntry]) -> dict[str, str]:
+    """Each base path's local path now (absent: deleted locally): the same inode at the same
+    path, else the same inode elsewhere (moved), else the same path (saved by replacing it),
+    else, for a file, the same content among the local files no base entry claims (moved
+    across file systems, or by a copy and a delete)."""
+    out: dict[str, str] = {}
+    claimed: set[str] = set()
+    for rel, b in base.items():
+        lo = local.get(rel)
+        if lo is not None and lo.kind == b.kind and b.stat is not None and lo.stat[2] == b.stat[2]:
+            out[rel] = rel
+            claimed.add(rel)
+    by_ino = {(lo.kind, lo.stat[2]): rel for rel, lo in local.items() if rel not in claimed}
+    for rel, b in sorted(base.items()):
+        if rel in out or b.stat is None:
+            continue
+        cand = by_ino.get((b.kind, b.stat[2]))
+        if cand is not None and cand not in claimed:
+            out[rel] = cand
+            claimed.add(cand)
+    for rel, b in base.items():
+        lo = local.get(rel)
+        if rel not in out and rel not in claimed and lo is not None and lo.kind == b.kind:
+            out[rel] = rel
+            claimed.add(rel)
+    pool: dict[tuple, list[str]] = {}
+    for rel, lo in sorted(local.items()):
+        if lo.kind == FILE and rel not in claimed and rel not in base:
+            pool.setdefault((lo.sha256, lo.size), []).append(rel)
+    for rel, b in sorted(base.items()):
+        if rel not in out and b.kind == FILE and pool.get((b.sha256, b.size)):
+            out[rel] = pool[(b.sha256, b.size)].pop(0)
+    return out
+
+
+def plan(base: dict[str, BaseEntry], local: dict[str, LocalEntry], remote: dict[str, RemoteEntry],
+         device: str = "device", day: str = "1970-01-01", skipped: set[str] = frozenset()) -> Plan:
+    """The round that makes ``local`` and ``remote`` agree, from their common ``base``.
+    ``skipped``: local paths left out (links, special files, unreadable): nothing is done to
+    them nor to the server's node at their path."""
+    p = Plan()
+    lpath = match_local(base, local)
+    rpath = {e.id: rel for rel, e in remote.items()}
+    claimed_local = set(lpath.values())
+    claimed_remote = {b.node_id for b in base.values() if b.node_id in rpath}
+    taken = set(local) | set(remote)
+    # final places, for the survivors of deleted folders: (path on the side that keeps it)
+    remote_out: set[str] = set()     # remote snapshot paths that leave their folder or are deleted
+    local_out: set[str] = set()
+    remote_in: list[str] = []        # paths something is put at on the server / locally
+    local_in: list[str] = []
+    del_remote: list[tuple[str, int]] = []
+    del_local: list[str] = []
+
+    for rel, b in sorted(base.items(), key=lambda kv: (kv[0].count("/"), kv[0])):
+        lp, rp = lpath.get(rel), rpath.get(b.node_id)
+        lo, r = (local[lp] if lp else None), (remote[rp] if rp else None)
+        if r is not None and r.kind != b.kind:
+            r, rp = None, None
+        if rel in skipped or (lp and lp in skipped) or (rp and rp in skipped):
+            p.kept.append((rel, "skipped locally: the server's copy is left as it is"))
+            continue
+        if lo is None and r is None:
+            p.forget.append(rel)
+            continue
+        if lo is None:
+            if b.kind == FILE and r.sha256 != b.sha256:
+                p.down.append((rp, r.id, r.sha256))  # deleted here, edited there: the edit wins
+                local_in.append(rp)
+            else:
+                del_remote.append((rp, r.id))
+                remote_out.add(rp)
+            continue
+        if r is None:
+            if b.kind == FILE and lo.sha256 != b.sha256:
+                p.up.append((lp, None))
+                remote_in.append(lp)
+            else:
+                del_local.append(lp)
+                local_out.add(lp)
+            continue
+        # on both sides: where it goes (a rename on one side wins; on both, the server's)
+        target = rp if rp != rel else lp
+        if lp != target:
+            p.moves.append(("local", rel, target, b.node_id))
+            local_out.add(lp)
+            local_in.append(target)
+        if rp != target:
+            p.moves.append(("remote", rel, target, b.node_id))
+            remote_out.add(rp)
+            remote_in.append(target)
+        if b.kind == FOLDER:
+            if target != rel:
+                p.record.append((target, BaseEntry(FOLDER, b.node_id, stat=lo.stat)))
+            continue
+        lchg, rchg = lo.sha256 != b.sha256, r.sha256 != b.sha256
+        if lchg and rchg and lo.sha256 != r.sha256:
+            copy = conflict_name(target, device, day, taken)
+            taken.add(copy)
+            p.conflicts.append((target, copy, r.id, r.sha256))
+            local_in.append(copy)
+            remote_in.append(copy)
+        elif lchg and not rchg:
+            p.up.append((target, r.sha256))
+        elif rchg and not lchg:
+            p.down.append((target, r.id, r.sha256))
+        elif lo.stat != b.stat or lchg or target != rel:
+            p.record.append((target, BaseEntry(FILE, r.id, r.sha256, r.size, lo.stat)))
+
+    new_local = {rel: lo for rel, lo in local.items() if rel not in claimed_local}
+    new_remote = {rel: e for rel, e in remote.items() if e.id not in claimed_remote}
+    for rel in sorted(set(new_local) | set(new_remote), key=lambda r: (r.count("/"), r)):
+        lo, r = new_local.get(rel), new_remote.get(rel)
+        if rel in skipped:
+            p.kept.append((rel, "skipped locally: the server's copy is left as it is"))
+        elif lo is not None and r is not None:
+            if lo.kind != r.kind:
+                p.kept.append((rel, f"a {lo.kind} here, a {r.kind} on the server: rename one"))
+            elif lo.kind == FOLDER:
+                p.record.append((rel, BaseEntry(FOLDER, r.id, stat=lo.stat)))
+            elif lo.sha256 == r.sha256:
+                p.record.append((rel, BaseEntry(FILE, r.id, r.sha256, r.size, lo.stat)))
+            else:
+                copy = conflict_name(rel, device, day, taken)
+                taken.add(copy)
+                p.conflicts.append((rel, copy, r.id, r.sha256))
+        elif lo is not None:
+            if rel in remote:  # the server's path is held by a node placed there otherwise
+                p.kept.append((rel, "the server holds another node at this path"))
+            elif lo.kind == FOLDER:
+                p.mkdir_remote.append(rel)
+                remote_in.append(rel)
+            else:
+                p.up.append((rel, None))
+                remote_in.append(rel)
+        else:
+            if rel in local:
+                p.kept.append((rel, "a local file or folder holds this path"))
+            elif r.kind == FOLDER:
+                p.mkdir_local.append(rel)
+                local_in.append(rel)
+            else:
+                p.down.append((rel, r.id, r.sha256))
+                local_in.append(rel)
+
+    # a folder deleted on one side goes on the other only if nothing stays in it there
+    def stays(folder: str, snapshot, out: set[str], put: list[str]) -> bool:
+        return any(under(x, folder) for x in put) or any(under(x, folder) and x not in out for x in snapshot)
+
+    dead_remote = set()
+    for rp, nid in sorted(del_remote):
+        if remote[rp].kind == FOLDER and stays(rp, remote, remote_out, remote_in):
+            p.mkdir_local.append(rp)  # recreated here for what stays in it
+            continue
+        dead_remote.add(rp)
+        p.delete_remote.append((rp, nid))
+    p.delete_remote = [(r, i) for r, i in p.delete_remote if not any(under(r, d) for d in dead_remote)]
+    dead_local = set()
+    for lp in sorted(del_local):
+        if local[lp].kind == FOLDER and stays(lp, local, local_out, local_in):
+            p.mkdir_remote.append(lp)
+            continue
+        dead_local.add(lp)
+        p.delete_local.append(lp)
+    p.delete_local = [r for r in p.delete_local if not any(under(r, d) for d in dead_local)]
+
+    # a folder's move carries what is in it: its children's same moves are left out
+    folder_moves = [(b, t) for _, b, t, _ in p.moves]
+    p.moves = [m for m in p.moves
+               if not any(under(m[1], b) and m[2] == t + m[1][len(b):] for b, t in folder_moves)]
+    p.moves.sort(key=lambda m: (m[1].count("/"), m[1]))
+    depth = lambda r: (r.count("/"), r)  # noqa: E731
+    p.mkdir_local.sort(key=depth)
+    p.mkdir_remote.sort(key=depth)
+    return p
