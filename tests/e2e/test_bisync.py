@@ -4,6 +4,7 @@ its own state database and trash, kept alike both ways."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -201,3 +202,26 @@ def test_kill_mid_run_then_rerun_converges(pair):
     assert "bisync: 1 up, 1 down, 0 moved, 0 deleted, 1 conflicts" in out
     assert "bisync: 0 up, 0 down, 0 moved, 0 deleted, 0 conflicts" in a.bisync()
     assert len(converge(user, a, b)) == 61
+
+
+def test_watch_follows_local_and_remote_changes(pair):
+    user, a, b = pair
+    (a.dir / "start.txt").write_bytes(b"s")
+    converge(user, a, b)
+    procs = [subprocess.Popen([str(BIN), "bisync", str(r.dir), r.remote, "--watch"], env=r.env,
+                              stdout=subprocess.DEVNULL) for r in (a, b)]
+    try:
+        (a.dir / "live.txt").write_bytes(b"typed on a")
+        deadline = time.monotonic() + 60
+        while not (b.dir / "live.txt").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (b.dir / "live.txt").read_bytes() == b"typed on a"
+        (b.dir / "start.txt").write_bytes(b"edited on b")
+        while (a.dir / "start.txt").read_bytes() != b"edited on b" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (a.dir / "start.txt").read_bytes() == b"edited on b"
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            assert p.wait(timeout=60) == 0

@@ -1,4 +1,4 @@
-"""The client stands alone: it imports the standard library, requests, tqdm, pyfastcdc and the
+"""The client stands alone: it imports the standard library, requests, tqdm, pyfastcdc, watchdog and the
 dependency-free modules of storage — never Flask, SQLAlchemy, pyarrow, webapi or jobs."""
 
 import ast
@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-THIRD_PARTY = {"requests", "tqdm", "pyfastcdc"}
+THIRD_PARTY = {"requests", "tqdm", "pyfastcdc", "watchdog"}
 # storage's modules the client may use, and storage/__init__.py, which every one of them runs
 STORAGE = {"storage", "storage.chunking", "storage.wire", "storage.logs", "storage.errors", "storage.names"}
 

@@ -1,0 +1,178 @@
+"""The pure three-way merge of bisync: every case of the remote tree now, the local tree now and
+the last synced tree, and the conflicted copy's name."""
+
+from __future__ import annotations
+
+from client.bisync.plan import FILE, FOLDER, LocalEntry, conflict_name, match_local, plan
+from client.bisync.state import BaseEntry
+from client.sync.plan import RemoteEntry
+
+DAY = "2026-12-06"
+
+
+def bf(nid, sha, ino, size=1, mtime=1):
+    return BaseEntry(FILE, nid, sha, size, (size, mtime, ino))
+
+
+def bd(nid, ino):
+    return BaseEntry(FOLDER, nid, stat=(0, 0, ino))
+
+
+def lf(sha, ino, size=1, mtime=1):
+    return LocalEntry(FILE, (size, mtime, ino), sha, size)
+
+
+def ld(ino):
+    return LocalEntry(FOLDER, (0, 0, ino))
+
+
+def rf(nid, sha, size=1):
+    return RemoteEntry(nid, FILE, size, sha)
+
+
+def rd(nid):
+    return RemoteEntry(nid, FOLDER)
+
+
+def run(base, local, remote, skipped=frozenset()):
+    return plan(base, local, remote, "dev", DAY, set(skipped))
+
+
+def test_nothing_changed_is_an_empty_plan():
+    base = {"a": bd(1, 10), "a/f": bf(2, "s", 11)}
+    p = run(base, {"a": ld(10), "a/f": lf("s", 11)}, {"a": rd(1), "a/f": rf(2, "s")})
+    assert p.empty() and not p.record and not p.forget and not p.kept
+
+
+def test_creates_on_either_side_are_copied_to_the_other():
+    p = run({}, {"d": ld(5), "d/new": lf("n", 6)}, {"r": rd(7), "r/x": rf(8, "x")})
+    assert p.mkdir_remote == ["d"] and p.up == [("d/new", None)]
+    assert p.mkdir_local == ["r"] and p.down == [("r/x", 8, "x")]
+
+
+def test_edit_on_one_side_only():
+    base = {"f": bf(1, "old", 10), "g": bf(2, "old", 11)}
+    p = run(base, {"f": lf("new", 10, mtime=2), "g": lf("old", 11)}, {"f": rf(1, "old"), "g": rf(2, "theirs")})
+    assert p.up == [("f", "old")]          # If-Match the version both had
+    assert p.down == [("g", 2, "theirs")]
+    assert not p.conflicts
+
+
+def test_touched_file_with_same_content_is_only_recorded():
+    base = {"f": bf(1, "s", 10)}
+    p = run(base, {"f": lf("s", 10, mtime=9)}, {"f": rf(1, "s")})
+    assert p.empty() and p.record == [("f", BaseEntry(FILE, 1, "s", 1, (1, 9, 10)))]
+
+
+def test_both_edited_differently_is_a_conflict_server_keeps_the_path():
+    base = {"notes.md": bf(1, "old", 10)}
+    p = run(base, {"notes.md": lf("mine", 10, mtime=2)}, {"notes.md": rf(1, "theirs")})
+    assert p.conflicts == [("notes.md", f"notes (conflicted copy dev {DAY}).md", 1, "theirs")]
+    assert not p.up and not p.down
+
+
+def test_both_edited_to_the_same_content_is_recorded_not_a_conflict():
+    base = {"f": bf(1, "old", 10)}
+    p = run(base, {"f": lf("same", 10, mtime=2)}, {"f": rf(1, "same")})
+    assert p.empty() and p.record[0][1].sha256 == "same"
+
+
+def test_new_on_both_sides_same_content_recorded_different_content_conflict():
+    p = run({}, {"a": lf("x", 1), "b": lf("mine", 2)}, {"a": rf(5, "x"), "b": rf(6, "theirs")})
+    assert [r for r, _ in p.record] == ["a"]
+    assert p.conflicts == [("b", f"b (conflicted copy dev {DAY})", 6, "theirs")]
+
+
+def test_delete_on_one_side_unchanged_on_the_other_deletes_there():
+    base = {"l": bf(1, "s", 10), "r": bf(2, "s", 11)}
+    p = run(base, {"r": lf("s", 11)}, {"l": rf(1, "s")})
+    assert p.delete_remote == [("l", 1)]
+    assert p.delete_local == ["r"]
+
+
+def test_delete_on_one_side_edited_on_the_other_keeps_the_edit():
+    base = {"l": bf(1, "s", 10), "r": bf(2, "s", 11)}
+    p = run(base, {"r": lf("edited", 11, mtime=5)}, {"l": rf(1, "edited remotely")})
+    assert p.down == [("l", 1, "edited remotely")]
+    assert p.up == [("r", None)]
+    assert not p.delete_local and not p.delete_remote
+
+
+def test_deleted_on_both_sides_is_forgotten():
+    p = run({"f": bf(1, "s", 10)}, {}, {})
+    assert p.empty() and p.forget == ["f"]
+
+
+def test_local_rename_is_a_remote_move_found_by_inode_even_when_edited():
+    base = {"a.txt": bf(1, "s", 10)}
+    p = run(base, {"b.txt": lf("s2", 10, mtime=3)}, {"a.txt": rf(1, "s")})
+    assert p.moves == [("remote", "a.txt", "b.txt", 1)]
+    assert p.up == [("b.txt", "s")] and not p.delete_remote
+
+
+def test_local_move_found_by_content_when_the_inode_changed():
+    base = {"a.txt": bf(1, "s", 10)}
+    p = run(base, {"d/a.txt": lf("s", 99)}, {"a.txt": rf(1, "s")})
+    assert p.moves == [("remote", "a.txt", "d/a.txt", 1)] and not p.up
+
+
+def test_file_saved_by_replacing_it_keeps_its_path():
+    base = {"f": bf(1, "s", 10)}
+    p = run(base, {"f": lf("new", 77, mtime=2)}, {"f": rf(1, "s")})
+    assert p.up == [("f", "s")] and not p.moves
+
+
+def test_remote_rename_is_a_local_move():
+    base = {"a.txt": bf(1, "s", 10)}
+    p = run(base, {"a.txt": lf("s", 10)}, {"z.txt": rf(1, "s")})
+    assert p.moves == [("local", "a.txt", "z.txt", 1)] and not p.down and not p.delete_local
+
+
+def test_folder_move_carries_its_children_in_one_move():
+    base = {"d": bd(1, 10), "d/x": bf(2, "x", 11), "d/s": bd(3, 12), "d/s/y": bf(4, "y", 13)}
+    local = {"m": ld(20), "m/d2": ld(10), "m/d2/x": lf("x", 11), "m/d2/s": ld(12), "m/d2/s/y": lf("y", 13)}
+    p = run(base, local, {"d": rd(1), "d/x": rf(2, "x"), "d/s": rd(3), "d/s/y": rf(4, "y")})
+    assert p.moves == [("remote", "d", "m/d2", 1)]
+    assert p.mkdir_remote == ["m"] and not p.up and not p.delete_remote
+
+
+def test_renamed_on_both_sides_the_server_name_wins():
+    base = {"a": bf(1, "s", 10)}
+    p = run(base, {"mine": lf("s", 10)}, {"theirs": rf(1, "s")})
+    assert p.moves == [("local", "a", "theirs", 1)]
+
+
+def test_folder_deleted_on_one_side_goes_only_when_nothing_stays_in_it():
+    base = {"d": bd(1, 10), "d/f": bf(2, "s", 11), "e": bd(3, 12), "e/g": bf(4, "s", 13)}
+    # d deleted remotely, but a new local file is in it: kept, recreated on the server
+    local = {"d": ld(10), "d/f": lf("s", 11), "d/new": lf("n", 14), "e": ld(12), "e/g": lf("s", 13)}
+    p = run(base, local, {"e": rd(3), "e/g": rf(4, "s")})
+    assert "d" not in p.delete_local and p.delete_local == ["d/f"]
+    assert "d" in p.mkdir_remote and ("d/new", None) in p.up
+    # e deleted locally with everything in it: one delete of the folder on the server
+    p = run(base, {"d": ld(10), "d/f": lf("s", 11)}, {"d": rd(1), "d/f": rf(2, "s"), "e": rd(3), "e/g": rf(4, "s")})
+    assert p.delete_remote == [("e", 3)]
+
+
+def test_skipped_local_paths_leave_the_server_alone():
+    base = {"link": bf(1, "s", 10)}
+    p = run(base, {}, {"link": rf(1, "s"), "other": rf(2, "o")}, skipped={"link"})
+    assert not p.delete_remote and p.kept[0][0] == "link"
+    assert p.down == [("other", 2, "o")]
+
+
+def test_kind_clash_on_new_paths_is_kept():
+    p = run({}, {"x": ld(1)}, {"x": rf(2, "s")})
+    assert p.empty() and p.kept[0][0] == "x"
+
+
+def test_conflict_name_numbers_taken_names():
+    first = f"d/report (conflicted copy dev {DAY}).pdf"
+    assert conflict_name("d/report.pdf", "dev", DAY, set()) == first
+    assert conflict_name("d/report.pdf", "dev", DAY, {first}) == f"d/report (conflicted copy dev {DAY} 2).pdf"
+    assert conflict_name(".bashrc", "dev", DAY, set()) == f".bashrc (conflicted copy dev {DAY})"
+
+
+def test_match_local_swapped_names():
+    base = {"a": bf(1, "sa", 10), "b": bf(2, "sb", 11)}
+    assert match_local(base, {"a": lf("sb", 11), "b": lf("sa", 10)}) == {"a": "b", "b": "a"}
