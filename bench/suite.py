@@ -44,10 +44,11 @@ DEFAULT_CHUNKING = {"chunk_min": 256 * 1024, "chunk_avg": MiB, "chunk_max": 4 * 
 PROFILES = {
     "quick": dict(random_mib=192, corpus_files=250, corpus_mib=12, versions=20, big_mib=64, small=10_000, small_put=1_000,
                   scale_mib=32, listings=(10, 1_000, 100_000), latency_requests=60, dav_files=1_000, dav_mib=128,
-                  bisync_files=10_000, bisync_edits=10, bisync_repeat=3, repeat=3),
+                  bisync_files=10_000, bisync_edits=10, bisync_repeat=3, bisync_download=True, repeat=3),
     "full": dict(random_mib=1024, corpus_files=1_500, corpus_mib=64, versions=20, big_mib=512, small=10_000, small_put=10_000,
                  scale_mib=128, listings=(10, 1_000, 100_000), latency_requests=300, dav_files=10_000, dav_mib=1024,
-                 bisync_files=100_000, bisync_edits=30, bisync_repeat=3, repeat=5),
+                 bisync_files=100_000, bisync_edits=30, bisync_repeat=3, bisync_download=True,
+                 repeat=5),
 }
 SECTIONS = ("ingest", "restore", "dedup", "incremental", "small", "scaling", "dav", "bisync")
 
