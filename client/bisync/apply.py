@@ -12,6 +12,7 @@ left for the next round too, where it becomes a conflict; nothing is overwritten
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Callable
@@ -25,6 +26,8 @@ from ..sync.scan import stat_key
 from .ostrash import to_trash
 from .plan import FILE, FOLDER, LocalEntry, Plan, under
 from .state import BaseEntry, State
+
+RECORD_BATCH = 64   # downloads recorded in the state database per transaction
 
 
 @dataclass
@@ -64,7 +67,9 @@ class Applier:
         self.base, self.local, self.remote = base, local, remote
         self.report, self.say = report, say
         self.rdirs = {rel: e.id for rel, e in remote.items() if e.kind == FOLDER}
-        self.moved: list[tuple[str, str]] = []
+        self.moved: list[tuple[str, str]] = []          # folder moves applied, as base paths
+        self.moved_local: list[tuple[str, str]] = []    # ... as local paths
+        self.moved_remote: list[tuple[str, str]] = []   # ... as the server's paths
 
     # ---- paths ------------------------------------------------------------------------------
 
@@ -93,14 +98,25 @@ class Applier:
 
     # ---- the round -----------------------------------------------------------------------------
 
-    def apply(self, p: Plan, local_base: dict[str, str]) -> None:
+    def apply(self, p: Plan, local_base: dict[str, str]) -> bool:
+        """Apply ``p``; False when only its moves were applied: the paths of everything else
+        were planned before them, so the next round plans it again from the moved trees."""
         self.state.update(drop=p.forget)
         for rel, why in p.kept:
             self.report.kept.append((rel, why))
             self.say(f"kept {rel}: {why}")
-        for side, base_rel, target, nid in p.moves:
-            self.move(side, base_rel, target, nid)
+        for rel, copy in p.aside:
+            if not self.unchanged(rel) or os.path.lexists(self.lpath(copy)):
+                self.defer(rel, "changed while syncing; next round")
+                continue
+            os.rename(self.lpath(rel), self.lpath(copy))
+            self.report.conflicts.append((rel, copy))
+            self.say(f"conflict {rel}: kept both, local copy saved as {PurePosixPath(copy).name}")
+        for side, base_rel, src, target, nid in p.moves:
+            self.move(side, base_rel, src, target, nid)
         self.state.update(put=p.record)  # after the moves: a record at a move's target replaces its source
+        if p.moves or p.aside:
+            return False
         for rel in p.mkdir_local:
             os.makedirs(self.lpath(rel), exist_ok=True)
             self.state.update(put=[(rel, BaseEntry(FOLDER, self.rdir(rel), stat=stat_key(os.stat(self.lpath(rel)))))])
@@ -118,8 +134,7 @@ class Applier:
             self.report.conflicts.append((rel, copy))
             self.say(f"conflict {rel}: kept both, local copy saved as {PurePosixPath(copy).name}")
         self.upload(ups)
-        for rel, nid, _ in downs:
-            self.download(rel, nid)
+        self.download(downs)
         for rel, nid in p.delete_remote:
             try:
                 self.c.api.delete(nid)
@@ -137,9 +152,13 @@ class Applier:
             self.state.update(drop=[local_base.get(rel, rel)])
             self.report.deleted.append(("local", rel))
             self.say(f"delete local {rel}")
+        return True
 
-    def move(self, side: str, base_rel: str, target: str, nid: int) -> None:
-        src = rewrite(base_rel, self.moved)
+    def move(self, side: str, base_rel: str, src: str, target: str, nid: int) -> None:
+        """Move ``src`` on ``side`` to ``target`` (``src`` after the folder moves already
+        applied on that side), and its base entry with it."""
+        moved = self.moved_local if side == "local" else self.moved_remote
+        src = rewrite(src, moved)
         if src == target:
             return
         try:
@@ -157,8 +176,9 @@ class Applier:
         except ClientError as exc:
             self.defer(src, f"not moved: {exc}")
             return
-        self.state.move(src, target)
-        self.moved.append((src, target))
+        self.state.move(rewrite(base_rel, self.moved), target)
+        self.moved.append((rewrite(base_rel, self.moved), target))
+        moved.append((src, target))
         self.report.moved.append((side, src, target))
         self.say(f"move {side} {src} -> {target}")
 
@@ -209,17 +229,37 @@ class Applier:
             q.flush()
             up.finish()
 
-    def download(self, rel: str, nid: int) -> None:
-        if not self.unchanged(rel):
-            self.defer(rel, "changed locally while syncing; next round")
-            return
-        path = self.lpath(rel)
-        try:
+    def download(self, downs: list[tuple[str, int, str]]) -> None:
+        """Fetch the files ``jobs`` at a time, each replaced atomically; recorded
+        ``RECORD_BATCH`` at a time (a kill loses only records: the next round finds those
+        files alike on both sides and records them)."""
+        todo = []
+        for rel, nid, _ in downs:
+            if self.unchanged(rel):
+                todo.append((rel, nid))
+            else:
+                self.defer(rel, "changed locally while syncing; next round")
+
+        def one(item):
+            rel, nid = item
+            path = self.lpath(rel)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            st, sc = self.c.fetch(nid, path)
-        except ClientError as exc:
-            self.defer(rel, f"not downloaded: {exc}")
-            return
-        self.state.update(put=[(rel, BaseEntry(FILE, nid, sc.sha256, sc.size, stat_key(st)))])
-        self.report.down.append(rel)
-        self.say(f"down {rel}")
+            return self.c.fetch(nid, path)
+
+        put = []
+        with ThreadPoolExecutor(self.c.jobs) as ex:
+            futures = {ex.submit(one, item): item for item in todo}
+            for fut in as_completed(futures):
+                rel, nid = futures[fut]
+                try:
+                    st, sc = fut.result()
+                except ClientError as exc:
+                    self.defer(rel, f"not downloaded: {exc}")
+                    continue
+                put.append((rel, BaseEntry(FILE, nid, sc.sha256, sc.size, stat_key(st))))
+                self.report.down.append(rel)
+                self.say(f"down {rel}")
+                if len(put) >= RECORD_BATCH:
+                    self.state.update(put=put)
+                    put = []
+        self.state.update(put=put)

@@ -24,7 +24,7 @@ from .apply import Applier, Report
 from .plan import FILE, FOLDER, LocalEntry, Plan, match_local, plan
 from .state import State, default_state_path
 
-ROUNDS = 3  # rounds a run makes while the last one left something for later
+ROUNDS = 5  # rounds a run makes while the last one left something for later
 
 
 class Bisync:
@@ -131,15 +131,13 @@ class Bisync:
                     report.kept.append((k["path"], k["reason"]))
                     self.say(f"kept {os.path.relpath(k['path'], self.local)}: skipped, {k['reason']}")
             before = report.deferred
-            Applier(self.c, self.state(), self.local, self.remote, base, local, remote, report, self.say).apply(
-                p, {lp: rel for rel, lp in match_local(base, local).items()})
-            report.agreed = report.deferred == before and not p.kept
-            if report.deferred == before:
-                self.state().update(meta={"cursor": cursor, "root": str(self.root_id)})
-                if p.empty() or report.agreed:
-                    break
-            else:
-                self.state().update(meta={"cursor": None})
+            whole = Applier(self.c, self.state(), self.local, self.remote, base, local, remote, report,
+                            self.say).apply(p, {lp: rel for rel, lp in match_local(base, local).items()})
+            report.agreed = whole and report.deferred == before and not p.again
+            # the cursor may pass only what the base now holds: else the next run lists the tree
+            self.state().update(meta={"cursor": cursor if report.agreed else None, "root": str(self.root_id)})
+            if report.agreed:
+                break
         return report
 
     def watch(self, stop: threading.Event) -> None:
@@ -150,9 +148,12 @@ class Bisync:
 
 def describe(p: Plan, report: Report, say: Callable[[str], None]) -> None:
     """The plan's actions as a run would report them, applying none (``--dry-run``)."""
-    for side, base_rel, target, _ in p.moves:
-        report.moved.append((side, base_rel, target))
-        say(f"move {side} {base_rel} -> {target}")
+    for rel, copy in p.aside:
+        report.conflicts.append((rel, copy))
+        say(f"conflict {rel}: kept both, local copy saved as {copy.rpartition('/')[2]}")
+    for side, _, src, target, _ in p.moves:
+        report.moved.append((side, src, target))
+        say(f"move {side} {src} -> {target}")
     for rel, copy, _, _ in p.conflicts:
         report.conflicts.append((rel, copy))
         say(f"conflict {rel}: kept both, local copy saved as {copy.rpartition('/')[2]}")

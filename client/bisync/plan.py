@@ -42,7 +42,8 @@ class LocalEntry:
 class Plan:
     """What a round does, in the order it is applied: moves, folders, files, deletes."""
 
-    moves: list[tuple[str, str, str, int]] = field(default_factory=list)  # (side moved, base path, to, node id)
+    aside: list[tuple[str, str]] = field(default_factory=list)           # new local file renamed: (path, copy)
+    moves: list[tuple[str, str, str, str, int]] = field(default_factory=list)  # (side, base path, from, to, node id)
     mkdir_local: list[str] = field(default_factory=list)
     mkdir_remote: list[str] = field(default_factory=list)
     up: list[tuple[str, str | None]] = field(default_factory=list)         # (path, If-Match sha256 or None: new)
@@ -53,10 +54,11 @@ class Plan:
     record: list[tuple[str, BaseEntry]] = field(default_factory=list)      # alike on both sides already
     forget: list[str] = field(default_factory=list)                        # gone from both sides
     kept: list[tuple[str, str]] = field(default_factory=list)              # (path, why nothing was done)
+    again: bool = False  # something waits for the next round (the trees will not agree after this one)
 
     def empty(self) -> bool:
         """True when the two trees agree (only bookkeeping is left)."""
-        return not (self.moves or self.mkdir_local or self.mkdir_remote or self.up or self.down or self.conflicts
+        return not (self.aside or self.moves or self.mkdir_local or self.mkdir_remote or self.up or self.down or self.conflicts
                     or self.delete_local or self.delete_remote)
 
 
@@ -95,7 +97,9 @@ def match_local(base: dict[str, BaseEntry], local: dict[str, LocalEntry]) -> dic
         if rel in out or b.stat is None:
             continue
         cand = by_ino.get((b.kind, b.stat[2]))
-        if cand is not None and cand not in claimed:
+        # an inode is reused by new files: a file's counts only with the stat or content it had
+        if cand is not None and cand not in claimed and (b.kind == FOLDER or local[cand].stat == b.stat
+                                                          or local[cand].sha256 == b.sha256):
             out[rel] = cand
             claimed.add(cand)
     for rel, b in base.items():
@@ -161,12 +165,16 @@ def plan(base: dict[str, BaseEntry], local: dict[str, LocalEntry], remote: dict[
             continue
         # on both sides: where it goes (a rename on one side wins; on both, the server's)
         target = rp if rp != rel else lp
+        if target == lp and lp != rp and lp in remote and remote[lp].id not in claimed_remote:
+            # renamed here onto a name the server just gave a new node: both kept, this one renamed
+            target = conflict_name(lp, device, day, taken)
+            taken.add(target)
         if lp != target:
-            p.moves.append(("local", rel, target, b.node_id))
+            p.moves.append(("local", rel, lp, target, b.node_id))
             local_out.add(lp)
             local_in.append(target)
         if rp != target:
-            p.moves.append(("remote", rel, target, b.node_id))
+            p.moves.append(("remote", rel, rp, target, b.node_id))
             remote_out.add(rp)
             remote_in.append(target)
         if b.kind == FOLDER:
@@ -196,6 +204,7 @@ def plan(base: dict[str, BaseEntry], local: dict[str, LocalEntry], remote: dict[
         elif lo is not None and r is not None:
             if lo.kind != r.kind:
                 p.kept.append((rel, f"a {lo.kind} here, a {r.kind} on the server: rename one"))
+                p.again = True
             elif lo.kind == FOLDER:
                 p.record.append((rel, BaseEntry(FOLDER, r.id, stat=lo.stat)))
             elif lo.sha256 == r.sha256:
@@ -205,8 +214,13 @@ def plan(base: dict[str, BaseEntry], local: dict[str, LocalEntry], remote: dict[
                 taken.add(copy)
                 p.conflicts.append((rel, copy, r.id, r.sha256))
         elif lo is not None:
-            if rel in remote:  # the server's path is held by a node placed there otherwise
-                p.kept.append((rel, "the server holds another node at this path"))
+            if rel in remote and rel in remote_out:
+                p.again = True  # the server's node leaves this path in this round: the next one sends it
+            elif rel in remote:  # a node of the server is moved onto it: this one is set aside
+                copy = conflict_name(rel, device, day, taken)
+                taken.add(copy)
+                p.aside.append((rel, copy))
+                p.again = True
             elif lo.kind == FOLDER:
                 p.mkdir_remote.append(rel)
                 remote_in.append(rel)
@@ -214,8 +228,11 @@ def plan(base: dict[str, BaseEntry], local: dict[str, LocalEntry], remote: dict[
                 p.up.append((rel, None))
                 remote_in.append(rel)
         else:
-            if rel in local:
+            if rel in local and rel in local_out:
+                p.again = True  # what is here leaves in this round: the next one brings it down
+            elif rel in local:
                 p.kept.append((rel, "a local file or folder holds this path"))
+                p.again = True
             elif r.kind == FOLDER:
                 p.mkdir_local.append(rel)
                 local_in.append(rel)
@@ -245,9 +262,9 @@ def plan(base: dict[str, BaseEntry], local: dict[str, LocalEntry], remote: dict[
     p.delete_local = [r for r in p.delete_local if not any(under(r, d) for d in dead_local)]
 
     # a folder's move carries what is in it: its children's same moves are left out
-    folder_moves = [(b, t) for _, b, t, _ in p.moves]
-    p.moves = [m for m in p.moves
-               if not any(under(m[1], b) and m[2] == t + m[1][len(b):] for b, t in folder_moves)]
+    folder_moves = [(side, src, t) for side, _, src, t, _ in p.moves]
+    p.moves = [m for m in p.moves if not any(side == m[0] and under(m[2], src) and m[3] == t + m[2][len(src):]
+                                             for side, src, t in folder_moves)]
     p.moves.sort(key=lambda m: (m[1].count("/"), m[1]))
     depth = lambda r: (r.count("/"), r)  # noqa: E731
     p.mkdir_local.sort(key=depth)

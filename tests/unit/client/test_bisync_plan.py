@@ -103,17 +103,44 @@ def test_deleted_on_both_sides_is_forgotten():
     assert p.empty() and p.forget == ["f"]
 
 
-def test_local_rename_is_a_remote_move_found_by_inode_even_when_edited():
+def test_local_rename_is_a_remote_move_found_by_inode():
     base = {"a.txt": bf(1, "s", 10)}
-    p = run(base, {"b.txt": lf("s2", 10, mtime=3)}, {"a.txt": rf(1, "s")})
-    assert p.moves == [("remote", "a.txt", "b.txt", 1)]
-    assert p.up == [("b.txt", "s")] and not p.delete_remote
+    p = run(base, {"b.txt": lf("s", 10)}, {"a.txt": rf(1, "s")})
+    assert p.moves == [("remote", "a.txt", "a.txt", "b.txt", 1)]
+    assert not p.up and not p.delete_remote
+
+
+def test_a_new_file_on_a_reused_inode_is_not_a_move():
+    base = {"old": bf(1, "s", 10)}
+    p = run(base, {"new": lf("other", 10, size=5, mtime=7)}, {"old": rf(1, "s")})
+    assert not p.moves and p.delete_remote == [("old", 1)] and p.up == [("new", None)]
+
+
+def test_local_rename_onto_a_name_the_server_just_gave_a_new_file_keeps_both():
+    base = {"e.dat": bf(1, "s", 10)}
+    p = run(base, {"f.log": lf("s", 10)}, {"e.dat": rf(1, "s"), "f.log": rf(2, "theirs")})
+    copy = f"f (conflicted copy dev {DAY}).log"
+    assert p.moves == [("local", "e.dat", "f.log", copy, 1), ("remote", "e.dat", "e.dat", copy, 1)]
+    assert p.again and not p.kept  # the server's f.log comes down in the next round
+
+
+def test_remote_rename_onto_a_new_local_file_sets_the_local_one_aside():
+    base = {"a": bf(1, "s", 10)}
+    p = run(base, {"a": lf("s", 10), "b": lf("mine", 11)}, {"b": rf(1, "s")})
+    assert p.aside == [("b", f"b (conflicted copy dev {DAY})")]
+    assert p.moves == [("local", "a", "a", "b", 1)] and p.again
+
+
+def test_a_new_server_file_where_a_deleted_one_was_comes_next_round():
+    base = {"c": bf(1, "s", 10)}
+    p = run(base, {"c": lf("s", 10)}, {"c": rf(2, "new")})  # node 1 deleted, node 2 made at its path
+    assert p.delete_local == ["c"] and p.again and not p.kept and not p.down
 
 
 def test_local_move_found_by_content_when_the_inode_changed():
     base = {"a.txt": bf(1, "s", 10)}
     p = run(base, {"d/a.txt": lf("s", 99)}, {"a.txt": rf(1, "s")})
-    assert p.moves == [("remote", "a.txt", "d/a.txt", 1)] and not p.up
+    assert p.moves == [("remote", "a.txt", "a.txt", "d/a.txt", 1)] and not p.up
 
 
 def test_file_saved_by_replacing_it_keeps_its_path():
@@ -125,21 +152,21 @@ def test_file_saved_by_replacing_it_keeps_its_path():
 def test_remote_rename_is_a_local_move():
     base = {"a.txt": bf(1, "s", 10)}
     p = run(base, {"a.txt": lf("s", 10)}, {"z.txt": rf(1, "s")})
-    assert p.moves == [("local", "a.txt", "z.txt", 1)] and not p.down and not p.delete_local
+    assert p.moves == [("local", "a.txt", "a.txt", "z.txt", 1)] and not p.down and not p.delete_local
 
 
 def test_folder_move_carries_its_children_in_one_move():
     base = {"d": bd(1, 10), "d/x": bf(2, "x", 11), "d/s": bd(3, 12), "d/s/y": bf(4, "y", 13)}
     local = {"m": ld(20), "m/d2": ld(10), "m/d2/x": lf("x", 11), "m/d2/s": ld(12), "m/d2/s/y": lf("y", 13)}
     p = run(base, local, {"d": rd(1), "d/x": rf(2, "x"), "d/s": rd(3), "d/s/y": rf(4, "y")})
-    assert p.moves == [("remote", "d", "m/d2", 1)]
+    assert p.moves == [("remote", "d", "d", "m/d2", 1)]
     assert p.mkdir_remote == ["m"] and not p.up and not p.delete_remote
 
 
 def test_renamed_on_both_sides_the_server_name_wins():
     base = {"a": bf(1, "s", 10)}
     p = run(base, {"mine": lf("s", 10)}, {"theirs": rf(1, "s")})
-    assert p.moves == [("local", "a", "theirs", 1)]
+    assert p.moves == [("local", "a", "mine", "theirs", 1)]
 
 
 def test_folder_deleted_on_one_side_goes_only_when_nothing_stays_in_it():
