@@ -254,22 +254,24 @@ def measure(p: dict, tmp: Path, res: Results, http: Http) -> list[dict]:
     if lost:
         print(f"   {lost} of {edits} edits never showed on the other side within {ARRIVAL_TIMEOUT:g} s", flush=True)
     if times:
-        label = f"--watch: edit on one replica to its bytes on the other, {len(times)} edits"
-        res.add("bisync_lat_p50", "bisync", f"{label}, p50", [statistics.median(times)], "s", higher_is_better=False)
+        label = "--watch: an edit's bytes on the other replica"
+        res.add("bisync_lat_p50", "bisync", f"{label}, p50 of {len(times)}", [statistics.median(times)], "s",
+                higher_is_better=False)
         res.within("bisync_lat_p50", LATENCY_GOAL)
-        res.add("bisync_lat_p99", "bisync", f"{label}, p99", [percentile(times, 0.99)], "s", higher_is_better=False)
+        res.add("bisync_lat_p99", "bisync", f"{label}, p99 of {len(times)}", [percentile(times, 0.99)], "s",
+                higher_is_better=False)
     if lost:
         res.add("bisync_lat_lost", "bisync", f"--watch: edits not shown within {ARRIVAL_TIMEOUT:g} s", [lost], "edits",
                 higher_is_better=False)
     print(f"   no-op: {n:,} files", flush=True)
     runs = noop(n, p["bisync_repeat"], tmp / "noop", http, p["bisync_download"])
-    tree = f"{n:,} files of 100 B-2 KiB"
+    tree = f"{n:,} files"
     res.add("bisync_seed", "bisync", f"{tree}: seeded by the one-way blockdrive sync", runs["seed"], "s",
             higher_is_better=False)
     if "download" in runs:
-        res.add("bisync_download", "bisync", f"{tree}: first blockdrive bisync to an empty folder", runs["download"],
+        res.add("bisync_download", "bisync", f"{tree}: first bisync to an empty folder (download)", runs["download"],
                 "s", higher_is_better=False)
-    res.add("bisync_first", "bisync", f"{tree}: first blockdrive bisync over an identical copy", runs["first"], "s",
+    res.add("bisync_first", "bisync", f"{tree}: first bisync over an identical copy", runs["first"], "s",
             higher_is_better=False)
     res.add("bisync_resync", "bisync", f"{tree}: rclone bisync --resync --size-only (WebDAV)", runs["resync"], "s",
             higher_is_better=False)
