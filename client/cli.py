@@ -8,7 +8,8 @@ database access) keep their names; the client commands sit beside them:
     blockdrive tokens list | revoke ID                 your tokens and admin sessions; revoke one
     blockdrive push LOCAL /remote/path                upload a file, sending only changed blocks
     blockdrive pull /remote/path LOCAL [--version ID] download, fetching only blocks LOCAL lacks
-    blockdrive sync LOCAL_DIR /remote/dir             one-way mirror: new, changed, renamed, deleted
+    blockdrive sync LOCAL_DIR /remote/dir             one-way mirror: new, changed, renamed, deleted (on the
+                                                      server only what it uploaded or pulled, unchanged since)
     blockdrive bisync LOCAL_DIR /remote/dir [--watch] two-way sync (conflicts keep both copies)
     blockdrive remote ls [/path]                      list a remote folder (``ls`` is the admin one)
     blockdrive remote mkdir /path                     create a remote folder and its parents
@@ -202,17 +203,21 @@ def cmd_sync(args) -> int:
     if args.dry_run:
         data["plan"] = {"mkdirs": plan.mkdirs, "moves": [[a, b] for a, b, _ in plan.moves],
                         "uploads": [r for r, _ in plan.uploads], "deletes": [r for r, _ in plan.deletes],
-                        "replace": [r for r, _ in plan.replace]}
+                        "replace": [r for r, _ in plan.replace], "kept": [k["path"] for k in plan.kept]}
         text = (f"would create {len(plan.mkdirs)} folder(s), upload {len(plan.uploads)} file(s), move "
-                f"{len(plan.moves)}, delete {len(plan.deletes) + len(plan.replace)}; {len(plan.conflicts)} conflict(s)")
+                f"{len(plan.moves)}, delete {len(plan.deletes) + len(plan.replace)}, keep {len(plan.kept)} on the "
+                f"server; {len(plan.conflicts)} conflict(s)")
     else:
         text = (f"synced {args.local} -> {args.remote}: {len(stats.uploaded)} uploaded, {len(stats.moved)} moved, "
-                f"{len(stats.deleted)} deleted, {len(stats.unchanged)} unchanged; {_summary(stats)}")
+                f"{len(stats.deleted)} deleted, {len(stats.kept)} kept on the server, {len(stats.unchanged)} "
+                f"unchanged; {_summary(stats)}")
     for cf in stats.conflicts:
         print(f"blockdrive: conflict: {cf['path']}: " + (cf.get("error") or
               f"changed on the server since the last sync (last synced {cf.get('last_synced')}, server has "
               f"{cf.get('remote_sha256')}, local {cf.get('local_sha256') or 'deleted'}); left as it is"),
               file=sys.stderr)
+    for k in stats.kept:
+        print(f"blockdrive: warning: {kept_line(k)}", file=sys.stderr)
     for err in stats.errors:
         print(f"blockdrive: error: {err['path']}: {err['error']}", file=sys.stderr)
     for sk in stats.skipped:
@@ -246,6 +251,15 @@ def cmd_bisync(args) -> int:
     _out(args, {"dry_run": args.dry_run, "agreed": report.agreed, **{k: getattr(report, k) for k in
                 ("up", "down", "moved", "deleted", "conflicts", "kept")}}, report.summary())
     return EXIT_OK if report.agreed or args.dry_run else EXIT_ERROR
+
+
+def kept_line(k: dict) -> str:
+    """The warning for a server node a sync did not remove although it is absent here."""
+    what = "folder" if k.get("kind") == "folder" else "file"
+    path = k["remote"]
+    return (f"kept on the server: {path} ({k['reason']}; sync removes only what it uploaded or pulled here, "
+            f"unchanged since: delete it on the server (`blockdrive rm {path}`) if it should go, or use "
+            f"`blockdrive bisync` to bring the {what} here)")
 
 
 def _node(c: Client, path: str) -> dict:

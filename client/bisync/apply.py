@@ -244,7 +244,8 @@ class Applier:
             rel, nid = item
             path = self.lpath(rel)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            return self.c.fetch(nid, path)
+            lo = self.local.get(rel)
+            return self.c.fetch(nid, path, lo.stat if lo is not None else None)
 
         put = []
         with ThreadPoolExecutor(self.c.jobs) as ex:

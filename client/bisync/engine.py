@@ -70,7 +70,8 @@ class Bisync:
         """The local tree (server names) with hashes, the skipped paths and why."""
         skipped: list[dict] = []
         where: dict[str, str] = {}
-        files, dirs = self.c.local_tree(self.local, skipped, self.c.names, where)
+        stats: dict[str, os.stat_result] = {}
+        files, dirs = self.c.local_tree(self.local, skipped, self.c.names, where, stats)
         out: dict[str, LocalEntry] = {}
         for rel in dirs:
             try:
@@ -81,10 +82,7 @@ class Bisync:
         by_stat = {b.stat: b for b in base.values() if b.kind == FILE and b.stat is not None}
         todo = []
         for rel in files:
-            try:
-                st = stat_key(os.lstat(where[rel]))
-            except FileNotFoundError:
-                continue
+            st = stat_key(stats[where[rel]])
             b = by_stat.get(st)
             if b is not None:
                 out[rel] = LocalEntry(FILE, st, b.sha256, b.size)

@@ -93,8 +93,10 @@ def match_local(base: dict[str, BaseEntry], local: dict[str, LocalEntry]) -> dic
             out[rel] = rel
             claimed.add(rel)
     by_ino = {(lo.kind, lo.stat[2]): rel for rel, lo in local.items() if rel not in claimed}
-    for rel, b in sorted(base.items()):
-        if rel in out or b.stat is None:
+    # (sorted for a stable answer; only what the first pass left, a few on a quiet day)
+    for rel in sorted(r for r in base if r not in out):
+        b = base[rel]
+        if b.stat is None:
             continue
         cand = by_ino.get((b.kind, b.stat[2]))
         # an inode is reused by new files: a file's counts only with the stat or content it had
@@ -108,13 +110,21 @@ def match_local(base: dict[str, BaseEntry], local: dict[str, LocalEntry]) -> dic
             out[rel] = rel
             claimed.add(rel)
     pool: dict[tuple, list[str]] = {}
-    for rel, lo in sorted(local.items()):
-        if lo.kind == FILE and rel not in claimed and rel not in base:
-            pool.setdefault((lo.sha256, lo.size), []).append(rel)
-    for rel, b in sorted(base.items()):
-        if rel not in out and b.kind == FILE and pool.get((b.sha256, b.size)):
+    for rel in sorted(r for r in local if r not in claimed and r not in base and local[r].kind == FILE):
+        pool.setdefault((local[rel].sha256, local[rel].size), []).append(rel)
+    for rel in sorted(r for r in base if r not in out) if pool else ():
+        b = base[rel]
+        if b.kind == FILE and pool.get((b.sha256, b.size)):
             out[rel] = pool[(b.sha256, b.size)].pop(0)
     return out
+
+
+def is_quiet(b: BaseEntry, lo: LocalEntry | None, r: RemoteEntry | None) -> bool:
+    """Whether a base entry is as it was on both sides, at its path (a folder: the same inode
+    and node; its own stat changes with what is in it)."""
+    if lo is None or r is None or r.id != b.node_id or lo.kind != b.kind or r.kind != b.kind or b.stat is None:
+        return False
+    return lo.stat[2] == b.stat[2] if b.kind == FOLDER else lo.stat == b.stat and r.sha256 == b.sha256
 
 
 def plan(base: dict[str, BaseEntry], local: dict[str, LocalEntry], remote: dict[str, RemoteEntry],
@@ -123,10 +133,14 @@ def plan(base: dict[str, BaseEntry], local: dict[str, LocalEntry], remote: dict[
     ``skipped``: local paths left out (links, special files, unreadable): nothing is done to
     them nor to the server's node at their path."""
     p = Plan()
-    lpath = match_local(base, local)
+    # entries alike on all three trees at the same path (most, most of the time) need no more
+    quiet = {rel for rel, b in base.items() if is_quiet(b, local.get(rel), remote.get(rel))}
+    if quiet:
+        base = {rel: b for rel, b in base.items() if rel not in quiet}
+    lpath = match_local(base, {rel: lo for rel, lo in local.items() if rel not in quiet} if quiet else local)
     rpath = {e.id: rel for rel, e in remote.items()}
-    claimed_local = set(lpath.values())
-    claimed_remote = {b.node_id for b in base.values() if b.node_id in rpath}
+    claimed_local = set(lpath.values()) | quiet
+    claimed_remote = {b.node_id for b in base.values() if b.node_id in rpath} | {remote[rel].id for rel in quiet}
     taken = set(local) | set(remote)
     # final places, for the survivors of deleted folders: (path on the side that keeps it)
     remote_out: set[str] = set()     # remote snapshot paths that leave their folder or are deleted
@@ -136,7 +150,7 @@ def plan(base: dict[str, BaseEntry], local: dict[str, LocalEntry], remote: dict[
     del_remote: list[tuple[str, int]] = []
     del_local: list[str] = []
 
-    for rel, b in sorted(base.items(), key=lambda kv: (kv[0].count("/"), kv[0])):
+    for rel, b in base.items():
         lp, rp = lpath.get(rel), rpath.get(b.node_id)
         lo, r = (local[lp] if lp else None), (remote[rp] if rp else None)
         if r is not None and r.kind != b.kind:
@@ -265,7 +279,8 @@ def plan(base: dict[str, BaseEntry], local: dict[str, LocalEntry], remote: dict[
     folder_moves = [(side, src, t) for side, _, src, t, _ in p.moves]
     p.moves = [m for m in p.moves if not any(side == m[0] and under(m[2], src) and m[3] == t + m[2][len(src):]
                                              for side, src, t in folder_moves)]
-    p.moves.sort(key=lambda m: (m[1].count("/"), m[1]))
+    # a folder reaches its place before what moves into it (else the way there would be made anew)
+    p.moves.sort(key=lambda m: (m[3].count("/"), base[m[1]].kind != FOLDER, m[3]))
     depth = lambda r: (r.count("/"), r)  # noqa: E731
     p.mkdir_local.sort(key=depth)
     p.mkdir_remote.sort(key=depth)

@@ -22,6 +22,7 @@ from .mirror import Mirror
 from .plan import BATCH_BYTES, split_remote
 from .pull import Puller
 from .push import Pusher
+from .reading import CHANGED, DELETED, NEXT_RUN
 from .scan import ChangedWhileReading, FileScan, scan_file, scan_stat, stat_key
 
 SCAN_TASK = 64                    # files per task of the hashing threads
@@ -92,10 +93,10 @@ class Client(Pusher, Puller, Mirror):
                 except FileNotFoundError:
                     if skipped is None:
                         raise
-                    skipped.append({"path": p, "reason": "deleted while it was read"})
+                    skipped.append({"path": p, "reason": DELETED})
                     continue
                 if tuple(row[:3]) == stat_key(st):
-                    out[i] = FileScan(row[0], row[3], [tuple(b) for b in json.loads(row[4])])
+                    out[i] = FileScan(row[0], row[3], [tuple(b) for b in json.loads(row[4])], stat=stat_key(st))
                     continue
             todo.append(i)
 
@@ -116,8 +117,8 @@ class Client(Pusher, Puller, Mirror):
         done = []
         for i, res in zip(todo, results):
             if isinstance(res, Exception):
-                skipped.append({"path": paths[i], "reason": "deleted while it was read"
-                                if isinstance(res, FileNotFoundError) else "changed while it was read"})
+                skipped.append({"path": paths[i], "reason": DELETED if isinstance(res, FileNotFoundError)
+                                else CHANGED + NEXT_RUN})
             else:
                 out[i] = res[1]
                 done.append((os.path.abspath(paths[i]), self.chunking_key, *res))

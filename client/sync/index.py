@@ -35,7 +35,7 @@ class Index:
                                   (path, chunking)).fetchone()
         if row is None or tuple(row[:3]) != stat_key(st):
             return None
-        return FileScan(row[0], row[3], [tuple(b) for b in json.loads(row[4])])
+        return FileScan(row[0], row[3], [tuple(b) for b in json.loads(row[4])], stat=stat_key(st))
 
     def all(self, chunking: str) -> dict[str, tuple]:
         """Every entry cut with ``chunking``: path -> (size, mtime_ns, ino, sha256, blocks json)."""
@@ -51,6 +51,14 @@ class Index:
                 self.db.execute("BEGIN")
                 self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?)", data)
                 self.db.execute("COMMIT")
+
+    def forget(self, paths: Iterable[str]) -> None:
+        """Drop the scans of ``paths``: read again next time, whatever their stat (one found
+        changed although its stat was not)."""
+        data = [(p,) for p in paths]
+        if data:
+            with self.lock:
+                self.db.executemany("DELETE FROM files WHERE path=?", data)
 
     def synced(self, server: str, rpaths: Iterable[str] | None = None) -> dict[str, str]:
         with self.lock:

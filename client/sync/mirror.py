@@ -8,6 +8,12 @@ Conflicts: a file changed on the server since we last pushed or pulled it (the l
 remembers the ETag per remote path), or between our look and our commit (If-Match), stops
 that file, naming both versions; nothing is overwritten silently. ``force`` overrides the
 first check (the second is the server's and always holds).
+
+Deletions: a server node absent here is removed (deleted, moved away by a rename, replaced by
+the other kind) only when it is ours (:class:`client.sync.plan.Ownership`): a file this device
+pushed or pulled, unchanged on the server since; a folder it made or found in place, holding
+nothing else. Anything else, another device's upload say, is kept and listed (``kept``),
+``force`` or not. The index remembers folders as well as files for this (``plan.FOLDER``).
 """
 
 from __future__ import annotations
@@ -22,21 +28,26 @@ from storage.names import fold_key
 
 from ..api import ClientError
 from ..names import NameMap
-from .plan import RemoteEntry, SyncPlan, parent_of, plan_paths, plan_sync
+from .plan import FOLDER, RemoteEntry, SyncPlan, parent_of, plan_paths, plan_sync
 from .progress import Progress, Stats
 from .push import CommitQueue, Uploader
+from .reading import DELETED, NEXT_RUN
 from .scan import FileScan
 
 SCAN_SLICE = 1000                 # files hashed before their missing blocks start to be sent
 
 
-def special_kind(path: str) -> str | None:
+def special_kind(path: str, stats: dict[str, os.stat_result] | None = None) -> str | None:
     """None for a regular file; why it is left out for a symbolic link or a special file;
-    "" for something that vanished since it was listed (nothing to report: it is gone)."""
+    "" for something that vanished since it was listed (nothing to report: it is gone).
+    ``stats`` learns the ``lstat`` it took, by path."""
     try:
-        mode = os.lstat(path).st_mode
+        st = os.lstat(path)
     except FileNotFoundError:
         return ""
+    if stats is not None:
+        stats[path] = st
+    mode = st.st_mode
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISLNK(mode):
@@ -47,8 +58,10 @@ def special_kind(path: str) -> str | None:
 
 def keep_skipped(plan: SyncPlan, skipped: set[str]) -> None:
     """Leave the server's copy of each skipped path as it is: a file that could not be read
-    (or a link that is not sent) is neither deleted nor moved away on the server."""
+    (or a link that is not sent) is neither deleted nor moved away on the server, nor named
+    as kept there (it is named as skipped)."""
     plan.deletes = [(rel, nid) for rel, nid in plan.deletes if rel not in skipped]
+    plan.kept = [k for k in plan.kept if k["path"] not in skipped]
     for src, dst, nid in [m for m in plan.moves if m[0] in skipped]:
         plan.moves.remove((src, dst, nid))
         plan.uploads.append((dst, None))
@@ -87,13 +100,14 @@ class Mirror:
 
     @staticmethod
     def local_tree(root: str, skipped: list | None = None, names: NameMap | None = None,
-                   where: dict[str, str] | None = None) -> tuple[list[str], set[str]]:
+                   where: dict[str, str] | None = None,
+                   stats: dict[str, os.stat_result] | None = None) -> tuple[list[str], set[str]]:
         """Regular files and folders below ``root`` by relative path, named as on the server
         (``names`` maps local names; ``where`` learns each file's local path). Symbolic links
         and special files (sockets, pipes, devices) are not followed nor sent, nor are names
         the server would refuse or rename, nor a name equal under case folding to one listed
         before it in its folder (the server keeps one of them): each is added to ``skipped``
-        as ``{path, reason}``."""
+        as ``{path, reason}``. ``stats`` learns each file's ``lstat`` by its local path."""
         files, dirs = [], set()
         skipped = [] if skipped is None else skipped
         names = names or NameMap()
@@ -130,7 +144,7 @@ class Mirror:
             for f in sorted(filenames + links):
                 if ".blockdrive-" in f:
                     continue  # our own temporary files
-                kind = special_kind(os.path.join(dirpath, f))
+                kind = special_kind(os.path.join(dirpath, f), stats)
                 if kind is None:
                     rel = admit(dirpath, f, seen)
                     if rel is not None:
@@ -185,6 +199,16 @@ class Mirror:
         refused: list[dict] = []  # commits the server refused as conflicts
 
         def commit(group: list[tuple[str, FileScan, dict]]) -> None:
+            ready = []
+            for item in group:  # a file that changed or went away since its scan waits for the next run
+                why = up.why_not_ready(os.path.abspath(where[item[0]]), item[1])
+                if why is None:
+                    ready.append(item)
+                else:
+                    skipped.append({"path": where[item[0]], "reason": why if why == DELETED else why + NEXT_RUN})
+            if not ready:
+                return
+            group = ready
             res = self.api.commit_many([e for _, _, e in group])
             stats.requests += 1
             for (rel, sc, _), r in zip(group, res):
@@ -236,6 +260,7 @@ class Mirror:
                                 for k in skipped})
             stats.conflicts = list(plan.conflicts)
             stats.unchanged = list(plan.unchanged)
+            stats.kept = [{**k, "remote": rp(k["path"])} for k in plan.kept]
             if dry_run:
                 return plan, stats
             # 1. kind changes (a file became a folder or back): the old node to the trash
@@ -243,6 +268,7 @@ class Mirror:
                 self.api.delete(nid)
                 stats.deleted.append(rel)
                 ids.pop(rel, None)
+            self.index.set_synced(key, [(rp(r), None) for r, _ in plan.replace])
             # 2. folders, a tree level per request (made above already, unless a kind changed)
             self._make_folders([d for d in plan.mkdirs if not early or d not in pp.mkdirs], ids, stats, rp)
             # 3. renames: no data sent
@@ -259,9 +285,11 @@ class Mirror:
                     commits.add(rel, scans[rel], etag)
             commits.flush()
             up.finish()
+            self.index.forget(os.path.abspath(k["path"]) for k in skipped)  # read afresh next run
             stats.conflicts += refused
             self.index.set_synced(key, done + [(rp(r), scans[r].sha256) for r in plan.unchanged
-                                               if synced.get(rp(r)) != scans[r].sha256])
+                                               if synced.get(rp(r)) != scans[r].sha256]
+                                  + [(rp(d), FOLDER) for d in pp.need if synced.get(rp(d)) != FOLDER])
             # 5. deletions last: everything they replace is stored by now
             for rel, nid in plan.deletes:
                 self.api.delete(nid)

@@ -57,6 +57,9 @@ def coalesce_ranges(wanted: list[tuple[int, int]], max_bytes: int = RANGE_BYTES)
 
 # ---- the sync plan -----------------------------------------------------------------------
 
+FOLDER = "folder"  # what the index records as "synced" for a folder sync made or found in place
+
+
 @dataclass(frozen=True)
 class RemoteEntry:
     id: int
@@ -75,10 +78,64 @@ class SyncPlan:
     replace: list[tuple[str, int]] = field(default_factory=list)         # deleted first: kind changed
     conflicts: list[dict] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    kept: list[dict] = field(default_factory=list)  # absent here, not ours to remove: {path, reason}
 
 
 def parent_of(rel: str) -> str:
     return rel.rpartition("/")[0]
+
+
+def under(rel: str, tops: set[str]) -> bool:
+    """Whether ``rel`` is one of ``tops`` or lies below one of them."""
+    if not tops:
+        return False
+    while rel:
+        if rel in tops:
+            return True
+        rel = parent_of(rel)
+    return False
+
+
+NOT_OURS = "not uploaded from here"
+CHANGED = "changed on the server since the last sync"
+
+
+class Ownership:
+    """What a one-way sync may remove from the server (delete, move away, replace): only
+    what this device sent or fetched itself, unchanged there since. A file is ours when the
+    index's last synced ETag for it is the server's current one; a folder when the index knows
+    it (a folder sync made or found in place, or one holding a file it synced) and everything
+    in it is ours. ``leaving``: files moved out before their folder goes."""
+
+    def __init__(self, remote: dict[str, RemoteEntry], last_synced: dict[str, str],
+                 leaving: set[str] | frozenset = frozenset()):
+        self.remote, self.last_synced, self.leaving = remote, last_synced, leaving
+        self.children: dict[str, list[str]] = {}
+        for rel in remote:
+            self.children.setdefault(parent_of(rel), []).append(rel)
+        self.known_dirs = {rel for rel, etag in last_synced.items() if etag == FOLDER}
+        for rel in last_synced:
+            p = parent_of(rel)
+            while p and p not in self.known_dirs:
+                self.known_dirs.add(p)
+                p = parent_of(p)
+        self.memo: dict[str, bool] = {}
+
+    def why_not(self, rel: str) -> str | None:
+        """Why the node at ``rel`` is not this device's to remove, judged on itself alone (a
+        folder's content aside); None when it is."""
+        e = self.remote[rel]
+        if e.kind == "folder":
+            return None if rel in self.known_dirs else NOT_OURS
+        if rel in self.leaving or self.last_synced.get(rel) == e.sha256:
+            return None
+        return CHANGED if rel in self.last_synced else NOT_OURS
+
+    def removable(self, rel: str) -> bool:
+        """Whether the node at ``rel`` and everything in it may be removed."""
+        if rel not in self.memo:
+            self.memo[rel] = self.why_not(rel) is None and all(self.removable(c) for c in self.children.get(rel, ()))
+        return self.memo[rel]
 
 
 @dataclass
@@ -96,6 +153,7 @@ class PathPlan:
     need: set[str] = field(default_factory=set)     # every folder the local tree has or implies
     mkdirs: list[str] = field(default_factory=list)
     vanished: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # (sha256, size) -> rels
+    blocked: set[str] = field(default_factory=set)  # kind changed, the server's node kept: left alone below
 
     def changed_remotely(self, rel: str) -> bool:
         e = self.remote_files[rel]
@@ -121,28 +179,35 @@ def plan_paths(local_paths: Iterable[str], local_dirs: set[str], remote: dict[st
     """:class:`PathPlan` from the local file paths, local folders and the remote tree."""
     local_paths = set(local_paths)
     pp = PathPlan({r: e for r, e in remote.items() if e.kind == "file"}, last_synced or {}, force)
+    own = Ownership(remote, pp.last_synced)
     remote_dirs = {r for r, e in remote.items() if e.kind == "folder"}
-    # kind changed: the remote node goes first
+    # kind changed: the remote node goes first, if it is ours to remove; else both stay as they are
     for rel, e in remote.items():
         if (e.kind == "file" and rel in local_dirs) or (e.kind == "folder" and rel in local_paths):
-            if e.kind == "file" and pp.changed_remotely(rel):
-                pp.conflicts.append({"path": rel, "local": "folder", "remote": e.sha256,
-                                     "remote_version_sha256": e.sha256, "last_synced": pp.last_synced.get(rel)})
+            if own.removable(rel):
+                pp.replace.append((rel, e.id))
                 continue
-            pp.replace.append((rel, e.id))
+            here = "folder" if e.kind == "file" else "file"
+            why = CHANGED if e.kind == "file" and own.why_not(rel) == CHANGED else NOT_OURS
+            pp.conflicts.append({"path": rel, "local": here, "remote": e.sha256, "remote_sha256": e.sha256,
+                                 "remote_version_sha256": e.sha256, "last_synced": pp.last_synced.get(rel),
+                                 "error": f"a {here} here, a {e.kind} on the server ({why}); both left as they are"})
+            pp.blocked.add(rel)
     replaced = {r for r, _ in pp.replace}
-    blocked = {c["path"] for c in pp.conflicts}
-    # rename sources: remote files that vanished locally (matched to new files by content later)
+    # rename sources: remote files that vanished locally and are ours to move (matched to new
+    # files by content later)
     for rel, e in sorted(pp.remote_files.items()):
-        if rel not in local_paths and rel not in replaced and rel not in blocked and not pp.changed_remotely(rel):
+        if (rel not in local_paths and rel not in replaced and not under(rel, pp.blocked)
+                and own.why_not(rel) is None):
             pp.vanished.setdefault((e.sha256, e.size), []).append(rel)
     # folders a new file, move or local folder needs
-    pp.need = set(local_dirs)
+    need = set(local_dirs)
     for rel in local_paths:
         p = parent_of(rel)
         while p:
-            pp.need.add(p)
+            need.add(p)
             p = parent_of(p)
+    pp.need = {d for d in need if not under(d, pp.blocked)}
     pp.mkdirs = sorted((d for d in pp.need if d not in remote_dirs or d in replaced),
                        key=lambda d: (d.count("/"), d))
     return pp
@@ -152,12 +217,16 @@ def plan_sync(local_files: dict[str, FileScan], local_dirs: set[str], remote: di
               last_synced: dict[str, str] | None = None, force: bool = False) -> SyncPlan:
     """What makes the remote tree equal to the local one. Paths are relative, '/'-separated.
     ``last_synced`` maps a rel path to the ETag we last synced there: a remote file that no
-    longer has it was changed by someone else, which is a conflict unless ``force``."""
+    longer has it was changed by someone else, which is a conflict unless ``force``. Nothing
+    is removed from the server (deleted, moved away, replaced) that is not ours to remove
+    (:class:`Ownership`), ``force`` or not: it is kept and listed in ``kept``."""
     pp = plan_paths(local_files, local_dirs, remote, last_synced, force)
     last_synced, remote_files, changed_remotely = pp.last_synced, pp.remote_files, pp.changed_remotely
     plan = SyncPlan(replace=list(pp.replace), conflicts=list(pp.conflicts), mkdirs=list(pp.mkdirs))
     replaced = {r for r, _ in plan.replace}
+    blocked = pp.blocked
     need = pp.need
+    local_files = {r: s for r, s in local_files.items() if not under(r, blocked)}
 
     def gone_remote(rel):
         return rel not in remote or rel in replaced
@@ -188,24 +257,28 @@ def plan_sync(local_files: dict[str, FileScan], local_dirs: set[str], remote: di
         else:
             plan.uploads.append((rel, e.sha256))
     plan.uploads.sort()
-    # deletions: remote nodes with no local counterpart, topmost only
+    # deletions: remote nodes with no local counterpart that are ours to remove, topmost only;
+    # the rest is kept (a file changed on the server since is a conflict, unless ``force``)
+    own = Ownership(remote, last_synced, moved_from)
+    done: set[str] = set()  # deleted, or kept and named, with what is below
+    left = blocked | replaced
     for rel, e in sorted(remote.items()):
-        if rel in local_files or rel in local_dirs or rel in moved_from or rel in replaced:
+        if (rel in local_files or rel in local_dirs or rel in moved_from or rel in need
+                or under(rel, left) or under(parent_of(rel), done)):
             continue
-        if e.kind == "folder" and rel in need:
+        if own.removable(rel):
+            plan.deletes.append((rel, e.id))
+            done.add(rel)
             continue
+        why = own.why_not(rel)
+        if why is None:
+            continue  # a folder of ours holding something that is not: looked at one by one
+        done.add(rel)
         if e.kind == "file" and changed_remotely(rel):
             plan.conflicts.append({"path": rel, "local": None, "remote_sha256": e.sha256,
                                    "last_synced": last_synced[rel]})
-            continue
-        plan.deletes.append((rel, e.id))
-    # a folder holding a conflicted file is kept; files moved out of one are moved before it goes
-    keep = {c["path"] for c in plan.conflicts}
-    deletes = [(r, i) for r, i in plan.deletes
-               if not (remote[r].kind == "folder" and any(k.startswith(r + "/") for k in keep))]
-    dels = {r for r, i in deletes if remote[r].kind == "folder"} | {r for r, _ in plan.replace}
-    # topmost only: what is inside a deleted folder goes to the trash with it
-    plan.deletes = [(r, i) for r, i in deletes if not any(r.startswith(d + "/") for d in dels)]
+        else:
+            plan.kept.append({"path": rel, "kind": e.kind, "reason": why})
     return plan
 
 

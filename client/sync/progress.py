@@ -24,6 +24,7 @@ class Stats:
     conflicts: list = field(default_factory=list)
     errors: list = field(default_factory=list)   # files the server refused for another reason
     skipped: list = field(default_factory=list)  # local files left out: {path, reason}
+    kept: list = field(default_factory=list)     # server nodes absent here, not ours to remove: {path, reason}
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)

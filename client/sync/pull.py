@@ -7,6 +7,10 @@ as the file system allows still has one), its SHA-256 checked, then renamed over
 Nothing half-written is ever left at the target path. An older version (``version``) is
 pulled the same way; it is not recorded as synced, so the next push of the file is checked
 against the server's current version as before.
+
+A local copy that changes (or appears) while the pull runs is left as it is: the pull is
+skipped, saying so. A block copied from the local copy is checked against its hash first, so
+one that changed under us is fetched instead.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from ..api import ClientError, ConflictError, NotFoundError
 from .plan import coalesce_ranges
 from .progress import Progress, Stats
-from .scan import FileScan
+from .reading import CHANGED
+from .scan import ChangedWhileReading, FileScan, stat_key
 
 
 class Puller:
@@ -43,8 +48,15 @@ class Puller:
         key = self.server_key()
         try:
             have: dict[str, tuple[int, int]] = {}
-            if os.path.isfile(local):
-                st, scan, _ = self.scan(local, checksum)
+            seen = None  # the local copy's stat when we looked: it must be so when replaced
+            try:
+                st, scan, _ = self.scan(local, checksum) if os.path.isfile(local) else (None, None, None)
+            except ChangedWhileReading:
+                raise ChangedWhileReading(f"skipped {local}: {CHANGED}; nothing was written (pull again)") from None
+            except FileNotFoundError:
+                scan = None  # gone since we looked: nothing to keep, nothing to reuse
+            if scan is not None:
+                seen = stat_key(st)
                 if scan.sha256 == bm["sha256"]:
                     stats.unchanged.append(local)
                     stats.bytes_skipped = bm["size"]
@@ -57,7 +69,7 @@ class Puller:
                                         f"the server has {bm['sha256']}. Nothing was written; push it, or pull "
                                         f"--force to replace it.")
                 have = {h: (off, n) for h, off, n in scan.blocks}
-            self._assemble(node["id"], bm, local, have, stats, progress, version)
+            self._assemble(node["id"], bm, local, have, stats, progress, version, seen)
             st = os.stat(local)
             scan = FileScan(bm["size"], bm["sha256"], [tuple(b) for b in bm["blocks"]])
             self.chunker()
@@ -68,15 +80,21 @@ class Puller:
         finally:
             progress.close()
 
-    def fetch(self, node_id: int, local: str) -> tuple[os.stat_result, FileScan]:
+    def fetch(self, node_id: int, local: str, seen: tuple[int, int, int] | None = None) -> tuple[os.stat_result,
+                                                                                                 FileScan]:
         """Write node ``node_id``'s current version at ``local`` (replaced atomically), fetching
         only the blocks the file already there lacks; its stat and scan, also put in the index.
-        :class:`ConflictError` if the file changed on the server while it was read."""
+        ``seen``: the stat ``local`` must still have when it is replaced (None: it must not
+        exist), else :class:`ChangedWhileReading` and nothing is written; :class:`ConflictError`
+        if the file changed on the server while it was read."""
         bm = self.api.block_map(node_id)
         have: dict[str, tuple[int, int]] = {}
-        if os.path.isfile(local):
-            have = {h: (off, n) for h, off, n in self.scan(local)[1].blocks}
-        self._assemble(node_id, bm, local, have, Stats(files=1, bytes_total=bm["size"]), Progress(False))
+        if seen is not None:
+            st, scan, _ = self.scan(local)
+            if stat_key(st) != seen:
+                raise ChangedWhileReading(f"skipped {local}: {CHANGED}; nothing was written")
+            have = {h: (off, n) for h, off, n in scan.blocks}
+        self._assemble(node_id, bm, local, have, Stats(files=1, bytes_total=bm["size"]), Progress(False), None, seen)
         st = os.stat(local)
         scan = FileScan(bm["size"], bm["sha256"], [tuple(b) for b in bm["blocks"]])
         self.chunker()
@@ -84,7 +102,9 @@ class Puller:
         return st, scan
 
     def _assemble(self, node_id: int, bm: dict, local: str, have: dict[str, tuple[int, int]], stats: Stats,
-                  progress: Progress, version: int | None = None) -> None:
+                  progress: Progress, version: int | None = None, seen: tuple[int, int, int] | None = None) -> None:
+        """Build the version in a temporary file and rename it over ``local``, unless ``local``
+        is no longer as it was when looked at (``seen``: its stat, None when there was none)."""
         target = os.path.abspath(local)
         # not derived from the target's name: that may already be as long as a name can be
         tmp = os.path.join(os.path.dirname(target), f".blockdrive-{uuid.uuid4().hex[:12]}.part")
@@ -92,20 +112,27 @@ class Puller:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             os.ftruncate(fd, bm["size"])
-            if have:
-                with open(target, "rb") as old:
-                    for h, off, n in bm["blocks"]:
-                        if h in have:
-                            src_off, src_n = have[h]
-                            old.seek(src_off)
-                            raw = old.read(src_n)
-                            os.pwrite(fd, raw, off)
-                            stats.bytes_skipped += n
-                            progress.add(skipped=n)
-                        else:
-                            fetch.append((off, n))
-            else:
-                fetch = [(off, n) for _, off, n in bm["blocks"]]
+            try:
+                old = open(target, "rb") if have else None
+            except FileNotFoundError:
+                old = None  # gone since it was scanned: every block is fetched
+            try:
+                for h, off, n in bm["blocks"]:
+                    raw = None
+                    if old is not None and h in have:
+                        src_off, src_n = have[h]
+                        old.seek(src_off)
+                        raw = old.read(src_n)
+                    # a local block that no longer holds what was scanned is fetched instead
+                    if raw is not None and len(raw) == n and hashlib.sha256(raw).hexdigest() == h:
+                        os.pwrite(fd, raw, off)
+                        stats.bytes_skipped += n
+                        progress.add(skipped=n)
+                    else:
+                        fetch.append((off, n))
+            finally:
+                if old is not None:
+                    old.close()
             ranges = coalesce_ranges(fetch)
 
             def get(rng):
@@ -129,8 +156,15 @@ class Puller:
             if h.hexdigest() != bm["sha256"]:
                 raise ClientError(f"downloaded content does not match its SHA-256 ({h.hexdigest()} != "
                                   f"{bm['sha256']}); {local} was left untouched")
-            if os.path.exists(target):
-                os.chmod(tmp, os.stat(target).st_mode & 0o7777)
+            try:
+                now = os.stat(target)
+            except FileNotFoundError:
+                now = None  # deleted here meanwhile: nothing of it to keep
+            if now is not None and stat_key(now) != seen:
+                raise ChangedWhileReading(f"skipped {local}: changed while pulling; it was left as it is and "
+                                          f"nothing was written (pull again)")
+            if now is not None:
+                os.chmod(tmp, now.st_mode & 0o7777)
             os.replace(tmp, target)
             tmp = None
         finally:

@@ -10,6 +10,10 @@ the quota stop the push with :class:`QuotaError` before any block is sent.
 
 :class:`Uploader` sends blocks in the background and commits groups of files as soon as their
 blocks are in; :class:`CommitQueue` groups files into batch commits. Both serve sync too.
+
+A file that changes or goes away after its scan is not committed: the uploader reads blocks
+back only from files still as scanned (:mod:`.reading`) and says which files it could not send
+as they were (:meth:`Uploader.why_not_ready`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from storage.wire import MAX_BATCH_FILES
 from ..api import MISSING_PER_CALL, ClientError, ConflictError
 from .plan import blocks_to_send, group_batches, split_remote
 from .progress import Progress, Stats
+from .reading import CHANGED, DELETED, BlockReader
 from .scan import ChangedWhileReading, FileScan
 
 COMMIT_FILES = MAX_BATCH_FILES
@@ -42,8 +47,16 @@ class Pusher:
     def send_blocks(self, files: list[tuple[str, FileScan]], stats: Stats, progress: Progress,
                     parent_id: int | None = None) -> None:
         """Send the blocks of ``files`` the server lacks (for folder ``parent_id``, whose owner's
-        quota they must fit)."""
-        self.upload_groups([files], None, stats, progress, parent_id)
+        quota they must fit); :class:`ChangedWhileReading` when one of them changed or went away
+        since its scan (it must not be committed)."""
+        with Uploader(self, stats, progress, parent_id) as up:
+            up.add(files)
+            up.finish()
+        for path, sc in files:
+            why = up.why_not_ready(path, sc)
+            if why is not None:
+                self.index.forget([path])
+                raise ChangedWhileReading(f"skipped {path}: {why}; nothing was committed (push it again)")
 
     def upload_groups(self, groups: list[list[tuple[str, FileScan]]], commit: Callable | None, stats: Stats,
                       progress: Progress, parent_id: int | None = None) -> None:
@@ -57,6 +70,8 @@ class Pusher:
     def push(self, local: str, remote: str, force: bool = False, checksum: bool = False) -> Stats:
         """Upload one local file to the remote path (a folder path ending in '/' or naming an
         existing folder takes the file's own name)."""
+        if not os.path.lexists(local):
+            raise ClientError(f"{local}: no such file")
         if not os.path.isfile(local):
             raise ClientError(f"{local}: not a file (use sync for folders)")
         node = self.lookup(remote) if remote.strip("/") else None
@@ -68,7 +83,11 @@ class Pusher:
         stats = Stats(files=1)
         progress = Progress(self.show_progress, f"push {name}")
         try:
-            st, scan, _ = self.scan(local, checksum)
+            try:
+                st, scan, _ = self.scan(local, checksum)
+            except (ChangedWhileReading, FileNotFoundError) as exc:
+                why = DELETED if isinstance(exc, FileNotFoundError) else CHANGED
+                raise ChangedWhileReading(f"skipped {local}: {why}; nothing was sent (push it again)") from None
             self.index.store([(os.path.abspath(local), self.chunking_key, st, scan)])
             stats.bytes_total = scan.size
             progress.total(scan.size)
@@ -164,6 +183,7 @@ class Uploader:
         self.committer: ThreadPoolExecutor | None = None
         self.data: dict[str, bytes] = {}  # bytes of small files, read while hashing, to send
         self.commits: list = []
+        self.reader = BlockReader()
 
     def __enter__(self):
         return self
@@ -182,6 +202,7 @@ class Uploader:
         missing = self._missing(files, hashes) if hashes else set()
         st.requests += 1 if hashes else 0
         todo = blocks_to_send(files, missing - self.future_of.keys())
+        self.reader.learn(files, missing | {h for _, sc in files for h in sc.hashes if h in self.future_of})
         wanted = {h for h, *_ in todo}
         for _, sc in files:  # small files' bytes: kept for sending if missing, dropped either way
             if sc.data is not None:
@@ -237,37 +258,32 @@ class Uploader:
             self.sem.release()
 
     def _send(self, batch) -> None:
-        payload, handles = [], {}
-        try:
-            for h, path, off, n in batch:
-                raw = self.data.pop(h, None)
-                if raw is not None:
-                    payload.append((h, raw))
-                    continue
-                fd = handles.get(path)
-                if fd is None:
-                    fd = handles[path] = os.open(path, os.O_RDONLY)
-                raw = os.pread(fd, n, off)
-                if len(raw) != n:
-                    raise ChangedWhileReading(f"{path} changed while it was pushed; push again")
-                # No rehash here: the server checks every block against its hash (422).
-                payload.append((h, raw))
-        finally:
-            for fd in handles.values():
-                os.close(fd)
-        try:
-            self.c.api.put_blocks(payload)
-        except ClientError as exc:
-            if exc.status == 422:
-                raise ChangedWhileReading(f"a file changed while it was pushed ({exc.problem.get('block')} no "
-                                          f"longer matches); push again") from None
-            raise
+        while True:
+            payload, came_from = self.reader.read(batch, self.data)
+            if not payload:
+                return
+            try:
+                self.c.api.put_blocks(payload)
+                break
+            except ClientError as exc:
+                bad = exc.problem.get("block") if exc.status == 422 else None
+                if bad not in came_from:
+                    raise
+                # its stat is as scanned, its bytes are not: the server checks every block
+                self.reader.fail(came_from[bad], CHANGED)
+        for h, _ in payload:
+            self.data.pop(h, None)
         n = sum(len(r) for _, r in payload)
         self.progress.add(sent=n)
         with self.lock:
             self.stats.blocks_sent += len(payload)
             self.stats.bytes_sent += n
             self.stats.requests += 1
+
+    def why_not_ready(self, path: str, sc: FileScan) -> str | None:
+        """Why the file at ``path`` (scanned as ``sc``) must not be committed: it changed or
+        went away since its scan, or a block of it could not be sent; None if it may be."""
+        return self.reader.why_not_ready(path, sc)
 
     def wait(self, hashes) -> None:
         for f in {id(self.future_of[h]): self.future_of[h] for h in hashes if h in self.future_of}.values():

@@ -22,6 +22,8 @@ class FileScan:
     # A small file's bytes, read once for hashing and kept until its block is queued to be
     # sent (or found not missing), so it is not opened and read a second time.
     data: bytes | None = field(default=None, repr=False, compare=False)
+    # (size, mtime_ns, inode) when it was read: a file whose stat differs since has changed
+    stat: tuple[int, int, int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def hashes(self) -> list[str]:
@@ -52,9 +54,10 @@ def scan_stat(path: str | os.PathLike, chunker, small: int) -> tuple[os.stat_res
             if len(data) != st.st_size:
                 raise ChangedWhileReading(f"{path} changed while it was read")
             if not data:
-                return st, FileScan(0, EMPTY_SHA256, [])
+                return st, FileScan(0, EMPTY_SHA256, [], stat=stat_key(st))
             h = hashlib.sha256(data).hexdigest()
-            return st, FileScan(len(data), h, [(h, 0, len(data))], data if len(data) <= KEEP_BYTES else None)
+            return st, FileScan(len(data), h, [(h, 0, len(data))], data if len(data) <= KEEP_BYTES else None,
+                                stat_key(st))
         whole = hashlib.sha256()
         blocks, off = [], 0
         for view in chunker.chunks(f):
@@ -63,4 +66,4 @@ def scan_stat(path: str | os.PathLike, chunker, small: int) -> tuple[os.stat_res
             off += len(view)
         if stat_key(os.fstat(f.fileno())) != stat_key(st) or off != st.st_size:
             raise ChangedWhileReading(f"{path} changed while it was read")
-    return st, FileScan(off, whole.hexdigest(), blocks)
+    return st, FileScan(off, whole.hexdigest(), blocks, stat=stat_key(st))

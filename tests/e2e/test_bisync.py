@@ -32,9 +32,12 @@ class Replica:
         return out.stdout
 
     def files(self) -> dict[str, bytes]:
+        """The local files, but for the puller's own temporary ones (a kill -9 may leave one)."""
         out = {}
         for dirpath, _, names in os.walk(self.dir):
             for n in names:
+                if n.startswith(".blockdrive-"):
+                    continue
                 p = Path(dirpath) / n
                 out[str(p.relative_to(self.dir))] = p.read_bytes()
         return out

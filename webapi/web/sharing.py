@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from flask import g, redirect, request, session, url_for
+from flask import flash, g, redirect, request, session, url_for
 
 from storage.errors import BlockdriveError, Gone, InvalidInput, NotFound, QuotaExceeded, RateLimited, Unauthorized
 from storage.states import LINK_ROLES, SHARE_ROLES, LinkRole
@@ -37,11 +37,13 @@ MAX_RECEIVED = 50  # names a file-drop page lists as received
 @bp.get("/share/<id:node_id>")
 @login_page
 def share(node_id):
+    return share_page(node_id)
+
+
+def share_page(node_id: int, new_link: dict | None = None):
+    """A node's share page; ``new_link`` (its role and URL) is shown once, in this answer only."""
     user = g.user
     node = drive().get(user.id, node_id)
-    new_link = session.pop("new_link", None)
-    if not isinstance(new_link, dict) or new_link.get("node_id") != node_id:
-        new_link = None
     return page("share.html", node=node, shares=sharing().list_shares(user.id, node_id),
                 links=sharing().list_links(user.id, node_id), new_link=new_link,
                 share_roles=SHARE_ROLES, link_roles=LINK_ROLES)
@@ -83,15 +85,19 @@ def _days(raw: str | None) -> int | None:
 
 
 @bp.post("/share/<id:node_id>/links")
-@form_action
+@login_page
 def share_link_create(node_id):
-    days = _days(request.form.get("expires_days"))
-    link, token = sharing().create_link(g.user.id, node_id, request.form.get("role", LinkRole.VIEWER),
-                                        days * DAY if days else None, request.form.get("password") or None)
-    # The token exists only in this answer: the next page shows it once, then it is gone.
-    session["new_link"] = {"node_id": node_id, "id": link.id, "role": link.role,
-                           "url": url_for("public.link_meta", token=token, _external=True)}
-    return _share_url(node_id)
+    """A new link, shown in the answer to this POST itself (not after a redirect), so its token
+    never waits in a cookie or travels in a URL; a refused one is a message on the share page."""
+    check_csrf()
+    try:
+        days = _days(request.form.get("expires_days"))
+        link, token = sharing().create_link(g.user.id, node_id, request.form.get("role", LinkRole.VIEWER),
+                                            days * DAY if days else None, request.form.get("password") or None)
+    except BlockdriveError as exc:
+        flash(str(exc), "error")
+        return redirect(_share_url(node_id), 303)
+    return share_page(node_id, {"role": link.role, "url": url_for("public.link_meta", token=token, _external=True)})
 
 
 @bp.post("/share/<id:node_id>/links/<id:link_id>/revoke")

@@ -203,3 +203,9 @@ def test_conflict_name_numbers_taken_names():
 def test_match_local_swapped_names():
     base = {"a": bf(1, "sa", 10), "b": bf(2, "sb", 11)}
     assert match_local(base, {"a": lf("sb", 11), "b": lf("sa", 10)}) == {"a": "b", "b": "a"}
+
+
+def test_a_folder_is_moved_before_a_file_moved_into_it():
+    base = {"c": bf(1, "s", 10), "sub": bd(2, 11)}
+    p = run(base, {"x y": ld(11), "x y/c": lf("s", 10)}, {"c": rf(1, "s"), "sub": rd(2)})
+    assert p.moves == [("remote", "sub", "sub", "x y", 2), ("remote", "c", "c", "x y/c", 1)]

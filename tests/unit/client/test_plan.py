@@ -15,6 +15,8 @@ from client.api import ClientError
 from client.cli import parse_duration, save_credentials
 from client.sync import (FileScan, Index, RemoteEntry, blocks_to_send, coalesce_ranges, group_batches, plan_paths,
                          plan_sync, scan_file)
+from client.sync.mirror import keep_skipped
+from client.sync.plan import FOLDER
 from storage.chunking import make_chunker
 
 
@@ -31,6 +33,11 @@ def rd(node_id: int) -> RemoteEntry:
     return RemoteEntry(node_id, "folder")
 
 
+def ours(remote: dict[str, RemoteEntry]) -> dict[str, str]:
+    """A last-synced map that makes every remote node this device's own, as it is now."""
+    return {r: e.sha256 if e.kind == "file" else FOLDER for r, e in remote.items()}
+
+
 def test_plan_for_an_empty_remote_creates_folders_parents_first_and_uploads_everything():
     local = {"a/b/x.txt": fs(b"x"), "y.txt": fs(b"y")}
     plan = plan_sync(local, {"a", "a/b", "empty"}, {})
@@ -45,7 +52,7 @@ def test_plan_detects_renames_edits_deletions_and_unchanged_files():
     remote = {"docs": rd(1), "docs/report.txt": rf(2, b"report"), "here.bin": rf(3, b"moving"),
               "keep.txt": rf(4, b"same"), "edit.txt": rf(5, b"old text"), "gone.txt": rf(6, b"bye"),
               "old": rd(7), "old/inner.txt": rf(8, b"inner")}
-    plan = plan_sync(local, {"docs", "docs/moved"}, remote)
+    plan = plan_sync(local, {"docs", "docs/moved"}, remote, ours(remote))
     assert sorted(plan.moves) == [("docs/report.txt", "docs/renamed.txt", 2), ("here.bin", "docs/moved/there.bin", 3)]
     assert plan.uploads == [("edit.txt", hashlib.sha256(b"old text").hexdigest())]  # If-Match the old ETag
     assert plan.unchanged == ["keep.txt"]
@@ -56,7 +63,8 @@ def test_plan_detects_renames_edits_deletions_and_unchanged_files():
 
 def test_two_new_files_with_the_content_of_one_vanished_file_move_one_and_upload_the_other():
     local = {"a.txt": fs(b"dup"), "b.txt": fs(b"dup")}
-    plan = plan_sync(local, set(), {"orig.txt": rf(1, b"dup")})
+    remote = {"orig.txt": rf(1, b"dup")}
+    plan = plan_sync(local, set(), remote, ours(remote))
     assert plan.moves == [("orig.txt", "a.txt", 1)] and plan.uploads == [("b.txt", None)] and plan.deletes == []
 
 
@@ -71,15 +79,59 @@ def test_remote_changes_since_the_last_sync_are_conflicts_not_overwrites():
     assert plan.deletes == []  # "d" holds a conflicted file: kept
     forced = plan_sync(local, set(), remote, last, force=True)
     assert forced.conflicts == [] and sorted(forced.uploads) == [("f.txt", remote["f.txt"].sha256), ("h.txt", base)]
-    assert forced.deletes == [("d", 2)]
+    # force overwrites, but does not delete what changed on the server since: it is kept, named
+    assert forced.deletes == [] and forced.kept == [{"path": "d/g.txt", "kind": "file",
+                                                     "reason": "changed on the server since the last sync"}]
 
 
 def test_a_file_that_became_a_folder_replaces_the_remote_node_first():
-    plan = plan_sync({"x/inner.txt": fs(b"i")}, {"x"}, {"x": rf(1, b"was a file"), "y": rd(2)})
+    remote = {"x": rf(1, b"was a file"), "y": rd(2)}
+    plan = plan_sync({"x/inner.txt": fs(b"i")}, {"x"}, remote, ours(remote))
     assert plan.replace == [("x", 1)] and plan.mkdirs == ["x"] and plan.uploads == [("x/inner.txt", None)]
     assert plan.deletes == [("y", 2)]
-    plan = plan_sync({"y": fs(b"now a file")}, set(), {"y": rd(2), "y/z": rf(3, b"z")})
+    remote = {"y": rd(2), "y/z": rf(3, b"z")}
+    plan = plan_sync({"y": fs(b"now a file")}, set(), remote, ours(remote))
     assert plan.replace == [("y", 2)] and plan.uploads == [("y", None)] and plan.deletes == []
+
+
+def test_only_what_this_device_synced_and_is_unchanged_since_is_removed_from_the_server():
+    remote = {"mine.txt": rf(1, b"m"), "theirs.txt": rf(2, b"t"), "d": rd(3), "d/mine.txt": rf(4, b"dm"),
+              "d/sub": rd(5), "d/sub/theirs.txt": rf(6, b"dt"), "new-dir": rd(7), "new-dir/x": rf(8, b"x"),
+              "empty": rd(9), "their-empty": rd(10), "orig.txt": rf(11, b"same")}
+    last = {"mine.txt": rf(0, b"m").sha256, "d/mine.txt": rf(0, b"dm").sha256, "empty": FOLDER}
+    plan = plan_sync({"copy.txt": fs(b"same")}, set(), remote, last)
+    # d/sub is known through nothing: neither marked nor holding a synced file
+    assert plan.deletes == [("d/mine.txt", 4), ("empty", 9), ("mine.txt", 1)]
+    assert [(k["path"], k["reason"]) for k in plan.kept] == [
+        ("d/sub", "not uploaded from here"), ("new-dir", "not uploaded from here"),
+        ("orig.txt", "not uploaded from here"), ("their-empty", "not uploaded from here"),
+        ("theirs.txt", "not uploaded from here")]
+    # a rename is not derived from a file that is not ours: the new one is uploaded instead
+    assert plan.moves == [] and plan.uploads == [("copy.txt", None)]
+    assert plan_sync({}, set(), remote, last, force=True).deletes == plan.deletes
+    # a folder known only by a file synced below it (an index written before folders were) is ours
+    last2 = {**last, "d/sub/theirs.txt": rf(0, b"dt").sha256}
+    assert ("d", 3) in plan_sync({}, set(), remote, last2).deletes
+
+
+def test_a_kind_change_over_a_node_that_is_not_ours_is_a_conflict_and_both_stay():
+    remote = {"x": rf(1, b"their file"), "y": rd(2), "y/z": rf(3, b"z")}
+    local = {"x/inner.txt": fs(b"i"), "y": fs(b"now a file"), "w.txt": fs(b"w")}
+    plan = plan_sync(local, {"x"}, remote, {})
+    assert plan.replace == [] and plan.deletes == [] and plan.mkdirs == []
+    assert sorted(c["path"] for c in plan.conflicts) == ["x", "y"]
+    assert all("both left as they are" in c["error"] for c in plan.conflicts)
+    assert plan.uploads == [("w.txt", None)]  # the rest goes on
+    pp = plan_paths(local, {"x"}, remote, {})
+    assert pp.blocked == {"x", "y"} and pp.mkdirs == []
+
+
+def test_a_skipped_local_file_is_neither_deleted_nor_named_as_kept():
+    remote = {"link.txt": rf(1, b"l"), "mine.txt": rf(2, b"m"), "theirs.txt": rf(3, b"t")}
+    plan = plan_sync({}, set(), remote, {"link.txt": rf(0, b"l").sha256, "mine.txt": rf(0, b"m").sha256})
+    plan.kept.append({"path": "pipe", "kind": "file", "reason": "not uploaded from here"})
+    keep_skipped(plan, {"link.txt", "pipe"})
+    assert plan.deletes == [("mine.txt", 2)] and [k["path"] for k in plan.kept] == ["theirs.txt"]
 
 
 def _random_trees(rng: random.Random):
@@ -94,8 +146,8 @@ def _random_trees(rng: random.Random):
             continue
         c = rng.choice(contents)
         remote[rel] = rf(next(ids), c)
-        if rng.random() < 0.3:
-            last[rel] = rf(0, rng.choice(contents)).sha256
+        if rng.random() < 0.5:  # synced from here: mostly as it is now, else changed since
+            last[rel] = remote[rel].sha256 if rng.random() < 0.7 else rf(0, rng.choice(contents)).sha256
     for rel in rng.sample(names, rng.randint(0, 8)):
         if rel.endswith("/g") and "d1/f0" in local:
             continue
@@ -112,6 +164,8 @@ def _random_trees(rng: random.Random):
                 del remote[rel]
                 break
             remote.setdefault(p, rd(next(ids)))
+            if rng.random() < 0.3:
+                last.setdefault(p, FOLDER)
     return remote, local, dirs, last
 
 
@@ -128,6 +182,13 @@ def test_an_upload_decided_from_paths_and_one_scan_is_the_one_the_whole_plan_mak
     uploads = dict(plan.uploads)
     moved_to = {dst for _, dst, _ in plan.moves}
     assert pp.mkdirs == plan.mkdirs and pp.replace == plan.replace
+    # nothing leaves the server that this device did not sync as it is there now
+    for top, _ in plan.deletes + plan.replace:
+        for rel, e in remote.items():
+            if rel == top or rel.startswith(top + "/"):
+                assert last.get(rel) == e.sha256 or (e.kind == "folder" and any(
+                    k == rel or k.startswith(rel + "/") for k in last)), (rel, plan)
+    assert all(last.get(src) == remote[src].sha256 for src, _, _ in plan.moves)
     for rel, scan in local.items():
         sure, etag = pp.sure_upload(rel, scan)
         if sure:
@@ -141,11 +202,11 @@ def test_an_upload_decided_from_paths_and_one_scan_is_the_one_the_whole_plan_mak
 def test_a_new_file_with_the_content_of_a_vanished_one_waits_for_the_whole_plan():
     remote = {"old.txt": rf(1, b"same"), "kept.txt": rf(2, b"k")}
     local = {"kept.txt": fs(b"k2"), "new.txt": fs(b"same"), "other.txt": fs(b"o")}
-    pp = plan_paths(local, set(), remote, {}, False)
+    pp = plan_paths(local, set(), remote, ours(remote), False)
     assert pp.sure_upload("new.txt", local["new.txt"]) == (False, None)   # may be old.txt renamed
     assert pp.sure_upload("other.txt", local["other.txt"]) == (True, None)
     assert pp.sure_upload("kept.txt", local["kept.txt"]) == (True, rf(2, b"k").sha256)
-    assert plan_sync(local, set(), remote).moves == [("old.txt", "new.txt", 1)]
+    assert plan_sync(local, set(), remote, ours(remote)).moves == [("old.txt", "new.txt", 1)]
 
 
 def test_blocks_to_send_only_the_missing_ones_once():
