@@ -326,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nbisync, {profile} profile, medians of {p['bisync_repeat']} runs\n")
     for line in res.lines():
         print(line)
-    out = save_results("python -m bench.bisync", profile, p, rows, took)
+    command = "python -m bench.bisync" + ("" if p["bisync_download"] else " --no-download")
+    out = save_results(command, profile, p, rows, took)
     print(f"results: {out}; {took:.0f} s in all")
     return 0
 
