@@ -37,7 +37,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -45,7 +44,7 @@ from urllib.parse import quote
 from bench import datasets
 from bench.common import machine, save
 from bench.dav import rclone_exe, rclone_version
-from bench.suite import Http, Results, parser, profile_of
+from bench.suite import Http, Results, parser, profile_of, run_alone
 from harness.server import BIN
 
 LATENCY_GOAL, NOOP_GOAL, RCLONE_GOAL = 1.0, 3.0, 2.0
@@ -313,19 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     p["bisync_files"] = args.files or p["bisync_files"]
     p["bisync_edits"] = args.edits or p["bisync_edits"]
     p["bisync_download"] = p["bisync_download"] and not args.no_download
-    tmp = Path(tempfile.mkdtemp(prefix="bd-bench-bisync-", dir=args.tmp))
-    print(f"blockdrive bisync bench ({profile}) on {machine()}; scratch {tmp}\n{how()}", flush=True)
-    res, t0 = Results(), time.perf_counter()
-    http = Http(tmp / "server")
-    try:
-        rows = measure(p, tmp, res, http)
-    finally:
-        http.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-    took = time.perf_counter() - t0
-    print(f"\nbisync, {profile} profile, medians of {p['bisync_repeat']} runs\n")
-    for line in res.lines():
-        print(line)
+    print(how(), flush=True)
+    rows, took = run_alone(f"blockdrive bisync bench ({profile})", f"bisync, {profile} profile", "bd-bench-bisync-",
+                           args.tmp, measure, p, p["bisync_repeat"])
     command = "python -m bench.bisync" + ("" if p["bisync_download"] else " --no-download")
     out = save_results(command, profile, p, rows, took)
     print(f"results: {out}; {took:.0f} s in all")

@@ -28,7 +28,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ import requests
 
 from bench import datasets
 from bench.common import MiB, machine, save
-from bench.suite import Http, Results, parser, profile_of
+from bench.suite import Http, Results, parser, profile_of, run_alone
 from harness.server import free_port, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -302,19 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser("python -m bench.dav", __doc__.splitlines()[0],
                   "1,000 files and 128 MiB instead of 10,000 and 1 GiB").parse_args(argv)
     profile, p = profile_of(args)
-    tmp = Path(tempfile.mkdtemp(prefix="bd-bench-dav-", dir=args.tmp))
-    print(f"blockdrive WebDAV bench ({profile}) on {machine()}; scratch {tmp}\n{how()}", flush=True)
-    res, t0 = Results(), time.perf_counter()
-    http = Http(tmp / "server")
-    try:
-        rows = measure(p, tmp, res, http)
-    finally:
-        http.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-    took = time.perf_counter() - t0
-    print(f"\nWebDAV, {profile} profile, medians of {p['repeat']} runs\n")
-    for line in res.lines():
-        print(line)
+    print(how(), flush=True)
+    rows, took = run_alone(f"blockdrive WebDAV bench ({profile})", f"WebDAV, {profile} profile", "bd-bench-dav-",
+                           args.tmp, measure, p, p["repeat"])
     out = save_results("python -m bench.dav", profile, p, rows, took)
     print(f"results: {out}; {took:.0f} s in all")
     return 0

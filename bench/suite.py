@@ -628,6 +628,24 @@ def profile_of(args: argparse.Namespace) -> tuple[str, dict]:
     return profile, p
 
 
+def run_alone(name: str, title: str, prefix: str, scratch: str | None, measure, p: dict, runs: int) -> tuple[list[dict], float]:
+    """Run one section's ``measure(p, tmp, res, http)`` on a server of its own in a scratch folder
+    (removed after), print its table under ``title``; its rows and the seconds it all took."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=scratch))
+    print(f"{name} on {machine()}; scratch {tmp}", flush=True)
+    res, t0 = Results(), time.perf_counter()
+    http = Http(tmp / "server")
+    try:
+        rows = measure(p, tmp, res, http)
+    finally:
+        http.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\n{title}, medians of {runs} runs\n")
+    for line in res.lines():
+        print(line)
+    return rows, time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = parser("python -m bench", __doc__.splitlines()[0], "smaller data, 3 runs (about 8 minutes)")
     ap.add_argument("--only", action="append", choices=SECTIONS, help="run only this section (repeatable)")
