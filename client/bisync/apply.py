@@ -102,6 +102,10 @@ class Applier:
         """Apply ``p``; False when only its moves were applied: the paths of everything else
         were planned before them, so the next round plans it again from the moved trees."""
         self.state.update(drop=p.forget)
+        for src, dst in p.rebase:
+            src = rewrite(src, self.moved)
+            self.state.move(src, dst)
+            self.moved.append((src, dst))
         for rel, why in p.kept:
             self.report.kept.append((rel, why))
             self.say(f"kept {rel}: {why}")
@@ -112,6 +116,8 @@ class Applier:
             os.rename(self.lpath(rel), self.lpath(copy))
             self.report.conflicts.append((rel, copy))
             self.say(f"conflict {rel}: kept both, local copy saved as {PurePosixPath(copy).name}")
+        if p.moves or p.aside:
+            self.delete(p, local_base, files_only=True)
         for side, base_rel, src, target, nid in p.moves:
             self.move(side, base_rel, src, target, nid)
         self.state.update(put=p.record)  # after the moves: a record at a move's target replaces its source
@@ -135,7 +141,15 @@ class Applier:
             self.say(f"conflict {rel}: kept both, local copy saved as {PurePosixPath(copy).name}")
         self.upload(ups)
         self.download(downs)
+        self.delete(p, local_base, files_only=False)
+        return True
+
+    def delete(self, p: Plan, local_base: dict[str, str], files_only: bool) -> None:
+        """The plan's deletions (``files_only``: its files, before the moves of a round that
+        applies only those: a move may be going to where one of them is)."""
         for rel, nid in p.delete_remote:
+            if files_only and self.remote[rel].kind != FILE:
+                continue
             try:
                 self.c.api.delete(nid)
             except ClientError as exc:
@@ -145,6 +159,8 @@ class Applier:
             self.report.deleted.append(("remote", rel))
             self.say(f"delete remote {rel}")
         for rel in p.delete_local:
+            if files_only and self.local[rel].kind != FILE:
+                continue
             if not self.unchanged(rel):
                 self.defer(rel, "changed while syncing; next round")
                 continue
@@ -152,7 +168,6 @@ class Applier:
             self.state.update(drop=[local_base.get(rel, rel)])
             self.report.deleted.append(("local", rel))
             self.say(f"delete local {rel}")
-        return True
 
     def move(self, side: str, base_rel: str, src: str, target: str, nid: int) -> None:
         """Move ``src`` on ``side`` to ``target`` (``src`` after the folder moves already

@@ -53,6 +53,7 @@ class Plan:
     delete_remote: list[tuple[str, int]] = field(default_factory=list)
     record: list[tuple[str, BaseEntry]] = field(default_factory=list)      # alike on both sides already
     forget: list[str] = field(default_factory=list)                        # gone from both sides
+    rebase: list[tuple[str, str]] = field(default_factory=list)            # moved alike on both: (base, to)
     kept: list[tuple[str, str]] = field(default_factory=list)              # (path, why nothing was done)
     again: bool = False  # something waits for the next round (the trees will not agree after this one)
 
@@ -149,6 +150,8 @@ def plan(base: dict[str, BaseEntry], local: dict[str, LocalEntry], remote: dict[
     local_in: list[str] = []
     del_remote: list[tuple[str, int]] = []
     del_local: list[str] = []
+    settled: set[str] = set()        # new server nodes a conflict above already deals with
+    placed: set[str] = set()         # where the entries on both sides end up
 
     for rel, b in base.items():
         lp, rp = lpath.get(rel), rpath.get(b.node_id)
@@ -170,7 +173,16 @@ def plan(base: dict[str, BaseEntry], local: dict[str, LocalEntry], remote: dict[
                 remote_out.add(rp)
             continue
         if r is None:
-            if b.kind == FILE and lo.sha256 != b.sha256:
+            fresh = remote.get(lp) if lp in remote and remote[lp].id not in claimed_remote else None
+            if b.kind == FILE and lo.sha256 != b.sha256 and fresh is not None and fresh.kind == FILE:
+                # deleted there, edited here, and a new file took its name there: both kept
+                copy = conflict_name(lp, device, day, taken)
+                taken.add(copy)
+                p.conflicts.append((lp, copy, fresh.id, fresh.sha256))
+                settled.add(lp)
+                local_in.append(copy)
+                remote_in.append(copy)
+            elif b.kind == FILE and lo.sha256 != b.sha256:
                 p.up.append((lp, None))
                 remote_in.append(lp)
             else:
@@ -179,10 +191,13 @@ def plan(base: dict[str, BaseEntry], local: dict[str, LocalEntry], remote: dict[
             continue
         # on both sides: where it goes (a rename on one side wins; on both, the server's)
         target = rp if rp != rel else lp
-        if target == lp and lp != rp and lp in remote and remote[lp].id not in claimed_remote:
-            # renamed here onto a name the server just gave a new node: both kept, this one renamed
-            target = conflict_name(lp, device, day, taken)
+        if (target == lp and lp != rp and lp in remote and remote[lp].id not in claimed_remote) or \
+                (target != rel and target in placed):
+            # renamed onto a name the server just gave a new node, or that another rename takes:
+            # both kept, this one renamed
+            target = conflict_name(target, device, day, taken)
             taken.add(target)
+        placed.add(target)
         if lp != target:
             p.moves.append(("local", rel, lp, target, b.node_id))
             local_out.add(lp)
@@ -191,9 +206,11 @@ def plan(base: dict[str, BaseEntry], local: dict[str, LocalEntry], remote: dict[
             p.moves.append(("remote", rel, rp, target, b.node_id))
             remote_out.add(rp)
             remote_in.append(target)
+        if lp != target or rp != target:
+            continue  # a round with moves applies only them: the next one sees the rest where it went
+        if target != rel:
+            p.rebase.append((rel, target))  # moved alike on both sides: only the base follows
         if b.kind == FOLDER:
-            if target != rel:
-                p.record.append((target, BaseEntry(FOLDER, b.node_id, stat=lo.stat)))
             continue
         lchg, rchg = lo.sha256 != b.sha256, r.sha256 != b.sha256
         if lchg and rchg and lo.sha256 != r.sha256:
@@ -210,7 +227,7 @@ def plan(base: dict[str, BaseEntry], local: dict[str, LocalEntry], remote: dict[
             p.record.append((target, BaseEntry(FILE, r.id, r.sha256, r.size, lo.stat)))
 
     new_local = {rel: lo for rel, lo in local.items() if rel not in claimed_local}
-    new_remote = {rel: e for rel, e in remote.items() if e.id not in claimed_remote}
+    new_remote = {rel: e for rel, e in remote.items() if e.id not in claimed_remote and rel not in settled}
     for rel in sorted(set(new_local) | set(new_remote), key=lambda r: (r.count("/"), r)):
         lo, r = new_local.get(rel), new_remote.get(rel)
         if rel in skipped:
@@ -283,5 +300,6 @@ def plan(base: dict[str, BaseEntry], local: dict[str, LocalEntry], remote: dict[
     p.moves.sort(key=lambda m: (m[3].count("/"), base[m[1]].kind != FOLDER, m[3]))
     depth = lambda r: (r.count("/"), r)  # noqa: E731
     p.mkdir_local.sort(key=depth)
+    p.rebase.sort(key=lambda m: depth(m[0]))
     p.mkdir_remote.sort(key=depth)
     return p

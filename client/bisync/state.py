@@ -97,6 +97,8 @@ class State:
 
     def move(self, src: str, dst: str) -> None:
         """Rename ``src`` and everything below it to ``dst`` (one transaction)."""
+        if src == dst:
+            return
         with self.lock:
             self.db.execute("BEGIN")
             try:

@@ -209,3 +209,18 @@ def test_a_folder_is_moved_before_a_file_moved_into_it():
     base = {"c": bf(1, "s", 10), "sub": bd(2, 11)}
     p = run(base, {"x y": ld(11), "x y/c": lf("s", 10)}, {"c": rf(1, "s"), "sub": rd(2)})
     assert p.moves == [("remote", "sub", "sub", "x y", 2), ("remote", "c", "c", "x y/c", 1)]
+
+
+def test_edited_here_while_deleted_there_and_replaced_by_a_new_file_keeps_both():
+    base = {"c": bf(1, "s", 10)}
+    p = run(base, {"c": lf("mine", 10, mtime=4)}, {"c": rf(2, "new there")})
+    assert p.conflicts == [("c", f"c (conflicted copy dev {DAY})", 2, "new there")]
+    assert not p.kept and not p.up and not p.again
+
+
+def test_two_files_renamed_onto_one_name_one_on_each_side_keep_both():
+    base = {"f": bf(1, "sf", 10), "g": bf(2, "sg", 11)}
+    p = run(base, {"c": lf("sf", 10), "g": lf("sg", 11)}, {"f": rf(1, "sf"), "c": rf(2, "sg")})
+    targets = sorted(t for _, _, _, t, _ in p.moves)
+    assert targets[0] == "c" and targets[-1] == f"c (conflicted copy dev {DAY})"
+    assert not p.up and not p.down and not p.delete_local and not p.delete_remote
