@@ -110,3 +110,12 @@ def test_results_hold_a_measure_to_an_absolute_limit():
     r.within("noop", 5.0)
     assert r.by_key["noop"]["ratios"][1]["met"] is True
     assert "of 3 s (goal <= 1: MISSED by 33%)" in "\n".join(r.lines())
+
+
+def test_the_bisync_bench_reads_the_summary_the_command_prints_and_its_percentiles():
+    from bench.bisync import SUMMARY, percentile
+    from client.bisync.apply import Report
+    report = Report(up=["a"], down=["b", "c"], moved=[("local", "d", "e")], deleted=[], conflicts=[("f", "g")])
+    assert SUMMARY.search("up a\n" + report.summary() + "\n").groups() == ("1", "2", "1", "0", "1")
+    xs = [float(i) for i in range(1, 101)]
+    assert percentile(xs, 0.5) == 51.0 and percentile(xs, 0.99) == 100.0 and percentile([3.0], 0.99) == 3.0
