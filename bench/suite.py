@@ -647,7 +647,7 @@ def run_alone(name: str, title: str, prefix: str, scratch: str | None, measure, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser("python -m bench", __doc__.splitlines()[0], "smaller data, 3 runs (about 15 minutes)")
+    ap = parser("python -m bench", __doc__.splitlines()[0], "smaller data, 3 runs (about 12 minutes)")
     ap.add_argument("--only", action="append", choices=SECTIONS, help="run only this section (repeatable)")
     args = ap.parse_args(argv)
     profile, p = profile_of(args)
