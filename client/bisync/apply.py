@@ -12,6 +12,7 @@ left for the next round too, where it becomes a conflict; nothing is overwritten
 from __future__ import annotations
 
 import os
+import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -145,10 +146,15 @@ class Applier:
         return True
 
     def delete(self, p: Plan, local_base: dict[str, str], files_only: bool) -> None:
-        """The plan's deletions (``files_only``: its files, before the moves of a round that
-        applies only those: a move may be going to where one of them is)."""
+        """The plan's deletions (``files_only``: its files and the folders nothing moves out
+        of, before the moves of a round that applies only those: a move may be going to where
+        one of them is)."""
+        def early(rel: str, kind: str, side: str) -> bool:
+            """Whether to delete ``rel`` before the moves: a file, or a folder nothing moves out of."""
+            return kind == FILE or not any(m[0] == side and under(m[2], rel) for m in p.moves)
+
         for rel, nid in p.delete_remote:
-            if files_only and self.remote[rel].kind != FILE:
+            if files_only and not early(rel, self.remote[rel].kind, "remote"):
                 continue
             try:
                 self.c.api.delete(nid)
@@ -159,7 +165,7 @@ class Applier:
             self.report.deleted.append(("remote", rel))
             self.say(f"delete remote {rel}")
         for rel in p.delete_local:
-            if files_only and self.local[rel].kind != FILE:
+            if files_only and not early(rel, self.local[rel].kind, "local"):
                 continue
             if not self.unchanged(rel):
                 self.defer(rel, "changed while syncing; next round")
@@ -186,9 +192,13 @@ class Applier:
                 if not os.path.lexists(a) or os.path.lexists(b):
                     self.defer(src, "changed while syncing; next round")
                     return
+                if under(target, src):  # into a folder of its old name: by way of a hidden name
+                    hidden = os.path.join(os.path.dirname(a), f".blockdrive-{uuid.uuid4().hex[:12]}.move")
+                    os.rename(a, hidden)
+                    a = hidden
                 os.makedirs(os.path.dirname(b), exist_ok=True)
                 os.rename(a, b)
-        except ClientError as exc:
+        except (ClientError, OSError) as exc:
             self.defer(src, f"not moved: {exc}")
             return
         self.state.move(rewrite(base_rel, self.moved), target)

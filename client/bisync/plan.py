@@ -182,9 +182,19 @@ def plan(base: dict[str, BaseEntry], local: dict[str, LocalEntry], remote: dict[
                 settled.add(lp)
                 local_in.append(copy)
                 remote_in.append(copy)
+            elif b.kind == FILE and lo.sha256 != b.sha256 and lp in remote and remote[lp].id != b.node_id:
+                # deleted there, edited here, and another node moved to its name there: this one
+                # is set aside, to go up under that name in the next round
+                copy = conflict_name(lp, device, day, taken)
+                taken.add(copy)
+                p.aside.append((lp, copy))
+                local_out.add(lp)
+                p.again = True
             elif b.kind == FILE and lo.sha256 != b.sha256:
                 p.up.append((lp, None))
                 remote_in.append(lp)
+                if lp != rel:
+                    p.forget.append(rel)
             else:
                 del_local.append(lp)
                 local_out.add(lp)

@@ -224,3 +224,10 @@ def test_two_files_renamed_onto_one_name_one_on_each_side_keep_both():
     targets = sorted(t for _, _, _, t, _ in p.moves)
     assert targets[0] == "c" and targets[-1] == f"c (conflicted copy dev {DAY})"
     assert not p.up and not p.down and not p.delete_local and not p.delete_remote
+
+
+def test_edited_here_while_deleted_there_and_another_moved_to_its_name_sets_it_aside():
+    base = {"c": bf(1, "sc", 10), "r": bf(2, "sr", 11)}
+    p = run(base, {"c": lf("mine", 10, mtime=4), "r": lf("sr", 11)}, {"c": rf(2, "sr")})
+    assert p.aside == [("c", f"c (conflicted copy dev {DAY})")]
+    assert p.moves == [("local", "r", "r", "c", 2)] and not p.up and p.again
