@@ -142,5 +142,20 @@ def small_files(root: Path, n: int, seed: int, folders: int = 100) -> int:
     return total
 
 
+def foldered_files(root: Path, n: int, seed: int, per_folder: int = 1000, sizes: tuple[int, int] = (100, 2048)) -> int:
+    """``n`` files of random bytes, ``sizes`` bytes each (inclusive), ``per_folder`` to a
+    folder (``d000/f000000.bin`` ...); returns the bytes."""
+    rng = random.Random(seed)
+    total = 0
+    for i in range(n):
+        d = root / f"d{i // per_folder:03d}"
+        if i % per_folder == 0:
+            d.mkdir(parents=True, exist_ok=True)
+        size = rng.randint(*sizes)
+        (d / f"f{i:06d}.bin").write_bytes(rng.randbytes(size))
+        total += size
+    return total
+
+
 def tree_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())

@@ -28,7 +28,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ import requests
 
 from bench import datasets
 from bench.common import MiB, machine, save
-from bench.suite import Http, Results, parser, profile_of
+from bench.suite import Http, Results, parser, profile_of, run_alone
 from harness.server import free_port, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +58,8 @@ class Target:
     password: str
 
 
-def _rclone() -> str:
+def rclone_exe() -> str:
+    """The path of rclone, or exit saying how to install it."""
     exe = shutil.which("rclone")
     if not exe:
         raise SystemExit("rclone is not installed: run `make bench` (it installs Debian's rclone) "
@@ -68,7 +68,7 @@ def _rclone() -> str:
 
 
 def rclone_version() -> str:
-    out = subprocess.run([_rclone(), "version"], capture_output=True, text=True).stdout
+    out = subprocess.run([rclone_exe(), "version"], capture_output=True, text=True).stdout
     return out.splitlines()[0] if out else "rclone ?"
 
 
@@ -120,7 +120,7 @@ class RcloneServe(Peer):
 
     def __init__(self, root: Path, conf: Path):
         port = free_port()
-        super().__init__(root, [_rclone(), "serve", "webdav", str(root), "--addr", f"127.0.0.1:{port}",
+        super().__init__(root, [rclone_exe(), "serve", "webdav", str(root), "--addr", f"127.0.0.1:{port}",
                                 "--user", PEER_USER, "--pass", PEER_PASSWORD, "--config", str(conf)],
                          f"http://127.0.0.1:{port}/")
 
@@ -190,9 +190,9 @@ def rclone_copy(src: Path, target: Target, conf: Path, tmp: Path, parts: list[li
     and every file was copied."""
     env = {**os.environ, "RCLONE_CONFIG": str(conf), "RCLONE_WEBDAV_URL": target.url,
            "RCLONE_WEBDAV_USER": target.user,
-           "RCLONE_WEBDAV_PASS": subprocess.run([_rclone(), "obscure", target.password], capture_output=True,
+           "RCLONE_WEBDAV_PASS": subprocess.run([rclone_exe(), "obscure", target.password], capture_output=True,
                                                 text=True, check=True).stdout.strip()}
-    argvs = [[_rclone(), "copy", str(src), f":webdav:{target.folder}", *RCLONE_FLAGS]]
+    argvs = [[rclone_exe(), "copy", str(src), f":webdav:{target.folder}", *RCLONE_FLAGS]]
     if parts:
         argvs = [argvs[0] + [a for top in part for a in ("--include", f"/{top}/**")] for part in parts]
     logs = [tmp / f"rclone-{i}.log" for i in range(len(argvs))]
@@ -301,19 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser("python -m bench.dav", __doc__.splitlines()[0],
                   "1,000 files and 128 MiB instead of 10,000 and 1 GiB").parse_args(argv)
     profile, p = profile_of(args)
-    tmp = Path(tempfile.mkdtemp(prefix="bd-bench-dav-", dir=args.tmp))
-    print(f"blockdrive WebDAV bench ({profile}) on {machine()}; scratch {tmp}\n{how()}", flush=True)
-    res, t0 = Results(), time.perf_counter()
-    http = Http(tmp / "server")
-    try:
-        rows = measure(p, tmp, res, http)
-    finally:
-        http.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-    took = time.perf_counter() - t0
-    print(f"\nWebDAV, {profile} profile, medians of {p['repeat']} runs\n")
-    for line in res.lines():
-        print(line)
+    print(how(), flush=True)
+    rows, took = run_alone(f"blockdrive WebDAV bench ({profile})", f"WebDAV, {profile} profile", "bd-bench-dav-",
+                           args.tmp, measure, p, p["repeat"])
     out = save_results("python -m bench.dav", profile, p, rows, took)
     print(f"results: {out}; {took:.0f} s in all")
     return 0

@@ -15,7 +15,9 @@ incremental (version N+1 after N, and a large file edited in place), small files
 1-64 KiB: ``put`` per file, ``blockdrive sync`` over HTTP, ``restic backup``), scaling (1, 2, 4
 concurrent HTTP uploads; latency of a folder listing with 10, 1,000 and 100,000 entries), dav
 (``rclone copy`` to blockdrive's WebDAV beside ``rclone serve webdav`` and WsgiDAV's filesystem
-provider, and blockdrive's own PUT: ``bench/dav.py``).
+provider, and blockdrive's own PUT: ``bench/dav.py``), bisync (an edit's way from one ``--watch`` replica
+to the other; a no-op ``blockdrive bisync`` of a big tree beside ``rclone bisync`` through the WebDAV:
+``bench/bisync.py``).
 """
 
 from __future__ import annotations
@@ -42,12 +44,13 @@ DEFAULT_CHUNKING = {"chunk_min": 256 * 1024, "chunk_avg": MiB, "chunk_max": 4 * 
 PROFILES = {
     "quick": dict(random_mib=192, corpus_files=250, corpus_mib=12, versions=20, big_mib=64, small=10_000, small_put=1_000,
                   scale_mib=32, listings=(10, 1_000, 100_000), latency_requests=60, dav_files=1_000, dav_mib=128,
-                  repeat=3),
+                  bisync_files=10_000, bisync_edits=10, bisync_repeat=3, bisync_download=True, repeat=3),
     "full": dict(random_mib=1024, corpus_files=1_500, corpus_mib=64, versions=20, big_mib=512, small=10_000, small_put=10_000,
                  scale_mib=128, listings=(10, 1_000, 100_000), latency_requests=300, dav_files=10_000, dav_mib=1024,
+                 bisync_files=100_000, bisync_edits=30, bisync_repeat=3, bisync_download=True,
                  repeat=5),
 }
-SECTIONS = ("ingest", "restore", "dedup", "incremental", "small", "scaling", "dav")
+SECTIONS = ("ingest", "restore", "dedup", "incremental", "small", "scaling", "dav", "bisync")
 
 
 class Results:
@@ -75,6 +78,14 @@ class Results:
         row.setdefault("ratios", []).append(dict(ref=ref, ratio=r, goal=goal, what=what,
                                                  met=None if goal is None else r >= goal if row["higher_is_better"]
                                                  else r <= goal))
+
+    def within(self, key: str, limit: float) -> None:
+        """Hold ``key``'s median to ``limit``, in the row's own unit (at most it; at least it for
+        higher-is-better measures); shown as the fraction of the limit against a goal of 1."""
+        row = self.by_key[key]
+        r = row["median"] / limit
+        row.setdefault("ratios", []).append(dict(ref=key, ratio=r, goal=1.0, what=f"of {limit:g} {row['unit']}",
+                                                 met=r >= 1 if row["higher_is_better"] else r <= 1))
 
     def _notes(self, r: dict, ge: str, le: str, times: str, missed: str) -> str:
         notes = []
@@ -552,6 +563,14 @@ def dav(p, tmp, res, state) -> None:
     webdav.save_results("python -m bench", state["profile"], p, rows, time.perf_counter() - t)
 
 
+def bisync(p, tmp, res, state) -> None:
+    """Two-way sync (bench/bisync.py); its rows also go to ``bisync-<profile>.json``."""
+    from bench import bisync as two_way
+    t = time.perf_counter()
+    rows = two_way.measure(p, tmp, res, state["http"])
+    two_way.save_results("python -m bench", state["profile"], p, rows, time.perf_counter() - t)
+
+
 # ---- output ----------------------------------------------------------------------------------
 
 def chart(res: Results, path: Path, title: str) -> Path | None:
@@ -609,8 +628,26 @@ def profile_of(args: argparse.Namespace) -> tuple[str, dict]:
     return profile, p
 
 
+def run_alone(name: str, title: str, prefix: str, scratch: str | None, measure, p: dict, runs: int) -> tuple[list[dict], float]:
+    """Run one section's ``measure(p, tmp, res, http)`` on a server of its own in a scratch folder
+    (removed after), print its table under ``title``; its rows and the seconds it all took."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=scratch))
+    print(f"{name} on {machine()}; scratch {tmp}", flush=True)
+    res, t0 = Results(), time.perf_counter()
+    http = Http(tmp / "server")
+    try:
+        rows = measure(p, tmp, res, http)
+    finally:
+        http.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\n{title}, medians of {runs} runs\n")
+    for line in res.lines():
+        print(line)
+    return rows, time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = parser("python -m bench", __doc__.splitlines()[0], "smaller data, 3 runs (about 8 minutes)")
+    ap = parser("python -m bench", __doc__.splitlines()[0], "smaller data, 3 runs (about 12 minutes)")
     ap.add_argument("--only", action="append", choices=SECTIONS, help="run only this section (repeatable)")
     args = ap.parse_args(argv)
     profile, p = profile_of(args)

@@ -11,12 +11,15 @@ and ``bench/results/`` are not committed):
                                        ``make soak``), ``var/reliability/<mode>-latest.json``
 ``docs/results/dav-<profile>.json``    ``python -m bench.dav [--quick]``, or the suite's ``dav``
                                        section
+``docs/results/bisync-<profile>.json``  ``python -m bench.bisync [--quick]``, or the suite's
+                                       ``bisync`` section
 =================================  ==========================================================
 
 ``--collect`` first copies the latest of those files (and the bench chart) from where the runs
 write them into ``docs/results/``. Each table goes between ``<!-- figures:NAME -->`` and
 ``<!-- /figures -->`` in the page that explains it: ``bench-<profile>`` in docs/performance.md,
-``reliability-<mode>`` in docs/reliability.md, ``dav-<profile>`` in docs/webdav.md. A page
+``reliability-<mode>`` in docs/reliability.md, ``dav-<profile>`` in docs/webdav.md,
+``bisync-<profile>`` in docs/performance.md. A page
 without a region for an input is left alone; a region whose input is missing is an error.
 """
 
@@ -75,6 +78,12 @@ def dav_table(data: dict) -> str:
     return _rows_table(data, data["command"], f"WsgiDAV {data['wsgidav']}; {data['how']}")
 
 
+def bisync_table(data: dict) -> str:
+    """The two-way sync table (``bench/bisync.py``), with a line naming the run and how rclone
+    bisync ran."""
+    return _rows_table(data, data["command"], data["how"])
+
+
 def reliability_table(data: dict) -> str:
     """One row per recorded test: the common columns, then every other figure it recorded."""
     out = [f"`{data['mode']}` variants of {data['at']} ({data['machine']}):", "",
@@ -93,7 +102,7 @@ def collect(bench_dir: Path = ROOT / "bench" / "results",
     """Copy the runs' latest JSON (and the quick bench chart) into ``docs/results/``."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     copied = []
-    for src in sorted([*bench_dir.glob("suite-*.json"), *bench_dir.glob("dav-*.json")]):
+    for src in sorted(p for kind in ("suite", "dav", "bisync") for p in bench_dir.glob(f"{kind}-*.json")):
         copied.append(Path(shutil.copyfile(src, RESULTS / src.name)))
     for src in sorted(reliability_dir.glob("*-latest.json")):
         mode = src.name.removesuffix("-latest.json")
@@ -116,6 +125,9 @@ def tables(results: Path = RESULTS) -> dict[str, dict[str, str]]:
     for path in sorted(results.glob("dav-*.json")):
         data = json.loads(path.read_text())
         out["dav"][f"dav-{data['profile']}"] = dav_table(data)
+    for path in sorted(results.glob("bisync-*.json")):
+        data = json.loads(path.read_text())
+        out["bench"][f"bisync-{data['profile']}"] = bisync_table(data)
     return out
 
 

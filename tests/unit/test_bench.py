@@ -27,6 +27,11 @@ def test_data_sets_are_reproducible_from_their_seed(tmp_path):
     assert n1 == n2 == datasets.tree_bytes(tmp_path / "s1")
     assert _digest(tmp_path / "s1") == _digest(tmp_path / "s2")
     assert all(1024 <= p.stat().st_size <= 64 * 1024 for p in (tmp_path / "s1").rglob("*.bin"))
+    n3 = datasets.foldered_files(tmp_path / "f", 25, seed=3, per_folder=10, sizes=(5, 9))
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["d000", "d001", "d002"]
+    assert len(list((tmp_path / "f" / "d001").iterdir())) == 10
+    assert n3 == datasets.tree_bytes(tmp_path / "f")
+    assert all(5 <= p.stat().st_size <= 9 for p in (tmp_path / "f").rglob("*.bin"))
 
 
 def test_versioned_corpus_reports_what_changed(tmp_path):
@@ -92,3 +97,25 @@ def test_results_judge_goals_in_the_right_direction():
     assert [r.by_key[k]["ratios"][0]["met"] for k in ("big", "small")] == [False, True]
     text = "\n".join(r.lines())
     assert "MISSED by 20%" in text and "MISSED by 55%" in text
+
+
+def test_results_hold_a_measure_to_an_absolute_limit():
+    r = Results()
+    r.add("noop", "s", "no-op", [2.0, 4.0, 5.0], "s", higher_is_better=False)
+    r.add("rate", "s", "rate", [90.0], "f/s")
+    r.within("noop", 3.0)
+    r.within("rate", 100.0)
+    assert r.by_key["noop"]["ratios"][0]["met"] is False  # median 4 s is over 3 s
+    assert r.by_key["rate"]["ratios"][0]["met"] is False  # 90 f/s is under 100
+    r.within("noop", 5.0)
+    assert r.by_key["noop"]["ratios"][1]["met"] is True
+    assert "of 3 s (goal <= 1: MISSED by 33%)" in "\n".join(r.lines())
+
+
+def test_the_bisync_bench_reads_the_summary_the_command_prints_and_its_percentiles():
+    from bench.bisync import SUMMARY, percentile
+    from client.bisync.apply import Report
+    report = Report(up=["a"], down=["b", "c"], moved=[("local", "d", "e")], deleted=[], conflicts=[("f", "g")])
+    assert SUMMARY.search("up a\n" + report.summary() + "\n").groups() == ("1", "2", "1", "0", "1")
+    xs = [float(i) for i in range(1, 101)]
+    assert percentile(xs, 0.5) == 51.0 and percentile(xs, 0.99) == 100.0 and percentile([3.0], 0.99) == 3.0

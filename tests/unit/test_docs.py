@@ -37,6 +37,16 @@ DAV = {
          "short": "WsgiDAV fs", "unit": "f/s", "runs": [200.0], "median": 200.0, "higher_is_better": True},
     ],
 }
+BISYNC = {
+    "command": "python -m bench.bisync", "profile": "quick", "machine": "2 cores (Test CPU)",
+    "at": "2030-01-02 03:04:05", "seconds": 99, "how": "rclone v9.9: `rclone bisync LOCAL bd:tree --checkers 8`",
+    "params": {"files": 10000, "edits": 10, "repeat": 3},
+    "rows": [
+        {"key": "bisync_noop_bd", "section": "bisync", "label": "10,000 files: blockdrive bisync, nothing to do",
+         "short": "blockdrive bisync", "unit": "s", "runs": [1.5], "median": 1.5, "higher_is_better": False,
+         "ratios": [{"ref": "bisync_noop_bd", "ratio": 0.5, "goal": 1.0, "what": "of 3 s", "met": True}]},
+    ],
+}
 PAGE = """# figures
 
 Prose before.
@@ -83,6 +93,15 @@ def test_the_webdav_table_names_its_run_and_holds_its_numbers(tmp_path):
     assert head.startswith("`python -m bench.dav --quick` of 2030-01-02 03:04:05, medians of 3 runs, 77 s in all;")
     assert "WsgiDAV 9.8.7" in head and "--transfers 4" in head and "1 goals met, 0 missed" in head
     assert "| webdav | 1,000 files to blockdrive /dav/ | 250 f/s | 1.25× WsgiDAV fs (goal ≥ 1: met) |" in table
+
+
+def test_the_bisync_table_goes_to_the_performance_page_and_names_its_run(tmp_path):
+    (tmp_path / "bisync-quick.json").write_text(json.dumps(BISYNC))
+    body = figures.tables(tmp_path)["bench"]["bisync-quick"]
+    head, _, table = body.partition("\n\n")
+    assert head.startswith("`python -m bench.bisync --quick` of 2030-01-02 03:04:05, medians of 3 runs, 99 s in all;")
+    assert "rclone bisync LOCAL bd:tree" in head and "1 goals met, 0 missed" in head
+    assert "| bisync | 10,000 files: blockdrive bisync, nothing to do | 1.50 s | 0.50× of 3 s (goal ≤ 1: met) |" in table
 
 
 def test_markers_and_prose_are_kept_and_a_second_run_changes_nothing(tmp_path):
