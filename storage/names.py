@@ -85,14 +85,20 @@ def normal(name: str) -> str:
     return unicodedata.normalize("NFC", name)
 
 
+def fold(name: str) -> str:
+    """The NFC form of the full Unicode case fold of ``name``'s NFC form: what two names
+    equal under case folding share (for ASCII, its lower case)."""
+    if name.isascii():
+        return name.lower()
+    return normal(normal(name).casefold())
+
+
 def fold_key(name: str) -> str:
     """What two names equal under case folding share (``Report.txt``, ``REPORT.TXT``,
-    ``report.txt``; ``Straße`` and ``STRASSE``): the SHA-256, in hex, of the NFC form of the
-    full Unicode case fold of ``name``'s NFC form. Hashed because a fold may be longer than
-    the name (``ß`` folds to ``ss``), and a fixed 64 ASCII characters index compactly on
-    every engine."""
-    folded = normal(normal(name).casefold())
-    return hashlib.sha256(folded.encode("utf-8")).hexdigest()
+    ``report.txt``; ``Straße`` and ``STRASSE``): the SHA-256, in hex, of :func:`fold`.
+    Hashed because a fold may be longer than the name (``ß`` folds to ``ss``), and a fixed
+    64 ASCII characters index compactly on every engine."""
+    return hashlib.sha256(fold(name).encode("utf-8")).hexdigest()
 
 
 def validate_name(name: str) -> str:

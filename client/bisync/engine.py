@@ -71,7 +71,7 @@ class Bisync:
         skipped: list[dict] = []
         where: dict[str, str] = {}
         stats: dict[str, os.stat_result] = {}
-        files, dirs = self.c.local_tree(self.local, skipped, self.c.names, where, stats)
+        files, dirs = self.c.local_tree(self.local, skipped, self.c.names, where, stats, known=base)
         out: dict[str, LocalEntry] = {}
         for rel in dirs:
             try:
@@ -79,11 +79,15 @@ class Bisync:
                                                                                               rel.split("/"))))))
             except FileNotFoundError:
                 pass
-        by_stat = {b.stat: b for b in base.values() if b.kind == FILE and b.stat is not None}
+        by_stat = None  # the base's files by stat, for those not at their base path with its stat
         todo = []
         for rel in files:
             st = stat_key(stats[where[rel]])
-            b = by_stat.get(st)
+            b = base.get(rel)
+            if b is None or b.kind != FILE or b.stat != st:
+                if by_stat is None:
+                    by_stat = {b.stat: b for b in base.values() if b.kind == FILE and b.stat is not None}
+                b = by_stat.get(st)
             if b is not None:
                 out[rel] = LocalEntry(FILE, st, b.sha256, b.size)
             else:

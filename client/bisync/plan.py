@@ -27,10 +27,10 @@ from .state import BaseEntry
 FILE, FOLDER = "file", "folder"
 
 
-@dataclass(frozen=True)
+@dataclass(unsafe_hash=True)
 class LocalEntry:
     """A local file or folder now: its stat key (size, mtime_ns, inode) and, for a file, its
-    SHA-256 and size."""
+    SHA-256 and size. Not changed once made (not frozen, as :class:`BaseEntry`)."""
 
     kind: str
     stat: tuple[int, int, int]

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Iterable
 
 
-@dataclass(frozen=True)
+@dataclass(unsafe_hash=True)
 class BaseEntry:
-    """One path of the last synced tree (``sha256``/``size`` None for a folder)."""
+    """One path of the last synced tree (``sha256``/``size`` None for a folder). Not changed
+    once made, though not frozen: a frozen dataclass is three times as slow to make, and a
+    run makes one per path."""
 
     kind: str                          # "file" | "folder"
     node_id: int

@@ -22,9 +22,9 @@ import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
-from typing import Callable
+from typing import Callable, Container
 
-from storage.names import fold_key
+from storage.names import fold
 
 from ..api import ClientError
 from ..names import NameMap
@@ -47,13 +47,28 @@ def special_kind(path: str, stats: dict[str, os.stat_result] | None = None) -> s
         return ""
     if stats is not None:
         stats[path] = st
-    mode = st.st_mode
+    return kind_of(st.st_mode)
+
+
+def kind_of(mode: int) -> str | None:
+    """None for a regular file's ``st_mode``; else why such a thing is left out."""
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISLNK(mode):
         return "a symbolic link (not followed)"
     return "not a regular file (" + ("socket" if stat.S_ISSOCK(mode) else "named pipe" if stat.S_ISFIFO(mode)
                                      else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special") + ")"
+
+
+def entry_kind(entry: os.DirEntry, stats: dict[str, os.stat_result] | None = None) -> str | None:
+    """:func:`special_kind` of a listed entry, by its one ``lstat`` (the listing's own)."""
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return ""
+    if stats is not None:
+        stats[entry.path] = st
+    return kind_of(st.st_mode)
 
 
 def keep_skipped(plan: SyncPlan, skipped: set[str]) -> None:
@@ -101,57 +116,76 @@ class Mirror:
     @staticmethod
     def local_tree(root: str, skipped: list | None = None, names: NameMap | None = None,
                    where: dict[str, str] | None = None,
-                   stats: dict[str, os.stat_result] | None = None) -> tuple[list[str], set[str]]:
+                   stats: dict[str, os.stat_result] | None = None,
+                   known: Container[str] | None = None) -> tuple[list[str], set[str]]:
         """Regular files and folders below ``root`` by relative path, named as on the server
         (``names`` maps local names; ``where`` learns each file's local path). Symbolic links
         and special files (sockets, pipes, devices) are not followed nor sent, nor are names
         the server would refuse or rename, nor a name equal under case folding to one listed
         before it in its folder (the server keeps one of them): each is added to ``skipped``
-        as ``{path, reason}``. ``stats`` learns each file's ``lstat`` by its local path."""
+        as ``{path, reason}``. ``stats`` learns each file's ``lstat`` by its local path.
+        ``known``: server paths known to be valid there (the name of one is not checked again
+        where local names are the server's)."""
         files, dirs = [], set()
         skipped = [] if skipped is None else skipped
         names = names or NameMap()
         where = {} if where is None else where
+        known = known if known is not None and not names.windows else ()
         root = os.path.abspath(root)
-        remote_dir = {root: ""}  # a local folder's path on the server, relative
 
-        def admit(dirpath: str, local: str, seen: dict[str, str]) -> str | None:
-            """``local``'s path on the server, or None when it is skipped. ``seen``: the
-            local names admitted so far in this folder, by the case fold of their server name."""
-            remote, why = names.admit(local)
+        def admit(path: str, prefix: str, local: str, seen: dict[str, str]) -> str | None:
+            """``local``'s path on the server (``prefix``: its folder's), or None when it is
+            skipped (``path``: its local path). ``seen``: the local names admitted so far in
+            this folder, by the case fold of their server name."""
+            remote = names.to_remote(local)
+            rel = f"{prefix}/{remote}" if prefix else remote
+            why = None if rel in known else names.admit(local)[1]
             if why is None:
-                twin = seen.setdefault(fold_key(remote), local)
+                twin = seen.setdefault(fold(remote), local)
                 if twin != local:
                     why = (f"on the server its name is the same as {twin!r}'s" if names.to_remote(twin) == remote
                            else f"its name differs only in case from {twin!r} (one folder on the server cannot "
                                 "hold both)")
             if why is not None:
-                skipped.append({"path": os.path.join(dirpath, local), "reason": why})
+                skipped.append({"path": path, "reason": why})
                 return None
-            return f"{remote_dir[dirpath]}/{remote}" if remote_dir[dirpath] else remote
+            return rel
 
-        for dirpath, dirnames, filenames in os.walk(root):
-            links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        def walk(folder: str, prefix: str) -> None:
+            try:
+                with os.scandir(folder) as listing:
+                    entries = list(listing)
+            except OSError:
+                return  # unreadable or gone: as os.walk, nothing below it is listed
+            subdirs, others = [], []
+            for e in entries:
+                try:
+                    is_dir = e.is_dir(follow_symlinks=False)
+                except OSError:
+                    is_dir = False
+                (subdirs if is_dir else others).append(e)
             seen: dict[str, str] = {}
             kept = []
-            for d in sorted(d for d in dirnames if d not in links):
-                rel = admit(dirpath, d, seen)
+            for e in sorted(subdirs, key=lambda e: e.name):
+                rel = admit(e.path, prefix, e.name, seen)
                 if rel is not None:
-                    kept.append(d)
+                    kept.append((e.path, rel))
                     dirs.add(rel)
-                    remote_dir[os.path.join(dirpath, d)] = rel
-            dirnames[:] = kept
-            for f in sorted(filenames + links):
-                if ".blockdrive-" in f:
+            for e in sorted(others, key=lambda e: e.name):
+                if ".blockdrive-" in e.name:
                     continue  # our own temporary files
-                kind = special_kind(os.path.join(dirpath, f), stats)
+                kind = entry_kind(e, stats)
                 if kind is None:
-                    rel = admit(dirpath, f, seen)
+                    rel = admit(e.path, prefix, e.name, seen)
                     if rel is not None:
                         files.append(rel)
-                        where[rel] = os.path.join(dirpath, f)
+                        where[rel] = e.path
                 elif kind:
-                    skipped.append({"path": os.path.join(dirpath, f), "reason": kind})
+                    skipped.append({"path": e.path, "reason": kind})
+            for path, rel in kept:
+                walk(path, rel)
+
+        walk(root, "")
         return sorted(files), dirs
 
     def _make_folders(self, mkdirs: list[str], ids: dict[str, int], stats: Stats, rp: Callable) -> None:
