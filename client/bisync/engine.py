@@ -21,7 +21,7 @@ from ..sync import Client
 from ..sync.plan import RemoteEntry
 from ..sync.scan import stat_key
 from .apply import Applier, Report
-from .plan import FILE, FOLDER, LocalEntry, Plan, match_local, plan
+from .plan import FILE, FOLDER, LocalEntry, Plan, plan
 from .state import State, default_state_path
 
 ROUNDS = 5  # rounds a run makes while the last one left something for later
@@ -134,7 +134,7 @@ class Bisync:
                     self.say(f"kept {os.path.relpath(k['path'], self.local)}: skipped, {k['reason']}")
             before = report.deferred
             whole = Applier(self.c, self.state(), self.local, self.remote, base, local, remote, report,
-                            self.say).apply(p, {lp: rel for rel, lp in match_local(base, local).items()})
+                            self.say).apply(p, p.base_of)
             report.agreed = whole and report.deferred == before and not p.again
             # the cursor may pass only what the base now holds: else the next run lists the tree
             self.state().update(meta={"cursor": cursor if report.agreed else None, "root": str(self.root_id)})

@@ -55,6 +55,7 @@ class Plan:
     forget: list[str] = field(default_factory=list)                        # gone from both sides
     rebase: list[tuple[str, str]] = field(default_factory=list)            # moved alike on both: (base, to)
     kept: list[tuple[str, str]] = field(default_factory=list)              # (path, why nothing was done)
+    base_of: dict[str, str] = field(default_factory=dict)  # local path -> its base path (absent: the same)
     again: bool = False  # something waits for the next round (the trees will not agree after this one)
 
     def empty(self) -> bool:
@@ -140,6 +141,7 @@ def plan(base: dict[str, BaseEntry], local: dict[str, LocalEntry], remote: dict[
         base = {rel: b for rel, b in base.items() if rel not in quiet}
     lpath = match_local(base, {rel: lo for rel, lo in local.items() if rel not in quiet} if quiet else local)
     rpath = {e.id: rel for rel, e in remote.items()}
+    p.base_of = {lp: rel for rel, lp in lpath.items()}  # a quiet entry's is its own path
     claimed_local = set(lpath.values()) | quiet
     claimed_remote = {b.node_id for b in base.values() if b.node_id in rpath} | {remote[rel].id for rel in quiet}
     taken = set(local) | set(remote)
