@@ -119,19 +119,21 @@ class BlockStore:
         the time a fresh block takes and its timing tells nothing of other users' content.
         Without it every stored block not marked for GC is deduplicated.
 
-        Four stages overlap (hashlib, zstd and file writes all release the GIL): this thread
-        reads and cuts; ``hash_threads`` workers hash the blocks (0: this thread does), taken
-        back in stream order and looked up here; one worker keeps the whole-file SHA-256; one worker compresses and
-        appends new blocks to the pack, in stream order. Each hand-off queue is bounded, so
-        memory stays flat whatever the file size."""
+        Four stages overlap (FastCDC's cut, hashlib, zstd and file writes all release the
+        GIL): this thread reads and cuts; a pool of ``hash_threads`` workers hashes the
+        blocks, taken back in stream order and looked up here, and compresses the new ones;
+        one worker keeps the whole-file SHA-256; one worker appends the new blocks to the
+        pack, in stream order. With ``hash_threads`` 0 this thread hashes and the pack's
+        worker compresses. Each hand-off queue is bounded, so memory stays flat whatever the file
+        size."""
         ing = Ingested()
         sink = self.writer(ing)
         file_hash = hashlib.sha256()
         pending: list[tuple[bytes, bytes]] = []  # (block id, raw) awaiting a lookup
         pending_bytes = 0
         hasher = ThreadPoolExecutor(1, thread_name_prefix="bd-sha256")
-        block_hasher = (ThreadPoolExecutor(self.hash_threads, thread_name_prefix="bd-block-sha256")
-                        if self.hash_threads else None)
+        workers = (ThreadPoolExecutor(self.hash_threads, thread_name_prefix="bd-ingest")
+                   if self.hash_threads else None)
         packer = ThreadPoolExecutor(1, thread_name_prefix="bd-pack")
         hashing: deque = deque()
         cutting: deque = deque()  # (future block id, raw), in stream order
@@ -145,7 +147,8 @@ class BlockStore:
             nonlocal pending_bytes
             pending_bytes = 0
             for block_id, raw in sink.unknown(pending, owned):
-                writing.append(packer.submit(sink.store, block_id, raw))
+                encoded = workers.submit(sink.encode, raw) if workers is not None else None
+                writing.append(packer.submit(sink.store, block_id, raw, encoded))
                 bound(writing, INFLIGHT)
             pending.clear()
 
@@ -170,13 +173,15 @@ class BlockStore:
                     raise QuotaExceeded(used=0, quota=limit, needed=ing.size)
                 hashing.append(hasher.submit(file_hash.update, raw))
                 bound(hashing, INFLIGHT)
-                if block_hasher is None:
+                if workers is None:
                     digest: Future = Future()
                     digest.set_result(_block_id(raw))
                 else:
-                    digest = block_hasher.submit(_block_id, raw)
+                    digest = workers.submit(_block_id, raw)
                 cutting.append((digest, raw))
-                hashed(INFLIGHT * self.hash_threads)
+                # no deeper than the whole-file hash's queue: it holds the same blocks, so
+                # hashing them in parallel keeps no more of the stream in memory
+                hashed(max(INFLIGHT, self.hash_threads))
                 if on_progress:
                     on_progress(len(raw))
             hashed(0)
@@ -197,8 +202,8 @@ class BlockStore:
             raise
         finally:
             hasher.shutdown(wait=True)
-            if block_hasher is not None:
-                block_hasher.shutdown(wait=True)
+            if workers is not None:
+                workers.shutdown(wait=True)
             packer.shutdown(wait=True)
         ing.sha256 = file_hash.digest()
         return ing
