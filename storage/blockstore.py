@@ -124,8 +124,8 @@ class BlockStore:
         blocks, taken back in stream order and looked up here, and compresses the new ones;
         one worker keeps the whole-file SHA-256; one worker appends the new blocks to the
         pack, in stream order. With ``hash_threads`` 0 this thread hashes and the pack's
-        worker compresses. Each hand-off queue is bounded, so memory stays flat whatever the file
-        size."""
+        worker compresses. Each hand-off queue is bounded, so memory stays flat whatever the
+        file size."""
         ing = Ingested()
         sink = self.writer(ing)
         file_hash = hashlib.sha256()
