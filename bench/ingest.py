@@ -23,11 +23,12 @@ from bench.datasets import random_file
 from bench.common import MiB, machine, save, table, timed, write_repeated
 
 
-def fresh_drive(home: Path):
+def fresh_drive(home: Path, **storage):
+    """A drive on an empty ``home`` with one user; ``storage`` overrides [storage] settings."""
     from storage.config import load_config
     from storage.db import make_engine, migrate
     from storage.drive import Drive
-    cfg = load_config(env={}, overrides={"storage": {"home": str(home)}, "security": {"scrypt_n": 1024}})
+    cfg = load_config(env={}, overrides={"storage": {"home": str(home), **storage}, "security": {"scrypt_n": 1024}})
     engine = make_engine(cfg.database_url)
     migrate(engine)
     drive = Drive(cfg, engine=engine)

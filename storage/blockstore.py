@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Callable, Iterable, Iterator
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,8 +46,9 @@ class BlockStore:
                  min_compression_saving: float = 0.05, pack_max_bytes: int = 128 * 1024 * 1024,
                  timeout: float = 30, shared_pack_request_bytes: int = 0,
                  shared_pack_target_bytes: int = 64 * 1024 * 1024, shared_pack_idle_seconds: float = 5,
-                 shared_pack_max_age_seconds: float = 300):
+                 shared_pack_max_age_seconds: float = 300, hash_threads: int = 2):
         self.sm, self.chunker = sessionmaker_, chunker
+        self.hash_threads = max(0, hash_threads)
         self.level, self.min_saving = compression_level, min_compression_saving
         self.pack_max_bytes = pack_max_bytes
         self.read_tracker = ReadTracker(sessionmaker_)
@@ -118,18 +119,24 @@ class BlockStore:
         the time a fresh block takes and its timing tells nothing of other users' content.
         Without it every stored block not marked for GC is deduplicated.
 
-        Three stages overlap (hashlib, zstd and file writes all release the GIL): this thread
-        reads, cuts, hashes blocks and looks them up; one worker keeps the whole-file SHA-256;
-        one worker compresses and appends new blocks to the pack. Each hand-off queue is
-        bounded, so memory stays flat whatever the file size."""
+        Four stages overlap (FastCDC's cut, hashlib, zstd and file writes all release the
+        GIL): this thread reads and cuts; a pool of ``hash_threads`` workers hashes the
+        blocks, taken back in stream order and looked up here, and compresses the new ones;
+        one worker keeps the whole-file SHA-256; one worker appends the new blocks to the
+        pack, in stream order. With ``hash_threads`` 0 this thread hashes and the pack's
+        worker compresses. Each hand-off queue is bounded, so memory stays flat whatever the
+        file size."""
         ing = Ingested()
         sink = self.writer(ing)
         file_hash = hashlib.sha256()
         pending: list[tuple[bytes, bytes]] = []  # (block id, raw) awaiting a lookup
         pending_bytes = 0
         hasher = ThreadPoolExecutor(1, thread_name_prefix="bd-sha256")
+        workers = (ThreadPoolExecutor(self.hash_threads, thread_name_prefix="bd-ingest")
+                   if self.hash_threads else None)
         packer = ThreadPoolExecutor(1, thread_name_prefix="bd-pack")
         hashing: deque = deque()
+        cutting: deque = deque()  # (future block id, raw), in stream order
         writing: deque = deque()
 
         def bound(queue: deque, n: int) -> None:
@@ -140,9 +147,22 @@ class BlockStore:
             nonlocal pending_bytes
             pending_bytes = 0
             for block_id, raw in sink.unknown(pending, owned):
-                writing.append(packer.submit(sink.store, block_id, raw))
+                encoded = workers.submit(sink.encode, raw) if workers is not None else None
+                writing.append(packer.submit(sink.store, block_id, raw, encoded))
                 bound(writing, INFLIGHT)
             pending.clear()
+
+        def hashed(n: int) -> None:
+            """Take hashed blocks off the head of ``cutting`` until at most ``n`` remain."""
+            nonlocal pending_bytes
+            while len(cutting) > n:
+                future, raw = cutting.popleft()
+                block_id = future.result()
+                ing.refs.append((block_id, len(raw)))
+                pending.append((block_id, raw))
+                pending_bytes += len(raw)
+                if len(pending) >= LOOKUP_BATCH or pending_bytes >= LOOKUP_BYTES:
+                    flush()
 
         try:
             sink.reserve()
@@ -153,14 +173,18 @@ class BlockStore:
                     raise QuotaExceeded(used=0, quota=limit, needed=ing.size)
                 hashing.append(hasher.submit(file_hash.update, raw))
                 bound(hashing, INFLIGHT)
-                block_id = hashlib.sha256(raw).digest()
-                ing.refs.append((block_id, len(raw)))
-                pending.append((block_id, raw))
-                pending_bytes += len(raw)
-                if len(pending) >= LOOKUP_BATCH or pending_bytes >= LOOKUP_BYTES:
-                    flush()
+                if workers is None:
+                    digest: Future = Future()
+                    digest.set_result(_block_id(raw))
+                else:
+                    digest = workers.submit(_block_id, raw)
+                cutting.append((digest, raw))
+                # no deeper than the whole-file hash's queue: it holds the same blocks, so
+                # hashing them in parallel keeps no more of the stream in memory
+                hashed(max(INFLIGHT, self.hash_threads))
                 if on_progress:
                     on_progress(len(raw))
+            hashed(0)
             flush()
             bound(hashing, 0)
             bound(writing, 0)
@@ -171,11 +195,19 @@ class BlockStore:
             for q in (hashing, writing):
                 for f in q:
                     f.cancel()
+            for f, _ in cutting:
+                f.cancel()
             packer.shutdown(wait=True)
             sink.abandon()
             raise
         finally:
             hasher.shutdown(wait=True)
+            if workers is not None:
+                workers.shutdown(wait=True)
             packer.shutdown(wait=True)
         ing.sha256 = file_hash.digest()
         return ing
+
+
+def _block_id(raw: bytes) -> bytes:
+    return hashlib.sha256(raw).digest()

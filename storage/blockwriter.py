@@ -21,6 +21,7 @@ pack is still ``open`` or ``sealed`` instead of sealing it.
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import Future
 from typing import Callable, Iterable, Iterator
 
 from . import codec as codecs
@@ -107,9 +108,14 @@ class BlockWriter:
             if block_id not in known:
                 yield block_id, raw
 
-    def store(self, block_id: bytes, raw) -> NewBlock:
-        """Compress ``raw`` if it pays and append it as a new block."""
-        codec, payload = encode(raw, self.level, self.min_saving)
+    def encode(self, raw) -> tuple[int, bytes]:
+        """``(codec, payload)`` for ``raw`` with this writer's settings (:func:`encode`)."""
+        return encode(raw, self.level, self.min_saving)
+
+    def store(self, block_id: bytes, raw, encoded: Future | None = None) -> NewBlock:
+        """Compress ``raw`` if it pays and append it as a new block. ``encoded``, if given,
+        is the ``(codec, payload)`` of :meth:`encode` being made by another thread."""
+        codec, payload = encoded.result() if encoded is not None else self.encode(raw)
         nb = self.ingested.new_blocks[block_id] = self.add(block_id, len(raw), codec, payload)
         return nb
 

@@ -38,6 +38,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "shared_pack_idle_seconds": 5.0,
         "shared_pack_max_age_seconds": 300.0,
         "timeout_seconds": 30,
+        "ingest_hash_threads": 2,
     },
     "database": {"url": ""},
     "quota": {"free_bytes": 15_000_000_000, "premium_bytes": 1_000_000_000_000,

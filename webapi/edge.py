@@ -37,6 +37,9 @@ class BodyTimedOut(RequestTimeout):
                          "nothing was kept from this request")
 
 
+READ_STEP = 256 * 1024  # most bytes one readinto asks the server's body reader for
+
+
 class CheckedBody:
     """``wsgi.input``, counted: reading past its end before ``declared`` bytes arrived, or
     a read that fails (a reset, a chunked body cut mid-chunk), raises instead of returning
@@ -76,7 +79,11 @@ class CheckedBody:
 
     def readinto(self, buf) -> int:
         view = memoryview(buf).cast("B")
-        data = self.read(len(view))
+        # A bounded step: the server's body reader gathers a read in a buffer of its own and
+        # copies it twice on the way out, so one read of a chunker's 8 MiB buffer would hold
+        # three copies of it per upload. Short reads are fine here: the chunker fills its
+        # buffer with as many reads as it takes.
+        data = self.read(min(len(view), READ_STEP))
         view[:len(data)] = data
         return len(data)
 

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from webapi.edge import BodyEndedEarly, BodyTimedOut, CheckedBody, declared_length
+from webapi.edge import READ_STEP, BodyEndedEarly, BodyTimedOut, CheckedBody, declared_length
 from webapi.serve import sweep_metrics_dirs
 
 
@@ -37,6 +37,20 @@ def test_a_whole_body_reads_to_its_length_and_never_past_it():
     assert short.readinto(buf) == 2
     with pytest.raises(BodyEndedEarly):
         short.readinto(buf)
+
+
+def test_readinto_asks_the_server_for_a_bounded_step_and_the_chunker_still_reads_it_all():
+    from storage.chunking import FixedChunker
+    asked = []
+
+    class Recording(io.BytesIO):
+        def read(self, n=-1):
+            asked.append(n)
+            return super().read(n)
+    data = bytes(range(256)) * (3 * READ_STEP // 256 + 7)
+    body = CheckedBody(Recording(data), len(data))
+    assert b"".join(bytes(c) for c in FixedChunker(2 * READ_STEP + 5).chunks(body)) == data
+    assert max(asked) == READ_STEP
 
 
 def test_a_failing_read_and_a_timed_out_socket_are_the_body_ending():
