@@ -1,6 +1,12 @@
 """``compact``: merge small packs into packs of the target size, rewrite packs whose dead
 ratio passed the threshold, and delete packs retired more than a grace period ago.
 
+Write amplification is bounded: a run copies at most ``jobs.compact_max_amplification`` live
+bytes per dead byte it frees (the packs that free most per byte copied go first; the rest
+wait until more of them is dead), except for merging small packs up to
+``jobs.compact_merge_bytes``. Each run reports ``bytes_copied``, ``bytes_freed`` and their
+ratio, ``amplification``.
+
 Execute runs in restic's fixed safe order: (1) delete the files of packs that left the
 index a grace period ago, (2) retire packs no block points to, (3) write the new packs
 (registered ``open`` first, durable before anything points to them) on the executors,
