@@ -1,6 +1,12 @@
 """``compact``: merge small packs into packs of the target size, rewrite packs whose dead
 ratio passed the threshold, and delete packs retired more than a grace period ago.
 
+Write amplification is bounded: a run copies at most ``jobs.compact_max_amplification`` live
+bytes per dead byte it frees (the packs that free most per byte copied go first; the rest
+wait until more of them is dead), except for merging small packs up to
+``jobs.compact_merge_bytes``. Each run reports ``bytes_copied``, ``bytes_freed`` and their
+ratio, ``amplification``.
+
 Execute runs in restic's fixed safe order: (1) delete the files of packs that left the
 index a grace period ago, (2) retire packs no block points to, (3) write the new packs
 (registered ``open`` first, durable before anything points to them) on the executors,
@@ -55,28 +61,43 @@ def pack_usage(packs: DataFrame, blocks: DataFrame) -> DataFrame:
 
 
 def plan_packs(usage: DataFrame, *, target: int, fill: float, dead_ratio: float, hot_prefix: str,
-               max_copy_bytes: int = 0) -> DataFrame:
+               max_copy_bytes: int = 0, max_amplification: float = 0.0, merge_bytes: int = 0) -> DataFrame:
     """``usage`` with the plan's ``bin`` and ``action`` for each pack (null: left alone).
 
     ``retire`` for sealed packs with no live block (whatever their tier); ``copy`` for hot
     packs whose live records go into new pack number ``bin`` (small ones, and those whose
-    dead ratio passed the threshold), bins filled in pack-id order up to ``target`` bytes. A
-    bin of one pack that is merely small (not dead enough) is left alone: rewriting it alone
-    gains nothing. With ``max_copy_bytes``, the bins past that many live bytes (the first bin
-    always goes) are ``defer``: left to the next run, so one run's copying, and the block
-    list its driver holds, stay bounded however much is due. Written as windows over one
-    ordered partition rather than joins and group-bys, so Spark plans it with a single
-    shuffle: this runs on every compaction."""
+    dead ratio passed the threshold), bins filled up to ``target`` bytes. A bin of one pack
+    that is merely small (not dead enough) is left alone: rewriting it alone gains nothing.
+
+    With ``max_amplification``, the run copies at most that many live bytes per dead byte it
+    frees: the candidates are taken in order of dead bytes per live byte, best first, while
+    the running total keeps within the bound (so the dead-rich packs may carry a few that
+    free less), and the rest are ``hold``: left until more of them is dead. Small packs with
+    few dead bytes (a pure merge, which frees little but makes fewer files) are exempt up to
+    ``merge_bytes`` of live bytes per run, taken in pack-id order. Without a bound, bins are
+    filled in pack-id order.
+
+    With ``max_copy_bytes``, the bins past that many live bytes (the first bin always goes)
+    are ``defer``: left to the next run, so one run's copying, and the block list its driver
+    holds, stay bounded however much is due. Written as windows over one ordered partition
+    rather than joins and group-bys, so Spark plans it with a single shuffle: this runs on
+    every compaction."""
     sealed = F.col("state") == PackState.SEALED
-    cand = (sealed & F.col("url").startswith(hot_prefix) & (F.col("live_bytes") > 0)
-            & ((F.col("size") < F.lit(int(fill * target))) | (F.col("dead_ratio") >= F.lit(dead_ratio))))
+    small = F.col("size") < F.lit(int(fill * target))
+    dead_enough = F.col("dead_ratio") >= F.lit(dead_ratio)
+    cand = sealed & F.col("url").startswith(hot_prefix) & (F.col("live_bytes") > 0) & (small | dead_enough)
+    order = [F.col("id")]
+    if max_amplification:
+        usage, cand, order = _bound_amplification(usage, cand, small & ~dead_enough, max_amplification, merge_bytes)
     before = F.coalesce(F.sum(F.when(cand, F.col("live_bytes"))).over(
-        Window.orderBy("id").rowsBetween(Window.unboundedPreceding, -1)), F.lit(0))
+        Window.orderBy(*order).rowsBetween(Window.unboundedPreceding, -1)), F.lit(0))
     binned = usage.withColumn("bin", F.when(cand, F.floor(before / F.lit(target)).cast("int")))
     per_bin = Window.partitionBy("bin")  # the rows are in one partition already: no shuffle
     useful = (F.count(F.lit(1)).over(per_bin) > 1) | (F.max("dead_ratio").over(per_bin) >= F.lit(dead_ratio))
     action = (F.when(sealed & (F.col("live_bytes") == 0), F.lit("retire"))
               .when(F.col("bin").isNotNull() & useful, F.lit("copy")))
+    if max_amplification:
+        action = action.when(F.col("held"), F.lit("hold"))
     planned = binned.withColumn("action", action)
     if max_copy_bytes:
         copy = F.col("action") == "copy"
@@ -87,15 +108,35 @@ def plan_packs(usage: DataFrame, *, target: int, fill: float, dead_ratio: float,
                        F.sum(F.when(copy, F.col("live_bytes"))).over(upto) > F.lit(max_copy_bytes)), F.lit("defer"))
                        .otherwise(F.col("action")))
                    .drop("copy_bin"))
+    planned = planned.drop("held", "merge") if max_amplification else planned
     return planned.withColumn("bin", F.when(F.col("action") == "retire", F.lit(-1))
                               .when(F.col("action") == "copy", F.col("bin")).cast("int"))
 
 
+def _bound_amplification(usage: DataFrame, cand, pure_merge, max_amplification: float, merge_bytes: int):
+    """``usage`` with ``merge`` (a small pack merged under ``merge_bytes``, outside the bound)
+    and ``held`` (a candidate past the bound), the candidates left, and the order to bin them
+    in: the exempt merges first, then by dead bytes per live byte, best first.
+
+    Taken best first, the running ratio of live to dead bytes only grows, so the packs within
+    the bound are a prefix of that order and one running sum finds them."""
+    merge_sum = F.sum(F.when(cand & pure_merge, F.col("live_bytes"))).over(
+        Window.orderBy("id").rowsBetween(Window.unboundedPreceding, Window.currentRow))
+    usage = usage.withColumn("merge", cand & pure_merge & (merge_sum <= F.lit(merge_bytes)))
+    bounded = cand & ~F.col("merge")
+    gain = F.when(F.col("live_bytes") > 0, F.col("dead_bytes") / F.col("live_bytes"))  # null for the retired
+    best_first = Window.orderBy(F.desc(gain), "id").rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    within = (F.sum(F.when(bounded, F.col("live_bytes"))).over(best_first)
+              <= F.lit(float(max_amplification)) * F.sum(F.when(bounded, F.col("dead_bytes"))).over(best_first))
+    usage = usage.withColumn("held", bounded & ~F.coalesce(within, F.lit(False)))
+    return usage, cand & ~F.col("held"), [F.desc("merge"), F.desc(gain), F.col("id")]
+
+
 def plan_compaction(usage: DataFrame, *, target: int, fill: float, dead_ratio: float, hot_prefix: str,
-                    max_copy_bytes: int = 0) -> DataFrame:
-    """(pack id, bin, action) for the packs :func:`plan_packs` acts on or defers."""
+                    max_copy_bytes: int = 0, max_amplification: float = 0.0, merge_bytes: int = 0) -> DataFrame:
+    """(pack id, bin, action) for the packs :func:`plan_packs` acts on, defers or holds."""
     return (plan_packs(usage, target=target, fill=fill, dead_ratio=dead_ratio, hot_prefix=hot_prefix,
-                       max_copy_bytes=max_copy_bytes)
+                       max_copy_bytes=max_copy_bytes, max_amplification=max_amplification, merge_bytes=merge_bytes)
             .where(F.col("action").isNotNull()).select("id", "bin", "action"))
 
 
@@ -108,20 +149,27 @@ def plan_moves(plan: DataFrame, packs: DataFrame, blocks: DataFrame) -> DataFram
 
 def summarize(planned: DataFrame) -> dict:
     """The figures of a plan (:func:`plan_packs`) and the packs to retire, in one Spark action."""
-    copy, retire, defer = (F.col("action") == a for a in ("copy", "retire", "defer"))
+    copy, retire, defer, hold = (F.col("action") == a for a in ("copy", "retire", "defer", "hold"))
     r = planned.agg(
         F.sum("size").alias("physical"), F.sum("live_bytes").alias("live"),
         F.count(F.when(copy, 1)).alias("copy_packs"), F.sum(F.when(copy, F.col("live_bytes"))).alias("copy_live"),
         F.sum(F.when(copy | retire, F.col("size"))).alias("planned_bytes"),
         F.count(F.when(defer, 1)).alias("defer_packs"), F.sum(F.when(defer, F.col("live_bytes"))).alias("defer_live"),
+        F.count(F.when(hold, 1)).alias("hold_packs"), F.sum(F.when(hold, F.col("dead_bytes"))).alias("hold_dead"),
         F.size(F.collect_set(F.when(copy, F.col("bin")))).alias("bins"),
         F.collect_list(F.when(retire, F.col("id"))).alias("retire")).first()
-    copy_live = int(r["copy_live"] or 0)
+    copy_live, planned = int(r["copy_live"] or 0), int(r["planned_bytes"] or 0)
     return {"sealed_bytes": int(r["physical"] or 0), "live_bytes": int(r["live"] or 0),
             "packs_to_retire": len(r["retire"]), "packs_to_rewrite": int(r["copy_packs"]),
-            "bytes_to_copy": copy_live, "bytes_to_free": int(r["planned_bytes"] or 0) - copy_live,
+            "bytes_to_copy": copy_live, "bytes_to_free": planned - copy_live, "bytes_to_retire": planned,
             "new_packs": int(r["bins"]), "packs_deferred": int(r["defer_packs"]),
-            "bytes_deferred": int(r["defer_live"] or 0), "retire": sorted(r["retire"])}
+            "bytes_deferred": int(r["defer_live"] or 0), "packs_held": int(r["hold_packs"]),
+            "dead_bytes_held": int(r["hold_dead"] or 0), "retire": sorted(r["retire"])}
+
+
+def amplification(bytes_copied: int, bytes_freed: int) -> float | None:
+    """Bytes copied per byte freed (None when nothing was freed)."""
+    return round(bytes_copied / bytes_freed, 3) if bytes_freed > 0 else None
 
 
 # ---- executors -------------------------------------------------------------------------------
@@ -189,13 +237,17 @@ def run(ctx) -> dict:
     planned = plan_packs(pack_usage(packs, blocks), target=j["target_pack_bytes"], fill=j["fill_threshold"],
                          dead_ratio=j["dead_ratio"],
                          hot_prefix=store.hot.url.split("?", 1)[0].rstrip("/") + "/",
-                         max_copy_bytes=j["compact_max_bytes"]).cache()
+                         max_copy_bytes=j["compact_max_bytes"], max_amplification=j["compact_max_amplification"],
+                         merge_bytes=j["compact_merge_bytes"]).cache()
     stats = summarize(planned)
     retire = stats.pop("retire")
+    stats["amplification_planned"] = amplification(stats["bytes_to_copy"], stats["bytes_to_free"])
     ctx.say(f"plan: retire {stats['packs_to_retire']} packs, rewrite {stats['packs_to_rewrite']} into "
             f"{stats['new_packs']} ({humanize.size(stats['bytes_to_copy'])} to copy, {humanize.size(stats['bytes_to_free'])} to free)"
             + (f"; {stats['packs_deferred']} packs ({humanize.size(stats['bytes_deferred'])} live) left to the next run,"
-               " past compact_max_bytes" if stats["packs_deferred"] else ""))
+               " past compact_max_bytes" if stats["packs_deferred"] else "")
+            + (f"; {stats['packs_held']} packs ({humanize.size(stats['dead_bytes_held'])} dead) held,"
+               " not worth copying yet" if stats["packs_held"] else ""))
     try:
         if ctx.dry_run:
             return stats
@@ -217,4 +269,11 @@ def run(ctx) -> dict:
         stats.update(bytes_written=0, write_seconds=0.0, blocks_moved=0, packs_retired=0, bad_records=[])
         step("compact:after_write")
     step("compact:after_switch")
+    # Freed: what the packs this run retired hold beyond the new packs written; their files go
+    # once the grace period has passed (delete_retired_packs, at the start of a later run).
+    stats["bytes_copied"] = stats["bytes_written"]
+    stats["bytes_freed"] = max(stats.pop("bytes_to_retire") - stats["bytes_written"], 0)
+    stats["amplification"] = amplification(stats["bytes_copied"], stats["bytes_freed"])
+    ctx.say(f"copied {humanize.size(stats['bytes_copied'])} to free {humanize.size(stats['bytes_freed'])}"
+            + (f" (amplification {stats['amplification']})" if stats["amplification"] is not None else ""))
     return stats

@@ -71,6 +71,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "fill_threshold": 0.5,
         "dead_ratio": 0.3,
         "compact_max_bytes": 1024**4,
+        "compact_max_amplification": 4.0,
+        "compact_merge_bytes": 256 * 1024 * 1024,
         "open_pack_grace_seconds": 86400,
         "tier_after_days": 30,
         "scrub_fraction": 1.0,

@@ -57,8 +57,14 @@ def test_compact_merges_small_packs_and_retires_them_after_grace(drive, make_use
     plan = run("compact", dry_run=True)
     assert plan.stats["packs_to_rewrite"] == 6 and plan.stats["new_packs"] == 1
     assert len(packs(drive, "sealed")) == 6  # the dry run changed nothing
+    old_bytes = sum(p.size for p in packs(drive, "sealed"))
     r = run("compact")
     assert r.stats["blocks_moved"] > 0 and r.stats["packs_retired"] == 6
+    # the merge frees only the five packs' headers and footers: copied far past freed, as reported
+    new_bytes = sum(p.size for p in packs(drive, "sealed"))
+    assert (r.stats["bytes_copied"], r.stats["bytes_freed"]) == (new_bytes, old_bytes - new_bytes)
+    assert 0 < r.stats["bytes_freed"] < r.stats["bytes_copied"]
+    assert r.stats["amplification"] == round(new_bytes / (old_bytes - new_bytes), 3)
     assert len(packs(drive, "sealed")) == 1 and len(packs(drive, "retiring")) == 6
     for n, d in files.items():
         assert read_all(drive, u, nodes[n]) == d

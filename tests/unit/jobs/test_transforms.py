@@ -178,3 +178,58 @@ def test_copy_merge_keeps_the_copy_in_the_fuller_pack(spark):
         "block_id binary, from_pack string, from_offset bigint, to_pack string, to_offset bigint, codec int, "
         "stored_size bigint, url string"))
     assertDataFrameEqual(packs_emptied(moves, blocks, packs), spark.createDataFrame([("p", 1000)], "id string, size bigint"))
+
+
+def _packs_with_dead(spark, specs):
+    """Hot sealed packs of (id, live bytes, dead bytes): size = live + dead + the pack's overhead."""
+    from jobs.compact import OVERHEAD, pack_usage
+    from storage.pack import INDEX_ENTRY, RECORD_HEADER
+    packs = spark.createDataFrame(
+        [(pid, f"file:///hot/{pid}", "local", "sealed", live + dead + OVERHEAD + INDEX_ENTRY, T0)
+         for pid, live, dead in specs],
+        "id string, url string, tier string, state string, size bigint, created_at timestamp_ntz")
+    blocks = spark.createDataFrame([(b(i), pid, 24, live - RECORD_HEADER) for i, (pid, live, _) in enumerate(specs)],
+                                   "id binary, pack_id string, offset_in_pack bigint, stored_size bigint")
+    return pack_usage(packs, blocks)
+
+
+def test_compaction_under_an_amplification_bound_copies_at_most_that_per_byte_freed(spark):
+    from jobs.compact import plan_compaction, plan_packs, summarize
+    # big packs (not small at fill 0.1), all past the dead ratio 0.3; live:dead of 1, 2 and 2.06
+    usage = _packs_with_dead(spark, [("a", 5000, 5000), ("b", 6000, 3000), ("c", 6600, 3200)])
+    args = dict(target=100_000, fill=0.1, dead_ratio=0.3, hot_prefix="file:///hot/")
+    unbounded = {r.id: r.action for r in plan_compaction(usage, **args).collect()}
+    assert unbounded == {"a": "copy", "b": "copy", "c": "copy"}  # 17,600 copied for 11,200 freed
+    # at most 1.5 copied per freed: a (1.0), then a+b (11,000 / 8,000 = 1.375); c would make it 1.57
+    bounded = {r.id: r.action for r in plan_compaction(usage, max_amplification=1.5, **args).collect()}
+    assert bounded == {"a": "copy", "b": "copy", "c": "hold"}
+    stats = summarize(plan_packs(usage, max_amplification=1.5, **args))
+    assert stats["bytes_to_copy"] == 11_000 and stats["bytes_to_copy"] <= 1.5 * stats["bytes_to_free"]
+    assert (stats["packs_held"], stats["dead_bytes_held"]) == (1, 3200)
+    # under 1.0 copied per freed only a (exactly 1.0) goes, alone in its bin but dead enough
+    assert {r.id: r.action for r in plan_compaction(usage, max_amplification=1.0, **args).collect()} == \
+        {"a": "copy", "b": "hold", "c": "hold"}
+
+
+def test_the_dead_rich_packs_are_taken_first_whatever_their_ids(spark):
+    from jobs.compact import plan_compaction
+    # z frees 9 bytes per byte copied, a only 1 per 2: first z, then a while the total allows
+    usage = _packs_with_dead(spark, [("a", 6000, 3000), ("z", 1000, 9000)])
+    plan = {r.id: r.action for r in plan_compaction(usage, target=100_000, fill=0.1, dead_ratio=0.3,
+                                                    hot_prefix="file:///hot/", max_amplification=1.0).collect()}
+    assert plan == {"a": "copy", "z": "copy"}  # together 7,000 copied for 12,000 freed: within 1
+    plan = {r.id: r.action for r in plan_compaction(usage, target=100_000, fill=0.1, dead_ratio=0.3,
+                                                    hot_prefix="file:///hot/", max_amplification=0.5).collect()}
+    assert plan == {"a": "hold", "z": "copy"}  # a would make it 0.58: past 0.5
+
+
+def test_small_live_packs_merge_within_merge_bytes_only_under_the_bound(spark):
+    from jobs.compact import plan_compaction
+    # four small all-live packs of 1,000 live bytes: merging them frees nothing
+    usage = _packs_with_dead(spark, [(f"s{i}", 1000, 0) for i in range(4)])
+    args = dict(target=100_000, fill=0.5, dead_ratio=0.3, hot_prefix="file:///hot/", max_amplification=4.0)
+    assert {r.action for r in plan_compaction(usage, merge_bytes=0, **args).collect()} == {"hold"}
+    merged = {r.id: (r.bin, r.action) for r in plan_compaction(usage, merge_bytes=3000, **args).collect()}
+    assert merged == {"s0": (0, "copy"), "s1": (0, "copy"), "s2": (0, "copy"), "s3": (None, "hold")}
+    # without a bound they all merge, as before
+    assert {r.action for r in plan_compaction(usage, **{**args, "max_amplification": 0.0}).collect()} == {"copy"}
