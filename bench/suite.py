@@ -17,7 +17,8 @@ concurrent HTTP uploads; latency of a folder listing with 10, 1,000 and 100,000 
 (``rclone copy`` to blockdrive's WebDAV beside ``rclone serve webdav`` and WsgiDAV's filesystem
 provider, and blockdrive's own PUT: ``bench/dav.py``), bisync (an edit's way from one ``--watch`` replica
 to the other; a no-op ``blockdrive bisync`` of a big tree beside ``rclone bisync`` through the WebDAV:
-``bench/bisync.py``).
+``bench/bisync.py``), smallfiles (4 KiB files by 16 HTTP clients beside ``rclone serve webdav`` and a
+write+fsync loop, one stream, a cold download, the workers' memory: ``bench/smallfiles.py``).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ PROFILES = {
                  bisync_files=100_000, bisync_edits=30, bisync_repeat=3, bisync_download=True,
                  repeat=5),
 }
-SECTIONS = ("ingest", "restore", "dedup", "incremental", "small", "scaling", "dav", "bisync")
+SECTIONS = ("ingest", "restore", "dedup", "incremental", "small", "scaling", "dav", "bisync", "smallfiles")
 
 
 class Results:
@@ -571,6 +572,16 @@ def bisync(p, tmp, res, state) -> None:
     two_way.save_results("python -m bench", state["profile"], p, rows, time.perf_counter() - t)
 
 
+def smallfiles(p, tmp, res, state) -> None:
+    """Small files and streams (bench/smallfiles.py), at its own profile's sizes and runs; its
+    rows also go to ``smallfiles-<profile>.json``."""
+    from bench import smallfiles as sf
+    t = time.perf_counter()
+    q = {**p, **sf.PROFILES[state["profile"]]}
+    rows = sf.measure(q, tmp, res, state["http"])
+    sf.save_results("python -m bench --only smallfiles", state["profile"], q, rows, time.perf_counter() - t)
+
+
 # ---- output ----------------------------------------------------------------------------------
 
 def chart(res: Results, path: Path, title: str) -> Path | None:
@@ -584,6 +595,7 @@ def chart(res: Results, path: Path, title: str) -> Path | None:
               ("Restore (MB/s)", ["cp_read", "open", "get", "restic_restore"]),
               ("Stored bytes, versioned corpus (MiB)", ["st_bd", "st_bd_rs", "st_restic", "st_restic_off"]),
               ("Small files (files/s)", ["small_put", "small_sync", "small_restic"]),
+              ("4 KiB files (files/s)", ["sf_bd", "sf_rclone", "sf_fsync", "sf_inproc"]),
               ("HTTP ingest by clients (MB/s)", ["scale1", "scale2", "scale4"]),
               ("Incremental (s)", ["inc_bd_t", "inc_rs_t", "big_bd_t", "big_rs_t"])]
     groups = [(t, [k for k in ks if k in res.by_key]) for t, ks in groups]
