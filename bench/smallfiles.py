@@ -373,13 +373,19 @@ def measure(p: dict, tmp: Path, res: Results, http: Http) -> list[dict]:
     return res.rows[first:]
 
 
+def how() -> str:
+    return (f"{CLIENTS} aiohttp clients; {rclone_version()}: `rclone serve webdav DIR` (no write cache); "
+            "write+fsync: os.open, write, fsync, close")
+
+
 def save_results(command: str, profile: str, p: dict, rows: list[dict], seconds: float) -> Path:
     """``bench/results/smallfiles-<profile>.json``: the rows, the ``command`` that measured
     them and what they were measured with."""
     return save(f"smallfiles-{profile}", {"command": command, "profile": profile, "machine": machine(),
                                           "at": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(seconds),
-                                          "rclone": rclone_version(), "clients": CLIENTS,
-                                          "params": {k: v for k, v in p.items() if k.startswith("sf_")},
+                                          "how": how(),
+                                          "params": {"repeat": p["sf_repeat"],
+                                                     **{k: v for k, v in p.items() if k.startswith("sf_")}},
                                           "rows": rows})
 
 
