@@ -13,8 +13,8 @@ Small files (``--files`` of 4 KiB each, random bytes, so nothing dedups), taking
   store are counted;
 - the same PUTs to ``rclone serve webdav`` over a plain folder on the same disk;
 - a loop of open + write + fsync + close per file, in one thread, on the same disk;
-- ``Drive.put`` in process (a fresh embedded home) by :data:`CLIENTS` threads: files/s, the
-  pack files made, the fsyncs (``os.fsync`` calls, timed) and the durability wait of each
+- ``Drive.put`` in process (a fresh embedded home) by :data:`CLIENTS` threads (and, for a
+  fifth of the files, by one thread): files/s, the pack files made, the fsyncs (``os.fsync`` calls, timed) and the durability wait of each
   request (the time in ``SharedPacks.append``: its append, its fsync or the one it waits for).
 
 Latency: one 4 KiB PUT at a time on the otherwise idle server (median and p99), beside one
@@ -147,14 +147,14 @@ class Timings:
         os.fsync, SharedPacks.append = self._saved
 
 
-def put_in_process(home: Path, payloads: list[bytes]) -> tuple[float, int, Timings]:
-    """Files/s for ``Drive.put`` of each payload by :data:`CLIENTS` threads into a fresh home;
-    the pack files it then holds (the shared pack sealed) and the fsyncs and appends timed."""
+def put_in_process(home: Path, payloads: list[bytes], threads: int = CLIENTS) -> tuple[float, int, Timings]:
+    """Files/s for ``Drive.put`` of each payload by ``threads`` threads into a fresh home; the
+    pack files it then holds (the shared pack sealed) and the fsyncs and appends timed."""
     import io
     local = Local(home, DEFAULT_CHUNKING)
     folder = local.folder("small")
     try:
-        with Timings() as tm, ThreadPoolExecutor(CLIENTS) as ex:
+        with Timings() as tm, ThreadPoolExecutor(threads) as ex:
             t = time.perf_counter()
             list(ex.map(lambda i: local.drive.put(local.user.id, folder, f"f{i:05d}.bin", io.BytesIO(payloads[i])),
                         range(len(payloads))))
@@ -172,7 +172,7 @@ def small(p: dict, tmp: Path, res: Results, http: Http) -> None:
     packs_dir = http.srv.home / "packs"
     rclone = RcloneServe(tmp / "rclone", tmp / "rclone.conf")
     runs: dict[str, list[float]] = {k: [] for k in ("bd", "rclone", "fsync", "inproc", "bd_packs", "inproc_packs",
-                                                     "fsyncs", "fsync_ms", "wait_p50", "wait_p99")}
+                                                     "fsyncs", "fsync_ms", "wait_p50", "wait_p99", "serial")}
     try:
         for r in range(repeat):
             c = http.user()
@@ -203,6 +203,8 @@ def small(p: dict, tmp: Path, res: Results, http: Http) -> None:
             waits = sorted(tm.appends) or [0.0]
             runs["wait_p50"].append(waits[len(waits) // 2] * 1000)
             runs["wait_p99"].append(waits[min(len(waits) - 1, int(len(waits) * 0.99))] * 1000)
+            runs["serial"].append(put_in_process(tmp / "home-small", payloads[:n // 5], threads=1)[0])
+            shutil.rmtree(tmp / "home-small", ignore_errors=True)
     finally:
         rclone.close()
     label = f"{n:,} files of 4 KiB"
@@ -219,6 +221,7 @@ def small(p: dict, tmp: Path, res: Results, http: Http) -> None:
     res.within("sf_bd_packs", PACKS_GOAL)
     res.add("sf_inproc", "smallfiles", f"{label}: Drive.put in process, {CLIENTS} threads", runs["inproc"], "f/s")
     res.within("sf_inproc", INPROC_GOAL)
+    res.add("sf_serial", "smallfiles", f"{n // 5:,} of them: Drive.put in process, one thread", runs["serial"], "f/s")
     res.add("sf_inproc_packs", "smallfiles", f"  pack files after the {n:,} in-process puts", runs["inproc_packs"],
             "packs", higher_is_better=False)
     res.add("sf_fsyncs", "smallfiles", f"  fsyncs during the {n:,} in-process puts", runs["fsyncs"], "calls",
