@@ -3,7 +3,7 @@ commit, shared packs and parallel hashing are measured against. Prints figures a
 asserts nothing.
 
     python -m bench.smallfiles [--quick] [--files N] [--mib N] [--repeat N] [--tmp DIR]
-    python -m bench [--quick] --only smallfiles    # the suite runs it as its ``smallfiles`` section
+    python -m bench [--quick] --only smallfiles    # the suite's ``smallfiles`` section (opt-in)
 
 Small files (``--files`` of 4 KiB each, random bytes, so nothing dedups), taking turns in each run:
 
@@ -404,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     p["sf_mib"] = args.mib or p["sf_mib"]
     rows, took = run_alone(f"blockdrive small files and streams bench ({profile})", f"small files and streams, {profile} "
                            "profile", "bd-bench-smallfiles-", args.tmp, measure, p, p["sf_repeat"])
-    out = save_results("python -m bench.smallfiles", profile, p, rows, took)
+    command = "python -m bench.smallfiles" + (f" --repeat {args.repeat}" if args.repeat else "")
+    out = save_results(command, profile, p, rows, took)
     print(f"results: {out}; {took:.0f} s in all")
     return 0
 
