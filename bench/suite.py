@@ -17,7 +17,9 @@ concurrent HTTP uploads; latency of a folder listing with 10, 1,000 and 100,000 
 (``rclone copy`` to blockdrive's WebDAV beside ``rclone serve webdav`` and WsgiDAV's filesystem
 provider, and blockdrive's own PUT: ``bench/dav.py``), bisync (an edit's way from one ``--watch`` replica
 to the other; a no-op ``blockdrive bisync`` of a big tree beside ``rclone bisync`` through the WebDAV:
-``bench/bisync.py``).
+``bench/bisync.py``), and, only when named with ``--only``, smallfiles (4 KiB files by 16 HTTP
+clients beside ``rclone serve webdav`` and a write+fsync loop, one stream, a cold download, the
+workers' memory: ``bench/smallfiles.py``).
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ PROFILES = {
                  bisync_files=100_000, bisync_edits=30, bisync_repeat=3, bisync_download=True,
                  repeat=5),
 }
-SECTIONS = ("ingest", "restore", "dedup", "incremental", "small", "scaling", "dav", "bisync")
+SECTIONS = ("ingest", "restore", "dedup", "incremental", "small", "scaling", "dav", "bisync", "smallfiles")
+OPT_IN = ("smallfiles",)  # run only when named with --only: it alone takes as long as the rest
 
 
 class Results:
@@ -571,6 +574,16 @@ def bisync(p, tmp, res, state) -> None:
     two_way.save_results("python -m bench", state["profile"], p, rows, time.perf_counter() - t)
 
 
+def smallfiles(p, tmp, res, state) -> None:
+    """Small files and streams (bench/smallfiles.py), at its own profile's sizes and runs; its
+    rows also go to ``smallfiles-<profile>.json``."""
+    from bench import smallfiles as sf
+    t = time.perf_counter()
+    q = {**p, **sf.PROFILES[state["profile"]]}
+    rows = sf.measure(q, tmp, res, state["http"])
+    sf.save_results("python -m bench --only smallfiles", state["profile"], q, rows, time.perf_counter() - t)
+
+
 # ---- output ----------------------------------------------------------------------------------
 
 def chart(res: Results, path: Path, title: str) -> Path | None:
@@ -584,6 +597,7 @@ def chart(res: Results, path: Path, title: str) -> Path | None:
               ("Restore (MB/s)", ["cp_read", "open", "get", "restic_restore"]),
               ("Stored bytes, versioned corpus (MiB)", ["st_bd", "st_bd_rs", "st_restic", "st_restic_off"]),
               ("Small files (files/s)", ["small_put", "small_sync", "small_restic"]),
+              ("4 KiB files (files/s)", ["sf_bd", "sf_rclone", "sf_fsync", "sf_inproc"]),
               ("HTTP ingest by clients (MB/s)", ["scale1", "scale2", "scale4"]),
               ("Incremental (s)", ["inc_bd_t", "inc_rs_t", "big_bd_t", "big_rs_t"])]
     groups = [(t, [k for k in ks if k in res.by_key]) for t, ks in groups]
@@ -651,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", choices=SECTIONS, help="run only this section (repeatable)")
     args = ap.parse_args(argv)
     profile, p = profile_of(args)
-    sections = [s for s in SECTIONS if not args.only or s in args.only]
+    sections = [s for s in SECTIONS if s in args.only] if args.only else [s for s in SECTIONS if s not in OPT_IN]
     tmp = Path(tempfile.mkdtemp(prefix="bd-bench-", dir=args.tmp))
     res, state = Results(), {"profile": profile}
     t0 = time.perf_counter()

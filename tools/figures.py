@@ -13,13 +13,15 @@ and ``bench/results/`` are not committed):
                                        section
 ``docs/results/bisync-<profile>.json``  ``python -m bench.bisync [--quick]``, or the suite's
                                        ``bisync`` section
+``docs/results/smallfiles-<profile>.json``  ``python -m bench.smallfiles [--quick]``, or the
+                                       suite's ``smallfiles`` section
 =================================  ==========================================================
 
 ``--collect`` first copies the latest of those files (and the bench chart) from where the runs
 write them into ``docs/results/``. Each table goes between ``<!-- figures:NAME -->`` and
 ``<!-- /figures -->`` in the page that explains it: ``bench-<profile>`` in docs/performance.md,
 ``reliability-<mode>`` in docs/reliability.md, ``dav-<profile>`` in docs/webdav.md,
-``bisync-<profile>`` in docs/performance.md. A page
+``bisync-<profile>`` and ``smallfiles-<profile>`` in docs/performance.md. A page
 without a region for an input is left alone; a region whose input is missing is an error.
 """
 
@@ -79,8 +81,8 @@ def dav_table(data: dict) -> str:
 
 
 def bisync_table(data: dict) -> str:
-    """The two-way sync table (``bench/bisync.py``), with a line naming the run and how rclone
-    bisync ran."""
+    """The table of a bench that names its command and how its peers ran (``bench/bisync.py``:
+    how rclone bisync ran; ``bench/smallfiles.py``), with a line naming the run."""
     return _rows_table(data, data["command"], data["how"])
 
 
@@ -102,7 +104,7 @@ def collect(bench_dir: Path = ROOT / "bench" / "results",
     """Copy the runs' latest JSON (and the quick bench chart) into ``docs/results/``."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     copied = []
-    for src in sorted(p for kind in ("suite", "dav", "bisync") for p in bench_dir.glob(f"{kind}-*.json")):
+    for src in sorted(p for kind in ("suite", "dav", "bisync", "smallfiles") for p in bench_dir.glob(f"{kind}-*.json")):
         copied.append(Path(shutil.copyfile(src, RESULTS / src.name)))
     for src in sorted(reliability_dir.glob("*-latest.json")):
         mode = src.name.removesuffix("-latest.json")
@@ -125,9 +127,10 @@ def tables(results: Path = RESULTS) -> dict[str, dict[str, str]]:
     for path in sorted(results.glob("dav-*.json")):
         data = json.loads(path.read_text())
         out["dav"][f"dav-{data['profile']}"] = dav_table(data)
-    for path in sorted(results.glob("bisync-*.json")):
-        data = json.loads(path.read_text())
-        out["bench"][f"bisync-{data['profile']}"] = bisync_table(data)
+    for kind in ("bisync", "smallfiles"):  # both name their command and how their peers ran
+        for path in sorted(results.glob(f"{kind}-*.json")):
+            data = json.loads(path.read_text())
+            out["bench"][f"{kind}-{data['profile']}"] = bisync_table(data)
     return out
 
 

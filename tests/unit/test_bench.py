@@ -119,3 +119,19 @@ def test_the_bisync_bench_reads_the_summary_the_command_prints_and_its_percentil
     assert SUMMARY.search("up a\n" + report.summary() + "\n").groups() == ("1", "2", "1", "0", "1")
     xs = [float(i) for i in range(1, 101)]
     assert percentile(xs, 0.5) == 51.0 and percentile(xs, 0.99) == 100.0 and percentile([3.0], 0.99) == 3.0
+
+
+def test_the_small_files_bench_writes_distinct_blobs_and_times_what_it_wraps(tmp_path):
+    import os
+
+    from bench.smallfiles import FILE_SIZE, Timings, fsync_loop, small_payloads
+    from storage.sharedpack import SharedPacks
+    blobs = small_payloads(20, seed=4)
+    assert blobs == small_payloads(20, seed=4) != small_payloads(20, seed=5)
+    assert len(set(blobs)) == 20 and {len(b) for b in blobs} == {FILE_SIZE}
+    fsync, append = os.fsync, SharedPacks.append
+    with Timings() as tm:
+        times = fsync_loop(tmp_path / "f", blobs[:3])
+    assert len(times) == 3 and len(tm.fsyncs) == 3 and tm.appends == []
+    assert [p.read_bytes() for p in sorted((tmp_path / "f").iterdir())] == blobs[:3]
+    assert (os.fsync, SharedPacks.append) == (fsync, append)  # put back after the run

@@ -104,6 +104,21 @@ def test_the_bisync_table_goes_to_the_performance_page_and_names_its_run(tmp_pat
     assert "| bisync | 10,000 files: blockdrive bisync, nothing to do | 1.50 s | 0.50× of 3 s (goal ≤ 1: met) |" in table
 
 
+def test_the_small_files_table_goes_to_the_performance_page_and_names_its_run(tmp_path):
+    data = {**BISYNC, "command": "python -m bench.smallfiles", "how": "16 aiohttp clients; rclone v9.9",
+            "params": {"repeat": 1, "sf_files": 2000},
+            "rows": [{"key": "sf_bd", "section": "smallfiles", "label": "2,000 files of 4 KiB: HTTP PUT, 16 clients",
+                      "short": "blockdrive PUT", "unit": "f/s", "runs": [56.3], "median": 56.3, "higher_is_better": True,
+                      "ratios": [{"ref": "sf_bd", "ratio": 0.0375, "goal": 1.0, "what": "of 1500 f/s", "met": False}]}]}
+    (tmp_path / "smallfiles-quick.json").write_text(json.dumps(data))
+    body = figures.tables(tmp_path)["bench"]["smallfiles-quick"]
+    head, _, table = body.partition("\n\n")
+    assert head.startswith("`python -m bench.smallfiles --quick` of 2030-01-02 03:04:05, medians of 1 runs, 99 s in all;")
+    assert "16 aiohttp clients" in head and "0 goals met, 1 missed" in head
+    assert ("| smallfiles | 2,000 files of 4 KiB: HTTP PUT, 16 clients | 56.30 f/s | "
+            "0.04× of 1500 f/s (goal ≥ 1: **missed** by 96%) |") in table
+
+
 def test_markers_and_prose_are_kept_and_a_second_run_changes_nothing(tmp_path):
     text = _fill(tmp_path)
     assert markers.names(text, "figures") == ["bench-quick", "reliability-quick"]
