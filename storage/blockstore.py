@@ -145,7 +145,7 @@ class BlockStore:
             pending.clear()
 
         try:
-            sink.reserve()
+            sink.protect_hits()
             for view in self.chunker.chunks(stream):
                 raw = bytes(view)  # the chunker reuses its buffer
                 ing.size += len(raw)
