@@ -165,7 +165,7 @@ class BlockStore:
                     flush()
 
         try:
-            sink.reserve()
+            sink.protect_hits()
             for view in self.chunker.chunks(stream):
                 raw = bytes(view)  # the chunker reuses its buffer
                 ing.size += len(raw)

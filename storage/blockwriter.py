@@ -8,9 +8,10 @@ make the pack durable before their metadata transaction commits the result
 (:meth:`storage.blockindex.BlockIndex.commit`), or :meth:`abandon` after a failure.
 
 Write order (DESIGN.md, "data is durable before anything points to it"): the pack's
-``open`` row is registered first (:meth:`reserve`, or when the first byte is written), so a
-crash after that leaves a pack GC can find and reclaim; the pack is closed (fsync / HDFS
-close / S3 complete) before anything points at it.
+``open`` row is registered first (:meth:`reserve`, when a lookup first finds a stored block
+(:meth:`protect_hits`), or when the first byte is written), so a crash after that leaves a
+pack GC can find and reclaim; the pack is closed (fsync / HDFS close / S3 complete) before
+anything points at it.
 
 A request whose new blocks are small (at most ``shared.max_request_bytes`` stored) appends
 them to the process's shared open pack instead (storage/sharedpack.py): the row and the
@@ -81,6 +82,8 @@ class BlockWriter:
         self.held_bytes = 0
         self.share = shared is not None
         self.seen: set[bytes] = set()  # block ids already looked up or written by this ingest
+        self.guard_hits = False  # see protect_hits
+        self.has_row = False  # an ``open`` row of this ingest's own is registered
 
     def reserve(self) -> None:
         """Register the first pack's ``open`` row before the first known-block lookup: while
@@ -88,6 +91,15 @@ class BlockWriter:
         cannot be swept before the commit takes its ref (see storage/sweep.py)."""
         self.reserved = uuid.uuid4().hex
         self.index.register_open_pack(self.reserved, self.packs.hot.url_for(self.packs.pack_key(self.reserved)))
+        self.has_row = True
+
+    def protect_hits(self) -> None:
+        """Reserve the ``open`` row (:meth:`reserve`) only when a lookup first finds a stored
+        block, then look those up again: a hit still unmarked once the row exists cannot be
+        swept before the commit takes its ref, and one that is not any more is written again.
+        An ingest of fresh small blocks (all in the shared pack) so costs no transaction and
+        leaves no ``packs`` row of its own."""
+        self.guard_hits = True
 
     def unknown(self, chunks: Iterable[tuple[bytes, bytes]],
                 usable: Callable[[list[bytes]], set[bytes]] | None = None) -> Iterator[tuple[bytes, bytes]]:
@@ -101,6 +113,9 @@ class BlockWriter:
         if usable is not None and ask:
             ask = list(usable(ask))
         known = self.index.known_blocks(ask)
+        if known and self.guard_hits and not self.has_row:
+            self.reserve()
+            known = self.index.known_blocks(list(known))
         for block_id, raw in chunks:
             if block_id in self.seen:
                 continue
@@ -158,6 +173,7 @@ class BlockWriter:
         else:
             pack_id = uuid.uuid4().hex
             self.index.register_open_pack(pack_id, self.packs.hot.url_for(self.packs.pack_key(pack_id)))
+            self.has_row = True  # open until the commit seals it: it guards later lookups too
             url, self.out = self.packs.create(pack_id)
         self.info = PackInfo(pack_id, url)
         self.writer = packfmt.PackWriter(self.out, uuid.UUID(pack_id).bytes)

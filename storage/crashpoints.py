@@ -24,6 +24,10 @@ POINTS: dict[str, str] = {
     "put:pack_closed": "the pack file is closed and synced; no version points at its blocks yet",
     "put:before_commit": "blocks durable, pack row open; the version is not committed",
     "put:after_commit": "the version is committed; the client has not had its response",
+    # the shared open pack (storage/sharedpack.py): the requests of one process append, then
+    # share an fsync, then commit each its own metadata; earlier ones may be committed already
+    "shared:appended": "a request's records are written to the shared open pack, not yet synced",
+    "shared:synced": "a request's records are durable in the shared open pack; it is not committed",
     # tus: a chunk's blocks and tail -> session row -> (last chunk) the version
     "tus:chunk_stored": "a chunk's blocks and new tail are stored; the session's offset is unchanged",
     "tus:chunk_committed": "the session's offset moved on; the previous tail is not yet removed",

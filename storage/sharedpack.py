@@ -40,6 +40,7 @@ import weakref
 
 import sqlalchemy as sa
 
+from . import crashpoints
 from . import pack as packfmt
 from .blockindex import BlockIndex, pack_live_bytes
 from .clock import now
@@ -128,6 +129,7 @@ class SharedPacks:
                 raise
             end = cur.writer.size
             cur.last = time.monotonic()
+        crashpoints.reach("shared:appended")
         try:
             self._sync(cur, end)
         except BaseException:
@@ -135,6 +137,7 @@ class SharedPacks:
                 if self._cur is cur:
                     self._drop_locked()
             raise
+        crashpoints.reach("shared:synced")
         if end >= self.target_bytes:
             with self._lock:
                 if self._cur is cur:

@@ -3,11 +3,12 @@
 
     python -m tests.reliability.driver tus EMAIL NAME FILE CHUNK_BYTES   resumable upload, CHUNK_BYTES per append
     python -m tests.reliability.driver blocks EMAIL NAME FILE            the block API: missing, PUT each block, commit
+    python -m tests.reliability.driver puts EMAIL THREADS FILE...          concurrent puts into the root, named as the files
     python -m tests.reliability.driver job NAME                          a maintenance job (gc, compact, tier)
 
 The store is the one ``BLOCKDRIVE_CONFIG`` names. Progress goes to stdout as JSON lines
-(``{"session": ...}`` as soon as a tus session exists), so the test can resume what the
-killed process started. The same functions run in the test process for the "restart".
+(``{"session": ...}`` as soon as a tus session exists, ``{"name": ...}`` as each of
+``puts`` is acknowledged), so the test can resume what the killed process started. The same functions run in the test process for the "restart".
 
 ``job`` attaches to the Spark JVM whose py4j gateway ``PYSPARK_GATEWAY_PORT`` and
 ``PYSPARK_GATEWAY_SECRET`` name (the test session's), the way a job driver attaches to a
@@ -62,6 +63,21 @@ def block_upload(drive: Drive, user_id: int, name: str, data: bytes):
     return up.commit_blocks(user_id, root, name, ids, len(data), hashlib.sha256(data).hexdigest())
 
 
+def concurrent_puts(drive: Drive, user_id: int, paths: list[str], threads: int) -> None:
+    """Put every file of ``paths`` into the user's root on ``threads`` threads, as concurrent
+    requests of one server process do (their small blocks share the open pack and its fsyncs),
+    saying each one as soon as it is acknowledged."""
+    from concurrent.futures import ThreadPoolExecutor
+    root = drive.account(user_id).root_id
+
+    def one(path: str) -> None:
+        with open(path, "rb") as fh:
+            res = drive.put(user_id, root, os.path.basename(path), fh)
+        say(name=os.path.basename(path), node=res.node.id, version=res.version_id)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, paths))
+
+
 def attached_spark(cfg):
     """The Spark session of the JVM named by PYSPARK_GATEWAY_PORT (see the module doc)."""
     from jobs.spark import get_spark
@@ -91,6 +107,9 @@ def main(argv: list[str]) -> int:
         else:
             res = block_upload(drive, user.id, argv[2], data)
             say(node=res.node.id, version=res.version_id)
+        return 0
+    if op == "puts":
+        concurrent_puts(drive, drive.user_by_email(argv[1]).id, argv[3:], int(argv[2]))
         return 0
     if op == "job":
         from jobs.runner import run_job

@@ -7,6 +7,9 @@ the invariants (tests/reliability/invariants.py).
   resumed from the session's offset as a tus client does (a HEAD saying every byte arrived
   means the file exists);
 - ``block:*``: delta sync (missing, PUT each block, commit), killed at the n-th block;
+- ``shared:*``: small files put by concurrent threads of one process, so their blocks share
+  the open pack and its fsyncs, killed when the n-th request reaches the point: the files
+  acknowledged before (committed into the same unfinished pack) must read back;
 - ``gc:*``, ``compact:*``, ``tier:*``, ``pack:*``: the job, on a store seeded with work for
   every step (expired trash, an abandoned tus upload, a crashed put, small packs, retired
   packs past the grace period); the restart is the next run of the job.
@@ -41,7 +44,8 @@ from storage.config import load_config
 from storage.db import make_engine, migrate
 from storage.drive import Drive
 from storage.errors import BlockdriveError
-from storage.models import Pack
+from storage.models import Block, Pack
+from storage.states import PackState
 from storage.uploads import Uploads
 from tests.conftest import rand
 from tests.e2e.conftest import own_mysql_database
@@ -59,6 +63,7 @@ FAMILIES = {
     "put": ["put:pack_written", "put:pack_closed", "put:before_commit", "put:after_commit"],
     "tus": ["tus:chunk_stored", "tus:chunk_committed", "tus:after_finish"],
     "block": ["block:stored", "block:after_commit"],
+    "shared": ["shared:appended", "shared:synced"],
     "gc": ["gc:after_purge", "gc:after_expire", "gc:after_mark", "gc:after_sweep", "gc:after_abandon"],
     # pack:* first: a round's retired packs are deleted by the first run that gets that far
     "compact": ["pack:row_deleted", "pack:file_deleted", "compact:after_delete", "compact:after_write",
@@ -229,6 +234,34 @@ def block_run(st: Store, point: str, i: int) -> None:
     st.ack(name, res.node.id, res.version_id, data)
 
 
+def shared_run(st: Store, point: str, i: int) -> None:
+    """Six small files on three threads of one process, killed at the n-th request's point;
+    then the ones not acknowledged are put again, as their clients would."""
+    files = {st.name("grp"): rand(20_000 + 9_000 * k, st.fresh()) for k in range(6)}
+    paths = []
+    for name, data in files.items():
+        path = st.tmp / name
+        path.write_bytes(data)
+        paths.append(path)
+    nth = (1, 3, 5)[i % 3]
+    proc = st.kill(_driver("puts", st.email, 3, *paths), f"{point}@{nth}")
+    acked = [json.loads(line) for line in proc.stdout.splitlines()]
+    for out in acked:
+        st.ack(out["name"], out["node"], out["version"], files.pop(out["name"]))
+    if nth == 5:
+        # A pool thread takes its next file only once its last one was acknowledged, so two
+        # were before the fifth request got this far; their blocks are in the pack the kill
+        # left open, which is what this scenario is for.
+        assert len(acked) >= 2, proc.stdout
+        with st.drive.sm() as s:
+            in_open = s.execute(sa.select(sa.func.count()).select_from(Block).join(Pack, Pack.id == Block.pack_id)
+                                .where(Pack.state == PackState.OPEN)).scalar_one()
+        assert in_open > 0, "no acknowledged block in an unfinished shared pack"
+    st.check(f"{point}@{nth} run {i} (killed)")
+    for name, data in files.items():
+        st.put(name, data)
+
+
 def seed_job_work(st: Store) -> None:
     """Work for every step of gc, compact and tier: new small packs, an edit, a file deleted
     (trash retention is 0), an abandoned tus upload, a put that crashed before its commit;
@@ -298,7 +331,7 @@ def test_crash_matrix(family, tmp_path, spark, spark_env, shared_spark):
             job_round(st, family, i, spark, runs)
             continue
         for point in FAMILIES[family]:
-            {"put": put_run, "tus": tus_run, "block": block_run}[family](st, point, i)
+            {"put": put_run, "tus": tus_run, "block": block_run, "shared": shared_run}[family](st, point, i)
             st.check(f"{point} run {i} (restarted)")
             runs[point] += 1
     # Time passes, gc and compact run: what the crashes left behind must be gone.

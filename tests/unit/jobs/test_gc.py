@@ -179,16 +179,20 @@ def test_dedup_hit_racing_a_sweep(drive, make_user, run, grace, monkeypatch):
     data = rand(200_000, 30)
     f = put_bytes(drive, u, "a.bin", data)
     dead = set(blocks_of(drive))
-    # Pause the copy right after its known-block lookup found every block.
+    # Pause the copy right after the known-block lookup whose hits it will reference: the
+    # second, made once its open pack row exists (BlockWriter.protect_hits).
     store = drive.blocks
     found, go_on = threading.Event(), threading.Event()
     real = store.index.known_blocks
+    hits = []
 
     def known(ids):
         got = real(ids)
         if got:
-            found.set()
-            assert go_on.wait(60)
+            hits.append(len(got))
+            if len(hits) == 2:
+                found.set()
+                assert go_on.wait(60)
         return got
     monkeypatch.setattr(store.index, "known_blocks", known)
     out = {}
@@ -228,12 +232,15 @@ def test_dedup_hit_protected_by_inflight_upload_even_with_zero_grace(drive, make
     store = drive.blocks
     found, go_on = threading.Event(), threading.Event()
     real = store.index.known_blocks
+    hits = []
 
-    def known(ids):
+    def known(ids):  # paused on the lookup made once the upload's open row exists
         got = real(ids)
         if got:
-            found.set()
-            assert go_on.wait(60)
+            hits.append(len(got))
+            if len(hits) == 2:
+                found.set()
+                assert go_on.wait(60)
         return got
     monkeypatch.setattr(store.index, "known_blocks", known)
     out = {}

@@ -78,3 +78,44 @@ def test_an_ingest_with_every_block_known_gives_back_its_reserved_pack(drive, ma
     writer.add_chunks([chunk(data)])
     writer.close()
     assert ing.new_blocks == {} and ing.packs == [] and len(ing.unused_packs) == 1
+
+
+def test_a_writer_protecting_hits_registers_its_row_only_when_a_lookup_finds_one(drive, make_user):
+    stored = a_stored_block(drive, make_user, 6)
+    with drive.sm() as s:
+        rows = s.execute(sa.select(sa.func.count()).select_from(Pack)).scalar()
+    ing = Ingested()
+    writer = drive.blocks.writer(ing)
+    writer.protect_hits()
+    assert list(writer.unknown([chunk(rand(20_000, 7))])) != []
+    with drive.sm() as s:
+        assert s.execute(sa.select(sa.func.count()).select_from(Pack)).scalar() == rows  # fresh: no row
+    assert list(writer.unknown([chunk(stored)])) == []  # a hit: the row, then the hit again
+    with drive.sm() as s:
+        assert s.execute(sa.select(sa.func.count()).select_from(Pack)).scalar() == rows + 1
+    assert writer.reserved is not None
+
+
+def test_a_hit_marked_before_the_row_exists_is_written_again(drive, make_user):
+    stored = a_stored_block(drive, make_user, 8)
+    ing = Ingested()
+    writer = drive.blocks.writer(ing)
+    writer.protect_hits()
+    real = drive.blocks.index.known_blocks
+    calls = []
+
+    def known(ids):
+        got = real(ids)
+        calls.append(got)
+        if len(calls) == 1:  # GC marks the hit between the first lookup and the reservation
+            with drive.sm() as s, s.begin():
+                s.execute(sa.update(Block).values(gc_marked_at=sa.func.current_timestamp()))
+        return got
+    drive.blocks.index.known_blocks = known
+    try:
+        assert list(writer.unknown([chunk(stored)])) == [chunk(stored)]
+    finally:
+        del drive.blocks.index.known_blocks
+    assert len(calls) == 2 and calls[1] == set()
+    with drive.sm() as s, s.begin():  # let the after-test fsck see the store as it was
+        s.execute(sa.update(Block).values(gc_marked_at=None))

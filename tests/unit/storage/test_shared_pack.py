@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from storage import clock
+from storage import clock, crashpoints
 from storage import maintenance as m
 from storage import pack as packfmt
 from storage.batch import FRAME, put_blocks
 from storage.drive import Drive
-from storage.errors import RetryLater
+from storage.errors import NotFound, RetryLater
 from storage.fsck import fsck, index_from_packs
 from storage.models import Block, Pack, UploadPin
 from storage.uploads import Uploads
@@ -128,6 +128,37 @@ def test_concurrent_requests_share_the_pack_and_every_block_is_durable(drive, ma
     assert len(_pack_files(drive)) == 1
     for _, b in work:
         assert drive.blocks.read_block(hashlib.sha256(b).digest()) == b
+
+
+def test_at_the_shared_sync_point_the_records_are_on_disk_and_nothing_points_to_them(shared_drive):
+    drive = shared_drive()
+    u, _ = drive.create_user("s@example.com", "password123")
+    put_bytes(drive, u, "first.bin", rand(30_000, 1))  # committed into the pack the next one shares
+    data = rand(40_000, 2)
+    seen = {}
+
+    def at(point):
+        def look():
+            with drive.sm() as s:
+                seen[point] = (_records(drive), s.execute(sa.select(sa.func.count()).select_from(Block)).scalar())
+            if point == "shared:synced":
+                raise RuntimeError("killed between the shared fsync and the commit")
+        return look
+    crashpoints.HOOKS.update({p: at(p) for p in ("shared:appended", "shared:synced")})
+    try:
+        with pytest.raises(RuntimeError):
+            put_bytes(drive, u, "second.bin", data)
+    finally:
+        for p in ("shared:appended", "shared:synced"):
+            crashpoints.HOOKS.pop(p)
+    records, rows = seen["shared:synced"]
+    assert records == rows + 1  # the new record is in the file; no blocks row names it
+    assert seen["shared:appended"][1] == rows
+    with pytest.raises(NotFound):
+        drive.resolve(u.id, "/second.bin")
+    node = put_bytes(drive, u, "second.bin", data).node  # the client's retry
+    assert read_all(drive, u, node.id) == data
+    assert len(_pack_files(drive)) == 1
 
 
 def test_sealed_at_target_size_and_when_idle(shared_drive):
