@@ -20,7 +20,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                "max_json_bytes": 1024 * 1024, "public_url": "", "upload_expire_seconds": 86400,
                "auth_max_failures": 5, "auth_window_seconds": 900,
                "secret_key": "", "threads": 64, "header_timeout_seconds": 10, "body_timeout_seconds": 30,
-               "body_min_bytes_per_second": 500},
+               "body_min_bytes_per_second": 500, "ready_probe_seconds": 1.0},
     "metrics": {"allow_from": "", "bearer_token": ""},
     "storage": {
         "home": "./var",

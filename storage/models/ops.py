@@ -87,3 +87,16 @@ class Lock(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+
+
+class Server(Base):
+    """An API server process: its heartbeat, written each time its readiness is checked
+    (storage/servers.py)."""
+
+    __tablename__ = "servers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    seen_at: Mapped[dt.datetime] = mapped_column(Timestamp, index=True)
