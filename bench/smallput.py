@@ -8,7 +8,8 @@ For each thread count, a fresh home (and, with ``--db-url``, the tables in that 
 database; the default is the embedded SQLite file) gets ``--files`` random files of
 ``--size`` bytes through ``Drive.put``, split over the threads, each file its own name in the
 user's root folder. Printed per run: files/s, the median and 99th percentile latency of one
-put, database transactions committed and ``packs`` rows added per put, fsyncs per put made
+put, database transactions committed, SQL statements sent (SQLite's ``BEGIN IMMEDIATE``
+included) and ``packs`` rows added per put, fsyncs per put made
 from Python (``os.fsync``/``os.fdatasync``: the pack writes; SQLite's own fsyncs are not
 seen here, count them with ``strace -c -f -e trace=fsync,fdatasync``), and the pack files on
 disk at the end. Next to it, the floor: a loop writing each file to its own file and
@@ -35,18 +36,24 @@ from bench.common import machine, save, table
 
 
 class Counts:
-    """Commits on the engine and fsyncs from Python, counted while installed."""
+    """Commits and SQL statements on the engine and fsyncs from Python, counted while
+    installed."""
 
     def __init__(self, engine):
         import sqlalchemy as sa
-        self.commits = self.fsyncs = 0
+        self.commits = self.fsyncs = self.statements = 0
         self._lock = threading.Lock()
         self._real = os.fsync, os.fdatasync
         sa.event.listen(engine, "commit", self._commit)
+        sa.event.listen(engine, "before_cursor_execute", self._statement)
 
     def _commit(self, _conn) -> None:
         with self._lock:
             self.commits += 1
+
+    def _statement(self, *_args) -> None:
+        with self._lock:
+            self.statements += 1
 
     def _wrap(self, fn):
         def counted(fd):
@@ -115,6 +122,7 @@ def run_puts(home: Path, db_url: str | None, files: list[bytes], threads: int, p
     lat.sort()
     out = {"threads": threads, "files_per_s": n / took, "median_ms": 1000 * statistics.median(lat),
            "p99_ms": 1000 * lat[int(0.99 * (n - 1))], "commits_per_put": counts.commits / n,
+           "statements_per_put": counts.statements / n,
            "fsyncs_per_put": counts.fsyncs / n, "pack_rows_per_put": rows / n,
            "pack_files": sum(1 for p in (home / "packs").rglob("*") if p.is_file())}
     engine.dispose()
@@ -157,9 +165,9 @@ def main(argv=None) -> int:
     print(machine())
     print(f"{args.files} files of {args.size} B, {db}; write+fsync loop: {floor:.0f} files/s")
     print(table([(r["threads"], f"{r['files_per_s']:.0f}", f"{r['median_ms']:.2f}", f"{r['p99_ms']:.1f}",
-                  f"{r['commits_per_put']:.2f}", f"{r['fsyncs_per_put']:.2f}", f"{r['pack_rows_per_put']:.2f}",
+                  f"{r['commits_per_put']:.2f}", f"{r['statements_per_put']:.1f}", f"{r['fsyncs_per_put']:.2f}", f"{r['pack_rows_per_put']:.2f}",
                   r["pack_files"]) for r in rows],
-                ("threads", "files/s", "median ms", "p99 ms", "commits/put", "py fsyncs/put", "pack rows/put",
+                ("threads", "files/s", "median ms", "p99 ms", "commits/put", "SQL/put", "py fsyncs/put", "pack rows/put",
                  "pack files")))
     save(f"smallput_{db.lower()}", {"machine": machine(), "files": args.files, "size": args.size,
                                      "fsync_loop_files_per_s": floor, "runs": rows})

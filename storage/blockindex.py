@@ -76,15 +76,21 @@ def pack_live_bytes():
             .where(Block.pack_id == Pack.id).scalar_subquery())
 
 
+# Statements of every upload's commit, built once: building one costs more than running it.
+_ADD_REFS = (sa.update(Block).where(Block.id == sa.bindparam("block_id"))
+             .values(refcount=Block.refcount + sa.bindparam("n"), gc_marked_at=None)
+             .execution_options(synchronize_session=False))
+_PRESENT = sa.select(Block.id).where(Block.id.in_(sa.bindparam("ids", expanding=True))).with_for_update()
+_SHARED_PACK = sa.select(Pack.state, Pack.size).where(Pack.id == sa.bindparam("pid")).with_for_update(read=True)
+_INSERT_BLOCKS = sa.insert(Block.__table__)
+
+
 def add_refs(s: Session, counts: Counter) -> None:
     """Take ``counts[block_id]`` refs on each block in one UPDATE per distinct count; taking a
     ref clears any GC mark in the same statement. Fails (so the transaction rolls back)
     if a block vanished."""
-    stmt = (sa.update(Block).where(Block.id == sa.bindparam("block_id"))
-            .values(refcount=Block.refcount + sa.bindparam("n"), gc_marked_at=None)
-            .execution_options(synchronize_session=False))
     for n, block_ids in _by_count(counts).items():
-        res = s.connection().execute(stmt, [{"block_id": b, "n": n} for b in block_ids])
+        res = s.connection().execute(_ADD_REFS, [{"block_id": b, "n": n} for b in block_ids])
         if res.rowcount != len(block_ids):
             raise RetryLater("a referenced block was collected while this upload ran; retry")
 
@@ -156,8 +162,7 @@ class BlockIndex:
             for i in range(0, len(block_ids), LOOKUP_CHUNK):
                 # Locked, so a concurrent sweep cannot remove a row between this check and
                 # add_refs below; a row it removed before is absent and ours is inserted.
-                present.update(r[0] for r in s.execute(sa.select(Block.id).where(
-                    Block.id.in_(block_ids[i:i + LOOKUP_CHUNK])).with_for_update()))
+                present.update(r[0] for r in s.execute(_PRESENT, {"ids": block_ids[i:i + LOOKUP_CHUNK]}))
             rows = [dict(id=b.block_id, size=b.size, stored_size=b.stored_size, codec=b.codec,
                          pack_id=b.pack_id, offset_in_pack=b.offset, refcount=0, created_at=t)
                     for b in ing.new_blocks.values() if b.block_id not in present]
@@ -181,8 +186,7 @@ class BlockIndex:
             # for our commit and then see our blocks. Its live_bytes are counted when sealed.
             # Sealed, it must hold our records: a pack sealed by someone else than its writer
             # (GC's recovery of a pack it took for crashed) may end before them.
-            row = s.execute(sa.select(Pack.state, Pack.size).where(Pack.id == pack_id)
-                            .with_for_update(read=True)).first()
+            row = s.execute(_SHARED_PACK, {"pid": pack_id}).first()
             end = max(b.offset + packfmt.RECORD_HEADER + b.stored_size
                       for b in ing.new_blocks.values() if b.pack_id == pack_id)
             if row is None or not (row.state == PackState.OPEN or (row.state == PackState.SEALED and (row.size or 0) >= end)):
@@ -193,5 +197,5 @@ class BlockIndex:
             s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state == PackState.OPEN).values(state=PackState.DELETED))
         if rows:
             # Core, not the ORM's bulk insert: the same statement without its per-row work.
-            s.execute(sa.insert(Block.__table__), rows)
+            s.execute(_INSERT_BLOCKS, rows)
         add_refs(s, Counter(block_id for block_id, _ in ing.refs))

@@ -92,6 +92,9 @@ def created(node_id: int, node_kind: str, parent: Node, name: str, path: str, **
                 owner_id=parent.owner_id, name=name, parent_id=parent.id, path=path, **fields)
 
 
+_INSERT = sa.insert(Change.__table__)  # built once: every write records a change
+
+
 def record(s: Session, rows: Sequence[dict]) -> None:
     """Append ``rows`` (made with :func:`entry`) to their journals, in this transaction. Each
     journal's user row is locked first, in id order (see the module's docstring)."""
@@ -101,7 +104,7 @@ def record(s: Session, rows: Sequence[dict]) -> None:
         lock_owner(s, user_id)
     t = now()
     blank = dict.fromkeys(("version_id", "size", "sha256", "mtime", "old_parent_id", "old_name", "old_path", "role"))
-    s.execute(sa.insert(Change.__table__), [{**blank, "at": t, **r} for r in rows])
+    s.execute(_INSERT, [{**blank, "at": t, **r} for r in rows])
 
 
 def node_entry(s: Session, kind: str, node: Node, **fields) -> dict:

@@ -38,6 +38,12 @@ __all__ = ["ROLES", "SORTS", "Drive", "NodeInfo", "PutResult", "VersionInfo"]
 SORTS = ("name", "updated", "size")
 READ_PAGE = 256  # version_blocks rows fetched per query while streaming a download
 T = TypeVar("T")
+# Asked twice by every put: built once, since building it costs more than running it.
+_OWNED_BLOCKS = (sa.select(VersionBlock.block_id).distinct()
+                 .join(FileVersion, FileVersion.id == VersionBlock.version_id)
+                 .join(Node, Node.id == FileVersion.node_id)
+                 .where(Node.owner_id == sa.bindparam("uid"),
+                        VersionBlock.block_id.in_(sa.bindparam("ids", expanding=True))))
 
 
 @dataclass(frozen=True)
@@ -303,7 +309,8 @@ class Drive:
         self._hook("put:before_commit")
 
         def run(s):
-            parent, node, _owner = self.put_target(s, user_id, parent_id, name, if_match, if_none_match)
+            parent, node, _owner = self.put_target(s, user_id, parent_id, name, if_match, if_none_match,
+                                                   limits=False)
             created = node is None
             sizes = dict(ing.refs)
             owned = self._owned_blocks(s, user_id, list(sizes))  # before this version adds its refs
@@ -322,30 +329,28 @@ class Drive:
         """Of ``ids``, the blocks referenced by a version of one of the user's own files."""
         have: set[bytes] = set()
         for i in range(0, len(ids), 500):
-            have.update(r[0] for r in s.execute(
-                sa.select(VersionBlock.block_id).distinct()
-                .join(FileVersion, FileVersion.id == VersionBlock.version_id)
-                .join(Node, Node.id == FileVersion.node_id)
-                .where(Node.owner_id == user_id, VersionBlock.block_id.in_(ids[i:i + 500]))))
+            have.update(r[0] for r in s.execute(_OWNED_BLOCKS, {"uid": user_id, "ids": ids[i:i + 500]}))
         return have
 
     def put_target(self, s: Session, user_id: int, parent_id: int, name: str, if_match: int | str | None,
-                   if_none_match: bool) -> tuple[Node, Node | None, User]:
+                   if_none_match: bool, *, limits: bool = True) -> tuple[Node, Node | None, User | None]:
         """Where a new version of ``name`` in folder ``parent_id`` goes: the folder (the
         caller must be an editor), the file already there (or None) and the folder's owner.
-        Checks the preconditions and, for a new file, the owner's tree limits."""
+        Checks the preconditions and, for a new file, the owner's tree limits. Inside the
+        commit, ``limits=False`` leaves the limits (and the owner, returned as None) to
+        :func:`storage.versions.write_versions`, which checks them under the owner's lock."""
         parent, _ = get_node(s, user_id, parent_id, need=Role.EDITOR)
         if parent.kind != "folder":
             raise InvalidInput(f"node {parent_id} is not a folder")
-        existing = tree.child(s, parent.id, name)
+        existing = tree.live_child(s, parent.id, name)
         if existing is not None and existing.kind != "file":
             raise Conflict(f"{name!r} is a folder")
-        if existing is None:
-            tree.check_name_free(s, parent.id, name)
         if if_match is not None or if_none_match:
             current = s.get(FileVersion, existing.current_version_id) \
                 if existing is not None and existing.current_version_id else None
             check_preconditions(name, existing, current, if_match, if_none_match)
+        if not limits:
+            return parent, existing, None
         owner = s.get(User, parent.owner_id)
         if existing is None:
             # Refused before a byte is read or a resumable upload is opened; the commit checks

@@ -166,10 +166,39 @@ def get_node(s: Session, user_id: int, node_id: int, need: str = "viewer",
     return node, r
 
 
+# Statements of every write, built once: building one costs more than running it.
+_LIVE_CHILD = sa.select(Node).where(
+    Node.parent_id == sa.bindparam("pid"),
+    sa.or_(Node.live_name == sa.bindparam("normal"), Node.live_name == sa.bindparam("name"),
+           Node.live_fold == sa.bindparam("fold")))
+_TOUCH = (sa.update(Node).where(Node.id.in_(sa.bindparam("ids", expanding=True))).values(changes=Node.changes + 1)
+          .execution_options(synchronize_session=False))
+_LOCK_OWNER = sa.select(User.id).where(User.id == sa.bindparam("uid")).with_for_update()
+_NODE_PATH = sa.select(Node.path).where(Node.id == sa.bindparam("nid"))
+_RESERVE = sa.update(User).where(User.id == sa.bindparam("uid")).values(node_count=User.node_count + sa.bindparam("n")) \
+    .execution_options(synchronize_session=False)
+_RESERVE_UNDER = _RESERVE.where(User.node_count + sa.bindparam("n") <= sa.bindparam("most"))
+
+
 def child(s: Session, parent_id: int, name: str) -> Node | None:
     """The live node named ``name`` (in any Unicode normal form) in folder ``parent_id``, if any."""
     return s.execute(sa.select(Node).where(Node.parent_id == parent_id, Node.live_name == normal(name))
                      ).scalar_one_or_none()
+
+
+def live_child(s: Session, parent_id: int, name: str) -> Node | None:
+    """:func:`child` and, when there is none, :func:`check_name_free` in one query: the live
+    node named ``name`` (NFC, validated) in folder ``parent_id``, or None when the name is
+    free. Raises Conflict when another live name there equals it under case folding (or, for
+    a name kept from before the case rule, without a fold, is the same name)."""
+    n = normal(name)
+    rows = s.execute(_LIVE_CHILD, {"pid": parent_id, "normal": n, "name": name, "fold": fold_key(name)}).scalars().all()
+    for row in rows:
+        if row.live_name == n:
+            return row
+    if rows:
+        raise name_taken(name, rows[-1].name)
+    return None
 
 
 def live_columns(name: str) -> dict[str, str]:
@@ -248,8 +277,7 @@ def touch(s: Session, nodes: Iterable[tuple[str | None, int]]) -> None:
         ids.add(nid)
     ordered = sorted(ids)  # one lock order for every writer: ancestors of a tree, root first
     for i in range(0, len(ordered), 500):
-        s.execute(sa.update(Node).where(Node.id.in_(ordered[i:i + 500])).values(changes=Node.changes + 1)
-                  .execution_options(synchronize_session=False))
+        s.execute(_TOUCH, {"ids": ordered[i:i + 500]})
 
 
 # ---- the shape of an owner's tree -----------------------------------------------------------
@@ -259,7 +287,7 @@ def lock_owner(s: Session, owner_id: int) -> None:
     all hold the owner's row until they commit, so a path read after this is the committed
     one and stays so (READ COMMITTED reads the latest commit per statement; SQLite's BEGIN
     IMMEDIATE serialises all writers anyway)."""
-    s.execute(sa.select(User.id).where(User.id == owner_id).with_for_update()).scalar_one()
+    s.execute(_LOCK_OWNER, {"uid": owner_id}).scalar_one()
 
 
 class TreeLimits:
@@ -307,7 +335,7 @@ class TreeLimits:
         parent's path is read afresh: a move committed since ``parent`` was loaded may have
         changed it (node creation holds the owner's row, see :meth:`reserve_nodes`, so no
         move runs between this read and the commit)."""
-        ppath = s.execute(sa.select(Node.path).where(Node.id == parent.id)).scalar_one()
+        ppath = s.execute(_NODE_PATH, {"nid": parent.id}).scalar_one()
         if ppath is None:
             ppath = path_of(ancestor_ids(s, parent))
         path = child_path(ppath, parent.id)
@@ -318,11 +346,10 @@ class TreeLimits:
         """Count ``n`` more nodes (fewer if negative) against ``owner_id``'s node limit, in
         one guarded UPDATE of their row. That row is also the lock every change to the
         shape of the owner's tree takes first (see :func:`lock_owner`)."""
-        stmt = sa.update(User).where(User.id == owner_id).values(node_count=User.node_count + n)
         most = self.limit("max_nodes_per_user")
-        if n > 0:
-            stmt = stmt.where(User.node_count + n <= most)
-        if s.execute(stmt.execution_options(synchronize_session=False)).rowcount == 0 and n > 0:
+        stmt, params = (_RESERVE_UNDER, {"uid": owner_id, "n": n, "most": most}) if n > 0 else \
+            (_RESERVE, {"uid": owner_id, "n": n})
+        if s.execute(stmt, params).rowcount == 0 and n > 0:
             raise LimitExceeded(f"a user may own at most {most} files and folders, trash included "
                                 f"(limits.max_nodes_per_user); this needs {n} more", limit="max_nodes_per_user",
                                 max=most)

@@ -20,6 +20,7 @@ per file.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, NamedTuple, Sequence
@@ -97,6 +98,14 @@ class NewVersion:
         return self.node.owner_id if self.node is not None else self.parent.owner_id
 
 
+# Statements of every version written, built once: building one costs more than running it.
+_INSERT_REFS = sa.insert(VersionBlock.__table__)
+# A node moves to its new version only if it is still at the one read (``old``, or none).
+_MOVE = sa.update(Node).values(current_version_id=sa.bindparam("vid"), updated_at=sa.bindparam("t"))
+_MOVE_FRESH = _MOVE.where(Node.id == sa.bindparam("nid"), Node.current_version_id.is_(None))
+_MOVE_KEPT = _MOVE.where(Node.id == sa.bindparam("nid"), Node.current_version_id == sa.bindparam("old"))
+
+
 def commit_version(s: Session, drive: Drive, user_id: int, new: NewVersion, held: int = 0) -> tuple[Node, int]:
     """Charge ``new`` to its owner, releasing ``held`` pending bytes of ``user_id`` (the
     uploader's reservation turns into the version it promised), then write it. Returns the
@@ -129,7 +138,7 @@ def write_versions(s: Session, limits: TreeLimits, user_id: int,
     rows = [dict(version_id=version_id[i], seq=seq, block_id=ref.block_id, offset=off)
             for i, v in enumerate(versions) for seq, ref, off in placed(v.refs)]
     if rows:
-        s.execute(sa.insert(VersionBlock.__table__), rows)
+        s.execute(_INSERT_REFS, rows)
     # Conditional on the version we read: a concurrent writer makes this fail loudly rather
     # than lose an update. One executemany per kind of guard where the driver counts rows
     # per statement.
@@ -138,12 +147,11 @@ def write_versions(s: Session, limits: TreeLimits, user_id: int,
              if v.node is None or v.node.current_version_id is None]
     kept = [{"nid": node_id[i], "vid": version_id[i], "old": v.node.current_version_id}
             for i, v in enumerate(versions) if v.node is not None and v.node.current_version_id is not None]
-    for params, guard in ((fresh, Node.current_version_id.is_(None)),
-                          (kept, Node.current_version_id == sa.bindparam("old"))):
+    for params, stmt in ((fresh, _MOVE_FRESH), (kept, _MOVE_KEPT)):
         if not params:
             continue
-        stmt = (sa.update(Node).where(Node.id == sa.bindparam("nid"), guard)
-                .values(current_version_id=sa.bindparam("vid"), updated_at=t))
+        for p in params:
+            p["t"] = t
         groups = [params] if conn.dialect.supports_sane_multi_rowcount else [[p] for p in params]
         for g in groups:
             if conn.execute(stmt, g).rowcount != len(g):
@@ -165,6 +173,12 @@ def write_versions(s: Session, limits: TreeLimits, user_id: int,
     return [(node_id[i], version_id[i]) for i in range(len(versions))]
 
 
+@functools.cache
+def _insert_returning(model, key: tuple[str, ...]):
+    """The INSERT ... RETURNING of :func:`insert_rows`, built once per table and key."""
+    return sa.insert(model.__table__).returning(model.id, *(getattr(model, k) for k in key))
+
+
 def new_node_paths(limits: TreeLimits, s: Session, parents: Sequence[Node]) -> dict[int, str]:
     """Count one new node per entry of ``parents`` against its owner's node limit, then the
     path of a new node in each parent (the checks :meth:`storage.tree.TreeLimits.new_node`
@@ -182,8 +196,7 @@ def insert_rows(s: Session, model, rows: list[dict], key: tuple[str, ...]) -> li
     if not rows:
         return []
     if s.connection().dialect.insert_executemany_returning:
-        got = {tuple(r[1:]): r[0] for r in s.execute(
-            sa.insert(model.__table__).returning(model.id, *(getattr(model, k) for k in key)), rows)}
+        got = {tuple(r[1:]): r[0] for r in s.execute(_insert_returning(model, key), rows)}
         return [got[tuple(r[k] for k in key)] for r in rows]
     objs = [model(**r) for r in rows]
     s.add_all(objs)

@@ -205,3 +205,24 @@ def test_the_migration_keeps_names_that_clash_and_folds_the_oldest(tmp_path):
         assert "live_fold" not in columns and len(c.exec_driver_sql("SELECT id FROM nodes").all()) == 5
     assert migrate(engine) == head_revision()
     engine.dispose()
+
+
+def test_live_child_finds_the_file_or_the_clash_in_one_query(drive, make_user):
+    u = make_user()
+    f = put_bytes(drive, u, NFC, b"one").node
+    put_bytes(drive, u, "gone.txt", b"x")
+    drive.delete(u.id, drive.resolve(u.id, "/gone.txt").id)
+    twin = _legacy_twin(drive, u, "CAF\u00c9.TXT")
+    with drive.sm() as s:
+        seen = []
+        sa.event.listen(s.connection(), "before_cursor_execute", lambda *a: seen.append(a[2]))
+        assert tree.live_child(s, u.root_id, NFC).id == f.id  # its own name wins over a legacy twin
+        assert tree.live_child(s, u.root_id, NFD).id == f.id
+        assert tree.live_child(s, u.root_id, "free.txt") is None
+        assert tree.live_child(s, u.root_id, "gone.txt") is None  # a trashed name is free
+        with pytest.raises(Conflict, match="only in case") as exc:
+            tree.live_child(s, u.root_id, "Caf\u00e9.txt")
+        assert exc.value.details["clashes_with"] in (NFC, "CAF\u00c9.TXT")
+        assert tree.live_child(s, u.root_id, "CAF\u00c9.TXT").id == twin  # a name without a fold is found too
+        assert len(seen) == 6
+    drive.move(u.id, twin, name="old")  # ends the clash fsck reports after the test

@@ -197,3 +197,25 @@ def test_fsck_recounts_node_counts_and_paths_and_reconcile_repairs_the_count(dri
     assert maintenance.node_count_drift(drive.sm) == []
     with drive.sm() as s, s.begin():
         s.execute(sa.update(Node).where(Node.id == b).values(path=f"/{u.root_id}/{a}/"))
+
+
+def test_a_put_is_refused_at_commit_when_a_limit_filled_meanwhile(drive, make_user):
+    """The limits a put checks before reading its body hold at its commit too: a folder made,
+    or moved deeper, while the bytes were read refuses the new file and writes nothing."""
+    limits(drive, max_nodes_per_user=2, max_depth=2)
+    u = make_user()
+    a = drive.mkdir(u.id, u.root_id, "a").id
+    drive.hooks["put:before_commit"] = lambda: drive.mkdir(u.id, u.root_id, "late")
+    try:
+        with pytest.raises(LimitExceeded) as exc:
+            put_bytes(drive, u, "f.bin", b"x", parent=a)
+        assert exc.value.details == {"limit": "max_nodes_per_user", "max": 2}
+        limits(drive, max_nodes_per_user=10)
+        drive.hooks["put:before_commit"] = lambda: drive.move(u.id, a, parent_id=drive.resolve(u.id, "/late").id)
+        with pytest.raises(LimitExceeded) as exc:
+            put_bytes(drive, u, "f.bin", b"x", parent=a)  # a is at depth 2 now: f.bin would be at 3
+        assert exc.value.details == {"limit": "max_depth", "max": 2}
+    finally:
+        drive.hooks.pop("put:before_commit")
+    assert nodes_of(drive, u) == 3 and node_count(drive, u) == 2  # the root, a and late
+    assert drive.list_children(u.id, a)[0] == []

@@ -113,3 +113,32 @@ def test_run_tx_retries_the_races_a_retry_resolves(drive):
     with pytest.raises(OperationalError):
         run_tx(drive.sm, other)
     assert len(calls) == 1  # not a race: raised at once
+
+
+
+def test_a_put_reads_its_owner_once_and_repeats_no_statement_in_its_commit(drive, make_user):
+    """The commit of a small put reuses what the request already checked: the owner's row is
+    read once (before the body, for the quota and limit checks), and no statement of the
+    commit transaction runs twice with the same parameters."""
+    u = make_user()
+    put_bytes(drive, u, "warm.bin", rand(4096))
+    for created in (True, False):  # a new file, then a new version of it
+        seen: list[str] = []
+
+        def statement(_conn, _cursor, text, params, *_):
+            seen.append(" ".join(text.split()) + f" -- {params!r}")
+
+        def begin(_conn):
+            seen.append("-- transaction --")
+        sa.event.listen(drive.engine, "before_cursor_execute", statement)
+        sa.event.listen(drive.engine, "begin", begin)
+        try:
+            res = put_bytes(drive, u, "new.bin", rand(4096))
+        finally:
+            sa.event.remove(drive.engine, "before_cursor_execute", statement)
+            sa.event.remove(drive.engine, "begin", begin)
+        assert res.created == created and res.version_id == res.node.version_id
+        assert sum(1 for q in seen if q.startswith("SELECT users.id AS users_id")) == 1
+        commit = seen[len(seen) - 1 - seen[::-1].index("-- transaction --") + 1:]
+        assert any(q.startswith("INSERT INTO file_versions") for q in commit)
+        assert len(commit) == len(set(commit)), [q[:80] for q in commit]
