@@ -175,20 +175,33 @@ def token_row(s: Session, token: str) -> ApiToken:
     return row
 
 
-def user_for_token(s: Session, token: str) -> tuple[User, int]:
-    """The user a bearer token belongs to and the token's id; refreshes ``last_used_at``
-    when it is older than :data:`TOUCH_SECONDS` (the caller commits)."""
+def token_user(s: Session, token: str) -> tuple[User, int, bool]:
+    """The user a bearer token belongs to, the token's id, and whether its ``last_used_at``
+    is due a refresh (older than :data:`TOUCH_SECONDS`; :func:`touch_token`). Only reads."""
     row = token_row(s, token)
     user = s.get(User, row.user_id)
     if user is None or user.disabled_at is not None:
         raise Unauthorized("invalid or expired token")
+    due = row.last_used_at is None or (now() - row.last_used_at).total_seconds() >= TOUCH_SECONDS
+    return user, row.id, due
+
+
+def touch_token(s: Session, token_id: int) -> None:
+    """Set the token's ``last_used_at`` to now, unless another request did within
+    :data:`TOUCH_SECONDS` (guarded, so that of concurrent requests only one writes)."""
     t = now()
-    if row.last_used_at is None or (t - row.last_used_at).total_seconds() >= TOUCH_SECONDS:
-        # Guarded, so that of concurrent requests only one writes.
-        s.execute(sa.update(ApiToken).where(ApiToken.id == row.id, sa.or_(
-            ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= t - dt.timedelta(seconds=TOUCH_SECONDS)))
-            .values(last_used_at=t))
-    return user, row.id
+    s.execute(sa.update(ApiToken).where(ApiToken.id == token_id, sa.or_(
+        ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= t - dt.timedelta(seconds=TOUCH_SECONDS)))
+        .values(last_used_at=t))
+
+
+def user_for_token(s: Session, token: str) -> tuple[User, int]:
+    """The user a bearer token belongs to and the token's id; refreshes ``last_used_at``
+    when it is older than :data:`TOUCH_SECONDS` (the caller commits)."""
+    user, token_id, due = token_user(s, token)
+    if due:
+        touch_token(s, token_id)
+    return user, token_id
 
 
 def list_tokens(s: Session, user_id: int, current_id: int | None) -> list[TokenInfo]:
@@ -314,10 +327,13 @@ class Accounts:
 
     def authenticate(self, token: str) -> tuple[User, int]:
         """The user of a bearer token and the token's id (Unauthorized if none)."""
-        with self.drive.sm() as s, s.begin():
-            user, token_id = user_for_token(s, token)
+        with self.drive.reads() as s:  # a read beside the writer; the rare touch writes apart
+            user, token_id, due = token_user(s, token)
             s.expunge(user)
-            return user, token_id
+        if due:
+            with self.drive.sm() as s, s.begin():
+                touch_token(s, token_id)
+        return user, token_id
 
     def basic(self, email: str, secret: str, address: str) -> User:
         """The user of HTTP Basic credentials (WebDAV, the Nextcloud clients): ``email`` with

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from . import pack as packfmt
 from .clock import now
 from .errors import NotFound, RetryLater
+from .db import read_only_sessions
 from .models import Block, Pack
 from .packstore import BlockLocation, tier_of
 from .states import PackState
@@ -117,6 +118,7 @@ class BlockIndex:
 
     def __init__(self, sm: sessionmaker[Session]):
         self.sm = sm
+        self.reads = read_only_sessions(sm)
 
     add_refs = staticmethod(add_refs)
     drop_refs = staticmethod(drop_refs)
@@ -134,7 +136,7 @@ class BlockIndex:
         if not block_ids:
             return set()
         out: set[bytes] = set()
-        with self.sm() as s:
+        with self.reads() as s:
             for i in range(0, len(block_ids), LOOKUP_CHUNK):
                 out.update(r[0] for r in s.execute(sa.select(Block.id).where(
                     Block.id.in_(block_ids[i:i + LOOKUP_CHUNK]), Block.gc_marked_at.is_(None))))

@@ -48,8 +48,16 @@ def make_engine(url: str, connect_timeout: int = 10) -> Engine:
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
             # IMMEDIATE takes the write lock up front, so two writers queue instead of failing
-            # with "database is locked" halfway through a transaction.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # with "database is locked" halfway through a transaction. A session that only
+            # reads (read_only_sessions) begins DEFERRED and reads beside the writer (WAL).
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _sqlite_read_only(conn, _cursor, statement, _params, _context, _many):
+            if conn.get_execution_options().get(READ_ONLY):
+                verb = statement.lstrip().split(None, 1)[0].upper()
+                if verb not in ("BEGIN", "SELECT", "WITH"):
+                    raise ReadOnlySession(f"a read-only session was asked to run {verb}")
 
         return engine
     if backend == "mysql":
@@ -65,6 +73,21 @@ def make_engine(url: str, connect_timeout: int = 10) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+READ_ONLY = "blockdrive_read_only"
+
+
+class ReadOnlySession(RuntimeError):
+    """A statement that writes, sent through a session of :func:`read_only_sessions`."""
+
+
+def read_only_sessions(sm: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions on ``sm``'s engine for transactions that only read. On SQLite they begin
+    DEFERRED instead of IMMEDIATE, so they do not queue behind the writer for its lock (in WAL
+    mode a reader sees the last commit and never blocks one), and a write through one raises
+    :class:`ReadOnlySession`; elsewhere they are plain sessions."""
+    return sessionmaker(sm.kw["bind"].execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 def _alembic_config(engine: Engine):

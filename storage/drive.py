@@ -26,7 +26,7 @@ from .blockstore import BlockLocation, BlockStore
 from .chunking import make_chunker
 from .clock import now
 from .config import Config
-from .db import make_engine, make_sessionmaker, run_tx
+from .db import make_engine, make_sessionmaker, read_only_sessions, run_tx
 from .errors import Conflict, Forbidden, IntegrityError, InvalidInput, LimitExceeded, NotFound, QuotaExceeded
 from .models import Block, FileVersion, Link, Node, Pack, Share, User, VersionBlock
 from .names import split_path, validate_name
@@ -75,6 +75,7 @@ class Drive:
         self.config = config
         self.engine = engine or make_engine(config.database_url)
         self.sm = make_sessionmaker(self.engine)
+        self.reads = read_only_sessions(self.sm)  # transactions that only read (see storage/db.py)
         st = config["storage"]
         timeout = st["timeout_seconds"]
         self.blocks = BlockStore(
@@ -287,7 +288,7 @@ class Drive:
         bytes come from someone acting as ``user_id`` without being them (a file-drop
         link), so no block skips its write."""
         name = validate_name(name)
-        with self.sm() as s:
+        with self.reads() as s:
             _parent, _existing, owner = self.put_target(s, user_id, parent_id, name, if_match, if_none_match)
             # The version this one replaces stays (as an old version): it frees nothing.
             limit = max(owner.quota_bytes - owner.used_bytes - owner.pending_bytes, 0)
@@ -300,7 +301,7 @@ class Drive:
             # else stores would answer faster and tell that they store this content.
             if anonymous:
                 return set()
-            with self.sm() as s:
+            with self.reads() as s:
                 return self._owned_blocks(s, user_id, ids)
         try:
             ing = self.blocks.ingest(stream, limit=limit, on_progress=on_progress, owned=owned)
