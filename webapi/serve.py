@@ -218,7 +218,7 @@ class Server(BaseApplication):
         self.cfg.set("limit_request_field_size", 8190)
         self.cfg.set("child_exit", _child_exit)
         self.cfg.set("post_worker_init", _worker_ready)
-        self.cfg.set("post_request", _request_done)
+        self.cfg.set("post_request", trim_after_large_body)
         if self.metrics_dir:  # the master's exit only (workers exit through sys.exit too)
             self.cfg.set("on_exit", lambda _arbiter: shutil.rmtree(self.metrics_dir, ignore_errors=True))
 
@@ -273,7 +273,7 @@ def _worker_ready(_worker) -> None:
     release_free_memory()
 
 
-def _request_done(_worker, _req, environ, _resp) -> None:
+def trim_after_large_body(_worker, _req, environ, _resp) -> None:
     """gunicorn's post_request hook: after a large (or chunked) request body, trim the heap.
     Smaller requests leave too little behind to be worth the trim's walk over the heap."""
     chunked = environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
