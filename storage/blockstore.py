@@ -33,8 +33,9 @@ from .reads import ReadTracker
 from .sharedpack import SharedPacks
 
 LOOKUP_BATCH = 64  # blocks per known-block query
-LOOKUP_BYTES = 4 * 1024 * 1024  # ...or this many raw bytes held, whichever comes first
-INFLIGHT = 4  # blocks queued for each worker thread of an ingest
+INGEST_BYTES = 8 * 1024 * 1024  # raw bytes one ingest holds between its stages, all of them together
+LOOKUP_BYTES = INGEST_BYTES // 4  # ...or this many raw bytes held, whichever comes first
+CUT_AHEAD = 4  # blocks cut beyond those being looked up, for the hashing pool to work on
 
 
 class BlockStore:
@@ -124,8 +125,9 @@ class BlockStore:
         blocks, taken back in stream order and looked up here, and compresses the new ones;
         one worker keeps the whole-file SHA-256; one worker appends the new blocks to the
         pack, in stream order. With ``hash_threads`` 0 this thread hashes and the pack's
-        worker compresses. Each hand-off queue is bounded, so memory stays flat whatever the
-        file size."""
+        worker compresses. The stages share one budget, ``INGEST_BYTES`` of raw blocks cut
+        and not yet done with (a single bigger block passes alone), so an upload's memory
+        stays flat whatever the file size and whichever stage is the slow one."""
         ing = Ingested()
         sink = self.writer(ing)
         file_hash = hashlib.sha256()
@@ -135,21 +137,17 @@ class BlockStore:
         workers = (ThreadPoolExecutor(self.hash_threads, thread_name_prefix="bd-ingest")
                    if self.hash_threads else None)
         packer = ThreadPoolExecutor(1, thread_name_prefix="bd-pack")
-        hashing: deque = deque()
         cutting: deque = deque()  # (future block id, raw), in stream order
-        writing: deque = deque()
-
-        def bound(queue: deque, n: int) -> None:
-            while len(queue) > n:
-                queue.popleft().result()  # re-raises a worker's error here
+        held = _Held(INGEST_BYTES)
 
         def flush() -> None:
             nonlocal pending_bytes
             pending_bytes = 0
+            stores = []
             for block_id, raw in sink.unknown(pending, owned):
                 encoded = workers.submit(sink.encode, raw) if workers is not None else None
-                writing.append(packer.submit(sink.store, block_id, raw, encoded))
-                bound(writing, INFLIGHT)
+                stores.append(packer.submit(sink.store, block_id, raw, encoded))
+            held.looked_up(len(pending), stores)
             pending.clear()
 
         def hashed(n: int) -> None:
@@ -164,6 +162,18 @@ class BlockStore:
                 if len(pending) >= LOOKUP_BATCH or pending_bytes >= LOOKUP_BYTES:
                     flush()
 
+        def make_room() -> None:
+            """Move the oldest block held along until the ingest holds no more than its
+            budget: wait for its threads' work once it was looked up, look it up if it waits
+            in ``pending``, take its hash if it is still in ``cutting``."""
+            while held.over():
+                if held.looked:
+                    held.release_oldest()
+                elif pending:
+                    flush()
+                else:
+                    hashed(len(cutting) - 1)
+
         try:
             sink.protect_hits()
             for view in self.chunker.chunks(stream):
@@ -171,30 +181,25 @@ class BlockStore:
                 ing.size += len(raw)
                 if limit is not None and ing.size > limit:
                     raise QuotaExceeded(used=0, quota=limit, needed=ing.size)
-                hashing.append(hasher.submit(file_hash.update, raw))
-                bound(hashing, INFLIGHT)
+                held.add(len(raw), hasher.submit(file_hash.update, raw))
                 if workers is None:
                     digest: Future = Future()
                     digest.set_result(_block_id(raw))
                 else:
                     digest = workers.submit(_block_id, raw)
                 cutting.append((digest, raw))
-                # no deeper than the whole-file hash's queue: it holds the same blocks, so
-                # hashing them in parallel keeps no more of the stream in memory
-                hashed(max(INFLIGHT, self.hash_threads))
+                hashed(max(CUT_AHEAD, self.hash_threads))
+                make_room()
                 if on_progress:
                     on_progress(len(raw))
             hashed(0)
             flush()
-            bound(hashing, 0)
-            bound(writing, 0)
+            held.release_all()
             self._hook("put:pack_written")
             sink.close()
             self._hook("put:pack_closed")
         except BaseException:
-            for q in (hashing, writing):
-                for f in q:
-                    f.cancel()
+            held.cancel()
             for f, _ in cutting:
                 f.cancel()
             packer.shutdown(wait=True)
@@ -211,3 +216,50 @@ class BlockStore:
 
 def _block_id(raw: bytes) -> bytes:
     return hashlib.sha256(raw).digest()
+
+
+class _Held:
+    """The raw bytes one ingest holds, block by block in stream order. A block is held from
+    its cut until the whole-file hash has taken it and, once looked up, the pack writes of
+    its lookup batch are done (the pack's worker writes in stream order, so a batch is
+    released as a whole). ``over`` says the ingest should wait before cutting more."""
+
+    def __init__(self, budget: int):
+        self.budget, self.bytes = budget, 0
+        self.blocks: deque[tuple[int, list[Future]]] = deque()  # (raw size, work to wait for)
+        self.unlooked = 0  # the newest blocks, in ``pending`` or ``cutting``
+
+    @property
+    def looked(self) -> int:
+        """Blocks held that were looked up already (the oldest ones)."""
+        return len(self.blocks) - self.unlooked
+
+    def add(self, size: int, file_hash: Future) -> None:
+        self.blocks.append((size, [file_hash]))
+        self.bytes += size
+        self.unlooked += 1
+
+    def looked_up(self, n: int, stores: list[Future]) -> None:
+        """The oldest ``n`` blocks not looked up yet were; ``stores`` writes the new ones."""
+        if n:
+            self.blocks[self.looked][1].extend(stores)
+            self.unlooked -= n
+
+    def over(self) -> bool:
+        return self.bytes > self.budget
+
+    def release_oldest(self) -> None:
+        size, work = self.blocks[0]
+        for f in work:
+            f.result()  # re-raises a worker's error here
+        self.blocks.popleft()
+        self.bytes -= size
+
+    def release_all(self) -> None:
+        while self.looked:
+            self.release_oldest()
+
+    def cancel(self) -> None:
+        for _, work in self.blocks:
+            for f in work:
+                f.cancel()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import os
 import shutil
 import socket
@@ -215,6 +217,8 @@ class Server(BaseApplication):
         self.cfg.set("limit_request_fields", 100)
         self.cfg.set("limit_request_field_size", 8190)
         self.cfg.set("child_exit", _child_exit)
+        self.cfg.set("post_worker_init", _worker_ready)
+        self.cfg.set("post_request", trim_after_large_body)
         if self.metrics_dir:  # the master's exit only (workers exit through sys.exit too)
             self.cfg.set("on_exit", lambda _arbiter: shutil.rmtree(self.metrics_dir, ignore_errors=True))
 
@@ -228,13 +232,57 @@ def _tame_malloc() -> None:
     blocks passing through several threads per worker, that holds hundreds of MB for nothing.
     Two arenas keep a worker's memory close to what it uses. Set before forking, so every
     worker inherits it."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt"):  # not glibc: nothing to tune
+        libc.mallopt(-8, 2)           # M_ARENA_MAX
+
+
+@functools.cache
+def _libc():
     import ctypes
     import ctypes.util
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-8, 2)           # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to tune
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def trim_heap() -> None:
+    """Hand the heap's free pages back to the system (glibc's ``malloc_trim``): an upload's
+    blocks, freed when it ends, otherwise stay in the worker's resident memory (about 20 MB
+    after a 512 MiB upload) until other requests reuse them."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+def release_free_memory() -> None:
+    """Collect Python's garbage and trim the heap (:func:`trim_heap`). Called in the master
+    just before it forks and in each worker once the app is loaded: what start-up allocated
+    and dropped then stays out of every worker's resident memory instead of being copied
+    into each at the fork."""
+    gc.collect()
+    trim_heap()
+
+
+TRIM_AFTER_BODY_BYTES = 8 * 1024 * 1024
+
+
+def _worker_ready(_worker) -> None:
+    """gunicorn's post_worker_init hook: the app is loaded, its start-up garbage can go."""
+    release_free_memory()
+
+
+def trim_after_large_body(_worker, _req, environ, _resp) -> None:
+    """gunicorn's post_request hook: after a large (or chunked) request body, trim the heap.
+    Smaller requests leave too little behind to be worth the trim's walk over the heap."""
+    chunked = environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
+    try:
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        size = 0
+    if chunked or size >= TRIM_AFTER_BODY_BYTES:
+        trim_heap()
 
 
 def _honour_connection_close() -> None:
@@ -259,4 +307,8 @@ def _honour_connection_close() -> None:
 def serve(config, host: str, port: int, workers: int) -> None:
     _tame_malloc()
     _honour_connection_close()
+    release_free_memory()
+    gc.freeze()  # the workers' collections then leave the master's objects (and their pages) alone
     Server(config, host, port, workers).run()
+
+

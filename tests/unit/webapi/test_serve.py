@@ -1,4 +1,5 @@
-"""The server's housekeeping outside the app: metrics directories left by killed servers."""
+"""The server's housekeeping outside the app: metrics directories left by killed servers, the
+heap handed back to the system after large requests."""
 
 from __future__ import annotations
 
@@ -41,3 +42,17 @@ def test_sweep_keeps_a_dir_whose_pid_belongs_to_another_user(tmp_path, monkeypat
     d.mkdir()
     assert sweep_metrics_dirs(str(tmp_path)) == []
     assert d.exists()
+
+
+def test_the_heap_is_trimmed_after_large_or_chunked_bodies_only(monkeypatch):
+    import webapi.serve as serve
+
+    trims = []
+    monkeypatch.setattr(serve, "trim_heap", lambda: trims.append(True))
+    big = str(serve.TRIM_AFTER_BODY_BYTES)
+    for environ, trimmed in (({}, False), ({"CONTENT_LENGTH": "4096"}, False), ({"CONTENT_LENGTH": "x"}, False),
+                             ({"CONTENT_LENGTH": big}, True), ({"HTTP_TRANSFER_ENCODING": "Chunked"}, True)):
+        trims.clear()
+        serve.trim_after_large_body(None, None, environ, None)
+        assert trims == ([True] if trimmed else []), environ
+
