@@ -26,7 +26,7 @@ from . import crashpoints
 from .backends import Backend
 from .blockindex import BlockIndex, Ingested, add_refs, drop_refs
 from .blockwriter import BlockWriter
-from .chunking import Chunker
+from .chunking import Chunker, Replay, read_up_to
 from .errors import QuotaExceeded
 from .packstore import BlockLocation, PackStore
 from .reads import ReadTracker
@@ -36,6 +36,7 @@ LOOKUP_BATCH = 64  # blocks per known-block query
 INGEST_BYTES = 8 * 1024 * 1024  # raw bytes one ingest holds between its stages, all of them together
 LOOKUP_BYTES = INGEST_BYTES // 4  # ...or this many raw bytes held, whichever comes first
 CUT_AHEAD = 4  # blocks cut beyond those being looked up, for the hashing pool to work on
+INLINE_BYTES = 256 * 1024  # a stream shorter than this (and than one chunk) is ingested inline
 
 
 class BlockStore:
@@ -127,7 +128,41 @@ class BlockStore:
         pack, in stream order. With ``hash_threads`` 0 this thread hashes and the pack's
         worker compresses. The stages share one budget, ``INGEST_BYTES`` of raw blocks cut
         and not yet done with (a single bigger block passes alone), so an upload's memory
-        stays flat whatever the file size and whichever stage is the slow one."""
+        stays flat whatever the file size and whichever stage is the slow one.
+
+        A stream shorter than ``INLINE_BYTES`` and than one chunk is one block: it is stored
+        in this thread, with no pool or hand-off, and its block id is the file's SHA-256 (one
+        hash pass). The blocks and ids are the same either way."""
+        small = min(INLINE_BYTES, self.chunker.one_block)
+        head = read_up_to(stream, small)
+        if len(head) < small:
+            return self._ingest_inline(head, limit, on_progress, owned)
+        return self._ingest_stream(Replay(head, stream), limit, on_progress, owned)
+
+    def _ingest_inline(self, raw: bytes, limit: int | None, on_progress: Callable[[int], None] | None,
+                       owned: Callable[[list[bytes]], set[bytes]] | None) -> Ingested:
+        ing = Ingested(size=len(raw))
+        if limit is not None and ing.size > limit:
+            raise QuotaExceeded(used=0, quota=limit, needed=ing.size)
+        ing.sha256 = _block_id(raw)
+        sink = self.writer(ing)
+        try:
+            sink.protect_hits()
+            if raw:
+                ing.refs.append((ing.sha256, len(raw)))
+                sink.add_chunks([(ing.sha256, raw)], owned)
+            if on_progress and raw:
+                on_progress(len(raw))
+            self._hook("put:pack_written")
+            sink.close()
+            self._hook("put:pack_closed")
+        except BaseException:
+            sink.abandon()
+            raise
+        return ing
+
+    def _ingest_stream(self, stream: BinaryIO, limit: int | None, on_progress: Callable[[int], None] | None,
+                       owned: Callable[[list[bytes]], set[bytes]] | None) -> Ingested:
         ing = Ingested()
         sink = self.writer(ing)
         file_hash = hashlib.sha256()

@@ -16,6 +16,8 @@ from pyfastcdc import FastCDC
 
 class Chunker(Protocol):
     max_size: int
+    one_block: int  # a stream shorter than this is always exactly one chunk
+
 
     def chunks(self, stream: BinaryIO) -> Iterator[memoryview]:
         """Yield consecutive chunks of ``stream``. A yielded view is valid only until the
@@ -29,6 +31,7 @@ class FastCDCChunker:
         # pyfastcdc accepts avg in [256, 4 MiB]; min and max are clamped by their own bounds.
         self._cdc = FastCDC(avg_size=min(avg_size, 4 * 1024 * 1024), min_size=min(min_size, 1024 * 1024),
                             max_size=min(max_size, 16 * 1024 * 1024))
+        self.one_block = min(min_size, 1024 * 1024)  # FastCDC never cuts before the minimum
 
     def chunks(self, stream: BinaryIO) -> Iterator[memoryview]:
         for chunk in self._cdc.cut_stream(_NoShortReads(stream)):
@@ -37,7 +40,7 @@ class FastCDCChunker:
 
 class FixedChunker:
     def __init__(self, size: int = 1024 * 1024):
-        self.max_size = size
+        self.max_size = self.one_block = size
 
     def chunks(self, stream: BinaryIO) -> Iterator[memoryview]:
         reader = _NoShortReads(stream)
@@ -48,6 +51,29 @@ class FixedChunker:
             if not n:
                 return
             yield view[:n]
+
+
+def read_up_to(stream: BinaryIO, n: int) -> bytes:
+    """The next ``n`` bytes of ``stream``, fewer only if it ends first (short reads of a
+    network stream are read on)."""
+    buf = bytearray(n)
+    return bytes(memoryview(buf)[:_NoShortReads(stream).readinto(buf)])
+
+
+class Replay:
+    """``head`` followed by the rest of ``stream``, for a reader that looked at the head."""
+
+    def __init__(self, head: bytes, stream: BinaryIO):
+        self._head, self._at, self._rest = head, 0, _NoShortReads(stream)
+
+    def readinto(self, b) -> int:
+        view = memoryview(b).cast("B")
+        if self._at < len(self._head):
+            n = min(len(view), len(self._head) - self._at)
+            view[:n] = self._head[self._at:self._at + n]
+            self._at += n
+            return n
+        return self._rest.readinto(view)
 
 
 class _NoShortReads:
