@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
-from . import accounts, changes, crashpoints, quota, tree
+from . import accounts, changes, crashpoints, quota, traffic, tree
 from .backends import open_backend
 from .blockstore import BlockLocation, BlockStore
 from .chunking import make_chunker
@@ -280,13 +280,15 @@ class Drive:
     def put(self, user_id: int, parent_id: int, name: str, stream: BinaryIO, *,
             if_match: int | str | None = None, if_none_match: bool = False,
             size_hint: int | None = None, on_progress: Callable[[int], None] | None = None,
-            mtime: dt.datetime | None = None, anonymous: bool = False) -> PutResult:
+            mtime: dt.datetime | None = None, anonymous: bool = False,
+            count_traffic: bool = False) -> PutResult:
         """Store ``stream`` as ``name`` in folder ``parent_id``: a new file, or a new version
         of the existing one. ``if_match`` (a version id or the content sha256 the caller
         last saw) and ``if_none_match`` (the file must not exist) guard against lost updates;
         ``mtime`` is the file's modification time as the client knows it. ``anonymous``: the
         bytes come from someone acting as ``user_id`` without being them (a file-drop
-        link), so no block skips its write."""
+        link), so no block skips its write. ``count_traffic``: add the upload to the caller's
+        access records (storage/traffic.py) in the version's own transaction."""
         name = validate_name(name)
         with self.reads() as s:
             _parent, _existing, owner = self.put_target(s, user_id, parent_id, name, if_match, if_none_match)
@@ -319,6 +321,8 @@ class Drive:
             self.blocks.commit(s, dataclasses.replace(ing, refs=[]))
             node, vid = commit_version(s, self, user_id, NewVersion(
                 parent, node, name, [Ref(*r) for r in ing.refs], ing.size, ing.sha256, mtime))
+            if count_traffic:
+                traffic.add(s, user_id, uploads=1, bytes_in=ing.size)
             return PutResult(node_info(s, node, tree.role_of(s, user_id, node)), vid, created, ing.new_bytes,
                              sum(n for bid, n in sizes.items() if bid not in owned))
         result = self.tx(run)

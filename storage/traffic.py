@@ -2,7 +2,8 @@
 
 Each finished transfer upserts one ``traffic_daily`` row in its own tiny statement (after the
 upload's commit, or when a download's response is built), so recording costs one indexed
-write per request and never holds a lock across the transfer. Counting is best effort on
+write per request and never holds a lock across the transfer. A plain PUT of a file counts
+itself inside its version's commit instead (:func:`add`), saving a transaction per file. Counting is best effort on
 purpose: a failed counter write is logged and dropped, never turned into a failed upload or
 download, since the data itself is what the user cares about.
 
@@ -20,6 +21,7 @@ import logging
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from .clock import now
 from .models import TrafficDaily
@@ -44,12 +46,26 @@ def _upsert(dialect: str, row: dict):
     raise NotImplementedError(dialect)  # make_engine admits only these two
 
 
+def _row(user_id: int, uploads: int, downloads: int, bytes_in: int, bytes_out: int,
+         day: dt.date | None) -> dict:
+    return {"day": day or now().date(), "user_id": int(user_id), "uploads": int(uploads),
+            "downloads": int(downloads), "bytes_in": int(bytes_in), "bytes_out": int(bytes_out)}
+
+
+def add(s: Session, user_id: int, *, uploads: int = 0, bytes_in: int = 0) -> None:
+    """Add an upload to ``user_id``'s counters for today inside the caller's transaction
+    (the version's own commit, so a small upload pays no second one); it commits or rolls
+    back with the upload."""
+    row = _row(user_id, uploads, 0, bytes_in, 0, None)
+    if any(row[k] for k in COUNTERS):
+        s.execute(_upsert(s.get_bind().dialect.name, row))
+
+
 def record(engine: sa.engine.Engine, user_id: int, *, uploads: int = 0, downloads: int = 0,
            bytes_in: int = 0, bytes_out: int = 0, day: dt.date | None = None) -> bool:
     """Add to ``user_id``'s counters for ``day`` (today, UTC). Returns False when the write
     failed (logged, not raised)."""
-    row = {"day": day or now().date(), "user_id": int(user_id), "uploads": int(uploads),
-           "downloads": int(downloads), "bytes_in": int(bytes_in), "bytes_out": int(bytes_out)}
+    row = _row(user_id, uploads, downloads, bytes_in, bytes_out, day)
     if not any(row[k] for k in COUNTERS):
         return True
     try:

@@ -65,8 +65,7 @@ def upload(node_id, name):
     res = drive().put(g.user.id, node_id, name, BoundedStream(),
                       if_match=etag_value(request.headers.get("If-Match")),
                       if_none_match=parse_etags((request.headers.get("If-None-Match") or "").strip()).star_tag,
-                      size_hint=request.content_length)
-    traffic.uploaded(g.user.id, res.node.size or 0)
+                      size_hint=request.content_length, count_traffic=True)
     # Counted against the caller's own blocks only: whether the server already had the
     # bytes from someone else is never told (no dedup oracle).
     return created_response(res.node, 201 if res.created else 200, new_bytes=res.new_to_caller)

@@ -400,3 +400,20 @@ def test_packs_roll_over_for_large_uploads(tmp_path, db_engine):
     with d.sm() as s:
         assert s.execute(sa.select(sa.func.count()).select_from(Pack).where(Pack.state == "sealed")).scalar_one() >= 5
     assert b"".join(d.open(u.id, nid)[2]) == data
+
+
+def test_a_counted_put_adds_its_traffic_with_its_commit_and_a_refused_one_adds_none(drive, make_user):
+    from storage.models import TrafficDaily
+    u = make_user()
+    drive.put(u.id, u.root_id, "a.bin", io.BytesIO(b"12345"), count_traffic=True)
+    put_bytes(drive, u, "uncounted.bin", b"678")  # other doors count on their own
+
+    def rival() -> None:  # the name is taken between the put's pre-check and its commit
+        drive.hooks.pop("put:before_commit")
+        put_bytes(drive, u, "b.bin", b"first")
+    drive.hooks["put:before_commit"] = rival
+    with pytest.raises(PreconditionFailed):
+        drive.put(u.id, u.root_id, "b.bin", io.BytesIO(b"second"), if_none_match=True, count_traffic=True)
+    with drive.sm() as s:
+        rows = [(r.user_id, r.uploads, r.bytes_in) for r in s.execute(sa.select(TrafficDaily)).scalars()]
+    assert rows == [(u.id, 1, 5)]
