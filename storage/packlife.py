@@ -1,8 +1,11 @@
 """The life of a pack after it is written: ``open|sealed -> retiring -> deleted``.
 
 A pack's file is deleted only after its row says ``deleted``, which happens only when no
-block row points to it and it has been retiring for the grace period ("a pack must leave
-the index before it is deleted"). Here are the steps that move packs along: registering a
+block row points to it ("a pack must leave the index before it is deleted") and it has been
+retiring long enough that no reader can still hold its location: for a pack that was sealed
+(readable), the read bound of storage/reads.py (``storage.read_location_max_seconds``, plus
+``storage.timeout_seconds`` for a read started just before it; :func:`superseded_cutoff`);
+for one retired straight from ``open`` (an upload given up), the grace period. Here are the steps that move packs along: registering a
 new pack before its first byte, switching blocks to a copy (compaction, scrub, tiering),
 retiring packs no block points to, recovering or giving up the open packs of dead writers,
 and deleting retired files. The copies themselves are written by the pack store
@@ -71,7 +74,11 @@ def switch_blocks(sm: sessionmaker[Session], new_pack: str, size: int, checksum:
 
 
 def retire_empty_packs(s: Session, pack_ids: Iterable[str], at: dt.datetime) -> int:
+    """Retire the sealed packs of ``pack_ids`` no block points to. ``retired_at`` is ``at``
+    or, if later, the time of this change: a reader may have looked a block up in such a pack
+    until this transaction commits, and the read bound counts from then."""
     no_blocks = sa.not_(sa.exists().where(Block.pack_id == Pack.id))
+    at = max(at, now())
     n = 0
     for part in batches(sorted(pack_ids)):
         n += s.execute(sa.update(Pack).where(Pack.id.in_(part), Pack.state == PackState.SEALED, no_blocks)
@@ -158,14 +165,29 @@ def recover_open_pack(sm: sessionmaker[Session], store: PackStore, pack_id: str,
     return True
 
 
+def superseded_cutoff(at: dt.datetime, read_location_max_seconds: float, timeout_seconds: float) -> dt.datetime:
+    """A sealed pack retired before this time can no longer be read: every reader that looked
+    it up did so before it retired, uses a location for at most ``read_location_max_seconds``
+    (storage/reads.py) and finishes a read it started within ``timeout_seconds``."""
+    return at - dt.timedelta(seconds=read_location_max_seconds + timeout_seconds)
+
+
 def delete_retired_packs(sm: sessionmaker[Session], store: PackStore, before: dt.datetime,
-                         on_deleted: Callable[[str], None] | None = None) -> dict:
-    """Delete the files of packs retiring since before ``before`` that no block points to.
-    The row says ``deleted`` first, then the file goes; a ``deleted`` row with a size is a
-    file whose delete did not finish (a crash), retried here."""
+                         on_deleted: Callable[[str], None] | None = None,
+                         superseded_before: dt.datetime | None = None) -> dict:
+    """Delete the files of packs retiring since before ``before`` that no block points to,
+    and, with ``superseded_before`` (:func:`superseded_cutoff`), of those that were sealed
+    and retired before that. The row says ``deleted`` first, then the file goes; a
+    ``deleted`` row with a size is a file whose delete did not finish (a crash), retried here.
+
+    A pack retired straight from ``open`` (never sealed) keeps the grace period: it belonged to
+    an upload given up, whose writer may still be running."""
     no_blocks = sa.not_(sa.exists().where(Block.pack_id == Pack.id))
+    due = Pack.retired_at < before
+    if superseded_before is not None:
+        due = sa.or_(due, sa.and_(Pack.sealed_at.is_not(None), Pack.retired_at < superseded_before))
     with sm() as s, s.begin():
-        pack_ids = s.execute(sa.select(Pack.id).where(Pack.state == PackState.RETIRING, Pack.retired_at < before,
+        pack_ids = s.execute(sa.select(Pack.id).where(Pack.state == PackState.RETIRING, due,
                                                       no_blocks)).scalars().all()
         for part in batches(pack_ids):
             s.execute(sa.update(Pack).where(Pack.id.in_(part), Pack.state == PackState.RETIRING, no_blocks)
