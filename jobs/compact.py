@@ -196,12 +196,12 @@ def _write_bin(cfg):
 
 
 def rewrite(ctx, bins: dict[int, list[tuple]], at, after_write: str | None = None,
-            after_bin: Callable[[], None] | None = None) -> dict:
+            after_bin: Callable[[list[str]], None] | None = None) -> dict:
     """Copy each bin's records (``(block_id, pack_id, url, offset, stored_size)``) into a new
     pack, one bin after the other: register the new pack ``open``, write it on an executor,
     switch the blocks to it and retire the source packs left empty (one transaction), then
-    call ``after_bin`` (compact deletes there the superseded packs no reader can hold any
-    more) before the next bin. So at most one new pack that nothing points to yet exists at
+    call ``after_bin`` with the ids of the packs that switch retired (compact deletes there
+    the superseded packs no reader can hold any more) before the next bin. So at most one new pack that nothing points to yet exists at
     any time, and a crash leaves at most one open pack for GC.
 
     One bin at a time costs the parallel writing of several packs; it is what keeps the
@@ -239,7 +239,7 @@ def rewrite(ctx, bins: dict[int, list[tuple]], at, after_write: str | None = Non
         retired += out["retired"]
         bad += [{"block": blk.hex(), "pack": p, "error": e} for blk, p, e in bad_records]
         if after_bin:
-            after_bin()
+            after_bin(out["retired_ids"])
     if not written:
         for name in ("write_launch_seconds", "write_collect_seconds"):
             del stats[name]
@@ -284,19 +284,29 @@ def run(ctx) -> dict:
         planned.unpersist()
 
     deleted = {"packs_deleted": 0, "bytes_deleted": 0}
+    st = cfg["storage"]
+    bound = st["read_location_max_seconds"] + st["timeout_seconds"]
+    switched: list[tuple[float, list[str]]] = []  # (when a bin's switch had committed, the packs it retired)
 
     def delete_superseded() -> None:
-        st = cfg["storage"]
+        """Delete what is past the read bound: by ``retired_at``, and the packs this run's bins
+        retired by the switch's own monotonic time (exact, where ``retired_at`` has whole
+        seconds)."""
+        due = [p for at, packs in switched if time.monotonic() - at > bound for p in packs]
         out = m.delete_retired_packs(ctx.sm, store, t - dt.timedelta(seconds=ctx.grace), superseded_before=(
-            m.superseded_cutoff(now(), st["read_location_max_seconds"], st["timeout_seconds"])))
+            m.superseded_cutoff(now(), st["read_location_max_seconds"], st["timeout_seconds"])), superseded_ids=due)
         for k in deleted:
             deleted[k] += out[k]
+
+    def after_bin(sources: list[str]) -> None:
+        switched.append((time.monotonic(), sources))
+        delete_superseded()
 
     delete_superseded()
     step("compact:after_delete")
     stats["retired_empty"] = m.retire_packs(ctx.sm, retire, t)
     if bins:
-        stats.update(rewrite(ctx, bins, t, after_write="compact:after_write", after_bin=delete_superseded))
+        stats.update(rewrite(ctx, bins, t, after_write="compact:after_write", after_bin=after_bin))
     else:
         stats.update(bytes_written=0, write_seconds=0.0, blocks_moved=0, packs_retired=0, bad_records=[])
         step("compact:after_write")

@@ -3,12 +3,11 @@ storage/reads.py), and copies one bin at a time so that its extra disk stays one
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from jobs import compact, hooks
+from jobs import hooks
 from storage import clock
 from storage.models import Pack
 from tests.conftest import put_bytes, rand, read_all
@@ -42,7 +41,7 @@ def test_superseded_packs_go_after_the_read_bound_not_the_grace(drive, make_user
         assert read_all(drive, u, nodes[n]) == d
 
 
-def test_a_run_copies_switches_and_deletes_bin_by_bin(drive, make_user, spark, monkeypatch):
+def test_a_run_copies_switches_and_deletes_bin_by_bin(drive, make_user, spark):
     """With no reader to wait for (a read bound of 0), the packs each bin supersedes go before
     the next bin is written: the pack files never exceed what was there before plus the one
     new pack being written. All at once, they would grow by every new pack."""
@@ -53,8 +52,6 @@ def test_a_run_copies_switches_and_deletes_bin_by_bin(drive, make_user, spark, m
     cfg = drive.config
     cfg = type(cfg)({**cfg, "storage": {**cfg["storage"], "read_location_max_seconds": 0, "timeout_seconds": 0},
                      "jobs": {**cfg["jobs"], "target_pack_bytes": 100_000, "fill_threshold": 0.9}})
-    # The clock counts whole seconds: read it a second ahead, as if each switch were past.
-    monkeypatch.setattr(compact, "now", lambda: clock.now() + dt.timedelta(seconds=1))
     before = pack_files(drive)
     seen = []
 

@@ -91,7 +91,7 @@ def _move_file_to_new_pack(drive, version_id) -> tuple[list[BlockLocation], str]
     packlife.register_pack(drive.sm, new, store.hot.url_for(key))
     size, checksum, moves, bad = store.write_pack(new, key, [Source(r[0], r[5], r[3], r[4], r[2]) for r in rows])
     assert not bad
-    assert packlife.switch_blocks(drive.sm, new, size, checksum, moves)["retired"] == 1
+    assert packlife.switch_blocks(drive.sm, new, size, checksum, moves)["retired_ids"] == [old]
     return before, old
 
 
