@@ -201,8 +201,9 @@ def rewrite(ctx, bins: dict[int, list[tuple]], at, after_write: str | None = Non
     pack, one bin after the other: register the new pack ``open``, write it on an executor,
     switch the blocks to it and retire the source packs left empty (one transaction), then
     call ``after_bin`` with the ids of the packs that switch retired (compact deletes there
-    the superseded packs no reader can hold any more) before the next bin. So at most one new pack that nothing points to yet exists at
-    any time, and a crash leaves at most one open pack for GC.
+    the superseded packs no reader can hold any more) before the next bin. So at most one
+    new pack that nothing points to yet exists at any time, and a crash leaves at most one
+    open pack for GC.
 
     One bin at a time costs the parallel writing of several packs; it is what keeps the
     extra disk a run needs to one target pack."""
@@ -298,8 +299,8 @@ def run(ctx) -> dict:
         for k in deleted:
             deleted[k] += out[k]
 
-    def after_bin(sources: list[str]) -> None:
-        switched.append((time.monotonic(), sources))
+    def after_bin(retired: list[str]) -> None:
+        switched.append((time.monotonic(), retired))
         delete_superseded()
 
     delete_superseded()
