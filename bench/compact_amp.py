@@ -1,5 +1,6 @@
-"""Compaction's write amplification: delete 10 % of the data in random files, run compact,
-print the bytes it copied, the bytes it freed and the extra disk it took. Asserts nothing.
+"""Compaction's write amplification and extra disk: delete 10 % of the data in random files,
+run compact, print the bytes it copied, the bytes it freed and the peak extra disk it took.
+Asserts nothing.
 
     .venv/bin/python bench/compact_amp.py --mb 1024
 
@@ -7,10 +8,14 @@ Uploads ``--mb`` MiB as files of random sizes (64 KiB to 4 MiB) into a scratch d
 disk, merges them into packs of ``--target-mb`` (one unbounded compact, then the old files
 deleted: the state a drive settles in), deletes and purges random files until ``--delete``
 of the bytes are gone, lets gc sweep their blocks, then runs compact with the configuration's
-bound (``jobs.compact_max_amplification``). Nothing is deleted during a run (superseded packs
-wait for the grace period), so the pack files' total only grows while it runs: the peak
-extra disk is the growth from before to after. For contrast it prints what a plan without
-the bound would copy with a dead ratio low enough to touch every pack.
+bound (``jobs.compact_max_amplification``). The bench has no readers, so it runs with a read
+bound (``storage.read_location_max_seconds`` + ``storage.timeout_seconds``) of
+``--read-bound`` seconds, 0 by default: each bin's superseded packs may go as soon as the
+clock (whole seconds) has passed their switch. A thread samples the pack files' total every
+10 ms while compact runs; the peak extra disk is the largest sample minus the total before
+the run. For contrast it prints what a plan without the bound would copy with a dead ratio
+low enough to touch every pack, and last runs that plan: many bins, to show the extra disk
+stays about one target pack however much a run copies.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import random
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -35,12 +41,40 @@ def pack_bytes(home: Path) -> tuple[int, int]:
     return len(sizes), sum(sizes)
 
 
+class PeakSampler:
+    """The largest total of the pack files under ``home`` seen while the block runs."""
+
+    def __init__(self, home: Path, every: float = 0.01):
+        self.home, self.every, self.peak = home, every, 0
+        self._stop = threading.Event()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, pack_bytes(self.home)[1])
+            except FileNotFoundError:  # a file deleted while listed
+                continue
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, pack_bytes(self.home)[1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=int, default=1024, help="MiB uploaded")
     ap.add_argument("--delete", type=float, default=0.10, help="fraction of the bytes deleted")
     ap.add_argument("--target-mb", type=int, default=64, help="target pack size, MiB")
     ap.add_argument("--seed", type=int, default=20)
+    ap.add_argument("--read-bound", type=float, default=0.0,
+                    help="storage.read_location_max_seconds (storage.timeout_seconds is set to 0)")
     args = ap.parse_args()
     from jobs.runner import run_job
     from jobs.spark import build_spark
@@ -52,7 +86,8 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="bd-compact-amp-"))
     home = scratch / "drive"
     jobs = {"target_pack_bytes": args.target_mb * 2**20, "driver_memory": "2g", "shuffle_partitions": 4}
-    cfg = load_config(env={}, overrides={"storage": {"home": str(home)}, "security": {"scrypt_n": 1024},
+    storage = {"home": str(home), "read_location_max_seconds": args.read_bound, "timeout_seconds": 0}
+    cfg = load_config(env={}, overrides={"storage": storage, "security": {"scrypt_n": 1024},
                                          "gc": {"grace_seconds": 0}, "jobs": jobs})
     spark = build_spark(cfg, "blockdrive-bench-compact")
     try:
@@ -94,15 +129,19 @@ def main() -> None:
         print(f"without the bound (dead_ratio 0.01): would copy {plan['bytes_to_copy'] / 2**20:.1f} MiB "
               f"to free {plan['bytes_to_free'] / 2**20:.1f} MiB (amplification {plan['amplification_planned']})")
         for name, c in (("with the default dead_ratio", cfg),
-                        ("with dead_ratio 0.01", type(cfg)({**cfg, "jobs": {**cfg["jobs"], "dead_ratio": 0.01}}))):
+                        ("with dead_ratio 0.01", type(cfg)({**cfg, "jobs": {**cfg["jobs"], "dead_ratio": 0.01}})),
+                        ("every pack rewritten (no bound, dead_ratio 0.01)", loose)):
             n, before = pack_bytes(home)
-            st = run_job("compact", drive, spark, c).stats
+            with PeakSampler(home) as peak:
+                st = run_job("compact", drive, spark, c).stats
             n2, after = pack_bytes(home)
             print(f"compact, bound {c['jobs']['compact_max_amplification']}, {name}: copied "
-                  f"{st['bytes_copied'] / 2**20:.1f} MiB, freed {st['bytes_freed'] / 2**20:.1f} MiB, "
-                  f"amplification {st['amplification']}, packs held {st['packs_held']}; "
-                  f"peak extra disk {(after - before) / 2**20:.1f} MiB (target pack {args.target_mb} MiB); "
-                  f"pack files {n} -> {n2}")
+                  f"{st['bytes_copied'] / 2**20:.1f} MiB into {st['new_packs']} packs, freed "
+                  f"{st['bytes_freed'] / 2**20:.1f} MiB, amplification {st['amplification']}, "
+                  f"packs held {st['packs_held']}; peak extra disk {(peak.peak - before) / 2**20:.1f} MiB "
+                  f"= {(peak.peak - before) / (args.target_mb * 2**20):.2f} target packs of {args.target_mb} MiB; "
+                  f"pack files {n} -> {n2}, {before / 2**20:.1f} -> {after / 2**20:.1f} MiB "
+                  f"({st['packs_deleted']} deleted during the run)")
             time.sleep(1.1)
         drive.close()
     finally:

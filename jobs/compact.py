@@ -1,5 +1,5 @@
 """``compact``: merge small packs into packs of the target size, rewrite packs whose dead
-ratio passed the threshold, and delete packs retired more than a grace period ago.
+ratio passed the threshold, and delete the packs they supersede once no reader can hold them.
 
 Write amplification is bounded: a run copies at most ``jobs.compact_max_amplification`` live
 bytes per dead byte it frees (the packs that free most per byte copied go first; the rest
@@ -8,14 +8,17 @@ wait until more of them is dead), except for merging small packs up to
 ratio, ``amplification``.
 
 Execute runs in restic's fixed safe order: (1) delete the files of packs that left the
-index a grace period ago, (2) retire packs no block points to, (3) write the new packs
-(registered ``open`` first, durable before anything points to them) on the executors,
-(4) switch the blocks to them and retire the old packs, one transaction per new pack.
-A crash between (3) and (4) leaves open packs that GC reclaims; old packs keep serving
-readers for the grace period after (4).
+index long enough ago (a superseded pack: the read bound, ``storage.read_location_max_seconds``
+plus ``storage.timeout_seconds``, storage/reads.py; a pack given up while open: the grace
+period), (2) retire packs no block points to, (3) for each bin in turn: write its new pack
+(registered ``open`` first, durable before anything points to it) on an executor, switch
+the blocks to it and retire the old packs in one transaction, and delete again what (1)
+deletes. So the new pack being written is the only copied data nothing points to yet: the
+extra disk a run needs is one target pack, plus the packs it retired less than the read
+bound ago. A crash between writing and switching leaves one open pack that GC reclaims.
 
-Throughput: the plan is three Spark actions (figures, the records to move, the write), and
-the write is one task per new pack that reads whole runs of source records and copies them
+Throughput: the plan is two Spark actions (figures, the records to move), then one Spark job
+per new pack, one task that reads whole runs of source records and copies them
 verbatim (CRC checked in the same pass, never decompressed); only metadata comes back to
 the driver. ``bench/jobs.py`` compares it with a plain copy of the same packs.
 """
@@ -24,12 +27,14 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from typing import Callable
 
 from pyspark.sql import DataFrame, Window, functions as F
 
 from storage import extracts
 from storage import maintenance as m
 from storage import pack as packfmt
+from storage.clock import now
 from storage.states import PackState
 
 from . import humanize
@@ -190,41 +195,60 @@ def _write_bin(cfg):
     return write
 
 
-def rewrite(ctx, bins: dict[int, list[tuple]], at, after_write: str | None = None) -> dict:
-    """Write each bin's records (``(block_id, pack_id, url, offset, stored_size)``) into a new
-    pack on the executors, then switch the blocks to it and retire the source packs left
-    empty, one transaction per new pack. Used by ``compact`` and ``dedup_scan``."""
+def rewrite(ctx, bins: dict[int, list[tuple]], at, after_write: str | None = None,
+            after_bin: Callable[[list[str]], None] | None = None) -> dict:
+    """Copy each bin's records (``(block_id, pack_id, url, offset, stored_size)``) into a new
+    pack, one bin after the other: register the new pack ``open``, write it on an executor,
+    switch the blocks to it and retire the source packs left empty (one transaction), then
+    call ``after_bin`` with the ids of the packs that switch retired (compact deletes there
+    the superseded packs no reader can hold any more) before the next bin. So at most one
+    new pack that nothing points to yet exists at any time, and a crash leaves at most one
+    open pack for GC.
+
+    One bin at a time costs the parallel writing of several packs; it is what keeps the
+    extra disk a run needs to one target pack."""
     store = ctx.drive.blocks.packs
-    items = []
+    write = _write_bin(ctx.cfg)
+    stats = {"bytes_written": 0, "write_seconds": 0.0, "write_launch_seconds": 0.0, "write_collect_seconds": 0.0,
+             "switch_seconds": 0.0}
+    task = dict.fromkeys(("read", "check_write", "close"), 0.0)
+    moved = retired = written = 0
+    bad = []
     for b in sorted(bins):
         pid = m.new_pack_id()
         key = store.pack_key(pid)
         m.register_pack(ctx.sm, pid, store.hot.url_for(key))  # open before any byte is written
-        items.append((b, pid, key, bins[b]))
-    t0, submitted = time.perf_counter(), time.time()
-    # One task per new pack, scheduled as cores free up; a task returns only metadata.
-    results = (ctx.spark.sparkContext.parallelize(items, len(items)).map(_write_bin(ctx.cfg)).collect()
-               if items else [])
-    stats = {"bytes_written": sum(r[2] for r in results), "write_seconds": round(time.perf_counter() - t0, 3)}
-    for name in ("read", "check_write", "close"):
-        stats[f"write_{name}_task_seconds"] = round(sum(r[6].get(name, 0.0) for r in results), 3)
-    if results:  # Spark's share of the copy phase: before the first task started and after the last ended
-        stats["write_launch_seconds"] = round(min(r[6]["start"] for r in results) - submitted, 3)
-        stats["write_collect_seconds"] = round(submitted + stats["write_seconds"] - max(r[6]["end"] for r in results), 3)
-    ctx.say(f"wrote {len(results)} packs ({humanize.size(stats['bytes_written'])})")
-    if after_write:
-        step(after_write)
-    t0 = time.perf_counter()
-    moved = retired = 0
-    bad = []
-    for bin_, pack_id, size, checksum, mv, bad_records, _ in results:
+        t0, submitted = time.perf_counter(), time.time()
+        # One task per new pack; it returns only metadata.
+        _, pack_id, size, checksum, mv, bad_records, timings = (
+            ctx.spark.sparkContext.parallelize([(b, pid, key, bins[b])], 1).map(write).collect()[0])
+        took = time.perf_counter() - t0
+        stats["write_seconds"] += took
+        stats["bytes_written"] += size
+        for name in task:
+            task[name] += timings.get(name, 0.0)
+        # Spark's share of the copy: before the task started and after it ended
+        stats["write_launch_seconds"] += timings["start"] - submitted
+        stats["write_collect_seconds"] += submitted + took - timings["end"]
+        written += 1
+        if after_write:
+            step(after_write)
+        t0 = time.perf_counter()
         out = m.switch_blocks(ctx.sm, pack_id, size, checksum, [m.Move(*x) for x in mv], at)
+        stats["switch_seconds"] += time.perf_counter() - t0
         moved += out["moved"]
         retired += out["retired"]
-        bad += [{"block": b.hex(), "pack": p, "error": e} for b, p, e in bad_records]
-    stats.update(blocks_moved=moved, packs_retired=retired, bad_records=bad[:100],
-                 switch_seconds=round(time.perf_counter() - t0, 3))
-    ctx.say(f"switched {moved} blocks, retired {retired} packs")
+        bad += [{"block": blk.hex(), "pack": p, "error": e} for blk, p, e in bad_records]
+        if after_bin:
+            after_bin(out["retired_ids"])
+    if not written:
+        for name in ("write_launch_seconds", "write_collect_seconds"):
+            del stats[name]
+    stats = {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}
+    stats.update({f"write_{name}_task_seconds": round(v, 3) for name, v in task.items()})
+    stats.update(blocks_moved=moved, packs_retired=retired, bad_records=bad[:100])
+    ctx.say(f"wrote {written} packs ({humanize.size(stats['bytes_written'])}), switched {moved} blocks, "
+            f"retired {retired} packs")
     return stats
 
 
@@ -260,17 +284,37 @@ def run(ctx) -> dict:
     finally:
         planned.unpersist()
 
-    stats.update(m.delete_retired_packs(ctx.sm, store, t - dt.timedelta(seconds=ctx.grace)))
+    deleted = {"packs_deleted": 0, "bytes_deleted": 0}
+    st = cfg["storage"]
+    bound = st["read_location_max_seconds"] + st["timeout_seconds"]
+    switched: list[tuple[float, list[str]]] = []  # (when a bin's switch had committed, the packs it retired)
+
+    def delete_superseded() -> None:
+        """Delete what is past the read bound: by ``retired_at``, and the packs this run's bins
+        retired by the switch's own monotonic time (exact, where ``retired_at`` has whole
+        seconds)."""
+        due = [p for at, packs in switched if time.monotonic() - at > bound for p in packs]
+        out = m.delete_retired_packs(ctx.sm, store, t - dt.timedelta(seconds=ctx.grace), superseded_before=(
+            m.superseded_cutoff(now(), st["read_location_max_seconds"], st["timeout_seconds"])), superseded_ids=due)
+        for k in deleted:
+            deleted[k] += out[k]
+
+    def after_bin(retired: list[str]) -> None:
+        switched.append((time.monotonic(), retired))
+        delete_superseded()
+
+    delete_superseded()
     step("compact:after_delete")
     stats["retired_empty"] = m.retire_packs(ctx.sm, retire, t)
     if bins:
-        stats.update(rewrite(ctx, bins, t, after_write="compact:after_write"))
+        stats.update(rewrite(ctx, bins, t, after_write="compact:after_write", after_bin=after_bin))
     else:
         stats.update(bytes_written=0, write_seconds=0.0, blocks_moved=0, packs_retired=0, bad_records=[])
         step("compact:after_write")
     step("compact:after_switch")
+    stats.update(deleted)
     # Freed: what the packs this run retired hold beyond the new packs written; their files go
-    # once the grace period has passed (delete_retired_packs, at the start of a later run).
+    # once no reader can hold them (delete_superseded, after a later bin or in a later run).
     stats["bytes_copied"] = stats["bytes_written"]
     stats["bytes_freed"] = max(stats.pop("bytes_to_retire") - stats["bytes_written"], 0)
     stats["amplification"] = amplification(stats["bytes_copied"], stats["bytes_freed"])

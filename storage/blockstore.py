@@ -4,7 +4,8 @@ writer put together, with the streaming ingest of a whole file.
 - storage/packstore.py: pack files on the backends, read and written with no database;
 - storage/blockindex.py: the ``blocks`` rows, the commit of what an ingest wrote, refs;
 - storage/blockwriter.py: the one writer every ingest path appends new blocks with;
-- storage/reads.py: when packs were last read, noted by the pack store's reads.
+- storage/reads.py: when packs were last read, noted by the pack store's reads, and how long
+  a read may use the locations it looked up.
 
 Write order (DESIGN.md, "data is durable before anything points to it"): the writer
 registers an ``open`` pack row, appends the new blocks, and closes the pack (durable); then
@@ -29,7 +30,7 @@ from .blockwriter import BlockWriter
 from .chunking import Chunker, Replay, read_up_to
 from .errors import QuotaExceeded
 from .packstore import BlockLocation, PackStore
-from .reads import ReadTracker
+from .reads import ReadTracker, locate, read_current
 from .sharedpack import SharedPacks
 
 LOOKUP_BATCH = 64  # blocks per known-block query
@@ -48,11 +49,13 @@ class BlockStore:
                  min_compression_saving: float = 0.05, pack_max_bytes: int = 128 * 1024 * 1024,
                  timeout: float = 30, shared_pack_request_bytes: int = 0,
                  shared_pack_target_bytes: int = 64 * 1024 * 1024, shared_pack_idle_seconds: float = 5,
-                 shared_pack_max_age_seconds: float = 300, hash_threads: int = 2):
+                 shared_pack_max_age_seconds: float = 300, hash_threads: int = 2,
+                 read_location_max_seconds: float = 600):
         self.sm, self.chunker = sessionmaker_, chunker
         self.hash_threads = max(0, hash_threads)
         self.level, self.min_saving = compression_level, min_compression_saving
         self.pack_max_bytes = pack_max_bytes
+        self.read_location_max_seconds = read_location_max_seconds
         self.read_tracker = ReadTracker(sessionmaker_)
         self.packs = PackStore(hot, cold=cold, timeout=timeout, on_read=self.read_tracker.note)
         self.index = BlockIndex(sessionmaker_)
@@ -87,7 +90,10 @@ class BlockStore:
         return self.packs.backend_for(url)
 
     def read_blocks(self, locations: Iterable[BlockLocation]) -> Iterator[bytes]:
-        return self.packs.read_blocks(locations)
+        """The blocks at ``locations`` (looked up just before), each read from a location at
+        most ``read_location_max_seconds`` old (storage/reads.py)."""
+        return read_current(self.packs.read_blocks, lambda ids: locate(self.sm, ids), locations,
+                            self.read_location_max_seconds)
 
     def read_block(self, block_id: bytes) -> bytes:
         return next(self.packs.read_blocks([self.index.location(block_id)]))

@@ -39,6 +39,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "shared_pack_max_age_seconds": 300.0,
         "timeout_seconds": 30,
         "ingest_hash_threads": 2,
+        "read_location_max_seconds": 600.0,
     },
     "database": {"url": ""},
     "quota": {"free_bytes": 15_000_000_000, "premium_bytes": 1_000_000_000_000,
@@ -219,6 +220,8 @@ def _validate(cfg: dict) -> None:
         raise ConfigError(f"storage.chunker: unknown chunker {s['chunker']!r} (fastcdc or fixed)")
     if not 0 <= s["min_compression_saving"] < 1:
         raise ConfigError("storage.min_compression_saving must be in [0, 1)")
+    if s["read_location_max_seconds"] < 0:
+        raise ConfigError("storage.read_location_max_seconds must be >= 0")
     if cfg["gc"]["grace_seconds"] < 0:
         raise ConfigError("gc.grace_seconds must be >= 0")
     ch = cfg["changes"]

@@ -83,7 +83,7 @@ class Drive:
             cold=open_backend(config.cold_url, timeout) if config.cold_url else None,
             compression_level=st["compression_level"], min_compression_saving=st["min_compression_saving"],
             pack_max_bytes=st["pack_max_bytes"], timeout=timeout,
-            hash_threads=st["ingest_hash_threads"],
+            hash_threads=st["ingest_hash_threads"], read_location_max_seconds=st["read_location_max_seconds"],
             shared_pack_request_bytes=st["shared_pack_request_bytes"],
             shared_pack_target_bytes=st["shared_pack_target_bytes"],
             shared_pack_idle_seconds=st["shared_pack_idle_seconds"],

@@ -20,7 +20,8 @@ from __future__ import annotations
 from .errors import NotFound
 from .leases import acquire_lease, lease_holder, release_lease
 from .packlife import (abandon_open_packs, delete_retired_packs, new_pack_id, recover_open_pack, refresh_live_bytes,
-                       register_pack, retire_empty_packs, retire_packs, switch_blocks, switch_pack_location)
+                       register_pack, retire_empty_packs, retire_packs, superseded_cutoff, switch_blocks,
+                       switch_pack_location)
 from .packstore import Move, Source, copy_pack, write_pack
 from .reads import ReadTracker
 from .repair import (Repair, Repoint, merge_version_refs, node_count_drift, repair_node_counts, repair_refcounts,
@@ -32,6 +33,6 @@ from .sweep import (SAFE, Safety, SweepResult, expire_upload_sessions, mark_bloc
 __all__ = ["Safety", "SAFE", "acquire_lease", "release_lease", "lease_holder", "expire_upload_sessions",
            "remove_stale_tails", "mark_blocks", "sweep_cutoff", "sweep_blocks", "SweepResult", "register_pack",
            "switch_blocks", "Move", "retire_packs", "retire_empty_packs", "refresh_live_bytes", "abandon_open_packs",
-           "recover_open_pack", "delete_retired_packs", "Source", "write_pack", "copy_pack", "switch_pack_location",
+           "recover_open_pack", "delete_retired_packs", "superseded_cutoff", "Source", "write_pack", "copy_pack", "switch_pack_location",
            "repair_refcounts", "repair_usage", "node_count_drift", "repair_node_counts", "apply_retention",
            "merge_version_refs", "Repoint", "repoint_blocks", "ReadTracker", "Repair", "new_pack_id", "NotFound"]

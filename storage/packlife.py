@@ -1,8 +1,11 @@
 """The life of a pack after it is written: ``open|sealed -> retiring -> deleted``.
 
 A pack's file is deleted only after its row says ``deleted``, which happens only when no
-block row points to it and it has been retiring for the grace period ("a pack must leave
-the index before it is deleted"). Here are the steps that move packs along: registering a
+block row points to it ("a pack must leave the index before it is deleted") and it has been
+retiring long enough that no reader can still hold its location: for a pack that was sealed
+(readable), the read bound of storage/reads.py (``storage.read_location_max_seconds``, plus
+``storage.timeout_seconds`` for a read started just before it; :func:`superseded_cutoff`);
+for one retired straight from ``open`` (an upload given up), the grace period. Here are the steps that move packs along: registering a
 new pack before its first byte, switching blocks to a copy (compaction, scrub, tiering),
 retiring packs no block points to, recovering or giving up the open packs of dead writers,
 and deleting retired files. The copies themselves are written by the pack store
@@ -50,7 +53,8 @@ def switch_blocks(sm: sessionmaker[Session], new_pack: str, size: int, checksum:
                   moves: Sequence[Move], at: dt.datetime | None = None) -> dict:
     """In one transaction: seal ``new_pack`` (it must still be ``open``: GC may have given it
     up), point each moved block at it (only if the block still lives where the plan saw it),
-    and retire every source pack no block points to any more."""
+    and retire every source pack no block points to any more (``retired_ids``; ``retired_at``
+    is the time of the switch, as in :func:`retire_empty_packs`)."""
     at = at or now()
     with sm() as s, s.begin():
         sealed = s.execute(sa.update(Pack).where(Pack.id == new_pack, Pack.state == PackState.OPEN)
@@ -66,18 +70,28 @@ def switch_blocks(sm: sessionmaker[Session], new_pack: str, size: int, checksum:
             moved += s.connection().execute(stmt, [{"block_id": m.block_id, "old": m.from_pack, "off": m.offset}
                                                    for m in part]).rowcount
         refresh_live_bytes(s, {new_pack} | {m.from_pack for m in moves})
-        retired = retire_empty_packs(s, {m.from_pack for m in moves}, at)
-    return {"moved": moved, "retired": retired}
+        at = max(at, now())
+        # One statement per source pack, to know which this switch retired (and may time):
+        # a pack another job retired meanwhile is not among them.
+        retired_ids = [p for p in sorted({m.from_pack for m in moves})
+                       if s.execute(_retire(sa.update(Pack).where(Pack.id == p), at)).rowcount]
+    return {"moved": moved, "retired": len(retired_ids), "retired_ids": retired_ids}
+
+
+def _retire(update, at: dt.datetime):
+    """``update`` (of some packs) made to retire those that are sealed and no block points to."""
+    no_blocks = sa.not_(sa.exists().where(Block.pack_id == Pack.id))
+    return (update.where(Pack.state == PackState.SEALED, no_blocks).values(state=PackState.RETIRING, retired_at=at)
+            .execution_options(synchronize_session=False))
 
 
 def retire_empty_packs(s: Session, pack_ids: Iterable[str], at: dt.datetime) -> int:
-    no_blocks = sa.not_(sa.exists().where(Block.pack_id == Pack.id))
-    n = 0
-    for part in batches(sorted(pack_ids)):
-        n += s.execute(sa.update(Pack).where(Pack.id.in_(part), Pack.state == PackState.SEALED, no_blocks)
-                       .values(state=PackState.RETIRING, retired_at=at)
-                       .execution_options(synchronize_session=False)).rowcount
-    return n
+    """Retire the sealed packs of ``pack_ids`` no block points to. ``retired_at`` is ``at``
+    or, if later, the time of this change: a reader may have looked a block up in such a pack
+    until this transaction commits, and the read bound counts from then."""
+    at = max(at, now())
+    return sum(s.execute(_retire(sa.update(Pack).where(Pack.id.in_(part)), at)).rowcount
+               for part in batches(sorted(pack_ids)))
 
 
 def retire_packs(sm: sessionmaker[Session], pack_ids: Iterable[str], at: dt.datetime | None = None) -> int:
@@ -158,14 +172,36 @@ def recover_open_pack(sm: sessionmaker[Session], store: PackStore, pack_id: str,
     return True
 
 
+def superseded_cutoff(at: dt.datetime, read_location_max_seconds: float, timeout_seconds: float) -> dt.datetime:
+    """A sealed pack retired before this time can no longer be read: every reader that looked
+    it up did so before it retired, uses a location for at most ``read_location_max_seconds``
+    (storage/reads.py) and finishes a read it started within ``timeout_seconds``."""
+    return at - dt.timedelta(seconds=read_location_max_seconds + timeout_seconds)
+
+
 def delete_retired_packs(sm: sessionmaker[Session], store: PackStore, before: dt.datetime,
-                         on_deleted: Callable[[str], None] | None = None) -> dict:
-    """Delete the files of packs retiring since before ``before`` that no block points to.
-    The row says ``deleted`` first, then the file goes; a ``deleted`` row with a size is a
-    file whose delete did not finish (a crash), retried here."""
+                         on_deleted: Callable[[str], None] | None = None,
+                         superseded_before: dt.datetime | None = None,
+                         superseded_ids: Iterable[str] = ()) -> dict:
+    """Delete the files of packs retiring since before ``before`` that no block points to,
+    and, with ``superseded_before`` (:func:`superseded_cutoff`), of those that were sealed
+    and retired before that. ``superseded_ids`` are sealed packs the caller retired itself and
+    timed: their switch committed more than the read bound ago, which the whole seconds of
+    ``retired_at`` cannot tell within a second. The row says ``deleted`` first, then the file
+    goes; a ``deleted`` row with a size is a file whose delete did not finish (a crash),
+    retried here.
+
+    A pack retired straight from ``open`` (never sealed) keeps the grace period: it belonged to
+    an upload given up, whose writer may still be running."""
     no_blocks = sa.not_(sa.exists().where(Block.pack_id == Pack.id))
+    due = Pack.retired_at < before
+    if superseded_before is not None:
+        due = sa.or_(due, sa.and_(Pack.sealed_at.is_not(None), Pack.retired_at < superseded_before))
+    superseded_ids = sorted(superseded_ids)
+    if superseded_ids:
+        due = sa.or_(due, sa.and_(Pack.sealed_at.is_not(None), Pack.id.in_(superseded_ids)))
     with sm() as s, s.begin():
-        pack_ids = s.execute(sa.select(Pack.id).where(Pack.state == PackState.RETIRING, Pack.retired_at < before,
+        pack_ids = s.execute(sa.select(Pack.id).where(Pack.state == PackState.RETIRING, due,
                                                       no_blocks)).scalars().all()
         for part in batches(pack_ids):
             s.execute(sa.update(Pack).where(Pack.id.in_(part), Pack.state == PackState.RETIRING, no_blocks)
