@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = {"flask", "werkzeug", "pyspark", "apscheduler", "webapi", "jobs", "gunicorn"}
 # The top-level packages whose dependencies on each other must form no cycle.
-PACKAGES = ["storage", "jobs", "webapi", "client", "harness", "bench"]
+PACKAGES = ["storage", "jobs", "webapi", "client", "harness", "bench", "rehearsal"]
 # What the user's client must not import: it installs on a laptop without the server.
 CLIENT_FORBIDDEN = {"flask", "werkzeug", "sqlalchemy", "pyarrow", "pyspark", "webapi", "jobs", "gunicorn"}
 # Names spelled with a leading underscore that are documented public API, not another module's

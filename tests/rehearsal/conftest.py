@@ -1,0 +1,1 @@
+"""The rehearsal's quick variant in CI: each tier's failover on the real engines, small."""
