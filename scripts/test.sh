@@ -40,7 +40,7 @@ else
 fi
 stage services-up
 
-"$VENV/bin/python" -m pytest tests "$@"
+"$VENV/bin/python" -m pytest tests --durations=40 "$@"
 rc=$?
 stage tests
 cat var/stages.txt
