@@ -41,7 +41,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "ingest_hash_threads": 2,
         "read_location_max_seconds": 600.0,
     },
-    "database": {"url": ""},
+    "database": {"url": "", "replica_url": "", "replica_wait_ms": 50, "replica_retry_seconds": 2.0},
     "quota": {"free_bytes": 15_000_000_000, "premium_bytes": 1_000_000_000_000,
               "block_floor_bytes": 4096, "block_session_seconds": 86400,
               "block_session_max_blocks": 100_000},
@@ -222,6 +222,9 @@ def _validate(cfg: dict) -> None:
         raise ConfigError("storage.min_compression_saving must be in [0, 1)")
     if s["read_location_max_seconds"] < 0:
         raise ConfigError("storage.read_location_max_seconds must be >= 0")
+    db = cfg["database"]
+    if db["replica_wait_ms"] < 0 or db["replica_retry_seconds"] < 0:
+        raise ConfigError("database.replica_wait_ms and database.replica_retry_seconds must be >= 0")
     if cfg["gc"]["grace_seconds"] < 0:
         raise ConfigError("gc.grace_seconds must be >= 0")
     ch = cfg["changes"]

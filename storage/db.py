@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import mask_url
@@ -19,6 +22,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 RETRYABLE_MYSQL_ERRORS = (1213, 1205)  # deadlock victim, lock wait timeout
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str, connect_timeout: int = 10) -> Engine:
@@ -88,6 +92,95 @@ def read_only_sessions(sm: sessionmaker[Session]) -> sessionmaker[Session]:
     mode a reader sees the last commit and never blocks one), and a write through one raises
     :class:`ReadOnlySession`; elsewhere they are plain sessions."""
     return sessionmaker(sm.kw["bind"].execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+
+
+class ReplicaReads:
+    """Transactions that only read, sent to a replica of the primary when that cannot make them
+    stale, else to the primary.
+
+    Before each read the primary's binary-log position is asked (``@@gtid_binlog_pos``, one
+    cheap query) and the replica waits up to ``wait_ms`` until it has applied that much
+    (``MASTER_GTID_WAIT``). A reader therefore sees at least everything committed before its
+    read began, its own writes included. When no replica is configured, when it lags beyond
+    the bound, or when it does not answer (then it is left alone for ``retry_seconds``), the
+    read runs on the primary: a replica's trouble is never the reader's error.
+
+    ``listeners`` are called with ``(target, reason)`` for every read: target ``replica`` or
+    ``primary``, reason ``caught_up``, ``no_replica``, ``no_position`` (the primary has no
+    binary-log position to wait for), ``lagging``, ``down`` or ``failed`` (the replica failed
+    during the read, which then ran again on the primary). Only MariaDB
+    primaries and replicas are supported (their GTIDs)."""
+
+    def __init__(self, primary: sessionmaker[Session], replica_url: str = "", wait_ms: int = 50,
+                 retry_seconds: float = 2.0):
+        self.primary = read_only_sessions(primary)
+        self.wait_seconds = max(wait_ms, 0) / 1000
+        self.retry_seconds = retry_seconds
+        self.listeners: list[Callable[[str, str], None]] = []
+        self.engine: Engine | None = None
+        self.replica: sessionmaker[Session] | None = None
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+        if replica_url:
+            # a short connect timeout: a replica that hangs must cost a reader little before it is skipped
+            self.engine = make_engine(replica_url, connect_timeout=2)
+            if primary.kw["bind"].dialect.name != "mysql" or self.engine.dialect.name != "mysql":
+                self.engine.dispose()
+                raise ConfigError("database.replica_url needs MariaDB for both the primary and the replica "
+                                  "(mysql+pymysql://...)")
+            self.replica = read_only_sessions(make_sessionmaker(self.engine))
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+
+    def run(self, fn: Callable[[sessionmaker[Session]], T]) -> T:
+        """``fn(sessions)`` with read-only sessions on the replica when it has caught up with the
+        primary, else on the primary. ``fn`` must only read: after a replica failure it runs
+        again, on the primary."""
+        if self.replica is None:
+            return self._on_primary(fn, "no_replica")
+        if time.monotonic() < self._down_until:
+            return self._on_primary(fn, "down")
+        with self.primary() as s:
+            position = s.execute(text("SELECT @@gtid_binlog_pos")).scalar() or ""
+        if not position:
+            # no binary log on the primary (or nothing in it yet): nothing to wait for, so
+            # nothing proves the replica current
+            return self._on_primary(fn, "no_position")
+        try:
+            with self.replica() as s:
+                reached = s.execute(text("SELECT MASTER_GTID_WAIT(:pos, :wait)"),
+                                    {"pos": position, "wait": self.wait_seconds}).scalar()
+        except DBAPIError as exc:
+            self._mark_down(exc)
+            return self._on_primary(fn, "down")
+        if reached != 0:
+            return self._on_primary(fn, "lagging")
+        try:
+            result = fn(self.replica)
+        except DBAPIError as exc:
+            self._mark_down(exc)
+            return self._on_primary(fn, "failed")
+        self._count("replica", "caught_up")
+        return result
+
+    def _on_primary(self, fn: Callable[[sessionmaker[Session]], T], reason: str) -> T:
+        result = fn(self.primary)
+        self._count("primary", reason)
+        return result
+
+    def _mark_down(self, exc: DBAPIError) -> None:
+        with self._lock:
+            first = time.monotonic() >= self._down_until
+            self._down_until = time.monotonic() + self.retry_seconds
+        if first:
+            log.warning("database replica %s not answering (%s); reading from the primary for %.0f s",
+                        mask_url(str(self.engine.url)), getattr(exc, "orig", exc), self.retry_seconds)
+
+    def _count(self, target: str, reason: str) -> None:
+        for listener in self.listeners:
+            listener(target, reason)
 
 
 def _alembic_config(engine: Engine):

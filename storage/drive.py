@@ -26,7 +26,7 @@ from .blockstore import BlockLocation, BlockStore
 from .chunking import make_chunker
 from .clock import now
 from .config import Config
-from .db import make_engine, make_sessionmaker, read_only_sessions, run_tx
+from .db import ReplicaReads, make_engine, make_sessionmaker, read_only_sessions, run_tx
 from .errors import Conflict, Forbidden, IntegrityError, InvalidInput, LimitExceeded, NotFound, QuotaExceeded
 from .models import Block, FileVersion, Link, Node, Pack, Share, User, VersionBlock
 from .names import split_path, validate_name
@@ -76,6 +76,10 @@ class Drive:
         self.engine = engine or make_engine(config.database_url)
         self.sm = make_sessionmaker(self.engine)
         self.reads = read_only_sessions(self.sm)  # transactions that only read (see storage/db.py)
+        db = config["database"]
+        # reads that may go to the replica (listings, reports); everything else reads the primary
+        self.replica_reads = ReplicaReads(self.sm, db["replica_url"], db["replica_wait_ms"],
+                                          db["replica_retry_seconds"])
         st = config["storage"]
         timeout = st["timeout_seconds"]
         self.blocks = BlockStore(
@@ -100,6 +104,7 @@ class Drive:
 
     def close(self) -> None:
         self.blocks.close()
+        self.replica_reads.close()
         self.engine.dispose()
 
     # ---- plumbing ----------------------------------------------------------------------
@@ -218,22 +223,26 @@ class Drive:
         # orders and resumes a page: the database walks that index instead of sorting the folder.
         key = {"name": Node.live_name, "updated": Node.updated_at, "size": size}[sort]
         by_id = [] if sort == "name" else [Node.id.desc() if desc else Node.id]
-        with self.sm() as s:
-            folder, role = get_node(s, user_id, folder_id)
-            if folder.kind != "folder":
-                raise InvalidInput(f"node {folder_id} is not a folder")
-            q = (sa.select(Node, FileVersion).outerjoin(FileVersion, FileVersion.id == Node.current_version_id)
-                 .where(Node.parent_id == folder.id, Node.live_name.is_not(None)))
-            if cursor:
-                value, last_id = _decode_cursor(cursor, sort)
-                after = (key < value) if desc else (key > value)
-                q = q.where(after if not by_id else
-                            sa.or_(after, sa.and_(key == value, (Node.id < last_id) if desc else (Node.id > last_id))))
-            q = q.order_by(key.desc() if desc else key, *by_id).limit(limit + 1)
-            rows = s.execute(q).all()
-            items = [tree.info_of(n, v, role) for n, v in rows[:limit]]
+        q = (sa.select(Node, FileVersion).outerjoin(FileVersion, FileVersion.id == Node.current_version_id)
+             .where(Node.live_name.is_not(None)))
+        if cursor:
+            value, last_id = _decode_cursor(cursor, sort)
+            after = (key < value) if desc else (key > value)
+            q = q.where(after if not by_id else
+                        sa.or_(after, sa.and_(key == value, (Node.id < last_id) if desc else (Node.id > last_id))))
+        q = q.order_by(key.desc() if desc else key, *by_id).limit(limit + 1)
+
+        def page(sessions) -> tuple[list[NodeInfo], bool]:
+            with sessions() as s:
+                folder, role = get_node(s, user_id, folder_id)
+                if folder.kind != "folder":
+                    raise InvalidInput(f"node {folder_id} is not a folder")
+                rows = s.execute(q.where(Node.parent_id == folder.id)).all()
+                return [tree.info_of(n, v, role) for n, v in rows[:limit]], len(rows) > limit
+        # a listing only reads, and may come from the replica once it has caught up
+        items, more = self.replica_reads.run(page)
         nxt = None
-        if len(rows) > limit:
+        if more:
             last = items[-1]
             value = {"name": last.name, "updated": last.updated_at.isoformat(),
                      "size": last.size if last.size is not None else -1}[sort]

@@ -27,6 +27,11 @@ REQUESTS = Counter("blockdrive_http_requests_total", "HTTP requests answered",
 LATENCY = Histogram("blockdrive_http_request_duration_seconds", "Time to the response's headers",
                     ["endpoint"], buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 120))
 
+# Where the reads that may use the database replica went (storage.db.ReplicaReads): target
+# replica or primary, and why.
+DB_READS = Counter("blockdrive_db_reads_total", "Read-only transactions by the database that served them",
+                   ["target", "reason"])
+
 
 # Every method a route of ours (or WebDAV) answers; anything else a client makes up is
 # counted as "other", so made-up methods cannot grow the label set without bound.
@@ -85,8 +90,15 @@ def metrics():
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
 
+def count_db_read(target: str, reason: str) -> None:
+    DB_READS.labels(target, reason).inc()
+
+
 def instrument(app: Flask) -> None:
     app.extensions["metrics_allow_from"] = parse_networks(app.config["BLOCKDRIVE"]["metrics"]["allow_from"])
+    listeners = app.extensions["drive"].replica_reads.listeners
+    if count_db_read not in listeners:  # one drive may serve several apps (tests)
+        listeners.append(count_db_read)
 
     @app.before_request
     def _start():

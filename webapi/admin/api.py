@@ -19,7 +19,7 @@ bp = Blueprint("admin_api", __name__)
 @bp.get("/api/v1/admin/reports/latest")
 def latest():
     require_admin_api()
-    snap = reports.latest(drive().sm)
+    snap = drive().replica_reads.run(reports.latest)
     if snap is None:
         raise NotFound("no report yet: run `blockdrive jobs run report`")
     return jsonify(snap)
@@ -31,7 +31,8 @@ def history():
     limit = parse_uint(request.args.get("limit", "1000"), 10000)
     if not limit:
         raise InvalidInput("limit must be an integer in [1, 10000]")
-    return jsonify(items=reports.history(drive().sm, _since_arg(), limit))
+    since = _since_arg()
+    return jsonify(items=drive().replica_reads.run(lambda sm: reports.history(sm, since, limit)))
 
 
 def _since_arg() -> dt.datetime | None:

@@ -68,9 +68,13 @@ def dashboard():
         if user is None:
             return redirect(url_for("admin.login_form"), 303)
     sm = drive().sm
-    snap = reports.latest(sm)
     days = current_app.config["BLOCKDRIVE"]["jobs"]["report_days"]
-    series = reports.history(sm, now() - dt.timedelta(days=days)) if snap else []
+
+    def report(sessions):
+        snap = reports.latest(sessions)
+        return snap, reports.history(sessions, now() - dt.timedelta(days=days)) if snap else []
+    # the reports only read, and may come from the replica once it has caught up
+    snap, series = drive().replica_reads.run(report)
     runs = jobruns.history(sm, 200)
     last_runs = {r["job"]: r for r in reversed(runs)}
     return html_page(render_template("admin.html", user=user, csrf=csrf_token(), jobs=JOBS, last_runs=last_runs,
