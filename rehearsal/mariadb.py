@@ -81,7 +81,9 @@ class MariaDBServer:
                 "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
                 "--innodb-buffer-pool-size=64M", "--max-connections=200", "--max-allowed-packet=64M",
                 f"--server-id={self.server_id}", "--log-bin=binlog", "--binlog-format=ROW",
-                "--log-slave-updates=1", "--gtid-strict-mode=1"]
+                "--log-slave-updates=1", "--gtid-strict-mode=1",
+                # blockdrive's search index uses triggers; with a row-based binary log that is safe
+                "--log-bin-trust-function-creators=1"]
         if self.replica:
             # relay_log_recovery: after a crash the replica drops its relay log and fetches again
             # from its GTID position, the crash-safe setting.
