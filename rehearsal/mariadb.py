@@ -245,14 +245,14 @@ class MariaDBPair:
         return out
 
 
-def _reads_by_target(metrics_text: str) -> dict[str, float]:
-    """``blockdrive_db_reads_total`` from a /metrics page, summed by target."""
+def _db_reads(metrics_text: str, label: str = "target") -> dict[str, float]:
+    """``blockdrive_db_reads_total`` from a /metrics page, summed by ``label`` (target or reason)."""
     out: dict[str, float] = {}
     for line in metrics_text.splitlines():
         if line.startswith("blockdrive_db_reads_total{"):
             labels, value = line[len("blockdrive_db_reads_total{"):].rsplit("} ", 1)
-            target = dict(p.split("=", 1) for p in labels.split(","))["target"].strip('"')
-            out[target] = out.get(target, 0.0) + float(value)
+            key = dict(p.split("=", 1) for p in labels.split(","))[label].strip('"')
+            out[key] = out.get(key, 0.0) + float(value)
     return out
 
 
@@ -271,8 +271,10 @@ class _Load:
         self.workers: list[threading.Thread] = []
 
     def start(self) -> None:
-        for i in range(self.threads):
-            t = threading.Thread(target=self._run, args=(i,), daemon=True)
+        """Create the users and their folders, then start the threads."""
+        clients = [self.server.user() for _ in range(self.threads)]
+        for client in clients:
+            t = threading.Thread(target=self._run, args=(client,), daemon=True)
             t.start()
             self.workers.append(t)
 
@@ -281,12 +283,17 @@ class _Load:
         for t in self.workers:
             t.join(120)
 
-    def _run(self, i: int) -> None:
-        client = self.server.user()
-        folder = client.mkdir(client.root, f"load{i}")["id"]
+    def run_for(self, seconds: float, listings: int) -> None:
+        """Let the load run at least ``seconds`` and until it made ``listings`` more listings."""
+        start, before = time.monotonic(), len(self.listings)
+        wait_until(lambda: time.monotonic() - start >= seconds and len(self.listings) - before >= listings,
+                   300, f"{listings} listings")
+
+    def _run(self, client) -> None:
+        folder = client.mkdir(client.root, "load")["id"]
         n = 0
         while not self.stopping.is_set():
-            name = f"f{i}-{n}.bin"
+            name = f"f{n}.bin"
             data = os.urandom(2048) + name.encode()
             try:
                 r = client.upload(folder, name, data)
@@ -317,11 +324,13 @@ def replica_failover(folder: str | os.PathLike, quick: bool = True) -> dict:
 
     Figures: ``reads_replica_share`` (share of counted reads served by the replica),
     ``listing_errors_while_replica_down`` (must be 0), ``catch_up_seconds`` (from the replica's
-    restart until it has applied all the primary had), ``stale_listings`` (a listing right after
+    restart until it has applied all the primary had, its start-up included:
+    ``replica_start_seconds``), ``stale_listings`` (a listing right after
     its own upload that missed it: must be 0), ``tables_equal``, ``lost_acknowledged_writes``,
     ``fsck_clean`` and ``replica_served_again``."""
     folder = Path(folder)
-    phase = 4.0 if quick else 30.0
+    # each phase (replica up, down, back) lasts this long and makes at least this many listings
+    phase, per_phase = (3.0, 20) if quick else (30.0, 300)
     figures: dict = {"quick": quick}
     pair = MariaDBPair(folder / "mariadb")
     proc = None
@@ -331,23 +340,25 @@ def replica_failover(folder: str | os.PathLike, quick: bool = True) -> dict:
             "BLOCKDRIVE_DATABASE_REPLICA_URL": pair.replica_url,
             "BLOCKDRIVE_DATABASE_REPLICA_WAIT_MS": "200"})
 
-        def reads() -> dict[str, float]:
-            return _reads_by_target(requests.get(server.url + "/metrics", timeout=10).text)
+        def reads(label: str = "target") -> dict[str, float]:
+            return _db_reads(requests.get(server.url + "/metrics", timeout=10).text, label)
 
         load = _Load(server, threads=2 if quick else 4)
         load.start()
         try:
-            time.sleep(phase)
+            load.run_for(phase, per_phase)
             before_kill = reads()
             t_kill = time.monotonic()
             pair.kill_replica()
-            time.sleep(phase)
+            load.run_for(phase, per_phase)
             t_restart = time.monotonic()
+            down = reads()
             pair.restart_replica()
-            figures["catch_up_seconds"] = round(
-                wait_until(lambda: pair.caught_up(0), 120, "replica catch-up", interval=0.1), 3)
+            figures["replica_start_seconds"] = round(time.monotonic() - t_restart, 3)
+            wait_until(lambda: pair.caught_up(0), 120, "replica catch-up", interval=0.1)
+            figures["catch_up_seconds"] = round(time.monotonic() - t_restart, 3)
             at_restart = reads()
-            time.sleep(phase)
+            load.run_for(phase, per_phase)
         finally:
             load.stop()
         after = reads()
@@ -361,6 +372,9 @@ def replica_failover(folder: str | os.PathLike, quick: bool = True) -> dict:
             upload_errors=len(load.upload_errors),
             acknowledged_uploads=len(load.acked),
             reads=after,
+            reads_by_reason=reads("reason"),
+            reads_on_primary_while_replica_down=down.get("primary", 0) - before_kill.get("primary", 0),
+            reads_on_replica_while_replica_down=down.get("replica", 0) - before_kill.get("replica", 0),
         )
         total = sum(after.values())
         figures["reads_replica_share"] = round(after.get("replica", 0) / total, 3) if total else 0.0
@@ -370,6 +384,8 @@ def replica_failover(folder: str | os.PathLike, quick: bool = True) -> dict:
         wait_until(lambda: pair.caught_up(0), 120, "replica catch-up after the load")
         figures["tables_equal"] = pair.table_checksums(pair.primary) == pair.table_checksums(pair.replica)
         figures["lost_acknowledged_writes"] = _lost_writes(load.acked)
+        stop_server(proc)
+        proc = None
         fsck = subprocess.run([str(BIN), "fsck", "--deep"], env=server.env, capture_output=True, text=True,
                               timeout=600)
         figures["fsck_clean"] = fsck.returncode == 0
