@@ -5,6 +5,8 @@ Each tier has its own module that starts, kills and restarts its processes on 12
 own ports and data folders, and measures its own failover:
 
 - ``rehearsal.procs``: starting, killing and waiting for processes and ports (shared by all).
+- ``rehearsal.mariadb``: a MariaDB primary and replica (GTID replication) and the drill that kills
+  the replica while listings read from it.
 
 Like ``harness`` (which it uses), this package is not part of the installed product: it drives
 blockdrive from outside, through its commands, its HTTP API and the engines' own tools.
