@@ -112,8 +112,9 @@ class Context:
                 df = self.spark.read.jdbc(jdbc_url, query, column=partition_column, lowerBound=int(lo),
                                           upperBound=int(hi) + 1, numPartitions=n, properties=props)
                 return _cast(df, ddl)
-        # Binary keys (block ids): split by the first byte of the key instead.
-        key = partition_column or "id"
+        # Binary keys (block ids): split by the first byte of the select's first binary column
+        # (``id`` of blocks, ``block_id`` of a select of refs) instead.
+        key = partition_column or next((n for n, t in parse_schema(ddl) if t == "binary"), "id")
         bounds = [round(i * 256 / n) for i in range(n + 1)]
         preds = [f"{key} >= X'{lo:02x}'" + (f" AND {key} < X'{hi:02x}'" if hi < 256 else "")
                  for lo, hi in zip(bounds, bounds[1:])]

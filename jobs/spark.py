@@ -2,23 +2,30 @@
 
 Jobs take ``spark`` as a parameter; only the runner (and tests, once per session) call
 :func:`get_spark`. The master is whatever the config says: ``local[2]`` on one machine,
-``spark://...``, ``yarn`` or ``k8s://...`` in production. The commands keep Spark's and the
+``spark://...``, ``yarn`` or ``k8s://...`` in production; on a cluster the session ships the
+``storage`` and ``jobs`` packages to the executors (:func:`code_archive`). The commands keep Spark's and the
 JVM's chatter in a log file (:func:`keep_output_in`), not on the terminal.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
+import zipfile
 from pathlib import Path
 
 from storage.logs import FORMAT
 
 _lock = threading.Lock()
 _session = None
+_code_lock = threading.Lock()
+_code_zip: Path | None = None  # the zip code_archive built
 _jvm_output: Path | None = None  # where a JVM started from here writes; None: this process's terminal
 
 #: The Python loggers through which Spark's own warnings reach us (``warnings`` included).
@@ -72,12 +79,15 @@ def build_spark(cfg, app_name: str = "blockdrive-jobs"):
     from pyspark.sql import SparkSession
     _fork_safe_gateway()
     j = cfg["jobs"]
-    # A machine whose hostname does not resolve to a reachable address (containers, CI)
-    # makes Spark's driver unreachable to its own executors; loopback is right for local[N].
-    if j["spark_master"].startswith("local"):
+    local = j["spark_master"].startswith("local")
+    # Python workers must run an interpreter that has blockdrive's dependencies (a venv). On a
+    # cluster every node installs it at the same path as the driver's, or PYSPARK_PYTHON says
+    # where it is.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if local:
+        # A machine whose hostname does not resolve to a reachable address (containers, CI)
+        # makes Spark's driver unreachable to its own executors; loopback is right for local[N].
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        # Python workers must run the interpreter that has blockdrive and its deps (a venv).
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         repo = str(Path(__file__).resolve().parents[1])
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
     b = (SparkSession.builder.master(j["spark_master"]).appName(app_name)
@@ -93,7 +103,30 @@ def build_spark(cfg, app_name: str = "blockdrive-jobs"):
         b = b.config("spark.jars.packages", j["jdbc_packages"])
     spark = b.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    if not local:
+        # Executors elsewhere import the driver's own code, whatever is installed on their node
+        # and whatever their working directory holds.
+        spark.sparkContext.addPyFile(str(code_archive()))
     return spark
+
+
+def code_archive() -> Path:
+    """A zip of the ``storage`` and ``jobs`` packages as this driver runs them, for the
+    executors' ``sys.path``; built once per process, removed at exit."""
+    global _code_zip
+    with _code_lock:
+        if _code_zip is None or not _code_zip.exists():
+            repo = Path(__file__).resolve().parents[1]
+            folder = Path(tempfile.mkdtemp(prefix="blockdrive-code-"))
+            atexit.register(shutil.rmtree, folder, True)
+            path = folder / "blockdrive.zip"
+            with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+                for package in ("storage", "jobs"):
+                    for f in sorted((repo / package).rglob("*")):
+                        if f.is_file() and "__pycache__" not in f.parts:
+                            z.write(f, f.relative_to(repo).as_posix())
+            _code_zip = path
+        return _code_zip
 
 
 def get_spark(cfg):

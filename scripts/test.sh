@@ -21,6 +21,7 @@ docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null |
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v litmus >/dev/null || need+=(litmus)
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)  # Spark standalone (tests/rehearsal/test_spark.py)
 command -v rclone >/dev/null || need+=(rclone)
 command -v nextcloudcmd >/dev/null || need+=(nextcloud-desktop-cmd)
 command -v cadaver >/dev/null || need+=(cadaver)
