@@ -102,8 +102,10 @@ class ApiCluster:
             raise RuntimeError("HAProxy is not installed (Debian: apt-get install haproxy)")
         self.cli("init")
         try:
+            for proc in self.servers:  # all at once: they start in parallel
+                proc.start()
             for n in range(1, self.count + 1):
-                self.restart(n)
+                self._wait_ready(n, timeout=120)
             # Unused slots point at a port nothing listens on: HAProxy keeps them DOWN.
             slots = {f"BLOCKDRIVE_API_{n}": f"127.0.0.1:{self.ports[n - 1] if n <= self.count else free_port()}"
                      for n in range(1, SLOTS + 1)}
@@ -154,12 +156,13 @@ class ApiCluster:
         if proc.alive():
             proc.stop(30)
         proc.start()
-        start = time.monotonic()
+        return self._wait_ready(n, timeout)
+
+    def _wait_ready(self, n: int, timeout: float) -> float:
         try:
-            wait_http(self.server_url(n) + "/readyz", timeout=timeout)
+            return wait_http(self.server_url(n) + "/readyz", timeout=timeout)
         except TimeoutError:
-            raise RuntimeError(f"api-{n} did not become ready:\n{proc.tail()}") from None
-        return time.monotonic() - start
+            raise RuntimeError(f"api-{n} did not become ready:\n{self.servers[n - 1].tail()}") from None
 
     # -- the balancer's view ---------------------------------------------------------------
     def states(self) -> dict[str, str]:

@@ -25,8 +25,10 @@ import os
 import queue
 import random
 import secrets
+import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -141,24 +143,27 @@ class Load:
             self.stop()
 
 
-def verify(ledger: Path, url: str, users: list[LoadUser]) -> dict:
+def verify(ledger: Path, url: str, users: list[LoadUser], threads: int = 4) -> dict:
     """Read back every upload in ``ledger`` through ``url`` and compare size and SHA-256.
     Returns ``checked``, ``lost`` (not found, or not readable after retries) and ``different``."""
     tokens = {u.email: u.token for u in users}
-    sessions: dict[str, requests.Session] = {}
-    out = Counter(checked=0, lost=0, different=0)
-    for line in Path(ledger).read_text().splitlines():
+    local = threading.local()
+
+    def check(line: str) -> str:
         entry = json.loads(line)
-        s = sessions.get(entry["user"])
-        if s is None:
-            s = sessions[entry["user"]] = _session(tokens[entry["user"]])
-        out["checked"] += 1
+        sessions = local.__dict__.setdefault("sessions", {})
+        s = sessions.get(entry["user"]) or sessions.setdefault(entry["user"], _session(tokens[entry["user"]]))
         r = _retrying(s, "GET", f"{url.rstrip('/')}/api/v1/nodes/{entry['node']}/content")
         if r is None or r.status_code != 200:
-            out["lost"] += 1
-        elif len(r.content) != entry["size"] or hashlib.sha256(r.content).hexdigest() != entry["sha256"]:
-            out["different"] += 1
-    return dict(out)
+            return "lost"
+        if len(r.content) != entry["size"] or hashlib.sha256(r.content).hexdigest() != entry["sha256"]:
+            return "different"
+        return "same"
+
+    lines = Path(ledger).read_text().splitlines()
+    with ThreadPoolExecutor(threads) as pool:
+        results = Counter(pool.map(check, lines))
+    return {"checked": len(lines), "lost": results["lost"], "different": results["different"]}
 
 
 def _session(token: str) -> requests.Session:
