@@ -20,11 +20,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import multiprocessing
 import os
-import queue
 import random
 import secrets
+import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -34,6 +34,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
+
+from .procs import Proc
 
 __all__ = ["MIX", "SMALL_PUTS", "LoadUser", "LoadReport", "Load", "verify"]
 
@@ -47,6 +49,7 @@ ATTEMPTS = 6          # a request is sent at most this often
 BACKOFF = 0.2         # seconds before the first retry, doubled each time (6 attempts: ~6 s in all)
 TUS = {"Tus-Resumable": "1.0.0"}
 TUS_CHUNK = 512 * 1024
+ROOT = Path(__file__).resolve().parents[1]  # where ``python -m rehearsal.load`` runs
 
 
 @dataclass(frozen=True)
@@ -86,60 +89,55 @@ class LoadReport:
 
 class Load:
     """``processes`` client processes against ``url`` as ``users`` (taken in turn), appending
-    acknowledged uploads to ``ledger``, until :meth:`stop`. ``quick`` keeps files small.
-    Use as a context manager or call :meth:`start` and :meth:`stop`."""
+    acknowledged uploads to ``ledger``, until :meth:`stop`. ``quick`` keeps files small. Each
+    client is ``python -m rehearsal.load`` (so a caller's own script is never imported again
+    in it), with its output in ``load-<n>.log`` beside the ledger. Use as a context manager
+    or call :meth:`start` and :meth:`stop`."""
 
     def __init__(self, url: str, users: list[LoadUser], ledger: Path, processes: int = 4,
                  quick: bool = True, mix: dict[str, int] | None = None):
         self.url, self.users, self.ledger = url.rstrip("/"), list(users), Path(ledger)
         self.processes, self.quick, self.mix = processes, quick, dict(mix or MIX)
-        self._ctx = multiprocessing.get_context("spawn")
-        self._stop = self._ctx.Event()
-        self._results = self._ctx.Queue()
-        self._procs: list = []
+        self._clients: list[tuple[Proc, Path]] = []
         self._started = 0.0
 
     def start(self) -> Load:
         self.ledger.parent.mkdir(parents=True, exist_ok=True)
         self.ledger.touch()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+        run = secrets.token_hex(3)
         for i in range(self.processes):
             user = self.users[i % len(self.users)]
-            p = self._ctx.Process(target=_client_main, name=f"load-{i}", daemon=True,
-                                  args=(i, self.url, user, str(self.ledger), self.quick, self.mix,
-                                        self._stop, self._results))
-            p.start()
-            self._procs.append(p)
+            counts = self.ledger.parent / f"load-{run}-{i}.counts.json"
+            spec = {"index": i, "url": self.url, "email": user.email, "token": user.token,
+                    "ledger": str(self.ledger), "quick": self.quick, "mix": self.mix, "counts": str(counts)}
+            proc = Proc(f"load-{i}", [sys.executable, "-m", "rehearsal.load", json.dumps(spec)],
+                        self.ledger.parent / f"load-{i}.log", env=env, cwd=ROOT).start()
+            self._clients.append((proc, counts))
         self._started = time.monotonic()
         return self
 
     def stop(self, timeout: float = 120) -> LoadReport:
-        """Ask every client to finish its current operation, wait for them, and add up their
-        counts. A client that does not finish in ``timeout`` seconds is terminated (its counts
-        are then missing, and the report says so through fewer ``ok``)."""
-        self._stop.set()
+        """Ask every client to finish its current operation (SIGTERM), wait for them, and add
+        up their counts. A client still busy after ``timeout`` seconds is killed; its counts
+        are then missing (the report has fewer ``ok``)."""
         report = LoadReport(seconds=time.monotonic() - self._started)
-        deadline = time.monotonic() + timeout
-        got = 0
-        while got < len(self._procs) and time.monotonic() < deadline:
-            try:
-                report.add(self._results.get(timeout=1))
-                got += 1
-            except queue.Empty:  # a client still finishing its operation
-                if not any(p.is_alive() for p in self._procs):
-                    break
-        for p in self._procs:
-            p.join(5)
-            if p.is_alive():
-                p.terminate()
-                p.join()
-        self._procs = []
+        for proc, _ in self._clients:  # all told first, so they finish together
+            if proc.alive():
+                os.kill(proc.pid, signal.SIGTERM)
+        for proc, counts in self._clients:
+            proc.stop(timeout)
+            if counts.exists():
+                report.add(json.loads(counts.read_text()))
+                counts.unlink()
+        self._clients = []
         return report
 
     def __enter__(self) -> Load:
         return self.start()
 
     def __exit__(self, *_exc) -> None:
-        if self._procs:
+        if self._clients:
             self.stop()
 
 
@@ -320,14 +318,21 @@ class _Client:
             raise ValueError(f"unknown load operation {op!r}")
 
 
-def _client_main(index, url, user, ledger, quick, mix, stop, results) -> None:
-    """One client process: loop over the mix until ``stop`` is set, then report its counts."""
-    client = _Client(index, url, user, ledger, quick)
-    ops, weights = list(mix), list(mix.values())
+def _client_main(spec: dict) -> None:
+    """One client process: loop over the mix until SIGTERM, then write its counts."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    client = _Client(spec["index"], spec["url"], LoadUser(spec["email"], spec["token"]), spec["ledger"],
+                     spec["quick"])
+    ops, weights = list(spec["mix"]), list(spec["mix"].values())
     try:
-        while not stop.is_set() and not client.setup():
+        while not stopping.is_set() and not client.setup():
             time.sleep(1)
-        while not stop.is_set():
+        while not stopping.is_set():
             client.step(random.choices(ops, weights)[0])
     finally:
-        results.put({sec: dict(c) for sec, c in client.counts.items()})
+        Path(spec["counts"]).write_text(json.dumps({sec: dict(c) for sec, c in client.counts.items()}))
+
+
+if __name__ == "__main__":
+    _client_main(json.loads(sys.argv[1]))
