@@ -229,7 +229,7 @@ def cross_server_checks(cluster: ApiCluster, user: LoadUser, admin: LoadUser, pa
         **auth, **TUS, "Upload-Length": str(len(data)),
         "Upload-Metadata": "filename " + base64.b64encode(b"across.bin").decode()})
     path = urlsplit(r.headers.get("Location", "")).path
-    statuses, offset = [r.status_code], 0
+    statuses = [r.status_code]
     for i, start in enumerate(range(0, len(data), 300_000), start=1):
         p = requests.patch(on(i) + path, data=data[start:start + 300_000], timeout=30, headers={
             **auth, **TUS, "Upload-Offset": str(start), "Content-Type": "application/offset+octet-stream"})
