@@ -15,7 +15,8 @@ mkdir -p var && : > var/stages.txt
 
 # Tools some tests drive, from Debian's packages: a compose-file validator (Debian's
 # docker-compose; no engine needed), Chromium and its driver for the browser tests (dashboard, web app), and the
-# WebDAV clients of tests/e2e/test_dav_*.py (litmus, rclone, nextcloudcmd, cadaver, davfs2).
+# WebDAV clients of tests/e2e/test_dav_*.py (litmus, rclone, nextcloudcmd, cadaver, davfs2), and HAProxy
+# for the rehearsal's load balancer (tests/rehearsal/test_api.py).
 need=()
 docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v chromium >/dev/null || need+=(chromium)
@@ -26,6 +27,7 @@ command -v rclone >/dev/null || need+=(rclone)
 command -v nextcloudcmd >/dev/null || need+=(nextcloud-desktop-cmd)
 command -v cadaver >/dev/null || need+=(cadaver)
 [ -x /usr/sbin/mount.davfs ] || need+=(davfs2)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} from Debian's packages"
   (apt-get -o DPkg::Lock::Timeout=300 update -qq &&

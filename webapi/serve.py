@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import ipaddress
 import os
 import shutil
 import socket
@@ -192,6 +193,15 @@ def _body_begins(worker, req) -> None:
         sock.begin_body()
 
 
+def forwarded_allow_ips(trusted_proxies: str) -> str:
+    """gunicorn's ``forwarded_allow_ips`` for ``security.trusted_proxies``: the scheme a proxy
+    reports (``X-Forwarded-Proto``, which makes the URLs the app writes, such as a tus upload's
+    Location) counts from the same proxies whose ``X-Forwarded-For`` the app trusts. Networks
+    are normalised (``10.1.2.3/8`` is ``10.0.0.0/8``), as gunicorn wants them strict."""
+    parts = (p.strip() for p in trusted_proxies.split(","))
+    return ",".join(str(ipaddress.ip_network(p, strict=False)) for p in parts if p)
+
+
 class Server(BaseApplication):
     def __init__(self, config, host: str, port: int, workers: int):
         self.bd_config, self.bind, self.workers = config, f"{host}:{port}", workers
@@ -219,6 +229,9 @@ class Server(BaseApplication):
         self.cfg.set("child_exit", _child_exit)
         self.cfg.set("post_worker_init", _worker_ready)
         self.cfg.set("post_request", trim_after_large_body)
+        proxies = forwarded_allow_ips(self.bd_config["security"]["trusted_proxies"])
+        if proxies:  # else gunicorn's default (FORWARDED_ALLOW_IPS, or the local host), as before
+            self.cfg.set("forwarded_allow_ips", proxies)
         if self.metrics_dir:  # the master's exit only (workers exit through sys.exit too)
             self.cfg.set("on_exit", lambda _arbiter: shutil.rmtree(self.metrics_dir, ignore_errors=True))
 

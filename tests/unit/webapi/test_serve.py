@@ -1,5 +1,5 @@
 """The server's housekeeping outside the app: metrics directories left by killed servers, the
-heap handed back to the system after large requests."""
+heap handed back to the system after large requests; which proxies gunicorn believes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import os
 import subprocess
 import sys
 
-from webapi.serve import METRICS_PREFIX, sweep_metrics_dirs
+from storage.config import load_config
+from webapi.serve import METRICS_PREFIX, Server, forwarded_allow_ips, sweep_metrics_dirs
 
 
 def _dead_pid() -> int:
@@ -56,3 +57,15 @@ def test_the_heap_is_trimmed_after_large_or_chunked_bodies_only(monkeypatch):
         serve.trim_after_large_body(None, None, environ, None)
         assert trims == ([True] if trimmed else []), environ
 
+
+
+def test_gunicorn_trusts_the_scheme_from_the_trusted_proxies_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # no metrics directory made
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    assert forwarded_allow_ips(" 10.1.2.3/8, 127.0.0.1 ,") == "10.0.0.0/8,127.0.0.1/32"
+    cfg = load_config(env={"BLOCKDRIVE_HOME": str(tmp_path),
+                           "BLOCKDRIVE_SECURITY_TRUSTED_PROXIES": "172.16.0.0/12, 10.1.2.3/8"})
+    assert Server(cfg, "127.0.0.1", 0, 1).cfg.forwarded_allow_ips == ["172.16.0.0/12", "10.0.0.0/8"]
+    # none configured: gunicorn's own default, as before
+    plain = load_config(env={"BLOCKDRIVE_HOME": str(tmp_path)})
+    assert Server(plain, "127.0.0.1", 0, 1).cfg.forwarded_allow_ips == ["127.0.0.1", "::1"]
