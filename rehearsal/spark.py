@@ -27,6 +27,9 @@ __all__ = ["JOBS", "SparkStandalone", "run_jobs", "spark_failover", "spark_home"
 
 #: What the drill runs, in this order (rebuild_index into a fresh database of its own).
 JOBS = ("scrub", "gc", "reconcile", "compact", "dedup_scan", "tier", "report", "rebuild_index")
+#: What the quick drill times on the cluster (scrub runs in the worker kill): a JDBC read of the
+#: refs, the recount, and executors writing packs. The full drill runs every job.
+QUICK_JOBS = ("gc", "reconcile", "compact")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -234,12 +237,12 @@ def jobs_env(server: Server, master: str) -> dict:
             "SPARK_LOCAL_IP": "127.0.0.1"}
 
 
-def time_jobs(env: dict, into: str, folder: Path) -> dict:
-    """:func:`run_jobs` over every job in a driver process of its own (its working directory
-    ``folder``), with ``env``."""
+def time_jobs(env: dict, into: str, folder: Path, names: tuple[str, ...] = JOBS) -> dict:
+    """:func:`run_jobs` over ``names`` (every job by default) in a driver process of its own (its
+    working directory ``folder``), with ``env``."""
     path = os.pathsep.join(filter(None, (str(REPO), env.get("PYTHONPATH"))))
     # The database URL goes in the environment: a password on a command line is there for all to see.
-    out = subprocess.run([sys.executable, "-m", "rehearsal.spark", "run-jobs", *JOBS],
+    out = subprocess.run([sys.executable, "-m", "rehearsal.spark", "run-jobs", *names],
                          env={**env, "PYTHONPATH": path, INTO_VAR: into},
                          cwd=folder, capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:
@@ -321,7 +324,7 @@ def kill_worker_mid_job(cluster: SparkStandalone, env: dict, folder: Path, job: 
 def spark_failover(folder: Path, database_url: str, storage_url: str, quick: bool = True) -> dict:
     """The Spark tier's drill. A real server (packs at ``storage_url``, metadata at
     ``database_url``, an empty database) is seeded through its API; a standalone master and two
-    workers start; every job runs once on ``spark://`` and, unless ``quick``, once on
+    workers start; every job (``quick``: :data:`QUICK_JOBS`) runs once on ``spark://`` and, unless ``quick``, once on
     ``local[2]`` (each set in one driver, timed per job); then a job is run on the cluster and
     one worker is SIGKILLed while it runs a task, and restarted. Afterwards every live file must read back byte-identical and
     ``fsck --deep`` must be clean. Returns the figures; the pass conditions are
@@ -344,7 +347,7 @@ def spark_failover(folder: Path, database_url: str, storage_url: str, quick: boo
             cluster.start()
             figures["cluster_start_seconds"] = round(time.monotonic() - t0, 2)
             env = jobs_env(server, cluster.master_url)
-            figures["standalone"] = time_jobs(env, into, folder)
+            figures["standalone"] = time_jobs(env, into, folder, QUICK_JOBS if quick else JOBS)
             # The comparison costs as long again: the full drill only.
             figures["local2"] = None if quick else time_jobs(jobs_env(server, "local[2]"), into_local, folder)
             figures["worker_killed"] = kill_worker_mid_job(cluster, env, folder)
