@@ -1,4 +1,5 @@
-"""rclone against the server's WebDAV: a tree of a couple of thousand small files, nested and
+"""rclone against the server's WebDAV: a tree of a thousand small files (two thousand under
+``make soak``), nested and
 empty folders, awkward names, a 0-byte and a 20 MB file, copied up and down and synced after
 edits, renames and deletions (``vendor=other`` on ``/dav/``); modification times kept through
 ``X-OC-Mtime`` (``vendor=nextcloud`` on ``/remote.php/dav/files/EMAIL/``, the Nextcloud
@@ -19,10 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability.figures import scale
+
 from .dav_support import dav_account, local_tree, require_tool
 
-SMALL_FILES = 2000  # with the 20 MB file, what fits the CI budget on a two-core runner
-NEXTCLOUD_FILES = 400
+SMALL_FILES = scale(1000, 2000)  # with the 20 MB file; the first figure is what fits CI's budget
+NEXTCLOUD_FILES = scale(200, 400)
 BIG = 20 * 1024 * 1024
 EPOCH = datetime(2021, 3, 4, 5, 6, 7, tzinfo=timezone.utc).timestamp()
 # names a WebDAV server must escape and unescape right in hrefs and Destination headers
