@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 
 import pytest
 
@@ -54,6 +55,35 @@ def test_a_job_never_runs_twice_at_once_even_with_two_schedulers(drive, spark):
     assert out["a"] == "ran"
     runs = history(drive.sm, job="gc")
     assert [r["status"] for r in runs] == ["ok"]
+
+
+def test_a_runs_lease_is_kept_through_a_step_longer_than_the_lease(drive, spark):
+    """A job step that reports no progress for longer than ``lease_seconds`` (a slow Spark
+    stage) must not let the job's lease lapse: else a second run could start beside it."""
+    from jobs import hooks
+    cfg = type(drive.config)({**drive.config, "jobs": {**drive.config["jobs"], "lease_seconds": 1}})
+    inside, release, seen = threading.Event(), threading.Event(), {}
+
+    def hold():
+        inside.set()
+        assert release.wait(60)
+    hooks.HOOKS["gc:after_purge"] = hold
+    try:
+        t = threading.Thread(target=lambda: seen.setdefault("a", run_job("gc", drive, spark, cfg)))
+        t.start()
+        assert inside.wait(60)
+        time.sleep(2.5)  # more than twice the lease, with no progress line meanwhile
+        holder = m.lease_holder(drive.sm, "job:gc")
+        with pytest.raises(JobBusy):
+            run_job("gc", drive, spark, cfg)
+        release.set()
+        t.join(60)
+    finally:
+        release.set()
+        hooks.HOOKS.pop("gc:after_purge", None)
+    assert holder is not None and seen["a"].status == "ok"
+    assert m.lease_holder(drive.sm, "job:gc") is None  # released at the end
+    assert [r["status"] for r in history(drive.sm, job="gc")] == ["ok"]
 
 
 def test_runner_refuses_a_second_concurrent_run(drive, spark):
