@@ -47,7 +47,11 @@ class Scheduler:
         return leads
 
     def resign(self) -> None:
+        """Give the leadership up now (a stopping scheduler), logged if it led."""
         m.release_lease(self.drive.sm, LEASE, self.holder)
+        if self.leading:
+            log.info("scheduler %s resigns", self.holder)
+        self.leading = False
 
     # ---- jobs -----------------------------------------------------------------------------
 

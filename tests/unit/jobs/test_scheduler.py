@@ -204,10 +204,14 @@ def test_lead_records_and_logs_each_change_of_leadership(drive, spark, caplog):
     a, b = Scheduler(drive, spark_factory=lambda: spark), Scheduler(drive, spark_factory=lambda: spark)
     with caplog.at_level("INFO", logger="blockdrive.scheduler"):
         assert a.lead() and a.lead() and not b.lead()
-    assert (a.leading, b.leading) == (True, False)
+        assert (a.leading, b.leading) == (True, False)
+        a.resign()
+        a.resign()  # once is logged
+        assert b.lead()
     said = [r.getMessage() for r in caplog.records]
-    assert said == [f"scheduler {a.holder} leads", f"scheduler {b.holder} follows"]
-    a.resign()
+    assert said == [f"scheduler {a.holder} leads", f"scheduler {b.holder} follows", f"scheduler {a.holder} resigns",
+                    f"scheduler {b.holder} leads"]
+    b.resign()
 
 
 def test_cli_jobs_leases_shows_who_holds_each_lease(tmp_path, capsys, monkeypatch):
