@@ -28,18 +28,18 @@ from storage.states import JobStatus
 
 from .procs import Proc, wait_until
 
-__all__ = ["Schedulers", "Leadership", "scheduler_failover"]
+__all__ = ["Schedulers", "Leadership", "most_leaders_at_once", "fsck_deep", "scheduler_failover"]
 
 LEASE = "scheduler"
 #: What ``Scheduler.lead`` logs when its leadership changes (jobs/scheduler.py).
-_CHANGE = re.compile(r"^(\S+ \S+) INFO blockdrive\.scheduler: scheduler (\S+) (leads|follows)$")
+_CHANGE = re.compile(r"^(\S+ \S+) INFO blockdrive\.scheduler: scheduler (\S+) (leads|follows|resigns)$")
 
 
 @dataclass
 class Leadership:
     """One stretch of time a scheduler process took itself for the leader, from its own log:
-    ``start`` when it logged that it leads, ``end`` when it logged that it follows, was killed,
-    or (None) still going."""
+    ``start`` when it logged that it leads, ``end`` when it logged that it follows or resigns, was
+    killed, or (None) still going."""
 
     index: int
     pid: int
@@ -139,8 +139,8 @@ class Schedulers:
     # ---- state, from the logs -------------------------------------------------------------
 
     def changes(self, i: int) -> list[tuple[float, int, str]]:
-        """The leadership changes scheduler ``i``'s processes logged: (wall time, pid,
-        ``leads`` or ``follows``), oldest first. A process logs one at its first try."""
+        """The leadership changes scheduler ``i``'s processes logged: (wall time, pid, ``leads``,
+        ``follows`` or ``resigns``), oldest first. A process logs one at its first try."""
         log = self.procs[i].log
         out = []
         for line in (log.read_text(errors="replace") if log.exists() else "").splitlines():
@@ -151,9 +151,10 @@ class Schedulers:
                 out.append((t, int(holder.split(":")[1]), change))
         return out
 
-    def leaderships(self) -> list[Leadership]:
+    def leaderships(self, until: float | None = None) -> list[Leadership]:
         """Each stretch a process took itself for the leader, from the changes it logged; a
-        stretch still open when its process was killed ends at the kill."""
+        stretch still open when its process was killed ends at the kill. With ``until`` (a
+        wall time), only what happened before it, stretches still open then ending there."""
         out = []
         for i in range(self.count):
             current: Leadership | None = None
@@ -164,14 +165,17 @@ class Schedulers:
                     current = None
                 if change == "leads" and current is None:
                     current = Leadership(i, pid, t, None)
-                elif change == "follows" and current is not None:
+                elif change != "leads" and current is not None:
                     current.end = t
                     out.append(current)
                     current = None
             if current is not None:
                 current.end = self.kills.get(current.pid)
                 out.append(current)
-        return out
+        if until is None:
+            return out
+        return [Leadership(s.index, s.pid, s.start, until if s.end is None else min(s.end, until))
+                for s in out if s.start < until]
 
 
 def most_leaders_at_once(stretches: list[Leadership]) -> int:
@@ -200,11 +204,12 @@ class _Sampler(threading.Thread):
             self.samples.append((time.time(), self.scheds.index_of(holder), holder))
             self.halt.wait(self.interval)
 
-    def holders_in_order(self) -> list[int | None]:
-        """The distinct holders (indices) in the order they held the lease, gaps left out."""
+    def holders_in_order(self, since: float = 0) -> list[int | None]:
+        """The distinct holders (indices) in the order they held the lease from wall time
+        ``since`` on, gaps left out."""
         seen: list[int | None] = []
-        for _, index, holder in self.samples:
-            if holder is not None and (not seen or seen[-1] != index):
+        for t, index, holder in self.samples:
+            if t >= since and holder is not None and (not seen or seen[-1] != index):
                 seen.append(index)
         return seen
 
@@ -227,6 +232,52 @@ def fsck_deep(env: dict) -> tuple[bool, str]:
     """``blockdrive fsck --deep`` with ``env``: (clean, its output)."""
     out = subprocess.run([str(BIN), "fsck", "--deep"], env=env, capture_output=True, text=True, timeout=600)
     return out.returncode == 0, (out.stdout + out.stderr).strip()
+
+
+def _kill_leader_mid_job(scheds: Schedulers, wait: float) -> dict:
+    """Wait until the leader's run of the job is in progress, SIGKILL the leader, and wait until
+    the other leads and the job's next run ends; the figures of that."""
+    job = scheds.job
+    wait_until(lambda: scheds.leader() is not None, wait, "a scheduler leads")
+    seen: dict = {}
+
+    def run_in_progress() -> bool:
+        seen["run"] = scheds.running()
+        return seen["run"] is not None
+    first = wait_until(run_in_progress, wait, f"a run of {job} starts", interval=0.2)
+    victim, interrupted = scheds.leader(), seen["run"]
+    runner = scheds.job_holder()
+    t_kill = scheds.kill(victim)
+    took = wait_until(lambda: scheds.leader() not in (None, victim), wait, "the other scheduler leads", interval=0.1)
+    survivor = scheds.leader()
+
+    def next_run_ended() -> bool:
+        return any(r["id"] > interrupted["id"] and r["status"] != JobStatus.RUNNING for r in scheds.runs())
+    wait_until(next_run_ended, wait, f"the next run of {job} ends", interval=0.5)
+    ended = time.time() - t_kill
+    runs = scheds.runs(20)
+    record = next(r for r in runs if r["id"] == interrupted["id"])
+    following = min((r for r in runs if r["id"] > interrupted["id"]), key=lambda r: r["id"])
+    return {"first_run_started_after_s": round(first, 1), "killed_leader": victim, "killed_at": t_kill,
+            "victim_held_job_lease": runner == victim, "new_leader": survivor, "took_over": survivor != victim,
+            "takeover_s": round(took, 2), "takeover_bound_s": scheds.lease_seconds + scheds.renew_seconds,
+            "interrupted_run": {k: record[k] for k in ("id", "status", "started_at", "finished_at")},
+            "interrupted_recorded_crashed": record["status"] == JobStatus.CRASHED,
+            "next_run": {"id": following["id"], "status": following["status"],
+                         "seconds": following["stats"].get("seconds")},
+            "next_run_completed": following["status"] == JobStatus.OK, "completed_after_kill_s": round(ended, 1)}
+
+
+def _restart_and_watch(scheds: Schedulers, victim: int, wait: float) -> dict:
+    """Restart the killed scheduler and watch it for two lease times: it must follow."""
+    survivor = scheds.leader()
+    scheds.restart(victim)
+    pid = scheds.procs[victim].pid
+    wait_until(lambda: any(p == pid for _, p, _ in scheds.changes(victim)), wait, "the restarted scheduler reports in")
+    time.sleep(2 * scheds.lease_seconds)  # it tries the lease every renew_seconds meanwhile
+    led = any(s.pid == pid for s in scheds.leaderships())
+    after = scheds.leader()
+    return {"restarted_led": led, "leader_after_restart": after, "restarted_follows": not led and after == survivor}
 
 
 def scheduler_failover(folder: Path, database_url: str, storage_url: str, quick: bool = True,
@@ -255,53 +306,20 @@ def scheduler_failover(folder: Path, database_url: str, storage_url: str, quick:
     try:
         scheds.start()
         sampler.start()
-        wait_until(lambda: scheds.leader() is not None, wait, "a scheduler leads")
-        first = wait_until(lambda: scheds.running() is not None, wait, f"a run of {job} starts", interval=0.2)
-        interrupted = scheds.running()
-        victim = scheds.leader()
-        figures["first_run_started_after_s"] = round(first, 1)
-        figures["victim_held_job_lease"] = scheds.job_holder() == victim
-        t_kill = scheds.kill(victim)
-        survivor_took = wait_until(lambda: scheds.leader() not in (None, victim), wait, "the other scheduler leads",
-                                   interval=0.1)
-        survivor = scheds.leader()
-        figures["killed_leader"], figures["new_leader"] = victim, survivor
-        figures["takeover_s"] = round(survivor_took, 2)
-        figures["takeover_bound_s"] = lease_seconds + scheds.renew_seconds
-        figures["took_over"] = survivor is not None and survivor != victim
-
-        def next_run_done() -> bool:
-            return any(r["id"] > interrupted["id"] and r["status"] != JobStatus.RUNNING for r in scheds.runs())
-        wait_until(next_run_done, wait, f"the next run of {job} ends", interval=0.5)
-        figures["completed_after_kill_s"] = round(time.time() - t_kill, 1)
-        runs = {r["id"]: r for r in scheds.runs(20)}
-        after = [r for r in runs.values() if r["id"] > interrupted["id"]]
-        figures["interrupted_run"] = {k: runs[interrupted["id"]][k] for k in ("id", "status", "started_at",
-                                                                              "finished_at")}
-        figures["interrupted_recorded_crashed"] = runs[interrupted["id"]]["status"] == JobStatus.CRASHED
-        figures["next_run"] = {k: min(after, key=lambda r: r["id"])[k] for k in ("id", "status")}
-        figures["next_run_completed"] = figures["next_run"]["status"] == JobStatus.OK
-
-        scheds.restart(victim)
-        restarted_pid = scheds.procs[victim].pid
-
-        def restarted_follows() -> bool:
-            return any(pid == restarted_pid for _, pid, _ in scheds.changes(victim))
-        wait_until(restarted_follows, wait, "the restarted scheduler reports in")
-        time.sleep(2 * lease_seconds)  # it keeps trying the lease every renew_seconds meanwhile
-        figures["restarted_led"] = any(s.pid == restarted_pid for s in scheds.leaderships())
-        figures["leader_after_restart"] = scheds.leader()
-        figures["restarted_follows"] = not figures["restarted_led"] and figures["leader_after_restart"] == survivor
+        figures.update(_kill_leader_mid_job(scheds, wait))
+        figures.update(_restart_and_watch(scheds, figures["killed_leader"], wait))
     finally:
+        watched = time.time()  # stopping hands the lease around: not part of the drill
         sampler.halt.set()
         sampler.join(10)
         scheds.stop()
-    stretches = scheds.leaderships()
-    figures["leaderships"] = [{"scheduler": s.index, "pid": s.pid, "seconds": round((s.end or time.time()) - s.start, 1)}
+    stretches = scheds.leaderships(until=watched)
+    figures["leaderships"] = [{"scheduler": s.index, "pid": s.pid, "seconds": round(s.end - s.start, 1)}
                               for s in stretches]
     figures["most_leaders_at_once"] = most_leaders_at_once(stretches)
     figures["lease_samples"] = len(sampler.samples)
     figures["holders_in_order"] = sampler.holders_in_order()
+    figures["holders_after_kill"] = sampler.holders_in_order(since=figures.pop("killed_at"))
     figures["unknown_holder_samples"] = sum(1 for _, i, h in sampler.samples if h is not None and i is None)
     figures["fsck_clean"], figures["fsck"] = fsck_deep({**server.env, **env})
     return figures

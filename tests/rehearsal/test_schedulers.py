@@ -4,44 +4,22 @@ other takes the lease, the interrupted run is recorded and the job completes on 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-
-import pytest
-import sqlalchemy as sa
 
 from rehearsal.schedulers import scheduler_failover
-from storage.db import make_engine
+from tests.e2e.conftest import own_mysql_database, require_tool
 
 
-@pytest.fixture
-def own_database(mysql_url):
-    """An empty database of this test's own on the shared MariaDB, dropped afterwards."""
-    base = sa.engine.make_url(mysql_url)
-    own = base.set(database=f"{base.database}_sched_{os.getpid()}")
-    server = make_engine(base.set(database=None).render_as_string(hide_password=False))
-    with server.begin() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{own.database}`")
-        conn.exec_driver_sql(f"CREATE DATABASE `{own.database}` CHARACTER SET utf8mb4")
-    try:
-        yield own.render_as_string(hide_password=False)
-    finally:
-        with server.begin() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{own.database}`")
-        server.dispose()
-
-
-def test_killing_the_leading_scheduler_mid_job_hands_over_and_the_job_completes(tmp_path, own_database):
-    if shutil.which("java") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("no java: the schedulers' Spark needs a JVM (scripts/test.sh installs one)")
-        pytest.skip("no java for Spark")
-    f = scheduler_failover(tmp_path, own_database, (tmp_path / "packs").as_uri(), quick=True)
+def test_killing_the_leading_scheduler_mid_job_hands_over_and_the_job_completes(tmp_path, mysql_url):
+    require_tool(("java",), "apt-get install default-jre-headless: Spark runs in a JVM")
+    with own_mysql_database(mysql_url) as database_url:
+        f = scheduler_failover(tmp_path, database_url, (tmp_path / "packs").as_uri(), quick=True)
     print(json.dumps(f, indent=1, default=str))
     assert f["victim_held_job_lease"], "the killed leader was not the one running the job"
+    # never two leaders: by each process's own log, and by the lease sampled from the database
     assert f["most_leaders_at_once"] == 1, f["leaderships"]
-    assert f["unknown_holder_samples"] == 0
-    assert f["took_over"] and f["holders_in_order"] == [f["killed_leader"], f["new_leader"]]
+    assert f["lease_samples"] > 0 and f["unknown_holder_samples"] == 0
+    assert f["took_over"]
+    assert f["holders_after_kill"] in ([f["killed_leader"], f["new_leader"]], [f["new_leader"]]), f["holders_in_order"]
     # the issue's bound, with a wide margin for this loaded machine: the figure is takeover_s
     assert f["takeover_s"] < 3 * f["takeover_bound_s"]
     assert f["interrupted_recorded_crashed"], f["interrupted_run"]
