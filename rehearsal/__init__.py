@@ -5,6 +5,7 @@ Each tier has its own module that starts, kills and restarts its processes on 12
 own ports and data folders, and measures its own failover:
 
 - ``rehearsal.procs``: starting, killing and waiting for processes and ports (shared by all).
+- ``rehearsal.schedulers``: two schedulers on one database; the leader killed mid-job.
 
 Like ``harness`` (which it uses), this package is not part of the installed product: it drives
 blockdrive from outside, through its commands, its HTTP API and the engines' own tools.
