@@ -110,6 +110,19 @@ def cmd_history(args) -> int:
     return 0
 
 
+def cmd_leases(args) -> int:
+    from storage.leases import leases
+    _setup_logging(args)
+    rows = leases(open_drive(args).sm)
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            state = "held" if r["held"] else "expired"
+            print(f"{r['name']:<24} {state:<8} until {r['expires_at']}  {r['holder']}")
+    return 0
+
+
 def cmd_scheduler(args) -> int:
     from .catalog import TIMEZONE
     from .scheduler import Scheduler, validate_schedule
@@ -129,7 +142,7 @@ def cmd_scheduler(args) -> int:
 
 
 def register_cli(sub) -> None:
-    """Add ``jobs list|run|history`` and ``scheduler`` to the ``blockdrive`` parser."""
+    """Add ``jobs list|run|history|leases`` and ``scheduler`` to the ``blockdrive`` parser."""
     from .catalog import JOBS
     jp = sub.add_parser("jobs", help="maintenance jobs (PySpark)", description="maintenance jobs (PySpark)")
     jsub = jp.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
@@ -151,6 +164,10 @@ def register_cli(sub) -> None:
     p.add_argument("--json", action="store_true")
     logs.add_argument(p)
     p.set_defaults(fn=cmd_history)
+    p = jsub.add_parser("leases", help="who holds the scheduler's and the jobs' leases (read only)")
+    p.add_argument("--json", action="store_true")
+    logs.add_argument(p)
+    p.set_defaults(fn=cmd_leases)
     p = sub.add_parser("scheduler", help="run the jobs on their schedules (one leader at a time)",
                        description="run the jobs on their schedules (one leader at a time)")
     logs.add_argument(p)

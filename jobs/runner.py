@@ -1,7 +1,9 @@
 """Run a job by name and record it in ``job_runs``.
 
 One run of a job at a time, across processes and machines: the runner holds the database
-lease ``job:<name>`` while the job runs (renewed at each progress line). A lease left by a
+lease ``job:<name>`` while the job runs (renewed every ``lease_seconds / 3`` by a thread of its
+own, so a step that reports no progress for longer than the lease cannot let it lapse while
+the job still runs). A lease left by a
 process on this host that is gone (killed) is taken over at once, and that run is recorded
 as ``crashed``; elsewhere a dead holder's lease simply expires.
 """
@@ -12,8 +14,11 @@ import importlib
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from storage import jobruns
@@ -52,6 +57,30 @@ def _stale_local(holder: str | None) -> bool:
     return host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid))
 
 
+@contextmanager
+def kept_lease(sm, lease: str, holder: str, ttl: float) -> Iterator[None]:
+    """Renew ``lease`` (held by ``holder``) every ``ttl / 3`` seconds while the block runs. A
+    renewal that fails is logged and tried again at the next beat; if the process dies, the
+    renewals stop with it and the lease expires."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(max(ttl / 3, 0.1)):
+            try:
+                if not m.acquire_lease(sm, lease, holder, ttl):
+                    log.warning("lease %s was taken by %s while %s held it", lease, m.lease_holder(sm, lease), holder)
+            except Exception:  # noqa: BLE001 - the database may be back at the next beat
+                log.exception("lease %s: renewal failed", lease)
+
+    keeper = threading.Thread(target=renew, name=f"lease {lease}", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        keeper.join()
+
+
 def run_job(name: str, drive, spark, cfg=None, *, dry_run: bool = False, progress=None,
             safety: m.Safety = m.SAFE, options: dict | None = None) -> JobResult:
     if name not in JOBS:
@@ -65,20 +94,15 @@ def run_job(name: str, drive, spark, cfg=None, *, dry_run: bool = False, progres
         m.release_lease(sm, lease, holder)
     if not m.acquire_lease(sm, lease, me, ttl):
         raise JobBusy(f"job {name} is already running ({m.lease_holder(sm, lease)})")
-    say = progress or (lambda msg: None)
-
-    def progress_and_renew(msg: str) -> None:
-        m.acquire_lease(sm, lease, me, ttl)
-        say(msg)
-
     t0 = time.monotonic()
     run_id = jobruns.start(sm, name, dry_run=dry_run)
     ctx = Context(drive=drive, spark=spark, cfg=cfg, dry_run=dry_run, safety=safety,
-                  progress=progress_and_renew, options=options or {})
+                  progress=progress or (lambda msg: None), options=options or {})
     status, figures = JobStatus.OK, {}
     try:
         mod = importlib.import_module(f"jobs.{name}")
-        figures = mod.run(ctx) or {}
+        with kept_lease(sm, lease, me, ttl):
+            figures = mod.run(ctx) or {}
     except BaseException as exc:
         status = JobStatus.FAILED
         figures = {"error": f"{type(exc).__name__}: {exc}"}

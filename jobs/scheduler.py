@@ -33,15 +33,25 @@ class Scheduler:
         self._blocking = blocking
         self._sched = None
         self.ran: list[str] = []
+        self.leading: bool | None = None  # as of the last lead(); None before the first
 
     # ---- leadership -----------------------------------------------------------------------
 
     def lead(self) -> bool:
-        """Take or renew the leadership lease; True while this scheduler leads."""
-        return m.acquire_lease(self.drive.sm, LEASE, self.holder, self.ttl)
+        """Take or renew the leadership lease; True while this scheduler leads. A change either
+        way is logged, so each scheduler's log shows when it led."""
+        leads = m.acquire_lease(self.drive.sm, LEASE, self.holder, self.ttl)
+        if leads != self.leading:
+            log.info("scheduler %s %s", self.holder, "leads" if leads else "follows")
+            self.leading = leads
+        return leads
 
     def resign(self) -> None:
+        """Give the leadership up now (a stopping scheduler), logged if it led."""
         m.release_lease(self.drive.sm, LEASE, self.holder)
+        if self.leading:
+            log.info("scheduler %s resigns", self.holder)
+        self.leading = False
 
     # ---- jobs -----------------------------------------------------------------------------
 
@@ -99,10 +109,9 @@ class Scheduler:
     def build(self):
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.schedulers.blocking import BlockingScheduler
-        from apscheduler.triggers.cron import CronTrigger
         sched = (BlockingScheduler if self._blocking else BackgroundScheduler)(timezone=TIMEZONE)
         for name, cron in self.schedule().items():
-            sched.add_job(self.fire, CronTrigger.from_crontab(cron, timezone=TIMEZONE), args=[name], id=name,
+            sched.add_job(self.fire, cron_trigger(cron), args=[name], id=name,
                           name=name, max_instances=1, coalesce=True, misfire_grace_time=3600)
         sched.add_job(self.lead, "interval", seconds=max(1, self.ttl // 3), id="_lease",
                       max_instances=1, coalesce=True)
@@ -121,15 +130,27 @@ class Scheduler:
         self.resign()
 
 
-def validate_schedule(cfg) -> None:
+def cron_trigger(cron: str):
+    """The trigger of one ``[schedule]`` string, in :data:`TIMEZONE`: five fields (minute hour
+    day month weekday, as crontab), or six with seconds first (``*/20 * * * * *`` fires every
+    20 seconds), for schedules finer than a minute. Raises ``ValueError`` on a bad string."""
     from apscheduler.triggers.cron import CronTrigger
+    fields = cron.split()
+    if len(fields) != 6:
+        return CronTrigger.from_crontab(cron, timezone=TIMEZONE)
+    second, minute, hour, day, month, weekday = fields
+    return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month, day_of_week=weekday,
+                       timezone=TIMEZONE)
+
+
+def validate_schedule(cfg) -> None:
     from storage.errors import ConfigError
     for name, cron in cfg["schedule"].items():
         if name not in JOBS:
             raise ConfigError(f"schedule.{name}: no such job")
         if cron:
             try:
-                CronTrigger.from_crontab(cron, timezone=TIMEZONE)
+                cron_trigger(cron)
             except ValueError as exc:
                 raise ConfigError(f"schedule.{name}: bad cron string {cron!r}: {exc}") from None
 

@@ -40,3 +40,13 @@ def lease_holder(sm: sessionmaker[Session], name: str) -> str | None:
     with sm() as s:
         row = s.execute(sa.select(Lock.holder, Lock.expires_at).where(Lock.name == name)).first()
     return row.holder if row is not None and row.expires_at >= now() else None
+
+
+def leases(sm: sessionmaker[Session]) -> list[dict]:
+    """Every lease row by name: its ``holder``, ``expires_at`` and whether it is ``held`` now (a
+    row past its expiry is free for the next taker). Read only."""
+    t = now()
+    with sm() as s:
+        rows = s.execute(sa.select(Lock.name, Lock.holder, Lock.expires_at).order_by(Lock.name)).all()
+    return [{"name": r.name, "holder": r.holder, "expires_at": r.expires_at.isoformat(), "held": r.expires_at >= t}
+            for r in rows]

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 
 import pytest
 
 from jobs.runner import JobBusy, run_job
-from jobs.scheduler import Scheduler, validate_schedule
+from jobs.scheduler import Scheduler, cron_trigger, validate_schedule
 from storage import clock
 from storage import maintenance as m
 from storage.errors import ConfigError
@@ -54,6 +55,35 @@ def test_a_job_never_runs_twice_at_once_even_with_two_schedulers(drive, spark):
     assert out["a"] == "ran"
     runs = history(drive.sm, job="gc")
     assert [r["status"] for r in runs] == ["ok"]
+
+
+def test_a_runs_lease_is_kept_through_a_step_longer_than_the_lease(drive, spark):
+    """A job step that reports no progress for longer than ``lease_seconds`` (a slow Spark
+    stage) must not let the job's lease lapse: else a second run could start beside it."""
+    from jobs import hooks
+    cfg = type(drive.config)({**drive.config, "jobs": {**drive.config["jobs"], "lease_seconds": 1}})
+    inside, release, seen = threading.Event(), threading.Event(), {}
+
+    def hold():
+        inside.set()
+        assert release.wait(60)
+    hooks.HOOKS["gc:after_purge"] = hold
+    try:
+        t = threading.Thread(target=lambda: seen.setdefault("a", run_job("gc", drive, spark, cfg)))
+        t.start()
+        assert inside.wait(60)
+        time.sleep(2.5)  # more than twice the lease, with no progress line meanwhile
+        holder = m.lease_holder(drive.sm, "job:gc")
+        with pytest.raises(JobBusy):
+            run_job("gc", drive, spark, cfg)
+        release.set()
+        t.join(60)
+    finally:
+        release.set()
+        hooks.HOOKS.pop("gc:after_purge", None)
+    assert holder is not None and seen["a"].status == "ok"
+    assert m.lease_holder(drive.sm, "job:gc") is None  # released at the end
+    assert [r["status"] for r in history(drive.sm, job="gc")] == ["ok"]
 
 
 def test_runner_refuses_a_second_concurrent_run(drive, spark):
@@ -150,6 +180,63 @@ def test_bad_cron_strings_are_config_errors(config):
     with pytest.raises(ConfigError, match="schedule.gc"):
         validate_schedule(bad)
     validate_schedule(config)
+
+
+def test_a_six_field_schedule_has_seconds_first():
+    import datetime as dt
+    every_20s = cron_trigger("*/20 * * * * *")
+    start = dt.datetime(2026, 1, 1, 12, 0, 5, tzinfo=dt.timezone.utc)
+    assert every_20s.get_next_fire_time(None, start) == start.replace(second=20)
+    assert cron_trigger("0 2 * * *").get_next_fire_time(None, start) == start.replace(day=2, hour=2, second=0)
+    with pytest.raises(ValueError):
+        cron_trigger("*/20 * * * * * *")
+
+
+def test_six_field_schedules_are_valid_and_bad_seconds_are_config_errors(config):
+    fine = type(config)({**config, "schedule": {**config["schedule"], "gc": "*/15 * * * * *"}})
+    validate_schedule(fine)
+    bad = type(config)({**config, "schedule": {**config["schedule"], "gc": "75 * * * * *"}})
+    with pytest.raises(ConfigError, match="schedule.gc"):
+        validate_schedule(bad)
+
+
+def test_lead_records_and_logs_each_change_of_leadership(drive, spark, caplog):
+    a, b = Scheduler(drive, spark_factory=lambda: spark), Scheduler(drive, spark_factory=lambda: spark)
+    with caplog.at_level("INFO", logger="blockdrive.scheduler"):
+        assert a.lead() and a.lead() and not b.lead()
+        assert (a.leading, b.leading) == (True, False)
+        a.resign()
+        a.resign()  # once is logged
+        assert b.lead()
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [f"scheduler {a.holder} leads", f"scheduler {b.holder} follows", f"scheduler {a.holder} resigns",
+                    f"scheduler {b.holder} leads"]
+    b.resign()
+
+
+def test_cli_jobs_leases_shows_who_holds_each_lease(tmp_path, capsys, monkeypatch):
+    from storage.config import load_config
+    from storage.db import make_engine
+    from storage.drive import Drive
+    from webapi.cli import main
+    monkeypatch.setenv("BLOCKDRIVE_HOME", str(tmp_path / "home"))
+    assert main(["init"]) == 0
+    cfg = load_config()
+    drive = Drive(cfg, engine=make_engine(cfg.database_url))
+    assert m.acquire_lease(drive.sm, "scheduler", "host:1:a", 600)
+    assert m.acquire_lease(drive.sm, "job:gc", "host:2:b", 600)
+    clock.advance(601)  # those two expire; a lease taken now is held
+    try:
+        assert m.acquire_lease(drive.sm, "job:scrub", "host:3:c", 600)
+        capsys.readouterr()
+        assert main(["jobs", "leases", "--json"]) == 0
+    finally:
+        clock.reset()
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [(r["name"], r["holder"], r["held"]) for r in rows] == [
+        ("job:gc", "host:2:b", False), ("job:scrub", "host:3:c", True), ("scheduler", "host:1:a", False)]
+    assert main(["jobs", "leases"]) == 0
+    assert "scheduler" in capsys.readouterr().out
 
 
 def test_cli_jobs_list_run_history(tmp_path, capsys, monkeypatch, spark):
