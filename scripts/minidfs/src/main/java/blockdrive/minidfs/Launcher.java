@@ -189,6 +189,9 @@ public final class Launcher {
      *                       overdue)
      *   stop-datanode I     stop DataNode I (its process threads end, its data
      *                       stays on disk), as abruptly as MiniDFSCluster allows
+     *   mark-dead I         tell the NameNode that stopped DataNode I is dead now,
+     *                       as it decides by itself once its heartbeats are
+     *                       overdue (dfs.namenode.heartbeat.recheck-interval)
      *   restart-datanode I  start DataNode I again on its old ports and data
      *
      * I is the DataNode's index at startup (0..N-1); it stays the same across
@@ -200,6 +203,7 @@ public final class Launcher {
         private final ServerSocket server;
         private final Map<Integer, DataNode> running = new HashMap<>();
         private final Map<Integer, DataNodeProperties> stopped = new HashMap<>();
+        private final Map<Integer, DataNode> stoppedNodes = new HashMap<>();
 
         Control(MiniDFSCluster cluster, int port) throws Exception {
             super("minidfs-control");
@@ -237,6 +241,7 @@ public final class Launcher {
                     case "status": return status();
                     case "stop-datanode": return stop(Integer.parseInt(w[1]));
                     case "restart-datanode": return restart(Integer.parseInt(w[1]));
+                    case "mark-dead": return markDead(Integer.parseInt(w[1]));
                     default: return error("unknown command: " + line);
                 }
             } catch (Exception e) {
@@ -253,6 +258,16 @@ public final class Launcher {
             DataNodeProperties props = cluster.stopDataNode(at);
             running.remove(i);
             stopped.put(i, props);
+            stoppedNodes.put(i, dn);
+            return "{\"ok\":true,\"datanode\":" + i + "}";
+        }
+
+        private String markDead(int i) throws Exception {
+            DataNode dn = stoppedNodes.get(i);
+            if (dn == null) {
+                return error("datanode " + i + " is not stopped");
+            }
+            cluster.setDataNodeDead(dn.getDatanodeId());
             return "{\"ok\":true,\"datanode\":" + i + "}";
         }
 
@@ -268,6 +283,7 @@ public final class Launcher {
             List<DataNode> dns = cluster.getDataNodes();
             running.put(i, dns.get(dns.size() - 1));
             stopped.remove(i);
+            stoppedNodes.remove(i);
             return "{\"ok\":true,\"datanode\":" + i + "}";
         }
 

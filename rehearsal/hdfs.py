@@ -1,0 +1,170 @@
+"""The HDFS tier of the rehearsal: a MiniDFSCluster of its own (one NameNode, three DataNodes,
+replication 3) started from the repository's launcher (scripts/minidfs), and the drill that stops a
+DataNode while a blockdrive server writes and reads packs there.
+
+``MiniHdfs`` drives the launcher's control port (``--control-port``: ``status``,
+``stop-datanode I``, ``mark-dead I``, ``restart-datanode I``, one line of JSON back for each). ``hdfs_failover``
+runs the drill and returns its figures.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+from .procs import Proc, free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCHER_DIR = ROOT / "scripts" / "minidfs"
+LAUNCHER_JAR = LAUNCHER_DIR / "target" / "minidfs-launcher-1.0.jar"
+LAUNCHER_MAIN = "blockdrive.minidfs.Launcher"
+
+__all__ = ["MiniHdfs", "LauncherMissing", "launcher_problem", "hdfs_failover"]
+
+
+class LauncherMissing(RuntimeError):
+    """Java or the built launcher is not there (or the jar is older than its sources)."""
+
+
+def launcher_problem() -> str | None:
+    """Why the launcher cannot run here, or None when it can: no ``java``, no jar, or a jar
+    older than its sources (then it lacks what they added)."""
+    if shutil.which("java") is None:
+        return "java not found (scripts/services.sh installs a JDK 17 and Maven)"
+    deps = LAUNCHER_DIR / "target" / "dependency"
+    if not LAUNCHER_JAR.is_file() or not deps.is_dir():
+        return f"{LAUNCHER_JAR} is not built: run scripts/services.sh build"
+    sources = [LAUNCHER_DIR / "pom.xml", *(LAUNCHER_DIR / "src").rglob("*.java")]
+    if any(p.stat().st_mtime > LAUNCHER_JAR.stat().st_mtime for p in sources):
+        return f"{LAUNCHER_JAR} is older than its sources: run scripts/services.sh build"
+    return None
+
+
+class MiniHdfs:
+    """An HDFS cluster in one JVM on 127.0.0.1 with its data under ``folder``: NameNode RPC,
+    NameNode HTTP (WebHDFS, JMX) and the control channel each on a free port.
+
+    DataNodes are named by their index at startup (0..datanodes-1), stable across stops and
+    restarts. ``conf`` adds Hadoop settings (``-Dkey=value``)."""
+
+    def __init__(self, folder: Path, datanodes: int = 3, replication: int = 3, heap: str = "768m",
+                 conf: dict[str, str] | None = None, directory: str = "/blockdrive"):
+        self.folder = Path(folder)
+        self.datanodes, self.replication, self.heap = datanodes, replication, heap
+        # Re-replicate in seconds, not minutes: Hadoop's defaults pace it for big clusters
+        # (2 blocks per DataNode every 3 s).
+        self.conf = {"dfs.namenode.redundancy.interval.seconds": "1",
+                     "dfs.namenode.replication.work.multiplier.per.iteration": "50",
+                     "dfs.namenode.replication.max-streams": "50",
+                     "dfs.namenode.replication.max-streams-hard-limit": "100", **(conf or {})}
+        self.directory = directory
+        self.nn_port = self.http_port = self.control_port = 0
+        self.proc: Proc | None = None
+
+    @property
+    def url(self) -> str:
+        """``hdfs://127.0.0.1:PORT/DIR``: the test directory over NameNode RPC."""
+        return f"hdfs://127.0.0.1:{self.nn_port}{self.directory}"
+
+    @property
+    def http_url(self) -> str:
+        """The NameNode's HTTP address (WebHDFS under /webhdfs/v1, metrics under /jmx)."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self, timeout: float = 180) -> MiniHdfs:
+        """Format a fresh namespace and start the cluster; returns once every DataNode has
+        registered (the launcher's ``MINIDFS READY``). Raises ``LauncherMissing`` when the
+        launcher cannot run here."""
+        problem = launcher_problem()
+        if problem:
+            raise LauncherMissing(problem)
+        self.nn_port, self.http_port, self.control_port = free_port(), free_port(), free_port()
+        data = self.folder / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        argv = ["java", f"-Xmx{self.heap}", "-Xms128m", "-XX:+UseSerialGC", "-XX:MaxMetaspaceSize=256m",
+                "-Djava.net.preferIPv4Stack=true", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+                "-Dorg.slf4j.simpleLogger.showDateTime=true",
+                "-cp", f"{LAUNCHER_JAR}:{LAUNCHER_DIR / 'target' / 'dependency'}/*", LAUNCHER_MAIN,
+                "--base", str(data), "--nn-port", str(self.nn_port), "--http-port", str(self.http_port),
+                "--control-port", str(self.control_port), "--datanodes", str(self.datanodes),
+                "--replication", str(self.replication), "--dir", self.directory, "--format",
+                *(f"-D{k}={v}" for k, v in self.conf.items())]
+        log = self.folder / "minidfs.log"
+        seen = log.stat().st_size if log.exists() else 0  # the log is appended to across starts
+        self.proc = Proc("minidfs", argv, log).start()
+
+        def ready() -> bool:
+            if not self.proc.alive():
+                raise RuntimeError("MiniDFS exited:\n" + self.proc.tail())
+            with open(log, "rb") as f:
+                f.seek(seen)
+                return b"MINIDFS READY" in f.read()
+        try:
+            wait_until(ready, timeout, "MiniDFS", interval=0.5)
+        except TimeoutError:
+            self.kill()
+            raise
+        return self
+
+    def control(self, command: str) -> dict:
+        """Send one command on the control channel; its JSON answer. Raises ``RuntimeError``
+        when the launcher answers an error."""
+        with socket.create_connection(("127.0.0.1", self.control_port), timeout=60) as s:
+            s.sendall(command.encode() + b"\n")
+            answer = json.loads(s.makefile("r", encoding="utf-8").readline())
+        if "error" in answer:
+            raise RuntimeError(f"minidfs {command}: {answer['error']}")
+        return answer
+
+    def status(self) -> dict:
+        """DataNodes alive (as the launcher runs them), live/dead counts as the NameNode sees
+        them, under-replicated, pending-replication and missing blocks."""
+        return self.control("status")
+
+    def stop_datanode(self, i: int) -> None:
+        """Stop DataNode ``i`` at once (its data stays on disk); the NameNode notices only when
+        its heartbeats are overdue, as with a crashed machine."""
+        self.control(f"stop-datanode {i}")
+
+    def mark_dead(self, i: int) -> None:
+        """Tell the NameNode that stopped DataNode ``i`` is dead now, rather than after its
+        heartbeats are overdue (30 s here, 10.5 min with Hadoop's defaults)."""
+        self.control(f"mark-dead {i}")
+
+    def restart_datanode(self, i: int) -> None:
+        """Start DataNode ``i`` again with its old ports and data."""
+        self.control(f"restart-datanode {i}")
+
+    def wait_replicated(self, timeout: float = 120) -> float:
+        """Wait until every DataNode is live and no block is under-replicated, pending
+        replication or missing; the seconds that took."""
+        last: dict = {}
+
+        def whole() -> bool:
+            last.update(self.status())
+            return (last["live"] == self.datanodes and last["under_replicated"] == 0
+                    and last["pending_replication"] == 0 and last["missing"] == 0)
+        try:
+            return wait_until(whole, timeout, "HDFS replication", interval=0.5)
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}; last status {last}") from None
+
+    def stop(self) -> None:
+        """Shut the cluster down (SIGTERM: the launcher's shutdown hook stops it cleanly)."""
+        if self.proc is not None:
+            self.proc.stop()
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+
+    def __enter__(self) -> MiniHdfs:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
