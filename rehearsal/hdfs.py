@@ -13,9 +13,12 @@ import json
 import random
 import shutil
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
+
+import requests
 
 from .procs import Proc, free_port, wait_until
 
@@ -168,3 +171,151 @@ class MiniHdfs:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class _Load:
+    """A few threads that upload random files through the API and read acknowledged ones back,
+    retrying a failed request as a client would; counts failures by phase. (A small stand-in
+    for a shared client load.)"""
+
+    def __init__(self, client, folder_id: int, threads: int, retries: int = 5):
+        self.client, self.folder_id, self.retries = client, folder_id, retries
+        self.acked: dict[int, bytes] = {}
+        self.phase = "before"
+        self.counts: dict[str, dict[str, int]] = {}
+        self.lock = threading.Lock()
+        self.running = True
+        self.threads = [threading.Thread(target=self._run, args=(t,), daemon=True) for t in range(threads)]
+
+    def _count(self, key: str) -> None:
+        with self.lock:
+            phase = self.counts.setdefault(self.phase, {})
+            phase[key] = phase.get(key, 0) + 1
+
+    def _call(self, kind: str, send) -> object | None:
+        """``send()`` until it answers 2xx; None when every try failed."""
+        for attempt in range(self.retries + 1):
+            try:
+                r = send()
+                if r.status_code < 300:
+                    return r
+            except requests.RequestException:  # a dropped connection is a failed try like a 5xx
+                pass
+            self._count(f"{kind}_failed_tries")
+            if attempt == 0:
+                self._count(f"{kind}s_failed_first_try")
+            time.sleep(min(0.5 * 2 ** attempt, 4))
+        self._count(f"{kind}s_failed_after_retry")
+        return None
+
+    def _run(self, t: int) -> None:
+        rng = random.Random(t)
+        n = 0
+        while self.running:
+            data = rng.randbytes(rng.randint(20_000, 400_000))
+            name = f"t{t}-{n}.bin"
+            r = self._call("upload", lambda: self.client.upload(self.folder_id, name, data))
+            if r is not None:
+                with self.lock:
+                    self.acked[r.json()["id"]] = data
+                self._count("uploads_acknowledged")
+            with self.lock:
+                ids = list(self.acked)
+            if ids:
+                node = rng.choice(ids)
+                r = self._call("read", lambda: self.client.get(f"/api/v1/nodes/{node}/content"))
+                if r is not None:
+                    self._count("reads_ok" if r.content == self.acked[node] else "reads_different")
+            n += 1
+
+    def start(self) -> None:
+        for th in self.threads:
+            th.start()
+
+    def stop(self) -> None:
+        self.running = False
+        for th in self.threads:
+            th.join(timeout=300)
+
+
+def hdfs_failover(folder: Path, database_url: str | None = None, quick: bool = True) -> dict:
+    """The DataNode drill: a blockdrive server with its packs on a 3-DataNode, replication-3
+    MiniHdfs under a small upload/download load; DataNode 1 is stopped mid-uploads, the NameNode
+    learns of it, the load goes on, the DataNode is restarted, and the drill waits until no block
+    is under-replicated. Then every acknowledged upload is read back and ``fsck --deep`` runs.
+
+    ``quick`` (CI): 3 load threads, 20 s with the DataNode down, the NameNode told at once
+    (``mark-dead`` 2 s after the stop); otherwise 4 threads, 90 s down and the NameNode left to
+    notice the missed heartbeats itself. Returns JSON-serialisable figures; the pass conditions
+    are ``lost_acknowledged_writes == 0``, ``different_reads == 0``,
+    ``under_replicated_after == 0`` and ``fsck_clean``."""
+    from harness.server import BIN, start_server, stop_server
+
+    folder = Path(folder)
+    threads, down_seconds = (3, 20) if quick else (4, 90)
+    figures: dict = {"quick": quick, "datanodes": 3, "replication": 3, "stopped_datanode": 1}
+    samples: list[list] = []
+    with MiniHdfs(folder / "hdfs", datanodes=3, replication=3) as hdfs:
+        proc, server = start_server(folder / "server", database_url, workers=2,
+                                    extra_env={"BLOCKDRIVE_STORAGE_URL": hdfs.url})
+        sampling = threading.Event()
+        t0 = time.monotonic()
+
+        def sample() -> None:
+            while not sampling.wait(1):
+                try:
+                    s = hdfs.status()
+                except OSError:
+                    continue
+                samples.append([round(time.monotonic() - t0, 1), s["live"], s["under_replicated"]])
+        sampler = threading.Thread(target=sample, daemon=True)
+        try:
+            user = server.user()
+            load = _Load(user, user.mkdir(user.root, "drill")["id"], threads)
+            sampler.start()
+            load.start()
+            time.sleep(5)
+            load.phase = "datanode_down"
+            hdfs.stop_datanode(1)
+            stopped = time.monotonic()
+            if quick:
+                time.sleep(2)
+                hdfs.mark_dead(1)
+            else:
+                wait_until(lambda: hdfs.status()["dead"] == 1, 120, "NameNode noticing the dead DataNode", 0.5)
+            figures["seconds_until_namenode_knew"] = round(time.monotonic() - stopped, 1)
+            time.sleep(max(0.0, down_seconds - (time.monotonic() - stopped)))
+            figures["under_replicated_peak"] = hdfs.status()["under_replicated"]
+            hdfs.restart_datanode(1)
+            restarted = time.monotonic()
+            load.phase = "after_restart"
+            time.sleep(5)
+            load.stop()
+            hdfs.wait_replicated(180)
+            # from the restart: the load went on for a few seconds of it
+            figures["seconds_until_replicated"] = round(time.monotonic() - restarted, 1)
+            sampling.set()
+            sampler.join()
+            final = hdfs.status()
+            figures["under_replicated_after"] = final["under_replicated"]
+            figures["missing_blocks_after"] = final["missing"]
+            figures["load"] = load.counts
+            figures["uploads_acknowledged"] = len(load.acked)
+            lost = different = 0
+            for node, data in load.acked.items():
+                r = user.get(f"/api/v1/nodes/{node}/content")
+                if r.status_code != 200:
+                    lost += 1
+                elif r.content != data:
+                    different += 1
+            figures["lost_acknowledged_writes"] = lost
+            figures["different_reads"] = different + sum(c.get("reads_different", 0) for c in load.counts.values())
+            fsck = subprocess.run([str(BIN), "fsck", "--deep", "--json"], env=server.env,
+                                  capture_output=True, text=True, timeout=600)
+            figures["fsck_clean"] = fsck.returncode == 0
+            figures["fsck"] = fsck.stdout.strip()[-2000:] or fsck.stderr.strip()[-2000:]
+        finally:
+            sampling.set()
+            stop_server(proc)
+    figures["live_datanodes_over_time"] = samples
+    return figures
