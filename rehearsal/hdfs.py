@@ -64,7 +64,9 @@ class MiniHdfs:
         self.conf = {"dfs.namenode.redundancy.interval.seconds": "1",
                      "dfs.namenode.replication.work.multiplier.per.iteration": "50",
                      "dfs.namenode.replication.max-streams": "50",
-                     "dfs.namenode.replication.max-streams-hard-limit": "100", **(conf or {})}
+                     "dfs.namenode.replication.max-streams-hard-limit": "100",
+                     # a copy to a DataNode that then died is retried after this, not after 5 min
+                     "dfs.namenode.reconstruction.pending.timeout-sec": "15", **(conf or {})}
         self.directory = directory
         self.nn_port = self.http_port = self.control_port = 0
         self.proc: Proc | None = None
@@ -244,15 +246,17 @@ def hdfs_failover(folder: Path, database_url: str | None = None, quick: bool = T
     learns of it, the load goes on, the DataNode is restarted, and the drill waits until no block
     is under-replicated. Then every acknowledged upload is read back and ``fsck --deep`` runs.
 
-    ``quick`` (CI): 3 load threads, 20 s with the DataNode down, the NameNode told at once
+    ``quick`` (CI): 3 load threads, 15 s with the DataNode down, the NameNode told at once
     (``mark-dead`` 2 s after the stop); otherwise 4 threads, 90 s down and the NameNode left to
     notice the missed heartbeats itself. Returns JSON-serialisable figures; the pass conditions
     are ``lost_acknowledged_writes == 0``, ``different_reads == 0``,
-    ``under_replicated_after == 0`` and ``fsck_clean``."""
+    ``under_replicated_after == 0`` and ``fsck_clean``. ``load`` counts requests by phase
+    (``before``, ``datanode_down``, ``after_restart``); ``live_datanodes_over_time`` holds
+    ``[seconds, live DataNodes, under-replicated blocks]`` every 2 s."""
     from harness.server import BIN, start_server, stop_server
 
     folder = Path(folder)
-    threads, down_seconds = (3, 20) if quick else (4, 90)
+    threads, down_seconds = (3, 15) if quick else (4, 90)
     figures: dict = {"quick": quick, "datanodes": 3, "replication": 3, "stopped_datanode": 1}
     samples: list[list] = []
     with MiniHdfs(folder / "hdfs", datanodes=3, replication=3) as hdfs:
@@ -262,7 +266,7 @@ def hdfs_failover(folder: Path, database_url: str | None = None, quick: bool = T
         t0 = time.monotonic()
 
         def sample() -> None:
-            while not sampling.wait(1):
+            while not sampling.wait(2):
                 try:
                     s = hdfs.status()
                 except OSError:
