@@ -3,8 +3,8 @@ replication 3) started from the repository's launcher (scripts/minidfs), and the
 DataNode while a blockdrive server writes and reads packs there.
 
 ``MiniHdfs`` drives the launcher's control port (``--control-port``: ``status``,
-``stop-datanode I``, ``mark-dead I``, ``restart-datanode I``, one line of JSON back for each). ``hdfs_failover``
-runs the drill and returns its figures.
+``stop-datanode I``, ``mark-dead I``, ``restart-datanode I``, one line of JSON back for each).
+``hdfs_failover`` runs the drill and returns its figures.
 """
 
 from __future__ import annotations
