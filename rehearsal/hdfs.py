@@ -246,9 +246,10 @@ def hdfs_failover(folder: Path, database_url: str | None = None, quick: bool = T
     learns of it, the load goes on, the DataNode is restarted, and the drill waits until no block
     is under-replicated. Then every acknowledged upload is read back and ``fsck --deep`` runs.
 
-    ``quick`` (CI): 3 load threads, 15 s with the DataNode down, the NameNode told at once
-    (``mark-dead`` 2 s after the stop); otherwise 4 threads, 90 s down and the NameNode left to
-    notice the missed heartbeats itself. Returns JSON-serialisable figures; the pass conditions
+    ``quick`` (CI): 3 load threads, 15 s with the DataNode down, the NameNode told of the death
+    (``mark-dead``) 2 s after the stop; otherwise 4 threads, 90 s down, and the NameNode given
+    60 s to notice the missed heartbeats itself before it is told
+    (``namenode_noticed_by_itself`` says which). Returns JSON-serialisable figures; the pass conditions
     are ``lost_acknowledged_writes == 0``, ``different_reads == 0``,
     ``under_replicated_after == 0`` and ``fsck_clean``. ``load`` counts requests by phase
     (``before``, ``datanode_down``, ``after_restart``); ``live_datanodes_over_time`` holds
@@ -256,7 +257,7 @@ def hdfs_failover(folder: Path, database_url: str | None = None, quick: bool = T
     from harness.server import BIN, start_server, stop_server
 
     folder = Path(folder)
-    threads, down_seconds = (3, 15) if quick else (4, 90)
+    threads, down_seconds, notice_seconds = (3, 15, 2) if quick else (4, 90, 60)
     figures: dict = {"quick": quick, "datanodes": 3, "replication": 3, "stopped_datanode": 1}
     samples: list[list] = []
     with MiniHdfs(folder / "hdfs", datanodes=3, replication=3) as hdfs:
@@ -282,11 +283,14 @@ def hdfs_failover(folder: Path, database_url: str | None = None, quick: bool = T
             load.phase = "datanode_down"
             hdfs.stop_datanode(1)
             stopped = time.monotonic()
-            if quick:
-                time.sleep(2)
+            try:
+                wait_until(lambda: hdfs.status()["dead"] == 1, notice_seconds, "dead DataNode", 0.5)
+                figures["namenode_noticed_by_itself"] = True
+            except TimeoutError:
+                # Under load this MiniDFS may take minutes to expire the heartbeats; until the
+                # NameNode knows, it keeps putting the dead node in new blocks' pipelines.
                 hdfs.mark_dead(1)
-            else:
-                wait_until(lambda: hdfs.status()["dead"] == 1, 120, "NameNode noticing the dead DataNode", 0.5)
+                figures["namenode_noticed_by_itself"] = False
             figures["seconds_until_namenode_knew"] = round(time.monotonic() - stopped, 1)
             time.sleep(max(0.0, down_seconds - (time.monotonic() - stopped)))
             figures["under_replicated_peak"] = hdfs.status()["under_replicated"]
