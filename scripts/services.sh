@@ -5,13 +5,15 @@
 #   HDFS     (Apache Hadoop MiniDFSCluster 3.5.0)  RPC 127.0.0.1:9000, WebHDFS 127.0.0.1:9870
 #   S3       (moto server from the repo's venv)    127.0.0.1:9002
 #
-# Usage: scripts/services.sh up|down|status|clean
+# Usage: scripts/services.sh up|down|status|clean|build
 #
 #   up      start whatever is not running (idempotent), wait until each answers,
 #           print versions and timings, write the env file (var/services.env)
 #   down    stop all three
 #   status  print each as up/down; exit 1 if any is down
 #   clean   down, then delete var/services (all data and logs)
+#   build   (re)build the MiniDFS launcher if its sources are newer than its jar
+#           (`up` does this only when HDFS is not already running)
 #
 # Works on a fresh Debian machine as root: installs mariadb-server with apt-get
 # if missing, builds the MiniDFS launcher with Maven (jars cached in ~/.m2),
@@ -492,8 +494,9 @@ up) cmd_up ;;
 down) cmd_down ;;
 status) cmd_status ;;
 clean) cmd_clean ;;
+build) mkdir -p "$LOGS" && hdfs_build ;;
 *)
-    echo "usage: $0 up|down|status|clean" >&2
+    echo "usage: $0 up|down|status|clean|build" >&2
     exit 2
     ;;
 esac

@@ -65,15 +65,26 @@ def cmd_init(args) -> int:
     return EXIT_OK
 
 
+def _probe_backend(url: str, timeout: float) -> None:
+    """List the packs folder once: proves the backend answers."""
+    from storage.backends import open_backend
+    next(iter(open_backend(url, timeout).list("packs")), None)
+
+
 def cmd_serve(args) -> int:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     from storage.db import check_ready, make_engine
     from storage.config import mask_url
     from .serve import serve
-    from storage.backends import open_backend
     cfg = load_config(args.config)
     # A clear error now, not on the first request: the schema is current, the backend answers.
     check_ready(make_engine(cfg.database_url))
-    next(iter(open_backend(cfg.storage_url, cfg["storage"]["timeout_seconds"]).list("packs")), None)
+    # In a child process: a client library's threads (hdfs-native's runtime) do not survive
+    # gunicorn's fork of the workers, which then hang on their first storage call.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        pool.submit(_probe_backend, cfg.storage_url, cfg["storage"]["timeout_seconds"]).result()
     host = args.host or cfg["server"]["host"]
     port = args.port or cfg["server"]["port"]
     workers = args.workers or cfg["server"]["workers"]

@@ -29,6 +29,11 @@ def _native_fs(host: str, port: int, timeout: float):
         "ipc.client.connect.max.retries": "1",
         "ipc.client.connect.timeout": str(int(timeout * 1000)),
         "dfs.client.socket-timeout": str(int(timeout * 1000)),
+        # A DataNode dying mid-write leaves the pipeline one node short. The client asks the
+        # NameNode for a replacement; on a small cluster there is none, and without best-effort
+        # the write fails. With it the block is written to the nodes left and the NameNode
+        # brings it back to full replication later, as it does for a lost DataNode.
+        "dfs.client.block.write.replace-datanode-on-failure.best-effort": "true",
     }
     # fsspec passes its keyword options straight through as the client's Hadoop config
     return pafs.PyFileSystem(pafs.FSSpecHandler(HdfsFileSystem(host, port, **config)))
