@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install run test test-unit lint soak services-up services-down bench bench-quick docs clean
+.PHONY: install run test test-unit lint soak rehearsal rehearsal-quick services-up services-down bench bench-quick docs clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,15 @@ RELIABILITY = tests/reliability tests/e2e/test_schemathesis.py tests/e2e/test_au
 soak: install
 	bash scripts/services.sh up
 	BLOCKDRIVE_SOAK=1 $(BIN)/python -m pytest $(RELIABILITY) -p no:cacheprovider -q --timeout 0
+
+# the scale-out rehearsal (docs/scale.md): HAProxy and 3 API servers, HDFS with 3 DataNodes, a MariaDB
+# primary and replica, Spark standalone and two schedulers on this machine, nodes killed under a client
+# load; figures in bench/results/rehearsal-<profile>.json, exit 1 if a pass condition failed
+rehearsal: install
+	VENV=$(VENV) bash scripts/rehearsal.sh
+
+rehearsal-quick: install
+	VENV=$(VENV) bash scripts/rehearsal.sh --quick
 
 # ruff and mypy, both configured in pyproject.toml (mypy checks the files set there)
 lint: install

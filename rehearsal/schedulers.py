@@ -28,7 +28,8 @@ from storage.states import JobStatus
 
 from .procs import Proc, wait_until
 
-__all__ = ["Schedulers", "Leadership", "most_leaders_at_once", "fsck_deep", "scheduler_failover"]
+__all__ = ["Schedulers", "Leadership", "most_leaders_at_once", "fsck_deep", "kill_leader_mid_job", "restart_and_watch",
+           "scheduler_failover"]
 
 LEASE = "scheduler"
 #: What ``Scheduler.lead`` logs when its leadership changes (jobs/scheduler.py).
@@ -234,7 +235,7 @@ def fsck_deep(env: dict) -> tuple[bool, str]:
     return out.returncode == 0, (out.stdout + out.stderr).strip()
 
 
-def _kill_leader_mid_job(scheds: Schedulers, wait: float) -> dict:
+def kill_leader_mid_job(scheds: Schedulers, wait: float) -> dict:
     """Wait until the leader's run of the job is in progress, SIGKILL the leader, and wait until
     the other leads and the job's next run ends; the figures of that."""
     job = scheds.job
@@ -268,7 +269,7 @@ def _kill_leader_mid_job(scheds: Schedulers, wait: float) -> dict:
             "next_run_completed": following["status"] == JobStatus.OK, "completed_after_kill_s": round(ended, 1)}
 
 
-def _restart_and_watch(scheds: Schedulers, victim: int, wait: float) -> dict:
+def restart_and_watch(scheds: Schedulers, victim: int, wait: float) -> dict:
     """Restart the killed scheduler and watch it for two lease times: it must follow."""
     survivor = scheds.leader()
     scheds.restart(victim)
@@ -306,8 +307,8 @@ def scheduler_failover(folder: Path, database_url: str, storage_url: str, quick:
     try:
         scheds.start()
         sampler.start()
-        figures.update(_kill_leader_mid_job(scheds, wait))
-        figures.update(_restart_and_watch(scheds, figures["killed_leader"], wait))
+        figures.update(kill_leader_mid_job(scheds, wait))
+        figures.update(restart_and_watch(scheds, figures["killed_leader"], wait))
     finally:
         watched = time.time()  # stopping hands the lease around: not part of the drill
         sampler.halt.set()
