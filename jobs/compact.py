@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 from pyspark.sql import DataFrame, Window, functions as F
 
@@ -71,7 +71,8 @@ def plan_packs(usage: DataFrame, *, target: int, fill: float, dead_ratio: float,
 
     ``retire`` for sealed packs with no live block (whatever their tier); ``copy`` for hot
     packs whose live records go into new pack number ``bin`` (small ones, and those whose
-    dead ratio passed the threshold), bins filled up to ``target`` bytes. A bin of one pack
+    dead ratio passed the threshold), binned by :func:`close_bins` so that no new pack passes
+    ``target`` bytes (the extra disk a run needs is one new pack). A bin of one pack
     that is merely small (not dead enough) is left alone: rewriting it alone gains nothing.
 
     With ``max_amplification``, the run copies at most that many live bytes per dead byte it
@@ -84,9 +85,8 @@ def plan_packs(usage: DataFrame, *, target: int, fill: float, dead_ratio: float,
 
     With ``max_copy_bytes``, the bins past that many live bytes (the first bin always goes)
     are ``defer``: left to the next run, so one run's copying, and the block list its driver
-    holds, stay bounded however much is due. Written as windows over one ordered partition
-    rather than joins and group-bys, so Spark plans it with a single shuffle: this runs on
-    every compaction."""
+    holds, stay bounded however much is due. Apart from the binning, written as windows over
+    one ordered partition rather than joins and group-bys: this runs on every compaction."""
     sealed = F.col("state") == PackState.SEALED
     small = F.col("size") < F.lit(int(fill * target))
     dead_enough = F.col("dead_ratio") >= F.lit(dead_ratio)
@@ -94,10 +94,8 @@ def plan_packs(usage: DataFrame, *, target: int, fill: float, dead_ratio: float,
     order = [F.col("id")]
     if max_amplification:
         usage, cand, order = _bound_amplification(usage, cand, small & ~dead_enough, max_amplification, merge_bytes)
-    before = F.coalesce(F.sum(F.when(cand, F.col("live_bytes"))).over(
-        Window.orderBy(*order).rowsBetween(Window.unboundedPreceding, -1)), F.lit(0))
-    binned = usage.withColumn("bin", F.when(cand, F.floor(before / F.lit(target)).cast("int")))
-    per_bin = Window.partitionBy("bin")  # the rows are in one partition already: no shuffle
+    binned = close_bins(usage, cand, order, target)
+    per_bin = Window.partitionBy("bin")
     useful = (F.count(F.lit(1)).over(per_bin) > 1) | (F.max("dead_ratio").over(per_bin) >= F.lit(dead_ratio))
     action = (F.when(sealed & (F.col("live_bytes") == 0), F.lit("retire"))
               .when(F.col("bin").isNotNull() & useful, F.lit("copy")))
@@ -116,6 +114,42 @@ def plan_packs(usage: DataFrame, *, target: int, fill: float, dead_ratio: float,
     planned = planned.drop("held", "merge") if max_amplification else planned
     return planned.withColumn("bin", F.when(F.col("action") == "retire", F.lit(-1))
                               .when(F.col("action") == "copy", F.col("bin")).cast("int"))
+
+
+def next_fit(sizes: Iterable[int], capacity: int) -> list[int]:
+    """The bin of each item taken in order: a bin is closed before the item that would take
+    it past ``capacity``, and the next one opened. An item larger than ``capacity`` on its
+    own still gets a bin (its own): one pack's records cannot be split between new packs."""
+    bins, current, fill = [], 0, 0
+    for size in sizes:
+        if fill and fill + size > capacity:
+            current, fill = current + 1, 0
+        bins.append(current)
+        fill += size
+    return bins
+
+
+def close_bins(usage: DataFrame, cand, order: list, target: int) -> DataFrame:
+    """``usage`` with the ``bin`` of each candidate (null for the rest): the candidates in
+    ``order``, packed by :func:`next_fit` so that no new pack passes ``target`` bytes. A new
+    pack holds each source pack's live records and their index entries, plus one header and
+    trailer.
+
+    Closing a bin depends on every pack before it, which no window sum expresses, so the
+    candidates (one small row per pack) are gathered into one partition, ranked, and binned
+    there; only (id, bin) comes back."""
+    ranked = usage.where(cand).select(
+        "id", F.row_number().over(Window.orderBy(*order)).alias("rank"),
+        (F.col("live_bytes") + F.col("nblocks") * packfmt.INDEX_ENTRY).alias("bytes"))
+    capacity = target - OVERHEAD
+
+    def bin_partition(rows):
+        rows = sorted(rows, key=lambda r: r[1])
+        return zip((r[0] for r in rows), next_fit((r[2] for r in rows), capacity))
+
+    bins = usage.sparkSession.createDataFrame(ranked.rdd.coalesce(1).mapPartitions(bin_partition),
+                                              "id string, bin int")
+    return usage.join(bins, "id", "left")
 
 
 def _bound_amplification(usage: DataFrame, cand, pure_merge, max_amplification: float, merge_bytes: int):
