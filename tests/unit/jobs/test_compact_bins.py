@@ -111,3 +111,19 @@ def test_small_packs_still_merge_into_one_pack_up_to_the_target(spark):
                            hot_prefix="file:///hot/").collect()
     assert {r.id: (r.bin, r.action) for r in plan} == {
         "s0": (0, "copy"), "s1": (0, "copy"), "s2": (1, "copy"), "s3": (1, "copy")}
+
+
+def test_extra_disk_waits_for_the_read_bound_of_the_bins_still_extra(monkeypatch):
+    from jobs import compact
+    t = [100.0]
+    monkeypatch.setattr(compact.time, "monotonic", lambda: t[0])
+    extra = compact.ExtraDisk(limit=100, bound=10)
+    assert extra.wait_for(150) == 0  # nothing extra yet: the first bin goes whatever its size
+    extra.switched(60, ["a"])
+    t[0] = 103.0
+    extra.switched(30, ["b"])
+    assert extra.wait_for(10) == 0 and extra.due() == []
+    assert extra.wait_for(11) == 7  # 60 + 30 + 11 passes 100: until a's bound has passed
+    assert extra.wait_for(80) == 10  # both must go
+    t[0] = 110.5
+    assert extra.due() == ["a"] and extra.wait_for(70) == 0 and extra.wait_for(71) == 2.5
