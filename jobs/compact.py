@@ -15,10 +15,12 @@ period), (2) retire packs no block points to, (3) for each bin in turn: write it
 the blocks to it and retire the old packs in one transaction, and delete again what (1)
 deletes. So the new pack being written is the only copied data nothing points to yet, and
 bins are closed before they pass the target size. A bin's new pack stays extra disk until
-the packs it superseded are deleted, the read bound after its switch: before each bin the
-run keeps the new packs still extra within one target pack (:class:`ExtraDisk`), waiting
-for the bound up to ``jobs.compact_wait_seconds`` in all and leaving the bins past that to
-the next run (``bins_deferred_for_disk``). A crash between writing and switching leaves one
+the packs it superseded are deleted, the read bound after its switch. With
+``jobs.compact_bound_extra_disk``, before each bin the run keeps the new packs still extra
+within one target pack (:class:`ExtraDisk`), waiting for the bound up to
+``jobs.compact_wait_seconds`` in all and leaving the bins past that to the next run
+(``bins_deferred_for_disk``); without it, a run shorter than the read bound keeps all it
+copied on disk until the packs it superseded go. A crash between writing and switching leaves one
 open pack that GC reclaims.
 
 Throughput: the plan is two Spark actions (figures, the records to move), then one Spark job
@@ -120,26 +122,32 @@ def plan_packs(usage: DataFrame, *, target: int, fill: float, dead_ratio: float,
                               .when(F.col("action") == "copy", F.col("bin")).cast("int"))
 
 
-def next_fit(sizes: Iterable[int], capacity: int) -> list[int]:
-    """The bin of each item taken in order: a bin is closed before the item that would take
-    it past ``capacity``, and the next one opened. An item larger than ``capacity`` on its
-    own still gets a bin (its own): one pack's records cannot be split between new packs."""
-    bins, current, fill = [], 0, 0
+def first_fit(sizes: Iterable[int], capacity: int, open_bins: int = 64) -> list[int]:
+    """The bin of each item taken in order: the first of the last ``open_bins`` bins opened
+    that it fits in without passing ``capacity``, else a new bin (numbered in the order they
+    open, so the first items' bins come first). Looking back over a few bins, not only the
+    last, keeps small packs that a bigger one separates in the order merging. An item larger
+    than ``capacity`` on its own still gets a bin (its own): one pack's records cannot be
+    split between new packs."""
+    bins: list[int] = []
+    fills: list[int] = []  # of every bin opened; the last ``open_bins`` are open
     for size in sizes:
-        if fill and fill + size > capacity:
-            current, fill = current + 1, 0
-        bins.append(current)
-        fill += size
+        first = max(len(fills) - open_bins, 0)
+        b = next((i for i in range(first, len(fills)) if fills[i] + size <= capacity), len(fills))
+        if b == len(fills):
+            fills.append(0)
+        fills[b] += size
+        bins.append(b)
     return bins
 
 
 def close_bins(usage: DataFrame, cand, order: list, target: int) -> DataFrame:
     """``usage`` with the ``bin`` of each candidate (null for the rest): the candidates in
-    ``order``, packed by :func:`next_fit` so that no new pack passes ``target`` bytes. A new
+    ``order``, packed by :func:`first_fit` so that no new pack passes ``target`` bytes. A new
     pack holds each source pack's live records and their index entries, plus one header and
     trailer.
 
-    Closing a bin depends on every pack before it, which no window sum expresses, so the
+    Where a pack goes depends on every pack before it, which no window sum expresses, so the
     candidates (one small row per pack) are gathered into one partition, ranked, and binned
     there; only (id, bin) comes back."""
     ranked = usage.where(cand).select(
@@ -149,7 +157,7 @@ def close_bins(usage: DataFrame, cand, order: list, target: int) -> DataFrame:
 
     def bin_partition(rows):
         rows = sorted(rows, key=lambda r: r[1])
-        return zip((r[0] for r in rows), next_fit((r[2] for r in rows), capacity))
+        return zip((r[0] for r in rows), first_fit((r[2] for r in rows), capacity))
 
     bins = usage.sparkSession.createDataFrame(ranked.rdd.coalesce(1).mapPartitions(bin_partition),
                                               "id string, bin int")
@@ -408,7 +416,7 @@ def run(ctx) -> dict:
     stats["retired_empty"] = m.retire_packs(ctx.sm, retire, t)
     if bins:
         stats.update(rewrite(ctx, bins, t, after_write="compact:after_write", after_bin=after_bin,
-                             before_bin=before_bin))
+                             before_bin=before_bin if j["compact_bound_extra_disk"] else None))
     else:
         stats.update(bytes_written=0, write_seconds=0.0, blocks_moved=0, packs_retired=0, bad_records=[],
                      deferred_bins=[])

@@ -90,7 +90,7 @@ def _compact_with(drive, spark, storage: dict, jobs: dict):
 
 
 def test_a_run_leaves_the_bins_past_one_target_pack_of_extra_disk_to_the_next(drive, make_user, spark):
-    """With the default read bound and no waiting, the first bin's new pack stays extra disk
+    """Bounding the extra disk, with the default read bound and no waiting, the first bin's new pack stays extra disk
     (readers may hold the packs it superseded): the run writes no more than one target pack
     and leaves the rest; the next run, past the bound, deletes them and goes on."""
     u = make_user()
@@ -99,14 +99,14 @@ def test_a_run_leaves_the_bins_past_one_target_pack_of_extra_disk_to_the_next(dr
     st = drive.config["storage"]
     bound = st["read_location_max_seconds"] + st["timeout_seconds"]
     assert bound > 60
-    r, seen = _compact_with(drive, spark, {}, {"compact_wait_seconds": 0})
+    r, seen = _compact_with(drive, spark, {}, {"compact_bound_extra_disk": True, "compact_wait_seconds": 0})
     assert r.stats["new_packs"] >= 3 and len(seen) == 1 and seen[0] <= 100_000, (r.stats, seen)
     assert r.stats["bins_deferred_for_disk"] == r.stats["new_packs"] - 1
     assert r.stats["packs_deleted"] == 0 and r.stats["packs_retired"] == 2 and states(drive)["retiring"] == 2
     assert r.stats["bytes_copied"] < 100_000 and r.stats["bytes_freed"] >= 0
     clock.advance(bound + 1)
-    r2, seen = _compact_with(drive, spark, {}, {"compact_wait_seconds": 0})
-    assert r2.stats["packs_deleted"] == 2 and len(seen) == 1 and seen[0] <= 0, (r2.stats, seen)
+    r2, seen = _compact_with(drive, spark, {}, {"compact_bound_extra_disk": True, "compact_wait_seconds": 0})
+    assert r2.stats["packs_deleted"] == 2 and len(seen) == 1 and seen[0] <= 100_000, (r2.stats, seen)
     for n, d in files.items():
         assert read_all(drive, u, nodes[n]) == d
 
@@ -116,7 +116,7 @@ def test_a_run_waits_for_the_read_bound_to_write_every_bin_within_one_target_pac
     files = {f"f{i}.bin": rand(40_000, 110 + i) for i in range(7)}
     nodes = {n: put_bytes(drive, u, n, d).node.id for n, d in files.items()}
     r, seen = _compact_with(drive, spark, {"read_location_max_seconds": 1, "timeout_seconds": 0},
-                            {"compact_wait_seconds": 60})
+                            {"compact_bound_extra_disk": True, "compact_wait_seconds": 60})
     assert r.stats["new_packs"] >= 3 and len(seen) == r.stats["new_packs"], (r.stats, seen)
     assert r.stats["bins_deferred_for_disk"] == 0 and max(seen) <= 100_000, seen
     # every bin but the last had its superseded packs deleted before the next was written
