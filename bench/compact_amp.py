@@ -11,7 +11,9 @@ of the bytes are gone, lets gc sweep their blocks, then runs compact with the co
 bound (``jobs.compact_max_amplification``). The bench has no readers, so it runs with a read
 bound (``storage.read_location_max_seconds`` + ``storage.timeout_seconds``) of
 ``--read-bound`` seconds, 0 by default: each bin's superseded packs may go as soon as the
-clock (whole seconds) has passed their switch. A thread samples the pack files' total every
+clock (whole seconds) has passed their switch. With a read bound, a bin whose new pack
+would take the extra disk past one target pack waits for it, up to ``--wait`` seconds in all
+(``jobs.compact_wait_seconds``), and the bins past that are left to the next run. A thread samples the pack files' total every
 10 ms while compact runs; the peak extra disk is the largest sample minus the total before
 the run. For contrast it prints what a plan without the bound would copy with a dead ratio
 low enough to touch every pack, and last runs that plan: many bins, to show the extra disk
@@ -75,6 +77,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20)
     ap.add_argument("--read-bound", type=float, default=0.0,
                     help="storage.read_location_max_seconds (storage.timeout_seconds is set to 0)")
+    ap.add_argument("--wait", type=float, default=0.0,
+                    help="jobs.compact_wait_seconds: how long a run may wait in all for the read bound")
     args = ap.parse_args()
     from jobs.runner import run_job
     from jobs.spark import build_spark
@@ -85,7 +89,8 @@ def main() -> None:
     rng = random.Random(args.seed)
     scratch = Path(tempfile.mkdtemp(prefix="bd-compact-amp-"))
     home = scratch / "drive"
-    jobs = {"target_pack_bytes": args.target_mb * 2**20, "driver_memory": "2g", "shuffle_partitions": 4}
+    jobs = {"target_pack_bytes": args.target_mb * 2**20, "driver_memory": "2g", "shuffle_partitions": 4,
+            "compact_bound_extra_disk": True, "compact_wait_seconds": args.wait}
     storage = {"home": str(home), "read_location_max_seconds": args.read_bound, "timeout_seconds": 0}
     cfg = load_config(env={}, overrides={"storage": storage, "security": {"scrypt_n": 1024},
                                          "gc": {"grace_seconds": 0}, "jobs": jobs})
@@ -138,7 +143,7 @@ def main() -> None:
             print(f"compact, bound {c['jobs']['compact_max_amplification']}, {name}: copied "
                   f"{st['bytes_copied'] / 2**20:.1f} MiB into {st['new_packs']} packs, freed "
                   f"{st['bytes_freed'] / 2**20:.1f} MiB, amplification {st['amplification']}, "
-                  f"packs held {st['packs_held']}; peak extra disk {(peak.peak - before) / 2**20:.1f} MiB "
+                  f"packs held {st['packs_held']}, bins left for disk {st['bins_deferred_for_disk']}; peak extra disk {(peak.peak - before) / 2**20:.1f} MiB "
                   f"= {(peak.peak - before) / (args.target_mb * 2**20):.2f} target packs of {args.target_mb} MiB; "
                   f"pack files {n} -> {n2}, {before / 2**20:.1f} -> {after / 2**20:.1f} MiB "
                   f"({st['packs_deleted']} deleted during the run)")

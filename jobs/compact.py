@@ -13,9 +13,15 @@ plus ``storage.timeout_seconds``, storage/reads.py; a pack given up while open: 
 period), (2) retire packs no block points to, (3) for each bin in turn: write its new pack
 (registered ``open`` first, durable before anything points to it) on an executor, switch
 the blocks to it and retire the old packs in one transaction, and delete again what (1)
-deletes. So the new pack being written is the only copied data nothing points to yet: the
-extra disk a run needs is one target pack, plus the packs it retired less than the read
-bound ago. A crash between writing and switching leaves one open pack that GC reclaims.
+deletes. So the new pack being written is the only copied data nothing points to yet, and
+bins are closed before they pass the target size. A bin's new pack stays extra disk until
+the packs it superseded are deleted, the read bound after its switch. With
+``jobs.compact_bound_extra_disk``, before each bin the run keeps the new packs still extra
+within one target pack (:class:`ExtraDisk`), waiting for the bound up to
+``jobs.compact_wait_seconds`` in all and leaving the bins past that to the next run
+(``bins_deferred_for_disk``); without it, a run shorter than the read bound keeps all it
+copied on disk until the packs it superseded go. A crash between writing and switching leaves one
+open pack that GC reclaims.
 
 Throughput: the plan is two Spark actions (figures, the records to move), then one Spark job
 per new pack, one task that reads whole runs of source records and copies them
@@ -27,7 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 from pyspark.sql import DataFrame, Window, functions as F
 
@@ -71,7 +77,8 @@ def plan_packs(usage: DataFrame, *, target: int, fill: float, dead_ratio: float,
 
     ``retire`` for sealed packs with no live block (whatever their tier); ``copy`` for hot
     packs whose live records go into new pack number ``bin`` (small ones, and those whose
-    dead ratio passed the threshold), bins filled up to ``target`` bytes. A bin of one pack
+    dead ratio passed the threshold), binned by :func:`close_bins` so that no new pack passes
+    ``target`` bytes (the extra disk a run needs is one new pack). A bin of one pack
     that is merely small (not dead enough) is left alone: rewriting it alone gains nothing.
 
     With ``max_amplification``, the run copies at most that many live bytes per dead byte it
@@ -84,9 +91,8 @@ def plan_packs(usage: DataFrame, *, target: int, fill: float, dead_ratio: float,
 
     With ``max_copy_bytes``, the bins past that many live bytes (the first bin always goes)
     are ``defer``: left to the next run, so one run's copying, and the block list its driver
-    holds, stay bounded however much is due. Written as windows over one ordered partition
-    rather than joins and group-bys, so Spark plans it with a single shuffle: this runs on
-    every compaction."""
+    holds, stay bounded however much is due. Apart from the binning, written as windows over
+    one ordered partition rather than joins and group-bys: this runs on every compaction."""
     sealed = F.col("state") == PackState.SEALED
     small = F.col("size") < F.lit(int(fill * target))
     dead_enough = F.col("dead_ratio") >= F.lit(dead_ratio)
@@ -94,10 +100,8 @@ def plan_packs(usage: DataFrame, *, target: int, fill: float, dead_ratio: float,
     order = [F.col("id")]
     if max_amplification:
         usage, cand, order = _bound_amplification(usage, cand, small & ~dead_enough, max_amplification, merge_bytes)
-    before = F.coalesce(F.sum(F.when(cand, F.col("live_bytes"))).over(
-        Window.orderBy(*order).rowsBetween(Window.unboundedPreceding, -1)), F.lit(0))
-    binned = usage.withColumn("bin", F.when(cand, F.floor(before / F.lit(target)).cast("int")))
-    per_bin = Window.partitionBy("bin")  # the rows are in one partition already: no shuffle
+    binned = close_bins(usage, cand, order, target)
+    per_bin = Window.partitionBy("bin")
     useful = (F.count(F.lit(1)).over(per_bin) > 1) | (F.max("dead_ratio").over(per_bin) >= F.lit(dead_ratio))
     action = (F.when(sealed & (F.col("live_bytes") == 0), F.lit("retire"))
               .when(F.col("bin").isNotNull() & useful, F.lit("copy")))
@@ -116,6 +120,48 @@ def plan_packs(usage: DataFrame, *, target: int, fill: float, dead_ratio: float,
     planned = planned.drop("held", "merge") if max_amplification else planned
     return planned.withColumn("bin", F.when(F.col("action") == "retire", F.lit(-1))
                               .when(F.col("action") == "copy", F.col("bin")).cast("int"))
+
+
+def first_fit(sizes: Iterable[int], capacity: int, open_bins: int = 64) -> list[int]:
+    """The bin of each item taken in order: the first of the last ``open_bins`` bins opened
+    that it fits in without passing ``capacity``, else a new bin (numbered in the order they
+    open, so the first items' bins come first). Looking back over a few bins, not only the
+    last, keeps small packs that a bigger one separates in the order merging. An item larger
+    than ``capacity`` on its own still gets a bin (its own): one pack's records cannot be
+    split between new packs."""
+    bins: list[int] = []
+    fills: list[int] = []  # of every bin opened; the last ``open_bins`` are open
+    for size in sizes:
+        first = max(len(fills) - open_bins, 0)
+        b = next((i for i in range(first, len(fills)) if fills[i] + size <= capacity), len(fills))
+        if b == len(fills):
+            fills.append(0)
+        fills[b] += size
+        bins.append(b)
+    return bins
+
+
+def close_bins(usage: DataFrame, cand, order: list, target: int) -> DataFrame:
+    """``usage`` with the ``bin`` of each candidate (null for the rest): the candidates in
+    ``order``, packed by :func:`first_fit` so that no new pack passes ``target`` bytes. A new
+    pack holds each source pack's live records and their index entries, plus one header and
+    trailer.
+
+    Where a pack goes depends on every pack before it, which no window sum expresses, so the
+    candidates (one small row per pack) are gathered into one partition, ranked, and binned
+    there; only (id, bin) comes back."""
+    ranked = usage.where(cand).select(
+        "id", F.row_number().over(Window.orderBy(*order)).alias("rank"),
+        (F.col("live_bytes") + F.col("nblocks") * packfmt.INDEX_ENTRY).alias("bytes"))
+    capacity = target - OVERHEAD
+
+    def bin_partition(rows):
+        rows = sorted(rows, key=lambda r: r[1])
+        return zip((r[0] for r in rows), first_fit((r[2] for r in rows), capacity))
+
+    bins = usage.sparkSession.createDataFrame(ranked.rdd.coalesce(1).mapPartitions(bin_partition),
+                                              "id string, bin int")
+    return usage.join(bins, "id", "left")
 
 
 def _bound_amplification(usage: DataFrame, cand, pure_merge, max_amplification: float, merge_bytes: int):
@@ -146,10 +192,10 @@ def plan_compaction(usage: DataFrame, *, target: int, fill: float, dead_ratio: f
 
 
 def plan_moves(plan: DataFrame, packs: DataFrame, blocks: DataFrame) -> DataFrame:
-    copy = plan.where(F.col("action") == "copy").join(packs.select("id", "url"), "id")
+    copy = plan.where(F.col("action") == "copy").join(packs.select("id", "url", F.col("size").alias("pack_size")), "id")
     return (blocks.join(copy.withColumnRenamed("id", "pack_id"), "pack_id")
             .select("bin", F.col("id").alias("block_id"), "pack_id", "url", F.col("offset_in_pack").alias("offset"),
-                    "stored_size"))
+                    "stored_size", "pack_size"))
 
 
 def summarize(planned: DataFrame) -> dict:
@@ -179,6 +225,44 @@ def amplification(bytes_copied: int, bytes_freed: int) -> float | None:
 
 # ---- executors -------------------------------------------------------------------------------
 
+def new_pack_bytes(rows: list[tuple]) -> int:
+    """The size of the pack a bin's records (``(block_id, pack_id, url, offset, stored_size)``) make."""
+    return OVERHEAD + sum(packfmt.RECORD_HEADER + stored + packfmt.INDEX_ENTRY for *_, stored in rows)
+
+
+class ExtraDisk:
+    """The new packs a run has written that are still extra disk: a bin's new pack stays extra
+    until the packs its switch superseded are deleted, which is only once no reader can hold
+    them, ``bound`` seconds (the read bound) after the switch. Keeps the total within
+    ``limit`` (one target pack) by saying how long to wait before the next bin."""
+
+    def __init__(self, limit: int, bound: float):
+        self.limit, self.bound = limit, bound
+        self.bins: list[tuple[float, int, list[str]]] = []  # (monotonic time of the switch, new pack bytes, retired)
+
+    def switched(self, size: int, retired: list[str]) -> None:
+        self.bins.append((time.monotonic(), size, retired))
+
+    def due(self) -> list[str]:
+        """The packs retired more than the read bound ago, by the switch's own monotonic time
+        (exact, where ``retired_at`` has whole seconds)."""
+        t = time.monotonic()
+        return [p for at, _, packs in self.bins if t - at > self.bound for p in packs]
+
+    def wait_for(self, size: int) -> float:
+        """Seconds until one more new pack of ``size`` bytes keeps the extra disk within the
+        limit (0: now). With no new pack extra, a bin goes whatever its size: a pack whose
+        live records alone pass the target is still rewritten, alone."""
+        t = time.monotonic()
+        extra = sorted((at, n) for at, n, _ in self.bins if t - at <= self.bound)
+        total, wait = sum(n for _, n in extra) + size, 0.0
+        for at, n in extra:
+            if total <= self.limit:
+                break
+            total, wait = total - n, at + self.bound - t
+        return wait
+
+
 def _write_bin(cfg):
     """One task per new pack: read its source records (whole runs at a time), copy them
     verbatim into the new pack on the hot tier, and return only what the driver needs to
@@ -196,14 +280,16 @@ def _write_bin(cfg):
 
 
 def rewrite(ctx, bins: dict[int, list[tuple]], at, after_write: str | None = None,
-            after_bin: Callable[[list[str]], None] | None = None) -> dict:
+            after_bin: Callable[[int, list[str]], None] | None = None,
+            before_bin: Callable[[int], bool] | None = None) -> dict:
     """Copy each bin's records (``(block_id, pack_id, url, offset, stored_size)``) into a new
-    pack, one bin after the other: register the new pack ``open``, write it on an executor,
-    switch the blocks to it and retire the source packs left empty (one transaction), then
-    call ``after_bin`` with the ids of the packs that switch retired (compact deletes there
-    the superseded packs no reader can hold any more) before the next bin. So at most one
-    new pack that nothing points to yet exists at any time, and a crash leaves at most one
-    open pack for GC.
+    pack, one bin after the other: ask ``before_bin`` (given the new pack's size) whether it
+    may go, register the new pack ``open``, write it on an executor, switch the blocks to it
+    and retire the source packs left empty (one transaction), then call ``after_bin`` with the
+    new pack's size and the ids of the packs that switch retired (compact deletes there the
+    superseded packs no reader can hold any more) before the next bin. So at most one new pack
+    that nothing points to yet exists at any time, and a crash leaves at most one open pack
+    for GC. Once ``before_bin`` says no, the bins left (``deferred_bins``) wait for the next run.
 
     One bin at a time costs the parallel writing of several packs; it is what keeps the
     extra disk a run needs to one target pack."""
@@ -213,8 +299,11 @@ def rewrite(ctx, bins: dict[int, list[tuple]], at, after_write: str | None = Non
              "switch_seconds": 0.0}
     task = dict.fromkeys(("read", "check_write", "close"), 0.0)
     moved = retired = written = 0
-    bad = []
+    bad, deferred = [], []
     for b in sorted(bins):
+        if deferred or (before_bin and not before_bin(new_pack_bytes(bins[b]))):
+            deferred.append(b)
+            continue
         pid = m.new_pack_id()
         key = store.pack_key(pid)
         m.register_pack(ctx.sm, pid, store.hot.url_for(key))  # open before any byte is written
@@ -240,15 +329,16 @@ def rewrite(ctx, bins: dict[int, list[tuple]], at, after_write: str | None = Non
         retired += out["retired"]
         bad += [{"block": blk.hex(), "pack": p, "error": e} for blk, p, e in bad_records]
         if after_bin:
-            after_bin(out["retired_ids"])
+            after_bin(size, out["retired_ids"])
     if not written:
         for name in ("write_launch_seconds", "write_collect_seconds"):
             del stats[name]
     stats = {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}
     stats.update({f"write_{name}_task_seconds": round(v, 3) for name, v in task.items()})
-    stats.update(blocks_moved=moved, packs_retired=retired, bad_records=bad[:100])
+    stats.update(blocks_moved=moved, packs_retired=retired, bad_records=bad[:100], deferred_bins=deferred)
     ctx.say(f"wrote {written} packs ({humanize.size(stats['bytes_written'])}), switched {moved} blocks, "
-            f"retired {retired} packs")
+            f"retired {retired} packs" + (f"; {len(deferred)} bins left to the next run, to keep the extra disk"
+                                          " within one target pack" if deferred else ""))
     return stats
 
 
@@ -276,41 +366,65 @@ def run(ctx) -> dict:
         if ctx.dry_run:
             return stats
         bins: dict[int, list[tuple]] = {}
+        sources: dict[int, dict[str, int]] = {}  # each bin's source packs and their sizes
         if stats["new_packs"]:
             plan = planned.where(F.col("action") == "copy").select("id", "bin", "action")
             for r in plan_moves(plan, packs, blocks).collect():
                 bins.setdefault(r.bin, []).append((bytes(r.block_id), r.pack_id, r.url, r.offset, r.stored_size))
+                sources.setdefault(r.bin, {})[r.pack_id] = r.pack_size
         stats["plan_seconds"] = round(time.perf_counter() - t0, 3)
     finally:
         planned.unpersist()
 
     deleted = {"packs_deleted": 0, "bytes_deleted": 0}
     st = cfg["storage"]
-    bound = st["read_location_max_seconds"] + st["timeout_seconds"]
-    switched: list[tuple[float, list[str]]] = []  # (when a bin's switch had committed, the packs it retired)
+    extra = ExtraDisk(j["target_pack_bytes"], st["read_location_max_seconds"] + st["timeout_seconds"])
+    wait_left = float(j["compact_wait_seconds"])
 
     def delete_superseded() -> None:
         """Delete what is past the read bound: by ``retired_at``, and the packs this run's bins
-        retired by the switch's own monotonic time (exact, where ``retired_at`` has whole
-        seconds)."""
-        due = [p for at, packs in switched if time.monotonic() - at > bound for p in packs]
+        retired by their switch's time (:meth:`ExtraDisk.due`)."""
         out = m.delete_retired_packs(ctx.sm, store, t - dt.timedelta(seconds=ctx.grace), superseded_before=(
-            m.superseded_cutoff(now(), st["read_location_max_seconds"], st["timeout_seconds"])), superseded_ids=due)
+            m.superseded_cutoff(now(), st["read_location_max_seconds"], st["timeout_seconds"])),
+            superseded_ids=extra.due())
         for k in deleted:
             deleted[k] += out[k]
 
-    def after_bin(retired: list[str]) -> None:
-        switched.append((time.monotonic(), retired))
+    def before_bin(size: int) -> bool:
+        """Whether the next bin may be written now, waiting (up to ``compact_wait_seconds`` in
+        all) for readers to let go of the packs earlier bins superseded when its new pack
+        would take the extra disk past one target pack. Deleting them sooner is never an
+        option: a download may still read them."""
+        nonlocal wait_left
+        wait = extra.wait_for(size)
+        if wait <= 0:
+            return True
+        if wait > wait_left:
+            return False
+        ctx.say(f"waiting {wait:.0f}s for the read bound of the packs earlier bins superseded")
+        time.sleep(wait + 0.05)  # past the bound, not on it: due() counts strictly after it
+        wait_left -= wait
+        delete_superseded()
+        return True
+
+    def after_bin(size: int, retired: list[str]) -> None:
+        extra.switched(size, retired)
         delete_superseded()
 
     delete_superseded()
     step("compact:after_delete")
     stats["retired_empty"] = m.retire_packs(ctx.sm, retire, t)
     if bins:
-        stats.update(rewrite(ctx, bins, t, after_write="compact:after_write", after_bin=after_bin))
+        stats.update(rewrite(ctx, bins, t, after_write="compact:after_write", after_bin=after_bin,
+                             before_bin=before_bin if j["compact_bound_extra_disk"] else None))
     else:
-        stats.update(bytes_written=0, write_seconds=0.0, blocks_moved=0, packs_retired=0, bad_records=[])
+        stats.update(bytes_written=0, write_seconds=0.0, blocks_moved=0, packs_retired=0, bad_records=[],
+                     deferred_bins=[])
         step("compact:after_write")
+    left = stats.pop("deferred_bins")
+    stats["bins_deferred_for_disk"] = len(left)
+    stats["bytes_deferred_for_disk"] = sum(packfmt.RECORD_HEADER + row[-1] for b in left for row in bins[b])
+    stats["bytes_to_retire"] -= sum(size for b in left for size in sources[b].values())
     step("compact:after_switch")
     stats.update(deleted)
     # Freed: what the packs this run retired hold beyond the new packs written; their files go

@@ -106,6 +106,12 @@ def drop_refs(s: Session, counts: Counter) -> None:
         s.connection().execute(stmt, [{"block_id": b, "n": n} for b in block_ids])
 
 
+def register_open_pack(sm: sessionmaker[Session], pack_id: str, url: str) -> None:
+    """An ``open`` row before any byte is written: a crash leaves a pack GC can find."""
+    with sm() as s, s.begin():
+        s.add(Pack(id=pack_id, url=url, tier=tier_of(url), state=PackState.OPEN, created_at=now()))
+
+
 def _by_count(counts: Counter) -> dict[int, list[bytes]]:
     by_n: dict[int, list[bytes]] = {}
     for block_id, n in counts.items():
@@ -124,9 +130,8 @@ class BlockIndex:
     drop_refs = staticmethod(drop_refs)
 
     def register_open_pack(self, pack_id: str, url: str) -> None:
-        """An ``open`` row before any byte is written: a crash leaves a pack GC can find."""
-        with self.sm() as s, s.begin():
-            s.add(Pack(id=pack_id, url=url, tier=tier_of(url), state=PackState.OPEN, created_at=now()))
+        """An ``open`` row before any byte is written (:func:`register_open_pack`)."""
+        register_open_pack(self.sm, pack_id, url)
 
     def known_blocks(self, block_ids: Iterable[bytes]) -> set[bytes]:
         """The subset of ``block_ids`` already stored and not marked for GC. A marked block may

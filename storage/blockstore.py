@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Callable, Iterable, Iterator
 
@@ -152,20 +153,29 @@ class BlockStore:
             raise QuotaExceeded(used=0, quota=limit, needed=ing.size)
         ing.sha256 = _block_id(raw)
         sink = self.writer(ing)
-        try:
-            sink.protect_hits()
+        with self._writing(sink):
             if raw:
                 ing.refs.append((ing.sha256, len(raw)))
                 sink.add_chunks([(ing.sha256, raw)], owned)
             if on_progress and raw:
                 on_progress(len(raw))
+        return ing
+
+    @contextmanager
+    def _writing(self, sink, stop: Callable[[], None] = lambda: None) -> Iterator[None]:
+        """Around the writes of one ingest to ``sink``: then close it (its packs durable), the
+        crash points on either side; on any error, ``stop`` what still writes to it and
+        abandon it."""
+        try:
+            sink.protect_hits()
+            yield
             self._hook("put:pack_written")
             sink.close()
             self._hook("put:pack_closed")
         except BaseException:
+            stop()
             sink.abandon()
             raise
-        return ing
 
     def _ingest_stream(self, stream: BinaryIO, limit: int | None, on_progress: Callable[[int], None] | None,
                        owned: Callable[[list[bytes]], set[bytes]] | None) -> Ingested:
@@ -215,37 +225,33 @@ class BlockStore:
                 else:
                     hashed(len(cutting) - 1)
 
-        try:
-            sink.protect_hits()
-            for view in self.chunker.chunks(stream):
-                raw = bytes(view)  # the chunker reuses its buffer
-                ing.size += len(raw)
-                if limit is not None and ing.size > limit:
-                    raise QuotaExceeded(used=0, quota=limit, needed=ing.size)
-                held.add(len(raw), hasher.submit(file_hash.update, raw))
-                if workers is None:
-                    digest: Future = Future()
-                    digest.set_result(_block_id(raw))
-                else:
-                    digest = workers.submit(_block_id, raw)
-                cutting.append((digest, raw))
-                hashed(max(CUT_AHEAD, self.hash_threads))
-                make_room()
-                if on_progress:
-                    on_progress(len(raw))
-            hashed(0)
-            flush()
-            held.release_all()
-            self._hook("put:pack_written")
-            sink.close()
-            self._hook("put:pack_closed")
-        except BaseException:
+        def stop() -> None:
             held.cancel()
             for f, _ in cutting:
                 f.cancel()
             packer.shutdown(wait=True)
-            sink.abandon()
-            raise
+
+        try:
+            with self._writing(sink, stop):
+                for view in self.chunker.chunks(stream):
+                    raw = bytes(view)  # the chunker reuses its buffer
+                    ing.size += len(raw)
+                    if limit is not None and ing.size > limit:
+                        raise QuotaExceeded(used=0, quota=limit, needed=ing.size)
+                    held.add(len(raw), hasher.submit(file_hash.update, raw))
+                    if workers is None:
+                        digest: Future = Future()
+                        digest.set_result(_block_id(raw))
+                    else:
+                        digest = workers.submit(_block_id, raw)
+                    cutting.append((digest, raw))
+                    hashed(max(CUT_AHEAD, self.hash_threads))
+                    make_room()
+                    if on_progress:
+                        on_progress(len(raw))
+                hashed(0)
+                flush()
+                held.release_all()
         finally:
             hasher.shutdown(wait=True)
             if workers is not None:

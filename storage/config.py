@@ -74,6 +74,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "compact_max_bytes": 1024**4,
         "compact_max_amplification": 4.0,
         "compact_merge_bytes": 256 * 1024 * 1024,
+        "compact_bound_extra_disk": False,
+        "compact_wait_seconds": 0.0,
         "open_pack_grace_seconds": 86400,
         "tier_after_days": 30,
         "scrub_fraction": 1.0,

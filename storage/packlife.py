@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from . import crashpoints
 from . import pack as packfmt
 from .batching import batches
-from .blockindex import BlockIndex, pack_live_bytes
+from .blockindex import pack_live_bytes, register_open_pack
 from .clock import now
 from .errors import IntegrityError, NotFound
 from .models import Block, Pack
@@ -46,7 +46,7 @@ def new_pack_id() -> str:
 
 def register_pack(sm: sessionmaker[Session], pack_id: str, url: str) -> None:
     """An ``open`` row before any byte is written: a crash leaves a pack GC can find."""
-    BlockIndex(sm).register_open_pack(pack_id, url)
+    register_open_pack(sm, pack_id, url)
 
 
 def switch_blocks(sm: sessionmaker[Session], new_pack: str, size: int, checksum: str,

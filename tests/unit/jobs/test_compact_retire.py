@@ -73,6 +73,58 @@ def test_a_run_copies_switches_and_deletes_bin_by_bin(drive, make_user, spark):
         assert read_all(drive, u, nodes[n]) == d
 
 
+def _compact_with(drive, spark, storage: dict, jobs: dict):
+    """Run compact with these settings, measuring the pack files after each new pack is written
+    (before its switch) against the files before the run."""
+    from jobs.runner import run_job
+    cfg = drive.config
+    cfg = type(cfg)({**cfg, "storage": {**cfg["storage"], **storage},
+                     "jobs": {**cfg["jobs"], "target_pack_bytes": 100_000, "fill_threshold": 0.9, **jobs}})
+    before = pack_files(drive)
+    seen = []
+    hooks.HOOKS["compact:after_write"] = lambda: seen.append(pack_files(drive) - before)
+    try:
+        return run_job("compact", drive, spark, cfg), seen
+    finally:
+        hooks.HOOKS.pop("compact:after_write", None)
+
+
+def test_a_run_leaves_the_bins_past_one_target_pack_of_extra_disk_to_the_next(drive, make_user, spark):
+    """Bounding the extra disk, with the default read bound and no waiting, the first bin's new pack stays extra disk
+    (readers may hold the packs it superseded): the run writes no more than one target pack
+    and leaves the rest; the next run, past the bound, deletes them and goes on."""
+    u = make_user()
+    files = {f"f{i}.bin": rand(40_000, 90 + i) for i in range(7)}
+    nodes = {n: put_bytes(drive, u, n, d).node.id for n, d in files.items()}
+    st = drive.config["storage"]
+    bound = st["read_location_max_seconds"] + st["timeout_seconds"]
+    assert bound > 60
+    r, seen = _compact_with(drive, spark, {}, {"compact_bound_extra_disk": True, "compact_wait_seconds": 0})
+    assert r.stats["new_packs"] >= 3 and len(seen) == 1 and seen[0] <= 100_000, (r.stats, seen)
+    assert r.stats["bins_deferred_for_disk"] == r.stats["new_packs"] - 1
+    assert r.stats["packs_deleted"] == 0 and r.stats["packs_retired"] == 2 and states(drive)["retiring"] == 2
+    assert r.stats["bytes_copied"] < 100_000 and r.stats["bytes_freed"] >= 0
+    clock.advance(bound + 1)
+    r2, seen = _compact_with(drive, spark, {}, {"compact_bound_extra_disk": True, "compact_wait_seconds": 0})
+    assert r2.stats["packs_deleted"] == 2 and len(seen) == 1 and seen[0] <= 100_000, (r2.stats, seen)
+    for n, d in files.items():
+        assert read_all(drive, u, nodes[n]) == d
+
+
+def test_a_run_waits_for_the_read_bound_to_write_every_bin_within_one_target_pack(drive, make_user, spark):
+    u = make_user()
+    files = {f"f{i}.bin": rand(40_000, 110 + i) for i in range(7)}
+    nodes = {n: put_bytes(drive, u, n, d).node.id for n, d in files.items()}
+    r, seen = _compact_with(drive, spark, {"read_location_max_seconds": 1, "timeout_seconds": 0},
+                            {"compact_bound_extra_disk": True, "compact_wait_seconds": 60})
+    assert r.stats["new_packs"] >= 3 and len(seen) == r.stats["new_packs"], (r.stats, seen)
+    assert r.stats["bins_deferred_for_disk"] == 0 and max(seen) <= 100_000, seen
+    # every bin but the last had its superseded packs deleted before the next was written
+    assert r.stats["packs_deleted"] >= 2 * (r.stats["new_packs"] - 1)
+    for n, d in files.items():
+        assert read_all(drive, u, nodes[n]) == d
+
+
 def _sealed(drive):
     with drive.sm() as s:
         return s.execute(sa.select(Pack).where(Pack.state == "sealed")).scalars().all()

@@ -82,7 +82,7 @@ def test_compact_max_bytes_spreads_the_copying_over_runs(drive, make_user, spark
     leaves the rest, saying so; later runs finish the work, and every file reads back."""
     from jobs.runner import run_job
     u = make_user()
-    files = {f"f{i}.bin": rand(40_000, 30 + i) for i in range(8)}  # 8 packs, bins of 3, 2 and 3
+    files = {f"f{i}.bin": rand(40_000, 30 + i) for i in range(8)}  # 8 packs, bins of two
     nodes = {n: put_bytes(drive, u, n, d).node.id for n, d in files.items()}
     cfg = type(drive.config)({**drive.config, "jobs": {**drive.config["jobs"], "target_pack_bytes": 100_000,
                                                         "fill_threshold": 0.9, "compact_max_bytes": 1}})

@@ -82,14 +82,14 @@ def test_compaction_past_max_copy_bytes_is_deferred_bin_by_bin(spark):
     from jobs.compact import OVERHEAD, pack_usage, plan_compaction, plan_packs, summarize
     from storage.pack import INDEX_ENTRY, RECORD_HEADER
     rows, blocks = [], []
-    for i in range(6):  # six small all-live packs of 3,000 live bytes: bins of two at target 6,000
+    for i in range(6):  # six small all-live packs of 3,000 live bytes: bins of two at this target
         rows.append((f"p{i}", f"file:///hot/p{i}", "local", "sealed", 3000 + OVERHEAD + INDEX_ENTRY, T0))
         blocks.append((b(i), f"p{i}", 24, 3000 - RECORD_HEADER))
     packs = spark.createDataFrame(rows, "id string, url string, tier string, state string, size bigint, "
                                         "created_at timestamp_ntz")
     usage = pack_usage(packs, spark.createDataFrame(blocks, "id binary, pack_id string, offset_in_pack bigint, "
                                                             "stored_size bigint"))
-    args = dict(target=6000, fill=0.9, dead_ratio=0.3, hot_prefix="file:///hot/")
+    args = dict(target=6000 + 2 * INDEX_ENTRY + OVERHEAD, fill=0.9, dead_ratio=0.3, hot_prefix="file:///hot/")
     whole = {r.id: (r.bin, r.action) for r in plan_compaction(usage, **args).collect()}
     assert whole == {f"p{i}": (i // 2, "copy") for i in range(6)}
     # room for two bins (12,000 bytes; a third would pass it): the third bin waits
