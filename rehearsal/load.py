@@ -46,7 +46,8 @@ SMALL_PUTS = {"small_put": 1}
 
 RETRY_STATUS = frozenset({502, 503, 504})
 ATTEMPTS = 6          # a request is sent at most this often
-BACKOFF = 0.2         # seconds before the first retry, doubled each time (6 attempts: ~6 s in all)
+BACKOFF = 0.5         # seconds before the first retry, doubled each time: 15.5 s over 6 attempts, as
+                      # blockdrive's own client waits (client/api.py, without its jitter)
 TUS = {"Tus-Resumable": "1.0.0"}
 TUS_CHUNK = 512 * 1024
 ROOT = Path(__file__).resolve().parents[1]  # where ``python -m rehearsal.load`` runs
