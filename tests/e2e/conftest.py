@@ -13,6 +13,7 @@ import subprocess
 import pytest
 
 from harness.server import BIN, Client, start_server, stop_server
+from tests.services import engine_missing
 
 __all__ = ["BIN", "Client", "start_server", "stop_server", "ENGINES", "served", "own_mysql_database",
            "require_tool"]
@@ -47,10 +48,7 @@ def require_tool(names: tuple[str, ...], install: str) -> str:
         path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
         if path is not None:
             return path
-    msg = f"{names[0]} is not installed ({install})"
-    if os.environ.get("CI") == "true":
-        pytest.fail(msg)
-    pytest.skip(msg)
+    engine_missing(f"{names[0]} is not installed ({install})")
 
 
 ENGINES = ["sqlite", pytest.param("mariadb", marks=pytest.mark.integration)]

@@ -5,18 +5,15 @@ once restarted and serves again, and nothing acknowledged is lost."""
 from __future__ import annotations
 
 import json
-import os
 
-import pytest
 
 from rehearsal.mariadb import mariadb_available, replica_failover
+from tests.services import engine_missing
 
 
 def test_replica_failover(tmp_path):
     if not mariadb_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail("MariaDB (mariadbd, mariadb-install-db) is not installed: apt-get install mariadb-server")
-        pytest.skip("MariaDB is not installed (apt-get install mariadb-server)")
+        engine_missing("MariaDB (mariadbd, mariadb-install-db) is not installed: apt-get install mariadb-server")
     figures = replica_failover(tmp_path, quick=True)
     print(json.dumps(figures, indent=2))
     assert figures["replica_served_before_kill"], figures

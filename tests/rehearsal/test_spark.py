@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from rehearsal.spark import scratch_database, spark_failover
+from tests.services import engine_missing
 
 
 def _engine_missing() -> str | None:
@@ -28,9 +29,7 @@ def _engine_missing() -> str | None:
 def spark_engine():
     missing = _engine_missing()
     if missing:
-        if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
-            pytest.fail(missing, pytrace=False)
-        pytest.skip(missing)
+        engine_missing(missing)
 
 
 @pytest.fixture
