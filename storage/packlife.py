@@ -44,9 +44,8 @@ def new_pack_id() -> str:
     return uuid.uuid4().hex
 
 
-def register_pack(sm: sessionmaker[Session], pack_id: str, url: str) -> None:
-    """An ``open`` row before any byte is written: a crash leaves a pack GC can find."""
-    register_open_pack(sm, pack_id, url)
+#: An ``open`` row before any byte is written: a crash leaves a pack GC can find.
+register_pack = register_open_pack
 
 
 def switch_blocks(sm: sessionmaker[Session], new_pack: str, size: int, checksum: str,
