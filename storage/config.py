@@ -37,6 +37,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "shared_pack_target_bytes": 64 * 1024 * 1024,
         "shared_pack_idle_seconds": 5.0,
         "shared_pack_max_age_seconds": 300.0,
+        "group_commit": True,
+        "group_commit_max": 64,
         "timeout_seconds": 30,
         "ingest_hash_threads": 2,
         "read_location_max_seconds": 600.0,

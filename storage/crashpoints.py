@@ -28,6 +28,9 @@ POINTS: dict[str, str] = {
     # share an fsync, then commit each its own metadata; earlier ones may be committed already
     "shared:appended": "a request's records are written to the shared open pack, not yet synced",
     "shared:synced": "a request's records are durable in the shared open pack; it is not committed",
+    # group commit (storage/groupcommit.py): the puts committing at once share a transaction
+    "group:before_commit": "every commit of a group ran in its savepoint; the transaction is not committed",
+    "group:after_commit": "a group's transaction is committed; none of its requests is answered",
     # tus: a chunk's blocks and tail -> session row -> (last chunk) the version
     "tus:chunk_stored": "a chunk's blocks and new tail are stored; the session's offset is unchanged",
     "tus:chunk_committed": "the session's offset moved on; the previous tail is not yet removed",

@@ -27,6 +27,7 @@ from .chunking import make_chunker
 from .clock import now
 from .config import Config
 from .db import ReplicaReads, make_engine, make_sessionmaker, read_only_sessions, run_tx
+from .groupcommit import GroupCommitter
 from .errors import Conflict, Forbidden, IntegrityError, InvalidInput, LimitExceeded, NotFound, QuotaExceeded
 from .models import Block, FileVersion, Link, Node, Pack, Share, User, VersionBlock
 from .names import split_path, validate_name
@@ -101,6 +102,8 @@ class Drive:
         self.hooks: dict[str, Callable[[], None]] = self.blocks.hooks
         self.floor = config["quota"]["block_floor_bytes"]
         self.limits = tree.TreeLimits(config)
+        # concurrent uploads' commits share a transaction (storage/groupcommit.py)
+        self.commits = GroupCommitter(self.sm, st["group_commit_max"]) if st["group_commit"] else None
 
     def close(self) -> None:
         self.blocks.close()
@@ -334,7 +337,10 @@ class Drive:
                 traffic.add(s, user_id, uploads=1, bytes_in=ing.size)
             return PutResult(node_info(s, node, tree.role_of(s, user_id, node)), vid, created, ing.new_bytes,
                              sum(n for bid, n in sizes.items() if bid not in owned))
-        result = self.tx(run)
+        if self.commits is not None:
+            result = self.commits.run(run, key=(owner_id, parent_id))
+        else:
+            result = self.tx(run)
         self._hook("put:after_commit")
         return result
 

@@ -32,6 +32,12 @@ LATENCY = Histogram("blockdrive_http_request_duration_seconds", "Time to the res
 DB_READS = Counter("blockdrive_db_reads_total", "Read-only transactions by the database that served them",
                    ["target", "reason"])
 
+# Commits of uploads (storage.groupcommit): how many shared each transaction, and how many ran
+# again alone after their group (a lost race, or a group that did not commit).
+COMMIT_GROUPS = Histogram("blockdrive_commit_group_size", "Uploads committed by one database transaction",
+                          buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+COMMIT_RERUNS = Counter("blockdrive_commit_reruns_total", "Upload commits run again alone after their group")
+
 
 # Every method a route of ours (or WebDAV) answers; anything else a client makes up is
 # counted as "other", so made-up methods cannot grow the label set without bound.
@@ -94,11 +100,21 @@ def count_db_read(target: str, reason: str) -> None:
     DB_READS.labels(target, reason).inc()
 
 
+def count_commit(what: str, n: int) -> None:
+    if what == "group":
+        COMMIT_GROUPS.observe(n)
+    else:
+        COMMIT_RERUNS.inc(n)
+
+
 def instrument(app: Flask) -> None:
     app.extensions["metrics_allow_from"] = parse_networks(app.config["BLOCKDRIVE"]["metrics"]["allow_from"])
     listeners = app.extensions["drive"].replica_reads.listeners
     if count_db_read not in listeners:  # one drive may serve several apps (tests)
         listeners.append(count_db_read)
+    commits = app.extensions["drive"].commits
+    if commits is not None and count_commit not in commits.listeners:
+        commits.listeners.append(count_commit)
 
     @app.before_request
     def _start():

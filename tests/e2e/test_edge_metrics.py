@@ -1,9 +1,12 @@
 """/metrics through the real server: a made-up HTTP method is counted as "other" (no new
-series), and an operator can restrict the page to address ranges and/or a bearer token."""
+series), an operator can restrict the page to address ranges and/or a bearer token, and the
+uploads' commits are counted by the transactions that carried them (group commit)."""
 
 from __future__ import annotations
 
+import re
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
 import requests
@@ -62,5 +65,24 @@ def test_metrics_restricted_to_a_bearer_token_and_an_address(tmp_path):
             assert "blockdrive_http" not in r.text
         r = requests.get(srv.url + "/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30)
         assert r.status_code == 200 and "blockdrive_http_requests_total" in r.text
+    finally:
+        stop_server(proc)
+
+
+def test_commits_are_counted_by_their_transactions(tmp_path):
+    proc, srv = start_server(tmp_path, None)
+    try:
+        alice = srv.user()
+        with ThreadPoolExecutor(12) as pool:
+            for r in pool.map(lambda i: alice.upload(alice.root, f"f{i}.bin", b"x" * (100 + i)), range(36)):
+                assert r.status_code == 201, r.text
+        text = requests.get(srv.url + "/metrics", timeout=30).text
+
+        def value(name: str) -> float:
+            return sum(float(v) for v in re.findall(rf"^{name} ([0-9.e+]+)$", text, re.M))
+        # every upload is in exactly one committed transaction, however they were grouped
+        assert value("blockdrive_commit_group_size_sum") == 36
+        assert 1 <= value("blockdrive_commit_group_size_count") <= 36
+        assert value("blockdrive_commit_reruns_total") == 0
     finally:
         stop_server(proc)
