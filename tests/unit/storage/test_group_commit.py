@@ -49,8 +49,21 @@ class Held:
         crashpoints.HOOKS.pop("group:before_commit", None)
 
 
-def test_concurrent_puts_share_a_transaction_and_keep_their_own_errors(drive, make_user):
-    user = make_user()
+@pytest.fixture
+def grouped_drive(tmp_path, db_engine):
+    """A drive whose puts share transactions on either database (``auto`` does on SQLite only)."""
+    from storage.drive import Drive
+    from tests.conftest import make_config
+    d = Drive(make_config(tmp_path, group_commit="on"), engine=db_engine)
+    yield d
+    from storage.fsck import fsck
+    rep = fsck(d, deep=True)
+    assert rep.ok, "\n".join(map(str, rep.problems))
+
+
+def test_concurrent_puts_share_a_transaction_and_keep_their_own_errors(grouped_drive):
+    drive = grouped_drive
+    user, _ = drive.create_user("group@example.com", "password123")
     files = {f"f{i}.bin": rand(3000 + i, i) for i in range(4)}
     results: dict[str, object] = {}
 
@@ -91,17 +104,22 @@ def test_concurrent_puts_share_a_transaction_and_keep_their_own_errors(drive, ma
         + drive.charge_of(2000, 1) + drive.charge_of(won.node.size, 1)
 
 
-def test_an_idle_put_commits_alone(drive, make_user):
-    user = make_user()
+def test_an_idle_put_commits_alone(grouped_drive):
+    drive = grouped_drive
+    user, _ = drive.create_user("idle@example.com", "password123")
     res = put_bytes(drive, user, "one.bin", b"hello")
     assert read_all(drive, user, res.node.id) == b"hello"
     assert drive.commits.stats["groups"] == 0 and drive.commits.stats["alone"] == 0
 
 
+def test_group_commit_is_on_by_default_where_the_database_has_one_writer(drive):
+    assert (drive.commits is not None) == (drive.engine.dialect.name == "sqlite")
+
+
 def test_group_commit_can_be_switched_off(tmp_path, db_engine):
     from storage.drive import Drive
     from tests.conftest import make_config
-    off = Drive(make_config(tmp_path, group_commit=False), engine=db_engine)
+    off = Drive(make_config(tmp_path, group_commit="off"), engine=db_engine)
     assert off.commits is None
     user, _ = off.create_user("off@example.com", "password123")
     assert read_all(off, user, put_bytes(off, user, "a.bin", b"abc").node.id) == b"abc"
@@ -196,3 +214,10 @@ def test_groups_are_capped(kv):
     assert all(out[k] == k for k in "abcd")
     assert c.stats["largest"] == 2
     assert set(rows(kv)) == {"lead", *"abcd"}
+
+
+def test_a_mode_that_is_not_one_is_refused(tmp_path):
+    from storage.errors import ConfigError
+    from tests.conftest import make_config
+    with pytest.raises(ConfigError, match="group_commit"):
+        make_config(tmp_path, group_commit="yes")
