@@ -66,8 +66,9 @@ class PutResult:
     # stored bytes this upload wrote to packs (0 when every block was already the caller's);
     # a block someone else stores is written too, and that copy is dead bytes compact reclaims
     new_bytes: int
-    # bytes of the blocks the uploader did not already have in their own files: what may be
-    # told to them (new_bytes would tell whether someone else stores the same content)
+    # bytes of the blocks the uploader did not already have in their own files (when the
+    # ingest looked them up): what may be told to them (new_bytes would tell whether someone
+    # else stores the same content)
     new_to_caller: int = 0
 
 
@@ -312,13 +313,18 @@ class Drive:
         if size_hint is not None and size_hint > limit:
             self.refuse(owner_id, size_hint)
 
+        had: set[bytes] = set()  # the uploader's own blocks among the upload's, as the ingest found them
+
         def owned(ids: list[bytes]) -> set[bytes]:
             # Only the uploader's own blocks may skip the write: skipping one that someone
-            # else stores would answer faster and tell that they store this content.
+            # else stores would answer faster and tell that they store this content. The
+            # ingest asks this of every block of the upload, once.
             if anonymous:
                 return set()
             with self.reads() as s:
-                return self._owned_blocks(s, user_id, ids)
+                have = self._owned_blocks(s, user_id, ids)
+            had.update(have)
+            return have
         try:
             ing = self.blocks.ingest(stream, limit=limit, on_progress=on_progress, owned=owned)
         except QuotaExceeded as exc:
@@ -329,8 +335,6 @@ class Drive:
             parent, node, _owner = self.put_target(s, user_id, parent_id, name, if_match, if_none_match,
                                                    limits=False)
             created = node is None
-            sizes = dict(ing.refs)
-            owned = self._owned_blocks(s, user_id, list(sizes))  # before this version adds its refs
             # The new blocks' rows; the refs are the version's, taken by commit_version.
             self.blocks.commit(s, dataclasses.replace(ing, refs=[]))
             node, vid = commit_version(s, self, user_id, NewVersion(
@@ -338,7 +342,7 @@ class Drive:
             if count_traffic:
                 traffic.add(s, user_id, uploads=1, bytes_in=ing.size)
             return PutResult(node_info(s, node, tree.role_of(s, user_id, node)), vid, created, ing.new_bytes,
-                             sum(n for bid, n in sizes.items() if bid not in owned))
+                             sum(n for bid, n in dict(ing.refs).items() if bid not in had))
         if self.commits is not None:
             result = self.commits.run(run, key=(owner_id, parent_id))
         else:

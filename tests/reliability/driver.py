@@ -21,6 +21,7 @@ import io
 import json
 import os
 import sys
+import threading
 
 from storage.chunking import make_chunker
 from storage.config import load_config
@@ -28,8 +29,14 @@ from storage.drive import Drive
 from storage.uploads import Uploads
 
 
+_SAY = threading.Lock()
+
+
 def say(**kw) -> None:
-    print(json.dumps(kw), flush=True)
+    """One JSON line on stdout; threads answered at once (a group commit) take turns, so
+    their lines never interleave."""
+    with _SAY:
+        print(json.dumps(kw), flush=True)
 
 
 def tus_upload(drive: Drive, user_id: int, name: str, data: bytes, chunk: int, sid: str | None = None):
