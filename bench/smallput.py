@@ -2,7 +2,7 @@
 transactions, fsyncs and pack files each one costs.
 
     python -m bench.smallput [--files 2000] [--size 4096] [--threads 1 16] [--db-url URL]
-                             [--profile] [--group-commit auto|on|off]
+                             [--profile] [--group-commit on|off]
 
 For each thread count, a fresh home (and, with ``--db-url``, the tables in that empty
 database; the default is the embedded SQLite file) gets ``--files`` random files of
@@ -14,8 +14,8 @@ from Python (``os.fsync``/``os.fdatasync``: the pack writes; SQLite's own fsyncs
 seen here, count them with ``strace -c -f -e trace=fsync,fdatasync``), and the pack files on
 disk at the end. Next to it, the floor: a loop writing each file to its own file and
 fsyncing it. ``--profile`` prints the cProfile functions with the most cumulative time of the
-single-thread run. ``--group-commit`` sets ``storage.group_commit`` (``off``: each put
-commits a transaction of its own; ``on``: shared, on MariaDB too), to see what it changes.
+single-thread run. ``--group-commit on`` sets ``storage.group_commit`` (concurrent puts
+share a transaction), to see what it changes.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class Counts:
         os.fsync, os.fdatasync = self._real
 
 
-def fresh_drive(home: Path, db_url: str | None, group_commit: str = "auto"):
+def fresh_drive(home: Path, db_url: str | None, group_commit: bool = False):
     from storage.config import load_config
     from storage.db import make_engine, migrate
     from storage.drive import Drive
@@ -94,7 +94,7 @@ def pack_rows(drive) -> int:
 
 
 def run_puts(home: Path, db_url: str | None, files: list[bytes], threads: int, profile: bool,
-             group_commit: str = "auto") -> dict:
+             group_commit: bool = False) -> dict:
     drive, engine, user = fresh_drive(home, db_url, group_commit)
     rows0 = pack_rows(drive)
     lat: list[float] = []
@@ -152,8 +152,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--db-url", help="an empty database (default: the embedded SQLite file)")
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--group-commit", choices=("auto", "on", "off"), default="auto",
-                    help="storage.group_commit: off = each put commits its own transaction")
+    ap.add_argument("--group-commit", choices=("on", "off"), default="off",
+                    help="storage.group_commit: on = concurrent puts share a transaction")
     args = ap.parse_args(argv)
     rng = random.Random(20)
     files = [rng.randbytes(args.size) for _ in range(args.files)]
@@ -164,7 +164,7 @@ def main(argv=None) -> int:
             if args.db_url and i:
                 raise SystemExit("--db-url takes one thread count per run: the tables exist after the first")
             r = run_puts(Path(tmp) / f"home{threads}", args.db_url, files, threads, args.profile and threads == 1,
-                         args.group_commit)
+                         args.group_commit == "on")
             rows.append(r)
     db = "MariaDB" if args.db_url else "SQLite"
     print(machine())
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
                 ("threads", "files/s", "median ms", "p99 ms", "commits/put", "SQL/put", "py fsyncs/put", "pack rows/put",
                  "pack files")))
     save(f"smallput_{db.lower()}", {"machine": machine(), "files": args.files, "size": args.size,
-                                     "group_commit": args.group_commit,
+                                     "group_commit": args.group_commit == "on",
                                      "fsync_loop_files_per_s": floor, "runs": rows})
     return 0
 

@@ -37,7 +37,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "shared_pack_target_bytes": 64 * 1024 * 1024,
         "shared_pack_idle_seconds": 5.0,
         "shared_pack_max_age_seconds": 300.0,
-        "group_commit": "auto",
+        "group_commit": False,
         "group_commit_max": 64,
         "timeout_seconds": 30,
         "ingest_hash_threads": 2,
@@ -216,10 +216,6 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
     return Config(cfg)
 
 
-# storage.group_commit: "auto" shares transactions where the database has one writer (SQLite)
-GROUP_COMMIT_MODES = ("auto", "on", "off")
-
-
 def _validate(cfg: dict) -> None:
     s = cfg["storage"]
     if not (64 <= s["chunk_min"] <= s["chunk_avg"] <= s["chunk_max"]):
@@ -228,8 +224,6 @@ def _validate(cfg: dict) -> None:
         raise ConfigError(f"storage.chunker: unknown chunker {s['chunker']!r} (fastcdc or fixed)")
     if not 0 <= s["min_compression_saving"] < 1:
         raise ConfigError("storage.min_compression_saving must be in [0, 1)")
-    if s["group_commit"] not in GROUP_COMMIT_MODES:
-        raise ConfigError(f"storage.group_commit: {s['group_commit']!r} is not one of {', '.join(GROUP_COMMIT_MODES)}")
     if s["read_location_max_seconds"] < 0:
         raise ConfigError("storage.read_location_max_seconds must be >= 0")
     db = cfg["database"]

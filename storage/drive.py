@@ -103,10 +103,8 @@ class Drive:
         self.hooks: dict[str, Callable[[], None]] = self.blocks.hooks
         self.floor = config["quota"]["block_floor_bytes"]
         self.limits = tree.TreeLimits(config)
-        # concurrent uploads' commits share a transaction (storage/groupcommit.py): by default
-        # where the database has one writer at a time
-        grouped = st["group_commit"] == "on" or (st["group_commit"] == "auto" and self.engine.dialect.name == "sqlite")
-        self.commits = GroupCommitter(self.sm, st["group_commit_max"]) if grouped else None
+        # with storage.group_commit, concurrent uploads' commits share a transaction (storage/groupcommit.py)
+        self.commits = GroupCommitter(self.sm, st["group_commit_max"]) if st["group_commit"] else None
 
     def close(self) -> None:
         self.blocks.close()

@@ -70,7 +70,7 @@ def test_metrics_restricted_to_a_bearer_token_and_an_address(tmp_path):
 
 
 def test_commits_are_counted_by_their_transactions(tmp_path):
-    proc, srv = start_server(tmp_path, None)
+    proc, srv = start_server(tmp_path, None, extra_env={"BLOCKDRIVE_STORAGE_GROUP_COMMIT": "true"})
     try:
         alice = srv.user()
         with ThreadPoolExecutor(12) as pool:

@@ -51,10 +51,10 @@ class Held:
 
 @pytest.fixture
 def grouped_drive(tmp_path, db_engine):
-    """A drive whose puts share transactions on either database (``auto`` does on SQLite only)."""
+    """A drive whose puts share transactions (``storage.group_commit``), on either database."""
     from storage.drive import Drive
     from tests.conftest import make_config
-    d = Drive(make_config(tmp_path, group_commit="on"), engine=db_engine)
+    d = Drive(make_config(tmp_path, group_commit=True), engine=db_engine)
     yield d
     from storage.fsck import fsck
     rep = fsck(d, deep=True)
@@ -112,17 +112,10 @@ def test_an_idle_put_commits_alone(grouped_drive):
     assert drive.commits.stats["groups"] == 0 and drive.commits.stats["alone"] == 0
 
 
-def test_group_commit_is_on_by_default_where_the_database_has_one_writer(drive):
-    assert (drive.commits is not None) == (drive.engine.dialect.name == "sqlite")
-
-
-def test_group_commit_can_be_switched_off(tmp_path, db_engine):
-    from storage.drive import Drive
-    from tests.conftest import make_config
-    off = Drive(make_config(tmp_path, group_commit="off"), engine=db_engine)
-    assert off.commits is None
-    user, _ = off.create_user("off@example.com", "password123")
-    assert read_all(off, user, put_bytes(off, user, "a.bin", b"abc").node.id) == b"abc"
+def test_group_commit_is_off_by_default(drive, make_user):
+    assert drive.commits is None
+    user = make_user()
+    assert read_all(drive, user, put_bytes(drive, user, "a.bin", b"abc").node.id) == b"abc"
 
 
 # ---- the committer alone, on a table of its own -----------------------------------------------
@@ -216,7 +209,7 @@ def test_groups_are_capped(kv):
     assert set(rows(kv)) == {"lead", *"abcd"}
 
 
-def test_a_mode_that_is_not_one_is_refused(tmp_path):
+def test_the_setting_is_a_boolean(tmp_path):
     from storage.errors import ConfigError
     from tests.conftest import make_config
     with pytest.raises(ConfigError, match="group_commit"):
