@@ -4,7 +4,6 @@ savepoint, and each caller gets its own result or error once the group has commi
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import sqlalchemy as sa
@@ -14,15 +13,8 @@ from storage.db import make_engine, make_sessionmaker
 from storage.errors import PreconditionFailed
 from storage.groupcommit import GroupCommitter
 from storage.models import User
-from tests.conftest import put_bytes, rand, read_all
-
-
-def wait_for(cond, what: str, seconds: float = 20) -> None:
-    end = time.monotonic() + seconds
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+from rehearsal.procs import wait_until
+from tests.conftest import make_config, put_bytes, rand, read_all
 
 
 class Held:
@@ -50,20 +42,14 @@ class Held:
 
 
 @pytest.fixture
-def grouped_drive(tmp_path, db_engine):
-    """A drive whose puts share transactions (``storage.group_commit``), on either database."""
-    from storage.drive import Drive
-    from tests.conftest import make_config
-    d = Drive(make_config(tmp_path, group_commit=True), engine=db_engine)
-    yield d
-    from storage.fsck import fsck
-    rep = fsck(d, deep=True)
-    assert rep.ok, "\n".join(map(str, rep.problems))
+def config(tmp_path):
+    """The ``drive`` fixture (either database, fsck after each test) with its puts sharing
+    transactions (``storage.group_commit``)."""
+    return make_config(tmp_path, group_commit=True)
 
 
-def test_concurrent_puts_share_a_transaction_and_keep_their_own_errors(grouped_drive):
-    drive = grouped_drive
-    user, _ = drive.create_user("group@example.com", "password123")
+def test_concurrent_puts_share_a_transaction_and_keep_their_own_errors(drive, make_user):
+    user = make_user()
     files = {f"f{i}.bin": rand(3000 + i, i) for i in range(4)}
     results: dict[str, object] = {}
 
@@ -84,7 +70,7 @@ def test_concurrent_puts_share_a_transaction_and_keep_their_own_errors(grouped_d
                                      kwargs={"if_none_match": True, "tag": str(k)}) for k in range(2)]
         for t in threads:
             t.start()
-        wait_for(lambda: drive.commits.waiting == len(threads), "the puts to queue")
+        wait_until(lambda: drive.commits.waiting == len(threads), 20, "the puts to queue", 0.01)
         held.release.set()
         for t in [first, *threads]:
             t.join(30)
@@ -104,18 +90,19 @@ def test_concurrent_puts_share_a_transaction_and_keep_their_own_errors(grouped_d
         + drive.charge_of(2000, 1) + drive.charge_of(won.node.size, 1)
 
 
-def test_an_idle_put_commits_alone(grouped_drive):
-    drive = grouped_drive
-    user, _ = drive.create_user("idle@example.com", "password123")
+def test_an_idle_put_commits_alone(drive, make_user):
+    user = make_user()
     res = put_bytes(drive, user, "one.bin", b"hello")
     assert read_all(drive, user, res.node.id) == b"hello"
     assert drive.commits.stats["groups"] == 0 and drive.commits.stats["alone"] == 0
 
 
-def test_group_commit_is_off_by_default(drive, make_user):
-    assert drive.commits is None
-    user = make_user()
-    assert read_all(drive, user, put_bytes(drive, user, "a.bin", b"abc").node.id) == b"abc"
+def test_group_commit_is_off_by_default(tmp_path, db_engine):
+    from storage.drive import Drive
+    off = Drive(make_config(tmp_path), engine=db_engine)
+    assert off.commits is None
+    user, _ = off.create_user("off@example.com", "password123")
+    assert read_all(off, user, put_bytes(off, user, "a.bin", b"abc").node.id) == b"abc"
 
 
 # ---- the committer alone, on a table of its own -----------------------------------------------
@@ -158,7 +145,7 @@ def grouped(committer: GroupCommitter, fns: dict) -> dict:
         threads = [threading.Thread(target=run, args=item) for item in fns.items()]
         for t in threads:
             t.start()
-        wait_for(lambda: committer.waiting == len(threads), "the functions to queue")
+        wait_until(lambda: committer.waiting == len(threads), 20, "the functions to queue", 0.01)
         held.release.set()
         for t in [lead, *threads]:
             t.join(30)
@@ -211,6 +198,5 @@ def test_groups_are_capped(kv):
 
 def test_the_setting_is_a_boolean(tmp_path):
     from storage.errors import ConfigError
-    from tests.conftest import make_config
     with pytest.raises(ConfigError, match="group_commit"):
         make_config(tmp_path, group_commit="yes")
