@@ -27,8 +27,8 @@ from .chunking import make_chunker
 from .clock import now
 from .config import Config
 from .db import ReplicaReads, make_engine, make_sessionmaker, read_only_sessions, run_tx
-from .groupcommit import GroupCommitter
 from .errors import Conflict, Forbidden, IntegrityError, InvalidInput, LimitExceeded, NotFound, QuotaExceeded
+from .groupcommit import GroupCommitter
 from .models import Block, FileVersion, Link, Node, Pack, Share, User, VersionBlock
 from .names import split_path, validate_name
 from .tree import ROLES, NodeInfo, get_node, node_info
