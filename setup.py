@@ -29,6 +29,7 @@ JOBS = ["pyspark==4.3.0", "APScheduler>=3.10,<4", "pandas>=2.2,<3"]
 TEST = [
     "pytest>=8",
     "pytest-timeout>=2.3",
+    "pytest-xdist>=3.5",  # make test runs unit, integration and e2e on one process per core
     "moto[server]>=5.0",
     "ruff>=0.5",  # make lint
     "mypy>=1.10",  # make lint

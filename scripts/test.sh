@@ -43,8 +43,26 @@ else
 fi
 stage services-up
 
-"$VENV/bin/python" -m pytest tests --durations=40 "$@"
-rc=$?
-stage tests
+# With arguments (a file, -k, -x ...) one pytest run does what they ask. Without, two runs:
+#  1. unit, integration and e2e on BLOCKDRIVE_TEST_WORKERS processes (pytest-xdist; default: one per
+#     core). These tests share only the services: each process has its own MariaDB database
+#     (tests/conftest.py), every server and browser takes a free port, every store a tmp dir.
+#  2. reliability and rehearsal, one test at a time: they kill processes, count what they did and
+#     start clusters of their own, and their figures table is printed by the run that made it.
+if [ $# -gt 0 ]; then
+  "$VENV/bin/python" -m pytest tests --durations=40 "$@"
+  rc=$?
+  stage tests
+else
+  workers=${BLOCKDRIVE_TEST_WORKERS:-$(nproc 2>/dev/null || echo 2)}
+  "$VENV/bin/python" -m pytest tests --ignore=tests/reliability --ignore=tests/rehearsal \
+    -n "$workers" --dist worksteal --durations=40
+  rc=$?
+  stage tests-parallel
+  "$VENV/bin/python" -m pytest tests/reliability tests/rehearsal --durations=20
+  rc2=$?
+  [ $rc -ne 0 ] || rc=$rc2
+  stage tests-serial
+fi
 cat var/stages.txt
 exit $rc
