@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import create_engine, event, inspect, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import CursorResult, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.expression import Executable
 
 from .config import mask_url
 from .errors import ConfigError, RetryLater
@@ -239,6 +240,16 @@ def transaction(sm: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
     with sm() as session, session.begin():
         yield session
+
+
+def execute_core(s: Session, stmt: Executable, params: dict | list[dict] | None = None) -> CursorResult:
+    """Run ``stmt``, an INSERT or UPDATE built once, in ``s``'s transaction as
+    :meth:`Session.execute` would (pending objects are flushed first), but on its connection:
+    the ORM's bulk-statement path costs more than the statement (about 0.15 ms each against
+    0.1 ms for a one-row UPDATE on SQLite). Only for statements no object in the session has
+    to see the effect of (``synchronize_session=False`` or a plain table)."""
+    s.flush()
+    return s.connection().execute(stmt, params)
 
 
 def run_tx(sm: sessionmaker[Session], fn: Callable[[Session], T], attempts: int = 4) -> T:

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .blockindex import drop_refs
+from .db import execute_core
 from .errors import QuotaExceeded
 from .models import FileVersion, Node, UploadSession, User, VersionBlock
 from .states import UploadState
@@ -114,7 +115,7 @@ def charge(s: Session, user_id: int, delta: int, release: int = 0, floor: int = 
         params["release"] = release
     if delta - release > 0:
         params["grows"] = delta - release
-    if s.execute(_charge_stmt(bool(release), delta - release > 0), params).rowcount == 0:
+    if execute_core(s, _charge_stmt(bool(release), delta - release > 0), params).rowcount == 0:
         refuse(s, user_id, delta - release, floor)
 
 

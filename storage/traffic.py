@@ -17,6 +17,7 @@ HEAD, not 304); ``bytes_out`` = the bytes those responses carry.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 
 import sqlalchemy as sa
@@ -24,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .clock import now
+from .db import execute_core
 from .models import TrafficDaily
 
 log = logging.getLogger("blockdrive.traffic")
@@ -31,8 +33,12 @@ log = logging.getLogger("blockdrive.traffic")
 COUNTERS = ("uploads", "downloads", "bytes_in", "bytes_out")
 
 
-def _upsert(dialect: str, row: dict):
+@functools.cache
+def _upsert(dialect: str):
+    """The upsert of one row (parameters: the columns of :func:`_row`), built once per
+    dialect: building one costs more than running it."""
     t = TrafficDaily.__table__
+    row = {c: sa.bindparam(c, type_=t.c[c].type) for c in ("day", "user_id", *COUNTERS)}
     if dialect == "mysql":
         from sqlalchemy.dialects.mysql import insert
         stmt = insert(t).values(**row)
@@ -58,7 +64,7 @@ def add(s: Session, user_id: int, *, uploads: int = 0, bytes_in: int = 0) -> Non
     back with the upload."""
     row = _row(user_id, uploads, 0, bytes_in, 0, None)
     if any(row[k] for k in COUNTERS):
-        s.execute(_upsert(s.get_bind().dialect.name, row))
+        execute_core(s, _upsert(s.get_bind().dialect.name), row)
 
 
 def record(engine: sa.engine.Engine, user_id: int, *, uploads: int = 0, downloads: int = 0,
@@ -70,7 +76,7 @@ def record(engine: sa.engine.Engine, user_id: int, *, uploads: int = 0, download
         return True
     try:
         with engine.begin() as conn:
-            conn.execute(_upsert(engine.dialect.name, row))
+            conn.execute(_upsert(engine.dialect.name), row)
         return True
     except SQLAlchemyError as exc:
         log.warning("traffic record for user %s dropped: %s", user_id, getattr(exc, "orig", exc))

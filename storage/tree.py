@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .clock import now
+from .db import execute_core
 from .errors import Conflict, Forbidden, LimitExceeded, NotFound
 from .models import FileVersion, Node, Share, User
 from .models.nodes import PATH_MAX
@@ -277,7 +278,7 @@ def touch(s: Session, nodes: Iterable[tuple[str | None, int]]) -> None:
         ids.add(nid)
     ordered = sorted(ids)  # one lock order for every writer: ancestors of a tree, root first
     for i in range(0, len(ordered), 500):
-        s.execute(_TOUCH, {"ids": ordered[i:i + 500]})
+        execute_core(s, _TOUCH, {"ids": ordered[i:i + 500]})
 
 
 # ---- the shape of an owner's tree -----------------------------------------------------------
@@ -349,7 +350,7 @@ class TreeLimits:
         most = self.limit("max_nodes_per_user")
         stmt, params = (_RESERVE_UNDER, {"uid": owner_id, "n": n, "most": most}) if n > 0 else \
             (_RESERVE, {"uid": owner_id, "n": n})
-        if s.execute(stmt, params).rowcount == 0 and n > 0:
+        if execute_core(s, stmt, params).rowcount == 0 and n > 0:
             raise LimitExceeded(f"a user may own at most {most} files and folders, trash included "
                                 f"(limits.max_nodes_per_user); this needs {n} more", limit="max_nodes_per_user",
                                 max=most)
