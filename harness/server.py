@@ -13,8 +13,23 @@ import time
 from pathlib import Path
 
 import requests
+from urllib3.util.retry import Retry
 
 BIN = Path(sys.executable).parent / "blockdrive"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PROPFIND"})
+
+
+def http_session() -> requests.Session:
+    """A requests session that, as browsers and sync clients do (RFC 9112, 9.3.1), sends a safe
+    request once more when the connection it reused was reset as the request went out: gunicorn
+    closes a connection idle for 2 s, and on a busy machine that close and the client's next
+    request can cross. A request that changes something is never sent twice, and a server that
+    is down is still an error at once (no retry of the connect)."""
+    s = requests.Session()
+    retry = Retry(total=1, connect=0, read=1, status=0, other=0, allowed_methods=SAFE_METHODS,
+                  respect_retry_after_header=False, raise_on_status=False)  # a 429 or 503 is the test's to see
+    s.mount("http://", requests.adapters.HTTPAdapter(max_retries=retry))
+    return s
 
 
 def free_port() -> int:
@@ -29,7 +44,7 @@ class Server:
 
     def __init__(self, url: str, env: dict, home: Path):
         self.url, self.env, self.home = url, env, home
-        self.http = requests.Session()
+        self.http = http_session()
 
     def cli(self, *args) -> str:
         """Run ``blockdrive *args`` against this server's home; its stdout (it must succeed)."""
@@ -64,7 +79,7 @@ class Client:
 
     def __init__(self, base: str, token: str | None):
         self.base, self.token = base, token
-        self.s = requests.Session()
+        self.s = http_session()
         if token:
             self.s.headers["Authorization"] = f"Bearer {token}"
 

@@ -209,9 +209,11 @@ def test_expired_link_is_gone(server):
     import time
     owner = server.user()
     f = owner.upload(owner.root, "a.txt", b"abc").json()
-    link = owner.post(f"/api/v1/nodes/{f['id']}/links", json={"expires_in": 1}).json()
+    # 5 s, not 1: on a busy machine the first GET can come more than a second after the link
+    link = owner.post(f"/api/v1/nodes/{f['id']}/links", json={"expires_in": 5}).json()
+    made = time.monotonic()  # the link was made before this: it is gone 5 s after
     assert server.anon().get(f"/s/{link['token']}").status_code == 200
-    time.sleep(1.2)
+    time.sleep(max(0.0, made + 5.2 - time.monotonic()))
     problem(server.anon().get(f"/s/{link['token']}"), 410)
 
 

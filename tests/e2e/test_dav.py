@@ -20,6 +20,8 @@ from storage.config import load_config
 from storage.drive import Drive
 from storage.models import TrafficDaily
 
+from harness.server import http_session
+
 from .conftest import served
 from .test_edge_cutoff import send_cut
 
@@ -34,7 +36,7 @@ class Dav:
 
     def __init__(self, server, user, secret: str | None = None, mount: str = "/dav"):
         self.server, self.user = server, user
-        self.s = requests.Session()
+        self.s = http_session()
         self.s.auth = (user.email, secret or user.token)
         self.base = server.url + mount
 
