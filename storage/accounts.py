@@ -169,6 +169,8 @@ def _live(row: ApiToken, kind: str) -> bool:
 
 # Every request with a bearer token runs it: built once, since building one costs more than running it.
 _TOKEN_BY_HASH = sa.select(ApiToken).where(ApiToken.token_hash == sa.bindparam("h"))
+_TOKEN_AND_USER = sa.select(ApiToken, User).join(User, User.id == ApiToken.user_id) \
+    .where(ApiToken.token_hash == sa.bindparam("h"))
 
 
 def token_row(s: Session, token: str) -> ApiToken:
@@ -182,10 +184,10 @@ def token_row(s: Session, token: str) -> ApiToken:
 def token_user(s: Session, token: str) -> tuple[User, int, bool]:
     """The user a bearer token belongs to, the token's id, and whether its ``last_used_at``
     is due a refresh (older than :data:`TOUCH_SECONDS`; :func:`touch_token`). Only reads."""
-    row = token_row(s, token)
-    user = s.get(User, row.user_id)
-    if user is None or user.disabled_at is not None:
+    got = s.execute(_TOKEN_AND_USER, {"h": token_hash(token or "")}).one_or_none()  # one statement, not two
+    if got is None or not _live(got[0], KIND_API) or got[1].disabled_at is not None:
         raise Unauthorized("invalid or expired token")
+    row, user = got
     due = row.last_used_at is None or (now() - row.last_used_at).total_seconds() >= TOUCH_SECONDS
     return user, row.id, due
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from . import pack as packfmt
 from .clock import now
 from .errors import NotFound, RetryLater
-from .db import read_only_sessions
+from .db import execute_core, read_only_sessions
 from .models import Block, Pack
 from .packstore import BlockLocation, tier_of
 from .states import PackState
@@ -169,7 +169,7 @@ class BlockIndex:
             for i in range(0, len(block_ids), LOOKUP_CHUNK):
                 # Locked, so a concurrent sweep cannot remove a row between this check and
                 # add_refs below; a row it removed before is absent and ours is inserted.
-                present.update(r[0] for r in s.execute(_PRESENT, {"ids": block_ids[i:i + LOOKUP_CHUNK]}))
+                present.update(r[0] for r in execute_core(s, _PRESENT, {"ids": block_ids[i:i + LOOKUP_CHUNK]}))
             rows = [dict(id=b.block_id, size=b.size, stored_size=b.stored_size, codec=b.codec,
                          pack_id=b.pack_id, offset_in_pack=b.offset, refcount=0, created_at=t)
                     for b in ing.new_blocks.values() if b.block_id not in present]
@@ -193,7 +193,7 @@ class BlockIndex:
             # for our commit and then see our blocks. Its live_bytes are counted when sealed.
             # Sealed, it must hold our records: a pack sealed by someone else than its writer
             # (GC's recovery of a pack it took for crashed) may end before them.
-            row = s.execute(_SHARED_PACK, {"pid": pack_id}).first()
+            row = execute_core(s, _SHARED_PACK, {"pid": pack_id}).first()
             end = max(b.offset + packfmt.RECORD_HEADER + b.stored_size
                       for b in ing.new_blocks.values() if b.pack_id == pack_id)
             if row is None or not (row.state == PackState.OPEN or (row.state == PackState.SEALED and (row.size or 0) >= end)):
@@ -204,5 +204,5 @@ class BlockIndex:
             s.execute(sa.update(Pack).where(Pack.id == pack_id, Pack.state == PackState.OPEN).values(state=PackState.DELETED))
         if rows:
             # Core, not the ORM's bulk insert: the same statement without its per-row work.
-            s.execute(_INSERT_BLOCKS, rows)
+            execute_core(s, _INSERT_BLOCKS, rows)
         add_refs(s, Counter(block_id for block_id, _ in ing.refs))

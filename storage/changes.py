@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from .clock import now
+from .db import execute_core
 from .errors import Gone
 from .models import Change, FileVersion, Node, Share, User
 from .models.changes import ChangeHorizon
@@ -104,7 +105,7 @@ def record(s: Session, rows: Sequence[dict]) -> None:
         lock_owner(s, user_id)
     t = now()
     blank = dict.fromkeys(("version_id", "size", "sha256", "mtime", "old_parent_id", "old_name", "old_path", "role"))
-    s.execute(_INSERT, [{**blank, "at": t, **r} for r in rows])
+    execute_core(s, _INSERT, [{**blank, "at": t, **r} for r in rows])
 
 
 def node_entry(s: Session, kind: str, node: Node, **fields) -> dict:

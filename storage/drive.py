@@ -26,7 +26,7 @@ from .blockstore import BlockLocation, BlockStore
 from .chunking import make_chunker
 from .clock import now
 from .config import Config
-from .db import ReplicaReads, make_engine, make_sessionmaker, read_only_sessions, run_tx
+from .db import ReplicaReads, get_row, make_engine, make_sessionmaker, read_only_sessions, run_tx
 from .errors import Conflict, Forbidden, IntegrityError, InvalidInput, LimitExceeded, NotFound, QuotaExceeded
 from .groupcommit import GroupCommitter
 from .models import Block, FileVersion, Link, Node, Pack, Share, User, VersionBlock
@@ -370,12 +370,12 @@ class Drive:
         if existing is not None and existing.kind != "file":
             raise Conflict(f"{name!r} is a folder")
         if if_match is not None or if_none_match:
-            current = s.get(FileVersion, existing.current_version_id) \
+            current = get_row(s, FileVersion, existing.current_version_id) \
                 if existing is not None and existing.current_version_id else None
             check_preconditions(name, existing, current, if_match, if_none_match)
         if not limits:
             return parent, existing, None
-        owner = s.get(User, parent.owner_id)
+        owner = get_row(s, User, parent.owner_id)
         if existing is None:
             # Refused before a byte is read or a resumable upload is opened; the commit checks
             # again under the owner's lock (reserve_nodes, child_path).

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .clock import now
-from .db import execute_core
+from .db import execute_core, get_row
 from .errors import Conflict, Forbidden, LimitExceeded, NotFound
 from .models import FileVersion, Node, Share, User
 from .models.nodes import PATH_MAX
@@ -156,7 +156,7 @@ def get_node(s: Session, user_id: int, node_id: int, need: str = "viewer",
              trashed: bool = False) -> tuple[Node, str]:
     """The node and the caller's role on it. What the caller may not see is NotFound (no
     existence oracle); what they see but may not change is Forbidden."""
-    node = s.get(Node, node_id) if isinstance(node_id, int) else None
+    node = get_row(s, Node, node_id) if isinstance(node_id, int) else None
     if node is None or (node.deleted_at is not None) != trashed:
         raise NotFound(f"node {node_id} not found")
     r = role_of(s, user_id, node)
@@ -255,7 +255,7 @@ def check_name_free(s: Session, parent_id: int, name: str, node_id: int | None =
 
 def node_info(s: Session, node: Node, role: str) -> NodeInfo:
     """``node`` as a :class:`NodeInfo` seen with ``role``."""
-    v = s.get(FileVersion, node.current_version_id) if node.current_version_id else None
+    v = get_row(s, FileVersion, node.current_version_id) if node.current_version_id else None
     return info_of(node, v, role)
 
 
@@ -288,7 +288,7 @@ def lock_owner(s: Session, owner_id: int) -> None:
     all hold the owner's row until they commit, so a path read after this is the committed
     one and stays so (READ COMMITTED reads the latest commit per statement; SQLite's BEGIN
     IMMEDIATE serialises all writers anyway)."""
-    s.execute(_LOCK_OWNER, {"uid": owner_id}).scalar_one()
+    execute_core(s, _LOCK_OWNER, {"uid": owner_id}).scalar_one()
 
 
 class TreeLimits:
@@ -336,7 +336,7 @@ class TreeLimits:
         parent's path is read afresh: a move committed since ``parent`` was loaded may have
         changed it (node creation holds the owner's row, see :meth:`reserve_nodes`, so no
         move runs between this read and the commit)."""
-        ppath = s.execute(_NODE_PATH, {"nid": parent.id}).scalar_one()
+        ppath = execute_core(s, _NODE_PATH, {"nid": parent.id}).scalar_one()
         if ppath is None:
             ppath = path_of(ancestor_ids(s, parent))
         path = child_path(ppath, parent.id)

@@ -32,6 +32,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from . import changes, quota
 from .blockstore import BlockStore
 from .clock import now
+from .db import execute_core, get_row
 from .errors import PreconditionFailed
 from .models import FileVersion, Node, VersionBlock
 from .tree import TreeLimits, live_columns, touch
@@ -113,7 +114,7 @@ def commit_version(s: Session, drive: Drive, user_id: int, new: NewVersion, held
     quota.settle(s, new.owner_id, quota.version_charge(new.size, len(new.refs), drive.floor),
                  user_id, held, drive.floor)
     ((node_id, version_id),) = write_versions(s, drive.limits, user_id, [new])
-    return (new.node if new.node is not None else s.get(Node, node_id)), version_id
+    return (new.node if new.node is not None else get_row(s, Node, node_id)), version_id
 
 
 def write_versions(s: Session, limits: TreeLimits, user_id: int,
@@ -138,7 +139,7 @@ def write_versions(s: Session, limits: TreeLimits, user_id: int,
     rows = [dict(version_id=version_id[i], seq=seq, block_id=ref.block_id, offset=off)
             for i, v in enumerate(versions) for seq, ref, off in placed(v.refs)]
     if rows:
-        s.execute(_INSERT_REFS, rows)
+        execute_core(s, _INSERT_REFS, rows)
     # Conditional on the version we read: a concurrent writer makes this fail loudly rather
     # than lose an update. One executemany per kind of guard where the driver counts rows
     # per statement.
