@@ -20,6 +20,9 @@ def _first_write(statement: str) -> bool:
 
 def crossed_moves(drive, user_id, moves):
     barrier = threading.Barrier(len(moves))
+    # On SQLite writers pass one at a time (storage.db.WriterGate): the second mover reaches
+    # its BEGIN IMMEDIATE only once the first has committed, so the first waits here in vain.
+    wait = 1 if drive.engine.dialect.name == "sqlite" else 10
     movers: set[int] = set()
     held: set[int] = set()
 
@@ -28,7 +31,7 @@ def crossed_moves(drive, user_id, moves):
         if me in movers and me not in held and _first_write(statement):
             held.add(me)
             try:
-                barrier.wait(timeout=10)
+                barrier.wait(timeout=wait)
             except threading.BrokenBarrierError:  # the other one is already waiting on a lock we hold
                 pass
 
