@@ -168,10 +168,13 @@ def get_node(s: Session, user_id: int, node_id: int, need: str = "viewer",
 
 
 # Statements of every write, built once: building one costs more than running it.
-_LIVE_CHILD = sa.select(Node).where(
-    Node.parent_id == sa.bindparam("pid"),
-    sa.or_(Node.live_name == sa.bindparam("normal"), Node.live_name == sa.bindparam("name"),
-           Node.live_fold == sa.bindparam("fold")))
+# The folder is named in each alternative, not once outside them: each is then a lookup on
+# one of the folder's unique keys (SQLite's MULTI-INDEX OR, MySQL's index merge), where the
+# factored form reads every child of the folder and a put into a big folder slows with it.
+_LIVE_CHILD = sa.select(Node).where(sa.or_(
+    sa.and_(Node.parent_id == sa.bindparam("pid"), Node.live_name == sa.bindparam("normal")),
+    sa.and_(Node.parent_id == sa.bindparam("pid"), Node.live_name == sa.bindparam("name")),
+    sa.and_(Node.parent_id == sa.bindparam("pid"), Node.live_fold == sa.bindparam("fold"))))
 _TOUCH = (sa.update(Node).where(Node.id.in_(sa.bindparam("ids", expanding=True))).values(changes=Node.changes + 1)
           .execution_options(synchronize_session=False))
 _LOCK_OWNER = sa.select(User.id).where(User.id == sa.bindparam("uid")).with_for_update()
@@ -231,12 +234,13 @@ def clashes(s: Session, names: set[tuple[int, str]], node_id: int | None = None)
     for i in range(0, len(pids), 500):
         for j in range(0, len(words), 500):
             part = words[j:j + 500]
-            q = sa.select(Node.parent_id, Node.live_fold, Node.name).where(
-                Node.parent_id.in_(pids[i:i + 500]),
-                sa.or_(Node.live_fold.in_([f for f, _ in part]), Node.live_name.in_([n for _, n in part])))
+            # One select per key, as in _LIVE_CHILD: with (fold OR name) under the folders,
+            # SQLite reads every child of each folder.
+            by_key = [sa.select(Node.parent_id, Node.live_fold, Node.name).where(Node.parent_id.in_(pids[i:i + 500]), cond)
+                      for cond in (Node.live_fold.in_([f for f, _ in part]), Node.live_name.in_([n for _, n in part]))]
             if node_id is not None:
-                q = q.where(Node.id != node_id)
-            for pid, fold, other in s.execute(q):
+                by_key = [q.where(Node.id != node_id) for q in by_key]
+            for pid, fold, other in s.execute(sa.union_all(*by_key)):
                 for mine in (other, *by_fold.get((pid, fold), ())):
                     if (pid, mine) in names:
                         out[(pid, mine)] = other
