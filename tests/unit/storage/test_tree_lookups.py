@@ -18,8 +18,9 @@ from storage.tree import live_columns
 CHILDREN = 1000
 
 
-def _work(s, fn) -> int:
-    """How much the database did for ``fn()``, run on session ``s``'s connection."""
+def _work(s, fn):
+    """``fn()``'s answer and how much the database did for it, run on session ``s``'s
+    connection."""
     conn = s.connection()
     if conn.dialect.name == "sqlite":
         raw = conn.connection.dbapi_connection
@@ -30,16 +31,16 @@ def _work(s, fn) -> int:
             return 0
         raw.set_progress_handler(step, 1)
         try:
-            fn()
+            answer = fn()
         finally:
             raw.set_progress_handler(None, 1)
-        return steps[0]
+        return answer, steps[0]
 
     def reads() -> int:
         return sum(int(v) for _k, v in conn.exec_driver_sql("SHOW SESSION STATUS LIKE 'Handler_read%%'"))
     before = reads()
-    fn()
-    return reads() - before
+    answer = fn()
+    return answer, reads() - before
 
 
 def _folder_with(drive, user, name: str, n: int) -> int:
@@ -49,9 +50,8 @@ def _folder_with(drive, user, name: str, n: int) -> int:
     drive.skip_fsck = True  # bare rows: no versions, not counted in the owner's node count
     with drive.sm() as s, s.begin():
         path = s.execute(sa.select(Node.path).where(Node.id == folder)).scalar_one()
-        if n:
-            s.execute(sa.insert(Node), [dict(owner_id=user.id, parent_id=folder, kind="file", name=f"c{i:05d}.txt",
-                                             path=path, **live_columns(f"c{i:05d}.txt")) for i in range(n)])
+        s.execute(sa.insert(Node), [dict(owner_id=user.id, parent_id=folder, kind="file", name=f"c{i:05d}.txt",
+                                         path=path, **live_columns(f"c{i:05d}.txt")) for i in range(n)])
     return folder
 
 
@@ -63,14 +63,12 @@ def test_a_name_is_found_in_a_big_folder_by_its_keys(drive, make_user):
     with drive.sm() as s:
         for label, folder in (("small", small), ("big", big)):
             # a free name, a name there, and a name there in another case
-            work[label, "free"] = _work(s, lambda f=folder: tree.live_child(s, f, "new.txt"))
-            hit = {}
-            work[label, "hit"] = _work(s, lambda f=folder: hit.setdefault("n", tree.live_child(s, f, "c00000.txt")))
-            assert hit["n"].name == "c00000.txt"
-            clash = {}
-            work[label, "clash"] = _work(s, lambda f=folder: clash.setdefault(
-                "c", tree.clashes(s, {(f, "C00000.TXT"), (f, "other.txt")})))
-            assert clash["c"] == {(folder, "C00000.TXT"): "c00000.txt"}
+            free, work[label, "free"] = _work(s, lambda f=folder: tree.live_child(s, f, "new.txt"))
+            assert free is None
+            hit, work[label, "hit"] = _work(s, lambda f=folder: tree.live_child(s, f, "c00000.txt"))
+            assert hit.name == "c00000.txt"
+            clash, work[label, "clash"] = _work(s, lambda f=folder: tree.clashes(s, {(f, "C00000.TXT"), (f, "other.txt")}))
+            assert clash == {(folder, "C00000.TXT"): "c00000.txt"}
     for what in ("free", "hit", "clash"):
         # The factored form (folder AND (name OR fold)) reads all 1,000 children: dozens of
         # times the small folder's work. By the keys, the two folders cost about the same.
