@@ -37,7 +37,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "shared_pack_target_bytes": 64 * 1024 * 1024,
         "shared_pack_idle_seconds": 5.0,
         "shared_pack_max_age_seconds": 300.0,
-        "group_commit": False,
+        "group_commit": "auto",
         "group_commit_max": 64,
         "timeout_seconds": 30,
         "ingest_hash_threads": 2,
@@ -147,7 +147,16 @@ def mask_url(value: str) -> str:
     return _URL_QUERY_SECRET.sub(r"\1***", value)
 
 
+# Keys that take true, false or "auto" (chosen by the setup: see where each is read).
+AUTO_OR_BOOL = {("storage", "group_commit")}
+
+
 def _coerce(section: str, key: str, raw: str, default: Any) -> Any:
+    auto = (section, key) in AUTO_OR_BOOL
+    if auto:
+        if raw.lower() == "auto":
+            return "auto"
+        default = False  # otherwise a boolean
     try:
         if isinstance(default, bool):
             if raw.lower() in ("1", "true", "yes", "on"):
@@ -160,7 +169,8 @@ def _coerce(section: str, key: str, raw: str, default: Any) -> Any:
         if isinstance(default, float):
             return float(raw)
     except ValueError:
-        raise ConfigError(f"{section}.{key}: expected {type(default).__name__}, got {raw!r}") from None
+        expected = "true, false or auto" if auto else type(default).__name__
+        raise ConfigError(f"{section}.{key}: expected {expected}, got {raw!r}") from None
     return raw
 
 
@@ -172,6 +182,11 @@ def _merge(base: dict, overlay: Mapping, origin: str) -> None:
             if key not in base[section]:
                 raise ConfigError(f"{origin}: unknown key {section}.{key}")
             default = base[section][key]
+            if (section, key) in AUTO_OR_BOOL:
+                if not (isinstance(value, bool) or value == "auto"):
+                    raise ConfigError(f'{origin}: {section}.{key} must be true, false or "auto"')
+                base[section][key] = value
+                continue
             if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, str):
                 value = _coerce(section, key, value, default)
             elif isinstance(default, float) and isinstance(value, int):

@@ -103,7 +103,7 @@ class Store:
         self.toml.write_text("\n".join([
             "[storage]", f'home = "{tmp / "home"}"', f'cold_url = "{(tmp / "cold").as_uri()}"',
             "chunk_min = 16384", "chunk_avg = 65536", "chunk_max = 262144",
-            "group_commit = true",  # the group:* points (off by default)
+            "group_commit = true",  # the group:* points, on MariaDB too (its "auto" is off)
             "[security]", "scrypt_n = 1024",
             "[server]", f"upload_expire_seconds = {GRACE}",
             "[trash]", "retention_days = 0",

@@ -97,12 +97,18 @@ def test_an_idle_put_commits_alone(drive, make_user):
     assert drive.commits.stats["groups"] == 0 and drive.commits.stats["alone"] == 0
 
 
-def test_group_commit_is_off_by_default(tmp_path, db_engine):
+def test_by_default_group_commit_is_on_with_sqlite_and_off_with_mariadb(tmp_path, db_engine):
     from storage.drive import Drive
-    off = Drive(make_config(tmp_path), engine=db_engine)
-    assert off.commits is None
-    user, _ = off.create_user("off@example.com", "password123")
-    assert read_all(off, user, put_bytes(off, user, "a.bin", b"abc").node.id) == b"abc"
+    auto = Drive(make_config(tmp_path), engine=db_engine)
+    assert auto.config["storage"]["group_commit"] == "auto"
+    assert (auto.commits is not None) == (db_engine.dialect.name == "sqlite")
+    user, _ = auto.create_user("auto@example.com", "password123")
+    assert read_all(auto, user, put_bytes(auto, user, "a.bin", b"abc").node.id) == b"abc"
+    auto.close()
+    for setting in (True, False):  # said outright, it holds on either database
+        d = Drive(make_config(tmp_path, group_commit=setting), engine=db_engine)
+        assert (d.commits is not None) == setting
+        d.close()
 
 
 # ---- the committer alone, on a table of its own -----------------------------------------------
@@ -196,7 +202,20 @@ def test_groups_are_capped(kv):
     assert set(rows(kv)) == {"lead", *"abcd"}
 
 
-def test_the_setting_is_a_boolean(tmp_path):
+def test_the_setting_is_true_false_or_auto(tmp_path):
+    from storage.config import load_config
     from storage.errors import ConfigError
     with pytest.raises(ConfigError, match="group_commit"):
         make_config(tmp_path, group_commit="yes")
+    for raw, value in (("auto", "auto"), ("AUTO", "auto"), ("on", True), ("false", False), ("1", True)):
+        assert load_config(env={"BLOCKDRIVE_STORAGE_GROUP_COMMIT": raw})["storage"]["group_commit"] == value
+    with pytest.raises(ConfigError, match="group_commit: expected true, false or auto, got 'sometimes'"):
+        load_config(env={"BLOCKDRIVE_STORAGE_GROUP_COMMIT": "sometimes"})
+    toml = tmp_path / "gc.toml"
+    for text, value in (('group_commit = "auto"', "auto"), ("group_commit = true", True),
+                        ("group_commit = false", False)):
+        toml.write_text(f"[storage]\n{text}\n")
+        assert load_config(toml, env={})["storage"]["group_commit"] == value
+    toml.write_text('[storage]\ngroup_commit = "on"\n')
+    with pytest.raises(ConfigError, match='group_commit must be true, false or "auto"'):
+        load_config(toml, env={})
