@@ -2,7 +2,7 @@
 transactions, fsyncs and pack files each one costs.
 
     python -m bench.smallput [--files 2000] [--size 4096] [--threads 1 16] [--db-url URL]
-                             [--profile] [--group-commit on|off]
+                             [--profile] [--group-commit auto|on|off]
 
 For each thread count, a fresh home (and, with ``--db-url``, the tables in that empty
 database; the default is the embedded SQLite file) gets ``--files`` random files of
@@ -14,8 +14,9 @@ from Python (``os.fsync``/``os.fdatasync``: the pack writes; SQLite's own fsyncs
 seen here, count them with ``strace -c -f -e trace=fsync,fdatasync``), and the pack files on
 disk at the end. Next to it, the floor: a loop writing each file to its own file and
 fsyncing it. ``--profile`` prints the cProfile functions with the most cumulative time of the
-single-thread run. ``--group-commit on`` sets ``storage.group_commit`` (concurrent puts
-share a transaction), to see what it changes.
+single-thread run. ``--group-commit on|off`` sets ``storage.group_commit`` (concurrent puts
+share a transaction), to see what it changes; the default, ``auto``, is what the server runs
+with (on with SQLite, off with MariaDB).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class Counts:
         os.fsync, os.fdatasync = self._real
 
 
-def fresh_drive(home: Path, db_url: str | None, group_commit: bool = False):
+def fresh_drive(home: Path, db_url: str | None, group_commit: bool | str = "auto"):
     from storage.config import load_config
     from storage.db import make_engine, migrate
     from storage.drive import Drive
@@ -94,7 +95,7 @@ def pack_rows(drive) -> int:
 
 
 def run_puts(home: Path, db_url: str | None, files: list[bytes], threads: int, profile: bool,
-             group_commit: bool = False) -> dict:
+             group_commit: bool | str = "auto") -> dict:
     drive, engine, user = fresh_drive(home, db_url, group_commit)
     rows0 = pack_rows(drive)
     lat: list[float] = []
@@ -145,6 +146,9 @@ def fsync_loop(home: Path, files: list[bytes]) -> float:
     return len(files) / (time.perf_counter() - t0)
 
 
+_SETTING = {"auto": "auto", "on": True, "off": False}  # --group-commit as storage.group_commit
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=2000)
@@ -152,8 +156,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--db-url", help="an empty database (default: the embedded SQLite file)")
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--group-commit", choices=("on", "off"), default="off",
-                    help="storage.group_commit: on = concurrent puts share a transaction")
+    ap.add_argument("--group-commit", choices=("auto", "on", "off"), default="auto",
+                    help="storage.group_commit: on = concurrent puts share a transaction; auto (the "
+                         "default) = on with SQLite, off with MariaDB")
     args = ap.parse_args(argv)
     rng = random.Random(20)
     files = [rng.randbytes(args.size) for _ in range(args.files)]
@@ -164,7 +169,7 @@ def main(argv=None) -> int:
             if args.db_url and i:
                 raise SystemExit("--db-url takes one thread count per run: the tables exist after the first")
             r = run_puts(Path(tmp) / f"home{threads}", args.db_url, files, threads, args.profile and threads == 1,
-                         args.group_commit == "on")
+                         _SETTING[args.group_commit])
             rows.append(r)
     db = "MariaDB" if args.db_url else "SQLite"
     print(machine())
@@ -176,7 +181,7 @@ def main(argv=None) -> int:
                 ("threads", "files/s", "median ms", "p99 ms", "commits/put", "SQL/put", "py fsyncs/put", "pack rows/put",
                  "pack files")))
     save(f"smallput_{db.lower()}", {"machine": machine(), "files": args.files, "size": args.size,
-                                     "group_commit": args.group_commit == "on",
+                                     "group_commit": _SETTING[args.group_commit],
                                      "fsync_loop_files_per_s": floor, "runs": rows})
     return 0
 

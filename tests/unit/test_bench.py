@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import hashlib
 
+import pytest
+
 from bench import datasets
 from bench import wsgidav_fs
 from bench.dav import groups
@@ -135,3 +137,12 @@ def test_the_small_files_bench_writes_distinct_blobs_and_times_what_it_wraps(tmp
     assert len(times) == 3 and len(tm.fsyncs) == 3 and tm.appends == []
     assert [p.read_bytes() for p in sorted((tmp_path / "f").iterdir())] == blobs[:3]
     assert (os.fsync, SharedPacks.append) == (fsync, append)  # put back after the run
+
+
+def test_the_turns_bench_reads_each_setting_as_the_servers_environment():
+    from bench.put_turns import parse_setting
+    assert parse_setting("default") == parse_setting("") == {}
+    assert parse_setting("BLOCKDRIVE_STORAGE_GROUP_COMMIT=on") == {"BLOCKDRIVE_STORAGE_GROUP_COMMIT": "on"}
+    assert parse_setting("A=1, B=x=y") == {"A": "1", "B": "x=y"}
+    with pytest.raises(SystemExit, match="not NAME=VALUE"):
+        parse_setting("A=1,oops")
