@@ -64,32 +64,23 @@ def _cpu() -> tuple[int, int]:
 
 
 def one_run(env: dict[str, str], files: int) -> dict:
-    """Start the server with ``env`` added to this process's environment, then time ``files`` PUTs."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        with tempfile.TemporaryDirectory(prefix="bd-put-turns-") as tmp:
-            http = Http(Path(tmp))
-            try:
-                c = http.user()
-                folder = c.mkdir(c.root, "small")["id"]
-                headers = {"Authorization": f"Bearer {c.token}"}
-                base = f"{http.url}/api/v1/nodes/{folder}/children"
-                payloads = small_payloads(WARM + files, 61)
-                put_concurrently([f"{base}/w{i}" for i in range(WARM)], payloads[:WARM], headers)
-                up0, tx0 = _grouped(http.url)
-                total0, idle0 = _cpu()
-                rate = put_concurrently([f"{base}/f{i:05d}.bin" for i in range(files)], payloads[WARM:], headers)
-                total1, idle1 = _cpu()
-                up1, tx1 = _grouped(http.url)
-            finally:
-                http.close()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    """Start the server with ``env`` added to its environment, then time ``files`` PUTs."""
+    with tempfile.TemporaryDirectory(prefix="bd-put-turns-") as tmp:
+        http = Http(Path(tmp), env)
+        try:
+            c = http.user()
+            folder = c.mkdir(c.root, "small")["id"]
+            headers = {"Authorization": f"Bearer {c.token}"}
+            base = f"{http.url}/api/v1/nodes/{folder}/children"
+            payloads = small_payloads(WARM + files, 61)
+            put_concurrently([f"{base}/w{i}" for i in range(WARM)], payloads[:WARM], headers)
+            up0, tx0 = _grouped(http.url)
+            total0, idle0 = _cpu()
+            rate = put_concurrently([f"{base}/f{i:05d}.bin" for i in range(files)], payloads[WARM:], headers)
+            total1, idle1 = _cpu()
+            up1, tx1 = _grouped(http.url)
+        finally:
+            http.close()
     busy = 1 - (idle1 - idle0) / max(total1 - total0, 1)
     busy_seconds = (total1 - total0) * busy / os.sysconf("SC_CLK_TCK")
     # without group commit every upload is a transaction of its own

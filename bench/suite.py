@@ -228,9 +228,10 @@ class Local:
 class Http:
     """The real server (``blockdrive serve``: gunicorn, 2 workers, SQLite + local packs)."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, env: dict[str, str] | None = None):
+        """``env``: more of the server's environment, over the bench's chunking settings."""
         from harness.server import start_server
-        env = {f"BLOCKDRIVE_STORAGE_{k.upper()}": str(v) for k, v in DEFAULT_CHUNKING.items()}
+        env = {**{f"BLOCKDRIVE_STORAGE_{k.upper()}": str(v) for k, v in DEFAULT_CHUNKING.items()}, **(env or {})}
         self.workers = 2
         self.proc, self.srv = start_server(tmp, None, workers=self.workers, extra_env=env)
         self.url, self.n = self.srv.url, 0
