@@ -21,11 +21,12 @@ test: install
 	bash scripts/test.sh
 
 # the reliability suite's long variants (crash matrix x25, 500 kills, 10 min load, fuzzing x100,
-# bisync model 10 seeds x 40 rounds on each database, rclone over WebDAV on 2,000 files, ...); prints
+# bisync model 10 seeds x 40 rounds on each database, rclone over WebDAV on 2,000 files, the job
+# command killed at every step with a JVM of its own, ...); prints
 # one table of figures and writes var/reliability/soak-latest.json
 RELIABILITY = tests/reliability tests/e2e/test_schemathesis.py tests/e2e/test_authz_matrix.py \
               tests/e2e/test_dedup_oracle.py tests/e2e/test_hostile.py tests/e2e/test_bisync_model.py \
-              tests/e2e/test_dav_rclone.py
+              tests/e2e/test_dav_rclone.py tests/unit/jobs/test_kill.py
 soak: install
 	bash scripts/services.sh up
 	BLOCKDRIVE_SOAK=1 $(BIN)/python -m pytest $(RELIABILITY) -p no:cacheprovider -q --timeout 0

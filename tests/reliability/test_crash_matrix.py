@@ -22,7 +22,7 @@ the figures row says points x runs, kills and losses, and losses must be 0.
 
 The points of one family share a store, so the debris of one kill meets the next one.
 Job subprocesses attach to the test session's Spark JVM (see driver.py); the standalone job
-command with a JVM of its own is killed at every step by tests/unit/jobs/test_kill.py.
+command with a JVM of its own is killed by tests/unit/jobs/test_kill.py (at every step in a soak).
 """
 
 from __future__ import annotations
