@@ -98,7 +98,8 @@ def main(argv=None) -> int:
         for i in range(args.repeat):
             for name, threads in CONTENDERS.items():
                 # a fresh drive each time: every block is new, none is deduplicated
-                drive, user = fresh_drive(work / f"home{i}-{threads}", ingest_hash_threads=threads or 0)
+                home = work / f"home{i}-{threads}"
+                drive, user = fresh_drive(home, ingest_hash_threads=threads or 0)
                 w, c = measured(lambda: chunk_hash(src) if threads is None
                                 else put_file(drive, user, src, "random.bin"))
                 wall[name].append(w)
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
                 # Its packs go at once. Kept, they would grow the page cache by a GiB a run into
                 # memory the machine has not touched yet, which on a VM can cost the next writes
                 # more kernel time than the put itself (2.5 CPU s/GiB against 0.3 on ours).
-                shutil.rmtree(work / f"home{i}-{threads}", ignore_errors=True)
+                shutil.rmtree(home, ignore_errors=True)
         stages = stage_costs(src, work)
         if args.profile:
             drive, user = fresh_drive(work / "home-profile")
