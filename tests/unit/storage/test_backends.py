@@ -12,6 +12,37 @@ class TestLocalBackend(BackendContract):
         return open_backend((tmp_path / "store").as_uri())
 
 
+def test_a_long_pack_is_handed_to_writeback_as_it_is_written(tmp_path, monkeypatch):
+    """Every WRITEBACK_EVERY bytes the bytes so far are on the file (flushed from the
+    buffer) and the kernel is asked to write them out, range after range with no gap, so
+    the closing fsync waits for the tail only; the file still holds exactly what was written."""
+    import os
+    import sys
+
+    from storage.backends import local
+
+    if sys.platform == "linux":
+        assert local.start_writeback is not None
+    path = tmp_path / "store" / "packs" / "p.pack"
+    hints = []
+
+    def record(fd, offset, nbytes):
+        hints.append((offset, nbytes, os.fstat(fd).st_size))
+
+    monkeypatch.setattr(local, "start_writeback", record)
+    piece = os.urandom(1024 * 1024 + 17)
+    with LocalBackend((tmp_path / "store").as_uri()).create("packs/p.pack") as f:
+        for _ in range(20):
+            f.write(piece)
+    assert path.read_bytes() == piece * 20
+    assert len(hints) == 20 * len(piece) // local.WRITEBACK_EVERY
+    start = 0
+    for offset, nbytes, on_file in hints:
+        assert offset == start and nbytes >= local.WRITEBACK_EVERY
+        assert on_file == offset + nbytes
+        start += nbytes
+
+
 def test_bare_path_means_local_disk(tmp_path):
     b = open_backend(str(tmp_path / "bare"))
     assert isinstance(b, LocalBackend)
