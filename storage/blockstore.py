@@ -17,6 +17,7 @@ the version pointing at them.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import deque
 from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,8 +36,10 @@ from .reads import ReadTracker, locate, read_current
 from .sharedpack import SharedPacks
 
 LOOKUP_BATCH = 64  # blocks per known-block query
-INGEST_BYTES = 8 * 1024 * 1024  # raw bytes one ingest holds between its stages, all of them together
-LOOKUP_BYTES = INGEST_BYTES // 4  # ...or this many raw bytes held, whichever comes first
+# Raw bytes the ingests in flight in one block store (one server process) hold between their
+# stages, shared equally: one stream alone may hold all of it (storage.ingest_buffer_bytes).
+INGEST_BYTES = 16 * 1024 * 1024
+LOOKUP_SHARE = 4  # a lookup batch is LOOKUP_BATCH blocks or a quarter of an ingest's share
 CUT_AHEAD = 4  # blocks cut beyond those being looked up, for the hashing pool to work on
 INLINE_BYTES = 256 * 1024  # a stream shorter than this (and than one chunk) is ingested inline
 
@@ -51,9 +54,12 @@ class BlockStore:
                  timeout: float = 30, shared_pack_request_bytes: int = 0,
                  shared_pack_target_bytes: int = 64 * 1024 * 1024, shared_pack_idle_seconds: float = 5,
                  shared_pack_max_age_seconds: float = 300, hash_threads: int = 2,
-                 read_location_max_seconds: float = 600):
+                 read_location_max_seconds: float = 600, ingest_buffer_bytes: int = INGEST_BYTES):
         self.sm, self.chunker = sessionmaker_, chunker
         self.hash_threads = max(0, hash_threads)
+        self.ingest_buffer_bytes = ingest_buffer_bytes
+        self._ingests = 0  # ingests in flight, which share ingest_buffer_bytes
+        self._ingests_lock = threading.Lock()
         self.level, self.min_saving = compression_level, min_compression_saving
         self.pack_max_bytes = pack_max_bytes
         self.read_location_max_seconds = read_location_max_seconds
@@ -133,9 +139,10 @@ class BlockStore:
         blocks, taken back in stream order and looked up here, and compresses the new ones;
         one worker keeps the whole-file SHA-256; one worker appends the new blocks to the
         pack, in stream order. With ``hash_threads`` 0 this thread hashes and the pack's
-        worker compresses. The stages share one budget, ``INGEST_BYTES`` of raw blocks cut
-        and not yet done with (a single bigger block passes alone), so an upload's memory
-        stays flat whatever the file size and whichever stage is the slow one.
+        worker compresses. The stages share one budget, :meth:`ingest_share` of raw blocks
+        cut and not yet done with (a single bigger block passes alone), so an upload's memory
+        stays flat whatever the file size and whichever stage is the slow one, and the
+        uploads of a process together hold about ``ingest_buffer_bytes``.
 
         A stream shorter than ``INLINE_BYTES`` and than one chunk is one block: it is stored
         in this thread, with no pool or hand-off, and its block id is the file's SHA-256 (one
@@ -189,7 +196,7 @@ class BlockStore:
                    if self.hash_threads else None)
         packer = ThreadPoolExecutor(1, thread_name_prefix="bd-pack")
         cutting: deque = deque()  # (future block id, raw), in stream order
-        held = _Held(INGEST_BYTES)
+        held = _Held(self.ingest_share)
 
         def flush() -> None:
             nonlocal pending_bytes
@@ -210,7 +217,7 @@ class BlockStore:
                 ing.refs.append((block_id, len(raw)))
                 pending.append((block_id, raw))
                 pending_bytes += len(raw)
-                if len(pending) >= LOOKUP_BATCH or pending_bytes >= LOOKUP_BYTES:
+                if len(pending) >= LOOKUP_BATCH or pending_bytes >= self.ingest_share() // LOOKUP_SHARE:
                     flush()
 
         def make_room() -> None:
@@ -231,6 +238,8 @@ class BlockStore:
                 f.cancel()
             packer.shutdown(wait=True)
 
+        with self._ingests_lock:
+            self._ingests += 1
         try:
             with self._writing(sink, stop):
                 for view in self.chunker.chunks(stream):
@@ -253,12 +262,20 @@ class BlockStore:
                 flush()
                 held.release_all()
         finally:
+            with self._ingests_lock:
+                self._ingests -= 1
             hasher.shutdown(wait=True)
             if workers is not None:
                 workers.shutdown(wait=True)
             packer.shutdown(wait=True)
         ing.sha256 = file_hash.digest()
         return ing
+
+    def ingest_share(self) -> int:
+        """The raw bytes one ingest may hold now: ``ingest_buffer_bytes`` over the ingests in
+        flight. A stream alone keeps its stages busy with all of it; many at once hold no
+        more between them (each still passes one block bigger than its share)."""
+        return self.ingest_buffer_bytes // max(self._ingests, 1)
 
 
 def _block_id(raw: bytes) -> bytes:
@@ -271,7 +288,7 @@ class _Held:
     its lookup batch are done (the pack's worker writes in stream order, so a batch is
     released as a whole). ``over`` says the ingest should wait before cutting more."""
 
-    def __init__(self, budget: int):
+    def __init__(self, budget: Callable[[], int]):
         self.budget, self.bytes = budget, 0
         self.blocks: deque[tuple[int, list[Future]]] = deque()  # (raw size, work to wait for)
         self.unlooked = 0  # the newest blocks, in ``pending`` or ``cutting``
@@ -293,7 +310,7 @@ class _Held:
             self.unlooked -= n
 
     def over(self) -> bool:
-        return self.bytes > self.budget
+        return self.bytes > self.budget()
 
     def release_oldest(self) -> None:
         size, work = self.blocks[0]

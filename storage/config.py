@@ -41,6 +41,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "group_commit_max": 64,
         "timeout_seconds": 30,
         "ingest_hash_threads": 2,
+        "ingest_buffer_bytes": 16 * 1024 * 1024,
         "read_location_max_seconds": 600.0,
     },
     "database": {"url": "", "replica_url": "", "replica_wait_ms": 50, "replica_retry_seconds": 2.0},
@@ -239,6 +240,8 @@ def _validate(cfg: dict) -> None:
         raise ConfigError(f"storage.chunker: unknown chunker {s['chunker']!r} (fastcdc or fixed)")
     if not 0 <= s["min_compression_saving"] < 1:
         raise ConfigError("storage.min_compression_saving must be in [0, 1)")
+    if s["ingest_buffer_bytes"] < 1:
+        raise ConfigError("storage.ingest_buffer_bytes must be positive")
     if s["read_location_max_seconds"] < 0:
         raise ConfigError("storage.read_location_max_seconds must be >= 0")
     db = cfg["database"]
