@@ -12,7 +12,7 @@ writes pack bytes (storage/packstore.py does).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 import sqlalchemy as sa
@@ -69,6 +69,23 @@ class Ingested:
     @property
     def new_bytes(self) -> int:
         return sum(b.stored_size for b in self.new_blocks.values())
+
+
+def merged_ingests(ings: list[Ingested]) -> Ingested:
+    """What ``ings`` wrote, as one :class:`Ingested` without refs, for one
+    :meth:`BlockIndex.commit` of them all. A block two of them wrote is inserted once; the
+    other copy is dead bytes, as when a concurrent upload's row wins."""
+    if len(ings) == 1:
+        return replace(ings[0], refs=[])
+    out = Ingested()
+    for ing in ings:
+        out.new_blocks.update(ing.new_blocks)
+        out.packs.extend(ing.packs)
+        out.unused_packs.extend(ing.unused_packs)
+        out.shared_packs.update(ing.shared_packs)
+    # a shared pack is checked for the blocks that point there; one whose copies all lost stays open as is
+    out.shared_packs &= {b.pack_id for b in out.new_blocks.values()}
+    return out
 
 
 def pack_live_bytes():

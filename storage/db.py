@@ -387,6 +387,24 @@ def get_row(s: Session, model: type[M], pk: int) -> M | None:
     return s.execute(_by_id(model), {"pk": pk}).scalar_one_or_none()
 
 
+def rows_by_id(s: Session, model: type[M], pks: list[int]) -> dict[int, M]:
+    """:func:`get_row` of each of ``pks`` that exists, by id: a row the session holds is the
+    session's, the others are read in one select per 500."""
+    if len(pks) == 1:
+        row = get_row(s, model, pks[0])
+        return {} if row is None else {pks[0]: row}
+    out = {pk: s.get(model, pk) for pk in pks if identity_key(model, pk) in s.identity_map}
+    rest = [pk for pk in pks if pk not in out]
+    for i in range(0, len(rest), 500):
+        out.update((row.id, row) for row in s.execute(_by_ids(model), {"pks": rest[i:i + 500]}).scalars())
+    return {pk: row for pk, row in out.items() if row is not None}
+
+
+@functools.cache
+def _by_ids(model) -> Executable:
+    return select(model).where(model.id.in_(bindparam("pks", expanding=True)))
+
+
 def run_tx(sm: sessionmaker[Session], fn: Callable[[Session], T], attempts: int = 4) -> T:
     """Run ``fn`` in one transaction, retrying on the races a retry resolves: a concurrent
     insert of the same row (a unique-key clash), a deadlock victim, a lock wait timeout.

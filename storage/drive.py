@@ -10,9 +10,9 @@ version of a file therefore costs its whole size: the version it replaces is sti
 from __future__ import annotations
 
 import base64
-import dataclasses
 import datetime as dt
 import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator, TypeVar
 
@@ -22,17 +22,18 @@ from sqlalchemy.orm import Session
 
 from . import accounts, changes, crashpoints, quota, traffic, tree
 from .backends import open_backend
+from .blockindex import Ingested, merged_ingests
 from .blockstore import BlockLocation, BlockStore
 from .chunking import make_chunker
 from .clock import now
 from .config import Config
-from .db import ReplicaReads, get_row, make_engine, make_sessionmaker, read_only_sessions, run_tx
+from .db import ReplicaReads, get_row, make_engine, make_sessionmaker, read_only_sessions, rows_by_id, run_tx
 from .errors import Conflict, Forbidden, IntegrityError, InvalidInput, LimitExceeded, NotFound, QuotaExceeded
-from .groupcommit import GroupCommitter
+from .groupcommit import Batch, GroupCommitter
 from .models import Block, FileVersion, Link, Node, Pack, Share, User, VersionBlock
-from .names import split_path, validate_name
+from .names import fold_key, split_path, validate_name
 from .tree import ROLES, NodeInfo, get_node, node_info
-from .versions import NewVersion, Ref, check_preconditions, commit_version, version_refs
+from .versions import NewVersion, Ref, check_preconditions, commit_version, version_refs, write_versions
 from .states import Role
 
 __all__ = ["ROLES", "SORTS", "Drive", "NodeInfo", "PutResult", "VersionInfo"]
@@ -70,6 +71,21 @@ class PutResult:
     # ingest looked them up): what may be told to them (new_bytes would tell whether someone
     # else stores the same content)
     new_to_caller: int = 0
+
+
+@dataclass(frozen=True)
+class _Put:
+    """One upload whose bytes are stored, waiting for its commit (:meth:`Drive.put`)."""
+
+    user_id: int
+    parent_id: int
+    name: str
+    if_match: int | str | None
+    if_none_match: bool
+    ing: Ingested
+    mtime: dt.datetime | None
+    count_traffic: bool
+    had: set[bytes]  # the uploader's own blocks among the upload's
 
 
 class Drive:
@@ -333,25 +349,76 @@ class Drive:
         except QuotaExceeded as exc:
             self.refuse(owner_id, exc.details["needed"])
         self._hook("put:before_commit")
-
-        def run(s):
-            parent, node, _owner = self.put_target(s, user_id, parent_id, name, if_match, if_none_match,
-                                                   limits=False)
-            created = node is None
-            # The new blocks' rows; the refs are the version's, taken by commit_version.
-            self.blocks.commit(s, dataclasses.replace(ing, refs=[]))
-            node, vid = commit_version(s, self, user_id, NewVersion(
-                parent, node, name, [Ref(*r) for r in ing.refs], ing.size, ing.sha256, mtime))
-            if count_traffic:
-                traffic.add(s, user_id, uploads=1, bytes_in=ing.size)
-            return PutResult(node_info(s, node, tree.role_of(s, user_id, node)), vid, created, ing.new_bytes,
-                             sum(n for bid, n in dict(ing.refs).items() if bid not in had))
+        job = _Put(user_id, parent_id, name, if_match, if_none_match, ing, mtime, count_traffic, had)
         if self.commits is not None:
-            result = self.commits.run(run, key=(owner_id, parent_id))
+            result = self.commits.run(lambda s: self._commit_puts(s, [job])[0], key=(owner_id, parent_id),
+                                      batch=Batch(self._commit_puts, job))
         else:
-            result = self.tx(run)
+            result = self.tx(lambda s: self._commit_puts(s, [job])[0])
         self._hook("put:after_commit")
         return result
+
+    def _commit_puts(self, s: Session, puts: list[_Put]) -> list[PutResult]:
+        """Commit ``puts``, whose bytes are stored, in ``s``'s transaction: the one commit path
+        of :meth:`put`, for one upload or a group of them (storage/groupcommit.py). Each gets
+        the checks :meth:`put_target` makes; their new blocks, quota charges, versions and
+        access records are written together, a few statements for the lot. Any error rolls
+        back the lot (a group then commits each on its own). Names must differ under case
+        folding within a folder."""
+        if len({(p.parent_id, fold_key(p.name)) for p in puts}) != len(puts):
+            raise Conflict("one name twice in a group of uploads")  # each then commits on its own
+        folders: dict[tuple[int, int], Node] = {}
+        for p in puts:
+            if (p.user_id, p.parent_id) not in folders:
+                folder, _ = get_node(s, p.user_id, p.parent_id, need=Role.EDITOR)
+                if folder.kind != "folder":
+                    raise InvalidInput(f"node {p.parent_id} is not a folder")
+                folders[(p.user_id, p.parent_id)] = folder
+        names: dict[int, list[str]] = {}
+        for p in puts:
+            names.setdefault(p.parent_id, []).append(p.name)
+        there = {pid: tree.live_children(s, pid, ns) for pid, ns in names.items()}
+        new: list[NewVersion] = []
+        for p in puts:
+            node = there[p.parent_id][p.name]
+            if node is not None and node.kind != "file":
+                raise Conflict(f"{p.name!r} is a folder")
+            if p.if_match is not None or p.if_none_match:
+                current = get_row(s, FileVersion, node.current_version_id) \
+                    if node is not None and node.current_version_id else None
+                check_preconditions(p.name, node, current, p.if_match, p.if_none_match)
+            new.append(NewVersion(folders[(p.user_id, p.parent_id)], node, p.name, [Ref(*r) for r in p.ing.refs],
+                                  p.ing.size, p.ing.sha256, p.mtime))
+        # The new blocks' rows; the refs are the versions', taken by write_versions.
+        self.blocks.commit(s, merged_ingests([p.ing for p in puts]))
+        charges: Counter = Counter()
+        for p, v in zip(puts, new):
+            charges[(v.owner_id, p.user_id)] += quota.version_charge(v.size, len(v.refs), self.floor)
+        for (owner_id, user_id), delta in sorted(charges.items()):
+            quota.settle(s, owner_id, delta, user_id, 0, self.floor)
+        made: dict[int, tuple[int, int]] = {}
+        for user_id in sorted({p.user_id for p in puts}):
+            mine = [i for i, p in enumerate(puts) if p.user_id == user_id]
+            made.update(zip(mine, write_versions(s, self.limits, user_id, [new[i] for i in mine])))
+        uploads: Counter = Counter()
+        bytes_in: Counter = Counter()
+        for p in puts:
+            if p.count_traffic:
+                uploads[p.user_id] += 1
+                bytes_in[p.user_id] += p.ing.size
+        for user_id in sorted(uploads):
+            traffic.add(s, user_id, uploads=uploads[user_id], bytes_in=bytes_in[user_id])
+        nodes = {v.node.id: v.node for v in new if v.node is not None}
+        nodes.update(rows_by_id(s, Node, [made[i][0] for i, v in enumerate(new) if v.node is None]))
+        versions = rows_by_id(s, FileVersion, [vid for _, vid in made.values()])
+        out = []
+        for i, p in enumerate(puts):
+            node_id, vid = made[i]
+            node = nodes[node_id]
+            out.append(PutResult(tree.info_of(node, versions[vid], tree.role_of(s, p.user_id, node)), vid,
+                                 new[i].node is None, p.ing.new_bytes,
+                                 sum(n for bid, n in dict(p.ing.refs).items() if bid not in p.had)))
+        return out
 
     @staticmethod
     def _owned_blocks(s: Session, user_id: int, ids: list[bytes]) -> set[bytes]:

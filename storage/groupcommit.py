@@ -28,13 +28,20 @@ What keeps it as safe as a transaction per request:
 - *Answered after the commit.* A waiter gets its result only once the group's commit returned.
   The crash points ``group:before_commit`` (every function of the group ran; nothing is
   committed) and ``group:after_commit`` (committed; nobody answered) are in the crash matrix.
+
+A function may also say how it runs in bulk with others of its kind (:class:`Batch`: a small
+upload's commit does). The group then first runs every such function of one kind together, in
+one savepoint, through one call of the batch's function: its statements are a few per group
+rather than a few per upload. That call is a bet that none of them fails: if it raises for any
+reason other than a lost transaction, its savepoint rolls back and each function runs on its own
+as above, so every caller still gets its own result or error.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, NamedTuple, TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,11 +55,21 @@ log = logging.getLogger(__name__)
 _PENDING, _DONE, _ALONE = "pending", "done", "alone"
 
 
-class _Waiter(Generic[T]):
-    __slots__ = ("fn", "key", "attempts", "state", "result", "error")
+class Batch(NamedTuple):
+    """How a function runs together with others of its kind: ``run(session, items)`` does the
+    work of the functions whose ``item`` each is, in the order given, and returns their results
+    in that order; it raises when any of them would fail (each then runs on its own). The
+    functions of one kind are those whose ``run`` is the same."""
 
-    def __init__(self, fn: Callable[[Session], T], key: tuple, attempts: int):
-        self.fn, self.key, self.attempts = fn, key, attempts
+    run: Callable[[Session, list], list]
+    item: Any
+
+
+class _Waiter(Generic[T]):
+    __slots__ = ("fn", "key", "attempts", "batch", "state", "result", "error")
+
+    def __init__(self, fn: Callable[[Session], T], key: tuple, attempts: int, batch: Batch | None = None):
+        self.fn, self.key, self.attempts, self.batch = fn, key, attempts, batch
         self.state = _PENDING
         self.result: T | None = None
         self.error: BaseException | None = None
@@ -67,8 +84,9 @@ class GroupCommitter:
     """Runs transaction functions of one process's threads in shared transactions (module doc).
 
     ``stats`` counts ``groups`` committed, ``commits`` (functions committed in a group),
-    ``alone`` (functions run in a transaction of their own after a race or a failed group)
-    and the ``largest`` group. ``listeners`` are called with ``("group", n)`` for every
+    ``alone`` (functions run in a transaction of their own after a race or a failed group),
+    the ``largest`` group, ``batched`` (functions run in bulk with others of their kind) and
+    ``unbatched`` (functions run on their own after their bulk run raised). ``listeners`` are called with ``("group", n)`` for every
     transaction committed for ``n`` functions (1 for one that committed alone) and
     ``("rerun", 1)`` for every function run again alone after its group."""
 
@@ -78,7 +96,7 @@ class GroupCommitter:
         self._cond = threading.Condition()
         self._queue: list[_Waiter[Any]] = []
         self._leading = False
-        self.stats = {"groups": 0, "commits": 0, "alone": 0, "largest": 0}
+        self.stats = {"groups": 0, "commits": 0, "alone": 0, "largest": 0, "batched": 0, "unbatched": 0}
         self.listeners: list[Callable[[str, int], None]] = []
 
     @property
@@ -87,11 +105,13 @@ class GroupCommitter:
         with self._cond:
             return len(self._queue)
 
-    def run(self, fn: Callable[[Session], T], key: tuple = (), attempts: int = 4) -> T:
+    def run(self, fn: Callable[[Session], T], key: tuple = (), attempts: int = 4,
+            batch: Batch | None = None) -> T:
         """Run ``fn(session)`` in a transaction, shared with the functions other threads hand
         over at the same time; return its result or raise its error once that transaction has
-        committed. ``fn`` may run more than once (see the module doc), like ``run_tx``'s."""
-        me: _Waiter[T] = _Waiter(fn, key, attempts)
+        committed. ``fn`` may run more than once (see the module doc), like ``run_tx``'s.
+        With ``batch``, ``fn`` may instead run in bulk with the others of its kind."""
+        me: _Waiter[T] = _Waiter(fn, key, attempts, batch)
         with self._cond:
             self._queue.append(me)
             while self._leading and me.state != _DONE:
@@ -123,7 +143,10 @@ class GroupCommitter:
             return
         try:
             with self.sm() as s, s.begin():
+                bulk = self._batches(s, group)
                 for w in group:
+                    if id(w) in bulk:
+                        continue
                     s.expire_all()
                     try:
                         with s.begin_nested():
@@ -151,6 +174,37 @@ class GroupCommitter:
                 self.stats["alone"] += 1
                 self._tell("rerun", 1)
                 self._alone(w)
+
+    def _batches(self, s: Session, group: list[_Waiter[Any]]) -> set[int]:
+        """Run the functions of ``group`` that have a :class:`Batch`, each kind of two or more in
+        one savepoint; the ids of the waiters so answered. A kind whose bulk run raised is left
+        to run function by function; a lost transaction is raised (the group fails)."""
+        kinds: dict[Callable, list[_Waiter[Any]]] = {}
+        for w in group:
+            if w.batch is not None:
+                kinds.setdefault(w.batch.run, []).append(w)
+        done: set[int] = set()
+        for run, ws in kinds.items():
+            if len(ws) < 2:
+                continue
+            s.expire_all()
+            try:
+                with s.begin_nested():
+                    results = run(s, [w.batch.item for w in ws])
+            except IntegrityError:
+                pass
+            except DBAPIError:
+                raise  # the transaction may be gone (a deadlock victim): nothing stands
+            except Exception as exc:  # noqa: BLE001 - one of them fails: each runs on its own
+                log.debug("a batch of %d did not run in bulk (%s: %s)", len(ws), type(exc).__name__, exc)
+            else:
+                for w, r in zip(ws, results, strict=True):
+                    w.result = r
+                    done.add(id(w))
+                self.stats["batched"] += len(ws)
+                continue
+            self.stats["unbatched"] += len(ws)
+        return done
 
     def _tell(self, what: str, n: int) -> None:
         for fn in self.listeners:

@@ -175,6 +175,9 @@ _LIVE_CHILD = sa.select(Node).where(sa.or_(
     sa.and_(Node.parent_id == sa.bindparam("pid"), Node.live_name == sa.bindparam("normal")),
     sa.and_(Node.parent_id == sa.bindparam("pid"), Node.live_name == sa.bindparam("name")),
     sa.and_(Node.parent_id == sa.bindparam("pid"), Node.live_fold == sa.bindparam("fold"))))
+_LIVE_CHILDREN = sa.select(Node).where(sa.or_(
+    sa.and_(Node.parent_id == sa.bindparam("pid"), Node.live_name.in_(sa.bindparam("names", expanding=True))),
+    sa.and_(Node.parent_id == sa.bindparam("pid"), Node.live_fold.in_(sa.bindparam("folds", expanding=True)))))
 _TOUCH = (sa.update(Node).where(Node.id.in_(sa.bindparam("ids", expanding=True))).values(changes=Node.changes + 1)
           .execution_options(synchronize_session=False))
 _LOCK_OWNER = sa.select(User.id).where(User.id == sa.bindparam("uid")).with_for_update()
@@ -197,6 +200,29 @@ def live_child(s: Session, parent_id: int, name: str) -> Node | None:
     a name kept from before the case rule, without a fold, is the same name)."""
     n = normal(name)
     rows = s.execute(_LIVE_CHILD, {"pid": parent_id, "normal": n, "name": name, "fold": fold_key(name)}).scalars().all()
+    return _live_or_free(name, n, rows)
+
+
+def live_children(s: Session, parent_id: int, names: Iterable[str]) -> dict[str, Node | None]:
+    """:func:`live_child` of each of ``names`` (distinct under case folding) in folder
+    ``parent_id``, in one query for up to 500 names."""
+    names = list(names)
+    if len(names) == 1:
+        return {names[0]: live_child(s, parent_id, names[0])}
+    out: dict[str, Node | None] = {}
+    for i in range(0, len(names), 500):
+        part = names[i:i + 500]
+        keys = {name: (normal(name), fold_key(name)) for name in part}
+        rows = s.execute(_LIVE_CHILDREN, {"pid": parent_id, "names": sorted({w for name, (n, _) in keys.items() for w in (n, name)}),
+                                          "folds": sorted({f for _, f in keys.values()})}).scalars().all()
+        for name, (n, f) in keys.items():
+            out[name] = _live_or_free(name, n, [r for r in rows if r.live_name in (n, name) or r.live_fold == f])
+    return out
+
+
+def _live_or_free(name: str, n: str, rows: list[Node]) -> Node | None:
+    """Of the live nodes whose name is ``name``, its NFC form ``n`` or its fold, the one named
+    ``n``; None for none; Conflict when only others are there."""
     for row in rows:
         if row.live_name == n:
             return row

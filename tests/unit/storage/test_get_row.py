@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from storage.db import get_row
+from storage.db import get_row, rows_by_id
 from storage.models import FileVersion, Node, User
 from tests.conftest import put_bytes, rand
 
@@ -56,3 +56,19 @@ def test_an_expired_row_is_read_again(drive, make_user):
         s.rollback()  # a new transaction, with everything the session holds expired
         assert get_row(s, Node, res.node.id) is node
         assert node.name == "c.bin"
+
+
+def test_many_rows_are_read_in_one_select_and_the_held_ones_kept(drive, make_user):
+    u = make_user()
+    ids = [put_bytes(drive, u, f"{i}.bin", rand(100, i)).node.id for i in range(3)]
+    seen, stop = _statements(drive.engine)
+    try:
+        with drive.sm() as s:
+            held = get_row(s, Node, ids[0])
+            got = rows_by_id(s, Node, ids + [10 ** 9])  # a missing id is left out
+            assert sorted(got) == sorted(ids) and got[ids[0]] is held
+            assert [got[i].name for i in ids] == ["0.bin", "1.bin", "2.bin"]
+            assert rows_by_id(s, Node, [ids[1]]) == {ids[1]: got[ids[1]]} and rows_by_id(s, Node, []) == {}
+    finally:
+        stop()
+    assert len([q for q in seen if q.lstrip().upper().startswith("SELECT")]) == 2  # the held row, then the rest

@@ -11,8 +11,10 @@ import sqlalchemy as sa
 from storage import crashpoints
 from storage.db import make_engine, make_sessionmaker
 from storage.errors import PreconditionFailed
-from storage.groupcommit import GroupCommitter
-from storage.models import User
+from storage import traffic
+from storage.groupcommit import Batch, GroupCommitter
+from storage.models import Block, User
+from storage.sharing import Sharing
 from rehearsal.procs import wait_until
 from tests.conftest import make_config, put_bytes, rand, read_all
 
@@ -76,6 +78,8 @@ def test_concurrent_puts_share_a_transaction_and_keep_their_own_errors(drive, ma
             t.join(30)
 
     assert drive.commits.stats["largest"] == len(threads)
+    # one name twice: the group's bulk commit is refused, and each put commits on its own
+    assert drive.commits.stats["batched"] == 0 and drive.commits.stats["unbatched"] == len(threads)
     for name, data in files.items():
         assert read_all(drive, user, results[name].node.id) == data
     same = [results["same.bin0"], results["same.bin1"]]
@@ -88,6 +92,56 @@ def test_concurrent_puts_share_a_transaction_and_keep_their_own_errors(drive, ma
         used = s.get(User, user.id).used_bytes
     assert used == sum(drive.charge_of(len(d), 1) for d in files.values()) \
         + drive.charge_of(2000, 1) + drive.charge_of(won.node.size, 1)
+
+
+def test_a_group_of_puts_commits_in_bulk_as_each_would_alone(drive, make_user):
+    owner, editor = make_user(), make_user()
+    docs = drive.mkdir(owner.id, owner.root_id, "docs")
+    Sharing(drive).grant(owner.id, docs.id, editor.email, "editor")
+    old = put_bytes(drive, owner, "old.txt", b"first", parent=docs.id)
+    puts = {"a.bin": (owner, rand(3000, 1)), "twin.bin": (owner, rand(3000, 1)),  # the same content
+            "old.txt": (owner, b"second version"), "E.bin": (editor, rand(2500, 2)),
+            "elsewhere.bin": (owner, rand(1000, 3))}
+    results: dict = {}
+
+    def put(name, user, data):
+        parent = owner.root_id if name == "elsewhere.bin" else docs.id
+        results[name] = put_bytes(drive, user, name, data, parent=parent, count_traffic=True,
+                                  if_match=old.version_id if name == "old.txt" else None)
+
+    with Held() as held:
+        first = threading.Thread(target=put_bytes, args=(drive, owner, "first.bin", rand(200, 9)))
+        first.start()
+        assert held.reached.wait(30)
+        threads = [threading.Thread(target=put, args=(n, u, d)) for n, (u, d) in puts.items()]
+        for t in threads:
+            t.start()
+        wait_until(lambda: drive.commits.waiting == len(threads), 20, "the puts to queue", 0.01)
+        held.release.set()
+        for t in [first, *threads]:
+            t.join(30)
+
+    assert drive.commits.stats["batched"] == len(puts) and drive.commits.stats["unbatched"] == 0
+    for name, (user, data) in puts.items():
+        got = results[name]
+        assert read_all(drive, user, got.node.id) == data
+        seen = drive.get(user.id, got.node.id)
+        assert (got.node.name, got.node.parent_id, got.node.size, got.node.sha256, got.node.version_id, got.node.role) \
+            == (seen.name, seen.parent_id, seen.size, seen.sha256, seen.version_id, seen.role) == \
+            (name, seen.parent_id, len(data), seen.sha256, got.version_id, "owner" if user is owner else "editor")
+        assert got.created == (name != "old.txt")
+    assert results["old.txt"].node.id == old.node.id and results["old.txt"].version_id != old.version_id
+    with drive.sm() as s:  # both wrote the block they shared; one row stands, with both refs
+        assert s.execute(sa.select(Block.refcount).where(Block.id == bytes.fromhex(results["a.bin"].node.sha256))
+                         ).scalars().all() == [2]
+    # the owner pays for every version in their folders, the editor's included
+    with drive.sm() as s:
+        used = {u.id: s.get(User, u.id).used_bytes for u in (owner, editor)}
+    assert used[owner.id] == sum(drive.charge_of(n, 1) for n in (len(b"first"), 200)) \
+        + sum(drive.charge_of(len(d), 1) for _, d in puts.values())
+    assert used[editor.id] == 0
+    today = traffic.daily(drive.engine)[-1]  # counted for the puts that asked, in their commit
+    assert (today["uploads"], today["bytes_in"]) == (len(puts), sum(len(d) for _, d in puts.values()))
 
 
 def test_an_idle_put_commits_alone(drive, make_user):
@@ -200,6 +254,53 @@ def test_groups_are_capped(kv):
     assert all(out[k] == k for k in "abcd")
     assert c.stats["largest"] == 2
     assert set(rows(kv)) == {"lead", *"abcd"}
+
+
+def test_functions_of_one_kind_run_in_bulk_or_else_each_on_its_own(kv):
+    calls: list = []
+
+    def bulk(s, keys):
+        calls.append(list(keys))
+        for k in keys:
+            insert(k, 2)(s)
+        if "bad" in keys:
+            raise ValueError("one of them fails")
+        return [k.upper() for k in keys]
+    c = GroupCommitter(kv)
+
+    def batched(k):
+        fn = insert(k, 3) if k != "bad" else (lambda s: (_ for _ in ()).throw(KeyError(k)))
+        return fn, Batch(bulk, k)
+
+    out = {}
+
+    def run(name):
+        fn, batch = batched(name)
+        try:
+            out[name] = c.run(fn, key=(name,), batch=batch)
+        except Exception as exc:  # noqa: BLE001 - kept for the assertions
+            out[name] = exc
+
+    for names, expect in ((["d", "e", "f"], {"d": "D", "e": "E", "f": "F"}),
+                          (["bad", "g", "h"], {"g": "g", "h": "h"})):
+        with Held() as held:
+            lead = threading.Thread(target=c.run, args=(insert("lead" + names[0]),))
+            lead.start()
+            assert held.reached.wait(30)
+            threads = [threading.Thread(target=run, args=(n,)) for n in names]
+            for t in threads:
+                t.start()
+            wait_until(lambda: c.waiting == len(threads), 20, "the functions to queue", 0.01)
+            held.release.set()
+            for t in [lead, *threads]:
+                t.join(30)
+        assert calls[-1] == sorted(names)  # in the order of their keys
+        assert {n: out[n] for n in expect} == expect
+    # the first kind ran in bulk (v=2); the second's bulk run rolled back and each ran alone (v=3)
+    assert isinstance(out["bad"], KeyError)
+    got = rows(kv)
+    assert {k: got[k] for k in "defgh"} == {"d": 2, "e": 2, "f": 2, "g": 3, "h": 3} and "bad" not in got
+    assert c.stats["batched"] == 3 and c.stats["unbatched"] == 3
 
 
 def test_the_setting_is_true_false_or_auto(tmp_path):

@@ -69,7 +69,9 @@ def test_a_name_is_found_in_a_big_folder_by_its_keys(drive, make_user):
             assert hit.name == "c00000.txt"
             clash, work[label, "clash"] = _work(s, lambda f=folder: tree.clashes(s, {(f, "C00000.TXT"), (f, "other.txt")}))
             assert clash == {(folder, "C00000.TXT"): "c00000.txt"}
-    for what in ("free", "hit", "clash"):
+            many, work[label, "many"] = _work(s, lambda f=folder: tree.live_children(s, f, ["new.txt", "c00000.txt"]))
+            assert many["new.txt"] is None and many["c00000.txt"].name == "c00000.txt"
+    for what in ("free", "hit", "clash", "many"):
         # The factored form (folder AND (name OR fold)) reads all 1,000 children: dozens of
         # times the small folder's work. By the keys, the two folders cost about the same.
         assert work["big", what] <= 2 * work["small", what] + 20, (what, work)
@@ -84,3 +86,15 @@ def test_a_case_clash_is_still_refused(drive, make_user):
         with pytest.raises(Conflict, match="only in case"):
             tree.live_child(s, folder, "C00003.TXT")
         assert fold_key("C00003.TXT") == fold_key("c00003.txt")
+
+
+def test_names_looked_up_together_are_each_found_free_or_refused(drive, make_user):
+    u = make_user()
+    folder = _folder_with(drive, u, "f", 10)
+    with drive.sm() as s:
+        got = tree.live_children(s, folder, ["c00001.txt", "c00002.txt", "new.txt"])
+        assert {k: v and v.name for k, v in got.items()} == {"c00001.txt": "c00001.txt", "c00002.txt": "c00002.txt",
+                                                             "new.txt": None}
+        with pytest.raises(Conflict, match="only in case"):
+            tree.live_children(s, folder, ["new.txt", "C00003.TXT"])
+        assert tree.live_children(s, folder, []) == {}
