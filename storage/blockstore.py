@@ -147,11 +147,21 @@ class BlockStore:
         A stream shorter than ``INLINE_BYTES`` and than one chunk is one block: it is stored
         in this thread, with no pool or hand-off, and its block id is the file's SHA-256 (one
         hash pass). The blocks and ids are the same either way."""
-        small = min(INLINE_BYTES, self.chunker.one_block)
+        small = self.inline_bytes
         head = read_up_to(stream, small)
         if len(head) < small:
             return self._ingest_inline(head, limit, on_progress, owned)
         return self._ingest_stream(Replay(head, stream), limit, on_progress, owned)
+
+    @property
+    def inline_bytes(self) -> int:
+        """A stream shorter than this is one block, stored inline by :meth:`ingest`."""
+        return min(INLINE_BYTES, self.chunker.one_block)
+
+    @staticmethod
+    def block_id(raw: bytes) -> bytes:
+        """The id of the block of raw bytes ``raw``: their SHA-256."""
+        return _block_id(raw)
 
     def _ingest_inline(self, raw: bytes, limit: int | None, on_progress: Callable[[int], None] | None,
                        owned: Callable[[list[bytes]], set[bytes]] | None) -> Ingested:

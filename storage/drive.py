@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from . import accounts, changes, crashpoints, quota, traffic, tree
 from .backends import open_backend
 from .blockindex import Ingested, merged_ingests
 from .blockstore import BlockLocation, BlockStore
-from .chunking import make_chunker
+from .chunking import Replay, make_chunker, read_up_to
 from .clock import now
 from .config import Config
 from .db import ReplicaReads, get_row, make_engine, make_sessionmaker, read_only_sessions, rows_by_id, run_tx
@@ -324,15 +325,25 @@ class Drive:
         link), so no block skips its write. ``count_traffic``: add the upload to the caller's
         access records (storage/traffic.py) in the version's own transaction."""
         name = validate_name(name)
+        # A stream shorter than inline_bytes is one block, named by its SHA-256: whether the
+        # uploader already has it is asked in the read that checks the folder, not a read of
+        # its own. Looked at only when it may be that short, so a longer upload is refused
+        # before a byte of it is read, as it was.
+        head = None
+        if size_hint is None or size_hint < self.blocks.inline_bytes:
+            head = read_up_to(stream, self.blocks.inline_bytes)
+            stream = io.BytesIO(head) if len(head) < self.blocks.inline_bytes else Replay(head, stream)
+        one = BlockStore.block_id(head) if head and len(head) < self.blocks.inline_bytes and not anonymous else None
+        had: set[bytes] = set()  # the uploader's own blocks among the upload's, as the ingest found them
         with self.reads() as s:
             _parent, _existing, owner = self.put_target(s, user_id, parent_id, name, if_match, if_none_match)
             # The version this one replaces stays (as an old version): it frees nothing.
             limit = max(owner.quota_bytes - owner.used_bytes - owner.pending_bytes, 0)
             owner_id = owner.id
+            if one is not None:
+                had.update(self._owned_blocks(s, user_id, [one]))
         if size_hint is not None and size_hint > limit:
             self.refuse(owner_id, size_hint)
-
-        had: set[bytes] = set()  # the uploader's own blocks among the upload's, as the ingest found them
 
         def owned(ids: list[bytes]) -> set[bytes]:
             # Only the uploader's own blocks may skip the write: skipping one that someone
@@ -340,6 +351,8 @@ class Drive:
             # ingest asks this of every block of the upload, once.
             if anonymous:
                 return set()
+            if one is not None:
+                return had & set(ids)
             with self.reads() as s:
                 have = self._owned_blocks(s, user_id, ids)
             had.update(have)

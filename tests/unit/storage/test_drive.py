@@ -417,3 +417,39 @@ def test_a_counted_put_adds_its_traffic_with_its_commit_and_a_refused_one_adds_n
     with drive.sm() as s:
         rows = [(r.user_id, r.uploads, r.bytes_in) for r in s.execute(sa.select(TrafficDaily)).scalars()]
     assert rows == [(u.id, 1, 5)]
+
+
+def test_a_small_file_skips_its_write_only_for_an_uploader_who_has_it(drive, make_user):
+    """A stream shorter than one inline block is asked about in the folder check's own read:
+    the same rule as a long one (only the uploader's own blocks skip the write)."""
+    a, b = make_user(), make_user()
+    data = rand(4096, 7)
+    assert len(data) < drive.blocks.inline_bytes
+    first = put_bytes(drive, a, "a.bin", data)
+    assert first.new_bytes > 0 and first.new_to_caller == len(data)
+    before = pack_bytes(drive)
+    theirs = put_bytes(drive, b, "b.bin", data)  # A has it, B does not: written again
+    assert theirs.new_bytes > 0 and theirs.new_to_caller == len(data) and pack_bytes(drive) > before
+    before = pack_bytes(drive)
+    again = put_bytes(drive, b, "c.bin", data)
+    assert again.new_bytes == 0 and again.new_to_caller == 0 and pack_bytes(drive) == before
+    assert read_all(drive, b, again.node.id) == data
+    # an empty file has no block to ask about
+    assert put_bytes(drive, b, "empty.bin", b"").node.size == 0
+
+
+def test_a_long_upload_refused_by_its_folder_reads_no_byte(drive, make_user):
+    owner, other = make_user(), make_user()
+
+    class Untouched(io.RawIOBase):
+        def readable(self):
+            return True
+
+        def readinto(self, b):
+            raise AssertionError("a byte was read")
+    with pytest.raises(NotFound):
+        drive.put(other.id, owner.root_id, "x.bin", Untouched(), size_hint=drive.blocks.inline_bytes)
+    # a short one is looked at first (it may be one block), then refused all the same
+    with pytest.raises(NotFound):
+        drive.put(other.id, owner.root_id, "x.bin", io.BytesIO(b"short"), size_hint=5)
+    assert drive.account(other.id).used_bytes == 0
