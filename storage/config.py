@@ -44,7 +44,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "ingest_buffer_bytes": 16 * 1024 * 1024,
         "read_location_max_seconds": 600.0,
     },
-    "database": {"url": "", "replica_url": "", "replica_wait_ms": 50, "replica_retry_seconds": 2.0},
+    "database": {"url": "", "replica_url": "", "replica_wait_ms": 50, "replica_retry_seconds": 2.0, "pool_size": 16},
     "quota": {"free_bytes": 15_000_000_000, "premium_bytes": 1_000_000_000_000,
               "block_floor_bytes": 4096, "block_session_seconds": 86400,
               "block_session_max_blocks": 100_000},
@@ -247,6 +247,8 @@ def _validate(cfg: dict) -> None:
     db = cfg["database"]
     if db["replica_wait_ms"] < 0 or db["replica_retry_seconds"] < 0:
         raise ConfigError("database.replica_wait_ms and database.replica_retry_seconds must be >= 0")
+    if db["pool_size"] < 1:
+        raise ConfigError("database.pool_size must be at least 1")
     if cfg["gc"]["grace_seconds"] < 0:
         raise ConfigError("gc.grace_seconds must be >= 0")
     ch = cfg["changes"]

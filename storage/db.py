@@ -129,7 +129,14 @@ def _info(conn) -> dict:
         return {}
 
 
-def make_engine(url: str, connect_timeout: int = 10) -> Engine:
+#: Connections a process keeps open (``database.pool_size``). SQLAlchemy's default, 5, is fewer
+#: than the requests a server thread pool runs at once: each request past the fifth opened a
+#: connection of its own and closed it when done (about one connect per put with 16 in flight),
+#: and a new connection costs its PRAGMAs, SQLite's schema read, or MariaDB's handshake.
+POOL_SIZE = 16
+
+
+def make_engine(url: str, connect_timeout: int = 10, pool_size: int = POOL_SIZE) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -139,7 +146,8 @@ def make_engine(url: str, connect_timeout: int = 10) -> Engine:
         db = parsed.database
         if db and db != ":memory:":
             Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_WAIT_SECONDS})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_WAIT_SECONDS},
+                               **({"pool_size": pool_size} if db and db != ":memory:" else {}))
         gate = WriterGate(Path(db).expanduser().with_name(Path(db).name + WriterGate.SUFFIX)) \
             if db and db != ":memory:" else None
 
@@ -187,7 +195,7 @@ def make_engine(url: str, connect_timeout: int = 10) -> Engine:
         if parsed.get_driver_name() != "pymysql":
             raise ConfigError("MySQL URLs must use the pymysql driver: mysql+pymysql://user:pw@host/db")
         return create_engine(
-            url, pool_pre_ping=True, pool_recycle=1800, isolation_level="READ COMMITTED",
+            url, pool_pre_ping=True, pool_recycle=1800, isolation_level="READ COMMITTED", pool_size=pool_size,
             connect_args={"connect_timeout": connect_timeout, "read_timeout": 300,
                           "write_timeout": 300, "charset": "utf8mb4"},
         )

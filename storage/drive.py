@@ -92,7 +92,7 @@ class _Put:
 class Drive:
     def __init__(self, config: Config, engine=None):
         self.config = config
-        self.engine = engine or make_engine(config.database_url)
+        self.engine = engine or make_engine(config.database_url, pool_size=config["database"]["pool_size"])
         self.sm = make_sessionmaker(self.engine)
         self.reads = read_only_sessions(self.sm)  # transactions that only read (see storage/db.py)
         db = config["database"]

@@ -23,7 +23,7 @@ def _drive(args, migrate: bool = False):
     from storage.db import check_ready, make_engine, migrate as run_migrations
     from storage.drive import Drive
     cfg = load_config(args.config)
-    engine = make_engine(cfg.database_url)
+    engine = make_engine(cfg.database_url, pool_size=cfg["database"]["pool_size"])
     if migrate:
         run_migrations(engine)
     else:

@@ -35,6 +35,7 @@ def test_env_overrides_file_overrides_defaults(tmp_path):
     ({"BLOCKDRIVE_STORAGE_CHUNKER": "magic"}, "unknown chunker"),
     ({"BLOCKDRIVE_STORAGE_CHUNK_MIN": "99999999"}, "chunk_min"),
     ({"BLOCKDRIVE_STORAGE_INGEST_BUFFER_BYTES": "0"}, "ingest_buffer_bytes must be positive"),
+    ({"BLOCKDRIVE_DATABASE_POOL_SIZE": "0"}, "database.pool_size must be at least 1"),
 ])
 def test_bad_values_are_clear_errors(env, msg):
     with pytest.raises(ConfigError, match=msg):
