@@ -3,6 +3,7 @@ savepoint, and each caller gets its own result or error once the group has commi
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import pytest
@@ -43,6 +44,23 @@ class Held:
         crashpoints.HOOKS.pop("group:before_commit", None)
 
 
+def behind_a_held_leader(committer: GroupCommitter, lead, others: list) -> None:
+    """Run ``lead`` and hold its group at ``group:before_commit`` while ``others`` (functions
+    of no arguments, each run in a thread of its own) queue behind it; then let all finish, so
+    ``others`` make one group."""
+    with Held() as held:
+        first = threading.Thread(target=lead)
+        first.start()
+        assert held.reached.wait(30)
+        threads = [threading.Thread(target=fn) for fn in others]
+        for t in threads:
+            t.start()
+        wait_until(lambda: committer.waiting == len(threads), 20, "the commits to queue", 0.01)
+        held.release.set()
+        for t in [first, *threads]:
+            t.join(30)
+
+
 @pytest.fixture
 def config(tmp_path):
     """The ``drive`` fixture (either database, fsck after each test) with its puts sharing
@@ -62,24 +80,14 @@ def test_concurrent_puts_share_a_transaction_and_keep_their_own_errors(drive, ma
         except Exception as exc:  # noqa: BLE001 - kept for the assertions
             results[name + kw.get("tag", "")] = exc
 
-    with Held() as held:
-        first = threading.Thread(target=put, args=("first.bin", rand(2000, 99)))
-        first.start()
-        assert held.reached.wait(30)
-        threads = [threading.Thread(target=put, args=(n, d)) for n, d in files.items()]
-        # both pass the check before the commit (no same.bin yet); in the group, one creates it
-        threads += [threading.Thread(target=put, args=("same.bin", rand(1500, 50 + k)),
-                                     kwargs={"if_none_match": True, "tag": str(k)}) for k in range(2)]
-        for t in threads:
-            t.start()
-        wait_until(lambda: drive.commits.waiting == len(threads), 20, "the puts to queue", 0.01)
-        held.release.set()
-        for t in [first, *threads]:
-            t.join(30)
+    others = [functools.partial(put, n, d) for n, d in files.items()]
+    # both pass the check before the commit (no same.bin yet); in the group, one creates it
+    others += [functools.partial(put, "same.bin", rand(1500, 50 + k), if_none_match=True, tag=str(k)) for k in range(2)]
+    behind_a_held_leader(drive.commits, functools.partial(put, "first.bin", rand(2000, 99)), others)
 
-    assert drive.commits.stats["largest"] == len(threads)
+    assert drive.commits.stats["largest"] == len(others)
     # one name twice: the group's bulk commit is refused, and each put commits on its own
-    assert drive.commits.stats["batched"] == 0 and drive.commits.stats["unbatched"] == len(threads)
+    assert drive.commits.stats["batched"] == 0 and drive.commits.stats["unbatched"] == len(others)
     for name, data in files.items():
         assert read_all(drive, user, results[name].node.id) == data
     same = [results["same.bin0"], results["same.bin1"]]
@@ -109,17 +117,8 @@ def test_a_group_of_puts_commits_in_bulk_as_each_would_alone(drive, make_user):
         results[name] = put_bytes(drive, user, name, data, parent=parent, count_traffic=True,
                                   if_match=old.version_id if name == "old.txt" else None)
 
-    with Held() as held:
-        first = threading.Thread(target=put_bytes, args=(drive, owner, "first.bin", rand(200, 9)))
-        first.start()
-        assert held.reached.wait(30)
-        threads = [threading.Thread(target=put, args=(n, u, d)) for n, (u, d) in puts.items()]
-        for t in threads:
-            t.start()
-        wait_until(lambda: drive.commits.waiting == len(threads), 20, "the puts to queue", 0.01)
-        held.release.set()
-        for t in [first, *threads]:
-            t.join(30)
+    behind_a_held_leader(drive.commits, functools.partial(put_bytes, drive, owner, "first.bin", rand(200, 9)),
+                         [functools.partial(put, n, u, d) for n, (u, d) in puts.items()])
 
     assert drive.commits.stats["batched"] == len(puts) and drive.commits.stats["unbatched"] == 0
     for name, (user, data) in puts.items():
@@ -198,17 +197,8 @@ def grouped(committer: GroupCommitter, fns: dict) -> dict:
             out[name] = committer.run(fn, key=(name,))
         except Exception as exc:  # noqa: BLE001 - kept for the assertions
             out[name] = exc
-    with Held() as held:
-        lead = threading.Thread(target=run, args=("lead", insert("lead")))
-        lead.start()
-        assert held.reached.wait(30)
-        threads = [threading.Thread(target=run, args=item) for item in fns.items()]
-        for t in threads:
-            t.start()
-        wait_until(lambda: committer.waiting == len(threads), 20, "the functions to queue", 0.01)
-        held.release.set()
-        for t in [lead, *threads]:
-            t.join(30)
+    behind_a_held_leader(committer, functools.partial(run, "lead", insert("lead")),
+                         [functools.partial(run, *item) for item in fns.items()])
     return out
 
 
@@ -283,17 +273,8 @@ def test_functions_of_one_kind_run_in_bulk_or_else_each_on_its_own(kv):
 
     for names, expect in ((["d", "e", "f"], {"d": "D", "e": "E", "f": "F"}),
                           (["bad", "g", "h"], {"g": "g", "h": "h"})):
-        with Held() as held:
-            lead = threading.Thread(target=c.run, args=(insert("lead" + names[0]),))
-            lead.start()
-            assert held.reached.wait(30)
-            threads = [threading.Thread(target=run, args=(n,)) for n in names]
-            for t in threads:
-                t.start()
-            wait_until(lambda: c.waiting == len(threads), 20, "the functions to queue", 0.01)
-            held.release.set()
-            for t in [lead, *threads]:
-                t.join(30)
+        behind_a_held_leader(c, functools.partial(c.run, insert("lead" + names[0])),
+                             [functools.partial(run, n) for n in names])
         assert calls[-1] == sorted(names)  # in the order of their keys
         assert {n: out[n] for n in expect} == expect
     # the first kind ran in bulk (v=2); the second's bulk run rolled back and each ran alone (v=3)
