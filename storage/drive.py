@@ -327,10 +327,10 @@ class Drive:
         name = validate_name(name)
         # A stream shorter than inline_bytes is one block, named by its SHA-256: whether the
         # uploader already has it is asked in the read that checks the folder, not a read of
-        # its own. Looked at only when it may be that short, so a longer upload is refused
-        # before a byte of it is read, as it was.
+        # its own. Only an upload that declared so short a size is read first; any other is
+        # refused, if it is, before a byte of it is read.
         head = None
-        if size_hint is None or size_hint < self.blocks.inline_bytes:
+        if size_hint is not None and size_hint < self.blocks.inline_bytes:
             head = read_up_to(stream, self.blocks.inline_bytes)
             stream = io.BytesIO(head) if len(head) < self.blocks.inline_bytes else Replay(head, stream)
         one = BlockStore.block_id(head) if head and len(head) < self.blocks.inline_bytes and not anonymous else None

@@ -420,22 +420,32 @@ def test_a_counted_put_adds_its_traffic_with_its_commit_and_a_refused_one_adds_n
 
 
 def test_a_small_file_skips_its_write_only_for_an_uploader_who_has_it(drive, make_user):
-    """A stream shorter than one inline block is asked about in the folder check's own read:
-    the same rule as a long one (only the uploader's own blocks skip the write)."""
+    """A stream declared shorter than one inline block is asked about in the folder check's
+    own read: the same rule as a long one (only the uploader's own blocks skip the write)."""
     a, b = make_user(), make_user()
     data = rand(4096, 7)
     assert len(data) < drive.blocks.inline_bytes
-    first = put_bytes(drive, a, "a.bin", data)
+    first = put_bytes(drive, a, "a.bin", data, size_hint=len(data))
     assert first.new_bytes > 0 and first.new_to_caller == len(data)
     before = pack_bytes(drive)
-    theirs = put_bytes(drive, b, "b.bin", data)  # A has it, B does not: written again
+    theirs = put_bytes(drive, b, "b.bin", data, size_hint=len(data))  # A has it, B does not: written again
     assert theirs.new_bytes > 0 and theirs.new_to_caller == len(data) and pack_bytes(drive) > before
     before = pack_bytes(drive)
-    again = put_bytes(drive, b, "c.bin", data)
-    assert again.new_bytes == 0 and again.new_to_caller == 0 and pack_bytes(drive) == before
-    assert read_all(drive, b, again.node.id) == data
-    # an empty file has no block to ask about
-    assert put_bytes(drive, b, "empty.bin", b"").node.size == 0
+    begins: list[str] = []
+    listen = (drive.engine, "before_cursor_execute",
+              lambda _c, _cur, stmt, *_: begins.append(stmt) if stmt.startswith("BEGIN") else None)
+    sa.event.listen(*listen)
+    try:
+        again = put_bytes(drive, b, "c.bin", data, size_hint=len(data))
+        declared = len(begins)
+        undeclared = put_bytes(drive, b, "d.bin", data)  # a size it did not declare: asked as before
+    finally:
+        sa.event.remove(*listen)
+    for res in (again, undeclared):
+        assert res.new_bytes == 0 and res.new_to_caller == 0 and read_all(drive, b, res.node.id) == data
+    assert pack_bytes(drive) == before
+    assert declared == len(begins) - declared - 1  # the lookup in the folder check's read: one less
+    assert put_bytes(drive, b, "empty.bin", b"", size_hint=0).node.size == 0
 
 
 def test_a_long_upload_refused_by_its_folder_reads_no_byte(drive, make_user):
