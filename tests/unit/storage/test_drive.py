@@ -444,7 +444,8 @@ def test_a_small_file_skips_its_write_only_for_an_uploader_who_has_it(drive, mak
     for res in (again, undeclared):
         assert res.new_bytes == 0 and res.new_to_caller == 0 and read_all(drive, b, res.node.id) == data
     assert pack_bytes(drive) == before
-    assert declared == len(begins) - declared - 1  # the lookup in the folder check's read: one less
+    if drive.engine.dialect.name == "sqlite":  # (pymysql begins without a statement to count)
+        assert declared == len(begins) - declared - 1  # the lookup in the folder check's read: one less
     assert put_bytes(drive, b, "empty.bin", b"", size_hint=0).node.size == 0
 
 
